@@ -1,0 +1,2 @@
+//! criterion bench: chunking.
+fn main() {}

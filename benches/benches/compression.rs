@@ -1,0 +1,2 @@
+//! criterion bench: compression.
+fn main() {}

@@ -1,0 +1,2 @@
+//! criterion bench: crypto.
+fn main() {}

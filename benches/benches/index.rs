@@ -1,0 +1,2 @@
+//! criterion bench: index.
+fn main() {}

@@ -1,0 +1,2 @@
+//! criterion bench: packing.
+fn main() {}

@@ -1,0 +1,28 @@
+//! The Arca repository format and backup engine.
+//!
+//! A repository is a set of immutable, encrypted files in a [`arca_store::Backend`]:
+//! `config`, `keys/`, `snapshots/`, `index/` and `data/` (packs). This crate
+//! defines their format (see `docs/FORMAT.md`), opens and initialises
+//! repositories, and implements the three core operations: [`backup`],
+//! [`restore`] and [`check`]. It is not a CLI (see `bins/arca`) and knows
+//! nothing about Kubernetes.
+
+pub mod backup;
+pub mod blob;
+pub mod check;
+pub mod config;
+mod error;
+pub mod index;
+pub mod pack;
+pub mod progress;
+pub mod repository;
+pub mod restore;
+pub mod snapshot;
+pub mod tree;
+
+pub use arca_crypto::Id;
+pub use error::Error;
+pub use repository::Repository;
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

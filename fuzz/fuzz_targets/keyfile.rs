@@ -1,0 +1,5 @@
+#![no_main]
+//! Fuzz target: keyfile (owner fills in).
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|_data: &[u8]| {});
