@@ -13,10 +13,14 @@
 //! - [`Error::NotFound`] for missing objects; [`Error::is_transient`] says whether a retry may help.
 //! - [`open`] turns a restic-style repository URL into a ready backend.
 
+mod counting;
+
 use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+pub use counting::{CountingBackend, RequestCounters, RequestCounts};
 
 /// Metadata of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +92,11 @@ pub trait Backend: std::fmt::Debug + std::fmt::Display + Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
     /// Size of an object.
     async fn head(&self, path: &str) -> Result<ObjectMeta>;
+    /// How many write requests a `put` of `size` bytes sends (more than one for a
+    /// multipart upload). Used by [`CountingBackend`]; decorators forward it.
+    fn put_requests(&self, _size: u64) -> u64 {
+        1
+    }
 }
 
 /// Options shared by every backend opened from a URL.
@@ -104,8 +113,17 @@ pub struct StoreOptions {
     pub cacert: Option<std::path::PathBuf>,
 }
 
+/// A backend opened by [`open`], with the counters of the requests it sends.
+#[derive(Debug, Clone)]
+pub struct OpenedStore {
+    /// The backend, wrapped in the standard decorators.
+    pub backend: Arc<dyn Backend>,
+    /// Requests sent so far (`requests.snapshot()` for a report).
+    pub requests: Arc<RequestCounters>,
+}
+
 /// Opens the backend for a restic-style repository URL (`/path`, `local:/path`,
 /// `s3:...`, `gs:...`, `azure:...`), wrapped in the standard decorators.
-pub fn open(_url: &str, _options: &StoreOptions) -> Result<Arc<dyn Backend>> {
+pub fn open(_url: &str, _options: &StoreOptions) -> Result<OpenedStore> {
     unimplemented!()
 }
