@@ -1,4 +1,52 @@
 //! `cargo xtask`: the project's single front door for tests, the demo,
 //! benchmarks and fuzzing (see README.md).
+//!
+//! Only std and anyhow: the tasks shell out to `cargo` and the built `arca`
+//! binary, so there is nothing here worth a dependency. Arguments are parsed
+//! by hand for the same reason.
 
-fn main() {}
+// xtask is a terminal program: printing progress is its whole interface.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod demo;
+mod fuzz;
+mod process;
+mod test;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [options]
+
+tasks:
+  test                 fmt check, clippy, the whole test suite (with a local S3
+                       server), fuzz targets build, benchmark smoke run
+  demo                 build arca, back up and restore a sample directory
+  fuzz [TARGET] [--seconds N] [--build-only]
+                       run every fuzz target (or one) for N seconds (default 30)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((task, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return ExitCode::FAILURE;
+    };
+    let result = match task.as_str() {
+        "test" => test::run(rest),
+        "demo" => demo::run(rest),
+        "fuzz" => fuzz::run(rest),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(anyhow::anyhow!("unknown task {other:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask {task}: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Running child processes the way every task wants: echoed, in the
+//! workspace root, failing loudly with the command line in the error.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+/// The workspace root (the parent of this crate's directory).
+pub(crate) fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// A `cargo` command (the same cargo that runs xtask) in the workspace root.
+pub(crate) fn cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(project_root());
+    cmd
+}
+
+/// Prints the command line, runs it with inherited stdio and fails unless it
+/// exits successfully.
+pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let line = display(cmd);
+    println!("$ {line}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start `{line}`"))?;
+    if !status.success() {
+        bail!("`{line}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Whether the command can be started and exits successfully; its output is
+/// discarded. Used to probe for optional tools.
+pub(crate) fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The command line as a user would type it (program name without its path).
+fn display(cmd: &Command) -> String {
+    let program = Path::new(cmd.get_program())
+        .file_name()
+        .unwrap_or(cmd.get_program())
+        .to_string_lossy()
+        .into_owned();
+    std::iter::once(program)
+        .chain(
+            cmd.get_args()
+                .map(OsStr::to_string_lossy)
+                .map(|arg| quote(&arg)),
+        )
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:+,@%".contains(&b));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_only_what_a_shell_would_need() {
+        let mut cmd = Command::new("/usr/bin/cargo");
+        cmd.args(["clippy", "--", "-D", "warnings", "two words", "it's"]);
+        assert_eq!(
+            display(&cmd),
+            r"cargo clippy -- -D warnings 'two words' 'it'\''s'"
+        );
+    }
+
+    #[test]
+    fn run_reports_the_failing_command() {
+        let err = run(Command::new("false").arg("x")).unwrap_err();
+        assert!(err.to_string().contains("`false x` failed"), "{err}");
+    }
+}

@@ -1,0 +1,105 @@
+//! `cargo xtask test`: everything CI checks, in the order that fails fastest.
+//!
+//! fmt → clippy → `cargo test --workspace` against a throwaway local S3
+//! server → fuzz targets compile → benchmark smoke run. Stops at the first
+//! failing step and says which one it was.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::fuzz;
+use crate::process::{cargo, run as run_command};
+
+/// Credentials the local S3 server accepts. Set explicitly so tests can never
+/// pick up real cloud credentials from the environment.
+const S3_TEST_ENV: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_DEFAULT_REGION", "us-east-1"),
+];
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    if let Some(arg) = args.first() {
+        bail!("`cargo xtask test` takes no arguments, got {arg:?}");
+    }
+    let mut steps = Steps::default();
+    steps.run("rustfmt", || {
+        run_command(cargo().args(["fmt", "--all", "--", "--check"]))
+    })?;
+    steps.run("clippy", || {
+        run_command(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    steps.run("tests", run_tests)?;
+    steps.run("fuzz targets build", fuzz::build_for_ci)?;
+    steps.print();
+    Ok(())
+}
+
+/// The workspace test suite. When the S3 server can be started the S3 test
+/// variants run too; otherwise they skip with a note (and so does this step).
+fn run_tests() -> anyhow::Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace"]);
+    cmd.envs(S3_TEST_ENV);
+    run_command(&mut cmd)
+}
+
+/// Named, timed steps; prints a summary so a slow CI run shows where the time
+/// went.
+#[derive(Default)]
+struct Steps {
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Steps {
+    fn run<T>(
+        &mut self,
+        name: &'static str,
+        step: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        println!("\n==> {name}");
+        let start = Instant::now();
+        let result = step().with_context(|| format!("step {name:?} failed"));
+        self.done.push((name, start.elapsed()));
+        if result.is_err() {
+            self.print();
+        }
+        result
+    }
+
+    fn print(&self) {
+        println!("\n==> summary");
+        for (name, took) in &self.done {
+            println!("{name:<24} {:>7.1} s", took.as_secs_f64());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_step_is_named_in_the_error() {
+        let mut steps = Steps::default();
+        steps.run("fine", || Ok(())).unwrap();
+        let err = steps
+            .run("broken", || {
+                crate::process::run(&mut std::process::Command::new("false"))
+            })
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("step \"broken\" failed"),
+            "{err:#}"
+        );
+        assert_eq!(steps.done.len(), 2);
+    }
+}
