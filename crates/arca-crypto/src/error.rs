@@ -22,4 +22,15 @@ pub enum Error {
     /// The key derivation function rejected its parameters.
     #[error("invalid key derivation parameters: {0}")]
     Kdf(String),
+    /// A plaintext exceeds AES-256-GCM's per-message limit (about 64 GiB).
+    #[error(
+        "cannot seal {len} bytes in one envelope: AES-256-GCM allows at most about 64 GiB; split the object"
+    )]
+    PlaintextTooLarge {
+        /// Length of the rejected plaintext.
+        len: usize,
+    },
+    /// Every data key id up to `u32::MAX` is in use, so no key can be added.
+    #[error("cannot rotate the data key: all 2^32 data key ids are used")]
+    KeyIdsExhausted,
 }

@@ -1,4 +1,33 @@
-use crate::{MasterKey, Result};
+//! Password-wrapped key files (`keys/<id>`); the JSON layout is specified in the crate docs.
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::SystemRandom;
+use zeroize::Zeroizing;
+
+use crate::master::fill_random;
+use crate::{Error, MasterKey, Result};
+
+/// Key file format version written by this build.
+const KEYFILE_VERSION: u32 = 1;
+/// The only key derivation function key files use.
+const KDF_NAME: &str = "argon2id";
+/// AEAD associated data of the wrapped master key.
+const KEYFILE_AAD: &[u8] = b"arca keyfile v1";
+/// Length of the Argon2id salt.
+const SALT_LEN: usize = 32;
+/// AES-GCM tag after the wrapped master key.
+const TAG_LEN: usize = 16;
+
+/// Bounds on untrusted Argon2id parameters. The upper bounds stop a crafted key
+/// file from making `open` allocate or spin without limit; the lower bound is
+/// Argon2's own minimum (8 KiB per lane).
+const MIN_M_COST_KIB: u32 = 8;
+const MAX_M_COST_KIB: u32 = 4 * 1024 * 1024;
+const MAX_T_COST: u32 = 64;
+const MAX_P_COST: u32 = 64;
 
 /// Argon2id cost parameters, stored in every key file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -11,33 +40,320 @@ pub struct KdfParams {
     pub p_cost: u32,
 }
 
+impl Default for KdfParams {
+    /// 64 MiB, 3 iterations, 1 lane: about a quarter of a second on current hardware.
+    fn default() -> Self {
+        KdfParams {
+            m_cost_kib: 64 * 1024,
+            t_cost: 3,
+            p_cost: 1,
+        }
+    }
+}
+
+impl KdfParams {
+    /// Checked constructor: memory in 8 KiB..=4 GiB (at least 8 KiB per lane),
+    /// 1..=64 iterations, 1..=64 lanes.
+    pub fn new(m_cost_kib: u32, t_cost: u32, p_cost: u32) -> Result<Self> {
+        let params = KdfParams {
+            m_cost_kib,
+            t_cost,
+            p_cost,
+        };
+        params.validate()?;
+        Ok(params)
+    }
+
+    /// [`Error::Kdf`] unless the parameters are within the bounds of [`KdfParams::new`].
+    pub fn validate(&self) -> Result<()> {
+        self.out_of_bounds()
+            .map_or(Ok(()), |reason| Err(Error::Kdf(reason)))
+    }
+
+    /// Why the parameters are unacceptable, if they are.
+    fn out_of_bounds(&self) -> Option<String> {
+        let KdfParams {
+            m_cost_kib,
+            t_cost,
+            p_cost,
+        } = *self;
+        if !(MIN_M_COST_KIB..=MAX_M_COST_KIB).contains(&m_cost_kib) {
+            return Some(format!(
+                "memory cost {m_cost_kib} KiB is outside {MIN_M_COST_KIB}..={MAX_M_COST_KIB} KiB (8 KiB to 4 GiB)"
+            ));
+        }
+        if !(1..=MAX_T_COST).contains(&t_cost) {
+            return Some(format!("time cost {t_cost} is outside 1..={MAX_T_COST}"));
+        }
+        if !(1..=MAX_P_COST).contains(&p_cost) {
+            return Some(format!("parallelism {p_cost} is outside 1..={MAX_P_COST}"));
+        }
+        if m_cost_kib < MIN_M_COST_KIB * p_cost {
+            return Some(format!(
+                "memory cost {m_cost_kib} KiB is below Argon2's minimum of {MIN_M_COST_KIB} KiB per lane for {p_cost} lanes"
+            ));
+        }
+        None
+    }
+
+    /// The key-encryption key: Argon2id(password, salt) with these parameters.
+    fn derive_kek(&self, password: &[u8], salt: &[u8; SALT_LEN]) -> Result<LessSafeKey> {
+        let params = Params::new(self.m_cost_kib, self.t_cost, self.p_cost, Some(32))
+            .map_err(|e| Error::Kdf(e.to_string()))?;
+        let mut kek = Zeroizing::new([0u8; 32]);
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password_into(password, salt, kek.as_mut())
+            .map_err(|e| Error::Kdf(e.to_string()))?;
+        let key = UnboundKey::new(&AES_256_GCM, kek.as_ref()).expect("32 bytes is an AES-256 key");
+        Ok(LessSafeKey::new(key))
+    }
+}
+
 /// A password-wrapped copy of the master key (`keys/<id>`), plaintext JSON on disk.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+///
+/// Every value of this type has passed validation: parameters within bounds,
+/// a 32-byte salt and a wrapped key long enough to hold a nonce and tag.
+/// Deserialising it with serde applies the same checks as [`KeyFile::from_bytes`].
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(into = "KeyFileJson", try_from = "KeyFileJson")]
 pub struct KeyFile {
-    _private: Option<()>,
+    created: i64,
+    hostname: String,
+    username: String,
+    params: KdfParams,
+    salt: [u8; SALT_LEN],
+    /// `nonce [12] | AES-256-GCM(master key material) | tag [16]`.
+    wrapped: Vec<u8>,
+}
+
+/// The on-disk JSON, before validation.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct KeyFileJson {
+    version: u32,
+    created: i64,
+    hostname: String,
+    username: String,
+    kdf: String,
+    m_cost_kib: u32,
+    t_cost: u32,
+    p_cost: u32,
+    salt: String,
+    data: String,
+}
+
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyFile")
+            .field("created", &self.created)
+            .field("hostname", &self.hostname)
+            .field("username", &self.username)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KeyFile {
     /// Wraps `master` under `password`.
+    ///
+    /// Runs Argon2id with `params` (validated first, [`Error::Kdf`] if out of
+    /// bounds), so this takes as long as opening the key file will.
     pub fn create(
-        _master: &MasterKey,
-        _password: &[u8],
-        _params: KdfParams,
-        _hostname: &str,
-        _username: &str,
+        master: &MasterKey,
+        password: &[u8],
+        params: KdfParams,
+        hostname: &str,
+        username: &str,
     ) -> Result<Self> {
-        unimplemented!()
+        params.validate()?;
+        let rng = SystemRandom::new();
+        let mut salt = [0u8; SALT_LEN];
+        fill_random(&rng, &mut salt)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&rng, &mut nonce)?;
+        let kek = params.derive_kek(password, &salt)?;
+
+        let material = master.to_material();
+        let mut wrapped = Vec::with_capacity(NONCE_LEN + material.len() + TAG_LEN);
+        wrapped.extend_from_slice(&nonce);
+        wrapped.extend_from_slice(&material);
+        let tag = kek
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(KEYFILE_AAD),
+                &mut wrapped[NONCE_LEN..],
+            )
+            .expect("master key material is far below AES-GCM's message limit");
+        wrapped.extend_from_slice(tag.as_ref());
+
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+            });
+        Ok(KeyFile {
+            created,
+            hostname: hostname.to_owned(),
+            username: username.to_owned(),
+            params,
+            salt,
+            wrapped,
+        })
     }
+
     /// Unwraps the master key; [`crate::Error::WrongPassword`] if the password does not match.
-    pub fn open(&self, _password: &[u8]) -> Result<MasterKey> {
-        unimplemented!()
+    ///
+    /// A corrupted key file is indistinguishable from a wrong password and
+    /// also gives [`Error::WrongPassword`].
+    pub fn open(&self, password: &[u8]) -> Result<MasterKey> {
+        let kek = self.params.derive_kek(password, &self.salt)?;
+        let (nonce, ciphertext_and_tag) = self.wrapped.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).expect("split at NONCE_LEN");
+        let mut material = Zeroizing::new(ciphertext_and_tag.to_vec());
+        let material = kek
+            .open_in_place(nonce, Aad::from(KEYFILE_AAD), &mut material)
+            .map_err(|_| Error::WrongPassword)?;
+        MasterKey::from_material(material)
     }
+
     /// Serialises to the on-disk bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        unimplemented!()
+        serde_json::to_vec_pretty(self).expect("strings and integers always serialise to JSON")
     }
+
     /// Parses on-disk bytes (untrusted input).
-    pub fn from_bytes(_bytes: &[u8]) -> Result<Self> {
-        unimplemented!()
+    ///
+    /// Rejects out-of-bounds KDF parameters with [`Error::Malformed`] without
+    /// running the KDF, so a crafted file cannot exhaust memory or CPU.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let json: KeyFileJson = serde_json::from_slice(bytes).map_err(|e| Error::Malformed {
+            what: "key file",
+            reason: e.to_string(),
+        })?;
+        KeyFile::try_from(json)
+    }
+
+    /// The Argon2id parameters this key file was wrapped with.
+    pub fn params(&self) -> KdfParams {
+        self.params
+    }
+
+    /// When the key file was created, in seconds since the Unix epoch.
+    pub fn created(&self) -> i64 {
+        self.created
+    }
+
+    /// Host name recorded at creation (informational, not authenticated).
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// User name recorded at creation (informational, not authenticated).
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+}
+
+impl From<KeyFile> for KeyFileJson {
+    fn from(file: KeyFile) -> Self {
+        KeyFileJson {
+            version: KEYFILE_VERSION,
+            created: file.created,
+            hostname: file.hostname,
+            username: file.username,
+            kdf: KDF_NAME.to_owned(),
+            m_cost_kib: file.params.m_cost_kib,
+            t_cost: file.params.t_cost,
+            p_cost: file.params.p_cost,
+            salt: BASE64.encode(file.salt),
+            data: BASE64.encode(&file.wrapped),
+        }
+    }
+}
+
+impl TryFrom<KeyFileJson> for KeyFile {
+    type Error = Error;
+
+    fn try_from(json: KeyFileJson) -> Result<Self> {
+        let malformed = |reason: String| Error::Malformed {
+            what: "key file",
+            reason,
+        };
+        if json.version != KEYFILE_VERSION {
+            return Err(malformed(format!(
+                "unknown version {}; this build of arca reads version {KEYFILE_VERSION} (upgrade arca?)",
+                json.version
+            )));
+        }
+        if json.kdf != KDF_NAME {
+            return Err(malformed(format!(
+                "unknown kdf {:?}; only {KDF_NAME:?} is supported",
+                json.kdf
+            )));
+        }
+        let params = KdfParams {
+            m_cost_kib: json.m_cost_kib,
+            t_cost: json.t_cost,
+            p_cost: json.p_cost,
+        };
+        if let Some(reason) = params.out_of_bounds() {
+            return Err(malformed(reason));
+        }
+        let salt = BASE64
+            .decode(&json.salt)
+            .map_err(|e| malformed(format!("salt is not base64: {e}")))?;
+        let salt: [u8; SALT_LEN] = salt.try_into().map_err(|salt: Vec<u8>| {
+            malformed(format!("salt is {} bytes, expected {SALT_LEN}", salt.len()))
+        })?;
+        let wrapped = BASE64
+            .decode(&json.data)
+            .map_err(|e| malformed(format!("data is not base64: {e}")))?;
+        if wrapped.len() < NONCE_LEN + TAG_LEN {
+            return Err(malformed(format!(
+                "data is {} bytes, too short for a {NONCE_LEN}-byte nonce and {TAG_LEN}-byte tag",
+                wrapped.len()
+            )));
+        }
+        Ok(KeyFile {
+            created: json.created,
+            hostname: json.hostname,
+            username: json.username,
+            params,
+            salt,
+            wrapped,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_bounds() {
+        assert_eq!(
+            KdfParams::default(),
+            KdfParams {
+                m_cost_kib: 65536,
+                t_cost: 3,
+                p_cost: 1
+            }
+        );
+        assert!(KdfParams::default().validate().is_ok());
+        assert!(KdfParams::new(MIN_M_COST_KIB, 1, 1).is_ok());
+        assert!(KdfParams::new(MAX_M_COST_KIB, MAX_T_COST, MAX_P_COST).is_ok());
+        for (m, t, p) in [
+            (MIN_M_COST_KIB - 1, 1, 1),
+            (MAX_M_COST_KIB + 1, 1, 1),
+            (MIN_M_COST_KIB, 0, 1),
+            (MIN_M_COST_KIB, MAX_T_COST + 1, 1),
+            (MIN_M_COST_KIB, 1, 0),
+            (MIN_M_COST_KIB, 1, MAX_P_COST + 1),
+            (MIN_M_COST_KIB * 4 - 1, 1, 4),
+        ] {
+            assert!(
+                matches!(KdfParams::new(m, t, p), Err(Error::Kdf(_))),
+                "{m} {t} {p}"
+            );
+        }
     }
 }

@@ -3,8 +3,9 @@
 //! every stored byte goes through.
 //!
 //! This crate is pure computation: it never does I/O and never logs. It is not
-//! a general-purpose crypto library; its formats are specified in
-//! `docs/FORMAT.md` ("Keys", "Envelope", "IDs").
+//! a general-purpose crypto library; its formats are specified below (and
+//! restated in `docs/FORMAT.md`, "Keys", "Envelope", "IDs"), precisely enough
+//! for a second implementation. All integers are little-endian.
 //!
 //! CONTRACT (fixed by the workspace skeleton; implementations fill it in):
 //! - [`Id`]: 32-byte identifier, lower-case hex `Display`/`FromStr`, serde as a hex string,
@@ -14,6 +15,89 @@
 //! - [`MasterKey::seal_into`] / [`MasterKey::open`]: AES-256-GCM envelope with a per-object
 //!   HKDF-derived subkey; [`SEAL_OVERHEAD`] bytes of overhead.
 //! - [`KeyFile`]: Argon2id-wrapped master key, JSON on disk.
+//!
+//! # Master key
+//!
+//! Random 32-byte secrets from the OS RNG:
+//! - `id_key`: content IDs are `BLAKE3-keyed(id_key, plaintext)` (BLAKE3's keyed
+//!   mode, 32-byte output), so IDs reveal nothing about content to outsiders.
+//! - `chunker_key`: seeds the chunker's gear table (see the `arca-chunk` crate).
+//! - a keyring of data keys, each `(key_id u32, key [32])`, plus the id of the
+//!   *current* key. New envelopes use the current key; any key in the ring
+//!   opens envelopes that name it. Key ids start at 0 and a rotation adds the
+//!   next id ([`MasterKey::rotate_data_key`]).
+//!
+//! Serialised (only ever inside a key file's encrypted `data`):
+//!
+//! ```text
+//! version u8 = 1 | id_key [32] | chunker_key [32] | current_key_id u32 | key_count u32
+//!   | key_count × ( key_id u32 | key [32] )
+//! ```
+//!
+//! `key_count` ≥ 1, key ids strictly increasing, `current_key_id` among them,
+//! no trailing bytes.
+//!
+//! # Envelope
+//!
+//! Every encrypted object (config, pack blobs, pack header, index, snapshot,
+//! lock) is one envelope:
+//!
+//! ```text
+//! offset  0: version  u8 = 1
+//! offset  1: key_id   u32        which data key of the keyring sealed it
+//! offset  5: salt     [16]       random per object
+//! offset 21: nonce    [12]       random per object
+//! offset 33: ciphertext          same length as the plaintext
+//! end - 16:  tag      [16]       AES-256-GCM tag
+//! ```
+//!
+//! so [`SEAL_OVERHEAD`] = 49 bytes. The per-object key is
+//! `HKDF-SHA256(ikm = data key[key_id], salt = salt, info = "arca v1 object key")`,
+//! 32 bytes of output, used as an AES-256-GCM key with `nonce`. The associated
+//! data is the 6 bytes `version | key_id | kind`, where `kind` is the
+//! [`ObjectKind`] discriminant (`Config` = 1 … `Lock` = 7); a tree can
+//! therefore never be opened as data, nor an index as a snapshot.
+//!
+//! Why a fresh subkey per object: AES-GCM breaks if a (key, nonce) pair ever
+//! repeats, and with random 96-bit nonces under one key that becomes likely
+//! near 2^48 messages (NIST caps it at 2^32). Here every object gets its own
+//! AES key from a random 128-bit salt, so a repeat needs two objects with the
+//! same salt *and* the same nonce under the same data key: probability about
+//! n² / 2^(128+96+1) for n objects, negligible for any repository that can
+//! exist (about 2^-129 at n = 2^48). Each AES key also encrypts only one message,
+//! far below GCM's per-key data limits. The plaintext limit per envelope is
+//! GCM's: 2^36 − 32 bytes.
+//!
+//! Opening checks, in order: length ≥ 49, version = 1, key id in the keyring
+//! (each a [`Error::Malformed`]), then the tag ([`Error::Authentication`]).
+//!
+//! # Key file
+//!
+//! Plaintext JSON:
+//!
+//! ```json
+//! {
+//!   "version": 1,
+//!   "created": 1767225600,
+//!   "hostname": "backup-host",
+//!   "username": "root",
+//!   "kdf": "argon2id",
+//!   "m_cost_kib": 65536,
+//!   "t_cost": 3,
+//!   "p_cost": 1,
+//!   "salt": "<standard base64 (with padding) of 32 random bytes>",
+//!   "data": "<standard base64 of nonce [12] | ciphertext | tag [16]>"
+//! }
+//! ```
+//!
+//! `created` is Unix seconds. The key-encryption key is
+//! `Argon2id(version 0x13, password, salt, m_cost_kib, t_cost, p_cost)` with a
+//! 32-byte output; `data` is the serialised master key sealed with AES-256-GCM
+//! under that key, the random `nonce`, and associated data `"arca keyfile v1"`.
+//! `hostname` and `username` are informational and not authenticated.
+//! Readers reject, before running Argon2id, `m_cost_kib` outside 8..=4194304
+//! (or below 8 per lane), `t_cost` outside 1..=64 and `p_cost` outside 1..=64.
+//! A failed tag means a wrong password (or a corrupt file): [`Error::WrongPassword`].
 
 mod error;
 mod id;
