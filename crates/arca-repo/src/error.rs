@@ -1,11 +1,121 @@
-/// Errors of the repository layer.
+//! The one error type of the repository layer.
+
+use std::path::PathBuf;
+
+use crate::Id;
+use crate::blob::BlobType;
+
+/// Errors of the repository layer. Messages name the damaged file, blob or
+/// snapshot and, where one exists, the fix; they never contain key material or
+/// passwords.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] arca_store::Error),
-    /// Cryptography failed (wrong password, corrupt data).
+    /// Cryptography failed outside of reading a repository file (e.g. the OS RNG).
     #[error(transparent)]
     Crypto(#[from] arca_crypto::Error),
+    /// No key file in the repository opens with the given password.
+    #[error(
+        "wrong password: no key in the repository matches it (check the password or password file)"
+    )]
+    WrongPassword,
+    /// There is no `config` file at the location.
+    #[error("{location}: not an Arca repository (no config file); run `arca init` to create one")]
+    NotARepository {
+        /// The backend location.
+        location: String,
+    },
+    /// `init` found an existing `config` file.
+    #[error("{location}: a repository already exists here; refusing to overwrite it")]
+    AlreadyInitialized {
+        /// The backend location.
+        location: String,
+    },
+    /// No snapshot matches the given ID, prefix or `latest`.
+    #[error("no snapshot matches {spec:?}; `arca snapshots` lists them")]
+    SnapshotNotFound {
+        /// What the user asked for.
+        spec: String,
+    },
+    /// More than one snapshot ID starts with the given prefix.
+    #[error("snapshot prefix {spec:?} is ambiguous; give more hex digits")]
+    AmbiguousSnapshot {
+        /// What the user asked for.
+        spec: String,
+    },
+    /// Stored data failed validation: bad authentication tag, bad length,
+    /// wrong content ID, malformed structure.
+    #[error("{what} is corrupt: {reason}")]
+    Corrupt {
+        /// What is damaged, naming the file, pack or blob (e.g. `index/ab12…`).
+        what: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The index does not know a blob that something refers to.
+    #[error(
+        "{blob_type} blob {id} is not in the index; the repository is missing data (run `arca check`)"
+    )]
+    BlobNotFound {
+        /// Type of the missing blob.
+        blob_type: BlobType,
+        /// Content ID of the missing blob.
+        id: Id,
+    },
+    /// A local filesystem operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Options or parameters are out of range.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// Some items of a restore could not be restored (the rest were).
+    #[error("{}", crate::restore::describe_failures(failures))]
+    RestoreFailed {
+        /// Every failed item with its reason.
+        failures: Vec<crate::restore::RestoreFailure>,
+    },
+    /// A restored file does not hold what the snapshot says (`restore --verify`).
+    #[error("{}: restored file does not match the snapshot: {reason}", path.display())]
+    VerifyFailed {
+        /// The restored file.
+        path: PathBuf,
+        /// The first difference found.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// A [`Error::Corrupt`] for `what`.
+    pub(crate) fn corrupt(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::Corrupt {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Names the file an error came from: a [`Error::Corrupt`] or crypto error
+    /// raised while decoding the bytes of `path` becomes a [`Error::Corrupt`]
+    /// naming `path`. Other errors pass through unchanged.
+    pub(crate) fn in_file(self, path: &str) -> Self {
+        match self {
+            Error::Corrupt { what, reason } if what == path => Error::Corrupt { what, reason },
+            Error::Corrupt { what, reason } => Error::Corrupt {
+                what: format!("{path} ({what})"),
+                reason,
+            },
+            Error::Crypto(e) => Error::Corrupt {
+                what: path.to_owned(),
+                reason: e.to_string(),
+            },
+            other => other,
+        }
+    }
 }

@@ -1,1 +1,271 @@
-//! TODO(owner): see the crate contract.
+//! Packs: files in `data/` holding many blobs of one type, followed by a sealed
+//! header that lists them.
+//!
+//! Layout (see `docs/FORMAT.md`, "Packs"):
+//!
+//! ```text
+//! blob 0 ‖ blob 1 ‖ … ‖ blob n-1 ‖ seal(PackHeader, header) ‖ u32 LE length of the sealed header
+//! header = version u8 (= 1) ‖ n × entry
+//! entry  = type u8 ‖ flags u8 (bit 0: compressed) ‖ content id [32] ‖ length u32 LE ‖ uncompressed length u32 LE (0 if not compressed)
+//! ```
+//!
+//! Offsets are implicit: blob *i* starts where blob *i − 1* ends, and the blobs
+//! must exactly fill the bytes before the sealed header. A pack's file name is
+//! the storage ID (BLAKE3) of all its bytes.
+
+use arca_crypto::{MasterKey, ObjectKind};
+use bytes::Bytes;
+
+use crate::blob::{BlobType, EncodedBlob};
+use crate::{Error, Id, Result};
+
+/// Version byte at the start of every pack header plaintext.
+pub const HEADER_VERSION: u8 = 1;
+/// Bytes of one encoded header entry.
+pub const HEADER_ENTRY_LEN: usize = 1 + 1 + 32 + 4 + 4;
+/// Bytes of the trailer that holds the sealed header's length.
+pub const TRAILER_LEN: usize = 4;
+/// Flag bit: the blob's stored bytes are zstd-compressed.
+pub(crate) const FLAG_COMPRESSED: u8 = 1;
+
+/// Where one blob sits inside a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PackEntry {
+    /// What the blob holds.
+    pub blob_type: BlobType,
+    /// Keyed content ID of the blob's plaintext.
+    pub id: Id,
+    /// Byte offset of the stored blob from the start of the pack.
+    pub offset: u32,
+    /// Stored (sealed) length in bytes.
+    pub length: u32,
+    /// `Some(plaintext length)` iff the stored bytes are zstd-compressed.
+    pub uncompressed_length: Option<u32>,
+}
+
+/// Accumulates blobs of one type into a pack in memory.
+#[derive(Debug)]
+pub struct PackWriter {
+    blob_type: BlobType,
+    bytes: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+/// A complete pack, ready for [`crate::Repository::save_pack`].
+#[derive(Debug, Clone)]
+pub struct FinishedPack {
+    /// Storage ID of `bytes`; the pack's file name.
+    pub id: Id,
+    /// The whole pack file.
+    pub bytes: Bytes,
+    /// The blobs it holds, in order.
+    pub entries: Vec<PackEntry>,
+}
+
+impl PackWriter {
+    /// An empty pack for blobs of `blob_type`.
+    pub fn new(blob_type: BlobType) -> Self {
+        PackWriter {
+            blob_type,
+            bytes: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// The type of blob this pack takes.
+    pub fn blob_type(&self) -> BlobType {
+        self.blob_type
+    }
+
+    /// Appends a blob.
+    ///
+    /// # Panics
+    /// If the blob's type differs from the pack's (data and tree blobs live in
+    /// separate packs), or if the pack would exceed 4 GiB (callers finish packs
+    /// at [`crate::config::Config::pack_size`], which is far smaller). Both are
+    /// caller bugs, not data errors.
+    pub fn add(&mut self, blob: &EncodedBlob) {
+        assert_eq!(
+            blob.blob_type, self.blob_type,
+            "blob {} added to a pack of another type",
+            blob.id
+        );
+        let offset = u32::try_from(self.bytes.len()).expect("pack offsets fit in u32");
+        let length = u32::try_from(blob.bytes.len()).expect("blob lengths fit in u32");
+        offset.checked_add(length).expect("packs stay below 4 GiB");
+        self.bytes.extend_from_slice(&blob.bytes);
+        self.entries.push(PackEntry {
+            blob_type: blob.blob_type,
+            id: blob.id,
+            offset,
+            length,
+            uncompressed_length: blob.uncompressed_length,
+        });
+    }
+
+    /// Bytes of blob data so far (the header is added by [`PackWriter::finish`]).
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether no blob was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Number of blobs so far.
+    pub fn blob_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Appends the sealed header and trailer and names the pack.
+    pub fn finish(self, key: &MasterKey) -> Result<FinishedPack> {
+        let PackWriter {
+            mut bytes, entries, ..
+        } = self;
+        let header = encode_header(&entries);
+        let before = bytes.len();
+        key.seal_into(ObjectKind::PackHeader, &header, &mut bytes)?;
+        let sealed_len = u32::try_from(bytes.len() - before).expect("pack headers fit in u32");
+        bytes.extend_from_slice(&sealed_len.to_le_bytes());
+        let id = Id::storage_id(&bytes);
+        Ok(FinishedPack {
+            id,
+            bytes: Bytes::from(bytes),
+            entries,
+        })
+    }
+}
+
+/// Encodes the plaintext header for `entries` (which must be contiguous from
+/// offset 0, as [`PackWriter`] makes them).
+pub fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + entries.len() * HEADER_ENTRY_LEN);
+    out.push(HEADER_VERSION);
+    for entry in entries {
+        out.push(entry.blob_type.to_byte());
+        out.push(if entry.uncompressed_length.is_some() {
+            FLAG_COMPRESSED
+        } else {
+            0
+        });
+        out.extend_from_slice(&entry.id.0);
+        out.extend_from_slice(&entry.length.to_le_bytes());
+        out.extend_from_slice(&entry.uncompressed_length.unwrap_or(0).to_le_bytes());
+    }
+    out
+}
+
+/// Decodes a plaintext header; `blobs_len` is the number of bytes before the
+/// sealed header, which the blobs must fill exactly.
+pub fn decode_header(header: &[u8], blobs_len: u64) -> Result<Vec<PackEntry>> {
+    let bad = |reason: String| Error::corrupt("pack header", reason);
+    let (&version, body) = header
+        .split_first()
+        .ok_or_else(|| bad("empty header".into()))?;
+    if version != HEADER_VERSION {
+        return Err(bad(format!("unsupported header version {version}")));
+    }
+    if body.len() % HEADER_ENTRY_LEN != 0 {
+        return Err(bad(format!(
+            "{} bytes of entries is not a multiple of {HEADER_ENTRY_LEN}",
+            body.len()
+        )));
+    }
+    let mut entries = Vec::with_capacity(body.len() / HEADER_ENTRY_LEN);
+    let mut offset: u64 = 0;
+    for record in body.chunks_exact(HEADER_ENTRY_LEN) {
+        let (blob_type, id, length, uncompressed_length) = decode_blob_record(record)
+            .map_err(|reason| bad(format!("entry {}: {reason}", entries.len())))?;
+        let end = offset + u64::from(length);
+        if end > blobs_len {
+            return Err(bad(format!(
+                "entry {} ends at byte {end}, past the blob area ({blobs_len} bytes)",
+                entries.len()
+            )));
+        }
+        entries.push(PackEntry {
+            blob_type,
+            id,
+            offset: offset as u32,
+            length,
+            uncompressed_length,
+        });
+        offset = end;
+    }
+    if offset != blobs_len {
+        return Err(bad(format!(
+            "blobs cover {offset} bytes but the pack has {blobs_len} bytes before its header"
+        )));
+    }
+    Ok(entries)
+}
+
+/// Decodes `type u8 ‖ flags u8 ‖ id [32] ‖ length u32 ‖ uncompressed u32`, the
+/// blob record shared by pack headers and index files.
+pub(crate) fn decode_blob_record(
+    record: &[u8],
+) -> std::result::Result<(BlobType, Id, u32, Option<u32>), String> {
+    let blob_type =
+        BlobType::from_byte(record[0]).ok_or_else(|| format!("unknown blob type {}", record[0]))?;
+    let flags = record[1];
+    if flags & !FLAG_COMPRESSED != 0 {
+        return Err(format!("unknown flags {flags:#04x}"));
+    }
+    let id = Id(record[2..34].try_into().expect("32 bytes"));
+    let length = u32::from_le_bytes(record[34..38].try_into().expect("4 bytes"));
+    let uncompressed = u32::from_le_bytes(record[38..42].try_into().expect("4 bytes"));
+    let uncompressed_length = match (flags & FLAG_COMPRESSED != 0, uncompressed) {
+        (true, 0) => return Err("compressed blob with uncompressed length 0".into()),
+        (true, n) => Some(n),
+        (false, 0) => None,
+        (false, n) => return Err(format!("uncompressed blob with uncompressed length {n}")),
+    };
+    Ok((blob_type, id, length, uncompressed_length))
+}
+
+/// The sealed header's length, from a pack's last [`TRAILER_LEN`] bytes.
+pub fn header_len_from_trailer(trailer: &[u8; TRAILER_LEN]) -> u32 {
+    u32::from_le_bytes(*trailer)
+}
+
+/// Opens and decodes a sealed header, given the total pack length.
+pub fn open_header(key: &MasterKey, sealed_header: &[u8], pack_len: u64) -> Result<Vec<PackEntry>> {
+    let overhead = sealed_header.len() as u64 + TRAILER_LEN as u64;
+    let blobs_len = pack_len.checked_sub(overhead).ok_or_else(|| {
+        Error::corrupt(
+            "pack header",
+            format!("header length {} exceeds the pack", sealed_header.len()),
+        )
+    })?;
+    let header = key
+        .open(ObjectKind::PackHeader, sealed_header)
+        .map_err(|e| Error::corrupt("pack header", e))?;
+    decode_header(&header, blobs_len)
+}
+
+/// Reads the entries of a whole pack file (untrusted bytes).
+pub fn parse_header(key: &MasterKey, pack_bytes: &[u8]) -> Result<Vec<PackEntry>> {
+    let bad = |reason: String| Error::corrupt("pack header", reason);
+    let trailer_start = pack_bytes.len().checked_sub(TRAILER_LEN).ok_or_else(|| {
+        bad(format!(
+            "pack of {} bytes is too short for a trailer",
+            pack_bytes.len()
+        ))
+    })?;
+    let trailer: &[u8; TRAILER_LEN] = pack_bytes[trailer_start..]
+        .try_into()
+        .expect("TRAILER_LEN bytes");
+    let header_len = header_len_from_trailer(trailer) as usize;
+    let header_start = trailer_start.checked_sub(header_len).ok_or_else(|| {
+        bad(format!(
+            "header length {header_len} exceeds the pack ({} bytes)",
+            pack_bytes.len()
+        ))
+    })?;
+    open_header(
+        key,
+        &pack_bytes[header_start..trailer_start],
+        pack_bytes.len() as u64,
+    )
+}
