@@ -8,6 +8,8 @@
 // xtask is a terminal program: printing progress is its whole interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
+mod dataset;
 mod demo;
 mod fuzz;
 mod process;
@@ -21,6 +23,8 @@ usage: cargo xtask <task> [options]
 tasks:
   test                 fmt check, clippy, the whole test suite (with a local S3
                        server), fuzz targets build, benchmark smoke run
+  bench [--smoke] ...  arca and restic side by side; writes docs/PERFORMANCE.md
+                       (cargo xtask bench --help for the options)
   demo                 build arca, back up and restore a sample directory
   fuzz [TARGET] [--seconds N] [--build-only]
                        run every fuzz target (or one) for N seconds (default 30)
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
     };
     let result = match task.as_str() {
         "test" => test::run(rest),
+        "bench" => bench::run(rest),
         "demo" => demo::run(rest),
         "fuzz" => fuzz::run(rest),
         "help" | "--help" | "-h" => {

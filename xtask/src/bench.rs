@@ -1,0 +1,729 @@
+//! `cargo xtask bench`: Arca and restic side by side on the same generated data,
+//! written up as `docs/PERFORMANCE.md`.
+//!
+//! One run = a fresh copy of the generated tree and a fresh repository per tool:
+//! init, first backup, unchanged re-backup, `mutate`, backup after the change,
+//! restore of the latest snapshot into an empty directory (compared byte for
+//! byte with the source), `check --read-data`. Every step is measured (wall,
+//! user+sys CPU, peak RSS via GNU time) and the report shows medians over runs.
+//! The order of the tools alternates between runs so neither always goes first.
+//!
+//! This is a benchmark, not a test: nothing here asserts a time. `--smoke` only
+//! proves the harness works (tiny tree, one run) and fails if any step fails or
+//! a restore differs.
+
+mod criterion;
+mod measure;
+mod report;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::dataset;
+use crate::process;
+use measure::{Runner, Tool};
+use report::{ManyFiles, Report, Results, Step};
+
+const USAGE: &str = "\
+usage: cargo xtask bench [--size 2GiB] [--runs 3] [--s3] [--smoke] [--out docs/PERFORMANCE.md] [--keep]
+                         [--no-criterion] [--files 100000,1000000] [--tools arca,restic] [--seed 1] [--warm]
+
+  --size SIZE      size of the generated tree (KiB/MiB/GiB suffixes; default 2GiB)
+  --runs N         runs per step; the report shows medians (default 3)
+  --s3             also run against a local S3 server (xtask/src/services.rs)
+  --smoke          32MiB, 1 run, no criterion, no --files; report to target/bench-smoke.md
+  --out FILE       where the report goes (default docs/PERFORMANCE.md)
+  --keep           keep target/bench/ (tree, repositories, logs) and reuse the generated tree next time
+  --no-criterion   skip the per-primitive criterion benches
+  --files LIST     also measure a first backup of LIST tiny files each (default 100000; 0 = none)
+  --tools LIST     which tools to run (default arca,restic)
+  --seed N         dataset seed (default 1)
+  --warm           do not drop the page cache before each step
+";
+
+/// Parsed command line.
+#[derive(Debug, Clone)]
+struct Options {
+    size: u64,
+    runs: usize,
+    s3: bool,
+    smoke: bool,
+    out: PathBuf,
+    keep: bool,
+    criterion: bool,
+    files: Vec<u64>,
+    tools: Vec<Tool>,
+    seed: u64,
+    warm: bool,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self> {
+        let mut options = Options {
+            size: 2 << 30,
+            runs: 3,
+            s3: false,
+            smoke: false,
+            out: PathBuf::from("docs/PERFORMANCE.md"),
+            keep: false,
+            criterion: true,
+            files: vec![100_000],
+            tools: vec![Tool::Arca, Tool::Restic],
+            seed: 1,
+            warm: false,
+        };
+        let mut explicit = Vec::new();
+        let mut args = args.iter();
+        while let Some(flag) = args.next() {
+            let mut value = || {
+                args.next()
+                    .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))
+            };
+            match flag.as_str() {
+                "--size" => options.size = parse_size(value()?)?,
+                "--runs" => options.runs = value()?.parse().context("--runs takes a number")?,
+                "--out" => options.out = PathBuf::from(value()?),
+                "--files" => {
+                    options.files = value()?
+                        .split(',')
+                        .map(|n| {
+                            n.trim()
+                                .replace('_', "")
+                                .parse::<u64>()
+                                .context("--files takes numbers")
+                        })
+                        .filter(|n| !matches!(n, Ok(0)))
+                        .collect::<Result<_>>()?;
+                }
+                "--tools" => {
+                    options.tools = value()?
+                        .split(',')
+                        .map(Tool::parse)
+                        .collect::<Result<_>>()?
+                }
+                "--seed" => options.seed = value()?.parse().context("--seed takes a number")?,
+                "--s3" => options.s3 = true,
+                "--smoke" => options.smoke = true,
+                "--keep" => options.keep = true,
+                "--no-criterion" => options.criterion = false,
+                "--warm" => options.warm = true,
+                "-h" | "--help" => bail!("{USAGE}"),
+                other => bail!("unknown option {other:?}\n\n{USAGE}"),
+            }
+            explicit.push(flag.as_str());
+        }
+        if options.smoke {
+            // Explicit flags still win over the smoke defaults.
+            if !explicit.contains(&"--size") {
+                options.size = 32 << 20;
+            }
+            if !explicit.contains(&"--runs") {
+                options.runs = 1;
+            }
+            if !explicit.contains(&"--out") {
+                options.out = PathBuf::from("target/bench-smoke.md");
+            }
+            if !explicit.contains(&"--files") {
+                options.files.clear();
+            }
+            options.criterion = false;
+        }
+        options.tools.sort();
+        options.tools.dedup();
+        if options.runs == 0 || options.tools.is_empty() {
+            bail!("need at least one run and one tool\n\n{USAGE}");
+        }
+        Ok(options)
+    }
+
+    /// The command line that reproduces this run, for the report.
+    fn command(&self) -> String {
+        let mut line = String::from("cargo xtask bench");
+        if self.smoke {
+            line.push_str(" --smoke");
+        } else {
+            line.push_str(&format!(
+                " --size {} --runs {}",
+                format_size(self.size),
+                self.runs
+            ));
+        }
+        if self.s3 {
+            line.push_str(" --s3");
+        }
+        if !self.smoke {
+            let files: Vec<String> = self.files.iter().map(u64::to_string).collect();
+            line.push_str(&format!(
+                " --files {}",
+                if files.is_empty() {
+                    "0".into()
+                } else {
+                    files.join(",")
+                }
+            ));
+            if !self.criterion {
+                line.push_str(" --no-criterion");
+            }
+        }
+        if self.tools.len() == 1 {
+            line.push_str(&format!(" --tools {}", self.tools[0].name()));
+        }
+        if self.seed != 1 {
+            line.push_str(&format!(" --seed {}", self.seed));
+        }
+        if self.warm {
+            line.push_str(" --warm");
+        }
+        line
+    }
+}
+
+/// Parses `2GiB`, `32MiB`, `512KiB` (also `G`, `M`, `K`, `GB`...; all binary) or plain bytes.
+fn parse_size(text: &str) -> Result<u64> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .with_context(|| format!("{text:?} is not a size like 2GiB"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => bail!("{text:?} is not a size like 2GiB"),
+    };
+    Ok(number << shift)
+}
+
+fn format_size(size: u64) -> String {
+    match size {
+        size if size % (1 << 30) == 0 => format!("{}GiB", size >> 30),
+        size if size % (1 << 20) == 0 => format!("{}MiB", size >> 20),
+        size if size % (1 << 10) == 0 => format!("{}KiB", size >> 10),
+        size => size.to_string(),
+    }
+}
+
+/// Entry point of `cargo xtask bench`.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let options = Options::parse(args)?;
+    let root = process::project_root();
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let bench_dir = target_dir.join("bench");
+    fs::create_dir_all(&bench_dir)?;
+    let cold = !options.warm;
+    if cold && !measure::can_drop_page_cache() {
+        bail!(
+            "cannot write /proc/sys/vm/drop_caches (needs root); pass --warm to benchmark with a warm page cache"
+        );
+    }
+
+    let programs = prepare_tools(&options.tools, &target_dir)?;
+    let mut report = Report {
+        command: options.command(),
+        environment: environment(&programs, cold, &options),
+        tools: options.tools.clone(),
+        runs: options.runs,
+        ..Report::default()
+    };
+
+    if options.criterion {
+        report.criterion = Some(criterion::run(&target_dir)?);
+    }
+
+    let data_name = format!("data-{}-seed{}", format_size(options.size), options.seed);
+    let (base, summary) = cached_tree(&bench_dir, &data_name, |dir| {
+        dataset::generate(dir, options.size, options.seed)
+    })?;
+    report.dataset = Some(summary);
+
+    let mut backends = vec![Backend::Local];
+    if options.s3 {
+        backends.push(Backend::S3);
+    }
+    for backend in backends {
+        let results = side_by_side(&options, &programs, &bench_dir, &base, backend, cold)?;
+        report.backends.push((backend.title().to_string(), results));
+    }
+
+    for &count in &options.files {
+        let (tree, _) = cached_tree(&bench_dir, &format!("files-{count}"), |dir| {
+            dataset::generate_many_files(dir, count, options.seed)
+        })?;
+        let run_dir = bench_dir.join(format!("run-files-{count}"));
+        reset_dir(&run_dir)?;
+        for (tool, program) in &programs {
+            println!("== {count} tiny files: {}", tool.name());
+            let runner = runner(*tool, program, &run_dir, cold, Vec::new());
+            let repo = run_dir.join(format!("repo-{}", tool.name()));
+            let repo_arg = repo.to_string_lossy();
+            runner.step(&repo_arg, &["init"], "init")?;
+            let tree_arg = tree.to_string_lossy();
+            let sample = runner.step(&repo_arg, &["backup", &tree_arg], "backup")?;
+            report.many_files.push(ManyFiles {
+                files: count,
+                tool: *tool,
+                sample,
+                repo_bytes: dataset::tree_bytes(&repo)?,
+            });
+        }
+        if !options.keep {
+            fs::remove_dir_all(&run_dir)?;
+            fs::remove_dir_all(&tree)?;
+        }
+    }
+
+    let out = root.join(&options.out);
+    let notes = fs::read_to_string(&out)
+        .map(|text| report::kept_notes(&text))
+        .unwrap_or_else(|_| "(none yet)".into());
+    if let Some(parent) = out.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::write(&out, report.render(&notes)).with_context(|| format!("writing {}", out.display()))?;
+    if !options.keep {
+        fs::remove_dir_all(&base)?;
+    }
+    println!("bench: wrote {}", out.display());
+    Ok(())
+}
+
+/// Where the repositories live.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Local,
+    S3,
+}
+
+impl Backend {
+    fn title(self) -> &'static str {
+        match self {
+            Backend::Local => "local",
+            Backend::S3 => "S3 (local moto server)",
+        }
+    }
+}
+
+/// `options.runs` runs of every step for every tool against one kind of repository.
+fn side_by_side(
+    options: &Options,
+    programs: &[(Tool, PathBuf)],
+    bench_dir: &Path,
+    base: &Path,
+    backend: Backend,
+    cold: bool,
+) -> Result<Results> {
+    let mut results = Results::default();
+    let run_dir = bench_dir.join("run");
+    let storage = Storage::start(backend)?;
+    for run in 0..options.runs {
+        println!("== {} run {} of {}", backend.title(), run + 1, options.runs);
+        reset_dir(&run_dir)?;
+        let source = run_dir.join("source");
+        copy_tree(base, &source)?;
+        let source_arg = source.to_string_lossy().into_owned();
+        // Alternate which tool goes first, so neither always meets a cold or warm system.
+        let mut order: Vec<&(Tool, PathBuf)> = programs.iter().collect();
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        let mut repos = Vec::new();
+        for (tool, program) in &order {
+            let (repo, env) = storage.repository(&run_dir, *tool, run)?;
+            let runner = runner(*tool, program, &run_dir, cold, env);
+            for (step, args) in [
+                (Step::Init, vec!["init"]),
+                (Step::FirstBackup, vec!["backup", source_arg.as_str()]),
+                (Step::Unchanged, vec!["backup", source_arg.as_str()]),
+            ] {
+                let sample = runner.step(&repo, &args, step.slug())?;
+                record(&mut results, step, *tool, sample, &storage.size(&repo)?);
+            }
+            repos.push((runner, repo));
+        }
+        dataset::mutate(&source, options.seed)?;
+        for (runner, repo) in &repos {
+            let tool = runner.tool;
+            let sample = runner.step(repo, &["backup", &source_arg], Step::AfterMutate.slug())?;
+            record(
+                &mut results,
+                Step::AfterMutate,
+                tool,
+                sample,
+                &storage.size(repo)?,
+            );
+
+            let target = run_dir.join(format!("restore-{}", tool.name()));
+            let target_arg = target.to_string_lossy();
+            let sample = runner.step(
+                repo,
+                &["restore", "latest", "--target", &target_arg],
+                Step::Restore.slug(),
+            )?;
+            record(&mut results, Step::Restore, tool, sample, &None);
+            let restored = restored_root(&target, &source);
+            dataset::compare_trees(&source, &restored)
+                .with_context(|| format!("{} restored a different tree", tool.name()))?;
+            println!("    restore of {} is identical to the source", tool.name());
+            fs::remove_dir_all(&target)?;
+
+            let sample = runner.step(repo, &["check", "--read-data"], Step::Check.slug())?;
+            record(&mut results, Step::Check, tool, sample, &None);
+        }
+    }
+    if !options.keep {
+        fs::remove_dir_all(&run_dir)?;
+    }
+    Ok(results)
+}
+
+fn runner(
+    tool: Tool,
+    program: &Path,
+    run_dir: &Path,
+    cold: bool,
+    env: Vec<(String, String)>,
+) -> Runner {
+    Runner {
+        tool,
+        program: program.to_path_buf(),
+        env,
+        cache_home: run_dir.join(format!("cache-{}", tool.name())),
+        log_dir: run_dir.join("logs"),
+        cold,
+    }
+}
+
+/// Stores the sample and, after init and backups, the repository size.
+fn record(
+    results: &mut Results,
+    step: Step,
+    tool: Tool,
+    sample: measure::Sample,
+    repo_bytes: &Option<u64>,
+) {
+    results
+        .samples
+        .entry((step, tool))
+        .or_default()
+        .push(sample);
+    if let Some(bytes) = repo_bytes {
+        results
+            .repo_bytes
+            .entry((step, tool))
+            .or_default()
+            .push(*bytes);
+    }
+}
+
+/// Where the repositories of a side-by-side run live.
+enum Storage {
+    /// Directories in the run directory.
+    Local,
+}
+
+impl Storage {
+    fn start(backend: Backend) -> Result<Self> {
+        match backend {
+            Backend::Local => Ok(Storage::Local),
+            Backend::S3 => {
+                bail!("--s3 is not available yet: it needs the S3 server of xtask/src/services.rs")
+            }
+        }
+    }
+
+    /// A fresh repository for `tool` in run `run`: its URL and extra environment.
+    fn repository(
+        &self,
+        run_dir: &Path,
+        tool: Tool,
+        run: usize,
+    ) -> Result<(String, Vec<(String, String)>)> {
+        match self {
+            Storage::Local => {
+                let _ = run;
+                Ok((
+                    run_dir
+                        .join(format!("repo-{}", tool.name()))
+                        .to_string_lossy()
+                        .into_owned(),
+                    Vec::new(),
+                ))
+            }
+        }
+    }
+
+    /// Bytes stored in the repository.
+    fn size(&self, repo: &str) -> Result<Option<u64>> {
+        match self {
+            Storage::Local => dataset::tree_bytes(Path::new(repo)).map(Some),
+        }
+    }
+}
+
+/// Where a restore put the source tree: restic recreates the absolute path
+/// under the target; a tool may also restore the directory itself or its contents.
+fn restored_root(target: &Path, source: &Path) -> PathBuf {
+    let absolute = target.join(source.strip_prefix("/").unwrap_or(source));
+    let named = source.file_name().map(|name| target.join(name));
+    [Some(absolute), named]
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| target.to_path_buf())
+}
+
+/// The generated tree named `name` under `bench_dir`, reused when a completed
+/// one is there (its summary is stored beside it), else built by `generate`.
+fn cached_tree(
+    bench_dir: &Path,
+    name: &str,
+    generate: impl FnOnce(&Path) -> Result<dataset::Summary>,
+) -> Result<(PathBuf, dataset::Summary)> {
+    let dir = bench_dir.join(name);
+    let done = bench_dir.join(format!("{name}.done"));
+    if let Ok(text) = fs::read_to_string(&done)
+        && dir.is_dir()
+        && let Some(summary) = parse_summary(&text)
+    {
+        println!("bench: reusing {}", dir.display());
+        return Ok((dir, summary));
+    }
+    let _ = fs::remove_file(&done);
+    if dir.exists() {
+        fs::remove_dir_all(&dir)?;
+    }
+    println!("bench: generating {}", dir.display());
+    let summary = generate(&dir)?;
+    fs::write(&done, summary_text(&summary))?;
+    Ok((dir, summary))
+}
+
+/// One `category<TAB>bytes<TAB>files` line per category.
+fn summary_text(summary: &dataset::Summary) -> String {
+    let lines: Vec<String> = summary
+        .categories
+        .iter()
+        .map(|(name, (bytes, files))| format!("{name}\t{bytes}\t{files}"))
+        .collect();
+    lines.join("\n")
+}
+
+fn parse_summary(text: &str) -> Option<dataset::Summary> {
+    let mut summary = dataset::Summary::default();
+    for line in text.lines() {
+        let mut fields = line.split('\t');
+        let (name, bytes, files) = (
+            fields.next()?,
+            fields.next()?.parse().ok()?,
+            fields.next()?.parse().ok()?,
+        );
+        summary.categories.insert(name.to_string(), (bytes, files));
+    }
+    (!summary.categories.is_empty()).then_some(summary)
+}
+
+fn reset_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+/// `cp -a`: keeps modification times, so the copy is as unchanged as the original.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    process::run(Command::new("cp").arg("-a").arg(from).arg(to))
+}
+
+/// The executable of each tool: arca built in release, restic from Debian
+/// (installed with apt-get when missing), and GNU time for the measurements.
+fn prepare_tools(tools: &[Tool], target_dir: &Path) -> Result<Vec<(Tool, PathBuf)>> {
+    let mut missing = Vec::new();
+    if !Path::new("/usr/bin/time").exists() {
+        missing.push("time");
+    }
+    if tools.contains(&Tool::Restic) && !process::succeeds(Command::new("restic").arg("version")) {
+        missing.push("restic");
+    }
+    if !missing.is_empty() {
+        process::run(Command::new("apt-get").arg("update"))
+            .and_then(|()| {
+                process::run(
+                    Command::new("apt-get")
+                        .args(["install", "-y"])
+                        .args(&missing),
+                )
+            })
+            .with_context(|| {
+                format!(
+                    "installing {} (needs Debian/Ubuntu and root)",
+                    missing.join(" ")
+                )
+            })?;
+    }
+    let mut programs = Vec::new();
+    for &tool in tools {
+        let program = match tool {
+            Tool::Arca => {
+                process::run(process::cargo().args(["build", "--release", "-p", "arca"]))?;
+                target_dir.join("release/arca")
+            }
+            Tool::Restic => PathBuf::from("restic"),
+        };
+        programs.push((tool, program));
+    }
+    Ok(programs)
+}
+
+/// Machine, versions and conditions, for the report.
+fn environment(
+    programs: &[(Tool, PathBuf)],
+    cold: bool,
+    options: &Options,
+) -> Vec<(String, String)> {
+    let output = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("model name")
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(_, m)| m.trim())
+        })
+        .unwrap_or("unknown");
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or("unknown".into(), |kib| report::bytes(kib * 1024.0));
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut lines = vec![
+        (
+            "Date".into(),
+            output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        ),
+        (
+            "CPU".into(),
+            format!("{model}, {cores} cores available, {memory} RAM"),
+        ),
+        ("Kernel".into(), output("uname", &["-sr"])),
+        (
+            "Commit".into(),
+            output("git", &["describe", "--always", "--dirty"]),
+        ),
+        ("rustc".into(), output("rustc", &["--version"])),
+    ];
+    for (tool, program) in programs {
+        let program = program.to_string_lossy();
+        let version = match tool {
+            Tool::Arca => output(&program, &["--version"]),
+            Tool::Restic => output(&program, &["version"]),
+        };
+        lines.push((tool.name().into(), version));
+    }
+    lines.push((
+        "Conditions".into(),
+        format!(
+            "{}; both tools with their defaults (restic: compression auto, its local cache; arca: its defaults), \
+             password from RESTIC_PASSWORD, caches under a fresh XDG_CACHE_HOME per run; the order of the tools \
+             alternates between runs; {}",
+            if cold { "page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every step" } else { "warm page cache" },
+            if options.smoke { "smoke run: numbers are not meaningful" } else { "the machine may be shared with builds of other work (see Notes)" }
+        ),
+    ));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn sizes_parse_and_print() {
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("32M").unwrap(), 32 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("2TB").is_err());
+        assert!(parse_size("GiB").is_err());
+        assert_eq!(format_size(2 << 30), "2GiB");
+        assert_eq!(format_size(96 << 20), "96MiB");
+    }
+
+    #[test]
+    fn smoke_defaults_yield_to_explicit_flags() {
+        let smoke = Options::parse(&args("--smoke")).unwrap();
+        assert_eq!(
+            (smoke.size, smoke.runs, smoke.criterion),
+            (32 << 20, 1, false)
+        );
+        assert!(smoke.files.is_empty());
+        assert_eq!(smoke.out, PathBuf::from("target/bench-smoke.md"));
+        let sized = Options::parse(&args("--smoke --size 8MiB --tools restic")).unwrap();
+        assert_eq!(
+            (sized.size, sized.tools.clone()),
+            (8 << 20, vec![Tool::Restic])
+        );
+        assert_eq!(sized.command(), "cargo xtask bench --smoke --tools restic");
+        let full = Options::parse(&args("--files 0 --no-criterion")).unwrap();
+        assert_eq!(
+            full.command(),
+            "cargo xtask bench --size 2GiB --runs 3 --files 0 --no-criterion"
+        );
+        assert!(Options::parse(&args("--runs")).is_err());
+        assert!(Options::parse(&args("--bogus")).is_err());
+        assert!(Options::parse(&args("--tools rustic")).is_err());
+    }
+
+    #[test]
+    fn restored_root_finds_restics_absolute_layout() {
+        let target =
+            std::env::temp_dir().join(format!("arca-xtask-restored-{}", std::process::id()));
+        let source = Path::new("/srv/data/source");
+        fs::create_dir_all(target.join("srv/data/source")).unwrap();
+        assert_eq!(
+            restored_root(&target, source),
+            target.join("srv/data/source")
+        );
+        fs::remove_dir_all(&target).unwrap();
+        fs::create_dir_all(target.join("source")).unwrap();
+        assert_eq!(restored_root(&target, source), target.join("source"));
+        fs::remove_dir_all(&target).unwrap();
+    }
+
+    #[test]
+    fn summary_cache_round_trips() {
+        let mut summary = dataset::Summary::default();
+        summary.categories.insert("log files".into(), (10, 2));
+        summary.categories.insert("media".into(), (1 << 40, 7));
+        let parsed = parse_summary(&summary_text(&summary)).unwrap();
+        assert_eq!(parsed.categories, summary.categories);
+        assert!(parse_summary("truncated\t1").is_none());
+        assert!(parse_summary("").is_none());
+    }
+}

@@ -1,0 +1,658 @@
+//! Turning samples into `docs/PERFORMANCE.md`: medians per step and tool, the
+//! Arca/restic ratio, the issue's targets, criterion's per-primitive numbers and
+//! the hardware bound they imply.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::criterion::{Estimate, Throughput};
+use super::measure::{Sample, Tool};
+use crate::dataset::Summary;
+
+/// Lines between these markers are kept when the report is regenerated.
+pub(crate) const NOTES_BEGIN: &str = "<!-- notes: kept across runs of cargo xtask bench -->";
+/// End of the hand-written notes.
+pub(crate) const NOTES_END: &str = "<!-- end of notes -->";
+
+/// The measured steps of one side-by-side run, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Step {
+    /// `init` of an empty repository.
+    Init,
+    /// First backup into the empty repository.
+    FirstBackup,
+    /// Backup again with nothing changed.
+    Unchanged,
+    /// Backup after `dataset::mutate`.
+    AfterMutate,
+    /// Restore of the latest snapshot into an empty directory.
+    Restore,
+    /// `check --read-data`.
+    Check,
+}
+
+impl Step {
+    /// All steps in the order they run.
+    pub(crate) const ALL: [Step; 6] = [
+        Step::Init,
+        Step::FirstBackup,
+        Step::Unchanged,
+        Step::AfterMutate,
+        Step::Restore,
+        Step::Check,
+    ];
+
+    /// How the table names the step.
+    pub(crate) fn title(self) -> &'static str {
+        match self {
+            Step::Init => "init",
+            Step::FirstBackup => "first backup",
+            Step::Unchanged => "unchanged re-backup",
+            Step::AfterMutate => "backup after 5 % change",
+            Step::Restore => "full restore",
+            Step::Check => "check --read-data",
+        }
+    }
+
+    /// Short name for log files.
+    pub(crate) fn slug(self) -> &'static str {
+        match self {
+            Step::Init => "init",
+            Step::FirstBackup => "backup-first",
+            Step::Unchanged => "backup-unchanged",
+            Step::AfterMutate => "backup-mutated",
+            Step::Restore => "restore",
+            Step::Check => "check",
+        }
+    }
+}
+
+/// Everything measured against one kind of repository (local or S3).
+#[derive(Debug, Default)]
+pub(crate) struct Results {
+    /// One sample per run, per step and tool.
+    pub(crate) samples: BTreeMap<(Step, Tool), Vec<Sample>>,
+    /// Repository size after the step (init and backups only), per run.
+    pub(crate) repo_bytes: BTreeMap<(Step, Tool), Vec<u64>>,
+}
+
+impl Results {
+    fn median(&self, step: Step, tool: Tool, metric: fn(&Sample) -> f64) -> Option<f64> {
+        median(
+            self.samples
+                .get(&(step, tool))?
+                .iter()
+                .map(metric)
+                .collect(),
+        )
+    }
+
+    fn median_repo(&self, step: Step, tool: Tool) -> Option<f64> {
+        median(
+            self.repo_bytes
+                .get(&(step, tool))?
+                .iter()
+                .map(|&bytes| bytes as f64)
+                .collect(),
+        )
+    }
+}
+
+/// Median of the values (mean of the middle two for an even count).
+pub(crate) fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+/// The first backup of a many-tiny-files tree.
+#[derive(Debug)]
+pub(crate) struct ManyFiles {
+    /// Number of files in the tree.
+    pub(crate) files: u64,
+    /// The tool measured.
+    pub(crate) tool: Tool,
+    /// What its first backup cost.
+    pub(crate) sample: Sample,
+    /// Repository size afterwards.
+    pub(crate) repo_bytes: u64,
+}
+
+/// Everything the report shows.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    /// The command line that reproduces the run.
+    pub(crate) command: String,
+    /// When and where it ran, versions, cache policy: `(label, value)` lines.
+    pub(crate) environment: Vec<(String, String)>,
+    /// Tools compared, Arca first.
+    pub(crate) tools: Vec<Tool>,
+    /// Runs per step.
+    pub(crate) runs: usize,
+    /// The generated tree, if the side-by-side run happened.
+    pub(crate) dataset: Option<Summary>,
+    /// Results per repository kind ("local", "S3").
+    pub(crate) backends: Vec<(String, Results)>,
+    /// criterion estimates, unless skipped.
+    pub(crate) criterion: Option<Vec<Estimate>>,
+    /// Many-small-files measurements.
+    pub(crate) many_files: Vec<ManyFiles>,
+}
+
+/// The issue's targets: step, metric, the largest Arca/restic ratio that meets it.
+const TARGETS: [(Step, Metric, f64, &str); 7] = [
+    (
+        Step::FirstBackup,
+        Metric::Wall,
+        1.0 / 3.0,
+        "first backup ≥ 3× faster",
+    ),
+    (
+        Step::Unchanged,
+        Metric::Wall,
+        1.0 / 5.0,
+        "unchanged re-backup ≥ 5× faster",
+    ),
+    (
+        Step::AfterMutate,
+        Metric::Wall,
+        1.0 / 3.0,
+        "backup after 5 % change ≥ 3× faster",
+    ),
+    (
+        Step::Restore,
+        Metric::Wall,
+        1.0 / 2.0,
+        "full restore ≥ 2× faster",
+    ),
+    (
+        Step::Check,
+        Metric::Wall,
+        1.0 / 2.0,
+        "check --read-data ≥ 2× faster",
+    ),
+    (
+        Step::FirstBackup,
+        Metric::Rss,
+        0.5,
+        "peak RSS during first backup ≤ 0.5× restic's",
+    ),
+    (
+        Step::FirstBackup,
+        Metric::Repo,
+        1.0,
+        "repository size after first backup ≤ restic's",
+    ),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Metric {
+    Wall,
+    Cpu,
+    Rss,
+    Repo,
+}
+
+impl Metric {
+    fn of(self, results: &Results, step: Step, tool: Tool) -> Option<f64> {
+        match self {
+            Metric::Wall => results.median(step, tool, |s| s.wall),
+            Metric::Cpu => results.median(step, tool, |s| s.cpu),
+            Metric::Rss => results.median(step, tool, |s| s.rss as f64),
+            Metric::Repo => results.median_repo(step, tool),
+        }
+    }
+
+    fn format(self, value: f64) -> String {
+        match self {
+            Metric::Wall | Metric::Cpu => format!("{value:.2} s"),
+            Metric::Rss | Metric::Repo => bytes(value),
+        }
+    }
+}
+
+/// Human-readable binary size.
+pub(crate) fn bytes(value: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = value;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn ratio(arca: Option<f64>, restic: Option<f64>) -> String {
+    match (arca, restic) {
+        (Some(arca), Some(restic)) if restic > 0.0 => format!("{:.2}×", arca / restic),
+        _ => "–".to_string(),
+    }
+}
+
+impl Report {
+    /// The whole Markdown document; `notes` is the kept hand-written section.
+    pub(crate) fn render(&self, notes: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# Performance: Arca and restic side by side\n");
+        let _ = writeln!(
+            out,
+            "Generated by `cargo xtask bench` (xtask/src/bench.rs); only the Notes section is written by hand.\n"
+        );
+        let _ = writeln!(out, "Reproduce with:\n\n```sh\n{}\n```\n", self.command);
+        let _ = writeln!(out, "## Machine and versions\n");
+        for (label, value) in &self.environment {
+            let _ = writeln!(out, "- {label}: {value}");
+        }
+        out.push('\n');
+        if let Some(dataset) = &self.dataset {
+            self.render_dataset(&mut out, dataset);
+        }
+        for (backend, results) in &self.backends {
+            self.render_results(&mut out, backend, results);
+        }
+        if let Some((_, local)) = self.backends.first()
+            && self.tools.len() == 2
+        {
+            self.render_targets(&mut out, local);
+        }
+        if let Some(estimates) = &self.criterion {
+            self.render_criterion(&mut out, estimates);
+        }
+        if !self.many_files.is_empty() {
+            self.render_many_files(&mut out);
+        }
+        let _ = writeln!(
+            out,
+            "## Notes\n\n{NOTES_BEGIN}\n{}\n{NOTES_END}",
+            notes.trim_matches('\n')
+        );
+        out
+    }
+
+    fn render_dataset(&self, out: &mut String, dataset: &Summary) {
+        let _ = writeln!(out, "## Dataset\n");
+        let _ = writeln!(
+            out,
+            "Generated by `xtask/src/dataset.rs` (seeded, byte-for-byte reproducible): {} in {} files.\n",
+            bytes(dataset.bytes() as f64),
+            dataset.files()
+        );
+        let _ = writeln!(out, "| part | size | files |\n|---|---:|---:|");
+        for (name, (size, files)) in &dataset.categories {
+            let _ = writeln!(out, "| {name} | {} | {files} |", bytes(*size as f64));
+        }
+        let _ = writeln!(
+            out,
+            "\nThe mutate step (between the unchanged re-backup and the backup after change) rewrites random 8 KiB \
+             pages of the database files (3 % of the data), appends to the logs (1 %), adds small files (0.5 %) and \
+             deletes some (0.5 %).\n"
+        );
+    }
+
+    fn render_results(&self, out: &mut String, backend: &str, results: &Results) {
+        let _ = writeln!(
+            out,
+            "## Side by side: {backend} repository (medians of {} runs)\n",
+            self.runs
+        );
+        let names: Vec<&str> = self.tools.iter().map(|tool| tool.name()).collect();
+        let mut header = String::from("| step |");
+        let mut rule = String::from("|---|");
+        for metric in ["wall", "CPU (user+sys)", "peak RSS"] {
+            for name in &names {
+                let _ = write!(header, " {name} {metric} |");
+                rule.push_str("---:|");
+            }
+            if self.tools.len() == 2 {
+                header.push_str(" arca/restic |");
+                rule.push_str("---:|");
+            }
+        }
+        let _ = writeln!(out, "{header}\n{rule}");
+        for step in Step::ALL {
+            let mut row = format!("| {} |", step.title());
+            for metric in [Metric::Wall, Metric::Cpu, Metric::Rss] {
+                let values: Vec<Option<f64>> = self
+                    .tools
+                    .iter()
+                    .map(|&tool| metric.of(results, step, tool))
+                    .collect();
+                for value in &values {
+                    let _ = write!(
+                        row,
+                        " {} |",
+                        value.map_or("–".to_string(), |v| metric.format(v))
+                    );
+                }
+                if let [arca, restic] = values[..] {
+                    let _ = write!(row, " {} |", ratio(arca, restic));
+                }
+            }
+            let _ = writeln!(out, "{row}");
+        }
+        let _ = writeln!(out, "\nRepository size after each step:\n");
+        let _ = writeln!(
+            out,
+            "| after | {} |{}\n|---|{}",
+            names.join(" | "),
+            if self.tools.len() == 2 {
+                " arca/restic |"
+            } else {
+                ""
+            },
+            "---:|".repeat(self.tools.len() + usize::from(self.tools.len() == 2))
+        );
+        for step in [
+            Step::Init,
+            Step::FirstBackup,
+            Step::Unchanged,
+            Step::AfterMutate,
+        ] {
+            let values: Vec<Option<f64>> = self
+                .tools
+                .iter()
+                .map(|&tool| Metric::Repo.of(results, step, tool))
+                .collect();
+            let mut row = format!("| {} |", step.title());
+            for value in &values {
+                let _ = write!(row, " {} |", value.map_or("–".to_string(), bytes));
+            }
+            if let [arca, restic] = values[..] {
+                let _ = write!(row, " {} |", ratio(arca, restic));
+            }
+            let _ = writeln!(out, "{row}");
+        }
+        let _ = writeln!(
+            out,
+            "\nEvery run's wall times (seconds), for judging the spread:\n"
+        );
+        for ((step, tool), samples) in &results.samples {
+            let walls: Vec<String> = samples.iter().map(|s| format!("{:.2}", s.wall)).collect();
+            let _ = writeln!(
+                out,
+                "- {} {}: {}",
+                tool.name(),
+                step.title(),
+                walls.join(", ")
+            );
+        }
+        out.push('\n');
+    }
+
+    fn render_targets(&self, out: &mut String, results: &Results) {
+        let _ = writeln!(out, "## Targets of issue 4 (local repository)\n");
+        let _ = writeln!(
+            out,
+            "| target | arca/restic | needed | met |\n|---|---:|---:|---|"
+        );
+        for (step, metric, limit, title) in TARGETS {
+            let arca = metric.of(results, step, Tool::Arca);
+            let restic = metric.of(results, step, Tool::Restic);
+            let (measured, met) = match (arca, restic) {
+                (Some(arca), Some(restic)) if restic > 0.0 => {
+                    let value = arca / restic;
+                    let verdict = if value <= limit {
+                        "yes".to_string()
+                    } else {
+                        format!(
+                            "**no** (arca must get {:.0} % better)",
+                            (1.0 - limit / value) * 100.0
+                        )
+                    };
+                    (format!("{value:.2}×"), verdict)
+                }
+                _ => ("–".to_string(), "not measured".to_string()),
+            };
+            let _ = writeln!(out, "| {title} | {measured} | ≤ {limit:.2}× | {met} |");
+        }
+        out.push('\n');
+    }
+
+    fn render_criterion(&self, out: &mut String, estimates: &[Estimate]) {
+        let _ = writeln!(
+            out,
+            "## Primitives on one core (criterion, `cargo bench -p arca-benches`)\n"
+        );
+        if estimates.is_empty() {
+            let _ = writeln!(
+                out,
+                "criterion produced no results (are the benches in benches/benches/ written yet?).\n"
+            );
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "| benchmark | median time | throughput |\n|---|---:|---:|"
+        );
+        for estimate in estimates {
+            let rate = match estimate.throughput {
+                Some(Throughput::Bytes(_)) => {
+                    format!(
+                        "{}/s",
+                        bytes(estimate.bytes_per_second().unwrap_or_default())
+                    )
+                }
+                Some(Throughput::Elements(elements)) => {
+                    format!("{:.2} M elements/s", elements / estimate.median_ns * 1e3)
+                }
+                None => "–".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {rate} |",
+                estimate.id,
+                duration(estimate.median_ns)
+            );
+        }
+        out.push('\n');
+        self.render_bound(out, estimates);
+    }
+
+    /// The first-backup throughput the primitives allow, against the measured one.
+    fn render_bound(&self, out: &mut String, estimates: &[Estimate]) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let mut stages = Vec::new();
+        for (stage, keys) in BACKUP_STAGES {
+            // The slowest matching benchmark stands for the stage: a conservative bound.
+            let slowest = estimates
+                .iter()
+                .filter(|e| keys.iter().any(|key| e.id.to_lowercase().contains(key)))
+                .filter_map(|e| Some((e.bytes_per_second()?, e.id.as_str())))
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some(slowest) = slowest {
+                stages.push((stage, slowest));
+            }
+        }
+        if stages.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "### Distance to the hardware limit (first backup)\n");
+        let _ = writeln!(
+            out,
+            "| backup stage | slowest matching benchmark | one core | all {cores} cores |\n|---|---|---:|---:|"
+        );
+        for (stage, (rate, id)) in &stages {
+            let _ = writeln!(
+                out,
+                "| {stage} | {id} | {}/s | {}/s |",
+                bytes(*rate),
+                bytes(rate * cores)
+            );
+        }
+        let slowest = stages
+            .iter()
+            .map(|(_, (rate, _))| *rate)
+            .fold(f64::INFINITY, f64::min)
+            * cores;
+        let serial = cores / stages.iter().map(|(_, (rate, _))| 1.0 / rate).sum::<f64>();
+        let _ = writeln!(
+            out,
+            "\nBound from the slowest stage on all cores: {}/s. Bound if every byte passes every stage \
+             (stages share the cores): {}/s.",
+            bytes(slowest),
+            bytes(serial)
+        );
+        let measured =
+            self.dataset
+                .as_ref()
+                .zip(self.backends.first())
+                .and_then(|(dataset, (_, results))| {
+                    let wall = results.median(Step::FirstBackup, Tool::Arca, |s| s.wall)?;
+                    Some(dataset.bytes() as f64 / wall)
+                });
+        if let Some(measured) = measured {
+            let _ = writeln!(
+                out,
+                "Arca's first backup ran at {}/s: {:.0} % of the slowest-stage bound (target ≥ 60 %), {:.0} % of \
+                 the all-stages bound.",
+                bytes(measured),
+                measured / slowest * 100.0,
+                measured / serial * 100.0
+            );
+        }
+        out.push('\n');
+    }
+
+    fn render_many_files(&self, out: &mut String) {
+        let _ = writeln!(out, "## Many tiny files: first backup (one run each)\n");
+        let _ = writeln!(
+            out,
+            "Trees of 16–512 byte files, 1000 per directory. Memory must not grow with the file count.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| files | tool | wall | CPU | peak RSS | repository |\n|---:|---|---:|---:|---:|---:|"
+        );
+        for entry in &self.many_files {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.2} s | {:.2} s | {} | {} |",
+                entry.files,
+                entry.tool.name(),
+                entry.sample.wall,
+                entry.sample.cpu,
+                bytes(entry.sample.rss as f64),
+                bytes(entry.repo_bytes as f64)
+            );
+        }
+        out.push('\n');
+    }
+}
+
+/// Backup pipeline stages and the criterion id fragments that measure them.
+const BACKUP_STAGES: [(&str, &[&str]); 4] = [
+    ("chunking", &["chunk", "cdc", "cut_points"]),
+    ("keyed hashing", &["hash", "blake", "mac"]),
+    ("compression", &["zstd", "compress"]),
+    ("encryption", &["seal", "aes", "gcm", "encrypt"]),
+];
+
+fn duration(ns: f64) -> String {
+    match ns {
+        ns if ns >= 1e9 => format!("{:.2} s", ns / 1e9),
+        ns if ns >= 1e6 => format!("{:.2} ms", ns / 1e6),
+        ns if ns >= 1e3 => format!("{:.2} µs", ns / 1e3),
+        ns => format!("{ns:.1} ns"),
+    }
+}
+
+/// The notes section of an existing report, or a placeholder.
+pub(crate) fn kept_notes(existing: &str) -> String {
+    existing
+        .split_once(NOTES_BEGIN)
+        .and_then(|(_, rest)| rest.split_once(NOTES_END))
+        .map(|(notes, _)| notes.to_string())
+        .unwrap_or_else(|| "(none yet)".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(wall: f64, rss: u64) -> Sample {
+        Sample {
+            wall,
+            cpu: wall * 1.5,
+            rss,
+        }
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(Vec::new()), None);
+    }
+
+    #[test]
+    fn report_shows_medians_ratios_and_target_verdicts_and_keeps_notes() {
+        let mut results = Results::default();
+        results.samples.insert(
+            (Step::FirstBackup, Tool::Arca),
+            vec![
+                sample(1.0, 100 << 20),
+                sample(9.0, 100 << 20),
+                sample(2.0, 100 << 20),
+            ],
+        );
+        results.samples.insert(
+            (Step::FirstBackup, Tool::Restic),
+            vec![sample(8.0, 400 << 20); 3],
+        );
+        results
+            .repo_bytes
+            .insert((Step::FirstBackup, Tool::Arca), vec![3 << 30; 3]);
+        results
+            .repo_bytes
+            .insert((Step::FirstBackup, Tool::Restic), vec![2 << 30; 3]);
+        let report = Report {
+            command: "cargo xtask bench".into(),
+            tools: vec![Tool::Arca, Tool::Restic],
+            runs: 3,
+            backends: vec![("local".into(), results)],
+            ..Report::default()
+        };
+        let text = report.render("my analysis");
+        // Median wall 2.0 vs 8.0 → 0.25×, which meets "≥ 3× faster".
+        assert!(
+            text.contains("| first backup | 2.00 s | 8.00 s | 0.25× |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| first backup ≥ 3× faster | 0.25× | ≤ 0.33× | yes |"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| peak RSS during first backup ≤ 0.5× restic's | 0.25× | ≤ 0.50× | yes |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("| repository size after first backup ≤ restic's | 1.50× | ≤ 1.00× | **no** (arca must get 33 % better) |"), "{text}");
+        assert!(
+            text.contains("| unchanged re-backup ≥ 5× faster | – | ≤ 0.20× | not measured |"),
+            "{text}"
+        );
+        assert_eq!(kept_notes(&text).trim(), "my analysis");
+        assert_eq!(kept_notes("no markers"), "(none yet)");
+    }
+
+    #[test]
+    fn sizes_are_human_readable() {
+        assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(bytes(1536.0), "1.5 KiB");
+        assert_eq!(bytes(2.0 * 1024.0 * 1024.0 * 1024.0), "2.0 GiB");
+    }
+}
