@@ -1,0 +1,339 @@
+//! The restore plan: which items to create, and where every data blob goes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use arca_crypto::SEAL_OVERHEAD;
+
+use super::filter::{Decision, PathFilter};
+use crate::blob::BlobType;
+use crate::index::{BlobLocation, Index};
+use crate::tree::{Node, NodeType};
+use crate::{Id, Repository, Result};
+
+/// Everything a restore will do, decided before touching the target.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// Items in creation order: every directory comes before its contents.
+    pub(crate) items: Vec<Item>,
+    /// Regular files whose content is written (not the extra names of hardlinks).
+    pub(crate) files: Vec<FilePlan>,
+    /// Every needed data blob, once.
+    pub(crate) blobs: Vec<BlobJob>,
+    /// Items that cannot be restored at all, by path relative to the target.
+    pub(crate) failures: Vec<(PathBuf, String)>,
+}
+
+/// One entry of the snapshot to restore.
+#[derive(Debug)]
+pub(crate) struct Item {
+    /// Path relative to the target directory.
+    pub(crate) path: PathBuf,
+    /// The directory item this one lives in (`None` at the top level).
+    pub(crate) parent: Option<usize>,
+    /// Metadata from the snapshot (with `content` moved into [`FilePlan`]).
+    pub(crate) node: Node,
+    /// What creating it means.
+    pub(crate) action: Action,
+}
+
+/// How an item is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// A directory.
+    Dir,
+    /// A regular file; the index into [`Plan::files`].
+    File(usize),
+    /// Another name of a hardlinked file: link to this item.
+    HardLink(usize),
+    /// A symbolic link.
+    Symlink,
+    /// A named pipe.
+    Fifo,
+    /// A character or block device.
+    Device,
+    /// A socket: not restorable, skipped with a note.
+    Socket,
+}
+
+/// A regular file's content.
+#[derive(Debug)]
+pub(crate) struct FilePlan {
+    /// Index into [`Plan::items`].
+    pub(crate) item: usize,
+    /// Length of the restored file: the sum of its blobs' plaintext lengths.
+    pub(crate) size: u64,
+    /// The file's blobs in order.
+    pub(crate) extents: Vec<Extent>,
+}
+
+/// One blob of a file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Extent {
+    /// Content ID.
+    pub(crate) id: Id,
+    /// Offset of the blob in the file.
+    pub(crate) offset: u64,
+    /// Plaintext length.
+    pub(crate) len: u64,
+}
+
+/// A data blob and every place it is written to.
+#[derive(Debug, Clone)]
+pub(crate) struct BlobJob {
+    /// Content ID.
+    pub(crate) id: Id,
+    /// Where it is stored.
+    pub(crate) location: BlobLocation,
+    /// `(index into Plan::files, offset in that file)`.
+    pub(crate) targets: Vec<(usize, u64)>,
+}
+
+/// The blobs to read from one pack, sorted by offset.
+#[derive(Debug)]
+pub(crate) struct PackJob {
+    /// The pack's storage ID.
+    pub(crate) pack: Id,
+    /// Blobs to read from it.
+    pub(crate) blobs: Vec<BlobJob>,
+}
+
+/// A directory waiting to be walked.
+struct PendingDir {
+    tree: Id,
+    /// Absolute path inside the snapshot, for the filter.
+    snapshot_path: PathBuf,
+    /// Path relative to the target.
+    path: PathBuf,
+    /// The directory's own item (`None` for the snapshot root).
+    item: Option<usize>,
+    decision: Decision,
+}
+
+/// Plaintext length of a stored blob.
+pub(crate) fn plaintext_len(location: &BlobLocation) -> Option<u64> {
+    match location.uncompressed_length {
+        Some(len) => Some(u64::from(len)),
+        None => u64::from(location.length).checked_sub(SEAL_OVERHEAD as u64),
+    }
+}
+
+/// Walks the snapshot's trees from `root` and builds the plan.
+///
+/// A root tree that cannot be loaded is an error; a damaged subtree or a file
+/// with a blob missing from the index becomes a failure in the plan, and
+/// everything else is still restored.
+pub(crate) async fn build(
+    repo: &Repository,
+    index: &Index,
+    root: &Id,
+    filter: &PathFilter,
+) -> Result<Plan> {
+    let mut candidates: Vec<(Item, bool)> = Vec::new();
+    let mut failures = Vec::new();
+    let mut pending = vec![PendingDir {
+        tree: *root,
+        snapshot_path: PathBuf::from("/"),
+        path: PathBuf::new(),
+        item: None,
+        decision: filter.root_decision(),
+    }];
+    while let Some(dir) = pending.pop() {
+        let tree = match repo.load_tree(index, &dir.tree).await {
+            Ok(tree) => tree,
+            Err(e) if dir.item.is_none() => return Err(e),
+            Err(e) => {
+                failures.push((
+                    dir.path,
+                    format!("cannot read its listing (tree {}): {e}", dir.tree),
+                ));
+                continue;
+            }
+        };
+        for node in tree.nodes {
+            let rel = dir.path.join(node.name.as_os_str());
+            if !node.name.is_valid_component() {
+                failures.push((
+                    rel,
+                    format!("invalid file name {:?} in tree {}", node.name, dir.tree),
+                ));
+                continue;
+            }
+            let snapshot_path = dir.snapshot_path.join(node.name.as_os_str());
+            let decision = filter.decide(&snapshot_path, dir.decision);
+            if decision == Decision::Excluded
+                || (decision == Decision::Undecided && node.node_type != NodeType::Dir)
+            {
+                continue;
+            }
+            let subtree = if node.node_type == NodeType::Dir {
+                node.subtree
+            } else {
+                None
+            };
+            if node.node_type == NodeType::Dir && subtree.is_none() {
+                failures.push((
+                    rel,
+                    "directory without a listing in the snapshot".to_owned(),
+                ));
+                continue;
+            }
+            let index_in_candidates = candidates.len();
+            let item = Item {
+                path: rel.clone(),
+                parent: dir.item,
+                node,
+                action: Action::Dir,
+            };
+            candidates.push((item, decision == Decision::Included));
+            if let Some(tree) = subtree {
+                pending.push(PendingDir {
+                    tree,
+                    snapshot_path,
+                    path: rel,
+                    item: Some(index_in_candidates),
+                    decision,
+                });
+            }
+        }
+    }
+    // Keep the parents of everything selected: children come after parents,
+    // so one backward pass propagates all the way up.
+    for i in (0..candidates.len()).rev() {
+        if candidates[i].1
+            && let Some(parent) = candidates[i].0.parent
+        {
+            candidates[parent].1 = true;
+        }
+    }
+    let mut plan = Plan {
+        failures,
+        ..Plan::default()
+    };
+    let mut new_index: Vec<Option<usize>> = Vec::with_capacity(candidates.len());
+    let mut first_link: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut blob_jobs: HashMap<Id, usize> = HashMap::new();
+    for (mut item, selected) in candidates {
+        if !selected {
+            new_index.push(None);
+            continue;
+        }
+        item.parent = item.parent.and_then(|p| new_index[p]);
+        let this = plan.items.len();
+        item.action = match item.node.node_type {
+            NodeType::Dir => Action::Dir,
+            NodeType::Symlink => Action::Symlink,
+            NodeType::Fifo => Action::Fifo,
+            NodeType::CharDevice | NodeType::BlockDevice => Action::Device,
+            NodeType::Socket => Action::Socket,
+            NodeType::File => {
+                let hardlink_key =
+                    (item.node.links > 1).then_some((item.node.device, item.node.inode));
+                match hardlink_key.and_then(|key| first_link.get(&key)) {
+                    Some(&first) => Action::HardLink(first),
+                    None => match plan_file(index, &mut item.node, this, &mut plan, &mut blob_jobs)
+                    {
+                        Ok(file) => {
+                            if let Some(key) = hardlink_key {
+                                first_link.insert(key, this);
+                            }
+                            Action::File(file)
+                        }
+                        Err(reason) => {
+                            plan.failures.push((item.path, reason));
+                            new_index.push(None);
+                            continue;
+                        }
+                    },
+                }
+            }
+        };
+        new_index.push(Some(this));
+        plan.items.push(item);
+    }
+    Ok(plan)
+}
+
+/// Adds a file's blobs to the plan; `Err` names a blob the index does not have.
+fn plan_file(
+    index: &Index,
+    node: &mut Node,
+    item: usize,
+    plan: &mut Plan,
+    blob_jobs: &mut HashMap<Id, usize>,
+) -> std::result::Result<usize, String> {
+    let mut extents = Vec::with_capacity(node.content.len());
+    let mut offset = 0u64;
+    for id in &node.content {
+        let location = index.get(BlobType::Data, id).ok_or_else(|| {
+            format!("data blob {id} is not in the index; the repository is missing data")
+        })?;
+        let len = plaintext_len(&location).ok_or_else(|| {
+            format!("index entry of data blob {id} is shorter than the encryption overhead")
+        })?;
+        extents.push(Extent {
+            id: *id,
+            offset,
+            len,
+        });
+        offset += len;
+    }
+    let file = plan.files.len();
+    for extent in &extents {
+        let job = *blob_jobs.entry(extent.id).or_insert_with(|| {
+            let location = index
+                .get(BlobType::Data, &extent.id)
+                .expect("looked up above");
+            plan.blobs.push(BlobJob {
+                id: extent.id,
+                location,
+                targets: Vec::new(),
+            });
+            plan.blobs.len() - 1
+        });
+        plan.blobs[job].targets.push((file, extent.offset));
+    }
+    node.content = Vec::new();
+    plan.files.push(FilePlan {
+        item,
+        size: offset,
+        extents,
+    });
+    Ok(file)
+}
+
+impl Plan {
+    /// The blobs to read, grouped by pack (packs in ID order, blobs by offset),
+    /// writing only to files for which `wanted` is true.
+    pub(crate) fn pack_jobs(&self, wanted: impl Fn(usize) -> bool) -> Vec<PackJob> {
+        let mut by_pack: BTreeMap<Id, Vec<BlobJob>> = BTreeMap::new();
+        for job in &self.blobs {
+            let targets: Vec<(usize, u64)> = job
+                .targets
+                .iter()
+                .copied()
+                .filter(|&(file, _)| wanted(file))
+                .collect();
+            if targets.is_empty() {
+                continue;
+            }
+            by_pack.entry(job.location.pack).or_default().push(BlobJob {
+                id: job.id,
+                location: job.location,
+                targets,
+            });
+        }
+        by_pack
+            .into_iter()
+            .map(|(pack, mut blobs)| {
+                blobs.sort_by_key(|b| b.location.offset);
+                PackJob { pack, blobs }
+            })
+            .collect()
+    }
+
+    /// Path of a file relative to the target.
+    pub(crate) fn file_path(&self, file: usize) -> &Path {
+        &self.items[self.files[file].item].path
+    }
+}
