@@ -1,1 +1,452 @@
-//! TODO(owner): see the crate contract.
+//! Backup: reads files and directories into a new snapshot.
+//!
+//! The work runs as a pipeline of dedicated threads joined by bounded
+//! channels, so it uses every core, keeps CPU work off the async runtime and
+//! holds a bounded amount of data in memory however large the backup:
+//!
+//! - the **walker** lists the paths depth-first in name order (`lstat` only)
+//!   and decides from the parent snapshot which files changed;
+//! - **readers** open changed files, chunk them (keyed FastCDC), hash the
+//!   chunks and drop those the repository or this backup already has;
+//! - **encoders** compress and encrypt the new chunks;
+//! - the **packer** collects encoded blobs into packs (data and tree blobs
+//!   apart), which are uploaded a few at a time on the async runtime;
+//! - the **assembler** turns the walk into tree blobs bottom-up, waiting for
+//!   each file's content list in order.
+//!
+//! Writes happen in the order packs → index files → snapshot. The snapshot is
+//! the commit point: a backup interrupted at any moment leaves no snapshot
+//! and nothing that refers to missing data. Index files are written every few
+//! packs (and every few minutes), so a later backup reuses what an
+//! interrupted one uploaded; packs uploaded after the last index file are
+//! unreferenced garbage for a later prune.
+//!
+//! A file is read only if it is new or its type, size, mtime, ctime, inode or
+//! device differ from the parent snapshot (or `force` is set). Unchanged
+//! directories encode to the same tree blobs as before, so an unchanged
+//! backup uploads nothing but the snapshot.
+//!
+//! Problems with single items (a file vanished, could not be opened, changed
+//! while being read) are reported through [`Progress::warn`] and
+//! [`BackupOutcome::unreadable`], and the backup goes on; storage and crypto
+//! failures end it with an error and no snapshot.
+
+mod assemble;
+mod exclude;
+mod metadata;
+mod targets;
+mod walk;
+mod workers;
+
+#[cfg(test)]
+mod tests;
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+
+use self::assemble::{Assembled, run_assembler};
+use self::exclude::Excludes;
+use self::metadata::OwnerNames;
+use self::targets::{TargetNode, Targets};
+use self::walk::Walker;
+use self::workers::{Shared, Stopped, run_encoder, run_packer, run_reader};
+use crate::index::{IndexFile, IndexPack};
+use crate::pack::FinishedPack;
+use crate::progress::Progress;
+use crate::snapshot::{Snapshot, SnapshotSummary};
+use crate::tree::Tree;
+use crate::{Error, Id, Repository, Result};
+
+/// What to back up and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Files and directories to back up; relative paths are taken from the
+    /// current directory. The snapshot records them as absolute paths.
+    pub paths: Vec<PathBuf>,
+    /// Tags recorded in the snapshot.
+    pub tags: Vec<String>,
+    /// Host name recorded in the snapshot; empty = this machine's.
+    pub hostname: String,
+    /// Snapshot time; `None` = now.
+    pub time: Option<Timestamp>,
+    /// Exclude patterns (see the `exclude` rules: restic's semantics).
+    pub excludes: Vec<String>,
+    /// Files with one exclude pattern per line (`#` starts a comment).
+    pub exclude_files: Vec<PathBuf>,
+    /// Leave out the contents of directories holding a valid `CACHEDIR.TAG`.
+    pub exclude_caches: bool,
+    /// Do not descend into directories on other file systems (mount points
+    /// are kept as empty directories).
+    pub one_file_system: bool,
+    /// Snapshot to compare against; `None` = the latest snapshot with the
+    /// same host name and the same set of paths.
+    pub parent: Option<Id>,
+    /// Read every file, even those the parent snapshot says are unchanged.
+    pub force: bool,
+    /// Record access times. Off by default, as in restic: reading files
+    /// changes their access time, so recording it makes every backup's trees
+    /// differ from the last one's. Without it, the access time is stored as
+    /// the modification time.
+    pub with_atime: bool,
+}
+
+/// The result of a completed backup.
+#[derive(Debug)]
+pub struct BackupOutcome {
+    /// ID of the new snapshot.
+    pub snapshot_id: Id,
+    /// The new snapshot (with its summary).
+    pub snapshot: Snapshot,
+    /// Items that could not be backed up and are missing from the snapshot,
+    /// with the reason (the CLI exits with code 3 when this is not empty).
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+/// Regular files queued for reading at most (bounds open work and memory).
+const FILES_IN_FLIGHT: usize = 64;
+/// Walker events queued for the assembler at most.
+const EVENTS_QUEUED: usize = 1024;
+/// Finished packs waiting for an upload slot at most.
+const PACKS_QUEUED: usize = 2;
+/// Packs uploaded at the same time at most.
+const CONCURRENT_UPLOADS: usize = 4;
+/// Stack of the walker thread, which recurses once per directory level.
+const WALKER_STACK_BYTES: usize = 32 * 1024 * 1024;
+
+/// When the backup writes the index of the packs uploaded so far: how much
+/// an interrupted backup may have to upload again.
+#[derive(Debug, Clone, Copy)]
+struct IndexFlush {
+    /// After this many packs.
+    packs: usize,
+    /// Or once this long has passed since the last index file.
+    age: Duration,
+}
+
+impl Default for IndexFlush {
+    fn default() -> Self {
+        IndexFlush {
+            packs: 32,
+            age: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Backs up `opts.paths` into `repo` and writes a snapshot.
+///
+/// Returns an error, and writes no snapshot, if the repository cannot be
+/// read or written; items that cannot be read are reported and skipped.
+/// Dropping the future stops the backup (its threads wind down on their own)
+/// and, likewise, leaves no snapshot.
+pub async fn backup(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupOutcome> {
+    backup_with(repo, opts, progress, IndexFlush::default()).await
+}
+
+async fn backup_with(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: Arc<dyn Progress>,
+    flush: IndexFlush,
+) -> Result<BackupOutcome> {
+    let backup_start = Timestamp::now();
+    let targets = Targets::new(&opts.paths)?;
+    let excludes = Excludes::new(&opts.excludes, &opts.exclude_files, opts.exclude_caches)?;
+    let hostname = if opts.hostname.is_empty() {
+        local_hostname()
+    } else {
+        opts.hostname.clone()
+    };
+    let index = repo.load_index().await?;
+    let parent = find_parent(repo, opts.parent, &hostname, &targets.paths).await?;
+    let previous_root = match &parent {
+        Some((id, snapshot)) => match repo.load_tree(&index, &snapshot.tree).await {
+            Ok(tree) => Some(tree),
+            Err(e) => {
+                tracing::warn!(parent = %id, "cannot load the parent snapshot's tree, reading every file: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+
+    let shared = Arc::new(Shared::new(repo.clone(), index, progress));
+    let (pack_sender, pack_receiver) = mpsc::channel(PACKS_QUEUED);
+    let pipeline = Pipeline::start(
+        &shared,
+        opts,
+        excludes,
+        targets.root,
+        previous_root,
+        pack_sender,
+    );
+    let uploaded = upload_packs(repo, pack_receiver, flush).await;
+    if uploaded.is_err() {
+        shared.request_stop();
+    }
+    let assembled = pipeline.join().await;
+    uploaded?;
+    if let Some(failure) = shared.take_failure() {
+        return Err(failure);
+    }
+    let Assembled { root, counts } = assembled.map_err(|Stopped| Error::BackupIncomplete {
+        reason: "the backup pipeline stopped early".into(),
+    })?;
+
+    let unreadable = shared.take_unreadable();
+    let added = &shared.added;
+    let time = opts.time.unwrap_or(backup_start);
+    let summary = SnapshotSummary {
+        backup_start,
+        backup_end: Timestamp::now(),
+        files_new: counts.files_new,
+        files_changed: counts.files_changed,
+        files_unmodified: counts.files_unmodified,
+        dirs_new: counts.dirs_new,
+        dirs_changed: counts.dirs_changed,
+        dirs_unmodified: counts.dirs_unmodified,
+        data_blobs: added.data_blobs.load(std::sync::atomic::Ordering::Relaxed),
+        tree_blobs: added.tree_blobs.load(std::sync::atomic::Ordering::Relaxed),
+        data_added: added.bytes.load(std::sync::atomic::Ordering::Relaxed),
+        data_added_packed: added
+            .bytes_packed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        total_files_processed: counts.files_processed,
+        total_bytes_processed: counts.bytes_processed,
+        files_unreadable: unreadable.len() as u64,
+    };
+    let uid = nix::unistd::getuid().as_raw();
+    let snapshot = Snapshot {
+        time,
+        time_offset_seconds: jiff::tz::TimeZone::system().to_offset(time).seconds(),
+        parent: parent.map(|(id, _)| id),
+        tree: root,
+        paths: targets.paths,
+        hostname,
+        username: OwnerNames::default().user(uid).unwrap_or_default(),
+        uid,
+        gid: nix::unistd::getgid().as_raw(),
+        tags: opts.tags.clone(),
+        excludes: opts.excludes.clone(),
+        program_version: concat!("arca ", env!("CARGO_PKG_VERSION")).to_owned(),
+        summary: Some(summary),
+    };
+    let snapshot_id = repo.save_snapshot(&snapshot).await?;
+    Ok(BackupOutcome {
+        snapshot_id,
+        snapshot,
+        unreadable,
+    })
+}
+
+/// This machine's host name, or empty if it cannot be read.
+fn local_hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The snapshot to compare against: `explicit`, or the latest snapshot of
+/// `hostname` with exactly the same `paths` (sorted). Damaged snapshot files
+/// are skipped here; `arca check` reports them.
+async fn find_parent(
+    repo: &Repository,
+    explicit: Option<Id>,
+    hostname: &str,
+    paths: &[String],
+) -> Result<Option<(Id, Snapshot)>> {
+    if let Some(id) = explicit {
+        return Ok(Some((id, repo.load_snapshot(&id).await?)));
+    }
+    let (snapshots, _damaged) = repo.list_snapshots_lenient().await?;
+    Ok(snapshots
+        .into_iter()
+        .filter(|(_, s)| s.hostname == hostname && same_paths(&s.paths, paths))
+        .max_by_key(|(_, s)| s.time))
+}
+
+/// Whether two path lists name the same set of paths.
+fn same_paths(recorded: &[String], sorted: &[String]) -> bool {
+    let mut recorded = recorded.to_vec();
+    recorded.sort();
+    recorded.dedup();
+    recorded == sorted
+}
+
+/// Uploads packs as the packer finishes them, at most [`CONCURRENT_UPLOADS`]
+/// at a time, and writes index files for the uploaded packs per `flush` and
+/// at the end.
+async fn upload_packs(
+    repo: &Repository,
+    mut packs: mpsc::Receiver<FinishedPack>,
+    flush: IndexFlush,
+) -> Result<()> {
+    let upload = |pack: FinishedPack| async move {
+        repo.save_pack(&pack).await?;
+        Ok::<_, Error>(IndexPack {
+            id: pack.id,
+            blobs: pack.entries,
+        })
+    };
+    let mut uploads = FuturesUnordered::new();
+    let mut pending = IndexFile::default();
+    let mut last_flush = Instant::now();
+    let mut more_packs = true;
+    loop {
+        tokio::select! {
+            pack = packs.recv(), if more_packs && uploads.len() < CONCURRENT_UPLOADS => match pack {
+                Some(pack) => uploads.push(upload(pack)),
+                None => more_packs = false,
+            },
+            Some(uploaded) = uploads.next(), if !uploads.is_empty() => {
+                pending.packs.push(uploaded?);
+                if pending.packs.len() >= flush.packs || pending.is_full() || last_flush.elapsed() >= flush.age {
+                    repo.save_indexes(std::mem::take(&mut pending)).await?;
+                    last_flush = Instant::now();
+                }
+            },
+            else => break,
+        }
+    }
+    if !pending.packs.is_empty() {
+        repo.save_indexes(pending).await?;
+    }
+    Ok(())
+}
+
+/// The pipeline's threads.
+struct Pipeline {
+    stages: Vec<JoinHandle<()>>,
+    assembler: JoinHandle<Result<Assembled, Stopped>>,
+}
+
+impl Pipeline {
+    /// Starts every stage; packs come out of `packs`.
+    fn start(
+        shared: &Arc<Shared>,
+        opts: &BackupOptions,
+        excludes: Excludes,
+        targets: TargetNode,
+        previous_root: Option<Tree>,
+        packs: mpsc::Sender<FinishedPack>,
+    ) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, NonZeroUsize::get);
+        let (job_sender, job_receiver) = crossbeam_channel::bounded(FILES_IN_FLIGHT);
+        let (event_sender, event_receiver) = crossbeam_channel::bounded(EVENTS_QUEUED);
+        let (encode_sender, encode_receiver) = crossbeam_channel::bounded(2 * cores);
+        let (blob_sender, blob_receiver) = crossbeam_channel::bounded(2 * cores);
+        let mut stages = Vec::new();
+
+        let walker = Walker {
+            shared: Arc::clone(shared),
+            excludes,
+            one_file_system: opts.one_file_system,
+            force: opts.force,
+            with_atime: opts.with_atime,
+            runtime: tokio::runtime::Handle::current(),
+            events: event_sender,
+            jobs: job_sender,
+            owners: OwnerNames::default(),
+            files_found: 0,
+            bytes_found: 0,
+        };
+        stages.push(spawn_stage(
+            "arca-walk",
+            shared,
+            Some(WALKER_STACK_BYTES),
+            move |_| {
+                walker.run(&targets, previous_root.as_ref());
+            },
+        ));
+        // Readers mostly wait for the disk; at least two keep one busy.
+        for n in 0..cores.max(2) {
+            let chunker = shared.repo.chunker().clone();
+            let (jobs, encode) = (job_receiver.clone(), encode_sender.clone());
+            stages.push(spawn_stage(
+                &format!("arca-read-{n}"),
+                shared,
+                None,
+                move |shared| {
+                    run_reader(shared, &chunker, &jobs, &encode);
+                },
+            ));
+        }
+        let compression = shared.repo.compression();
+        for n in 0..cores {
+            let (jobs, blobs) = (encode_receiver.clone(), blob_sender.clone());
+            stages.push(spawn_stage(
+                &format!("arca-encode-{n}"),
+                shared,
+                None,
+                move |shared| {
+                    run_encoder(shared, compression, &jobs, &blobs);
+                },
+            ));
+        }
+        let pack_size = shared.repo.config().pack_size as usize;
+        stages.push(spawn_stage("arca-pack", shared, None, move |shared| {
+            run_packer(shared, pack_size, &blob_receiver, &packs);
+        }));
+        let assembler = spawn_stage("arca-assemble", shared, None, move |shared| {
+            run_assembler(shared, &event_receiver, &encode_sender)
+        });
+        Pipeline { stages, assembler }
+    }
+
+    /// Waits for every stage to end; re-raises a stage's panic.
+    async fn join(self) -> Result<Assembled, Stopped> {
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut panic = None;
+            for stage in self.stages {
+                if let Err(payload) = stage.join() {
+                    panic.get_or_insert(payload);
+                }
+            }
+            let assembled = self.assembler.join();
+            match (panic, assembled) {
+                (Some(payload), _) | (None, Err(payload)) => std::panic::resume_unwind(payload),
+                (None, Ok(assembled)) => assembled,
+            }
+        })
+        .await;
+        joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+}
+
+/// Starts a pipeline stage on its own thread. A panicking stage stops the
+/// others (so nothing waits forever for it) before the panic reaches
+/// [`Pipeline::join`].
+fn spawn_stage<T: Send + 'static>(
+    name: &str,
+    shared: &Arc<Shared>,
+    stack_bytes: Option<usize>,
+    body: impl FnOnce(&Shared) -> T + Send + 'static,
+) -> JoinHandle<T> {
+    struct StopOnPanic(Arc<Shared>);
+    impl Drop for StopOnPanic {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.request_stop();
+            }
+        }
+    }
+    let guard = StopOnPanic(Arc::clone(shared));
+    let mut builder = std::thread::Builder::new().name(name.to_owned());
+    if let Some(bytes) = stack_bytes {
+        builder = builder.stack_size(bytes);
+    }
+    builder
+        .spawn(move || body(&guard.0))
+        .expect("the operating system refused to start a backup thread")
+}

@@ -90,6 +90,13 @@ pub enum Error {
         /// The first difference found.
         reason: String,
     },
+    /// A backup stopped before its snapshot was written, so nothing was
+    /// committed; what it uploaded is reused by the next run.
+    #[error("backup did not complete: {reason}; no snapshot was written, run the backup again")]
+    BackupIncomplete {
+        /// Why it stopped.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -1,0 +1,1 @@
+//! Tests of the backup pipeline that need its internals.

@@ -1,0 +1,390 @@
+//! The walker: lists the backup paths depth-first in name order and tells
+//! the assembler what it found, in order, while handing files that must be
+//! read to the readers.
+//!
+//! The walker decides from the parent snapshot whether a file changed: if
+//! type, size, mtime, ctime, inode and device all match and the parent's
+//! content blobs are all in the index, the parent's content list is reused
+//! and the file is not read at all.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::exclude::{CACHEDIR_TAG, Excludes, is_cache_dir};
+use super::metadata::{OwnerNames, node_from_metadata};
+use super::targets::{TargetNode, name_os_str};
+use super::workers::{FileJob, FileResult, Shared, Stopped};
+use crate::blob::BlobType;
+use crate::tree::{Node, NodeType, Tree};
+
+/// Walker → assembler messages, in depth-first name order.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A directory starts; its entries follow until the matching [`Event::LeaveDir`].
+    EnterDir {
+        /// The directory's node, without its subtree yet.
+        node: Node,
+        /// The parent snapshot's node of the same name, if any.
+        previous: Option<Node>,
+    },
+    /// The innermost open directory is complete.
+    LeaveDir,
+    /// Anything but a directory.
+    Entry {
+        /// Absolute path.
+        path: PathBuf,
+        /// The node; a file's content may still be pending.
+        node: Node,
+        /// How it compares with the parent snapshot.
+        change: Change,
+        /// Where the content comes from.
+        content: Content,
+    },
+    /// The walk completed; nothing follows. A channel that closes without
+    /// this means the walk was cut short.
+    Done,
+}
+
+/// How an entry compares with the parent snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Not in the parent snapshot (or there with another type).
+    New,
+    /// In the parent snapshot with different metadata, or re-read.
+    Changed,
+    /// Identical to the parent snapshot's node.
+    Unmodified,
+}
+
+/// The content of an [`Event::Entry`].
+#[derive(Debug)]
+pub(crate) enum Content {
+    /// The node is complete: not a file, an empty file, or a file whose
+    /// content list was reused from the parent snapshot.
+    Complete,
+    /// A reader is reading the file; the result arrives here.
+    Pending(Receiver<FileResult>),
+}
+
+/// Walks the backup paths on its own thread.
+pub(crate) struct Walker {
+    /// Pipeline state.
+    pub(crate) shared: Arc<Shared>,
+    /// What to leave out.
+    pub(crate) excludes: Excludes,
+    /// Do not descend into other file systems.
+    pub(crate) one_file_system: bool,
+    /// Read every file even if the parent snapshot says it is unchanged.
+    pub(crate) force: bool,
+    /// Record access times (see [`node_from_metadata`]).
+    pub(crate) with_atime: bool,
+    /// Runs the async tree loads of the parent snapshot.
+    pub(crate) runtime: tokio::runtime::Handle,
+    /// Events for the assembler.
+    pub(crate) events: Sender<Event>,
+    /// Files for the readers.
+    pub(crate) jobs: Sender<FileJob>,
+    /// Owner name cache.
+    pub(crate) owners: OwnerNames,
+    /// Files found so far, for progress totals.
+    pub(crate) files_found: u64,
+    /// Bytes in the files found so far.
+    pub(crate) bytes_found: u64,
+}
+
+/// How often (in files found) the walker updates the progress totals.
+const TOTALS_EVERY: u64 = 1000;
+
+impl Walker {
+    /// Walks everything under `targets`; `previous_root` is the parent
+    /// snapshot's root tree. Sends [`Event::Done`] when complete.
+    pub(crate) fn run(mut self, targets: &TargetNode, previous_root: Option<&Tree>) {
+        let root = Path::new("/");
+        let walked = if targets.is_target {
+            match std::fs::symlink_metadata(root) {
+                Ok(metadata) => self.walk_dir_contents(root, previous_root, metadata.dev()),
+                Err(e) => {
+                    self.shared
+                        .unreadable(root.to_owned(), format!("cannot stat: {e}"));
+                    Ok(())
+                }
+            }
+        } else {
+            self.walk_intermediate(root, targets, previous_root)
+        };
+        if walked.is_ok() {
+            self.shared
+                .progress
+                .set_total(self.files_found, self.bytes_found);
+            let _ = self.events.send(Event::Done);
+        }
+    }
+
+    /// Walks the children of a directory on the way to the targets.
+    fn walk_intermediate(
+        &mut self,
+        dir: &Path,
+        targets: &TargetNode,
+        previous_tree: Option<&Tree>,
+    ) -> Result<(), Stopped> {
+        for (name, child) in &targets.children {
+            let name = name_os_str(name);
+            let path = dir.join(name);
+            let previous = previous_node(previous_tree, name);
+            if child.is_target {
+                if self.excludes.is_excluded_with_ancestors(&path) {
+                    continue;
+                }
+                // The target's own device bounds --one-file-system below it.
+                let device = std::fs::symlink_metadata(&path)
+                    .map(|m| m.dev())
+                    .unwrap_or_default();
+                self.walk_entry(&path, name, previous, device)?;
+                continue;
+            }
+            // Follows symlinks: a symlinked directory on the way to a target is
+            // recorded as the directory it leads to, so the target stays reachable.
+            let metadata = match std::fs::metadata(&path) {
+                Ok(metadata) => metadata,
+                Err(e) => {
+                    self.shared.unreadable(path, format!("cannot stat: {e}"));
+                    continue;
+                }
+            };
+            let node = self.node(&path, name, &metadata);
+            self.enter_dir(node, previous)?;
+            let previous_subtree = self.load_subtree(previous);
+            self.walk_intermediate(&path, child, previous_subtree.as_ref())?;
+            self.send(Event::LeaveDir)?;
+        }
+        Ok(())
+    }
+
+    /// Backs up one path completely (recursively for directories).
+    fn walk_entry(
+        &mut self,
+        path: &Path,
+        name: &OsStr,
+        previous: Option<&Node>,
+        device: u64,
+    ) -> Result<(), Stopped> {
+        let metadata = match std::fs::symlink_metadata(path) {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                self.shared
+                    .unreadable(path.to_owned(), format!("cannot stat: {e}"));
+                return Ok(());
+            }
+        };
+        let node = self.node(path, name, &metadata);
+        let other_file_system = self.one_file_system && metadata.dev() != device;
+        match node.node_type {
+            NodeType::Dir => {
+                self.enter_dir(node, previous)?;
+                // A mount point is kept as an empty directory with --one-file-system.
+                if !other_file_system {
+                    let previous_subtree = self.load_subtree(previous);
+                    self.walk_dir_contents(path, previous_subtree.as_ref(), device)?;
+                }
+                self.send(Event::LeaveDir)
+            }
+            _ if other_file_system => Ok(()),
+            NodeType::File => self.file(path, node, previous),
+            _ => {
+                let change = compare(&node, previous);
+                self.send(Event::Entry {
+                    path: path.to_owned(),
+                    node,
+                    change,
+                    content: Content::Complete,
+                })
+            }
+        }
+    }
+
+    /// Walks the entries of a directory in name-byte order.
+    fn walk_dir_contents(
+        &mut self,
+        dir: &Path,
+        previous_tree: Option<&Tree>,
+        device: u64,
+    ) -> Result<(), Stopped> {
+        let listing = match std::fs::read_dir(dir) {
+            Ok(listing) => listing,
+            Err(e) => {
+                self.shared
+                    .unreadable(dir.to_owned(), format!("cannot list directory: {e}"));
+                return Ok(());
+            }
+        };
+        let mut names = Vec::new();
+        for entry in listing {
+            match entry {
+                Ok(entry) => names.push(entry.file_name()),
+                Err(e) => {
+                    let message = format!(
+                        "listing the directory failed after {} entries: {e}",
+                        names.len()
+                    );
+                    self.shared.unreadable(dir.to_owned(), message);
+                    break;
+                }
+            }
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        if self.excludes.exclude_caches
+            && names.iter().any(|n| n == CACHEDIR_TAG)
+            && is_cache_dir(dir)
+        {
+            names.retain(|n| n == CACHEDIR_TAG);
+        }
+        for name in names {
+            if self.shared.stopping() {
+                return Err(Stopped);
+            }
+            let path = dir.join(&name);
+            if self.excludes.is_excluded(&path) {
+                continue;
+            }
+            let previous = previous_node(previous_tree, &name);
+            self.walk_entry(&path, &name, previous, device)?;
+        }
+        Ok(())
+    }
+
+    /// A regular file: reuses the parent's content if unchanged, else queues a read.
+    fn file(
+        &mut self,
+        path: &Path,
+        mut node: Node,
+        previous: Option<&Node>,
+    ) -> Result<(), Stopped> {
+        self.files_found += 1;
+        self.bytes_found += node.size;
+        if self.files_found % TOTALS_EVERY == 0 {
+            self.shared
+                .progress
+                .set_total(self.files_found, self.bytes_found);
+        }
+        let reusable =
+            previous.filter(|p| !self.force && is_unchanged(p, &node) && self.content_stored(p));
+        if let Some(previous) = reusable {
+            node.content.clone_from(&previous.content);
+            let change = if node == *previous {
+                Change::Unmodified
+            } else {
+                Change::Changed
+            };
+            return self.send(Event::Entry {
+                path: path.to_owned(),
+                node,
+                change,
+                content: Content::Complete,
+            });
+        }
+        let change = match previous {
+            Some(p) if p.node_type == NodeType::File => Change::Changed,
+            _ => Change::New,
+        };
+        if node.size == 0 {
+            return self.send(Event::Entry {
+                path: path.to_owned(),
+                node,
+                change,
+                content: Content::Complete,
+            });
+        }
+        let (result, pending) = crossbeam_channel::bounded(1);
+        let job = FileJob {
+            path: path.to_owned(),
+            size: node.size,
+            mtime_ns: node.mtime_ns,
+            result,
+        };
+        self.jobs.send(job).map_err(|_| self.shared.stopped())?;
+        self.send(Event::Entry {
+            path: path.to_owned(),
+            node,
+            change,
+            content: Content::Pending(pending),
+        })
+    }
+
+    /// Whether every content blob of `previous` is in the repository (a
+    /// damaged repository must not make the new snapshot refer to lost data).
+    fn content_stored(&self, previous: &Node) -> bool {
+        previous
+            .content
+            .iter()
+            .all(|id| self.shared.index.contains(BlobType::Data, id))
+    }
+
+    fn enter_dir(&mut self, node: Node, previous: Option<&Node>) -> Result<(), Stopped> {
+        let previous = previous.filter(|p| p.node_type == NodeType::Dir).cloned();
+        self.send(Event::EnterDir { node, previous })
+    }
+
+    /// The node for `path`, reporting what could not be read as warnings.
+    fn node(&mut self, path: &Path, name: &OsStr, metadata: &std::fs::Metadata) -> Node {
+        let partial = node_from_metadata(path, name, metadata, &mut self.owners, self.with_atime);
+        for problem in &partial.problems {
+            self.shared.warn(path, problem);
+        }
+        partial.node
+    }
+
+    /// The parent snapshot's listing of a directory. A tree that cannot be
+    /// loaded only costs re-reading the files below it, so it is logged, not fatal.
+    fn load_subtree(&self, previous: Option<&Node>) -> Option<Tree> {
+        let id = previous?.subtree?;
+        let shared = &*self.shared;
+        match self
+            .runtime
+            .block_on(shared.repo.load_tree(&shared.index, &id))
+        {
+            Ok(tree) => Some(tree),
+            Err(e) => {
+                tracing::warn!(tree = %id, "cannot load a tree of the parent snapshot, its files will be read again: {e}");
+                None
+            }
+        }
+    }
+
+    fn send(&self, event: Event) -> Result<(), Stopped> {
+        self.events.send(event).map_err(|_| self.shared.stopped())
+    }
+}
+
+/// The node named `name` in the parent snapshot's listing.
+fn previous_node<'t>(tree: Option<&'t Tree>, name: &OsStr) -> Option<&'t Node> {
+    let nodes = &tree?.nodes;
+    let name = name.as_bytes();
+    nodes
+        .binary_search_by(|n| n.name.as_bytes().cmp(name))
+        .ok()
+        .map(|i| &nodes[i])
+}
+
+/// Whether a file may keep the parent snapshot's content without being read.
+fn is_unchanged(previous: &Node, node: &Node) -> bool {
+    previous.node_type == NodeType::File
+        && previous.size == node.size
+        && previous.mtime_ns == node.mtime_ns
+        && previous.ctime_ns == node.ctime_ns
+        && previous.inode == node.inode
+        && previous.device == node.device
+}
+
+/// How a complete node compares with the parent snapshot's.
+pub(crate) fn compare(node: &Node, previous: Option<&Node>) -> Change {
+    match previous {
+        Some(p) if p == node => Change::Unmodified,
+        Some(p) if p.node_type == node.node_type => Change::Changed,
+        _ => Change::New,
+    }
+}
