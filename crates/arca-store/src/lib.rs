@@ -2,25 +2,55 @@
 //!
 //! A [`Backend`] is a flat key/value store of immutable files addressed by
 //! relative paths such as `config`, `keys/<id>` or `data/ab/<id>`. It knows
-//! nothing about the repository format. Backends exist for the local
-//! filesystem (also NFS mounts) and, through `object_store`, S3-compatible
-//! stores, GCS and Azure Blob. Retries, bandwidth limits, request counting,
-//! caching and fault injection are decorators wrapping any backend.
+//! nothing about the repository format (that is `arca-repo`) and never
+//! encrypts (that is `arca-crypto`).
 //!
-//! CONTRACT (fixed by the workspace skeleton):
+//! Backends:
+//! - [`LocalBackend`]: a directory on a local filesystem or NFS mount, written with
+//!   temp file + fsync + rename + directory fsync (object_store's local store does not fsync);
+//! - [`ObjectStoreBackend`]: S3 and S3-compatible stores (MinIO, Ceph RGW), Google Cloud
+//!   Storage and Azure Blob through the `object_store` crate.
+//!
+//! Everything else is a decorator wrapping any backend: [`RetryBackend`],
+//! [`ConcurrencyLimitBackend`], [`BandwidthLimitBackend`], [`CountingBackend`] and,
+//! for tests, [`FaultBackend`]. [`open`] parses a restic-style URL into a
+//! [`Location`], builds the backend and stacks the standard decorators.
+//! [`DiskCache`] is a separate local metadata cache the repository layer uses
+//! where it chooses to. [`conformance`] holds the behaviour every backend must show,
+//! as test helpers.
+//!
+//! CONTRACT:
 //! - [`Backend`] is object-safe (`Arc<dyn Backend>`), async, and every `put` is atomic: a
 //!   reader sees either the whole object or nothing, never a prefix.
 //! - [`Error::NotFound`] for missing objects; [`Error::is_transient`] says whether a retry may help.
-//! - [`open`] turns a restic-style repository URL into a ready backend.
+//! - [`open`] turns a repository URL into a ready backend plus its request counters.
 
+mod cache;
+mod cloud;
+pub mod conformance;
 mod counting;
+mod credentials;
+mod error;
+mod fault;
+mod limit;
+mod local;
+mod location;
+mod retry;
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use cache::DiskCache;
+pub use cloud::{MULTIPART_PART_SIZE, MULTIPART_THRESHOLD, ObjectStoreBackend, WriteCheck};
 pub use counting::{CountingBackend, RequestCounters, RequestCounts};
+pub use error::{Error, Result};
+pub use fault::{FaultBackend, FaultConfig, OutageSwitch};
+pub use limit::{BandwidthLimitBackend, ConcurrencyLimitBackend, TokenBucket};
+pub use local::LocalBackend;
+pub use location::Location;
+pub use retry::{RetryBackend, RetryPolicy};
 
 /// Metadata of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,64 +61,18 @@ pub struct ObjectMeta {
     pub size: u64,
 }
 
-/// Errors of the storage layer. Messages name the location, never credentials.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The object does not exist.
-    #[error("{path}: not found")]
-    NotFound {
-        /// Object path.
-        path: String,
-    },
-    /// A failure that may succeed if retried (timeouts, 5xx, resets, throttling).
-    #[error("{location}: temporary storage failure: {message}")]
-    Transient {
-        /// Where it happened (backend and path).
-        location: String,
-        /// What happened.
-        message: String,
-    },
-    /// A failure that will not go away by retrying (auth, permissions, bad request, disk full).
-    #[error("{location}: {message}")]
-    Permanent {
-        /// Where it happened (backend and path).
-        location: String,
-        /// What happened.
-        message: String,
-    },
-    /// The repository URL or an option is invalid.
-    #[error("invalid repository location {url:?}: {reason}")]
-    InvalidUrl {
-        /// The URL as given.
-        url: String,
-        /// Why it is invalid.
-        reason: String,
-    },
-}
-
-impl Error {
-    /// Whether retrying the same call may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Transient { .. })
-    }
-}
-
-/// Result type of this crate.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
 /// A flat store of immutable objects.
 #[async_trait::async_trait]
 pub trait Backend: std::fmt::Debug + std::fmt::Display + Send + Sync + 'static {
     /// Reads a whole object.
     async fn get(&self, path: &str) -> Result<Bytes>;
-    /// Reads `range` of an object.
+    /// Reads `range` of an object; a range reaching past the end is an error.
     async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes>;
     /// Writes an object atomically, replacing any existing one.
     async fn put(&self, path: &str, data: Bytes) -> Result<()>;
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, path: &str) -> Result<()>;
-    /// Lists objects whose path starts with `prefix` (e.g. `"snapshots/"`).
+    /// Lists objects whose path starts with `prefix` (e.g. `"snapshots/"`), sorted by path.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
     /// Size of an object.
     async fn head(&self, path: &str) -> Result<ObjectMeta>;
@@ -103,14 +87,17 @@ pub trait Backend: std::fmt::Debug + std::fmt::Display + Send + Sync + 'static {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct StoreOptions {
-    /// Concurrent connections (restic's `-o connections`); `None` = backend default.
+    /// Concurrent requests (restic's `-o connections`); `None` = backend default
+    /// (2 for local, 5 for cloud stores).
     pub connections: Option<usize>,
-    /// Upload limit in KiB/s.
+    /// Upload limit in KiB/s, shared by all connections.
     pub limit_upload_kib: Option<u64>,
-    /// Download limit in KiB/s.
+    /// Download limit in KiB/s, shared by all connections.
     pub limit_download_kib: Option<u64>,
     /// PEM bundle of extra CA certificates for https endpoints.
     pub cacert: Option<std::path::PathBuf>,
+    /// How transient failures are retried.
+    pub retry: RetryPolicy,
 }
 
 /// A backend opened by [`open`], with the counters of the requests it sends.
@@ -122,8 +109,91 @@ pub struct OpenedStore {
     pub requests: Arc<RequestCounters>,
 }
 
+/// Default concurrent requests for a local directory (as restic).
+const LOCAL_CONNECTIONS: usize = 2;
+/// Default concurrent requests for a cloud store (as restic).
+const CLOUD_CONNECTIONS: usize = 5;
+
 /// Opens the backend for a restic-style repository URL (`/path`, `local:/path`,
 /// `s3:...`, `gs:...`, `azure:...`), wrapped in the standard decorators.
-pub fn open(_url: &str, _options: &StoreOptions) -> Result<OpenedStore> {
-    unimplemented!()
+/// Credentials come from the process environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+pub fn open(url: &str, options: &StoreOptions) -> Result<OpenedStore> {
+    open_with_env(url, options, &|name| std::env::var(name).ok())
+}
+
+/// [`open`] with credentials looked up through `env` instead of the process
+/// environment (for tests, and for callers holding credentials from elsewhere,
+/// such as a Kubernetes Secret).
+pub fn open_with_env(
+    url: &str,
+    options: &StoreOptions,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<OpenedStore> {
+    let location = Location::parse(url)?;
+    let name = location.to_string();
+    let (base, default_connections): (Arc<dyn Backend>, usize) = match &location {
+        Location::Local { path } => (Arc::new(LocalBackend::new(path)), LOCAL_CONNECTIONS),
+        Location::S3 {
+            endpoint,
+            bucket,
+            prefix,
+        } => {
+            let built = credentials::s3(url, endpoint, bucket, options, env)?;
+            let backend = ObjectStoreBackend::new(
+                built.store,
+                prefix,
+                name,
+                WriteCheck::TrustResponse,
+                built.secrets,
+            );
+            (Arc::new(backend), CLOUD_CONNECTIONS)
+        }
+        Location::Gcs { bucket, prefix } => {
+            let built = credentials::gcs(url, bucket, options, env)?;
+            let backend = ObjectStoreBackend::new(
+                built.store,
+                prefix,
+                name,
+                WriteCheck::HeadSize,
+                built.secrets,
+            );
+            (Arc::new(backend), CLOUD_CONNECTIONS)
+        }
+        Location::Azure { container, prefix } => {
+            let built = credentials::azure(url, container, options, env)?;
+            let backend = ObjectStoreBackend::new(
+                built.store,
+                prefix,
+                name,
+                WriteCheck::HeadSize,
+                built.secrets,
+            );
+            (Arc::new(backend), CLOUD_CONNECTIONS)
+        }
+    };
+    let mut options = options.clone();
+    options.connections.get_or_insert(default_connections);
+    Ok(decorate(base, &options))
+}
+
+/// Stacks the standard decorators on `base`, outermost first: retry, concurrency
+/// limit, bandwidth limits, request counting. Counting sits closest to the store
+/// so retried attempts count; retry is outermost so backoff holds no connection.
+pub fn decorate(base: Arc<dyn Backend>, options: &StoreOptions) -> OpenedStore {
+    let requests = Arc::new(RequestCounters::default());
+    let mut backend: Arc<dyn Backend> = Arc::new(CountingBackend::new(base, Arc::clone(&requests)));
+    let bucket =
+        |kib: Option<u64>| kib.map(|kib| Arc::new(TokenBucket::new(kib.saturating_mul(1024))));
+    let (upload, download) = (
+        bucket(options.limit_upload_kib),
+        bucket(options.limit_download_kib),
+    );
+    if upload.is_some() || download.is_some() {
+        backend = Arc::new(BandwidthLimitBackend::new(backend, upload, download));
+    }
+    if let Some(connections) = options.connections {
+        backend = Arc::new(ConcurrencyLimitBackend::new(backend, connections));
+    }
+    backend = Arc::new(RetryBackend::new(backend, options.retry));
+    OpenedStore { backend, requests }
 }
