@@ -237,6 +237,7 @@ pub async fn restore(
             failures.push(failure(&target, &plan.items[item].path, reason));
         }
     }
+    failures.sort_by(|a, b| a.path.cmp(&b.path));
     if failures.is_empty() {
         Ok(summary)
     } else {

@@ -1,0 +1,630 @@
+//! Restore against real repositories (local backend in a temp dir), real
+//! backups and real files: every file type round-trips, include/exclude,
+//! sparse files, `--verify`, and restoring into an existing directory.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arca_chunk::ChunkerParams;
+use arca_crypto::KdfParams;
+use arca_repo::backup::{BackupOptions, backup};
+use arca_repo::progress::NoProgress;
+use arca_repo::repository::InitOptions;
+use arca_repo::restore::{RestoreOptions, restore, verify_file};
+use arca_repo::{Error, Repository};
+use arca_store::LocalBackend;
+use filetime::FileTime;
+
+/// Compares two directory trees recursively and lists every difference:
+/// entry sets, types, contents, permission bits, mtimes (ns), owners, symlink
+/// targets, device numbers, xattrs and which names are hardlinked together.
+/// Access and change times are not compared (reading changes the first, any
+/// metadata change the second).
+mod tree_diff {
+    use super::*;
+
+    /// Everything `diff` looks at, for one entry.
+    #[derive(Debug, PartialEq)]
+    struct Entry {
+        kind: &'static str,
+        mode: u32,
+        mtime_ns: i128,
+        uid: u32,
+        gid: u32,
+        rdev: u64,
+        link_target: Option<PathBuf>,
+        xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    }
+
+    fn kind(meta: &fs::Metadata) -> &'static str {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        match () {
+            _ if t.is_dir() => "dir",
+            _ if t.is_file() => "file",
+            _ if t.is_symlink() => "symlink",
+            _ if t.is_fifo() => "fifo",
+            _ if t.is_socket() => "socket",
+            _ if t.is_char_device() => "char device",
+            _ if t.is_block_device() => "block device",
+            _ => "unknown",
+        }
+    }
+
+    fn entry(path: &Path) -> Entry {
+        let meta = fs::symlink_metadata(path).unwrap();
+        let kind = kind(&meta);
+        let xattrs = match xattr::list(path) {
+            Ok(names) => names
+                .map(|name| {
+                    let value = xattr::get(path, &name).unwrap().unwrap_or_default();
+                    (name.as_bytes().to_vec(), value)
+                })
+                .collect(),
+            Err(_) => BTreeMap::new(),
+        };
+        Entry {
+            kind,
+            // Symlink permission bits are meaningless on Linux.
+            mode: if kind == "symlink" {
+                0
+            } else {
+                meta.mode() & 0o7777
+            },
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            rdev: meta.rdev(),
+            link_target: (kind == "symlink").then(|| fs::read_link(path).unwrap()),
+            xattrs,
+        }
+    }
+
+    /// Relative paths of every entry below `root`, sorted.
+    fn walk(root: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut pending = vec![PathBuf::new()];
+        while let Some(rel) = pending.pop() {
+            for child in fs::read_dir(root.join(&rel)).unwrap() {
+                let child = child.unwrap();
+                let child_rel = rel.join(child.file_name());
+                if child.file_type().unwrap().is_dir() {
+                    pending.push(child_rel.clone());
+                }
+                out.push(child_rel);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// For each regular file with more than one link: the first (sorted)
+    /// relative path sharing its inode.
+    fn hardlink_groups(root: &Path, paths: &[PathBuf]) -> BTreeMap<PathBuf, PathBuf> {
+        let mut first: BTreeMap<(u64, u64), PathBuf> = BTreeMap::new();
+        let mut groups = BTreeMap::new();
+        for rel in paths {
+            let meta = fs::symlink_metadata(root.join(rel)).unwrap();
+            if meta.is_file() && meta.nlink() > 1 {
+                let leader = first
+                    .entry((meta.dev(), meta.ino()))
+                    .or_insert_with(|| rel.clone());
+                groups.insert(rel.clone(), leader.clone());
+            }
+        }
+        groups
+    }
+
+    /// Differences between the trees below `expected` and `actual`;
+    /// relative paths in `ignore` are left out on both sides.
+    pub(crate) fn diff(expected: &Path, actual: &Path, ignore: &[&Path]) -> Vec<String> {
+        let keep = |paths: Vec<PathBuf>| -> Vec<PathBuf> {
+            paths
+                .into_iter()
+                .filter(|p| !ignore.iter().any(|i| p.starts_with(i)))
+                .collect()
+        };
+        let (left, right) = (keep(walk(expected)), keep(walk(actual)));
+        let mut out = Vec::new();
+        for missing in left.iter().filter(|p| !right.contains(p)) {
+            out.push(format!("{}: missing", missing.display()));
+        }
+        for extra in right.iter().filter(|p| !left.contains(p)) {
+            out.push(format!("{}: unexpected", extra.display()));
+        }
+        for rel in left.iter().filter(|p| right.contains(p)) {
+            let (a, b) = (expected.join(rel), actual.join(rel));
+            let (ea, eb) = (entry(&a), entry(&b));
+            if ea != eb {
+                out.push(format!("{}: metadata {ea:?} != {eb:?}", rel.display()));
+            }
+            if ea.kind == "file"
+                && eb.kind == "file"
+                && fs::read(&a).unwrap() != fs::read(&b).unwrap()
+            {
+                out.push(format!("{}: content differs", rel.display()));
+            }
+        }
+        let (ga, gb) = (
+            hardlink_groups(expected, &left),
+            hardlink_groups(actual, &right),
+        );
+        if ga != gb {
+            out.push(format!("hardlink groups differ: {ga:?} != {gb:?}"));
+        }
+        out
+    }
+}
+
+/// A fresh repository with cheap key derivation and small chunks.
+async fn new_repo(dir: &Path) -> Repository {
+    let opts = InitOptions {
+        kdf: KdfParams::new(8 * 1024, 1, 1).unwrap(),
+        chunker: ChunkerParams {
+            min: 16 * 1024,
+            avg: 64 * 1024,
+            max: 256 * 1024,
+        },
+        pack_size: 1024 * 1024,
+        ..InitOptions::default()
+    };
+    Repository::init(Arc::new(LocalBackend::new(dir)), b"test password", opts)
+        .await
+        .unwrap()
+}
+
+async fn backup_dir(repo: &Repository, source: &Path) -> arca_repo::snapshot::Snapshot {
+    let opts = BackupOptions {
+        paths: vec![source.to_owned()],
+        ..BackupOptions::default()
+    };
+    let outcome = backup(repo, &opts, Arc::new(NoProgress)).await.unwrap();
+    assert!(outcome.unreadable.is_empty(), "{:?}", outcome.unreadable);
+    outcome.snapshot
+}
+
+/// Where `source` (an absolute path that was backed up) lands under `target`.
+fn restored(target: &Path, source: &Path) -> PathBuf {
+    target.join(source.strip_prefix("/").unwrap())
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so content neither
+/// compresses nor deduplicates.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+fn set_mtime(path: &Path, secs: i64, nanos: u32) {
+    let t = FileTime::from_unix_time(secs, nanos);
+    filetime::set_symlink_file_times(path, t, t).unwrap();
+}
+
+/// Whether `dir`'s filesystem takes `user.*` xattrs.
+fn xattrs_supported(dir: &Path) -> bool {
+    let probe = dir.join(".xattr-probe");
+    fs::write(&probe, b"").unwrap();
+    let ok = xattr::set(&probe, "user.probe", b"1").is_ok();
+    fs::remove_file(probe).unwrap();
+    ok
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Builds a tree with every kind of entry. Returns the relative paths that
+/// restore deliberately skips (sockets, devices when not root).
+fn build_source(src: &Path) -> Vec<PathBuf> {
+    let mut skipped = Vec::new();
+    fs::create_dir_all(src.join("dir/sub")).unwrap();
+    fs::create_dir(src.join("empty-dir")).unwrap();
+    fs::write(src.join("small.txt"), b"hello, restore\n").unwrap();
+    fs::write(src.join("empty"), b"").unwrap();
+    // Several chunks and more than one pack.
+    fs::write(src.join("dir/big.bin"), noise(2_500_000, 1)).unwrap();
+    // The same content twice: deduplicated blobs written to two files.
+    fs::write(src.join("dir/sub/copy-a"), noise(300_000, 2)).unwrap();
+    fs::write(src.join("dir/sub/copy-b"), noise(300_000, 2)).unwrap();
+    fs::write(
+        src.join("compressible.txt"),
+        "line of text\n".repeat(50_000),
+    )
+    .unwrap();
+    // Hardlinks, across directories.
+    fs::write(src.join("linked"), b"one inode, three names").unwrap();
+    fs::hard_link(src.join("linked"), src.join("dir/linked-2")).unwrap();
+    fs::hard_link(src.join("linked"), src.join("dir/sub/linked-3")).unwrap();
+    symlink("small.txt", src.join("symlink-rel")).unwrap();
+    symlink("/nonexistent/target", src.join("symlink-dangling")).unwrap();
+    nix::unistd::mkfifo(
+        &src.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )
+    .unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(src.join("socket")).unwrap();
+    skipped.push(PathBuf::from("socket"));
+    if is_root() {
+        let dev = nix::sys::stat::makedev(1, 3);
+        nix::sys::stat::mknod(
+            &src.join("null-dev"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            dev,
+        )
+        .unwrap();
+        // Ownership other than the restoring user's.
+        std::os::unix::fs::lchown(src.join("small.txt"), Some(1234), Some(5678)).unwrap();
+        std::os::unix::fs::lchown(src.join("symlink-rel"), Some(4321), Some(8765)).unwrap();
+    }
+    // Names: unicode, 255 bytes, not UTF-8.
+    fs::write(src.join("ünïcødé ✓"), b"u").unwrap();
+    fs::write(src.join("n".repeat(255)), b"long").unwrap();
+    fs::write(src.join(OsStr::from_bytes(b"bad-\xff-utf8")), b"raw").unwrap();
+    // Deep nesting.
+    let mut deep = src.join("deep");
+    for level in 0..40 {
+        deep.push(format!("l{level}"));
+    }
+    fs::create_dir_all(&deep).unwrap();
+    fs::write(deep.join("bottom"), b"down here").unwrap();
+    if xattrs_supported(src) {
+        xattr::set(src.join("small.txt"), "user.note", b"kept").unwrap();
+        xattr::set(src.join("dir"), "user.dir-note", b"\x00binary\xff").unwrap();
+    }
+    // Modes, including setuid and a read-only directory with content.
+    fs::set_permissions(src.join("small.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+    fs::set_permissions(src.join("dir/big.bin"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::set_permissions(src.join("empty"), fs::Permissions::from_mode(0o000)).unwrap();
+    // Times last (after all content), with nanoseconds; directories too.
+    set_mtime(&src.join("small.txt"), 1_600_000_000, 123_456_789);
+    set_mtime(&src.join("symlink-rel"), 1_500_000_000, 1);
+    set_mtime(&src.join("dir/sub"), 1_400_000_000, 999_999_999);
+    fs::set_permissions(src.join("dir/sub"), fs::Permissions::from_mode(0o555)).unwrap();
+    set_mtime(&src.join("dir"), 1_300_000_000, 42);
+    set_mtime(&src.join("empty-dir"), 1_200_000_000, 7);
+    skipped
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_file_type_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let skipped = build_source(&src);
+    let repo = new_repo(&tmp.path().join("repo")).await;
+    let snapshot = backup_dir(&repo, &src).await;
+
+    let target = tmp.path().join("target");
+    let mut opts = RestoreOptions::new(&target);
+    opts.verify = true;
+    opts.owner = is_root();
+    let summary = restore(&repo, &snapshot, &opts, Arc::new(NoProgress))
+        .await
+        .unwrap();
+
+    let skipped_refs: Vec<&Path> = skipped.iter().map(PathBuf::as_path).collect();
+    let differences = tree_diff::diff(&src, &restored(&target, &src), &skipped_refs);
+    assert!(
+        differences.is_empty(),
+        "differences:\n{}",
+        differences.join("\n")
+    );
+    assert!(
+        summary
+            .skipped
+            .iter()
+            .any(|(path, why)| path.ends_with("socket") && why.contains("socket")),
+        "{:?}",
+        summary.skipped
+    );
+    assert_eq!(summary.hardlinks, 2);
+    assert!(summary.files_verified >= 10, "{summary:?}");
+    assert!(summary.packs_read >= 2, "{summary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn include_and_exclude_select_by_snapshot_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("keep/inner")).unwrap();
+    fs::create_dir_all(src.join("drop")).unwrap();
+    fs::write(src.join("keep/a.txt"), b"a").unwrap();
+    fs::write(src.join("keep/a.log"), b"log").unwrap();
+    fs::write(src.join("keep/inner/b.txt"), b"b").unwrap();
+    fs::write(src.join("drop/c.txt"), b"c").unwrap();
+    fs::write(src.join("top.txt"), b"top").unwrap();
+    set_mtime(&src.join("keep"), 1_000_000_000, 5);
+    let repo = new_repo(&tmp.path().join("repo")).await;
+    let snapshot = backup_dir(&repo, &src).await;
+
+    // Include one directory by absolute snapshot path, exclude by basename glob.
+    let target = tmp.path().join("t1");
+    let mut opts = RestoreOptions::new(&target);
+    opts.includes = vec![format!("{}/keep", src.display())];
+    opts.excludes = vec!["*.log".to_owned()];
+    restore(&repo, &snapshot, &opts, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    let out = restored(&target, &src);
+    assert_eq!(fs::read(out.join("keep/a.txt")).unwrap(), b"a");
+    assert_eq!(fs::read(out.join("keep/inner/b.txt")).unwrap(), b"b");
+    assert!(!out.join("keep/a.log").exists());
+    assert!(!out.join("drop").exists());
+    assert!(!out.join("top.txt").exists());
+    // The included directory keeps its own metadata.
+    assert_eq!(fs::metadata(out.join("keep")).unwrap().mtime_nsec(), 5);
+
+    // An unanchored include keeps the parent directories of what it matches.
+    let target = tmp.path().join("t2");
+    let mut opts = RestoreOptions::new(&target);
+    opts.includes = vec!["b.txt".to_owned()];
+    restore(&repo, &snapshot, &opts, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    let out = restored(&target, &src);
+    assert_eq!(fs::read(out.join("keep/inner/b.txt")).unwrap(), b"b");
+    assert!(!out.join("keep/a.txt").exists());
+    assert!(!out.join("top.txt").exists());
+
+    // Excluding a directory excludes everything below it.
+    let target = tmp.path().join("t3");
+    let mut opts = RestoreOptions::new(&target);
+    opts.excludes = vec!["keep".to_owned()];
+    restore(&repo, &snapshot, &opts, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    let out = restored(&target, &src);
+    assert!(!out.join("keep").exists());
+    assert_eq!(fs::read(out.join("drop/c.txt")).unwrap(), b"c");
+    assert_eq!(fs::read(out.join("top.txt")).unwrap(), b"top");
+
+    // A bad pattern is an error before anything is written.
+    let target = tmp.path().join("t4");
+    let mut opts = RestoreOptions::new(&target);
+    opts.excludes = vec!["[".to_owned()];
+    let err = restore(&repo, &snapshot, &opts, Arc::new(NoProgress))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
+    assert!(!target.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_runs_restore_as_holes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // 8 MiB of zeros between two runs of data.
+    let mut content = noise(200_000, 3);
+    content.extend(std::iter::repeat_n(0u8, 8 * 1024 * 1024));
+    content.extend(noise(200_000, 4));
+    fs::write(src.join("sparse"), &content).unwrap();
+    let repo = new_repo(&tmp.path().join("repo")).await;
+    let snapshot = backup_dir(&repo, &src).await;
+
+    let target = tmp.path().join("target");
+    restore(
+        &repo,
+        &snapshot,
+        &RestoreOptions::new(&target),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    let restored_file = restored(&target, &src).join("sparse");
+    assert!(
+        fs::read(&restored_file).unwrap() == content,
+        "content differs"
+    );
+    let meta = fs::metadata(&restored_file).unwrap();
+    assert_eq!(meta.len(), content.len() as u64);
+    // Allocated bytes (512-byte blocks) well below the logical size: the zero
+    // chunks inside the run were skipped. Chunk boundaries around the data are
+    // not aligned to the zeros, so allow some allocated zeros at the edges.
+    let allocated = meta.blocks() * 512;
+    assert!(
+        allocated < content.len() as u64 / 2,
+        "allocated {allocated} of {} bytes",
+        content.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_detects_a_file_changed_after_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let content = noise(700_000, 5);
+    fs::write(src.join("f"), &content).unwrap();
+    let repo = new_repo(&tmp.path().join("repo")).await;
+    let snapshot = backup_dir(&repo, &src).await;
+    let target = tmp.path().join("target");
+    restore(
+        &repo,
+        &snapshot,
+        &RestoreOptions::new(&target),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    let file = restored(&target, &src).join("f");
+
+    // The file's blobs, as the snapshot lists them.
+    let index = repo.load_index().await.unwrap();
+    let mut tree = repo.load_tree(&index, &snapshot.tree).await.unwrap();
+    for component in src.strip_prefix("/").unwrap().components() {
+        let node = tree
+            .nodes
+            .iter()
+            .find(|n| n.name.as_os_str() == component.as_os_str())
+            .unwrap();
+        tree = repo
+            .load_tree(&index, &node.subtree.unwrap())
+            .await
+            .unwrap();
+    }
+    let node = tree
+        .nodes
+        .iter()
+        .find(|n| n.name.as_os_str() == "f")
+        .unwrap();
+    assert!(node.content.len() > 1, "want a multi-blob file");
+    let mut blobs = Vec::new();
+    for id in &node.content {
+        let len = repo
+            .read_blob(&index, arca_repo::blob::BlobType::Data, id)
+            .await
+            .unwrap()
+            .len() as u64;
+        blobs.push((*id, len));
+    }
+    verify_file(repo.key(), &file, &blobs).unwrap();
+
+    // One flipped byte in the middle of the second blob.
+    let mut tampered = content.clone();
+    let second_start = blobs[0].1 as usize;
+    tampered[second_start + 10] ^= 1;
+    fs::write(&file, &tampered).unwrap();
+    let err = verify_file(repo.key(), &file, &blobs).unwrap_err();
+    let Error::VerifyFailed { path, reason } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(path, &file);
+    assert!(reason.contains(&blobs[1].0.to_string()), "{reason}");
+    assert!(
+        reason.contains(&format!("bytes {second_start}..")),
+        "{reason}"
+    );
+
+    // Appended bytes and truncation are caught too.
+    let mut longer = content.clone();
+    longer.push(0);
+    fs::write(&file, &longer).unwrap();
+    let err = verify_file(repo.key(), &file, &blobs).unwrap_err();
+    assert!(err.to_string().contains("longer"), "{err}");
+    fs::write(&file, &content[..content.len() - 1]).unwrap();
+    let err = verify_file(repo.key(), &file, &blobs).unwrap_err();
+    assert!(err.to_string().contains("file ends at byte"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_into_an_existing_directory_replaces_only_snapshot_items() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), b"from the snapshot").unwrap();
+    fs::write(src.join("g"), b"also from the snapshot").unwrap();
+    let repo = new_repo(&tmp.path().join("repo")).await;
+    let snapshot = backup_dir(&repo, &src).await;
+
+    let target = tmp.path().join("target");
+    let out = restored(&target, &src);
+    fs::create_dir_all(out.join("d")).unwrap();
+    fs::write(
+        out.join("d/f"),
+        b"stale content that is longer than the snapshot's",
+    )
+    .unwrap();
+    fs::write(out.join("d/unrelated"), b"mine").unwrap();
+    // A symlink where the snapshot has a file must not be written through.
+    let outside = tmp.path().join("outside");
+    fs::write(&outside, b"do not touch").unwrap();
+    symlink(&outside, out.join("g")).unwrap();
+
+    let mut opts = RestoreOptions::new(&target);
+    opts.overwrite = false;
+    let err = restore(&repo, &snapshot, &opts, Arc::new(NoProgress))
+        .await
+        .unwrap_err();
+    let Error::RestoreFailed { failures } = &err else {
+        panic!("{err}")
+    };
+    let failed: Vec<&Path> = failures.iter().map(|f| f.path.as_path()).collect();
+    assert_eq!(
+        failed,
+        vec![out.join("d/f").as_path(), out.join("g").as_path()],
+        "{err}"
+    );
+    assert!(err.to_string().contains("overwriting is off"), "{err}");
+    assert_eq!(
+        fs::read(out.join("d/f")).unwrap(),
+        b"stale content that is longer than the snapshot's"
+    );
+
+    restore(
+        &repo,
+        &snapshot,
+        &RestoreOptions::new(&target),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fs::read(out.join("d/f")).unwrap(), b"from the snapshot");
+    assert_eq!(fs::read(out.join("g")).unwrap(), b"also from the snapshot");
+    assert!(
+        !fs::symlink_metadata(out.join("g"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read(&outside).unwrap(), b"do not touch");
+    assert_eq!(fs::read(out.join("d/unrelated")).unwrap(), b"mine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_pack_fails_the_restore_naming_the_file_and_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("data"), noise(200_000, 6)).unwrap();
+    fs::write(src.join("other"), b"small").unwrap();
+    let repo_dir = tmp.path().join("repo");
+    let repo = new_repo(&repo_dir).await;
+    let snapshot = backup_dir(&repo, &src).await;
+    let index = repo.load_index().await.unwrap();
+    // Delete every data pack.
+    let data_packs: Vec<_> = index
+        .iter()
+        .filter(|(t, _, _)| *t == arca_repo::blob::BlobType::Data)
+        .map(|(_, _, loc)| loc.pack)
+        .collect();
+    for pack in &data_packs {
+        fs::remove_file(repo_dir.join(Repository::pack_path(pack))).ok();
+    }
+    let target = tmp.path().join("target");
+    let err = restore(
+        &repo,
+        &snapshot,
+        &RestoreOptions::new(&target),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap_err();
+    let Error::RestoreFailed { failures } = &err else {
+        panic!("{err}")
+    };
+    let out = restored(&target, &src);
+    let failed: Vec<&Path> = failures.iter().map(|f| f.path.as_path()).collect();
+    assert_eq!(
+        failed,
+        vec![out.join("data").as_path(), out.join("other").as_path()],
+        "{err}"
+    );
+    assert!(
+        failures[0].reason.contains("data blob") && failures[0].reason.contains("pack"),
+        "{err}"
+    );
+}
