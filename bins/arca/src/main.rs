@@ -1,4 +1,151 @@
 //! `arca`: the command-line interface. Parses arguments, wires the library
 //! crates together and prints; all behaviour lives in the crates.
+//!
+//! Each subcommand is one module under `commands/`; `context` turns the
+//! global options into an open repository, `password` finds the password,
+//! `progress` renders engine progress, `output` prints. Exit codes follow
+//! restic so scripts written for it keep working (see docs/CLI.md).
 
-fn main() {}
+mod commands;
+mod context;
+mod output;
+mod password;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::commands::Command;
+use crate::context::{Context, GlobalOptions};
+
+/// Fast, encrypted, deduplicated backups in the restic tradition.
+#[derive(Debug, Parser)]
+#[command(name = "arca", version, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalOptions,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How the process ends. The numbers are restic's, so scripts written for
+/// restic interpret them correctly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// Everything worked.
+    Success = 0,
+    /// The command failed.
+    Failure = 1,
+    /// A backup was saved, but some files could not be read and are missing from it.
+    IncompleteBackup = 3,
+    /// The repository does not exist.
+    NoRepository = 10,
+    /// The password does not open the repository.
+    WrongPassword = 12,
+    /// Ctrl-C or SIGTERM; nothing was committed.
+    Interrupted = 130,
+}
+
+/// The command was stopped by a signal before it finished.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted; nothing was committed (an interrupted backup leaves no snapshot)")]
+struct Interrupted;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and --version go to stdout and succeed; usage errors exit 1 like restic.
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() {
+                Exit::Failure as u8
+            } else {
+                0
+            });
+        }
+    };
+    init_tracing(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            return fail(
+                &anyhow::Error::new(err).context("cannot start the async runtime"),
+                false,
+            );
+        }
+    };
+    let json = cli.global.json;
+    let result = runtime.block_on(run_until_interrupted(cli));
+    password::restore_terminal();
+    // Engine threads blocked in storage or file I/O must not delay the exit
+    // (after an interrupt they are abandoned: nothing they do is committed).
+    runtime.shutdown_background();
+    match result {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(err) => fail(&err, json),
+    }
+}
+
+async fn run_until_interrupted(cli: Cli) -> anyhow::Result<Exit> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let context = Context::new(cli.global)?;
+    // Biased: the signal handlers are installed before the command starts.
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
+        _ = terminate.recv() => Err(Interrupted.into()),
+        result = commands::run(cli.command, &context) => result,
+    }
+}
+
+/// Prints the error (as restic's `exit_error` message in JSON mode) and picks
+/// the exit code from what went wrong.
+fn fail(err: &anyhow::Error, json: bool) -> ExitCode {
+    let exit = exit_for(err);
+    if exit == Exit::Success {
+        return ExitCode::SUCCESS; // stdout was closed early, e.g. `arca ls latest | head`
+    }
+    output::error(json, exit as u8, err);
+    ExitCode::from(exit as u8)
+}
+
+fn exit_for(err: &anyhow::Error) -> Exit {
+    for cause in err.chain() {
+        if cause.is::<Interrupted>() {
+            return Exit::Interrupted;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            return Exit::Success;
+        }
+        match cause.downcast_ref::<arca_repo::Error>() {
+            Some(arca_repo::Error::NotARepository { .. }) => return Exit::NoRepository,
+            Some(arca_repo::Error::WrongPassword) => return Exit::WrongPassword,
+            _ => {}
+        }
+    }
+    Exit::Failure
+}
+
+/// Library logs go to stderr: warnings by default, `-v` info, `-vv` debug;
+/// `ARCA_LOG` (an env-filter directive) overrides.
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ARCA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,193 @@
+//! Global options and what every command derives from them: the repository
+//! location, storage options, the password and the output mode.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use arca_repo::Repository;
+use arca_store::{RequestCounters, StoreOptions};
+
+use crate::output::Output;
+use crate::password::{Password, PasswordSources, Purpose};
+
+/// Options accepted before or after any subcommand.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GlobalOptions {
+    /// Repository location: a path, local:PATH, s3:URL, gs:BUCKET:/PREFIX or azure:CONTAINER:/PREFIX
+    /// [env: ARCA_REPOSITORY, RESTIC_REPOSITORY]
+    #[arg(short = 'r', long = "repo", global = true, value_name = "REPOSITORY")]
+    repository: Option<String>,
+    /// Read the password from this file (surrounding whitespace is ignored)
+    /// [env: ARCA_PASSWORD_FILE, RESTIC_PASSWORD_FILE]
+    #[arg(long, global = true, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Run this shell command and use its output as the password
+    /// [env: ARCA_PASSWORD_COMMAND, RESTIC_PASSWORD_COMMAND]
+    #[arg(long, global = true, value_name = "COMMAND")]
+    password_command: Option<String>,
+    /// Print machine-readable JSON on stdout (see docs/CLI.md for the schemas)
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Print only errors and what was asked for; no progress
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More log output on stderr (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    /// Backend option KEY=VALUE; supported: connections=N
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    backend_options: Vec<String>,
+    /// Concurrent connections to the storage backend
+    #[arg(long, global = true, value_name = "N")]
+    connections: Option<usize>,
+    /// Limit uploads to this many KiB/s
+    #[arg(long, global = true, value_name = "KiB/s")]
+    limit_upload: Option<u64>,
+    /// Limit downloads to this many KiB/s
+    #[arg(long, global = true, value_name = "KiB/s")]
+    limit_download: Option<u64>,
+    /// PEM file with extra CA certificates for https backends
+    #[arg(long, global = true, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+}
+
+/// An open repository and the request counters of its backend.
+pub(crate) struct Opened {
+    pub(crate) repository: Repository,
+    pub(crate) requests: Arc<RequestCounters>,
+}
+
+/// Everything a command needs from the global options.
+#[derive(Debug)]
+pub(crate) struct Context {
+    location: Option<String>,
+    passwords: PasswordSources,
+    store_options: StoreOptions,
+    pub(crate) output: Output,
+}
+
+impl Context {
+    pub(crate) fn new(global: GlobalOptions) -> anyhow::Result<Self> {
+        let location = global
+            .repository
+            .or_else(|| env_either("ARCA_REPOSITORY", "RESTIC_REPOSITORY"));
+        let passwords = PasswordSources {
+            file: global.password_file.or_else(|| {
+                env_either("ARCA_PASSWORD_FILE", "RESTIC_PASSWORD_FILE").map(PathBuf::from)
+            }),
+            command: global
+                .password_command
+                .or_else(|| env_either("ARCA_PASSWORD_COMMAND", "RESTIC_PASSWORD_COMMAND")),
+        };
+        let mut store_options = StoreOptions::default();
+        for option in &global.backend_options {
+            apply_backend_option(&mut store_options, option)?;
+        }
+        if global.connections.is_some() {
+            store_options.connections = global.connections;
+        }
+        store_options.limit_upload_kib = global.limit_upload;
+        store_options.limit_download_kib = global.limit_download;
+        store_options.cacert = global.cacert;
+        let output = Output::new(global.json, global.quiet);
+        Ok(Context {
+            location,
+            passwords,
+            store_options,
+            output,
+        })
+    }
+
+    /// The repository location as given.
+    pub(crate) fn location(&self) -> anyhow::Result<&str> {
+        match self.location.as_deref() {
+            Some(location) if !location.is_empty() => Ok(location),
+            _ => bail!("no repository given: use -r/--repo or set ARCA_REPOSITORY"),
+        }
+    }
+
+    /// The password, from the first source that is set. Read on the blocking
+    /// pool: a prompt or password command may take long, and Ctrl-C must
+    /// still be noticed meanwhile.
+    pub(crate) async fn password(&self, purpose: Purpose) -> anyhow::Result<Password> {
+        let sources = self.passwords.clone();
+        tokio::task::spawn_blocking(move || sources.read(purpose)).await?
+    }
+
+    /// Connects to the storage backend (without reading anything yet).
+    pub(crate) fn open_store(&self) -> anyhow::Result<arca_store::OpenedStore> {
+        let location = self.location()?;
+        arca_store::open(location, &self.store_options)
+            .with_context(|| format!("cannot open repository {location}"))
+    }
+
+    /// Opens the repository: storage, then the password, then the key.
+    pub(crate) async fn open_repository(&self) -> anyhow::Result<Opened> {
+        let store = self.open_store()?;
+        let password = self.password(Purpose::Open).await?;
+        let repository = Repository::open(store.backend, password.as_bytes()).await?;
+        Ok(Opened {
+            repository,
+            requests: store.requests,
+        })
+    }
+}
+
+/// This machine's name, recorded in snapshots and key files.
+pub(crate) fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The user running arca, recorded in key files (the uid when it has no name).
+pub(crate) fn username() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |user| user.name)
+}
+
+/// `ARCA_*` wins over the `RESTIC_*` variable so one machine can hold both.
+pub(crate) fn env_either(arca: &str, restic: &str) -> Option<String> {
+    [arca, restic]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
+/// restic's `-o KEY=VALUE`; the backend prefix (`s3.connections`) is optional.
+fn apply_backend_option(options: &mut StoreOptions, option: &str) -> anyhow::Result<()> {
+    let Some((key, value)) = option.split_once('=') else {
+        bail!("backend option {option:?} is not KEY=VALUE (e.g. -o connections=8)");
+    };
+    match key.rsplit('.').next().unwrap_or(key) {
+        "connections" => {
+            let connections = value.parse().ok().filter(|&n: &usize| n > 0);
+            options.connections =
+                Some(connections.with_context(|| {
+                    format!("-o {option}: connections must be a positive number")
+                })?);
+        }
+        other => bail!("unknown backend option {other:?}; supported: connections=N"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_options_parse_with_or_without_prefix() {
+        let mut options = StoreOptions::default();
+        apply_backend_option(&mut options, "connections=4").unwrap();
+        assert_eq!(options.connections, Some(4));
+        apply_backend_option(&mut options, "s3.connections=9").unwrap();
+        assert_eq!(options.connections, Some(9));
+        assert!(apply_backend_option(&mut options, "connections=0").is_err());
+        assert!(apply_backend_option(&mut options, "connections").is_err());
+        assert!(apply_backend_option(&mut options, "region=eu").is_err());
+    }
+}
