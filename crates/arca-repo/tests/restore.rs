@@ -10,15 +10,13 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arca_chunk::ChunkerParams;
-use arca_crypto::KdfParams;
-use arca_repo::backup::{BackupOptions, backup};
 use arca_repo::progress::NoProgress;
-use arca_repo::repository::InitOptions;
 use arca_repo::restore::{RestoreOptions, restore, verify_file};
 use arca_repo::{Error, Repository};
-use arca_store::LocalBackend;
 use filetime::FileTime;
+use repo_fixtures::{backup_dir, new_repo, noise, restored};
+
+mod repo_fixtures;
 
 /// Compares two directory trees recursively and lists every difference:
 /// entry sets, types, contents, permission bits, mtimes (ns), owners, symlink
@@ -161,52 +159,6 @@ mod tree_diff {
     }
 }
 
-/// A fresh repository with cheap key derivation and small chunks.
-async fn new_repo(dir: &Path) -> Repository {
-    let opts = InitOptions {
-        kdf: KdfParams::new(8 * 1024, 1, 1).unwrap(),
-        chunker: ChunkerParams {
-            min: 16 * 1024,
-            avg: 64 * 1024,
-            max: 256 * 1024,
-        },
-        pack_size: 1024 * 1024,
-        ..InitOptions::default()
-    };
-    Repository::init(Arc::new(LocalBackend::new(dir)), b"test password", opts)
-        .await
-        .unwrap()
-}
-
-async fn backup_dir(repo: &Repository, source: &Path) -> arca_repo::snapshot::Snapshot {
-    let opts = BackupOptions {
-        paths: vec![source.to_owned()],
-        ..BackupOptions::default()
-    };
-    let outcome = backup(repo, &opts, Arc::new(NoProgress)).await.unwrap();
-    assert!(outcome.unreadable.is_empty(), "{:?}", outcome.unreadable);
-    outcome.snapshot
-}
-
-/// Where `source` (an absolute path that was backed up) lands under `target`.
-fn restored(target: &Path, source: &Path) -> PathBuf {
-    target.join(source.strip_prefix("/").unwrap())
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so content neither
-/// compresses nor deduplicates.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 fn set_mtime(path: &Path, secs: i64, nanos: u32) {
     let t = FileTime::from_unix_time(secs, nanos);
     filetime::set_symlink_file_times(path, t, t).unwrap();
@@ -305,7 +257,7 @@ async fn every_file_type_round_trips() {
     fs::create_dir(&src).unwrap();
     let skipped = build_source(&src);
     let repo = new_repo(&tmp.path().join("repo")).await;
-    let snapshot = backup_dir(&repo, &src).await;
+    let (_, snapshot) = backup_dir(&repo, &src).await;
 
     let target = tmp.path().join("target");
     let mut opts = RestoreOptions::new(&target);
@@ -348,7 +300,7 @@ async fn include_and_exclude_select_by_snapshot_path() {
     fs::write(src.join("top.txt"), b"top").unwrap();
     set_mtime(&src.join("keep"), 1_000_000_000, 5);
     let repo = new_repo(&tmp.path().join("repo")).await;
-    let snapshot = backup_dir(&repo, &src).await;
+    let (_, snapshot) = backup_dir(&repo, &src).await;
 
     // Include one directory by absolute snapshot path, exclude by basename glob.
     let target = tmp.path().join("t1");
@@ -413,7 +365,7 @@ async fn zero_runs_restore_as_holes() {
     content.extend(noise(200_000, 4));
     fs::write(src.join("sparse"), &content).unwrap();
     let repo = new_repo(&tmp.path().join("repo")).await;
-    let snapshot = backup_dir(&repo, &src).await;
+    let (_, snapshot) = backup_dir(&repo, &src).await;
 
     let target = tmp.path().join("target");
     restore(
@@ -450,7 +402,7 @@ async fn verify_detects_a_file_changed_after_writing() {
     let content = noise(700_000, 5);
     fs::write(src.join("f"), &content).unwrap();
     let repo = new_repo(&tmp.path().join("repo")).await;
-    let snapshot = backup_dir(&repo, &src).await;
+    let (_, snapshot) = backup_dir(&repo, &src).await;
     let target = tmp.path().join("target");
     restore(
         &repo,
@@ -528,7 +480,7 @@ async fn restore_into_an_existing_directory_replaces_only_snapshot_items() {
     fs::write(src.join("d/f"), b"from the snapshot").unwrap();
     fs::write(src.join("g"), b"also from the snapshot").unwrap();
     let repo = new_repo(&tmp.path().join("repo")).await;
-    let snapshot = backup_dir(&repo, &src).await;
+    let (_, snapshot) = backup_dir(&repo, &src).await;
 
     let target = tmp.path().join("target");
     let out = restored(&target, &src);
@@ -593,7 +545,7 @@ async fn a_missing_pack_fails_the_restore_naming_the_file_and_blob() {
     fs::write(src.join("other"), b"small").unwrap();
     let repo_dir = tmp.path().join("repo");
     let repo = new_repo(&repo_dir).await;
-    let snapshot = backup_dir(&repo, &src).await;
+    let (_, snapshot) = backup_dir(&repo, &src).await;
     let index = repo.load_index().await.unwrap();
     // Delete every data pack.
     let data_packs: Vec<_> = index
