@@ -161,8 +161,10 @@ async fn backup_with(
     flush: IndexFlush,
 ) -> Result<BackupOutcome> {
     let backup_start = Timestamp::now();
-    let targets = Targets::new(&opts.paths)?;
     let excludes = Excludes::new(&opts.excludes, &opts.exclude_files, opts.exclude_caches)?;
+    let targets = Targets::new(&opts.paths, |path| {
+        excludes.is_excluded_with_ancestors(path)
+    })?;
     let hostname = if opts.hostname.is_empty() {
         local_hostname()
     } else {

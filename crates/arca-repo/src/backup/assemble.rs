@@ -67,7 +67,7 @@ pub(crate) struct Assembled {
 /// A directory whose entries are still arriving.
 struct OpenDir {
     node: Node,
-    previous: Option<Node>,
+    previous: Option<Box<Node>>,
     nodes: Vec<Node>,
 }
 
@@ -94,7 +94,7 @@ pub(crate) fn run_assembler(
                     .expect("the walker leaves only directories it entered");
                 let mut node = dir.node;
                 node.subtree = Some(store_tree(shared, dir.nodes, encode)?);
-                counts.count(NodeType::Dir, compare(&node, dir.previous.as_ref()));
+                counts.count(NodeType::Dir, compare(&node, dir.previous.as_deref()));
                 open.last_mut()
                     .map_or(&mut root, |parent| &mut parent.nodes)
                     .push(node);

@@ -34,8 +34,9 @@ pub(crate) struct Targets {
 impl Targets {
     /// Makes every path absolute (relative to the current directory) and
     /// removes `.` and `..` components lexically, without following
-    /// symlinks, as restic does. Fails if no path is given or one does not exist.
-    pub(crate) fn new(paths: &[PathBuf]) -> Result<Self> {
+    /// symlinks, as restic does. Fails if no path is given or one does not
+    /// exist. Paths for which `is_excluded` holds are recorded but not backed up.
+    pub(crate) fn new(paths: &[PathBuf], is_excluded: impl Fn(&Path) -> bool) -> Result<Self> {
         if paths.is_empty() {
             return Err(Error::InvalidOptions(
                 "no paths to back up: give at least one file or directory".into(),
@@ -49,7 +50,9 @@ impl Targets {
                 path: absolute.clone(),
                 source,
             })?;
-            insert(&mut root, &absolute);
+            if !is_excluded(&absolute) {
+                insert(&mut root, &absolute);
+            }
             recorded.push(absolute.to_string_lossy().into_owned());
         }
         recorded.sort();
@@ -159,12 +162,12 @@ mod tests {
     fn missing_path_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing");
-        let err = Targets::new(std::slice::from_ref(&missing)).unwrap_err();
+        let err = Targets::new(std::slice::from_ref(&missing), |_| false).unwrap_err();
         assert!(
             err.to_string().contains(&missing.display().to_string()),
             "{err}"
         );
-        assert!(Targets::new(&[]).is_err());
+        assert!(Targets::new(&[], |_| false).is_err());
     }
 
     #[test]
@@ -172,9 +175,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a");
         std::fs::create_dir(&a).unwrap();
-        let targets = Targets::new(&[a.join("."), dir.path().to_owned(), a.clone()]).unwrap();
+        let given = [a.join("."), dir.path().to_owned(), a.clone()];
+        let targets = Targets::new(&given, |_| false).unwrap();
         let mut expected = vec![dir.path().display().to_string(), a.display().to_string()];
         expected.sort();
         assert_eq!(targets.paths, expected);
+    }
+
+    #[test]
+    fn excluded_paths_are_recorded_but_not_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let targets = Targets::new(&[dir.path().to_owned()], |_| true).unwrap();
+        assert_eq!(targets.paths, vec![dir.path().display().to_string()]);
+        assert_eq!(targets.root, TargetNode::default());
     }
 }

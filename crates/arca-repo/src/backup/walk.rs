@@ -29,8 +29,9 @@ pub(crate) enum Event {
     EnterDir {
         /// The directory's node, without its subtree yet.
         node: Node,
-        /// The parent snapshot's node of the same name, if any.
-        previous: Option<Node>,
+        /// The parent snapshot's node of the same name, if any (boxed: it is
+        /// rarely present on a first backup and would double the event size).
+        previous: Option<Box<Node>>,
     },
     /// The innermost open directory is complete.
     LeaveDir,
@@ -137,9 +138,6 @@ impl Walker {
             let path = dir.join(name);
             let previous = previous_node(previous_tree, name);
             if child.is_target {
-                if self.excludes.is_excluded_with_ancestors(&path) {
-                    continue;
-                }
                 // The target's own device bounds --one-file-system below it.
                 let device = std::fs::symlink_metadata(&path)
                     .map(|m| m.dev())
@@ -266,7 +264,7 @@ impl Walker {
     ) -> Result<(), Stopped> {
         self.files_found += 1;
         self.bytes_found += node.size;
-        if self.files_found % TOTALS_EVERY == 0 {
+        if self.files_found.is_multiple_of(TOTALS_EVERY) {
             self.shared
                 .progress
                 .set_total(self.files_found, self.bytes_found);
@@ -325,7 +323,10 @@ impl Walker {
     }
 
     fn enter_dir(&mut self, node: Node, previous: Option<&Node>) -> Result<(), Stopped> {
-        let previous = previous.filter(|p| p.node_type == NodeType::Dir).cloned();
+        let previous = previous
+            .filter(|p| p.node_type == NodeType::Dir)
+            .cloned()
+            .map(Box::new);
         self.send(Event::EnterDir { node, previous })
     }
 
