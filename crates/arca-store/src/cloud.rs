@@ -105,6 +105,11 @@ impl ObjectStoreBackend {
         let message = self.scrub(&error_chain(&err));
         use object_store::Error as E;
         match err {
+            // S3 says 404 for a missing bucket too; that is no missing object.
+            E::NotFound { .. } if message.contains("NoSuchBucket") => Error::permanent(
+                location,
+                "the bucket does not exist; create it (Arca does not create buckets) or fix the URL",
+            ),
             E::NotFound { .. } => Error::NotFound {
                 path: path.to_owned(),
             },
@@ -187,9 +192,13 @@ fn is_transient_source(err: &(dyn StdError + 'static)) -> bool {
                 K::Connect | K::Request | K::Timeout | K::Interrupted | K::Decode
             );
         }
-        // object_store's RetryError is not nameable from outside the crate; its message
-        // carries the HTTP status ("...status code: 503 Service Unavailable...").
+        // object_store's RetryError is not nameable from outside the crate, and it wraps
+        // HttpError transparently (hiding it from the source chain), so go by the message:
+        // "HTTP error: ..." is a transport failure, and a status is "status code: 503 ...".
         let text = e.to_string();
+        if text.starts_with("HTTP error:") {
+            return true;
+        }
         if let Some(status) = status_code(&text) {
             return status >= 500 || status == 429 || status == 408;
         }
@@ -378,6 +387,7 @@ mod tests {
             "status code: 503 x",
             "status code: 429 Too Many",
             "<Code>SlowDown</Code>",
+            "HTTP error: error sending request",
         ];
         for text in transient {
             assert!(is_transient_source(&std::io::Error::other(text)), "{text}");
