@@ -13,6 +13,7 @@ mod dataset;
 mod demo;
 mod fuzz;
 mod process;
+mod services;
 mod test;
 
 use std::process::ExitCode;

@@ -1,15 +1,15 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest.
 //!
 //! fmt → clippy → `cargo test --workspace` against a throwaway local S3
-//! server → fuzz targets compile → benchmark smoke run. Stops at the first
+//! server → fuzz targets build → benchmark smoke run. Stops at the first
 //! failing step and says which one it was.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::fuzz;
-use crate::process::{cargo, run as run_command};
+use crate::process::{cargo, project_root, run as run_command};
+use crate::{bench, fuzz, services};
 
 /// Credentials the local S3 server accepts. Set explicitly so tests can never
 /// pick up real cloud credentials from the environment.
@@ -37,18 +37,24 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             "warnings",
         ]))
     })?;
-    steps.run("tests", run_tests)?;
+    let s3 = steps.run("start S3 server", || services::start(&project_root()))?;
+    steps.run("tests", || run_tests(&s3.endpoint))?;
+    drop(s3);
     steps.run("fuzz targets build", fuzz::build_for_ci)?;
+    steps.run("benchmark smoke run", || {
+        bench::run(&["--smoke".to_string()])
+    })?;
     steps.print();
     Ok(())
 }
 
-/// The workspace test suite. When the S3 server can be started the S3 test
-/// variants run too; otherwise they skip with a note (and so does this step).
-fn run_tests() -> anyhow::Result<()> {
+/// The workspace test suite, S3 variants included (they skip without
+/// `ARCA_TEST_S3_ENDPOINT`, so plain `cargo test` works offline).
+fn run_tests(s3_endpoint: &str) -> anyhow::Result<()> {
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace"]);
-    cmd.envs(S3_TEST_ENV);
+    cmd.args(["test", "--workspace"])
+        .env("ARCA_TEST_S3_ENDPOINT", s3_endpoint)
+        .envs(S3_TEST_ENV);
     run_command(&mut cmd)
 }
 
