@@ -4,11 +4,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use arca_crypto::SEAL_OVERHEAD;
+use futures::StreamExt;
 
 use super::filter::{Decision, PathFilter};
 use crate::blob::BlobType;
 use crate::index::{BlobLocation, Index};
-use crate::tree::{Node, NodeType};
+use crate::tree::{Node, NodeType, Tree};
 use crate::{Id, Repository, Result};
 
 /// Everything a restore will do, decided before touching the target.
@@ -98,6 +99,9 @@ pub(crate) struct PackJob {
     pub(crate) blobs: Vec<BlobJob>,
 }
 
+/// Trees loaded at once while planning.
+const TREE_LOADS: usize = 8;
+
 /// A directory waiting to be walked.
 struct PendingDir {
     tree: Id,
@@ -131,70 +135,45 @@ pub(crate) async fn build(
 ) -> Result<Plan> {
     let mut candidates: Vec<(Item, bool)> = Vec::new();
     let mut failures = Vec::new();
-    let mut pending = vec![PendingDir {
+    // Breadth-first, one level at a time, loading the trees of a level
+    // concurrently; parents still come before their children.
+    let mut frontier = vec![PendingDir {
         tree: *root,
         snapshot_path: PathBuf::from("/"),
         path: PathBuf::new(),
         item: None,
         decision: filter.root_decision(),
     }];
-    while let Some(dir) = pending.pop() {
-        let tree = match repo.load_tree(index, &dir.tree).await {
-            Ok(tree) => tree,
-            Err(e) if dir.item.is_none() => return Err(e),
-            Err(e) => {
-                failures.push((
-                    dir.path,
-                    format!("cannot read its listing (tree {}): {e}", dir.tree),
-                ));
-                continue;
-            }
-        };
-        for node in tree.nodes {
-            let rel = dir.path.join(node.name.as_os_str());
-            if !node.name.is_valid_component() {
-                failures.push((
-                    rel,
-                    format!("invalid file name {:?} in tree {}", node.name, dir.tree),
-                ));
-                continue;
-            }
-            let snapshot_path = dir.snapshot_path.join(node.name.as_os_str());
-            let decision = filter.decide(&snapshot_path, dir.decision);
-            if decision == Decision::Excluded
-                || (decision == Decision::Undecided && node.node_type != NodeType::Dir)
-            {
-                continue;
-            }
-            let subtree = if node.node_type == NodeType::Dir {
-                node.subtree
-            } else {
-                None
+    while !frontier.is_empty() {
+        let level: Vec<(PendingDir, Result<Tree>)> =
+            futures::stream::iter(std::mem::take(&mut frontier))
+                .map(|dir| async move {
+                    let tree = repo.load_tree(index, &dir.tree).await;
+                    (dir, tree)
+                })
+                .buffered(TREE_LOADS)
+                .collect()
+                .await;
+        for (dir, tree) in level {
+            let tree = match tree {
+                Ok(tree) => tree,
+                Err(e) if dir.item.is_none() => return Err(e),
+                Err(e) => {
+                    failures.push((
+                        dir.path,
+                        format!("cannot read its listing (tree {}): {e}", dir.tree),
+                    ));
+                    continue;
+                }
             };
-            if node.node_type == NodeType::Dir && subtree.is_none() {
-                failures.push((
-                    rel,
-                    "directory without a listing in the snapshot".to_owned(),
-                ));
-                continue;
-            }
-            let index_in_candidates = candidates.len();
-            let item = Item {
-                path: rel.clone(),
-                parent: dir.item,
-                node,
-                action: Action::Dir,
-            };
-            candidates.push((item, decision == Decision::Included));
-            if let Some(tree) = subtree {
-                pending.push(PendingDir {
-                    tree,
-                    snapshot_path,
-                    path: rel,
-                    item: Some(index_in_candidates),
-                    decision,
-                });
-            }
+            add_nodes(
+                tree,
+                &dir,
+                filter,
+                &mut candidates,
+                &mut failures,
+                &mut frontier,
+            );
         }
     }
     // Keep the parents of everything selected: children come after parents,
@@ -252,6 +231,60 @@ pub(crate) async fn build(
         plan.items.push(item);
     }
     Ok(plan)
+}
+
+/// Turns the nodes of one loaded directory into candidate items (with whether
+/// the filter selected them) and queues its subdirectories.
+fn add_nodes(
+    tree: Tree,
+    dir: &PendingDir,
+    filter: &PathFilter,
+    candidates: &mut Vec<(Item, bool)>,
+    failures: &mut Vec<(PathBuf, String)>,
+    frontier: &mut Vec<PendingDir>,
+) {
+    for node in tree.nodes {
+        let rel = dir.path.join(node.name.as_os_str());
+        // Tree decoding already rejects such names; restore must never write
+        // outside the target, so it does not rely on that alone.
+        if !node.name.is_valid_component() {
+            failures.push((
+                rel,
+                format!("invalid file name {:?} in tree {}", node.name, dir.tree),
+            ));
+            continue;
+        }
+        let snapshot_path = dir.snapshot_path.join(node.name.as_os_str());
+        let decision = filter.decide(&snapshot_path, dir.decision);
+        let is_dir = node.node_type == NodeType::Dir;
+        if decision == Decision::Excluded || (decision == Decision::Undecided && !is_dir) {
+            continue;
+        }
+        let subtree = if is_dir { node.subtree } else { None };
+        if is_dir && subtree.is_none() {
+            failures.push((
+                rel,
+                "directory without a listing in the snapshot".to_owned(),
+            ));
+            continue;
+        }
+        let item = Item {
+            path: rel.clone(),
+            parent: dir.item,
+            node,
+            action: Action::Dir,
+        };
+        candidates.push((item, decision == Decision::Included));
+        if let Some(tree) = subtree {
+            frontier.push(PendingDir {
+                tree,
+                snapshot_path,
+                path: rel,
+                item: Some(candidates.len() - 1),
+                decision,
+            });
+        }
+    }
 }
 
 /// Adds a file's blobs to the plan; `Err` names a blob the index does not have.
