@@ -32,7 +32,7 @@ usage: cargo xtask bench [--size 2GiB] [--runs 3] [--s3] [--smoke] [--out docs/P
                          [--no-criterion] [--files 100000,1000000] [--tools arca,restic] [--seed 1] [--warm]
 
   --size SIZE      size of the generated tree (KiB/MiB/GiB suffixes; default 2GiB)
-  --runs N         runs per step; the report shows medians (default 3)
+  --runs N         runs per step; the report shows medians (default 3; 0 skips the side-by-side run)
   --s3             also run against a local S3 server (xtask/src/services.rs)
   --smoke          32MiB, 1 run, no criterion, no --files; report to target/bench-smoke.md
   --out FILE       where the report goes (default docs/PERFORMANCE.md)
@@ -133,8 +133,8 @@ impl Options {
         }
         options.tools.sort();
         options.tools.dedup();
-        if options.runs == 0 || options.tools.is_empty() {
-            bail!("need at least one run and one tool\n\n{USAGE}");
+        if options.tools.is_empty() {
+            bail!("need at least one tool\n\n{USAGE}");
         }
         Ok(options)
     }
@@ -237,46 +237,28 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         report.criterion = Some(criterion::run(&target_dir)?);
     }
 
-    let data_name = format!("data-{}-seed{}", format_size(options.size), options.seed);
-    let (base, summary) = cached_tree(&bench_dir, &data_name, |dir| {
-        dataset::generate(dir, options.size, options.seed)
-    })?;
-    report.dataset = Some(summary);
-
-    let mut backends = vec![Backend::Local];
-    if options.s3 {
-        backends.push(Backend::S3);
-    }
-    for backend in backends {
-        let results = side_by_side(&options, &programs, &bench_dir, &base, backend, cold)?;
-        report.backends.push((backend.title().to_string(), results));
-    }
-
-    for &count in &options.files {
-        let (tree, _) = cached_tree(&bench_dir, &format!("files-{count}"), |dir| {
-            dataset::generate_many_files(dir, count, options.seed)
+    if options.runs > 0 {
+        let data_name = format!("data-{}-seed{}", format_size(options.size), options.seed);
+        let (base, summary) = cached_tree(&bench_dir, &data_name, |dir| {
+            dataset::generate(dir, options.size, options.seed)
         })?;
-        let run_dir = bench_dir.join(format!("run-files-{count}"));
-        reset_dir(&run_dir)?;
-        for (tool, program) in &programs {
-            println!("== {count} tiny files: {}", tool.name());
-            let runner = runner(*tool, program, &run_dir, cold, Vec::new());
-            let repo = run_dir.join(format!("repo-{}", tool.name()));
-            let repo_arg = repo.to_string_lossy();
-            runner.step(&repo_arg, &["init"], "init")?;
-            let tree_arg = tree.to_string_lossy();
-            let sample = runner.step(&repo_arg, &["backup", &tree_arg], "backup")?;
-            report.many_files.push(ManyFiles {
-                files: count,
-                tool: *tool,
-                sample,
-                repo_bytes: dataset::tree_bytes(&repo)?,
-            });
+        report.dataset = Some(summary);
+        let mut backends = vec![Backend::Local];
+        if options.s3 {
+            backends.push(Backend::S3);
+        }
+        for backend in backends {
+            let results = side_by_side(&options, &programs, &bench_dir, &base, backend, cold)?;
+            report.backends.push((backend.title().to_string(), results));
         }
         if !options.keep {
-            fs::remove_dir_all(&run_dir)?;
-            fs::remove_dir_all(&tree)?;
+            fs::remove_dir_all(&base)?;
         }
+    }
+    for &count in &options.files {
+        report
+            .many_files
+            .extend(many_files(&options, &programs, &bench_dir, count, cold)?);
     }
 
     let out = root.join(&options.out);
@@ -287,11 +269,45 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         fs::create_dir_all(parent)?;
     }
     fs::write(&out, report.render(&notes)).with_context(|| format!("writing {}", out.display()))?;
-    if !options.keep {
-        fs::remove_dir_all(&base)?;
-    }
     println!("bench: wrote {}", out.display());
     Ok(())
+}
+
+/// First backup of a tree of `count` tiny files, once per tool.
+fn many_files(
+    options: &Options,
+    programs: &[(Tool, PathBuf)],
+    bench_dir: &Path,
+    count: u64,
+    cold: bool,
+) -> Result<Vec<ManyFiles>> {
+    let (tree, _) = cached_tree(bench_dir, &format!("files-{count}"), |dir| {
+        dataset::generate_many_files(dir, count, options.seed)
+    })?;
+    let tree_arg = tree.to_string_lossy();
+    let run_dir = bench_dir.join(format!("run-files-{count}"));
+    reset_dir(&run_dir)?;
+    let mut measured = Vec::new();
+    for (tool, program) in programs {
+        println!("== {count} tiny files: {}", tool.name());
+        let runner = runner(*tool, program, &run_dir, cold, Vec::new());
+        let repo = run_dir.join(format!("repo-{}", tool.name()));
+        let repo_arg = repo.to_string_lossy();
+        runner.step(&repo_arg, &["init"], "init")?;
+        let sample = runner.step(&repo_arg, &["backup", &tree_arg], "backup")?;
+        let repo_bytes = dataset::tree_bytes(&repo)?;
+        measured.push(ManyFiles {
+            files: count,
+            tool: *tool,
+            sample,
+            repo_bytes,
+        });
+    }
+    if !options.keep {
+        fs::remove_dir_all(&run_dir)?;
+        fs::remove_dir_all(&tree)?;
+    }
+    Ok(measured)
 }
 
 /// Where the repositories live.
@@ -321,10 +337,11 @@ fn side_by_side(
 ) -> Result<Results> {
     let mut results = Results::default();
     let run_dir = bench_dir.join("run");
-    let storage = Storage::start(backend)?;
     for run in 0..options.runs {
         println!("== {} run {} of {}", backend.title(), run + 1, options.runs);
         reset_dir(&run_dir)?;
+        // A fresh server per run: moto keeps every object in memory.
+        let storage = Storage::start(backend, &run_dir)?;
         let source = run_dir.join("source");
         copy_tree(base, &source)?;
         let source_arg = source.to_string_lossy().into_owned();
@@ -335,7 +352,7 @@ fn side_by_side(
         }
         let mut repos = Vec::new();
         for (tool, program) in &order {
-            let (repo, env) = storage.repository(&run_dir, *tool, run)?;
+            let (repo, env) = storage.repository(*tool)?;
             let runner = runner(*tool, program, &run_dir, cold, env);
             for (step, args) in [
                 (Step::Init, vec!["init"]),
@@ -343,7 +360,13 @@ fn side_by_side(
                 (Step::Unchanged, vec!["backup", source_arg.as_str()]),
             ] {
                 let sample = runner.step(&repo, &args, step.slug())?;
-                record(&mut results, step, *tool, sample, &storage.size(&repo)?);
+                record(
+                    &mut results,
+                    step,
+                    *tool,
+                    sample,
+                    Some(storage.size(&repo)?),
+                );
             }
             repos.push((runner, repo));
         }
@@ -356,7 +379,7 @@ fn side_by_side(
                 Step::AfterMutate,
                 tool,
                 sample,
-                &storage.size(repo)?,
+                Some(storage.size(repo)?),
             );
 
             let target = run_dir.join(format!("restore-{}", tool.name()));
@@ -366,7 +389,7 @@ fn side_by_side(
                 &["restore", "latest", "--target", &target_arg],
                 Step::Restore.slug(),
             )?;
-            record(&mut results, Step::Restore, tool, sample, &None);
+            record(&mut results, Step::Restore, tool, sample, None);
             let restored = restored_root(&target, &source);
             dataset::compare_trees(&source, &restored)
                 .with_context(|| format!("{} restored a different tree", tool.name()))?;
@@ -374,7 +397,7 @@ fn side_by_side(
             fs::remove_dir_all(&target)?;
 
             let sample = runner.step(repo, &["check", "--read-data"], Step::Check.slug())?;
-            record(&mut results, Step::Check, tool, sample, &None);
+            record(&mut results, Step::Check, tool, sample, None);
         }
     }
     if !options.keep {
@@ -406,7 +429,7 @@ fn record(
     step: Step,
     tool: Tool,
     sample: measure::Sample,
-    repo_bytes: &Option<u64>,
+    repo_bytes: Option<u64>,
 ) {
     results
         .samples
@@ -418,51 +441,40 @@ fn record(
             .repo_bytes
             .entry((step, tool))
             .or_default()
-            .push(*bytes);
+            .push(bytes);
     }
 }
 
-/// Where the repositories of a side-by-side run live.
+/// Where the repositories of one side-by-side run live.
 enum Storage {
-    /// Directories in the run directory.
-    Local,
+    /// Directories in this run directory.
+    Local(PathBuf),
 }
 
 impl Storage {
-    fn start(backend: Backend) -> Result<Self> {
+    fn start(backend: Backend, run_dir: &Path) -> Result<Self> {
         match backend {
-            Backend::Local => Ok(Storage::Local),
+            Backend::Local => Ok(Storage::Local(run_dir.to_path_buf())),
             Backend::S3 => {
                 bail!("--s3 is not available yet: it needs the S3 server of xtask/src/services.rs")
             }
         }
     }
 
-    /// A fresh repository for `tool` in run `run`: its URL and extra environment.
-    fn repository(
-        &self,
-        run_dir: &Path,
-        tool: Tool,
-        run: usize,
-    ) -> Result<(String, Vec<(String, String)>)> {
+    /// A fresh repository for `tool`: its URL and extra environment.
+    fn repository(&self, tool: Tool) -> Result<(String, Vec<(String, String)>)> {
         match self {
-            Storage::Local => {
-                let _ = run;
-                Ok((
-                    run_dir
-                        .join(format!("repo-{}", tool.name()))
-                        .to_string_lossy()
-                        .into_owned(),
-                    Vec::new(),
-                ))
+            Storage::Local(run_dir) => {
+                let repo = run_dir.join(format!("repo-{}", tool.name()));
+                Ok((repo.to_string_lossy().into_owned(), Vec::new()))
             }
         }
     }
 
     /// Bytes stored in the repository.
-    fn size(&self, repo: &str) -> Result<Option<u64>> {
+    fn size(&self, repo: &str) -> Result<u64> {
         match self {
-            Storage::Local => dataset::tree_bytes(Path::new(repo)).map(Some),
+            Storage::Local(_) => dataset::tree_bytes(Path::new(repo)),
         }
     }
 }
@@ -629,6 +641,17 @@ fn environment(
             format!("{model}, {cores} cores available, {memory} RAM"),
         ),
         ("Kernel".into(), output("uname", &["-sr"])),
+        (
+            "Load average at start (1, 5, 15 min)".into(),
+            fs::read_to_string("/proc/loadavg")
+                .map(|text| {
+                    text.split_whitespace()
+                        .take(3)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_else(|_| "unknown".into()),
+        ),
         (
             "Commit".into(),
             output("git", &["describe", "--always", "--dirty"]),

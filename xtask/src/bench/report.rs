@@ -227,10 +227,10 @@ pub(crate) fn bytes(value: f64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{value:.0} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
+    match unit {
+        0 => format!("{value:.0} B"),
+        _ if value < 10.0 => format!("{value:.2} {}", UNITS[unit]),
+        _ => format!("{value:.1} {}", UNITS[unit]),
     }
 }
 
@@ -652,7 +652,8 @@ mod tests {
     #[test]
     fn sizes_are_human_readable() {
         assert_eq!(bytes(512.0), "512 B");
-        assert_eq!(bytes(1536.0), "1.5 KiB");
-        assert_eq!(bytes(2.0 * 1024.0 * 1024.0 * 1024.0), "2.0 GiB");
+        assert_eq!(bytes(1536.0), "1.50 KiB");
+        assert_eq!(bytes(15.0 * 1024.0), "15.0 KiB");
+        assert_eq!(bytes(2.0 * 1024.0 * 1024.0 * 1024.0), "2.00 GiB");
     }
 }
