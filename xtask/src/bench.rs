@@ -15,6 +15,7 @@
 mod criterion;
 mod measure;
 mod report;
+mod s3;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -449,15 +450,15 @@ fn record(
 enum Storage {
     /// Directories in this run directory.
     Local(PathBuf),
+    /// Buckets on a local S3 server.
+    S3(s3::Server),
 }
 
 impl Storage {
     fn start(backend: Backend, run_dir: &Path) -> Result<Self> {
         match backend {
             Backend::Local => Ok(Storage::Local(run_dir.to_path_buf())),
-            Backend::S3 => {
-                bail!("--s3 is not available yet: it needs the S3 server of xtask/src/services.rs")
-            }
+            Backend::S3 => Ok(Storage::S3(s3::Server::start()?)),
         }
     }
 
@@ -468,6 +469,7 @@ impl Storage {
                 let repo = run_dir.join(format!("repo-{}", tool.name()));
                 Ok((repo.to_string_lossy().into_owned(), Vec::new()))
             }
+            Storage::S3(server) => server.repository(tool.name()),
         }
     }
 
@@ -475,6 +477,7 @@ impl Storage {
     fn size(&self, repo: &str) -> Result<u64> {
         match self {
             Storage::Local(_) => dataset::tree_bytes(Path::new(repo)),
+            Storage::S3(server) => server.repository_bytes(repo),
         }
     }
 }
