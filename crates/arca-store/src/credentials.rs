@@ -160,6 +160,7 @@ pub(crate) fn s3(
 ) -> Result<BuiltStore> {
     let region = var(env, "AWS_DEFAULT_REGION")
         .or_else(|| var(env, "AWS_REGION"))
+        .or_else(|| region_of_aws_endpoint(endpoint))
         .unwrap_or_else(|| "us-east-1".to_owned());
     let is_aws = endpoint == format!("https://{AWS_S3_HOST}");
     let allow_http = endpoint.starts_with("http://");
@@ -204,6 +205,21 @@ pub(crate) fn s3(
         store: Arc::new(store),
         secrets,
     })
+}
+
+/// The region named by a regional AWS endpoint (`https://s3.eu-west-1.amazonaws.com`,
+/// or the older `s3-eu-west-1` form), which requests must be signed for.
+fn region_of_aws_endpoint(endpoint: &str) -> Option<String> {
+    let host = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, host)| host);
+    let host = host.split(':').next()?;
+    let region = host
+        .strip_suffix(".amazonaws.com")?
+        .strip_prefix("s3.")
+        .or_else(|| host.strip_prefix("s3-"))?;
+    let region = region.strip_suffix(".amazonaws.com").unwrap_or(region);
+    (!region.is_empty() && !region.contains('.')).then(|| region.to_owned())
 }
 
 pub(crate) fn gcs(
@@ -357,6 +373,24 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
+    }
+
+    #[test]
+    fn regions_are_read_from_aws_endpoints() {
+        let cases = [
+            ("https://s3.eu-west-1.amazonaws.com", Some("eu-west-1")),
+            ("https://s3-us-west-2.amazonaws.com", Some("us-west-2")),
+            ("https://s3.amazonaws.com", None),
+            ("https://minio.example:9000", None),
+            ("http://s3.local.example.amazonaws.com.evil", None),
+        ];
+        for (endpoint, region) in cases {
+            assert_eq!(
+                region_of_aws_endpoint(endpoint).as_deref(),
+                region,
+                "{endpoint}"
+            );
+        }
     }
 
     #[test]

@@ -212,7 +212,19 @@ fn create_dirs(root: &Path, dir: &Path) -> io::Result<()> {
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    match File::open(dir)?.sync_all() {
+        // Some filesystems (certain FUSE and network mounts) cannot fsync a directory;
+        // the rename is then as durable as that filesystem makes it (restic does the same).
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+            ) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 fn list_prefix(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
