@@ -254,3 +254,192 @@ pub fn decode_blob(
     }
     Ok(plaintext)
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::testing::{any_blob_type, test_key};
+
+    fn text(len: usize) -> Vec<u8> {
+        let line = b"the quick brown fox jumps over the lazy dog 0123456789\n";
+        line.iter().copied().cycle().take(len).collect()
+    }
+
+    fn random(len: usize) -> Vec<u8> {
+        (0..len).map(|_| rand::random::<u8>()).collect()
+    }
+
+    fn encode(blob_type: BlobType, plaintext: &[u8], compression: Compression) -> EncodedBlob {
+        let key = test_key();
+        encode_blob(
+            key,
+            blob_type,
+            key.content_id(plaintext),
+            plaintext,
+            compression,
+        )
+        .unwrap()
+    }
+
+    fn decode(blob: &EncodedBlob) -> Result<Vec<u8>> {
+        decode_blob(
+            test_key(),
+            blob.blob_type,
+            &blob.bytes,
+            blob.uncompressed_length,
+            &blob.id,
+        )
+    }
+
+    #[test]
+    fn compressible_blobs_are_compressed_and_round_trip() {
+        let plaintext = text(1 << 20);
+        let blob = encode(BlobType::Data, &plaintext, Compression::default());
+        assert_eq!(blob.uncompressed_length, Some(1 << 20));
+        assert!(
+            blob.bytes.len() < plaintext.len() / 10,
+            "{} bytes stored",
+            blob.bytes.len()
+        );
+        assert_eq!(decode(&blob).unwrap(), plaintext);
+    }
+
+    #[test]
+    fn incompressible_blobs_are_stored_plain() {
+        let plaintext = random(1 << 20);
+        let blob = encode(BlobType::Data, &plaintext, Compression::default());
+        assert_eq!(blob.uncompressed_length, None);
+        assert_eq!(
+            blob.bytes.len(),
+            plaintext.len() + arca_crypto::SEAL_OVERHEAD
+        );
+        assert_eq!(decode(&blob).unwrap(), plaintext);
+    }
+
+    #[test]
+    fn compression_off_stores_plain() {
+        let plaintext = text(100_000);
+        let blob = encode(BlobType::Tree, &plaintext, Compression::OFF);
+        assert_eq!(blob.uncompressed_length, None);
+        assert_eq!(decode(&blob).unwrap(), plaintext);
+    }
+
+    #[test]
+    fn probe_accepts_text_and_rejects_noise() {
+        assert!(worth_compressing(&text(PROBE_LEN * 2)));
+        assert!(!worth_compressing(&random(PROBE_LEN * 2)));
+        assert!(!worth_compressing(&[]));
+        // Compressible tail after an incompressible probe window: the probe decides.
+        let mut mixed = random(PROBE_LEN);
+        mixed.extend(text(PROBE_LEN));
+        assert!(!worth_compressing(&mixed));
+    }
+
+    #[test]
+    fn empty_blob_round_trips() {
+        let blob = encode(BlobType::Data, b"", Compression::default());
+        assert_eq!(blob.uncompressed_length, None);
+        assert_eq!(decode(&blob).unwrap(), b"");
+    }
+
+    #[test]
+    fn wrong_id_type_length_or_bytes_are_corrupt() {
+        let plaintext = text(10_000);
+        let blob = encode(BlobType::Data, &plaintext, Compression::default());
+        let key = test_key();
+        let other = key.content_id(b"other");
+        let corrupt_what = |result: Result<Vec<u8>>| match result {
+            Err(Error::Corrupt { what, .. }) => what,
+            other => panic!("expected Corrupt, got {other:?}"),
+        };
+        let what = corrupt_what(decode_blob(
+            key,
+            BlobType::Data,
+            &blob.bytes,
+            blob.uncompressed_length,
+            &other,
+        ));
+        assert!(what.contains(&other.to_hex()), "{what}");
+        corrupt_what(decode_blob(
+            key,
+            BlobType::Tree,
+            &blob.bytes,
+            blob.uncompressed_length,
+            &blob.id,
+        ));
+        corrupt_what(decode_blob(
+            key,
+            BlobType::Data,
+            &blob.bytes,
+            Some(9_999),
+            &blob.id,
+        ));
+        corrupt_what(decode_blob(
+            key,
+            BlobType::Data,
+            &blob.bytes,
+            None,
+            &blob.id,
+        ));
+        let mut flipped = blob.bytes.clone();
+        flipped[60] ^= 1;
+        corrupt_what(decode_blob(
+            key,
+            BlobType::Data,
+            &flipped,
+            blob.uncompressed_length,
+            &blob.id,
+        ));
+    }
+
+    #[test]
+    fn compression_levels_are_checked() {
+        assert!(Compression::new(0).unwrap().is_off());
+        assert_eq!(Compression::new(22).unwrap().level(), 22);
+        assert!(matches!(
+            Compression::new(23),
+            Err(Error::InvalidOptions(_))
+        ));
+        assert!(matches!(
+            Compression::new(-1),
+            Err(Error::InvalidOptions(_))
+        ));
+    }
+
+    #[test]
+    fn blob_type_serde_is_lowercase() {
+        assert_eq!(serde_json::to_string(&BlobType::Tree).unwrap(), "\"tree\"");
+        assert_eq!(
+            serde_json::from_str::<BlobType>("\"data\"").unwrap(),
+            BlobType::Data
+        );
+        for blob_type in [BlobType::Data, BlobType::Tree] {
+            assert_eq!(BlobType::from_byte(blob_type.to_byte()), Some(blob_type));
+        }
+        assert_eq!(BlobType::from_byte(2), None);
+    }
+
+    proptest! {
+        #[test]
+        fn encode_decode_round_trips(
+            blob_type in any_blob_type(),
+            plaintext in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..5000),
+                (0usize..100_000).prop_map(text),
+            ],
+            level in prop_oneof![Just(0), Just(1), Just(3)],
+        ) {
+            let blob = encode(blob_type, &plaintext, Compression::new(level).unwrap());
+            prop_assert_eq!(blob.uncompressed_length.is_some(), blob.bytes.len() < plaintext.len() + arca_crypto::SEAL_OVERHEAD);
+            prop_assert_eq!(decode(&blob).unwrap(), plaintext);
+        }
+
+        #[test]
+        fn decode_never_panics(stored in proptest::collection::vec(any::<u8>(), 0..300), len in proptest::option::of(0u32..1000)) {
+            let key = test_key();
+            prop_assert!(decode_blob(key, BlobType::Data, &stored, len, &Id::default()).is_err());
+        }
+    }
+}

@@ -81,3 +81,73 @@ impl Config {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn new_configs_are_valid_and_distinct() {
+        let a = Config::new(ChunkerParams::default(), 3, DEFAULT_PACK_SIZE).unwrap();
+        let b = Config::new(ChunkerParams::default(), 3, DEFAULT_PACK_SIZE).unwrap();
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.version, REPOSITORY_VERSION);
+        assert_eq!(Config::decode(&a.encode()).unwrap(), a);
+    }
+
+    #[test]
+    fn out_of_range_fields_are_rejected() {
+        let good = Config::new(ChunkerParams::default(), 3, DEFAULT_PACK_SIZE).unwrap();
+        let invalid = [
+            Config {
+                version: 2,
+                ..good.clone()
+            },
+            Config {
+                compression_level: 23,
+                ..good.clone()
+            },
+            Config {
+                pack_size: MIN_PACK_SIZE - 1,
+                ..good.clone()
+            },
+            Config {
+                pack_size: MAX_PACK_SIZE + 1,
+                ..good.clone()
+            },
+            Config {
+                chunker: ChunkerParams {
+                    min: 4096,
+                    avg: 1024,
+                    max: 512,
+                },
+                ..good.clone()
+            },
+        ];
+        for config in invalid {
+            assert!(
+                matches!(config.validate(), Err(Error::InvalidOptions(_))),
+                "{config:?}"
+            );
+            assert!(
+                matches!(Config::decode(&config.encode()), Err(Error::Corrupt { .. })),
+                "{config:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn config_round_trips(level in 0i32..=22, pack_size in MIN_PACK_SIZE..=MAX_PACK_SIZE) {
+            let config = Config::new(ChunkerParams::default(), level, pack_size).unwrap();
+            prop_assert_eq!(Config::decode(&config.encode()).unwrap(), config);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Config::decode(&bytes);
+        }
+    }
+}

@@ -344,3 +344,235 @@ impl Index {
         std::mem::size_of::<Entry>()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::testing::{any_blob_type, any_id, any_uncompressed_length};
+
+    fn any_pack_entry() -> impl Strategy<Value = PackEntry> {
+        (
+            any_blob_type(),
+            any_id(),
+            0u32..1 << 30,
+            0u32..1 << 30,
+            any_uncompressed_length(),
+        )
+            .prop_map(
+                |(blob_type, id, offset, length, uncompressed_length)| PackEntry {
+                    blob_type,
+                    id,
+                    offset,
+                    length,
+                    uncompressed_length,
+                },
+            )
+    }
+
+    fn any_index_file() -> impl Strategy<Value = IndexFile> {
+        proptest::collection::vec(
+            (any_id(), proptest::collection::vec(any_pack_entry(), 0..20))
+                .prop_map(|(id, blobs)| IndexPack { id, blobs }),
+            0..10,
+        )
+        .prop_map(|packs| IndexFile { packs })
+    }
+
+    fn entry(blob_type: BlobType, id: u8, offset: u32) -> PackEntry {
+        PackEntry {
+            blob_type,
+            id: Id([id; 32]),
+            offset,
+            length: 100,
+            uncompressed_length: Some(150),
+        }
+    }
+
+    fn file(packs: &[(u8, Vec<PackEntry>)]) -> IndexFile {
+        IndexFile {
+            packs: packs
+                .iter()
+                .map(|(id, blobs)| IndexPack {
+                    id: Id([*id; 32]),
+                    blobs: blobs.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn entries_are_at_most_48_bytes() {
+        assert!(std::mem::size_of::<Entry>() <= 48);
+        assert_eq!(
+            Index::default().bytes_per_blob(),
+            std::mem::size_of::<Entry>()
+        );
+    }
+
+    #[test]
+    fn lookups_after_merging_files() {
+        let mut index = Index::default();
+        index.add_file(&file(&[(
+            0xa0,
+            vec![entry(BlobType::Data, 1, 0), entry(BlobType::Tree, 2, 100)],
+        )]));
+        index.add_file(&file(&[
+            (0xb0, vec![entry(BlobType::Data, 3, 0)]),
+            (
+                0xc0,
+                vec![entry(BlobType::Tree, 1, 0), entry(BlobType::Data, 4, 100)],
+            ),
+        ]));
+        index.finish();
+        assert_eq!(index.len(), 5);
+        let location = index.get(BlobType::Tree, &Id([2; 32])).unwrap();
+        assert_eq!(
+            location,
+            BlobLocation {
+                pack: Id([0xa0; 32]),
+                blob_type: BlobType::Tree,
+                offset: 100,
+                length: 100,
+                uncompressed_length: Some(150)
+            }
+        );
+        // Same ID, different types: two distinct blobs in different packs.
+        assert_eq!(
+            index.get(BlobType::Data, &Id([1; 32])).unwrap().pack,
+            Id([0xa0; 32])
+        );
+        assert_eq!(
+            index.get(BlobType::Tree, &Id([1; 32])).unwrap().pack,
+            Id([0xc0; 32])
+        );
+        assert_eq!(index.get(BlobType::Data, &Id([4; 32])).unwrap().offset, 100);
+        assert!(index.contains(BlobType::Data, &Id([3; 32])));
+        assert!(!index.contains(BlobType::Tree, &Id([3; 32])));
+        assert!(!index.contains(BlobType::Data, &Id([9; 32])));
+        let mut packs: Vec<Id> = index.pack_ids().collect();
+        packs.sort();
+        assert_eq!(packs, vec![Id([0xa0; 32]), Id([0xb0; 32]), Id([0xc0; 32])]);
+        let listed: Vec<(BlobType, Id)> = index
+            .iter()
+            .map(|(t, id, loc)| {
+                assert_eq!(loc.blob_type, t);
+                (t, id)
+            })
+            .collect();
+        assert_eq!(listed.len(), 5);
+        assert!(
+            listed
+                .windows(2)
+                .all(|w| (w[0].1, w[0].0) < (w[1].1, w[1].0))
+        );
+    }
+
+    #[test]
+    fn duplicates_keep_the_first_location() {
+        let mut index = Index::default();
+        index.add_file(&file(&[(0xa0, vec![entry(BlobType::Data, 1, 0)])]));
+        index.add_file(&file(&[(0xb0, vec![entry(BlobType::Data, 1, 500)])]));
+        // The same pack listed twice (e.g. two index files after a retried save).
+        index.add_file(&file(&[(0xa0, vec![entry(BlobType::Data, 1, 0)])]));
+        index.finish();
+        assert_eq!(index.len(), 1);
+        assert_eq!(index.pack_ids().count(), 2);
+        let location = index.get(BlobType::Data, &Id([1; 32])).unwrap();
+        assert_eq!((location.pack, location.offset), (Id([0xa0; 32]), 0));
+    }
+
+    #[test]
+    #[should_panic(expected = "Index::finish")]
+    fn lookups_before_finish_are_a_bug() {
+        let mut index = Index::default();
+        index.add_file(&file(&[(0xa0, vec![entry(BlobType::Data, 1, 0)])]));
+        index.contains(BlobType::Data, &Id([1; 32]));
+    }
+
+    #[test]
+    fn split_keeps_packs_whole() {
+        let blobs = |n: u8| {
+            (0..n)
+                .map(|i| entry(BlobType::Data, i, u32::from(i) * 100))
+                .collect::<Vec<_>>()
+        };
+        let whole = file(&[(1, blobs(3)), (2, blobs(3)), (3, blobs(7)), (4, blobs(1))]);
+        let parts = whole.clone().split(6);
+        let counts: Vec<usize> = parts.iter().map(IndexFile::blob_count).collect();
+        assert_eq!(counts, vec![6, 7, 1]);
+        let rejoined: Vec<IndexPack> = parts.into_iter().flat_map(|f| f.packs).collect();
+        assert_eq!(rejoined, whole.packs);
+        assert!(IndexFile::default().split(10).is_empty());
+    }
+
+    #[test]
+    fn damaged_files_are_rejected() {
+        let good = file(&[(0xa0, vec![entry(BlobType::Data, 1, 0)])]).encode();
+        assert!(IndexFile::decode(&good).is_ok());
+        assert!(
+            IndexFile::decode(&good[..good.len() - 1]).is_err(),
+            "truncated"
+        );
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(IndexFile::decode(&trailing).is_err(), "trailing bytes");
+        let mut version = good.clone();
+        version[0] = 9;
+        assert!(IndexFile::decode(&version).is_err(), "version");
+        let mut huge_count = good.clone();
+        huge_count[1 + 32 + 4..1 + 32 + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(
+            IndexFile::decode(&huge_count).is_err(),
+            "blob count past the end"
+        );
+        let mut overflow = good.clone();
+        let record = 1 + 4 + PACK_RECORD_LEN;
+        overflow[record..record + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(
+            IndexFile::decode(&overflow).is_err(),
+            "offset + length overflows"
+        );
+        assert!(IndexFile::decode(&[]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn index_file_round_trips(file in any_index_file()) {
+            let encoded = file.encode();
+            prop_assert_eq!(encoded.len(), 5 + file.packs.len() * PACK_RECORD_LEN + file.blob_count() * BLOB_RECORD_LEN);
+            prop_assert_eq!(IndexFile::decode(&encoded).unwrap(), file);
+        }
+
+        #[test]
+        fn index_finds_every_blob_it_was_given(files in proptest::collection::vec(any_index_file(), 0..4)) {
+            let mut index = Index::default();
+            for file in &files {
+                index.add_file(file);
+            }
+            index.finish();
+            let mut first = std::collections::HashMap::new();
+            for pack in files.iter().flat_map(|f| &f.packs) {
+                for blob in &pack.blobs {
+                    first.entry((blob.blob_type, blob.id)).or_insert(BlobLocation {
+                        pack: pack.id,
+                        blob_type: blob.blob_type,
+                        offset: blob.offset,
+                        length: blob.length,
+                        uncompressed_length: blob.uncompressed_length,
+                    });
+                }
+            }
+            prop_assert_eq!(index.len(), first.len());
+            for ((blob_type, id), location) in &first {
+                prop_assert_eq!(index.get(*blob_type, id), Some(*location));
+            }
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = IndexFile::decode(&bytes);
+        }
+    }
+}

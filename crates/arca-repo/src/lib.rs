@@ -18,6 +18,8 @@ pub mod progress;
 pub mod repository;
 pub mod restore;
 pub mod snapshot;
+#[cfg(test)]
+mod testing;
 pub mod tree;
 
 pub use arca_crypto::Id;

@@ -269,3 +269,210 @@ pub fn parse_header(key: &MasterKey, pack_bytes: &[u8]) -> Result<Vec<PackEntry>
         pack_bytes.len() as u64,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::blob::{Compression, encode_blob};
+    use crate::testing::{any_blob_type, any_id, any_uncompressed_length, test_key};
+
+    /// Entries laid out contiguously from offset 0, as a pack writer makes them.
+    fn any_entries() -> impl Strategy<Value = Vec<PackEntry>> {
+        proptest::collection::vec(
+            (
+                any_blob_type(),
+                any_id(),
+                0u32..100_000,
+                any_uncompressed_length(),
+            ),
+            0..50,
+        )
+        .prop_map(|raw| {
+            let mut offset = 0;
+            raw.into_iter()
+                .map(|(blob_type, id, length, uncompressed_length)| {
+                    let entry = PackEntry {
+                        blob_type,
+                        id,
+                        offset,
+                        length,
+                        uncompressed_length,
+                    };
+                    offset += length;
+                    entry
+                })
+                .collect()
+        })
+    }
+
+    fn blobs_len(entries: &[PackEntry]) -> u64 {
+        entries.iter().map(|e| u64::from(e.length)).sum()
+    }
+
+    fn pack_of(blob_type: BlobType, plaintexts: &[&[u8]]) -> FinishedPack {
+        let key = test_key();
+        let mut writer = PackWriter::new(blob_type);
+        for plaintext in plaintexts {
+            let id = key.content_id(plaintext);
+            writer
+                .add(&encode_blob(key, blob_type, id, plaintext, Compression::default()).unwrap());
+        }
+        writer.finish(key).unwrap()
+    }
+
+    #[test]
+    fn writer_layout_matches_the_header() {
+        let plaintexts: [&[u8]; 3] = [b"one", &[b'x'; 5000], b""];
+        let pack = pack_of(BlobType::Data, &plaintexts);
+        assert_eq!(pack.id, Id::storage_id(&pack.bytes));
+        assert_eq!(pack.entries.len(), 3);
+        assert_eq!(pack.entries[1].uncompressed_length, Some(5000));
+        let parsed = parse_header(test_key(), &pack.bytes).unwrap();
+        assert_eq!(parsed, pack.entries);
+        for (entry, plaintext) in parsed.iter().zip(plaintexts) {
+            let stored = &pack.bytes[entry.offset as usize..(entry.offset + entry.length) as usize];
+            let decoded = crate::blob::decode_blob(
+                test_key(),
+                entry.blob_type,
+                stored,
+                entry.uncompressed_length,
+                &entry.id,
+            )
+            .unwrap();
+            assert_eq!(decoded, plaintext);
+        }
+    }
+
+    #[test]
+    fn empty_pack_round_trips() {
+        let pack = PackWriter::new(BlobType::Tree).finish(test_key()).unwrap();
+        assert!(pack.entries.is_empty());
+        assert_eq!(parse_header(test_key(), &pack.bytes).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn writer_counts() {
+        let key = test_key();
+        let mut writer = PackWriter::new(BlobType::Data);
+        assert!(writer.is_empty());
+        let blob = encode_blob(
+            key,
+            BlobType::Data,
+            key.content_id(b"abc"),
+            b"abc",
+            Compression::OFF,
+        )
+        .unwrap();
+        writer.add(&blob);
+        writer.add(&blob);
+        assert_eq!(writer.blob_count(), 2);
+        assert_eq!(writer.len(), 2 * blob.bytes.len());
+    }
+
+    #[test]
+    #[should_panic(expected = "another type")]
+    fn mixing_blob_types_is_a_bug() {
+        let key = test_key();
+        let blob = encode_blob(
+            key,
+            BlobType::Tree,
+            key.content_id(b"{}"),
+            b"{}",
+            Compression::OFF,
+        )
+        .unwrap();
+        PackWriter::new(BlobType::Data).add(&blob);
+    }
+
+    #[test]
+    fn damaged_packs_are_corrupt() {
+        let pack = pack_of(BlobType::Data, &[b"alpha", b"beta"]);
+        let bytes = pack.bytes.to_vec();
+        let is_corrupt =
+            |bytes: &[u8]| matches!(parse_header(test_key(), bytes), Err(Error::Corrupt { .. }));
+        assert!(is_corrupt(&bytes[..bytes.len() - 1]), "truncated trailer");
+        assert!(
+            is_corrupt(&bytes[1..]),
+            "truncated front: blobs no longer fill the space"
+        );
+        assert!(is_corrupt(&[]), "empty");
+        let mut flipped = bytes.clone();
+        let header_byte = bytes.len() - 10;
+        flipped[header_byte] ^= 0x80;
+        assert!(is_corrupt(&flipped), "flipped header bit");
+        let mut huge_len = bytes.clone();
+        let trailer = bytes.len() - 4;
+        huge_len[trailer..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(is_corrupt(&huge_len), "header length past the start");
+    }
+
+    #[test]
+    fn header_records_are_checked() {
+        let entry = PackEntry {
+            blob_type: BlobType::Data,
+            id: Id::default(),
+            offset: 0,
+            length: 10,
+            uncompressed_length: None,
+        };
+        let good = encode_header(&[entry]);
+        assert_eq!(decode_header(&good, 10).unwrap(), vec![entry]);
+        assert!(
+            decode_header(&good, 11).is_err(),
+            "blobs must fill the area exactly"
+        );
+        assert!(decode_header(&good, 9).is_err(), "blob past the area");
+        let mut bad_version = good.clone();
+        bad_version[0] = 2;
+        assert!(decode_header(&bad_version, 10).is_err());
+        let mut bad_type = good.clone();
+        bad_type[1] = 7;
+        assert!(decode_header(&bad_type, 10).is_err());
+        let mut bad_flags = good.clone();
+        bad_flags[2] = 0x02;
+        assert!(decode_header(&bad_flags, 10).is_err());
+        let mut compressed_zero = good.clone();
+        compressed_zero[2] = FLAG_COMPRESSED;
+        assert!(
+            decode_header(&compressed_zero, 10).is_err(),
+            "compressed with length 0"
+        );
+        let mut plain_with_length = good.clone();
+        plain_with_length[HEADER_ENTRY_LEN] = 5;
+        assert!(
+            decode_header(&plain_with_length, 10).is_err(),
+            "uncompressed blob with a length"
+        );
+        assert!(
+            decode_header(&good[..good.len() - 1], 10).is_err(),
+            "partial record"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn header_round_trips(entries in any_entries()) {
+            let encoded = encode_header(&entries);
+            prop_assert_eq!(encoded.len(), 1 + entries.len() * HEADER_ENTRY_LEN);
+            prop_assert_eq!(decode_header(&encoded, blobs_len(&entries)).unwrap(), entries);
+        }
+
+        #[test]
+        fn writer_then_parse_round_trips(
+            blob_type in any_blob_type(),
+            plaintexts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..2000), 0..20),
+        ) {
+            let refs: Vec<&[u8]> = plaintexts.iter().map(Vec::as_slice).collect();
+            let pack = pack_of(blob_type, &refs);
+            prop_assert_eq!(parse_header(test_key(), &pack.bytes).unwrap(), pack.entries);
+        }
+
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..500), blobs_len in any::<u64>()) {
+            let _ = decode_header(&bytes, blobs_len);
+            let _ = parse_header(test_key(), &bytes);
+        }
+    }
+}

@@ -600,3 +600,423 @@ async fn blocking<T: Send + 'static>(
         .await
         .expect("blocking repository task panicked")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::encode_blob;
+    use crate::index::IndexPack;
+    use crate::pack::PackWriter;
+    use crate::testing::MemoryBackend;
+    use crate::tree::{Node, NodeType};
+
+    const PASSWORD: &[u8] = b"correct horse";
+
+    fn cheap_options() -> InitOptions {
+        InitOptions {
+            kdf: KdfParams::new(8 * 1024, 1, 1).unwrap(),
+            ..InitOptions::default()
+        }
+    }
+
+    async fn new_repo() -> (Arc<MemoryBackend>, Repository) {
+        let backend = MemoryBackend::new();
+        let repo = Repository::init(backend.clone(), PASSWORD, cheap_options())
+            .await
+            .unwrap();
+        (backend, repo)
+    }
+
+    fn snapshot_at(seconds: i64, tree: Id) -> Snapshot {
+        Snapshot {
+            time: jiff::Timestamp::from_second(seconds).unwrap(),
+            time_offset_seconds: 0,
+            parent: None,
+            tree,
+            paths: vec!["/data".into()],
+            hostname: "host".into(),
+            username: "user".into(),
+            uid: 0,
+            gid: 0,
+            tags: vec![],
+            excludes: vec![],
+            program_version: "test".into(),
+            summary: None,
+        }
+    }
+
+    fn corrupt_what<T: fmt::Debug>(result: Result<T>) -> String {
+        match result {
+            Err(Error::Corrupt { what, .. }) => what,
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    /// Stores `plaintexts` as data blobs in one pack, plus its index file.
+    async fn store_blobs(
+        repo: &Repository,
+        blob_type: BlobType,
+        plaintexts: &[&[u8]],
+    ) -> (FinishedPack, Id) {
+        let mut writer = PackWriter::new(blob_type);
+        for plaintext in plaintexts {
+            let id = repo.key().content_id(plaintext);
+            writer.add(
+                &encode_blob(repo.key(), blob_type, id, plaintext, repo.compression()).unwrap(),
+            );
+        }
+        let pack = writer.finish(repo.key()).unwrap();
+        repo.save_pack(&pack).await.unwrap();
+        let index_file = IndexFile {
+            packs: vec![IndexPack {
+                id: pack.id,
+                blobs: pack.entries.clone(),
+            }],
+        };
+        let index_id = repo.save_index(&index_file).await.unwrap();
+        (pack, index_id)
+    }
+
+    #[tokio::test]
+    async fn init_then_open() {
+        let (backend, repo) = new_repo().await;
+        assert_eq!(backend.paths("keys/").len(), 1);
+        assert_eq!(repo.compression(), Compression::default());
+        let reopened = Repository::open(backend.clone(), PASSWORD).await.unwrap();
+        assert_eq!(reopened.config(), repo.config());
+        assert_eq!(reopened.key().content_id(b"x"), repo.key().content_id(b"x"));
+        assert!(format!("{reopened:?}").contains("memory:"));
+    }
+
+    #[tokio::test]
+    async fn open_failures_are_specific() {
+        let (backend, _repo) = new_repo().await;
+        assert!(matches!(
+            Repository::open(backend.clone(), b"wrong").await,
+            Err(Error::WrongPassword)
+        ));
+        let empty = MemoryBackend::new();
+        assert!(matches!(
+            Repository::open(empty, PASSWORD).await,
+            Err(Error::NotARepository { location }) if location == "memory:"
+        ));
+        assert!(matches!(
+            Repository::init(backend.clone(), PASSWORD, cheap_options()).await,
+            Err(Error::AlreadyInitialized { .. })
+        ));
+        backend.tamper("config", |bytes| bytes[40] ^= 1);
+        assert_eq!(
+            corrupt_what(Repository::open(backend, PASSWORD).await),
+            "config"
+        );
+    }
+
+    #[tokio::test]
+    async fn damaged_key_files_are_skipped() {
+        let (backend, _repo) = new_repo().await;
+        backend
+            .put("keys/0000", Bytes::from_static(b"not json"))
+            .await
+            .unwrap();
+        assert!(Repository::open(backend.clone(), PASSWORD).await.is_ok());
+        assert!(matches!(
+            Repository::open(backend, b"wrong").await,
+            Err(Error::WrongPassword)
+        ));
+    }
+
+    #[tokio::test]
+    async fn invalid_options_are_refused_before_writing() {
+        let backend = MemoryBackend::new();
+        let opts = InitOptions {
+            pack_size: 1,
+            ..cheap_options()
+        };
+        assert!(matches!(
+            Repository::init(backend.clone(), PASSWORD, opts).await,
+            Err(Error::InvalidOptions(_))
+        ));
+        assert!(backend.paths("").is_empty());
+    }
+
+    #[tokio::test]
+    async fn blobs_round_trip_through_packs_and_index() {
+        let (_backend, repo) = new_repo().await;
+        let text = b"hello world ".repeat(1000);
+        let (pack, _) = store_blobs(&repo, BlobType::Data, &[b"first", &text]).await;
+        let tree = Tree::new(vec![Node {
+            name: "file".into(),
+            node_type: NodeType::File,
+            mode: 0o600,
+            uid: 1,
+            gid: 2,
+            user: None,
+            group: None,
+            mtime_ns: 1,
+            atime_ns: 2,
+            ctime_ns: 3,
+            size: 5,
+            inode: 4,
+            device: 5,
+            links: 1,
+            rdev: 0,
+            link_target: None,
+            xattrs: vec![],
+            content: vec![repo.key().content_id(b"first")],
+            subtree: None,
+        }]);
+        let tree_bytes = tree.encode();
+        store_blobs(&repo, BlobType::Tree, &[&tree_bytes]).await;
+
+        let index = repo.load_index().await.unwrap();
+        assert_eq!(index.len(), 3);
+        assert_eq!(index.pack_ids().count(), 2);
+        let first = repo
+            .read_blob(&index, BlobType::Data, &repo.key().content_id(b"first"))
+            .await
+            .unwrap();
+        assert_eq!(&first[..], b"first");
+        let second = repo
+            .read_blob(&index, BlobType::Data, &repo.key().content_id(&text))
+            .await
+            .unwrap();
+        assert_eq!(&second[..], &text[..]);
+        assert_eq!(
+            repo.load_tree(&index, &repo.key().content_id(&tree_bytes))
+                .await
+                .unwrap(),
+            tree
+        );
+        assert_eq!(repo.load_pack_header(&pack.id).await.unwrap(), pack.entries);
+
+        let missing = repo.key().content_id(b"missing");
+        assert!(matches!(
+            repo.read_blob(&index, BlobType::Data, &missing).await,
+            Err(Error::BlobNotFound { blob_type: BlobType::Data, id }) if id == missing
+        ));
+        // A data blob is not a tree blob, even with the same ID.
+        assert!(matches!(
+            repo.load_tree(&index, &repo.key().content_id(b"first"))
+                .await,
+            Err(Error::BlobNotFound {
+                blob_type: BlobType::Tree,
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn pack_headers_beyond_the_read_ahead_are_fetched() {
+        let (_backend, repo) = new_repo().await;
+        let plaintexts: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        let refs: Vec<&[u8]> = plaintexts.iter().map(Vec::as_slice).collect();
+        let (pack, _) = store_blobs(&repo, BlobType::Data, &refs).await;
+        assert!((2000 * crate::pack::HEADER_ENTRY_LEN) as u64 > HEADER_READ_AHEAD);
+        assert_eq!(repo.load_pack_header(&pack.id).await.unwrap(), pack.entries);
+    }
+
+    #[tokio::test]
+    async fn damaged_packs_and_index_files_are_named() {
+        let (backend, repo) = new_repo().await;
+        let (pack, index_id) = store_blobs(&repo, BlobType::Data, &[b"alpha", b"beta"]).await;
+        let pack_path = Repository::pack_path(&pack.id);
+        let index = repo.load_index().await.unwrap();
+
+        backend.tamper(&pack_path, |bytes| bytes[40] ^= 1);
+        let what = corrupt_what(
+            repo.read_blob(&index, BlobType::Data, &repo.key().content_id(b"alpha"))
+                .await,
+        );
+        assert!(
+            what.contains(&pack_path) && what.contains("data blob"),
+            "{what}"
+        );
+        // The other blob in the same pack is intact.
+        assert!(
+            repo.read_blob(&index, BlobType::Data, &repo.key().content_id(b"beta"))
+                .await
+                .is_ok()
+        );
+
+        backend.tamper(&pack_path, |bytes| bytes.truncate(bytes.len() - 1));
+        let what = corrupt_what(repo.load_pack_header(&pack.id).await);
+        assert!(what.contains(&pack_path), "{what}");
+        backend.tamper(&pack_path, |bytes| bytes.truncate(10));
+        let what = corrupt_what(
+            repo.read_blob(&index, BlobType::Data, &repo.key().content_id(b"beta"))
+                .await,
+        );
+        assert!(what.contains(&pack_path), "{what}");
+
+        let index_path = format!("index/{index_id}");
+        backend.tamper(&index_path, |bytes| bytes[50] ^= 1);
+        let what = corrupt_what(repo.load_index().await);
+        assert!(what.contains(&index_path), "{what}");
+    }
+
+    #[tokio::test]
+    async fn files_must_hash_to_their_names() {
+        let (backend, repo) = new_repo().await;
+        let id = repo
+            .save_snapshot(&snapshot_at(1, Id([1; 32])))
+            .await
+            .unwrap();
+        let bytes = backend.get(&format!("snapshots/{id}")).await.unwrap();
+        let renamed = format!("snapshots/{}", Id([7; 32]));
+        backend.put(&renamed, bytes).await.unwrap();
+        let what = corrupt_what(repo.load_snapshot(&Id([7; 32])).await);
+        assert_eq!(what, renamed);
+    }
+
+    #[tokio::test]
+    async fn short_writes_are_detected() {
+        let (backend, repo) = new_repo().await;
+        let pack = PackWriter::new(BlobType::Data).finish(repo.key()).unwrap();
+        backend.break_writes();
+        let what = corrupt_what(repo.save_pack(&pack).await);
+        assert_eq!(what, Repository::pack_path(&pack.id));
+    }
+
+    #[tokio::test]
+    async fn snapshots_are_listed_and_found() {
+        let (backend, repo) = new_repo().await;
+        let mut ids = Vec::new();
+        for i in 0..17 {
+            // Save out of time order; listing sorts by time.
+            let seconds = 1_700_000_000 + (i * 7919) % 17;
+            ids.push((
+                seconds,
+                repo.save_snapshot(&snapshot_at(seconds, Id([i as u8; 32])))
+                    .await
+                    .unwrap(),
+            ));
+        }
+        let listed = repo.list_snapshots().await.unwrap();
+        assert_eq!(listed.len(), 17);
+        assert!(listed.windows(2).all(|w| w[0].1.time < w[1].1.time));
+
+        let (newest_seconds, newest_id) = *ids.iter().max().unwrap();
+        let (latest_id, latest) = repo.find_snapshot("latest").await.unwrap();
+        assert_eq!(
+            (latest_id, latest.time.as_second()),
+            (newest_id, newest_seconds)
+        );
+
+        let (_, some_id) = ids[3];
+        assert_eq!(
+            repo.find_snapshot(&some_id.to_hex()).await.unwrap().0,
+            some_id
+        );
+        assert_eq!(
+            repo.find_snapshot(&some_id.to_hex()[..12].to_uppercase())
+                .await
+                .unwrap()
+                .0,
+            some_id
+        );
+
+        // 17 IDs over 16 hex digits: some first digit is shared.
+        let shared = (0..16)
+            .map(|d| format!("{d:x}"))
+            .find(|d| {
+                ids.iter()
+                    .filter(|(_, id)| id.to_hex().starts_with(d.as_str()))
+                    .count()
+                    > 1
+            })
+            .unwrap();
+        assert!(
+            matches!(repo.find_snapshot(&shared).await, Err(Error::AmbiguousSnapshot { spec }) if spec == shared)
+        );
+        for spec in ["", "xyz", &"f".repeat(65)] {
+            assert!(
+                matches!(
+                    repo.find_snapshot(spec).await,
+                    Err(Error::SnapshotNotFound { .. })
+                ),
+                "{spec:?}"
+            );
+        }
+        let unused = (0..=255u8)
+            .map(|b| hex::encode([b]))
+            .find(|p| {
+                !ids.iter()
+                    .any(|(_, id)| id.to_hex().starts_with(p.as_str()))
+            })
+            .unwrap();
+        assert!(matches!(
+            repo.find_snapshot(&unused).await,
+            Err(Error::SnapshotNotFound { .. })
+        ));
+
+        let damaged = format!("snapshots/{some_id}");
+        backend.tamper(&damaged, |bytes| bytes[45] ^= 1);
+        let what = corrupt_what(repo.list_snapshots().await);
+        assert_eq!(what, damaged);
+        let (good, bad) = repo.list_snapshots_lenient().await.unwrap();
+        assert_eq!(good.len(), 16);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, some_id);
+    }
+
+    #[tokio::test]
+    async fn empty_repository_has_no_latest() {
+        let (_backend, repo) = new_repo().await;
+        assert!(repo.list_snapshots().await.unwrap().is_empty());
+        assert!(repo.load_index().await.unwrap().is_empty());
+        assert!(matches!(
+            repo.find_snapshot("latest").await,
+            Err(Error::SnapshotNotFound { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn read_file_returns_plaintext() {
+        let (_backend, repo) = new_repo().await;
+        let config = repo
+            .read_file(ObjectKind::Config, CONFIG_PATH)
+            .await
+            .unwrap();
+        assert_eq!(Config::decode(&config).unwrap(), *repo.config());
+        let snapshot = snapshot_at(5, Id([5; 32]));
+        let id = repo.save_snapshot(&snapshot).await.unwrap();
+        let path = format!("snapshots/{id}");
+        let plaintext = repo.read_file(ObjectKind::Snapshot, &path).await.unwrap();
+        assert_eq!(Snapshot::decode(&plaintext).unwrap(), snapshot);
+        // The wrong kind does not open.
+        assert_eq!(
+            corrupt_what(repo.read_file(ObjectKind::Index, &path).await),
+            path
+        );
+        assert_eq!(
+            repo.read_raw(&path).await.unwrap().len() as u64,
+            repo.backend().head(&path).await.unwrap().size
+        );
+    }
+
+    #[tokio::test]
+    async fn large_indexes_are_split() {
+        let (backend, repo) = new_repo().await;
+        let blob = |i: u32| PackEntry {
+            blob_type: BlobType::Data,
+            id: Id::storage_id(&i.to_le_bytes()),
+            offset: i * 10,
+            length: 10,
+            uncompressed_length: None,
+        };
+        let packs = (0..4u32)
+            .map(|p| IndexPack {
+                id: Id([p as u8; 32]),
+                blobs: (0..(TARGET_BLOBS_PER_FILE as u32 / 2))
+                    .map(|i| blob(p * 1_000_000 + i))
+                    .collect(),
+            })
+            .collect();
+        let ids = repo.save_indexes(IndexFile { packs }).await.unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(backend.paths("index/").len(), 2);
+        let index = repo.load_index().await.unwrap();
+        assert_eq!(index.len(), 2 * TARGET_BLOBS_PER_FILE);
+        assert!(index.contains(BlobType::Data, &Id::storage_id(&3_000_005u32.to_le_bytes())));
+    }
+}

@@ -89,3 +89,116 @@ impl Snapshot {
         serde_json::from_slice(bytes).map_err(|e| Error::corrupt("snapshot", e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::testing::any_id;
+
+    fn any_timestamp() -> impl Strategy<Value = jiff::Timestamp> {
+        (0i64..4_000_000_000, 0i32..1_000_000_000)
+            .prop_map(|(s, ns)| jiff::Timestamp::new(s, ns).expect("in range"))
+    }
+
+    fn any_summary() -> impl Strategy<Value = SnapshotSummary> {
+        (
+            any_timestamp(),
+            any_timestamp(),
+            proptest::array::uniform13(any::<u64>()),
+        )
+            .prop_map(|(backup_start, backup_end, n)| SnapshotSummary {
+                backup_start,
+                backup_end,
+                files_new: n[0],
+                files_changed: n[1],
+                files_unmodified: n[2],
+                dirs_new: n[3],
+                dirs_changed: n[4],
+                dirs_unmodified: n[5],
+                data_blobs: n[6],
+                tree_blobs: n[7],
+                data_added: n[8],
+                data_added_packed: n[9],
+                total_files_processed: n[10],
+                total_bytes_processed: n[11],
+                files_unreadable: n[12],
+            })
+    }
+
+    fn any_snapshot() -> impl Strategy<Value = Snapshot> {
+        let strings = || proptest::collection::vec(".{0,12}", 0..3);
+        (
+            (
+                any_timestamp(),
+                -86_400i32..86_400,
+                proptest::option::of(any_id()),
+                any_id(),
+            ),
+            (strings(), ".{0,12}", ".{0,12}", any::<u32>(), any::<u32>()),
+            (
+                strings(),
+                strings(),
+                ".{0,12}",
+                proptest::option::of(any_summary()),
+            ),
+        )
+            .prop_map(
+                |(
+                    (time, time_offset_seconds, parent, tree),
+                    (paths, hostname, username, uid, gid),
+                    (tags, excludes, program_version, summary),
+                )| Snapshot {
+                    time,
+                    time_offset_seconds,
+                    parent,
+                    tree,
+                    paths,
+                    hostname,
+                    username,
+                    uid,
+                    gid,
+                    tags,
+                    excludes,
+                    program_version,
+                    summary,
+                },
+            )
+    }
+
+    #[test]
+    fn time_is_rfc3339() {
+        let snapshot = Snapshot {
+            time: "2026-11-23T22:09:00.5Z".parse().unwrap(),
+            time_offset_seconds: 3600,
+            parent: None,
+            tree: Id([3; 32]),
+            paths: vec!["/data".into()],
+            hostname: "node-1".into(),
+            username: "root".into(),
+            uid: 0,
+            gid: 0,
+            tags: vec![],
+            excludes: vec![],
+            program_version: "arca 0.1.0".into(),
+            summary: None,
+        };
+        let json: serde_json::Value = serde_json::from_slice(&snapshot.encode()).unwrap();
+        assert_eq!(json["time"], "2026-11-23T22:09:00.5Z");
+        assert_eq!(json["tree"], Id([3; 32]).to_hex());
+        assert!(json.get("parent").is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn snapshot_round_trips(snapshot in any_snapshot()) {
+            prop_assert_eq!(Snapshot::decode(&snapshot.encode()).unwrap(), snapshot);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Snapshot::decode(&bytes);
+        }
+    }
+}

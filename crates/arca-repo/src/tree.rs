@@ -259,3 +259,224 @@ impl Tree {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::testing::any_id;
+
+    fn any_file_name() -> impl Strategy<Value = FileName> {
+        prop_oneof![
+            "[a-zA-Z0-9 ._ü-]{1,20}".prop_map(|s| FileName::from(s.as_str())),
+            proptest::collection::vec(any::<u8>(), 1..20).prop_map(FileName::from_bytes),
+        ]
+        .prop_filter("single path component", FileName::is_valid_component)
+    }
+
+    fn any_node() -> impl Strategy<Value = Node> {
+        let node_type = prop_oneof![
+            Just(NodeType::File),
+            Just(NodeType::Dir),
+            Just(NodeType::Symlink),
+            Just(NodeType::Fifo),
+            Just(NodeType::Socket),
+            Just(NodeType::CharDevice),
+            Just(NodeType::BlockDevice),
+        ];
+        let ids = (proptest::collection::vec(any_id(), 0..4), any_id());
+        let xattrs = proptest::collection::vec(
+            (
+                any_file_name(),
+                proptest::collection::vec(any::<u8>(), 0..16),
+            )
+                .prop_map(|(name, value)| Xattr { name, value }),
+            0..3,
+        );
+        let owners = (
+            any::<u32>(),
+            any::<u32>(),
+            proptest::option::of("[a-z]{1,8}"),
+            proptest::option::of("[a-z]{1,8}"),
+        );
+        let times = (any::<i64>(), any::<i64>(), any::<i64>());
+        let numbers = (
+            0u32..0o10000,
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+        );
+        (
+            any_file_name(),
+            node_type,
+            ids,
+            xattrs,
+            owners,
+            times,
+            numbers,
+            proptest::option::of(any_file_name()),
+        )
+            .prop_map(
+                |(
+                    name,
+                    node_type,
+                    (content, subtree),
+                    xattrs,
+                    (uid, gid, user, group),
+                    (mtime_ns, atime_ns, ctime_ns),
+                    (mode, size, inode, device, links, rdev),
+                    link_target,
+                )| {
+                    Node {
+                        name,
+                        node_type,
+                        mode,
+                        uid,
+                        gid,
+                        user,
+                        group,
+                        mtime_ns,
+                        atime_ns,
+                        ctime_ns,
+                        size,
+                        inode,
+                        device,
+                        links,
+                        rdev,
+                        link_target,
+                        xattrs,
+                        content: if node_type == NodeType::File {
+                            content
+                        } else {
+                            Vec::new()
+                        },
+                        subtree: (node_type == NodeType::Dir).then_some(subtree),
+                    }
+                },
+            )
+    }
+
+    fn any_tree() -> impl Strategy<Value = Tree> {
+        proptest::collection::vec(any_node(), 0..10).prop_map(|mut nodes| {
+            nodes.sort_by(|a, b| a.name.cmp(&b.name));
+            nodes.dedup_by(|a, b| a.name == b.name);
+            Tree { nodes }
+        })
+    }
+
+    fn file_node(name: &str) -> Node {
+        Node {
+            name: name.into(),
+            node_type: NodeType::File,
+            mode: 0o644,
+            uid: 1000,
+            gid: 1000,
+            user: Some("alice".into()),
+            group: None,
+            mtime_ns: 1_700_000_000_123_456_789,
+            atime_ns: 0,
+            ctime_ns: -1,
+            size: 3,
+            inode: 42,
+            device: 7,
+            links: 1,
+            rdev: 0,
+            link_target: None,
+            xattrs: vec![],
+            content: vec![Id([1; 32])],
+            subtree: None,
+        }
+    }
+
+    #[test]
+    fn file_names_serialise_as_text_or_raw_hex() {
+        assert_eq!(
+            serde_json::to_string(&FileName::from("süß.txt")).unwrap(),
+            r#""süß.txt""#
+        );
+        let raw = FileName::from_bytes(vec![b'a', 0xff, b'b']);
+        assert_eq!(serde_json::to_string(&raw).unwrap(), r#"{"raw":"61ff62"}"#);
+        assert_eq!(
+            serde_json::from_str::<FileName>(r#"{"raw":"61ff62"}"#).unwrap(),
+            raw
+        );
+        assert_eq!(raw.as_os_str().as_bytes(), b"a\xffb");
+        assert!(serde_json::from_str::<FileName>(r#"{"raw":"zz"}"#).is_err());
+        assert!(serde_json::from_str::<FileName>("17").is_err());
+    }
+
+    #[test]
+    fn encoding_is_the_documented_json() {
+        let tree = Tree::new(vec![file_node("b"), file_node("a")]);
+        assert_eq!(tree.nodes[0].name, FileName::from("a"));
+        let json: serde_json::Value = serde_json::from_slice(&tree.encode()).unwrap();
+        let node = &json["nodes"][0];
+        assert_eq!(node["type"], "file");
+        assert_eq!(node["mtime_ns"], 1_700_000_000_123_456_789_i64);
+        assert_eq!(node["content"][0], Id([1; 32]).to_hex());
+        assert!(
+            node.get("subtree").is_none(),
+            "absent optional fields are omitted"
+        );
+        assert!(node.get("group").is_none());
+    }
+
+    #[test]
+    fn decode_rejects_what_restore_must_not_trust() {
+        let encode = |nodes: Vec<Node>| serde_json::to_vec(&Tree { nodes }).unwrap();
+        for name in ["", ".", "..", "a/b", "nul\0"] {
+            assert!(
+                Tree::decode(&encode(vec![file_node(name)])).is_err(),
+                "name {name:?}"
+            );
+        }
+        assert!(
+            Tree::decode(&encode(vec![file_node("b"), file_node("a")])).is_err(),
+            "unsorted"
+        );
+        assert!(
+            Tree::decode(&encode(vec![file_node("a"), file_node("a")])).is_err(),
+            "duplicate"
+        );
+        let mut dir = file_node("d");
+        dir.node_type = NodeType::Dir;
+        dir.content.clear();
+        assert!(
+            Tree::decode(&encode(vec![dir.clone()])).is_err(),
+            "dir without subtree"
+        );
+        dir.subtree = Some(Id([2; 32]));
+        assert!(Tree::decode(&encode(vec![dir.clone()])).is_ok());
+        let mut file_with_subtree = file_node("f");
+        file_with_subtree.subtree = Some(Id([2; 32]));
+        assert!(Tree::decode(&encode(vec![file_with_subtree])).is_err());
+        let mut symlink_with_content = file_node("l");
+        symlink_with_content.node_type = NodeType::Symlink;
+        assert!(Tree::decode(&encode(vec![symlink_with_content])).is_err());
+        assert!(Tree::decode(b"{").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn file_name_round_trips(name in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let name = FileName::from_bytes(name);
+            let json = serde_json::to_string(&name).unwrap();
+            prop_assert_eq!(serde_json::from_str::<FileName>(&json).unwrap(), name);
+        }
+
+        #[test]
+        fn tree_round_trips(tree in any_tree()) {
+            let encoded = tree.encode();
+            prop_assert_eq!(Tree::decode(&encoded).unwrap(), tree.clone());
+            prop_assert_eq!(Tree::decode(&encoded).unwrap().encode(), encoded, "encoding is deterministic");
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Tree::decode(&bytes);
+        }
+    }
+}
