@@ -1,6 +1,8 @@
 //! A local cache of repository metadata files (index, snapshots, tree packs).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
@@ -17,7 +19,16 @@ use crate::{Backend, LocalBackend};
 pub struct DiskCache {
     files: LocalBackend,
     dir: PathBuf,
+    /// Whether this process already made sure `CACHEDIR.TAG` exists.
+    tagged: Arc<AtomicBool>,
 }
+
+/// Name and required first line of a cache directory tag (<https://bford.info/cachedir/>):
+/// backup tools, Arca's `--exclude-caches` included, skip tagged directories.
+const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+const CACHEDIR_TAG_CONTENT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+    # This file is a cache directory tag created by Arca.\n\
+    # For information about cache directory tags see https://bford.info/cachedir/\n";
 
 impl DiskCache {
     /// A cache in `dir` (created on the first write).
@@ -26,6 +37,7 @@ impl DiskCache {
         DiskCache {
             files: LocalBackend::new(&dir),
             dir,
+            tagged: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -68,6 +80,15 @@ impl DiskCache {
     pub async fn put(&self, path: &str, data: &Bytes) {
         if let Err(err) = self.files.put(path, data.clone()).await {
             tracing::warn!(cache = %self.dir.display(), path, error = %err, "cannot write to the cache");
+            return;
+        }
+        if !self.tagged.swap(true, Ordering::Relaxed)
+            && self.files.head(CACHEDIR_TAG).await.is_err()
+        {
+            let tag = Bytes::from_static(CACHEDIR_TAG_CONTENT.as_bytes());
+            if let Err(err) = self.files.put(CACHEDIR_TAG, tag).await {
+                tracing::warn!(cache = %self.dir.display(), error = %err, "cannot tag the cache directory");
+            }
         }
     }
 
@@ -108,6 +129,18 @@ mod tests {
         assert_eq!(cache.get(&path).await, Some(data));
         cache.remove(&path).await;
         assert_eq!(cache.get(&path).await, None);
+    }
+
+    #[tokio::test]
+    async fn the_cache_directory_is_tagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::new(dir.path().join("c"));
+        cache.put("config", &Bytes::from_static(b"{}")).await;
+        let tag = std::fs::read_to_string(dir.path().join("c").join(CACHEDIR_TAG)).unwrap();
+        assert!(
+            tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"),
+            "{tag}"
+        );
     }
 
     #[tokio::test]

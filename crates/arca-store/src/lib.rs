@@ -19,6 +19,20 @@
 //! where it chooses to. [`conformance`] holds the behaviour every backend must show,
 //! as test helpers.
 //!
+//! ```
+//! # async fn demo() -> arca_store::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let url = format!("local:{}", dir.path().display());
+//! let opened = arca_store::open(&url, &arca_store::StoreOptions::default())?;
+//! opened.backend.put("config", bytes::Bytes::from_static(b"{}")).await?;
+//! assert_eq!(opened.backend.get("config").await?, "{}");
+//! assert_eq!(opened.backend.list("").await?[0].size, 2);
+//! assert_eq!(opened.requests.snapshot().put, 1);
+//! # Ok(())
+//! # }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
 //! CONTRACT:
 //! - [`Backend`] is object-safe (`Arc<dyn Backend>`), async, and every `put` is atomic: a
 //!   reader sees either the whole object or nothing, never a prefix.
