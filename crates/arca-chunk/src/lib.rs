@@ -11,8 +11,31 @@
 //! - [`Chunker::new`]`(params, key: &[u8; 32])`; `Chunker` is `Clone + Send + Sync` and cheap to share.
 //! - [`Chunker::cut_points`] over a slice; [`Chunker::chunks`] over any `std::io::Read`
 //!   yielding `io::Result<bytes::Bytes>` with memory bounded by ~2 × max.
+//!
+//! # Algorithm (what a second implementation must reproduce)
+//!
+//! The gear table is 256 `u64`s: the first 2048 bytes of the BLAKE3 XOF of
+//! `derive_key(context = "arca chunker gear v1", key_material = key)`, read as
+//! little-endian `u64`s; the shifted table is `gear_ls[i] = gear[i] << 1`.
+//! Cut points are those of `fastcdc::v2020::cut_gear` (FastCDC 2020, two bytes
+//! per step) with the masks of `select_masks(avg, Normalization::Level1)` and
+//! `mask_ls = mask << 1`: starting from each chunk's first byte, look at most
+//! `max` bytes ahead; no cut before `min` bytes; the stricter mask up to `avg`
+//! bytes, the looser one after; cut at `max` if no hash matches. Only the final
+//! chunk of a stream may be shorter than `min`.
+//!
+//! Because a cut decision never looks more than `max` bytes ahead, a
+//! streaming reader that keeps at least `max` bytes buffered (or everything up
+//! to end of input) finds exactly the same boundaries as a pass over the whole
+//! slice.
+
+mod stream;
 
 use std::io::Read;
+use std::sync::Arc;
+
+use fastcdc::v2020::{self, Normalization};
+use zeroize::Zeroize;
 
 /// Chunk size bounds in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -27,7 +50,11 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
-        ChunkerParams { min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024 }
+        ChunkerParams {
+            min: 512 * 1024,
+            avg: 1024 * 1024,
+            max: 8 * 1024 * 1024,
+        }
     }
 }
 
@@ -40,17 +67,94 @@ pub enum Error {
     InvalidParams(String),
 }
 
+/// Smallest accepted `min`: below this, per-chunk overhead (IDs, index
+/// entries, envelopes) dwarfs the data.
+const MIN_MIN: u32 = 256;
+/// Largest accepted `max`: the smaller of Arca's 64 MiB cap and FastCDC's own limit.
+const MAX_MAX: u32 = {
+    let fastcdc_max = v2020::MAXIMUM_MAX as u32;
+    if fastcdc_max < 64 * 1024 * 1024 {
+        fastcdc_max
+    } else {
+        64 * 1024 * 1024
+    }
+};
+
 impl ChunkerParams {
     /// Checks the bounds FastCDC supports.
+    ///
+    /// `min` in 256 B..=1 MiB, `avg` a power of two in 256 B..=4 MiB, `max` in
+    /// 1 KiB..=16 MiB, `min < avg < max`, and `min` and `max` even (FastCDC
+    /// tests cut points in byte pairs).
     pub fn validate(&self) -> Result<(), Error> {
-        unimplemented!()
+        let ChunkerParams { min, avg, max } = *self;
+        let invalid = |reason: String| Err(Error::InvalidParams(reason));
+        let min_range = MIN_MIN..=v2020::MINIMUM_MAX as u32;
+        let avg_range = v2020::AVERAGE_MIN as u32..=v2020::AVERAGE_MAX as u32;
+        let max_range = v2020::MAXIMUM_MIN as u32..=MAX_MAX;
+        if !min_range.contains(&min) {
+            return invalid(format!("min {min} is outside {min_range:?} bytes"));
+        }
+        if !avg_range.contains(&avg) || !avg.is_power_of_two() {
+            return invalid(format!(
+                "avg {avg} is not a power of two in {avg_range:?} bytes"
+            ));
+        }
+        if !max_range.contains(&max) {
+            return invalid(format!("max {max} is outside {max_range:?} bytes"));
+        }
+        if !(min < avg && avg < max) {
+            return invalid(format!("need min < avg < max, got {min} / {avg} / {max}"));
+        }
+        if min % 2 != 0 || max % 2 != 0 {
+            return invalid(format!("min {min} and max {max} must be even"));
+        }
+        Ok(())
+    }
+}
+
+/// The keyed gear tables; secret-derived, so wiped on drop.
+struct GearTables {
+    gear: [u64; 256],
+    gear_ls: [u64; 256],
+}
+
+impl GearTables {
+    fn derive(key: &[u8; 32]) -> Self {
+        let mut hasher = blake3::Hasher::new_derive_key("arca chunker gear v1");
+        hasher.update(key);
+        let mut stream = [0u8; 256 * 8];
+        hasher.finalize_xof().fill(&mut stream);
+        let mut tables = GearTables {
+            gear: [0; 256],
+            gear_ls: [0; 256],
+        };
+        for (i, word) in stream.chunks_exact(8).enumerate() {
+            let value = u64::from_le_bytes(word.try_into().expect("chunks of 8"));
+            tables.gear[i] = value;
+            tables.gear_ls[i] = value << 1;
+        }
+        stream.zeroize();
+        tables
+    }
+}
+
+impl Drop for GearTables {
+    fn drop(&mut self) {
+        self.gear.zeroize();
+        self.gear_ls.zeroize();
     }
 }
 
 /// A keyed FastCDC chunker.
+///
+/// Cloning shares the gear tables (an `Arc`), so clones are cheap.
 #[derive(Clone)]
 pub struct Chunker {
-    _private: (),
+    params: ChunkerParams,
+    mask_s: u64,
+    mask_l: u64,
+    tables: Arc<GearTables>,
 }
 
 impl std::fmt::Debug for Chunker {
@@ -61,15 +165,219 @@ impl std::fmt::Debug for Chunker {
 
 impl Chunker {
     /// Builds the chunker; the gear table is derived from `key`.
-    pub fn new(_params: ChunkerParams, _key: &[u8; 32]) -> Result<Self, Error> {
-        unimplemented!()
+    pub fn new(params: ChunkerParams, key: &[u8; 32]) -> Result<Self, Error> {
+        params.validate()?;
+        let (mask_s, mask_l) = v2020::select_masks(params.avg as usize, Normalization::Level1);
+        Ok(Chunker {
+            params,
+            mask_s,
+            mask_l,
+            tables: Arc::new(GearTables::derive(key)),
+        })
     }
+
+    /// The size bounds this chunker was built with.
+    pub fn params(&self) -> ChunkerParams {
+        self.params
+    }
+
     /// Chunk lengths of `data` in order (they sum to `data.len()`).
-    pub fn cut_points(&self, _data: &[u8]) -> Vec<usize> {
-        unimplemented!()
+    pub fn cut_points(&self, data: &[u8]) -> Vec<usize> {
+        let mut lengths = Vec::with_capacity(data.len() / self.params.avg as usize + 1);
+        let mut rest = data;
+        while !rest.is_empty() {
+            let len = self.next_cut(rest);
+            lengths.push(len);
+            rest = &rest[len..];
+        }
+        lengths
     }
+
     /// Streams chunks out of a reader.
-    pub fn chunks<R: Read>(&self, _reader: R) -> impl Iterator<Item = std::io::Result<bytes::Bytes>> {
-        std::iter::empty()
+    ///
+    /// Reads into one buffer of about 2 × `max` bytes and hands out chunks as
+    /// zero-copy [`bytes::Bytes`] views of it; a chunk that is kept alive keeps
+    /// its share of that buffer allocated. Reads interrupted by a signal are
+    /// retried; any other read error is yielded once and ends the stream.
+    /// Boundaries are identical to [`Chunker::cut_points`] over the same bytes.
+    pub fn chunks<R: Read>(
+        &self,
+        reader: R,
+    ) -> impl Iterator<Item = std::io::Result<bytes::Bytes>> + use<R> {
+        stream::Chunks::new(self.clone(), reader)
+    }
+
+    /// Length of the chunk at the start of `data` (non-empty). `data` must hold
+    /// at least `max` bytes unless it is the end of the input.
+    fn next_cut(&self, data: &[u8]) -> usize {
+        let (_hash, len) = v2020::cut_gear(
+            data,
+            self.params.min as usize,
+            self.params.avg as usize,
+            self.params.max as usize,
+            self.mask_s,
+            self.mask_l,
+            self.mask_s << 1,
+            self.mask_l << 1,
+            &self.tables.gear,
+            &self.tables.gear_ls,
+        );
+        len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_params_are_valid() {
+        ChunkerParams::default().validate().unwrap();
+    }
+
+    #[test]
+    fn validate_rejects_each_bound() {
+        let cases = [
+            (
+                "min too small",
+                ChunkerParams {
+                    min: 254,
+                    avg: 1024,
+                    max: 4096,
+                },
+            ),
+            (
+                "min above FastCDC's limit",
+                ChunkerParams {
+                    min: 2 << 20,
+                    avg: 4 << 20,
+                    max: 8 << 20,
+                },
+            ),
+            (
+                "avg not a power of two",
+                ChunkerParams {
+                    min: 512,
+                    avg: 1000,
+                    max: 4096,
+                },
+            ),
+            (
+                "avg too large",
+                ChunkerParams {
+                    min: 512,
+                    avg: 8 << 20,
+                    max: 16 << 20,
+                },
+            ),
+            (
+                "max too large",
+                ChunkerParams {
+                    min: 512,
+                    avg: 1 << 20,
+                    max: (16 << 20) + 2,
+                },
+            ),
+            (
+                "max too small",
+                ChunkerParams {
+                    min: 256,
+                    avg: 512,
+                    max: 1022,
+                },
+            ),
+            (
+                "min = avg",
+                ChunkerParams {
+                    min: 1024,
+                    avg: 1024,
+                    max: 4096,
+                },
+            ),
+            (
+                "avg = max",
+                ChunkerParams {
+                    min: 512,
+                    avg: 4096,
+                    max: 4096,
+                },
+            ),
+            (
+                "min > max",
+                ChunkerParams {
+                    min: 8192,
+                    avg: 4096,
+                    max: 2048,
+                },
+            ),
+            (
+                "odd min",
+                ChunkerParams {
+                    min: 513,
+                    avg: 1024,
+                    max: 4096,
+                },
+            ),
+            (
+                "odd max",
+                ChunkerParams {
+                    min: 512,
+                    avg: 1024,
+                    max: 4095,
+                },
+            ),
+        ];
+        for (name, params) in cases {
+            assert!(params.validate().is_err(), "{name} accepted");
+            assert!(
+                Chunker::new(params, &[0; 32]).is_err(),
+                "{name} built a chunker"
+            );
+        }
+        // The extremes that are allowed.
+        for params in [
+            ChunkerParams {
+                min: 256,
+                avg: 512,
+                max: 1024,
+            },
+            ChunkerParams {
+                min: 1 << 20,
+                avg: 4 << 20,
+                max: 16 << 20,
+            },
+        ] {
+            params.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn gear_tables_depend_on_the_key() {
+        let a = GearTables::derive(&[1; 32]);
+        let b = GearTables::derive(&[2; 32]);
+        assert_eq!(a.gear, GearTables::derive(&[1; 32]).gear);
+        assert_ne!(a.gear, b.gear);
+        assert!(a.gear.iter().zip(&a.gear_ls).all(|(g, ls)| *ls == g << 1));
+        // Not fastcdc's public default table.
+        let (public, _) = v2020::get_gear_with_seed(0);
+        assert_ne!(&a.gear[..], &public[..]);
+    }
+
+    #[test]
+    fn gear_table_matches_the_documented_derivation() {
+        // Recompute the first entry straight from the documented recipe.
+        let key = [7u8; 32];
+        let mut first = [0u8; 8];
+        blake3::Hasher::new_derive_key("arca chunker gear v1")
+            .update(&key)
+            .finalize_xof()
+            .fill(&mut first);
+        assert_eq!(GearTables::derive(&key).gear[0], u64::from_le_bytes(first));
+    }
+
+    #[test]
+    fn debug_hides_the_tables() {
+        let chunker = Chunker::new(ChunkerParams::default(), &[9; 32]).unwrap();
+        assert_eq!(format!("{chunker:?}"), "Chunker(..)");
     }
 }
