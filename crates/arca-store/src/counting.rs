@@ -137,3 +137,28 @@ impl Backend for CountingBackend {
         self.inner.put_requests(size)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_field_names_are_stable() {
+        // The CLI's `--json` summary exposes these names.
+        let counts = RequestCounts {
+            get: 1,
+            get_range: 2,
+            put: 3,
+            list: 4,
+            delete: 5,
+            head: 6,
+            bytes_up: 7,
+            bytes_down: 8,
+        };
+        assert_eq!(
+            serde_json::to_string(&counts).unwrap(),
+            r#"{"get":1,"get_range":2,"put":3,"list":4,"delete":5,"head":6,"bytes_up":7,"bytes_down":8}"#
+        );
+        assert_eq!(counts.total_requests(), 21);
+    }
+}

@@ -18,6 +18,8 @@ use crate::{Backend, Error, ObjectMeta, Result};
 
 /// Temporary files being written start with this; listings skip them.
 const TEMP_PREFIX: &str = ".tmp-";
+/// Directories deeper than this are not listed (guards against symlink loops).
+const MAX_LIST_DEPTH: usize = 16;
 
 /// A repository in a local directory.
 #[derive(Debug, Clone)]
@@ -254,20 +256,22 @@ fn list_prefix(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
             } else {
                 format!("{rel}/{name}")
             };
-            let file_type = entry
-                .file_type()
-                .map_err(|err| io_error(&entry.path(), prefix, &err))?;
-            if file_type.is_dir() {
-                if rel_path.starts_with(prefix) || prefix.starts_with(&format!("{rel_path}/")) {
+            // Follow symlinks: a shard directory may be linked to another disk.
+            let meta = match fs::metadata(entry.path()) {
+                Ok(meta) => meta,
+                // Deleted while listing (or a dangling link): it is simply not there.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(io_error(&entry.path(), prefix, &err)),
+            };
+            if meta.is_dir() {
+                let wanted =
+                    rel_path.starts_with(prefix) || prefix.starts_with(&format!("{rel_path}/"));
+                // The depth bound stops symlink loops; repositories are 3 levels deep.
+                if wanted && rel_path.matches('/').count() < MAX_LIST_DEPTH {
                     pending.push((entry.path(), rel_path));
                 }
-            } else if file_type.is_file() && rel_path.starts_with(prefix) {
-                let size = match entry.metadata() {
-                    Ok(meta) => meta.len(),
-                    // Deleted while listing: it is simply not there.
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-                    Err(err) => return Err(io_error(&entry.path(), prefix, &err)),
-                };
+            } else if meta.is_file() && rel_path.starts_with(prefix) {
+                let size = meta.len();
                 found.push(ObjectMeta {
                     path: rel_path,
                     size,
@@ -301,6 +305,33 @@ mod tests {
             }]
         );
         assert!(backend.get("data/ab/.tmp-leftover").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn listing_follows_symlinked_directories_without_looping() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("other-disk");
+        fs::create_dir_all(&elsewhere).unwrap();
+        fs::write(elsewhere.join("pack"), b"1234").unwrap();
+        fs::create_dir_all(dir.path().join("repo/data")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("repo/data/ab")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("repo"), dir.path().join("repo/loop")).unwrap();
+        let backend = LocalBackend::new(dir.path().join("repo"));
+        let listed = backend.list("data/").await.unwrap();
+        assert_eq!(
+            listed,
+            vec![ObjectMeta {
+                path: "data/ab/pack".into(),
+                size: 4
+            }]
+        );
+        // The loop is cut at the depth bound instead of running forever.
+        let all = backend.list("").await.unwrap();
+        assert!(all.iter().any(|m| m.path == "data/ab/pack"));
+        assert!(
+            all.iter()
+                .all(|m| m.path.matches('/').count() <= MAX_LIST_DEPTH + 1)
+        );
     }
 
     #[tokio::test]
