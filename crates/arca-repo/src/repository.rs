@@ -67,11 +67,7 @@ pub struct InitOptions {
 impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
-            kdf: KdfParams {
-                m_cost_kib: 64 * 1024,
-                t_cost: 3,
-                p_cost: 1,
-            },
+            kdf: KdfParams::default(),
             chunker: ChunkerParams::default(),
             compression_level: Compression::DEFAULT_LEVEL,
             pack_size: DEFAULT_PACK_SIZE,
