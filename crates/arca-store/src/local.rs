@@ -197,18 +197,23 @@ fn create_new(path: &Path) -> io::Result<File> {
     OpenOptions::new().write(true).create_new(true).open(path)
 }
 
-/// Creates `dir` and makes the new directory entries durable by syncing every
-/// parent up to (and including) the root's parent.
+/// Creates `dir` and makes the new directory entries durable by syncing the parent
+/// of every directory from `dir` up to and including the root. Runs once per new
+/// shard directory, so the few extra fsyncs don't matter.
 fn create_dirs(root: &Path, dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)?;
-    let stop = root.parent();
-    let mut parent = dir.parent();
-    while let Some(p) = parent {
-        if Some(p) == stop || p.as_os_str().is_empty() {
+    let mut child = dir;
+    while let Some(parent) = child.parent() {
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        sync_dir(parent)?;
+        if child == root {
             break;
         }
-        sync_dir(p)?;
-        parent = p.parent();
+        child = parent;
     }
     Ok(())
 }

@@ -379,6 +379,15 @@ mod tests {
         }
 
         #[test]
+        fn scheme_shaped_garbage_never_panics_and_reparses(
+            url in "(s3:|gs:|azure:|local:|sftp:|)(https?://|ftp://|)[a-z0-9:/@\\[\\].?#%_ -]{0,30}"
+        ) {
+            if let Ok(location) = Location::parse(&url) {
+                proptest::prop_assert_eq!(Location::parse(&location.to_string()).unwrap(), location);
+            }
+        }
+
+        #[test]
         fn s3_components_survive(
             host in "[a-z0-9.-]{1,20}",
             port in proptest::option::of(0u16..),
