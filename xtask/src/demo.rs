@@ -45,9 +45,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     say("a sample directory to protect");
     let sample = dataset::generate(&root.join(data), SAMPLE_BYTES, SEED)?;
     println!(
-        "{} files, {} MiB in {}",
+        "{} files, {:.1} MiB in {}",
         sample.files(),
-        sample.bytes() / (1024 * 1024),
+        sample.bytes() as f64 / (1024.0 * 1024.0),
         data.display()
     );
 

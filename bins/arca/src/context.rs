@@ -50,6 +50,12 @@ pub(crate) struct GlobalOptions {
     /// PEM file with extra CA certificates for https backends
     #[arg(long, global = true, value_name = "FILE")]
     cacert: Option<PathBuf>,
+    /// Accepted for restic compatibility; Arca keeps no local cache yet
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Accepted for restic compatibility; Arca keeps no local cache yet
+    #[arg(long, global = true)]
+    no_cache: bool,
 }
 
 /// An open repository and the request counters of its backend.
@@ -90,6 +96,11 @@ impl Context {
         store_options.limit_upload_kib = global.limit_upload;
         store_options.limit_download_kib = global.limit_download;
         store_options.cacert = global.cacert;
+        if global.cache_dir.is_some() || global.no_cache {
+            tracing::debug!(
+                "--cache-dir/--no-cache accepted for restic compatibility; this version keeps no local cache"
+            );
+        }
         let output = Output::new(global.json, global.quiet);
         Ok(Context {
             location,
