@@ -83,17 +83,10 @@ impl ObjectStoreBackend {
         } else {
             format!("{}/{path}", self.prefix)
         };
-        let valid = !path.is_empty()
-            && path
-                .split('/')
-                .all(|s| !s.is_empty() && s != "." && s != "..");
-        let parsed = StorePath::parse(&full).ok().filter(|_| valid);
-        parsed.ok_or_else(|| {
-            Error::permanent(
-                self.name.clone(),
-                format!("invalid object path {path:?} (a bug in the caller)"),
-            )
-        })
+        let parsed = StorePath::parse(&full)
+            .ok()
+            .filter(|_| crate::is_valid_object_path(path));
+        parsed.ok_or_else(|| Error::invalid_object_path(self.name.clone(), path))
     }
 
     fn location(&self, path: &str) -> String {

@@ -19,6 +19,7 @@ pub async fn run_all(backend: &dyn Backend) {
     empty_object(backend).await;
     large_object(backend).await;
     concurrent_puts(backend).await;
+    invalid_paths(backend).await;
 }
 
 /// Deterministic, non-repeating test data.
@@ -280,4 +281,25 @@ pub async fn concurrent_puts(backend: &dyn Backend) {
         (0..8u8).any(|i| got == pattern(20_000, i)),
         "{backend}: racing puts left a mix of versions"
     );
+}
+
+/// Paths that could escape the repository are refused, for reads and writes alike.
+pub async fn invalid_paths(backend: &dyn Backend) {
+    for path in [
+        "",
+        "/abs",
+        "../escape",
+        "a/../b",
+        "a//b",
+        "a/./b",
+        "trailing/",
+    ] {
+        let put = backend.put(path, Bytes::from_static(b"x")).await;
+        assert!(put.is_err(), "{backend}: put {path:?} was accepted");
+        let get = backend.get(path).await;
+        assert!(
+            matches!(get, Err(Error::Permanent { .. })),
+            "{backend}: get {path:?} gave {get:?}, want a permanent error"
+        );
+    }
 }

@@ -58,6 +58,14 @@ impl Error {
         }
     }
 
+    /// An object path a backend refuses (empty, absolute, or with `.`/`..`/empty segments).
+    pub(crate) fn invalid_object_path(location: impl Into<String>, path: &str) -> Self {
+        Error::permanent(
+            location,
+            format!("invalid object path {path:?} (a bug in the caller)"),
+        )
+    }
+
     /// Classifies a filesystem error at `location` (a full path).
     pub(crate) fn from_io(location: &str, path: &str, err: &io::Error) -> Self {
         use io::ErrorKind as K;

@@ -97,6 +97,15 @@ pub trait Backend: std::fmt::Debug + std::fmt::Display + Send + Sync + 'static {
     }
 }
 
+/// Whether `path` is a relative, `/`-separated object path without empty, `.` or
+/// `..` segments, the only paths backends accept (so none can escape its root).
+fn is_valid_object_path(path: &str) -> bool {
+    !path.is_empty()
+        && path
+            .split('/')
+            .all(|segment| !segment.is_empty() && segment != "." && segment != "..")
+}
+
 /// Options shared by every backend opened from a URL.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]

@@ -35,19 +35,14 @@ impl LocalBackend {
 
     /// Maps an object path to a file path, refusing anything that could escape the root.
     fn file_path(&self, path: &str) -> Result<PathBuf> {
-        let valid = !path.is_empty()
-            && !path.starts_with('/')
-            && path
-                .split('/')
-                .all(|segment| !segment.is_empty() && segment != "." && segment != "..")
-            && !path
-                .rsplit('/')
-                .next()
-                .is_some_and(|name| name.starts_with(TEMP_PREFIX));
-        if !valid {
-            return Err(Error::permanent(
+        let is_temp_name = path
+            .rsplit('/')
+            .next()
+            .is_some_and(|name| name.starts_with(TEMP_PREFIX));
+        if !crate::is_valid_object_path(path) || is_temp_name {
+            return Err(Error::invalid_object_path(
                 self.root.display().to_string(),
-                format!("invalid object path {path:?} (a bug in the caller)"),
+                path,
             ));
         }
         Ok(self.root.join(path))
