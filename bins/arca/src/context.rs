@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use arca_repo::Repository;
+use arca_repo::repository::CONFIG_PATH;
 use arca_store::{RequestCounters, StoreOptions};
 
 use crate::output::Output;
@@ -133,9 +134,16 @@ impl Context {
             .with_context(|| format!("cannot open repository {location}"))
     }
 
-    /// Opens the repository: storage, then the password, then the key.
+    /// Opens the repository: storage, then the password, then the key. Like
+    /// restic, a missing repository is reported before asking for a password.
     pub(crate) async fn open_repository(&self) -> anyhow::Result<Opened> {
         let store = self.open_store()?;
+        if let Err(arca_store::Error::NotFound { .. }) = store.backend.head(CONFIG_PATH).await {
+            return Err(arca_repo::Error::NotARepository {
+                location: store.backend.to_string(),
+            }
+            .into());
+        }
         let password = self.password(Purpose::Open).await?;
         let repository = Repository::open(store.backend, password.as_bytes()).await?;
         Ok(Opened {

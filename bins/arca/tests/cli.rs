@@ -420,6 +420,10 @@ fn exit_codes_follow_restic(repo: &Repo) {
         no_repo.stderr.contains("arca init"),
         "says how to fix it: {no_repo}"
     );
+    // As in restic, a missing repository is reported before a password is needed.
+    let mut no_repo_no_password = repo.command(&["snapshots"]);
+    no_repo_no_password.env_remove("ARCA_PASSWORD");
+    assert_eq!(Run::of(no_repo_no_password).code, Some(10));
 
     repo.ok(&["init"]);
     let again = repo.run(&["init"]);
