@@ -115,7 +115,10 @@ static TERMINAL_TO_RESTORE: Mutex<Option<Termios>> = Mutex::new(None);
 
 /// Switches terminal echo back on if a prompt was interrupted; called on exit.
 pub(crate) fn restore_terminal() {
-    let saved = TERMINAL_TO_RESTORE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    let saved = TERMINAL_TO_RESTORE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
     if let Some(saved) = saved {
         let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &saved);
     }
@@ -127,7 +130,9 @@ fn read_hidden(question: &str) -> anyhow::Result<Password> {
     let saved = tcgetattr(&stdin).context("cannot read the terminal settings")?;
     let mut silent = saved.clone();
     silent.local_flags.remove(LocalFlags::ECHO);
-    *TERMINAL_TO_RESTORE.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(saved.clone());
+    *TERMINAL_TO_RESTORE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(saved.clone());
     tcsetattr(&stdin, SetArg::TCSANOW, &silent).context("cannot switch terminal echo off")?;
     let mut stderr = std::io::stderr();
     let _ = write!(stderr, "{question}");
