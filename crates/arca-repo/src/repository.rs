@@ -466,11 +466,11 @@ impl Repository {
             .ok_or(Error::BlobNotFound { blob_type, id: *id })?;
         let path = Repository::pack_path(&location.pack);
         let start = u64::from(location.offset);
-        let stored = self
-            .inner
-            .backend
-            .get_range(&path, start..start + u64::from(location.length))
-            .await?;
+        let end = start + u64::from(location.length);
+        let stored = match self.inner.backend.get_range(&path, start..end).await {
+            Ok(stored) => stored,
+            Err(error) => return Err(self.explain_failed_read(&path, end, error).await),
+        };
         check_len(&path, &stored, u64::from(location.length))?;
         let repo = self.clone();
         let id = *id;
@@ -486,6 +486,28 @@ impl Repository {
             then(plaintext)
         })
         .await
+    }
+
+    /// Turns a failed ranged read of a pack that the index points into into
+    /// [`Error::Corrupt`] when the pack is missing or shorter than the index
+    /// says (backends report those differently); other failures pass through.
+    async fn explain_failed_read(&self, path: &str, end: u64, error: arca_store::Error) -> Error {
+        if error.is_transient() {
+            return error.into();
+        }
+        match self.inner.backend.head(path).await {
+            Err(arca_store::Error::NotFound { .. }) => {
+                Error::corrupt(path, "the pack is missing but the index lists blobs in it")
+            }
+            Ok(meta) if meta.size < end => Error::corrupt(
+                path,
+                format!(
+                    "the pack has {} bytes but the index locates a blob up to byte {end} (truncated?)",
+                    meta.size
+                ),
+            ),
+            _ => error.into(),
+        }
     }
 
     /// The stored bytes of any file, unverified (for `arca cat` and `check`).
@@ -673,6 +695,12 @@ mod tests {
         (pack, index_id)
     }
 
+    #[test]
+    fn repositories_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync::<Repository>();
+    }
+
     #[tokio::test]
     async fn init_then_open() {
         let (backend, repo) = new_repo().await;
@@ -843,6 +871,13 @@ mod tests {
                 .await,
         );
         assert!(what.contains(&pack_path), "{what}");
+
+        backend.delete(&pack_path).await.unwrap();
+        let what = corrupt_what(
+            repo.read_blob(&index, BlobType::Data, &repo.key().content_id(b"beta"))
+                .await,
+        );
+        assert_eq!(what, pack_path);
 
         let index_path = format!("index/{index_id}");
         backend.tamper(&index_path, |bytes| bytes[50] ^= 1);
