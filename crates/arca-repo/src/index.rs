@@ -574,5 +574,22 @@ mod tests {
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = IndexFile::decode(&bytes);
         }
+
+        #[test]
+        fn damaged_encodings_decode_canonically_or_not_at_all(
+            file in any_index_file(),
+            position in any::<proptest::sample::Index>(),
+            value in any::<u8>(),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let encoded = file.encode();
+            let mut damaged = encoded.clone();
+            damaged[position.index(encoded.len())] = value;
+            if let Ok(decoded) = IndexFile::decode(&damaged) {
+                prop_assert_eq!(decoded.encode(), damaged, "only canonical encodings decode");
+            }
+            let truncated = &encoded[..cut.index(encoded.len())];
+            prop_assert!(IndexFile::decode(truncated).is_err(), "a truncated file never decodes");
+        }
     }
 }

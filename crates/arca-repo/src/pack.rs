@@ -470,6 +470,20 @@ mod tests {
         }
 
         #[test]
+        fn damaged_headers_decode_canonically_or_not_at_all(
+            entries in any_entries(),
+            position in any::<proptest::sample::Index>(),
+            value in any::<u8>(),
+        ) {
+            let mut header = encode_header(&entries);
+            let i = position.index(header.len());
+            header[i] = value;
+            if let Ok(decoded) = decode_header(&header, blobs_len(&entries)) {
+                prop_assert_eq!(encode_header(&decoded), header);
+            }
+        }
+
+        #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..500), blobs_len in any::<u64>()) {
             let _ = decode_header(&bytes, blobs_len);
             let _ = parse_header(test_key(), &bytes);
