@@ -47,6 +47,12 @@ pub(crate) enum Exit {
     Interrupted = 130,
 }
 
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}
+
 /// The command was stopped by a signal before it finished.
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted; nothing was committed (an interrupted backup leaves no snapshot)")]
@@ -58,11 +64,12 @@ fn main() -> ExitCode {
         Err(err) => {
             // Help and --version go to stdout and succeed; usage errors exit 1 like restic.
             let _ = err.print();
-            return ExitCode::from(if err.use_stderr() {
-                Exit::Failure as u8
+            return if err.use_stderr() {
+                Exit::Failure
             } else {
-                0
-            });
+                Exit::Success
+            }
+            .into();
         }
     };
     init_tracing(cli.global.verbose);
@@ -85,7 +92,7 @@ fn main() -> ExitCode {
     // (after an interrupt they are abandoned: nothing they do is committed).
     runtime.shutdown_background();
     match result {
-        Ok(exit) => ExitCode::from(exit as u8),
+        Ok(exit) => exit.into(),
         Err(err) => fail(&err, json),
     }
 }
@@ -110,7 +117,7 @@ fn fail(err: &anyhow::Error, json: bool) -> ExitCode {
         return ExitCode::SUCCESS; // stdout was closed early, e.g. `arca ls latest | head`
     }
     output::error(json, exit as u8, err);
-    ExitCode::from(exit as u8)
+    exit.into()
 }
 
 fn exit_for(err: &anyhow::Error) -> Exit {
