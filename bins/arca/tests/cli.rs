@@ -251,7 +251,8 @@ macro_rules! on_every_backend {
 on_every_backend!(
     full_cycle,
     exit_codes_follow_restic,
-    cat_prints_every_file_kind
+    cat_prints_every_file_kind,
+    backup_options_are_recorded,
 );
 
 fn full_cycle(repo: &Repo) {
@@ -520,6 +521,43 @@ fn cat_prints_every_file_kind(repo: &Repo) {
         missing.stderr.contains("no file in index/ matches"),
         "{missing}"
     );
+}
+
+/// The options that shape a snapshot end up in it, and `--quiet` keeps stdout empty.
+fn backup_options_are_recorded(repo: &Repo) {
+    let data = repo.path("data");
+    make_sample(&data);
+    repo.ok(&["init"]);
+    let quiet = repo.ok(&[
+        "-q",
+        "backup",
+        data.to_str().unwrap(),
+        "--host",
+        "node-7",
+        "--time",
+        "2030-01-02T03:04:05Z",
+        "--exclude",
+        "*.bin",
+        "--tag",
+        "a",
+        "--tag",
+        "b",
+    ]);
+    assert_eq!(quiet.stdout, "", "{quiet}");
+
+    let snapshot = repo.json(&["cat", "snapshot", "latest"]);
+    assert_eq!(snapshot["hostname"], "node-7");
+    assert_eq!(snapshot["time"], "2030-01-02T03:04:05Z");
+    assert_eq!(snapshot["tags"], serde_json::json!(["a", "b"]));
+    assert_eq!(snapshot["excludes"], serde_json::json!(["*.bin"]));
+    let listing = repo.ok(&["ls", "latest"]).stdout;
+    assert!(
+        listing.contains("readme.txt") && !listing.contains("noise.bin"),
+        "{listing}"
+    );
+
+    let human = repo.ok(&["snapshots"]).stdout;
+    assert!(human.contains("node-7") && human.contains("a,b"), "{human}");
 }
 
 /// IDs (file names) of the files under `dir` in the repository.
