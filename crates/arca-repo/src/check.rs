@@ -12,9 +12,10 @@
 //! decompress and hash to its ID.
 //!
 //! `check` keeps going after the first problem and collects every one as a
-//! [`CheckError`]. Only failures that make checking itself impossible (listing
-//! the repository fails) are returned as `Err`. It never modifies the
-//! repository; repairing is a separate command.
+//! [`CheckError`], in a stable order (index files, packs, snapshots, trees,
+//! then pack contents by pack ID). Only failures that make checking itself
+//! impossible (listing the repository fails) are returned as `Err`. It never
+//! modifies the repository; repairing is a separate command.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -315,7 +316,8 @@ async fn load_indexes(
     repo: &Repository,
     report: &mut CheckReport,
 ) -> Result<(Index, BTreeMap<Id, Vec<PackEntry>>)> {
-    let metas = repo.list_index_files().await?;
+    let mut metas = repo.list_index_files().await?;
+    metas.sort_by(|a, b| a.path.cmp(&b.path));
     let loads: Vec<(String, Result<IndexFile>)> = futures::stream::iter(metas)
         .map(|meta| async move {
             let result = match id_from_path(&meta.path) {
@@ -324,7 +326,7 @@ async fn load_indexes(
             };
             (meta.path, result)
         })
-        .buffer_unordered(LOAD_CONCURRENCY)
+        .buffered(LOAD_CONCURRENCY)
         .collect()
         .await;
     let mut index = Index::default();
@@ -456,7 +458,7 @@ async fn check_snapshots_and_trees(
         }
         let loaded: Vec<(Id, Result<crate::tree::Tree>)> = futures::stream::iter(present)
             .map(|tree| async move { (tree, repo.load_tree(index, &tree).await) })
-            .buffer_unordered(LOAD_CONCURRENCY)
+            .buffered(LOAD_CONCURRENCY)
             .collect()
             .await;
         for (tree_id, result) in loaded {
@@ -555,7 +557,7 @@ async fn read_packs(
             let entries = pack_entries.get(&pack).cloned().unwrap_or_default();
             read_pack(repo.clone(), pack, entries, progress.clone())
         })
-        .buffer_unordered(read_workers())
+        .buffered(read_workers())
         .collect()
         .await;
     for outcome in outcomes {

@@ -580,3 +580,31 @@ async fn a_missing_pack_fails_the_restore_naming_the_file_and_blob() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_small_files_sharing_packs_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    for dir in 0..20 {
+        fs::create_dir_all(src.join(format!("d{dir}"))).unwrap();
+        for file in 0..150 {
+            let content = format!("file {file} in directory {dir}\n").repeat(file % 7 + 1);
+            fs::write(src.join(format!("d{dir}/f{file}")), content).unwrap();
+        }
+    }
+    let repo = new_repo(&tmp.path().join("repo")).await;
+    let (_, snapshot) = backup_dir(&repo, &src).await;
+    let target = tmp.path().join("target");
+    let mut opts = RestoreOptions::new(&target);
+    opts.verify = true;
+    let summary = restore(&repo, &snapshot, &opts, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    assert_eq!((summary.files, summary.files_verified), (3000, 3000));
+    let differences = tree_diff::diff(&src, &restored(&target, &src), &[]);
+    assert!(
+        differences.is_empty(),
+        "differences:\n{}",
+        differences.join("\n")
+    );
+}

@@ -27,6 +27,10 @@ const MAX_GAP: u64 = 1024 * 1024;
 /// Largest single ranged read (unless one blob is larger).
 const MAX_RANGE: u64 = 16 * 1024 * 1024;
 
+/// Files one range writer keeps open at most (blobs arrive in pack order, so
+/// a small cache catches the common case of consecutive blobs of one file).
+const MAX_OPEN_FILES: usize = 32;
+
 /// What writing content did.
 #[derive(Debug, Default)]
 pub(crate) struct Written {
@@ -196,6 +200,10 @@ fn write_blobs(
                 continue;
             }
         };
+        // Many small files can share one range; don't hold a descriptor for each.
+        if open_files.len() >= MAX_OPEN_FILES {
+            open_files.clear();
+        }
         // Files were created at their final length, so zeros are already there:
         // skipping the write leaves a hole on filesystems that support them.
         let all_zero = plaintext.iter().all(|&b| b == 0);
