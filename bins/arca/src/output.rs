@@ -79,13 +79,32 @@ pub(crate) fn warning(json: bool, path: &Path, message: &str) {
 /// The error that ended the command (stderr), as restic's `exit_error`
 /// message in JSON mode.
 pub(crate) fn error(json: bool, code: u8, err: &anyhow::Error) {
+    let message = describe(err);
     let mut stderr = std::io::stderr().lock();
     if json {
-        let line = serde_json::json!({"message_type": "exit_error", "code": code, "message": format!("{err:#}")});
+        let line =
+            serde_json::json!({"message_type": "exit_error", "code": code, "message": message});
         let _ = writeln!(stderr, "{line}");
     } else {
-        let _ = writeln!(stderr, "arca: error: {err:#}");
+        let _ = writeln!(stderr, "arca: error: {message}");
     }
+}
+
+/// The error and its causes joined by `: `, leaving out a cause whose text
+/// the message already ends with (errors that print their source too).
+fn describe(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.ends_with(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 /// Bytes in binary units with three significant digits: `512 B`, `1.50 MiB`.
@@ -124,6 +143,18 @@ pub(crate) fn duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn causes_are_listed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let repeated = anyhow::Error::new(arca_repo::Error::Io {
+            path: "/x".into(),
+            source: io,
+        });
+        assert_eq!(describe(&repeated), "/x: gone");
+        let layered = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(describe(&layered), "outer: inner");
+    }
 
     #[test]
     fn bytes_are_human() {
