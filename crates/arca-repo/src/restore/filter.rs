@@ -179,6 +179,35 @@ mod tests {
         assert!(err.to_string().contains("empty include pattern"), "{err}");
     }
 
+    proptest::proptest! {
+        /// Matching a directory (anchored or by name) covers everything below
+        /// it, for includes and excludes alike, and nothing beside it.
+        #[test]
+        fn a_directory_pattern_covers_exactly_its_subtree(
+            components in proptest::collection::vec("[a-z0-9_-]{1,6}", 1..6),
+            depth in 0usize..5,
+            sibling in "[A-Z]{1,4}",
+        ) {
+            let depth = depth.min(components.len() - 1);
+            let dir = format!("/{}", components[..=depth].join("/"));
+            let path = format!("/{}", components.join("/"));
+            let beside = format!("{dir}{sibling}");
+            let mut patterns = vec![dir.clone()];
+            // By name only if no ancestor has the same name (it would match there).
+            if !components[..depth].contains(&components[depth]) {
+                patterns.push(components[depth].clone());
+            }
+            for pattern in patterns {
+                let included = filter(&[pattern.as_str()], &[]);
+                proptest::prop_assert_eq!(decide_path(&included, &path), Decision::Included);
+                proptest::prop_assert_ne!(decide_path(&included, &beside), Decision::Included);
+                let excluded = filter(&[], &[pattern.as_str()]);
+                proptest::prop_assert_eq!(decide_path(&excluded, &path), Decision::Excluded);
+                proptest::prop_assert_ne!(decide_path(&excluded, &beside), Decision::Excluded);
+            }
+        }
+    }
+
     #[test]
     fn root_pattern_includes_everything() {
         let f = filter(&["/"], &[]);
