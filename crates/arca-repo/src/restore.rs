@@ -152,6 +152,14 @@ pub async fn restore(
     drop(index);
     let total_bytes = plan.files.iter().map(|f| f.size).sum();
     progress.set_total(plan.files.len() as u64, total_bytes);
+    tracing::debug!(
+        items = plan.items.len(),
+        files = plan.files.len(),
+        blobs = plan.blobs.len(),
+        bytes = total_bytes,
+        unrestorable = plan.failures.len(),
+        "restore planned"
+    );
 
     let target = opts.target.clone();
     std::fs::create_dir_all(&target).map_err(|source| Error::Io {
@@ -194,7 +202,16 @@ pub async fn restore(
     let file_ok =
         |states: &[ItemState], file: usize| states[plan.files[file].item] == ItemState::Created;
     let jobs = plan.pack_jobs(|file| file_ok(&states, file));
+    tracing::debug!(
+        packs = jobs.len(),
+        "restore: items created, writing content"
+    );
     let written = content::write_packs(repo, jobs, file_paths.clone(), progress.clone()).await;
+    tracing::debug!(
+        bytes_read = written.bytes_read,
+        failures = written.failures.len(),
+        "restore: content written"
+    );
     summary.bytes_restored = written.bytes_restored;
     summary.bytes_read = written.bytes_read;
     summary.packs_read = written.packs_read;
