@@ -163,7 +163,16 @@ fn make_room(path: &Path, overwrite: bool) -> Result<(), String> {
 
 fn create_dir(path: &Path, overwrite: bool) -> Result<(), String> {
     match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(meta) if meta.is_dir() => {
+            // A directory left read-only by an earlier restore must take new
+            // entries; its mode from the snapshot is applied at the end anyway.
+            let mode = meta.permissions().mode();
+            if mode & WORKING_MODE != WORKING_MODE {
+                fs::set_permissions(path, fs::Permissions::from_mode(mode | WORKING_MODE))
+                    .map_err(|e| format!("making the existing directory writable: {e}"))?;
+            }
+            return Ok(());
+        }
         _ => make_room(path, overwrite)?,
     }
     fs::DirBuilder::new()
@@ -338,5 +347,16 @@ mod tests {
             "the symlink was replaced by a real directory"
         );
         create_dir(&link, true).unwrap();
+    }
+
+    #[test]
+    fn create_dir_makes_an_existing_read_only_directory_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        let existing = dir.path().join("ro");
+        fs::create_dir(&existing).unwrap();
+        fs::set_permissions(&existing, fs::Permissions::from_mode(0o555)).unwrap();
+        create_dir(&existing, false).unwrap();
+        let mode = fs::metadata(&existing).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755);
     }
 }
