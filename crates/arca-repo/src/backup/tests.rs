@@ -4,6 +4,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use arca_chunk::ChunkerParams;
 use arca_crypto::KdfParams;
@@ -63,6 +64,53 @@ impl Backend for FailAfterPuts {
     }
 }
 
+/// Forwards to a backend, except that pack uploads never finish (a hung
+/// connection); says when the first one started, and when it is dropped.
+#[derive(Debug)]
+struct StallPacks {
+    inner: Arc<MemoryBackend>,
+    upload_started: Arc<tokio::sync::Notify>,
+    dropped: std::sync::mpsc::Sender<()>,
+}
+
+impl Drop for StallPacks {
+    fn drop(&mut self) {
+        let _ = self.dropped.send(());
+    }
+}
+
+impl std::fmt::Display for StallPacks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stall-packs:")
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for StallPacks {
+    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
+        self.inner.get(path).await
+    }
+    async fn get_range(&self, path: &str, range: Range<u64>) -> arca_store::Result<Bytes> {
+        self.inner.get_range(path, range).await
+    }
+    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
+        if path.starts_with("data/") {
+            self.upload_started.notify_one();
+            std::future::pending::<()>().await;
+        }
+        self.inner.put(path, data).await
+    }
+    async fn delete(&self, path: &str) -> arca_store::Result<()> {
+        self.inner.delete(path).await
+    }
+    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
+        self.inner.head(path).await
+    }
+}
+
 /// Deterministic bytes that neither compress nor deduplicate.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -78,8 +126,8 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 
 const PASSWORD: &[u8] = b"interrupted";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interrupted_backup_leaves_no_snapshot_and_the_next_one_reuses_indexed_packs() {
+/// A repository in memory with small chunks and packs.
+async fn memory_repo() -> Arc<MemoryBackend> {
     let memory = MemoryBackend::new();
     let init = InitOptions {
         kdf: KdfParams::new(8 * 1024, 1, 1).unwrap(),
@@ -94,20 +142,32 @@ async fn interrupted_backup_leaves_no_snapshot_and_the_next_one_reuses_indexed_p
     Repository::init(memory.clone(), PASSWORD, init)
         .await
         .unwrap();
+    memory
+}
+
+/// A directory of `files` files of 2 MiB of noise each; returns it and the total size.
+fn noise_dir(files: u64) -> (tempfile::TempDir, u64) {
     let src = tempfile::tempdir().unwrap();
     let mut total = 0;
-    for n in 0..6 {
+    for n in 0..files {
         let data = noise(2 * 1024 * 1024, n);
         total += data.len() as u64;
         std::fs::write(src.path().join(format!("file{n}")), data).unwrap();
     }
+    (src, total)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_backup_leaves_no_snapshot_and_the_next_one_reuses_indexed_packs() {
+    let memory = memory_repo().await;
+    let (src, total) = noise_dir(6);
     let opts = BackupOptions {
         paths: vec![src.path().to_owned()],
         ..BackupOptions::default()
     };
     let flush = IndexFlush {
         packs: 2,
-        age: std::time::Duration::from_secs(3600),
+        age: Duration::from_secs(3600),
     };
 
     // At most 4 uploads run at once, so an index file follows within the
@@ -183,4 +243,49 @@ async fn interrupted_backup_leaves_no_snapshot_and_the_next_one_reuses_indexed_p
             std::fs::read(src.path().join(node.name.as_os_str())).unwrap()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_backup_future_stops_every_thread_and_writes_no_snapshot() {
+    let memory = memory_repo().await;
+    let (src, _) = noise_dir(6);
+    let opts = BackupOptions {
+        paths: vec![src.path().to_owned()],
+        ..BackupOptions::default()
+    };
+    let upload_started = Arc::new(tokio::sync::Notify::new());
+    let (dropped, backend_dropped) = std::sync::mpsc::channel();
+    let stalling = StallPacks {
+        inner: memory.clone(),
+        upload_started: upload_started.clone(),
+        dropped,
+    };
+    let repo = Repository::open(Arc::new(stalling), PASSWORD)
+        .await
+        .unwrap();
+
+    tokio::select! {
+        result = backup_with(&repo, &opts, Arc::new(NoProgress), IndexFlush::default()) => {
+            panic!("the backup finished although no pack upload can: {result:?}")
+        }
+        () = upload_started.notified() => {}
+    }
+    drop(repo);
+
+    // Every pipeline thread holds the repository and with it the backend, so
+    // the backend is dropped exactly when the last thread has stopped. (The
+    // timeout only turns a hang into a failure.)
+    let stopped =
+        tokio::task::spawn_blocking(move || backend_dropped.recv_timeout(Duration::from_secs(120)));
+    stopped
+        .await
+        .unwrap()
+        .expect("the pipeline threads stopped after the backup was dropped");
+    assert!(memory.paths("snapshots/").is_empty());
+
+    let repo = Repository::open(memory.clone(), PASSWORD).await.unwrap();
+    backup_with(&repo, &opts, Arc::new(NoProgress), IndexFlush::default())
+        .await
+        .unwrap();
+    assert_eq!(memory.paths("snapshots/").len(), 1);
 }

@@ -15,6 +15,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -240,18 +241,19 @@ enum ReadError {
 
 /// Opens, chunks and hashes one file, queueing chunks not yet in the
 /// repository for encoding.
+///
+/// Files up to one maximum chunk long (most files) are read whole into a
+/// buffer of their own size and cut in place; the streaming chunker, whose
+/// buffer is two maximum chunks, is only used for larger files. Chunks share
+/// their file's buffer, so a small file pins only its own size while its
+/// chunks wait for the encoders.
 fn read_file(
     shared: &Shared,
     chunker: &Chunker,
     job: &FileJob,
     encode: &Sender<EncodeJob>,
 ) -> Result<FileResult, ReadError> {
-    // O_NOFOLLOW: a file replaced by a symlink since the walk is not followed.
-    // O_NONBLOCK: one replaced by a FIFO does not hang the reader.
-    let file = File::options()
-        .read(true)
-        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
-        .open(&job.path)
+    let file = open_unfollowed(&job.path)
         .map_err(|e| ReadError::Unreadable(format!("cannot open: {e}")))?;
     let before = file
         .metadata()
@@ -259,31 +261,35 @@ fn read_file(
     if !before.is_file() {
         return Err(ReadError::Unreadable("no longer a regular file".into()));
     }
-    let key = shared.repo.key();
-    let mut content = Vec::new();
-    let mut size = 0u64;
-    for chunk in chunker.chunks(&file) {
-        if shared.stopping() {
-            return Err(ReadError::Stopped);
+    let mut content = FileContent {
+        shared,
+        encode,
+        ids: Vec::new(),
+        size: 0,
+    };
+    let whole_limit = u64::from(chunker.params().max);
+    let mut head = Vec::with_capacity(job.size.min(whole_limit) as usize + 1);
+    (&file)
+        .take(whole_limit + 1)
+        .read_to_end(&mut head)
+        .map_err(|e| ReadError::Unreadable(format!("read failed: {e}")))?;
+    if head.len() as u64 <= whole_limit {
+        let head = Bytes::from(head);
+        let mut start = 0;
+        for len in chunker.cut_points(&head) {
+            content.add(head.slice(start..start + len))?;
+            start += len;
         }
-        let chunk = chunk
-            .map_err(|e| ReadError::Unreadable(format!("read failed after {size} bytes: {e}")))?;
-        let id = key.content_id(&chunk);
-        size += chunk.len() as u64;
-        shared.progress.add_bytes(chunk.len() as u64);
-        content.push(id);
-        if shared.claim_new_blob(BlobType::Data, id) {
-            let job = EncodeJob {
-                blob_type: BlobType::Data,
-                id,
-                plaintext: chunk,
-            };
-            encode.send(job).map_err(|_| {
-                shared.request_stop();
-                ReadError::Stopped
+    } else {
+        // The file is (or grew) larger than one chunk: stream the rest after what was read.
+        for chunk in chunker.chunks(std::io::Cursor::new(head).chain(&file)) {
+            let chunk = chunk.map_err(|e| {
+                ReadError::Unreadable(format!("read failed after {} bytes: {e}", content.size))
             })?;
+            content.add(chunk)?;
         }
     }
+    let FileContent { ids, size, .. } = content;
     let after_mtime = file
         .metadata()
         .map(|m| nanos(m.mtime(), m.mtime_nsec()))
@@ -297,7 +303,61 @@ fn read_file(
             ),
         );
     }
-    Ok(FileResult::Read { content, size })
+    Ok(FileResult::Read { content: ids, size })
+}
+
+/// The content list of a file being read.
+struct FileContent<'a> {
+    shared: &'a Shared,
+    encode: &'a Sender<EncodeJob>,
+    ids: Vec<Id>,
+    size: u64,
+}
+
+impl FileContent<'_> {
+    /// Hashes the next chunk and queues it for encoding if it is new.
+    fn add(&mut self, chunk: Bytes) -> Result<(), ReadError> {
+        let shared = self.shared;
+        if shared.stopping() {
+            return Err(ReadError::Stopped);
+        }
+        let id = shared.repo.key().content_id(&chunk);
+        self.size += chunk.len() as u64;
+        shared.progress.add_bytes(chunk.len() as u64);
+        self.ids.push(id);
+        if shared.claim_new_blob(BlobType::Data, id) {
+            let job = EncodeJob {
+                blob_type: BlobType::Data,
+                id,
+                plaintext: chunk,
+            };
+            self.encode.send(job).map_err(|_| {
+                shared.request_stop();
+                ReadError::Stopped
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens a file the walker found for reading. `O_NOFOLLOW`: a file replaced
+/// by a symlink since the walk is not followed; `O_NONBLOCK`: one replaced by
+/// a FIFO does not hang the reader; `O_NOATIME` (Linux, where permitted: the
+/// owner or root) keeps the backup from changing access times.
+fn open_unfollowed(path: &std::path::Path) -> std::io::Result<File> {
+    let flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+    let open = |flags: OFlag| {
+        File::options()
+            .read(true)
+            .custom_flags(flags.bits())
+            .open(path)
+    };
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    match open(flags | OFlag::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EPERM as i32) => {}
+        opened => return opened,
+    }
+    open(flags)
 }
 
 /// Encoder thread: compresses and seals blobs until `jobs` closes.
