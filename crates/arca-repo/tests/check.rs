@@ -375,3 +375,73 @@ async fn a_damaged_pack_only_breaks_the_snapshots_that_use_it() {
         "{reason}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_tree_is_reported_and_only_its_directory_fails_to_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("kept"), b"outside the damaged directory").unwrap();
+    fs::write(src.join("sub/lost"), b"inside the damaged directory").unwrap();
+    let repo_dir = tmp.path().join("repo");
+    let repo = new_repo(&repo_dir).await;
+    let (_, snapshot) = backup_dir(&repo, &src).await;
+
+    // Find the tree of src/sub and damage it in its pack.
+    let index = repo.load_index().await.unwrap();
+    let mut tree = repo.load_tree(&index, &snapshot.tree).await.unwrap();
+    for component in src.strip_prefix("/").unwrap().components() {
+        let node = tree
+            .nodes
+            .iter()
+            .find(|n| n.name.as_os_str() == component.as_os_str())
+            .unwrap();
+        tree = repo
+            .load_tree(&index, &node.subtree.unwrap())
+            .await
+            .unwrap();
+    }
+    let sub_tree = tree
+        .nodes
+        .iter()
+        .find(|n| n.name.as_os_str() == "sub")
+        .unwrap()
+        .subtree
+        .unwrap();
+    let location = index.get(BlobType::Tree, &sub_tree).unwrap();
+    flip_bit(
+        &repo_dir.join(Repository::pack_path(&location.pack)),
+        u64::from(location.offset) + 3,
+    );
+
+    let report = check(&repo, &CheckOptions::default(), Arc::new(NoProgress))
+        .await
+        .unwrap();
+    assert_eq!(report.errors.len(), 1, "{:#?}", report.errors);
+    assert!(
+        matches!(&report.errors[0], CheckError::TreeDamaged { tree, .. } if *tree == sub_tree),
+        "{:?}",
+        report.errors[0]
+    );
+
+    let target = tmp.path().join("target");
+    let err = restore(
+        &repo,
+        &snapshot,
+        &RestoreOptions::new(&target),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap_err();
+    let Error::RestoreFailed { failures } = &err else {
+        panic!("{err}")
+    };
+    let out = restored(&target, &src);
+    assert_eq!(failures.len(), 1, "{err}");
+    assert_eq!(failures[0].path, out.join("sub"));
+    assert!(failures[0].reason.contains(&sub_tree.to_string()), "{err}");
+    assert_eq!(
+        fs::read(out.join("kept")).unwrap(),
+        b"outside the damaged directory"
+    );
+}
