@@ -226,18 +226,35 @@ impl Entry {
 /// Build it with [`Index::add_file`] for every index file, then call
 /// [`Index::finish`] once before looking anything up. When several packs hold
 /// the same blob (after an interrupted backup, say), the first one added wins.
+///
+/// Lookups first use a table of where each leading-bits prefix of the ID starts
+/// (IDs are uniformly distributed hashes, so each prefix covers a handful of
+/// entries), then binary-search that short range: a 1M-blob index costs about
+/// two cache misses in the 256 KiB table and its few neighbouring entries
+/// instead of twenty misses spread over 48 MB.
 #[derive(Debug, Clone, Default)]
 pub struct Index {
     entries: Vec<Entry>,
     packs: Vec<Id>,
     pack_numbers: HashMap<Id, u32>,
-    finished: bool,
+    /// `buckets[p]` is the first entry whose ID prefix is ≥ `p`, for every
+    /// `prefix_bits`-bit prefix `p`, plus `entries.len()` at the end. Empty
+    /// until [`Index::finish`], and again after [`Index::add_file`].
+    buckets: Vec<u32>,
+    prefix_bits: u32,
+}
+
+/// Most leading ID bits the bucket table uses (a 256 KiB table).
+const MAX_PREFIX_BITS: u32 = 16;
+
+fn id_prefix(id: &[u8; 32], bits: u32) -> usize {
+    (u32::from(u16::from_be_bytes([id[0], id[1]])) >> (16 - bits)) as usize
 }
 
 impl Index {
     /// Adds every pack and blob of `file`. Call [`Index::finish`] afterwards.
     pub fn add_file(&mut self, file: &IndexFile) {
-        self.finished = false;
+        self.buckets = Vec::new();
         self.entries.reserve(file.blob_count());
         for pack in &file.packs {
             let number = match self.pack_numbers.get(&pack.id) {
@@ -276,19 +293,35 @@ impl Index {
         self.entries
             .dedup_by(|later, earlier| later.sort_key() == earlier.sort_key());
         self.entries.shrink_to_fit();
-        self.finished = true;
+        // About one to two entries per bucket for small indexes, ~16 at 1M.
+        self.prefix_bits = (usize::BITS - self.entries.len().leading_zeros()).min(MAX_PREFIX_BITS);
+        let bucket_count = 1usize << self.prefix_bits;
+        let mut buckets = Vec::with_capacity(bucket_count + 1);
+        for (i, entry) in self.entries.iter().enumerate() {
+            let prefix = id_prefix(&entry.id, self.prefix_bits);
+            while buckets.len() <= prefix {
+                buckets.push(i as u32);
+            }
+        }
+        buckets.resize(bucket_count + 1, self.entries.len() as u32);
+        self.buckets = buckets;
     }
 
     fn find(&self, blob_type: BlobType, id: &Id) -> Option<&Entry> {
-        assert!(
-            self.finished,
-            "Index::finish must be called after Index::add_file and before lookups"
-        );
+        if self.buckets.is_empty() {
+            assert!(
+                self.entries.is_empty(),
+                "Index::finish must be called after Index::add_file and before lookups"
+            );
+            return None;
+        }
+        let prefix = id_prefix(&id.0, self.prefix_bits);
+        let range = &self.entries[self.buckets[prefix] as usize..self.buckets[prefix + 1] as usize];
         let key = (&id.0, blob_type == BlobType::Tree);
-        self.entries
+        range
             .binary_search_by(|e| e.sort_key().cmp(&key))
             .ok()
-            .map(|i| &self.entries[i])
+            .map(|i| &range[i])
     }
 
     fn location(&self, entry: &Entry) -> BlobLocation {
@@ -481,6 +514,51 @@ mod tests {
         assert_eq!(index.pack_ids().count(), 2);
         let location = index.get(BlobType::Data, &Id([1; 32])).unwrap();
         assert_eq!((location.pack, location.offset), (Id([0xa0; 32]), 0));
+    }
+
+    #[test]
+    fn an_empty_index_needs_no_finish() {
+        let index = Index::default();
+        assert!(!index.contains(BlobType::Data, &Id([1; 32])));
+        let mut index = Index::default();
+        index.add_file(&IndexFile::default());
+        assert!(index.get(BlobType::Tree, &Id([1; 32])).is_none());
+    }
+
+    #[test]
+    fn lookups_work_across_bucket_boundaries() {
+        // IDs clustered at the edges and middle of the prefix space.
+        let prefixes = [0x00u8, 0x00, 0x01, 0x7f, 0x80, 0x80, 0xfe, 0xff, 0xff];
+        let blobs: Vec<PackEntry> = prefixes
+            .iter()
+            .enumerate()
+            .map(|(i, &first)| {
+                let mut id = [i as u8; 32];
+                id[0] = first;
+                PackEntry {
+                    id: Id(id),
+                    ..entry(BlobType::Data, 0, i as u32 * 100)
+                }
+            })
+            .collect();
+        let mut index = Index::default();
+        index.add_file(&IndexFile {
+            packs: vec![IndexPack {
+                id: Id([0xaa; 32]),
+                blobs: blobs.clone(),
+            }],
+        });
+        index.finish();
+        for blob in &blobs {
+            assert_eq!(
+                index.get(BlobType::Data, &blob.id).unwrap().offset,
+                blob.offset
+            );
+        }
+        let mut absent = [0xffu8; 32];
+        assert!(!index.contains(BlobType::Data, &Id(absent)));
+        absent[0] = 0;
+        assert!(!index.contains(BlobType::Data, &Id(absent)));
     }
 
     #[test]
