@@ -128,8 +128,9 @@ pub struct EncodedBlob {
 pub const PROBE_LEN: usize = 64 * 1024;
 /// The probe (zstd level 1 over the first [`PROBE_LEN`] bytes) must save at
 /// least this many parts per thousand, or the blob is stored uncompressed.
-/// Measured: zstd -1 on random data grows it by ~0.01 %; on already
-/// compressed media (JPEG, gzip) it saves < 1 %; text and binaries save > 30 %.
+/// Measured with `zstd -1` on 64 KiB samples: random data, gzip and xz
+/// streams, JPEG and PNG all *grow* by 0.02 %; an ELF binary saves 77 % and
+/// Rust/Markdown text 68 %. Real data sits far from the 3 % line on both sides.
 pub const PROBE_MIN_SAVING_PERMILLE: usize = 30;
 
 thread_local! {
