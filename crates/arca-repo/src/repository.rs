@@ -147,32 +147,47 @@ impl Repository {
             }
             Err(e) => return Err(e.into()),
         };
-        let key = Repository::unlock(&backend, password).await?;
-        let (key, config) = blocking(move || {
-            let plaintext = key
-                .open(ObjectKind::Config, &sealed_config)
-                .map_err(|e| Error::corrupt(CONFIG_PATH, e))?;
-            let config = Config::decode(&plaintext).map_err(|e| e.in_file(CONFIG_PATH))?;
-            Ok((key, config))
-        })
-        .await?;
+        let (key, config) = Repository::unlock(&backend, password, sealed_config).await?;
         Repository::assemble(backend, key, config)
     }
 
-    /// Tries the key files one by one until one opens with `password`.
-    async fn unlock(backend: &Arc<dyn Backend>, password: &[u8]) -> Result<MasterKey> {
+    /// Tries the key files one by one until one opens with `password` and its
+    /// master key opens the config. A key file whose key does not open the
+    /// config is an orphan of an interrupted `init` (it wraps a master key of
+    /// a repository that was never completed) and is skipped.
+    async fn unlock(
+        backend: &Arc<dyn Backend>,
+        password: &[u8],
+        sealed_config: Bytes,
+    ) -> Result<(MasterKey, Config)> {
         let key_files = backend.list(&format!("{KEYS_DIR}/")).await?;
+        let mut config_error = None;
         for meta in key_files {
             let bytes = backend.get(&meta.path).await?;
             let password = password.to_vec();
             let path = meta.path.clone();
+            let sealed_config = sealed_config.clone();
             let attempt = blocking(move || {
                 let key_file = KeyFile::from_bytes(&bytes).map_err(|e| Error::corrupt(path, e))?;
-                Ok(key_file.open(&password))
+                let key = match key_file.open(&password) {
+                    Ok(key) => key,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let config = key
+                    .open(ObjectKind::Config, &sealed_config)
+                    .map_err(|e| Error::corrupt(CONFIG_PATH, e))
+                    .and_then(|plaintext| {
+                        Config::decode(&plaintext).map_err(|e| e.in_file(CONFIG_PATH))
+                    });
+                Ok(Ok(config.map(|config| (key, config))))
             })
             .await;
             match attempt {
-                Ok(Ok(key)) => return Ok(key),
+                Ok(Ok(Ok(unlocked))) => return Ok(unlocked),
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(path = %meta.path, "key file opens but its key does not open the config");
+                    config_error = Some(e);
+                }
                 Ok(Err(arca_crypto::Error::WrongPassword)) => {}
                 Ok(Err(e)) => {
                     tracing::warn!(path = %meta.path, error = %e, "skipping key file that cannot be opened")
@@ -182,7 +197,9 @@ impl Repository {
                 }
             }
         }
-        Err(Error::WrongPassword)
+        // The password matched a key but no key opened the config: the
+        // config is damaged (or every matching key is an orphan).
+        Err(config_error.unwrap_or(Error::WrongPassword))
     }
 
     fn assemble(backend: Arc<dyn Backend>, key: MasterKey, config: Config) -> Result<Repository> {
@@ -733,6 +750,29 @@ mod tests {
             corrupt_what(Repository::open(backend, PASSWORD).await),
             "config"
         );
+    }
+
+    #[tokio::test]
+    async fn orphan_keys_of_an_interrupted_init_are_skipped() {
+        let backend = MemoryBackend::new();
+        // An init that wrote its key file and crashed before the config.
+        let orphan = Repository::init(backend.clone(), PASSWORD, cheap_options())
+            .await
+            .unwrap();
+        backend.delete(CONFIG_PATH).await.unwrap();
+        // Make sure the orphan is the key file tried first.
+        let orphan_path = backend.paths("keys/").pop().unwrap();
+        let orphan_bytes = backend.get(&orphan_path).await.unwrap();
+        backend.delete(&orphan_path).await.unwrap();
+        backend.put("keys/0", orphan_bytes).await.unwrap();
+        let repo = Repository::init(backend.clone(), PASSWORD, cheap_options())
+            .await
+            .unwrap();
+        assert_eq!(backend.paths("keys/").len(), 2);
+        let reopened = Repository::open(backend.clone(), PASSWORD).await.unwrap();
+        assert_eq!(reopened.config().id, repo.config().id);
+        assert_ne!(reopened.config().id, orphan.config().id);
+        assert_eq!(reopened.key().content_id(b"x"), repo.key().content_id(b"x"));
     }
 
     #[tokio::test]
