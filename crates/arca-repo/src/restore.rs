@@ -194,11 +194,6 @@ pub async fn restore(
     };
     let mut states = created.states;
 
-    let file_paths: Arc<Vec<PathBuf>> = Arc::new(
-        (0..plan.files.len())
-            .map(|file| target.join(plan.file_path(file)))
-            .collect(),
-    );
     let file_ok =
         |states: &[ItemState], file: usize| states[plan.files[file].item] == ItemState::Created;
     let jobs = plan.pack_jobs(|file| file_ok(&states, file));
@@ -206,7 +201,14 @@ pub async fn restore(
         packs = jobs.len(),
         "restore: items created, writing content"
     );
-    let written = content::write_packs(repo, jobs, file_paths.clone(), progress.clone()).await;
+    let dest = Arc::new(content::Destination {
+        plan: plan.clone(),
+        target: target.clone(),
+        wanted: (0..plan.files.len())
+            .map(|file| file_ok(&states, file))
+            .collect(),
+    });
+    let written = content::write_packs(repo, jobs, dest, progress.clone()).await;
     tracing::debug!(
         bytes_read = written.bytes_read,
         failures = written.failures.len(),
@@ -224,9 +226,8 @@ pub async fn restore(
             .filter(|&file| file_ok(&states, file))
             .collect();
         let verified = {
-            let (repo, plan, file_paths) = (repo.clone(), plan.clone(), file_paths.clone());
-            blocking(move || verify::verify_files(repo.key(), &plan, &file_paths, &candidates))
-                .await?
+            let (repo, plan, target) = (repo.clone(), plan.clone(), target.clone());
+            blocking(move || verify::verify_files(repo.key(), &plan, &target, &candidates)).await?
         };
         summary.files_verified = verified.checked;
         for (file, reason) in verified.failures {

@@ -7,6 +7,7 @@
 //! writing happen on the blocking pool.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::plan::{BlobJob, PackJob};
+use super::plan::{BlobJob, PackJob, Plan};
 use crate::blob::{BlobType, decode_blob};
 use crate::progress::Progress;
 use crate::{Id, Repository};
@@ -30,6 +31,22 @@ const MAX_RANGE: u64 = 16 * 1024 * 1024;
 /// Files one range writer keeps open at most (blobs arrive in pack order, so
 /// a small cache catches the common case of consecutive blobs of one file).
 const MAX_OPEN_FILES: usize = 32;
+
+/// Where content goes: the plan's files below `target`, except those that
+/// already failed.
+#[derive(Debug)]
+pub(crate) struct Destination {
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) target: PathBuf,
+    /// Per entry of `Plan::files`: whether to write it.
+    pub(crate) wanted: Vec<bool>,
+}
+
+impl Destination {
+    fn path(&self, file: usize) -> PathBuf {
+        self.target.join(self.plan.file_path(file))
+    }
+}
 
 /// What writing content did.
 #[derive(Debug, Default)]
@@ -47,16 +64,16 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).clamp(4, 16))
 }
 
-/// Reads every pack in `jobs` and writes its blobs into `files` (absolute
-/// paths, indexed like `Plan::files`; the files exist with their final length).
+/// Reads every pack in `jobs` and writes its blobs into the wanted files of
+/// `dest` (which exist with their final length).
 pub(crate) async fn write_packs(
     repo: &Repository,
     jobs: Vec<PackJob>,
-    files: Arc<Vec<PathBuf>>,
+    dest: Arc<Destination>,
     progress: Arc<dyn Progress>,
 ) -> Written {
     let results: Vec<Written> = futures::stream::iter(jobs)
-        .map(|job| restore_pack(repo.clone(), job, files.clone(), progress.clone()))
+        .map(|job| restore_pack(repo.clone(), job, dest.clone(), progress.clone()))
         .buffer_unordered(workers())
         .collect()
         .await;
@@ -73,7 +90,7 @@ pub(crate) async fn write_packs(
 async fn restore_pack(
     repo: Repository,
     job: PackJob,
-    files: Arc<Vec<PathBuf>>,
+    dest: Arc<Destination>,
     progress: Arc<dyn Progress>,
 ) -> Written {
     let path = Repository::pack_path(&job.pack);
@@ -81,7 +98,7 @@ async fn restore_pack(
         packs_read: 1,
         ..Written::default()
     };
-    for (range, blobs) in split_into_ranges(job.blobs) {
+    for (range, blobs) in split_into_ranges(&dest.plan.blobs, job.blobs) {
         let expected = range.end - range.start;
         let bytes = match repo.backend().get_range(&path, range.clone()).await {
             Ok(bytes) if bytes.len() as u64 == expected => bytes,
@@ -93,34 +110,23 @@ async fn restore_pack(
                     range.end,
                     bytes.len()
                 );
-                fail_all(&blobs, &reason, &mut written);
+                fail_all(&dest, &blobs, &reason, &mut written);
                 continue;
             }
             Err(e) => {
-                fail_all(
-                    &blobs,
-                    &format!("cannot read pack {}: {e}", job.pack),
-                    &mut written,
-                );
+                let reason = format!("cannot read pack {}: {e}", job.pack);
+                fail_all(&dest, &blobs, &reason, &mut written);
                 continue;
             }
         };
         written.bytes_read += expected;
         let blobs = Arc::new(blobs);
         let task = {
-            let (repo, files, progress, blobs) =
-                (repo.clone(), files.clone(), progress.clone(), blobs.clone());
+            let (repo, dest, progress, blobs) =
+                (repo.clone(), dest.clone(), progress.clone(), blobs.clone());
             let (pack, start) = (job.pack, range.start);
             tokio::task::spawn_blocking(move || {
-                write_blobs(
-                    &repo,
-                    pack,
-                    &bytes,
-                    start,
-                    &blobs,
-                    &files,
-                    progress.as_ref(),
-                )
+                write_blobs(&repo, &dest, pack, &bytes, start, &blobs, progress.as_ref())
             })
         };
         match task.await {
@@ -129,32 +135,35 @@ async fn restore_pack(
                 written.failures.extend(range_written.failures);
             }
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => fail_all(
-                &blobs,
-                &format!("restore task cancelled: {e}"),
-                &mut written,
-            ),
+            Err(e) => {
+                let reason = format!("restore task cancelled: {e}");
+                fail_all(&dest, &blobs, &reason, &mut written);
+            }
         }
     }
     written
 }
 
-fn fail_all(blobs: &[BlobJob], reason: &str, written: &mut Written) {
-    for blob in blobs {
-        for &(file, _) in &blob.targets {
+/// Records `reason` for every wanted file that the blobs numbered `blobs` go to.
+fn fail_all(dest: &Destination, blobs: &[usize], reason: &str, written: &mut Written) {
+    for &blob in blobs {
+        let job = &dest.plan.blobs[blob];
+        for &(file, _) in job.targets.iter().filter(|&&(file, _)| dest.wanted[file]) {
             written
                 .failures
-                .push((file, format!("data blob {}: {reason}", blob.id)));
+                .push((file, format!("data blob {}: {reason}", job.id)));
         }
     }
 }
 
-/// Groups blobs (sorted by offset) into byte ranges of the pack to read.
-fn split_into_ranges(blobs: Vec<BlobJob>) -> Vec<(Range<u64>, Vec<BlobJob>)> {
-    let mut ranges: Vec<(Range<u64>, Vec<BlobJob>)> = Vec::new();
+/// Groups blobs (indices into `all`, sorted by offset) into byte ranges of
+/// the pack to read.
+fn split_into_ranges(all: &[BlobJob], blobs: Vec<usize>) -> Vec<(Range<u64>, Vec<usize>)> {
+    let mut ranges: Vec<(Range<u64>, Vec<usize>)> = Vec::new();
     for blob in blobs {
-        let start = u64::from(blob.location.offset);
-        let end = start + u64::from(blob.location.length);
+        let location = &all[blob].location;
+        let start = u64::from(location.offset);
+        let end = start + u64::from(location.length);
         match ranges.last_mut() {
             Some((range, members))
                 if start <= range.end + MAX_GAP && end - range.start <= MAX_RANGE =>
@@ -168,35 +177,33 @@ fn split_into_ranges(blobs: Vec<BlobJob>) -> Vec<(Range<u64>, Vec<BlobJob>)> {
     ranges
 }
 
-/// Decodes the blobs of one range and writes each to all its targets.
+/// Decodes the blobs of one range and writes each to all its wanted files.
 fn write_blobs(
     repo: &Repository,
+    dest: &Destination,
     pack: Id,
     bytes: &Bytes,
     range_start: u64,
-    blobs: &[BlobJob],
-    files: &[PathBuf],
+    blobs: &[usize],
     progress: &dyn Progress,
 ) -> Written {
     let mut written = Written::default();
     let mut open_files: HashMap<usize, File> = HashMap::new();
-    for blob in blobs {
-        let start = (u64::from(blob.location.offset) - range_start) as usize;
-        let stored = &bytes[start..start + blob.location.length as usize];
+    for &blob in blobs {
+        let job = &dest.plan.blobs[blob];
+        let start = (u64::from(job.location.offset) - range_start) as usize;
+        let stored = &bytes[start..start + job.location.length as usize];
+        let uncompressed_length = job.location.uncompressed_length;
         let plaintext = match decode_blob(
             repo.key(),
             BlobType::Data,
             stored,
-            blob.location.uncompressed_length,
-            &blob.id,
+            uncompressed_length,
+            &job.id,
         ) {
             Ok(plaintext) => plaintext,
             Err(e) => {
-                fail_all(
-                    std::slice::from_ref(blob),
-                    &format!("in pack {pack}: {e}"),
-                    &mut written,
-                );
+                fail_all(dest, &[blob], &format!("in pack {pack}: {e}"), &mut written);
                 continue;
             }
         };
@@ -207,21 +214,20 @@ fn write_blobs(
         // Files were created at their final length, so zeros are already there:
         // skipping the write leaves a hole on filesystems that support them.
         let all_zero = plaintext.iter().all(|&b| b == 0);
-        for &(file, offset) in &blob.targets {
+        for &(file, offset) in job.targets.iter().filter(|&&(file, _)| dest.wanted[file]) {
             if !all_zero {
                 let result = match open_files.entry(file) {
-                    std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
-                    std::collections::hash_map::Entry::Vacant(entry) => OpenOptions::new()
+                    Entry::Occupied(entry) => Ok(entry.into_mut()),
+                    Entry::Vacant(entry) => OpenOptions::new()
                         .write(true)
-                        .open(&files[file])
+                        .open(dest.path(file))
                         .map(|f| entry.insert(f)),
                 }
                 .and_then(|f| f.write_all_at(&plaintext, offset));
                 if let Err(e) = result {
-                    written.failures.push((
-                        file,
-                        format!("writing {} bytes at offset {offset}: {e}", plaintext.len()),
-                    ));
+                    let reason =
+                        format!("writing {} bytes at offset {offset}: {e}", plaintext.len());
+                    written.failures.push((file, reason));
                     continue;
                 }
             }
@@ -251,18 +257,16 @@ mod tests {
         }
     }
 
-    fn ranges_of(blobs: Vec<BlobJob>) -> Vec<(Range<u64>, usize)> {
-        split_into_ranges(blobs)
-            .into_iter()
-            .map(|(r, members)| (r, members.len()))
-            .collect()
+    fn ranges_of(blobs: Vec<BlobJob>) -> Vec<(Range<u64>, Vec<usize>)> {
+        let indices = (0..blobs.len()).collect();
+        split_into_ranges(&blobs, indices)
     }
 
     #[test]
     fn adjacent_and_nearby_blobs_share_one_read() {
         let gap = MAX_GAP as u32;
         let got = ranges_of(vec![job(0, 100), job(100, 50), job(150 + gap, 10)]);
-        assert_eq!(got, vec![(0..160 + u64::from(gap), 3)]);
+        assert_eq!(got, vec![(0..160 + u64::from(gap), vec![0, 1, 2])]);
     }
 
     #[test]
@@ -271,7 +275,10 @@ mod tests {
         let got = ranges_of(vec![job(0, 100), job(100, 50), job(far, 10)]);
         assert_eq!(
             got,
-            vec![(0..150, 2), (u64::from(far)..u64::from(far) + 10, 1)]
+            vec![
+                (0..150, vec![0, 1]),
+                (u64::from(far)..u64::from(far) + 10, vec![2])
+            ]
         );
     }
 
@@ -279,12 +286,13 @@ mod tests {
     fn ranges_are_capped_but_one_big_blob_still_fits() {
         let big = MAX_RANGE as u32;
         let got = ranges_of(vec![job(0, 100), job(100, big), job(100 + big, 10)]);
+        let big = u64::from(big);
         assert_eq!(
             got,
             vec![
-                (0..100, 1),
-                (100..100 + u64::from(big), 1),
-                (100 + u64::from(big)..110 + u64::from(big), 1)
+                (0..100, vec![0]),
+                (100..100 + big, vec![1]),
+                (100 + big..110 + big, vec![2])
             ]
         );
     }

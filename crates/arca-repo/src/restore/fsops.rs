@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use filetime::FileTime;
 use nix::sys::stat::{Mode, SFlag};
 
-use super::plan::{Action, Item, Plan};
+use super::plan::{Action, Item, Meta, Plan};
 use crate::progress::Progress;
-use crate::tree::{Node, NodeType};
+use crate::tree::NodeType;
 
 /// Mode of files and directories while they are being filled in; the real
 /// mode is applied at the end (it may forbid writing).
@@ -94,7 +94,7 @@ pub(crate) fn create_items(
                     plan.items[first].path.display()
                 )),
             },
-            Action::Symlink => match &item.node.link_target {
+            Action::Symlink => match &item.meta.link_target {
                 None => Err("symlink without a target in the snapshot".to_owned()),
                 Some(link) => make_room(&path, overwrite)
                     .and_then(|()| {
@@ -120,7 +120,7 @@ pub(crate) fn create_items(
                 Ok(())
             }
             Action::Device => make_room(&path, overwrite)
-                .and_then(|()| make_device(&path, &item.node).map_err(|e| e.to_string()))
+                .and_then(|()| make_device(&path, &item.meta).map_err(|e| e.to_string()))
                 .map(|()| created.special += 1),
             Action::Socket => {
                 skip(
@@ -193,8 +193,8 @@ fn create_file(path: &Path, size: u64, overwrite: bool) -> Result<(), String> {
         .map_err(|e| format!("setting the length to {size}: {e}"))
 }
 
-fn make_device(path: &Path, node: &Node) -> nix::Result<()> {
-    let kind = if node.node_type == NodeType::BlockDevice {
+fn make_device(path: &Path, meta: &Meta) -> nix::Result<()> {
+    let kind = if meta.node_type == NodeType::BlockDevice {
         SFlag::S_IFBLK
     } else {
         SFlag::S_IFCHR
@@ -203,7 +203,7 @@ fn make_device(path: &Path, node: &Node) -> nix::Result<()> {
         path,
         kind,
         Mode::from_bits_truncate(WORKING_MODE),
-        node.rdev as nix::libc::dev_t,
+        meta.rdev as nix::libc::dev_t,
     )
 }
 
@@ -243,7 +243,7 @@ pub(crate) fn apply_metadata(
         .filter(|(_, item)| item.action == Action::Dir);
     for (i, item) in others.chain(dirs).filter(wanted) {
         let path = target.join(&item.path);
-        if let Err(reason) = apply_one(&path, &item.node, owner, &mut applied.skipped, progress) {
+        if let Err(reason) = apply_one(&path, &item.meta, owner, &mut applied.skipped, progress) {
             applied.failures.push((i, reason));
         }
         if matches!(item.action, Action::File(_)) {
@@ -255,19 +255,19 @@ pub(crate) fn apply_metadata(
 
 fn apply_one(
     path: &Path,
-    node: &Node,
+    meta: &Meta,
     owner: bool,
     skipped: &mut Vec<(PathBuf, String)>,
     progress: &dyn Progress,
 ) -> Result<(), String> {
-    let is_symlink = node.node_type == NodeType::Symlink;
+    let is_symlink = meta.node_type == NodeType::Symlink;
     // Ownership first: chown clears setuid/setgid bits, so the mode must come after it.
     if owner {
-        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))
-            .map_err(|e| format!("setting owner {}:{}: {e}", node.uid, node.gid))?;
+        std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid))
+            .map_err(|e| format!("setting owner {}:{}: {e}", meta.uid, meta.gid))?;
     }
     // Xattrs before the mode: `user.*` xattrs need write permission.
-    for xattr in &node.xattrs {
+    for xattr in &meta.xattrs {
         match xattr::set(path, xattr.name.as_os_str(), &xattr.value) {
             Ok(()) => {}
             Err(e) if is_unsupported(&e) => {
@@ -281,10 +281,10 @@ fn apply_one(
         }
     }
     if !is_symlink {
-        fs::set_permissions(path, fs::Permissions::from_mode(node.mode & 0o7777))
-            .map_err(|e| format!("setting mode {:o}: {e}", node.mode & 0o7777))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(meta.mode & 0o7777))
+            .map_err(|e| format!("setting mode {:o}: {e}", meta.mode & 0o7777))?;
     }
-    filetime::set_symlink_file_times(path, file_time(node.atime_ns), file_time(node.mtime_ns))
+    filetime::set_symlink_file_times(path, file_time(meta.atime_ns), file_time(meta.mtime_ns))
         .map_err(|e| format!("setting times: {e}"))
 }
 

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use super::filter::{Decision, PathFilter};
 use crate::blob::BlobType;
 use crate::index::{BlobLocation, Index};
-use crate::tree::{Node, NodeType, Tree};
+use crate::tree::{FileName, Node, NodeType, Tree, Xattr};
 use crate::{Id, Repository, Result};
 
 /// Everything a restore will do, decided before touching the target.
@@ -32,10 +32,54 @@ pub(crate) struct Item {
     pub(crate) path: PathBuf,
     /// The directory item this one lives in (`None` at the top level).
     pub(crate) parent: Option<usize>,
-    /// Metadata from the snapshot (with `content` moved into [`FilePlan`]).
-    pub(crate) node: Node,
+    /// The metadata restore applies.
+    pub(crate) meta: Meta,
     /// What creating it means.
     pub(crate) action: Action,
+}
+
+/// The part of a snapshot [`Node`] that restore applies: kept instead of the
+/// whole node so that plans of millions of files stay small.
+#[derive(Debug)]
+pub(crate) struct Meta {
+    pub(crate) node_type: NodeType,
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) mtime_ns: i64,
+    pub(crate) atime_ns: i64,
+    pub(crate) rdev: u64,
+    pub(crate) link_target: Option<FileName>,
+    pub(crate) xattrs: Vec<Xattr>,
+}
+
+impl From<Node> for Meta {
+    fn from(node: Node) -> Self {
+        Meta {
+            node_type: node.node_type,
+            mode: node.mode,
+            uid: node.uid,
+            gid: node.gid,
+            mtime_ns: node.mtime_ns,
+            atime_ns: node.atime_ns,
+            rdev: node.rdev,
+            link_target: node.link_target,
+            xattrs: node.xattrs,
+        }
+    }
+}
+
+/// An entry of the snapshot found while walking, before the filter's final say.
+struct Candidate {
+    path: PathBuf,
+    parent: Option<usize>,
+    /// Whether the filter selected it (parents of selected items are added later).
+    selected: bool,
+    /// `(device, inode)` of a regular file with more than one link.
+    hardlink: Option<(u64, u64)>,
+    /// Content blobs of a regular file.
+    content: Vec<Id>,
+    meta: Meta,
 }
 
 /// How an item is created.
@@ -80,7 +124,7 @@ pub(crate) struct Extent {
 }
 
 /// A data blob and every place it is written to.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct BlobJob {
     /// Content ID.
     pub(crate) id: Id,
@@ -95,8 +139,8 @@ pub(crate) struct BlobJob {
 pub(crate) struct PackJob {
     /// The pack's storage ID.
     pub(crate) pack: Id,
-    /// Blobs to read from it.
-    pub(crate) blobs: Vec<BlobJob>,
+    /// Blobs to read from it, as indices into [`Plan::blobs`].
+    pub(crate) blobs: Vec<usize>,
 }
 
 /// Trees loaded at once while planning.
@@ -133,7 +177,7 @@ pub(crate) async fn build(
     root: &Id,
     filter: &PathFilter,
 ) -> Result<Plan> {
-    let mut candidates: Vec<(Item, bool)> = Vec::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
     let mut failures = Vec::new();
     // Breadth-first, one level at a time, loading the trees of a level
     // concurrently; parents still come before their children.
@@ -145,44 +189,39 @@ pub(crate) async fn build(
         decision: filter.root_decision(),
     }];
     while !frontier.is_empty() {
-        let level: Vec<(PendingDir, Result<Tree>)> =
-            futures::stream::iter(std::mem::take(&mut frontier))
-                .map(|dir| async move {
-                    let tree = repo.load_tree(index, &dir.tree).await;
-                    (dir, tree)
-                })
-                .buffered(TREE_LOADS)
-                .collect()
-                .await;
-        for (dir, tree) in level {
-            let tree = match tree {
-                Ok(tree) => tree,
+        let mut level = futures::stream::iter(std::mem::take(&mut frontier))
+            .map(|dir| async move {
+                let tree = repo.load_tree(index, &dir.tree).await;
+                (dir, tree)
+            })
+            .buffered(TREE_LOADS);
+        while let Some((dir, tree)) = level.next().await {
+            match tree {
+                Ok(tree) => add_nodes(
+                    tree,
+                    &dir,
+                    filter,
+                    &mut candidates,
+                    &mut failures,
+                    &mut frontier,
+                ),
                 Err(e) if dir.item.is_none() => return Err(e),
                 Err(e) => {
                     failures.push((
                         dir.path,
                         format!("cannot read its listing (tree {}): {e}", dir.tree),
                     ));
-                    continue;
                 }
-            };
-            add_nodes(
-                tree,
-                &dir,
-                filter,
-                &mut candidates,
-                &mut failures,
-                &mut frontier,
-            );
+            }
         }
     }
     // Keep the parents of everything selected: children come after parents,
     // so one backward pass propagates all the way up.
     for i in (0..candidates.len()).rev() {
-        if candidates[i].1
-            && let Some(parent) = candidates[i].0.parent
+        if candidates[i].selected
+            && let Some(parent) = candidates[i].parent
         {
-            candidates[parent].1 = true;
+            candidates[parent].selected = true;
         }
     }
     let mut plan = Plan {
@@ -192,43 +231,43 @@ pub(crate) async fn build(
     let mut new_index: Vec<Option<usize>> = Vec::with_capacity(candidates.len());
     let mut first_link: HashMap<(u64, u64), usize> = HashMap::new();
     let mut blob_jobs: HashMap<Id, usize> = HashMap::new();
-    for (mut item, selected) in candidates {
-        if !selected {
+    for candidate in candidates {
+        if !candidate.selected {
             new_index.push(None);
             continue;
         }
-        item.parent = item.parent.and_then(|p| new_index[p]);
         let this = plan.items.len();
-        item.action = match item.node.node_type {
+        let action = match candidate.meta.node_type {
             NodeType::Dir => Action::Dir,
             NodeType::Symlink => Action::Symlink,
             NodeType::Fifo => Action::Fifo,
             NodeType::CharDevice | NodeType::BlockDevice => Action::Device,
             NodeType::Socket => Action::Socket,
-            NodeType::File => {
-                let hardlink_key =
-                    (item.node.links > 1).then_some((item.node.device, item.node.inode));
-                match hardlink_key.and_then(|key| first_link.get(&key)) {
-                    Some(&first) => Action::HardLink(first),
-                    None => match plan_file(index, &mut item.node, this, &mut plan, &mut blob_jobs)
-                    {
-                        Ok(file) => {
-                            if let Some(key) = hardlink_key {
-                                first_link.insert(key, this);
-                            }
-                            Action::File(file)
+            NodeType::File => match candidate.hardlink.and_then(|key| first_link.get(&key)) {
+                Some(&first) => Action::HardLink(first),
+                None => match plan_file(index, &candidate.content, this, &mut plan, &mut blob_jobs)
+                {
+                    Ok(file) => {
+                        if let Some(key) = candidate.hardlink {
+                            first_link.insert(key, this);
                         }
-                        Err(reason) => {
-                            plan.failures.push((item.path, reason));
-                            new_index.push(None);
-                            continue;
-                        }
-                    },
-                }
-            }
+                        Action::File(file)
+                    }
+                    Err(reason) => {
+                        plan.failures.push((candidate.path, reason));
+                        new_index.push(None);
+                        continue;
+                    }
+                },
+            },
         };
         new_index.push(Some(this));
-        plan.items.push(item);
+        plan.items.push(Item {
+            path: candidate.path,
+            parent: candidate.parent.and_then(|p| new_index[p]),
+            meta: candidate.meta,
+            action,
+        });
     }
     Ok(plan)
 }
@@ -239,11 +278,11 @@ fn add_nodes(
     tree: Tree,
     dir: &PendingDir,
     filter: &PathFilter,
-    candidates: &mut Vec<(Item, bool)>,
+    candidates: &mut Vec<Candidate>,
     failures: &mut Vec<(PathBuf, String)>,
     frontier: &mut Vec<PendingDir>,
 ) {
-    for node in tree.nodes {
+    for mut node in tree.nodes {
         let rel = dir.path.join(node.name.as_os_str());
         // Tree decoding already rejects such names; restore must never write
         // outside the target, so it does not rely on that alone.
@@ -268,13 +307,21 @@ fn add_nodes(
             ));
             continue;
         }
-        let item = Item {
+        let is_file = node.node_type == NodeType::File;
+        let hardlink = (is_file && node.links > 1).then_some((node.device, node.inode));
+        let content = if is_file {
+            std::mem::take(&mut node.content)
+        } else {
+            Vec::new()
+        };
+        candidates.push(Candidate {
             path: rel.clone(),
             parent: dir.item,
-            node,
-            action: Action::Dir,
-        };
-        candidates.push((item, decision == Decision::Included));
+            selected: decision == Decision::Included,
+            hardlink,
+            content,
+            meta: Meta::from(node),
+        });
         if let Some(tree) = subtree {
             frontier.push(PendingDir {
                 tree,
@@ -290,14 +337,15 @@ fn add_nodes(
 /// Adds a file's blobs to the plan; `Err` names a blob the index does not have.
 fn plan_file(
     index: &Index,
-    node: &mut Node,
+    content: &[Id],
     item: usize,
     plan: &mut Plan,
     blob_jobs: &mut HashMap<Id, usize>,
 ) -> std::result::Result<usize, String> {
-    let mut extents = Vec::with_capacity(node.content.len());
+    let mut extents = Vec::with_capacity(content.len());
+    let mut locations = Vec::with_capacity(content.len());
     let mut offset = 0u64;
-    for id in &node.content {
+    for id in content {
         let location = index.get(BlobType::Data, id).ok_or_else(|| {
             format!("data blob {id} is not in the index; the repository is missing data")
         })?;
@@ -309,14 +357,12 @@ fn plan_file(
             offset,
             len,
         });
+        locations.push(location);
         offset += len;
     }
     let file = plan.files.len();
-    for extent in &extents {
+    for (extent, location) in extents.iter().zip(locations) {
         let job = *blob_jobs.entry(extent.id).or_insert_with(|| {
-            let location = index
-                .get(BlobType::Data, &extent.id)
-                .expect("looked up above");
             plan.blobs.push(BlobJob {
                 id: extent.id,
                 location,
@@ -326,7 +372,6 @@ fn plan_file(
         });
         plan.blobs[job].targets.push((file, extent.offset));
     }
-    node.content = Vec::new();
     plan.files.push(FilePlan {
         item,
         size: offset,
@@ -336,30 +381,19 @@ fn plan_file(
 }
 
 impl Plan {
-    /// The blobs to read, grouped by pack (packs in ID order, blobs by offset),
-    /// writing only to files for which `wanted` is true.
+    /// The blobs to read, grouped by pack (packs in ID order, blobs by
+    /// offset), leaving out blobs none of whose files are `wanted`.
     pub(crate) fn pack_jobs(&self, wanted: impl Fn(usize) -> bool) -> Vec<PackJob> {
-        let mut by_pack: BTreeMap<Id, Vec<BlobJob>> = BTreeMap::new();
-        for job in &self.blobs {
-            let targets: Vec<(usize, u64)> = job
-                .targets
-                .iter()
-                .copied()
-                .filter(|&(file, _)| wanted(file))
-                .collect();
-            if targets.is_empty() {
-                continue;
+        let mut by_pack: BTreeMap<Id, Vec<usize>> = BTreeMap::new();
+        for (i, job) in self.blobs.iter().enumerate() {
+            if job.targets.iter().any(|&(file, _)| wanted(file)) {
+                by_pack.entry(job.location.pack).or_default().push(i);
             }
-            by_pack.entry(job.location.pack).or_default().push(BlobJob {
-                id: job.id,
-                location: job.location,
-                targets,
-            });
         }
         by_pack
             .into_iter()
             .map(|(pack, mut blobs)| {
-                blobs.sort_by_key(|b| b.location.offset);
+                blobs.sort_by_key(|&i| self.blobs[i].location.offset);
                 PackJob { pack, blobs }
             })
             .collect()

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -67,12 +67,12 @@ pub(crate) struct Verified {
     pub(crate) failures: Vec<(usize, String)>,
 }
 
-/// Verifies the plan's files numbered `files` (paths in `paths`, indexed like
-/// `Plan::files`) on one thread per core. Blocking; CPU-bound.
+/// Verifies the plan's files numbered `files` (indices into `Plan::files`),
+/// restored below `target`, on one thread per core. Blocking; CPU-bound.
 pub(crate) fn verify_files(
     key: &MasterKey,
     plan: &Plan,
-    paths: &[PathBuf],
+    target: &Path,
     files: &[usize],
 ) -> Verified {
     let next = AtomicUsize::new(0);
@@ -89,7 +89,7 @@ pub(crate) fn verify_files(
                         .iter()
                         .map(|e| (e.id, e.len))
                         .collect();
-                    let outcome = verify_file(key, &paths[file], &content);
+                    let outcome = verify_file(key, &target.join(plan.file_path(file)), &content);
                     let mut result = result
                         .lock()
                         .unwrap_or_else(|poisoned| poisoned.into_inner());
