@@ -35,7 +35,8 @@ usage: cargo xtask bench [--size 2GiB] [--runs 3] [--s3] [--smoke] [--out docs/P
   --size SIZE      size of the generated tree (KiB/MiB/GiB suffixes; default 2GiB)
   --runs N         runs per step; the report shows medians (default 3; 0 skips the side-by-side run)
   --s3             also run against a local S3 server (xtask/src/services.rs)
-  --smoke          32MiB, 1 run, no criterion, no --files; report to target/bench-smoke.md
+  --smoke          32MiB, 1 run, debug build of arca, no criterion, no --files;
+                   report to target/bench-smoke.md
   --out FILE       where the report goes (default docs/PERFORMANCE.md)
   --keep           keep target/bench/ (tree, repositories, logs) and reuse the generated tree next time
   --no-criterion   skip the per-primitive criterion benches
@@ -225,7 +226,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         );
     }
 
-    let programs = prepare_tools(&options.tools, &target_dir)?;
+    let programs = prepare_tools(&options.tools, &target_dir, options.smoke)?;
     let mut report = Report {
         command: options.command(),
         environment: environment(&programs, cold, &options),
@@ -556,9 +557,11 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     process::run(Command::new("cp").arg("-a").arg(from).arg(to))
 }
 
-/// The executable of each tool: arca built in release, restic from Debian
-/// (installed with apt-get when missing), and GNU time for the measurements.
-fn prepare_tools(tools: &[Tool], target_dir: &Path) -> Result<Vec<(Tool, PathBuf)>> {
+/// The executable of each tool: arca built in release (in debug for `--smoke`,
+/// which only proves the harness works and should not pay for a release build in
+/// CI), restic from Debian (installed with apt-get when missing), and GNU time
+/// for the measurements.
+fn prepare_tools(tools: &[Tool], target_dir: &Path, smoke: bool) -> Result<Vec<(Tool, PathBuf)>> {
     let mut missing = Vec::new();
     if !Path::new("/usr/bin/time").exists() {
         missing.push("time");
@@ -586,8 +589,13 @@ fn prepare_tools(tools: &[Tool], target_dir: &Path) -> Result<Vec<(Tool, PathBuf
     for &tool in tools {
         let program = match tool {
             Tool::Arca => {
-                process::run(process::cargo().args(["build", "--release", "-p", "arca"]))?;
-                target_dir.join("release/arca")
+                if smoke {
+                    process::run(process::cargo().args(["build", "-p", "arca"]))?;
+                    target_dir.join("debug/arca")
+                } else {
+                    process::run(process::cargo().args(["build", "--release", "-p", "arca"]))?;
+                    target_dir.join("release/arca")
+                }
             }
             Tool::Restic => PathBuf::from("restic"),
         };
@@ -676,7 +684,7 @@ fn environment(
              password from RESTIC_PASSWORD, caches under a fresh XDG_CACHE_HOME per run; the order of the tools \
              alternates between runs; {}",
             if cold { "page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every step" } else { "warm page cache" },
-            if options.smoke { "smoke run: numbers are not meaningful" } else { "the machine may be shared with builds of other work (see Notes)" }
+            if options.smoke { "smoke run with a debug build of arca: numbers are not meaningful" } else { "the machine may be shared with builds of other work (see Notes)" }
         ),
     ));
     lines
