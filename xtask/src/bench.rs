@@ -232,6 +232,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         environment: environment(&programs, cold, &options),
         tools: options.tools.clone(),
         runs: options.runs,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         ..Report::default()
     };
 
@@ -589,13 +590,19 @@ fn prepare_tools(tools: &[Tool], target_dir: &Path, smoke: bool) -> Result<Vec<(
     for &tool in tools {
         let program = match tool {
             Tool::Arca => {
-                if smoke {
-                    process::run(process::cargo().args(["build", "-p", "arca"]))?;
-                    target_dir.join("debug/arca")
-                } else {
-                    process::run(process::cargo().args(["build", "--release", "-p", "arca"]))?;
-                    target_dir.join("release/arca")
+                let profile = if smoke { "debug" } else { "release" };
+                let mut build = process::cargo();
+                build.args(["build", "-p", "arca"]);
+                if !smoke {
+                    build.arg("--release");
                 }
+                process::run(&mut build)?;
+                // Run a copy: other builds in this target directory must not swap
+                // the binary in the middle of a benchmark.
+                let copy = target_dir.join("bench/arca");
+                fs::copy(target_dir.join(profile).join("arca"), &copy)
+                    .with_context(|| format!("copying the {profile} arca binary"))?;
+                copy
             }
             Tool::Restic => PathBuf::from("restic"),
         };

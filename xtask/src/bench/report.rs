@@ -136,6 +136,8 @@ pub(crate) struct Report {
     pub(crate) tools: Vec<Tool>,
     /// Runs per step.
     pub(crate) runs: usize,
+    /// CPU cores available to the tools.
+    pub(crate) cores: usize,
     /// The generated tree, if the side-by-side run happened.
     pub(crate) dataset: Option<Summary>,
     /// Results per repository kind ("local", "S3").
@@ -462,13 +464,13 @@ impl Report {
 
     /// The first-backup throughput the primitives allow, against the measured one.
     fn render_bound(&self, out: &mut String, estimates: &[Estimate]) {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let cores = self.cores.max(1) as f64;
         let mut stages = Vec::new();
-        for (stage, keys) in BACKUP_STAGES {
+        for (stage, prefix) in BACKUP_STAGES {
             // The slowest matching benchmark stands for the stage: a conservative bound.
             let slowest = estimates
                 .iter()
-                .filter(|e| keys.iter().any(|key| e.id.to_lowercase().contains(key)))
+                .filter(|e| e.id.starts_with(prefix))
                 .filter_map(|e| Some((e.bytes_per_second()?, e.id.as_str())))
                 .min_by(|a, b| a.0.total_cmp(&b.0));
             if let Some(slowest) = slowest {
@@ -551,12 +553,13 @@ impl Report {
     }
 }
 
-/// Backup pipeline stages and the criterion id fragments that measure them.
-const BACKUP_STAGES: [(&str, &[&str]); 4] = [
-    ("chunking", &["chunk", "cdc", "cut_points"]),
-    ("keyed hashing", &["hash", "blake", "mac"]),
-    ("compression", &["zstd", "compress"]),
-    ("encryption", &["seal", "aes", "gcm", "encrypt"]),
+/// Backup pipeline stages and the prefix of the criterion ids (benches/benches/*.rs)
+/// that measure them.
+const BACKUP_STAGES: [(&str, &str); 4] = [
+    ("chunking", "chunking/"),
+    ("keyed hashing (content id)", "content_id/"),
+    ("compression (zstd)", "zstd/compress/"),
+    ("encryption (AES-256-GCM seal)", "envelope/seal/"),
 ];
 
 fn duration(ns: f64) -> String {
@@ -647,6 +650,61 @@ mod tests {
         );
         assert_eq!(kept_notes(&text).trim(), "my analysis");
         assert_eq!(kept_notes("no markers"), "(none yet)");
+    }
+
+    #[test]
+    fn hardware_bound_uses_the_slowest_benchmark_of_each_stage() {
+        let estimate = |id: &str, mib_per_s: f64| Estimate {
+            id: id.into(),
+            // One MiB per iteration.
+            median_ns: 1e9 / mib_per_s,
+            throughput: Some(Throughput::Bytes(1024.0 * 1024.0)),
+        };
+        let estimates = [
+            estimate("chunking/cut_points/64MiB", 1000.0),
+            estimate("content_id/1MiB", 1000.0),
+            estimate("zstd/compress/text-level3", 250.0),
+            estimate("zstd/compress/random-level3", 4000.0),
+            estimate("zstd/decompress/text-level3", 10.0),
+            estimate("envelope/seal/1MiB", 500.0),
+        ];
+        let mut results = Results::default();
+        results
+            .samples
+            .insert((Step::FirstBackup, Tool::Arca), vec![sample(4.0, 1)]);
+        let mut dataset = Summary::default();
+        dataset.categories.insert("all".into(), (1000 << 20, 1));
+        let report = Report {
+            cores: 2,
+            tools: vec![Tool::Arca],
+            dataset: Some(dataset),
+            backends: vec![("local".into(), results)],
+            criterion: Some(estimates.to_vec()),
+            ..Report::default()
+        };
+        let text = report.render("");
+        // Decompression is not a backup stage; the text compressor is the slowest one.
+        assert!(
+            text.contains(
+                "| compression (zstd) | zstd/compress/text-level3 | 250.0 MiB/s | 500.0 MiB/s |"
+            ),
+            "{text}"
+        );
+        // Slowest stage on 2 cores: 500 MiB/s; all four stages in series on 2 cores:
+        // 2 / (1/1000 + 1/1000 + 1/250 + 1/500) = 250 MiB/s; measured 1000 MiB / 4 s = 250 MiB/s.
+        assert!(
+            text.contains("slowest stage on all cores: 500.0 MiB/s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(stages share the cores): 250.0 MiB/s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ran at 250.0 MiB/s: 50 % of the slowest-stage bound"),
+            "{text}"
+        );
+        assert!(text.contains("100 % of the all-stages bound"), "{text}");
     }
 
     #[test]
