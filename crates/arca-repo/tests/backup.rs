@@ -749,3 +749,66 @@ async fn missing_path_fails_before_anything_is_written() {
     );
     assert!(repo.list_snapshots().await.unwrap().is_empty());
 }
+
+/// A tmpfs mounted for the life of the value (unmounted on drop, also when a test fails).
+struct TmpfsMount(PathBuf);
+
+impl TmpfsMount {
+    /// Mounts a tmpfs at `dir`, or `None` where mounting is not permitted.
+    fn new(dir: &Path) -> Option<Self> {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "arca-test", dir.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| TmpfsMount(dir.to_owned()))
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn one_file_system_keeps_mount_points_as_empty_directories() {
+    let (repo_dir, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src = work.path().join("src");
+    let mount_point = src.join("mnt");
+    fs::create_dir_all(&mount_point).unwrap();
+    fs::write(src.join("a"), b"same file system").unwrap();
+    let Some(_mount) = TmpfsMount::new(&mount_point) else {
+        // Mounting needs CAP_SYS_ADMIN; without it there is nothing to cross.
+        return;
+    };
+    fs::write(mount_point.join("inner"), b"another file system").unwrap();
+    let repo = new_repo(repo_dir.path()).await;
+
+    let crossing = run(&repo, &options(&[&src])).await.snapshot;
+    let staying = run(
+        &repo,
+        &BackupOptions {
+            one_file_system: true,
+            ..options(&[&src])
+        },
+    )
+    .await
+    .snapshot;
+
+    let index = repo.load_index().await.unwrap();
+    assert_eq!(
+        names(&tree_at(&repo, &index, &crossing.tree, &mount_point).await),
+        vec!["inner"]
+    );
+    assert_eq!(
+        names(&tree_at(&repo, &index, &staying.tree, &src).await),
+        vec!["a", "mnt"]
+    );
+    assert!(
+        tree_at(&repo, &index, &staying.tree, &mount_point)
+            .await
+            .nodes
+            .is_empty()
+    );
+}
