@@ -69,17 +69,20 @@ impl From<Node> for Meta {
     }
 }
 
-/// An entry of the snapshot found while walking, before the filter's final say.
-struct Candidate {
-    path: PathBuf,
-    parent: Option<usize>,
-    /// Whether the filter selected it (parents of selected items are added later).
-    selected: bool,
-    /// `(device, inode)` of a regular file with more than one link.
-    hardlink: Option<(u64, u64)>,
-    /// Content blobs of a regular file.
-    content: Vec<Id>,
-    meta: Meta,
+/// What walking the trees found: items (their action not yet decided) and,
+/// in parallel vectors, what deciding needs, so that turning them into the
+/// plan's items needs no second copy of every entry.
+#[derive(Default)]
+struct Walk {
+    items: Vec<Item>,
+    /// Per item: whether the filter selected it (parents of selected items
+    /// are added later).
+    selected: Vec<bool>,
+    /// Per item: content blobs of a regular file.
+    contents: Vec<Vec<Id>>,
+    /// `(device, inode)` of regular files with more than one link, by item.
+    hardlinks: HashMap<usize, (u64, u64)>,
+    failures: Vec<(PathBuf, String)>,
 }
 
 /// How an item is created.
@@ -177,8 +180,7 @@ pub(crate) async fn build(
     root: &Id,
     filter: &PathFilter,
 ) -> Result<Plan> {
-    let mut candidates: Vec<Candidate> = Vec::new();
-    let mut failures = Vec::new();
+    let mut walk = Walk::default();
     // Breadth-first, one level at a time, loading the trees of a level
     // concurrently; parents still come before their children.
     let mut frontier = vec![PendingDir {
@@ -197,89 +199,93 @@ pub(crate) async fn build(
             .buffered(TREE_LOADS);
         while let Some((dir, tree)) = level.next().await {
             match tree {
-                Ok(tree) => add_nodes(
-                    tree,
-                    &dir,
-                    filter,
-                    &mut candidates,
-                    &mut failures,
-                    &mut frontier,
-                ),
+                Ok(tree) => add_nodes(tree, &dir, filter, &mut walk, &mut frontier),
                 Err(e) if dir.item.is_none() => return Err(e),
                 Err(e) => {
-                    failures.push((
-                        dir.path,
-                        format!("cannot read its listing (tree {}): {e}", dir.tree),
-                    ));
+                    let reason = format!("cannot read its listing (tree {}): {e}", dir.tree);
+                    walk.failures.push((dir.path, reason));
                 }
             }
         }
     }
-    // Keep the parents of everything selected: children come after parents,
-    // so one backward pass propagates all the way up.
-    for i in (0..candidates.len()).rev() {
-        if candidates[i].selected
-            && let Some(parent) = candidates[i].parent
+    Ok(decide(index, walk))
+}
+
+/// Keeps the selected items and their parents, decides how each is created,
+/// and lays out the content of regular files. Items are compacted in place.
+fn decide(index: &Index, walk: Walk) -> Plan {
+    let Walk {
+        mut items,
+        mut selected,
+        mut contents,
+        hardlinks,
+        failures,
+    } = walk;
+    // Children come after parents, so one backward pass propagates all the way up.
+    for i in (0..items.len()).rev() {
+        if selected[i]
+            && let Some(parent) = items[i].parent
         {
-            candidates[parent].selected = true;
+            selected[parent] = true;
         }
     }
     let mut plan = Plan {
         failures,
         ..Plan::default()
     };
-    let mut new_index: Vec<Option<usize>> = Vec::with_capacity(candidates.len());
+    let mut new_index: Vec<Option<usize>> = vec![None; items.len()];
     let mut first_link: HashMap<(u64, u64), usize> = HashMap::new();
     let mut blob_jobs: HashMap<Id, usize> = HashMap::new();
-    for candidate in candidates {
-        if !candidate.selected {
-            new_index.push(None);
+    let mut kept = 0;
+    for i in 0..items.len() {
+        if !selected[i] {
             continue;
         }
-        let this = plan.items.len();
-        let action = match candidate.meta.node_type {
+        let hardlink = hardlinks.get(&i).copied();
+        let action = match items[i].meta.node_type {
             NodeType::Dir => Action::Dir,
             NodeType::Symlink => Action::Symlink,
             NodeType::Fifo => Action::Fifo,
             NodeType::CharDevice | NodeType::BlockDevice => Action::Device,
             NodeType::Socket => Action::Socket,
-            NodeType::File => match candidate.hardlink.and_then(|key| first_link.get(&key)) {
+            NodeType::File => match hardlink.and_then(|key| first_link.get(&key)) {
                 Some(&first) => Action::HardLink(first),
-                None => match plan_file(index, &candidate.content, this, &mut plan, &mut blob_jobs)
-                {
-                    Ok(file) => {
-                        if let Some(key) = candidate.hardlink {
-                            first_link.insert(key, this);
+                None => {
+                    let content = std::mem::take(&mut contents[i]);
+                    match plan_file(index, &content, kept, &mut plan, &mut blob_jobs) {
+                        Ok(file) => {
+                            if let Some(key) = hardlink {
+                                first_link.insert(key, kept);
+                            }
+                            Action::File(file)
                         }
-                        Action::File(file)
+                        Err(reason) => {
+                            plan.failures.push((items[i].path.clone(), reason));
+                            continue;
+                        }
                     }
-                    Err(reason) => {
-                        plan.failures.push((candidate.path, reason));
-                        new_index.push(None);
-                        continue;
-                    }
-                },
+                }
             },
         };
-        new_index.push(Some(this));
-        plan.items.push(Item {
-            path: candidate.path,
-            parent: candidate.parent.and_then(|p| new_index[p]),
-            meta: candidate.meta,
-            action,
-        });
+        new_index[i] = Some(kept);
+        items[i].action = action;
+        items[i].parent = items[i].parent.and_then(|p| new_index[p]);
+        // Everything before `kept` is kept; what is at `kept` is not (or is `i`).
+        items.swap(kept, i);
+        kept += 1;
     }
-    Ok(plan)
+    items.truncate(kept);
+    plan.items = items;
+    plan
 }
 
-/// Turns the nodes of one loaded directory into candidate items (with whether
-/// the filter selected them) and queues its subdirectories.
+/// Adds the nodes of one loaded directory to the walk and queues its
+/// subdirectories.
 fn add_nodes(
     tree: Tree,
     dir: &PendingDir,
     filter: &PathFilter,
-    candidates: &mut Vec<Candidate>,
-    failures: &mut Vec<(PathBuf, String)>,
+    walk: &mut Walk,
     frontier: &mut Vec<PendingDir>,
 ) {
     for mut node in tree.nodes {
@@ -287,10 +293,8 @@ fn add_nodes(
         // Tree decoding already rejects such names; restore must never write
         // outside the target, so it does not rely on that alone.
         if !node.name.is_valid_component() {
-            failures.push((
-                rel,
-                format!("invalid file name {:?} in tree {}", node.name, dir.tree),
-            ));
+            let reason = format!("invalid file name {:?} in tree {}", node.name, dir.tree);
+            walk.failures.push((rel, reason));
             continue;
         }
         let snapshot_path = dir.snapshot_path.join(node.name.as_os_str());
@@ -301,33 +305,32 @@ fn add_nodes(
         }
         let subtree = if is_dir { node.subtree } else { None };
         if is_dir && subtree.is_none() {
-            failures.push((
-                rel,
-                "directory without a listing in the snapshot".to_owned(),
-            ));
+            let reason = "directory without a listing in the snapshot".to_owned();
+            walk.failures.push((rel, reason));
             continue;
         }
-        let is_file = node.node_type == NodeType::File;
-        let hardlink = (is_file && node.links > 1).then_some((node.device, node.inode));
-        let content = if is_file {
-            std::mem::take(&mut node.content)
+        let this = walk.items.len();
+        if node.node_type == NodeType::File {
+            if node.links > 1 {
+                walk.hardlinks.insert(this, (node.device, node.inode));
+            }
+            walk.contents.push(std::mem::take(&mut node.content));
         } else {
-            Vec::new()
-        };
-        candidates.push(Candidate {
+            walk.contents.push(Vec::new());
+        }
+        walk.selected.push(decision == Decision::Included);
+        walk.items.push(Item {
             path: rel.clone(),
             parent: dir.item,
-            selected: decision == Decision::Included,
-            hardlink,
-            content,
             meta: Meta::from(node),
+            action: Action::Dir,
         });
         if let Some(tree) = subtree {
             frontier.push(PendingDir {
                 tree,
                 snapshot_path,
                 path: rel,
-                item: Some(candidates.len() - 1),
+                item: Some(this),
                 decision,
             });
         }
@@ -402,5 +405,110 @@ impl Plan {
     /// Path of a file relative to the target.
     pub(crate) fn file_path(&self, file: usize) -> &Path {
         &self.items[self.files[file].item].path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{IndexFile, IndexPack};
+    use crate::pack::PackEntry;
+
+    fn meta(node_type: NodeType) -> Meta {
+        Meta {
+            node_type,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            atime_ns: 0,
+            rdev: 0,
+            link_target: None,
+            xattrs: Vec::new(),
+        }
+    }
+
+    fn item(path: &str, parent: Option<usize>, node_type: NodeType) -> Item {
+        Item {
+            path: PathBuf::from(path),
+            parent,
+            meta: meta(node_type),
+            action: Action::Dir,
+        }
+    }
+
+    #[test]
+    fn decide_keeps_parents_pairs_hardlinks_and_reports_missing_blobs() {
+        let (known, unknown, pack) = (Id([1; 32]), Id([2; 32]), Id([9; 32]));
+        let mut index = Index::default();
+        index.add_file(&IndexFile {
+            packs: vec![IndexPack {
+                id: pack,
+                blobs: vec![PackEntry {
+                    blob_type: BlobType::Data,
+                    id: known,
+                    offset: 0,
+                    length: 100 + SEAL_OVERHEAD as u32,
+                    uncompressed_length: None,
+                }],
+            }],
+        });
+        index.finish();
+        let walk = Walk {
+            items: vec![
+                item("skipped", None, NodeType::File),
+                item("a", None, NodeType::Dir),
+                item("a/x", Some(1), NodeType::File),
+                item("a/y", Some(1), NodeType::File),
+                item("a/z", Some(1), NodeType::File),
+                item("a/twice", Some(1), NodeType::File),
+            ],
+            // Only files below `a` were selected; `a` must be kept as their parent.
+            selected: vec![false, false, true, true, true, true],
+            contents: vec![
+                vec![known],
+                vec![],
+                vec![known],
+                vec![unknown],
+                vec![known],
+                vec![known, known],
+            ],
+            hardlinks: [(2, (7, 42)), (4, (7, 42))].into_iter().collect(),
+            failures: Vec::new(),
+        };
+        let plan = decide(&index, walk);
+
+        let kept: Vec<(&str, Option<usize>, Action)> = plan
+            .items
+            .iter()
+            .map(|i| (i.path.to_str().unwrap(), i.parent, i.action))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                ("a", None, Action::Dir),
+                ("a/x", Some(0), Action::File(0)),
+                ("a/z", Some(0), Action::HardLink(1)),
+                ("a/twice", Some(0), Action::File(1)),
+            ]
+        );
+        assert_eq!(plan.failures.len(), 1);
+        assert_eq!(plan.failures[0].0, PathBuf::from("a/y"));
+        assert!(
+            plan.failures[0].1.contains(&unknown.to_string()),
+            "{}",
+            plan.failures[0].1
+        );
+        // One blob, written three times: once into a/x, twice into a/twice.
+        assert_eq!(plan.blobs.len(), 1);
+        assert_eq!(plan.blobs[0].targets, vec![(0, 0), (1, 0), (1, 100)]);
+        assert_eq!((plan.files[0].size, plan.files[1].size), (100, 200));
+        assert_eq!(plan.files[1].item, 3);
+        let jobs = plan.pack_jobs(|file| file == 1);
+        assert_eq!(
+            (jobs.len(), jobs[0].pack, jobs[0].blobs.clone()),
+            (1, pack, vec![0])
+        );
+        assert!(plan.pack_jobs(|_| false).is_empty());
     }
 }
