@@ -26,7 +26,7 @@ use arca_crypto::SEAL_OVERHEAD;
 use futures::StreamExt;
 
 use crate::blob::{BlobType, decode_blob};
-use crate::index::{Index, IndexFile};
+use crate::index::Index;
 use crate::pack::{HEADER_ENTRY_LEN, PackEntry, TRAILER_LEN, parse_header};
 use crate::progress::Progress;
 use crate::repository::{DATA_DIR, SNAPSHOTS_DIR};
@@ -318,7 +318,7 @@ async fn load_indexes(
 ) -> Result<(Index, BTreeMap<Id, Vec<PackEntry>>)> {
     let mut metas = repo.list_index_files().await?;
     metas.sort_by(|a, b| a.path.cmp(&b.path));
-    let loads: Vec<(String, Result<IndexFile>)> = futures::stream::iter(metas)
+    let mut loads = futures::stream::iter(metas)
         .map(|meta| async move {
             let result = match id_from_path(&meta.path) {
                 Some(id) => repo.load_index_file(&id).await,
@@ -326,19 +326,16 @@ async fn load_indexes(
             };
             (meta.path, result)
         })
-        .buffered(LOAD_CONCURRENCY)
-        .collect()
-        .await;
+        .buffered(LOAD_CONCURRENCY);
     let mut index = Index::default();
     let mut pack_entries: BTreeMap<Id, Vec<PackEntry>> = BTreeMap::new();
-    for (path, result) in loads {
+    while let Some((path, result)) = loads.next().await {
         match result {
             Ok(file) => {
                 report.index_files_checked += 1;
                 index.add_file(&file);
                 for pack in file.packs {
-                    let entries = pack_entries.entry(pack.id).or_default();
-                    entries.extend(pack.blobs);
+                    pack_entries.entry(pack.id).or_default().extend(pack.blobs);
                 }
             }
             Err(e) => report.errors.push(CheckError::IndexFile {
