@@ -14,6 +14,13 @@
 //! - the **assembler** turns the walk into tree blobs bottom-up, waiting for
 //!   each file's content list in order.
 //!
+//! Memory is bounded by the channel capacities (at most 64 files queued for
+//! reading, two chunks per core waiting for an encoder, two open packs, two
+//! finished and four uploading), plus what grows with the backup's content:
+//! the repository index, one set entry (~50 bytes) per blob this backup adds,
+//! and the listings of the directories currently open (so the largest single
+//! directory, which becomes one tree blob).
+//!
 //! Writes happen in the order packs → index files → snapshot. The snapshot is
 //! the commit point: a backup interrupted at any moment leaves no snapshot
 //! and nothing that refers to missing data. Index files are written every few

@@ -115,7 +115,11 @@ pub(crate) fn run_assembler(
                             node.content = content;
                             node.size = size;
                         }
-                        FileResult::Unreadable => continue,
+                        FileResult::Unreadable => {
+                            // Reported by the reader and left out; still done, for progress totals.
+                            shared.progress.add_file(&path);
+                            continue;
+                        }
                     },
                 }
                 counts.count(node.node_type, change);
