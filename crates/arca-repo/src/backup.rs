@@ -41,6 +41,7 @@
 mod assemble;
 mod exclude;
 mod metadata;
+mod parent;
 mod targets;
 mod walk;
 mod workers;
@@ -62,6 +63,7 @@ use tokio::sync::mpsc;
 use self::assemble::{Assembled, run_assembler};
 use self::exclude::Excludes;
 use self::metadata::OwnerNames;
+use self::parent::ParentTrees;
 use self::targets::{TargetNode, Targets};
 use self::walk::Walker;
 use self::workers::{Shared, Stopped, run_encoder, run_packer, run_reader};
@@ -363,7 +365,7 @@ impl Pipeline {
             one_file_system: opts.one_file_system,
             force: opts.force,
             with_atime: opts.with_atime,
-            runtime: tokio::runtime::Handle::current(),
+            parent_trees: ParentTrees::new(Arc::clone(shared), tokio::runtime::Handle::current()),
             events: event_sender,
             jobs: job_sender,
             owners: OwnerNames::default(),

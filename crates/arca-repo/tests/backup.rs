@@ -812,3 +812,38 @@ async fn one_file_system_keeps_mount_points_as_empty_directories() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn unchanged_backup_of_many_directories_finds_every_parent_tree() {
+    let (repo_dir, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src = work.path().join("src");
+    // More directories than the walker loads ahead, each with a subdirectory.
+    for d in 0..150 {
+        let dir = src.join(format!("d{d:03}"));
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join("a"), format!("a{d}")).unwrap();
+        fs::write(dir.join("b"), format!("b{d}")).unwrap();
+        fs::write(dir.join("sub/c"), format!("c{d}")).unwrap();
+    }
+    let repo = new_repo(repo_dir.path()).await;
+    run(&repo, &options(&[&src])).await;
+    // Some directories of the parent snapshot are gone, some excluded now:
+    // their trees are loaded ahead and must not get in the way.
+    for d in 20..30 {
+        fs::remove_dir_all(src.join(format!("d{d:03}"))).unwrap();
+    }
+    let opts = BackupOptions {
+        excludes: vec!["d03?".into()],
+        ..options(&[&src])
+    };
+
+    let summary = run(&repo, &opts).await.snapshot.summary.unwrap();
+
+    assert_eq!(
+        (summary.files_new, summary.files_changed),
+        (0, 0),
+        "{summary:?}"
+    );
+    assert_eq!(summary.files_unmodified, 130 * 3);
+    assert_eq!(summary.data_blobs, 0);
+}

@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::exclude::{CACHEDIR_TAG, Excludes, is_cache_dir};
 use super::metadata::{OwnerNames, node_from_metadata};
+use super::parent::ParentTrees;
 use super::targets::{TargetNode, name_os_str};
 use super::workers::{FileJob, FileResult, Shared, Stopped};
 use crate::blob::BlobType;
@@ -84,8 +85,8 @@ pub(crate) struct Walker {
     pub(crate) force: bool,
     /// Record access times (see [`node_from_metadata`]).
     pub(crate) with_atime: bool,
-    /// Runs the async tree loads of the parent snapshot.
-    pub(crate) runtime: tokio::runtime::Handle,
+    /// The parent snapshot's trees.
+    pub(crate) parent_trees: ParentTrees,
     /// Events for the assembler.
     pub(crate) events: Sender<Event>,
     /// Files for the readers.
@@ -187,7 +188,13 @@ impl Walker {
                 // A mount point is kept as an empty directory with --one-file-system.
                 if !other_file_system {
                     let previous_subtree = self.load_subtree(previous);
-                    self.walk_dir_contents(path, previous_subtree.as_ref(), device)?;
+                    let prefetched = match &previous_subtree {
+                        Some(tree) => self.parent_trees.prefetch_children(tree),
+                        None => Vec::new(),
+                    };
+                    let walked = self.walk_dir_contents(path, previous_subtree.as_ref(), device);
+                    self.parent_trees.forget(&prefetched);
+                    walked?;
                 }
                 self.send(Event::LeaveDir)
             }
@@ -339,21 +346,9 @@ impl Walker {
         partial.node
     }
 
-    /// The parent snapshot's listing of a directory. A tree that cannot be
-    /// loaded only costs re-reading the files below it, so it is logged, not fatal.
-    fn load_subtree(&self, previous: Option<&Node>) -> Option<Tree> {
-        let id = previous?.subtree?;
-        let shared = &*self.shared;
-        match self
-            .runtime
-            .block_on(shared.repo.load_tree(&shared.index, &id))
-        {
-            Ok(tree) => Some(tree),
-            Err(e) => {
-                tracing::warn!(tree = %id, "cannot load a tree of the parent snapshot, its files will be read again: {e}");
-                None
-            }
-        }
+    /// The parent snapshot's listing of a directory.
+    fn load_subtree(&mut self, previous: Option<&Node>) -> Option<Tree> {
+        self.parent_trees.load(previous?.subtree?)
     }
 
     fn send(&self, event: Event) -> Result<(), Stopped> {
