@@ -241,7 +241,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
 
     if options.runs > 0 {
-        let data_name = format!("data-{}-seed{}", format_size(options.size), options.seed);
+        let data_name = format!(
+            "data-v{}-{}-seed{}",
+            dataset::GENERATOR_VERSION,
+            format_size(options.size),
+            options.seed
+        );
         let (base, summary) = cached_tree(&bench_dir, &data_name, |dir| {
             dataset::generate(dir, options.size, options.seed)
         })?;
@@ -284,9 +289,11 @@ fn many_files(
     count: u64,
     cold: bool,
 ) -> Result<Vec<ManyFiles>> {
-    let (tree, _) = cached_tree(bench_dir, &format!("files-{count}"), |dir| {
-        dataset::generate_many_files(dir, count, options.seed)
-    })?;
+    let (tree, _) = cached_tree(
+        bench_dir,
+        &format!("files-v{}-{count}", dataset::GENERATOR_VERSION),
+        |dir| dataset::generate_many_files(dir, count, options.seed),
+    )?;
     let tree_arg = tree.to_string_lossy();
     let run_dir = bench_dir.join(format!("run-files-{count}"));
     reset_dir(&run_dir)?;

@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+/// Bumped whenever the generator's output changes, so cached trees are not reused.
+pub(crate) const GENERATOR_VERSION: u32 = 1;
+
 /// Database page size (PostgreSQL's); pages are rewritten whole by `mutate`.
 const PAGE: usize = 8192;
 const KIB: u64 = 1024;

@@ -43,11 +43,19 @@ impl Estimate {
     }
 }
 
-/// Runs `cargo bench -p arca-benches -- --noplot` and returns the estimates it
+/// Runs `cargo bench -p arca-benches --benches -- --noplot` (not the lib's
+/// unit-test harness, which rejects criterion's flags) and returns the estimates it
 /// produced (those written by this run only, sorted by id).
 pub(crate) fn run(target_dir: &Path) -> Result<Vec<Estimate>> {
     let started = SystemTime::now();
-    process::run(process::cargo().args(["bench", "-p", "arca-benches", "--", "--noplot"]))?;
+    process::run(process::cargo().args([
+        "bench",
+        "-p",
+        "arca-benches",
+        "--benches",
+        "--",
+        "--noplot",
+    ]))?;
     let mut estimates = Vec::new();
     collect(&target_dir.join("criterion"), started, &mut estimates)?;
     estimates.sort_by(|a, b| a.id.cmp(&b.id));
