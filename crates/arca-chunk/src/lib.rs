@@ -24,10 +24,11 @@
 //! bytes, the looser one after; cut at `max` if no hash matches. Only the final
 //! chunk of a stream may be shorter than `min`.
 //!
-//! Because a cut decision never looks more than `max` bytes ahead, a
-//! streaming reader that keeps at least `max` bytes buffered (or everything up
-//! to end of input) finds exactly the same boundaries as a pass over the whole
-//! slice.
+//! Because each position is tested with a mask that depends only on its
+//! distance from the chunk start, and a cut decision never looks more than
+//! `max` bytes ahead, a streaming reader can accept a match found inside its
+//! buffer, or any cut once it holds `max` bytes or the rest of the input, and
+//! finds exactly the same boundaries as a pass over the whole slice.
 
 mod stream;
 
@@ -195,11 +196,12 @@ impl Chunker {
 
     /// Streams chunks out of a reader.
     ///
-    /// Reads into one buffer of about 2 × `max` bytes and hands out chunks as
-    /// zero-copy [`bytes::Bytes`] views of it; a chunk that is kept alive keeps
-    /// its share of that buffer allocated. Reads interrupted by a signal are
-    /// retried; any other read error is yielded once and ends the stream.
-    /// Boundaries are identical to [`Chunker::cut_points`] over the same bytes.
+    /// Reads into buffers of 2 × `max` bytes and hands out chunks as zero-copy
+    /// [`bytes::Bytes`] views of them: the iterator holds at most 2 × `max`
+    /// bytes, and a chunk kept alive keeps the buffer it came from allocated.
+    /// Reads interrupted by a signal are retried; any other read error is
+    /// yielded once and ends the stream. Boundaries are identical to
+    /// [`Chunker::cut_points`] over the same bytes.
     pub fn chunks<R: Read>(
         &self,
         reader: R,
