@@ -43,7 +43,7 @@ impl Estimate {
     }
 }
 
-/// Runs `cargo bench -p arca-benches --benches -- --noplot` (not the lib's
+/// Runs `cargo bench -p arca-benches --bench '*' -- --noplot` (not the lib's
 /// unit-test harness, which rejects criterion's flags) and returns the estimates it
 /// produced (those written by this run only, sorted by id).
 pub(crate) fn run(target_dir: &Path) -> Result<Vec<Estimate>> {
@@ -52,7 +52,8 @@ pub(crate) fn run(target_dir: &Path) -> Result<Vec<Estimate>> {
         "bench",
         "-p",
         "arca-benches",
-        "--benches",
+        "--bench",
+        "*",
         "--",
         "--noplot",
     ]))?;
