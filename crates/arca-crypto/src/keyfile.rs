@@ -1,6 +1,6 @@
 //! Password-wrapped key files (`keys/<id>`); the JSON layout is specified in the crate docs.
 
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -100,9 +100,12 @@ impl KdfParams {
     fn derive_kek(&self, password: &[u8], salt: &[u8; SALT_LEN]) -> Result<LessSafeKey> {
         let params = Params::new(self.m_cost_kib, self.t_cost, self.p_cost, Some(32))
             .map_err(|e| Error::Kdf(e.to_string()))?;
+        // Our own working memory, so it can be wiped: every block is derived
+        // from the password and the last one yields the key.
+        let mut memory = Zeroizing::new(vec![Block::default(); params.block_count()]);
         let mut kek = Zeroizing::new([0u8; 32]);
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password_into(password, salt, kek.as_mut())
+            .hash_password_into_with_memory(password, salt, kek.as_mut(), memory.as_mut_slice())
             .map_err(|e| Error::Kdf(e.to_string()))?;
         let key = UnboundKey::new(&AES_256_GCM, kek.as_ref()).expect("32 bytes is an AES-256 key");
         Ok(LessSafeKey::new(key))
