@@ -16,11 +16,35 @@ pub(crate) fn project_root() -> PathBuf {
 }
 
 /// A `cargo` command (the same cargo that runs xtask) in the workspace root.
+///
+/// The variables `cargo run` set for xtask itself are removed: some
+/// dependencies' builds track them (ring's, for one), so passing them on
+/// would make every nested build rebuild those crates and, sharing `target/`,
+/// invalidate the artifacts of plain `cargo` runs (and vice versa).
 pub(crate) fn cargo() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(project_root());
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            cmd.env_remove(name);
+        }
+    }
     cmd
+}
+
+/// Whether `cargo run` sets this variable for the program it runs.
+fn set_by_cargo_run(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        )
 }
 
 /// Prints the command line, runs it with inherited stdio and fails unless it
@@ -87,6 +111,27 @@ mod tests {
             display(&cmd),
             r"cargo clippy -- -D warnings 'two words' 'it'\''s'"
         );
+    }
+
+    #[test]
+    fn nested_cargo_does_not_inherit_what_cargo_run_set_for_xtask() {
+        // This test runs under cargo, which sets these for the test binary too.
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+        let cmd = cargo();
+        let removed: Vec<_> = cmd
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            removed.contains(&OsStr::new("CARGO_PKG_NAME")),
+            "{removed:?}"
+        );
+        assert!(
+            removed.contains(&OsStr::new("CARGO_MANIFEST_DIR")),
+            "{removed:?}"
+        );
+        assert!(!set_by_cargo_run("CARGO_HOME") && !set_by_cargo_run("CARGO_TARGET_DIR"));
     }
 
     #[test]
