@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use arca_repo::Repository;
 use arca_repo::repository::CONFIG_PATH;
-use arca_store::{RequestCounters, StoreOptions};
+use arca_store::{DiskCache, RequestCounters, StoreOptions};
 
 use crate::output::Output;
 use crate::password::{Password, PasswordSources, Purpose};
@@ -51,11 +51,12 @@ pub(crate) struct GlobalOptions {
     /// PEM file with extra CA certificates for https backends
     #[arg(long, global = true, value_name = "FILE")]
     cacert: Option<PathBuf>,
-    /// Accepted for restic compatibility; Arca keeps no local cache yet
+    /// Keep the local metadata cache (index files, snapshots, tree packs) under this
+    /// directory instead of ~/.cache/arca [env: ARCA_CACHE_DIR, RESTIC_CACHE_DIR]
     #[arg(long, global = true, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
-    /// Accepted for restic compatibility; Arca keeps no local cache yet
-    #[arg(long, global = true)]
+    /// Read everything from the repository; use and write no local cache
+    #[arg(long, global = true, conflicts_with = "cache_dir")]
     no_cache: bool,
 }
 
@@ -71,6 +72,9 @@ pub(crate) struct Context {
     location: Option<String>,
     passwords: PasswordSources,
     store_options: StoreOptions,
+    /// Where per-repository cache directories go: `None` = no cache,
+    /// `Some(None)` = the platform's default.
+    cache_base: Option<Option<PathBuf>>,
     pub(crate) output: Output,
 }
 
@@ -97,16 +101,17 @@ impl Context {
         store_options.limit_upload_kib = global.limit_upload;
         store_options.limit_download_kib = global.limit_download;
         store_options.cacert = global.cacert;
-        if global.cache_dir.is_some() || global.no_cache {
-            tracing::debug!(
-                "--cache-dir/--no-cache accepted for restic compatibility; this version keeps no local cache"
-            );
-        }
+        let cache_base = (!global.no_cache).then(|| {
+            global
+                .cache_dir
+                .or_else(|| env_either("ARCA_CACHE_DIR", "RESTIC_CACHE_DIR").map(PathBuf::from))
+        });
         let output = Output::new(global.json, global.quiet);
         Ok(Context {
             location,
             passwords,
             store_options,
+            cache_base,
             output,
         })
     }
@@ -145,11 +150,32 @@ impl Context {
             .into());
         }
         let password = self.password(Purpose::Open).await?;
-        let repository = Repository::open(store.backend, password.as_bytes()).await?;
+        let mut repository = Repository::open(store.backend, password.as_bytes()).await?;
+        if let Some(cache) = self.cache(&repository) {
+            tracing::debug!(cache = %cache.dir().display(), "using the local metadata cache");
+            repository = repository.with_cache(cache);
+        }
         Ok(Opened {
             repository,
             requests: store.requests,
         })
+    }
+
+    /// The cache for `repository`: a directory named by its ID under the
+    /// cache base, as restic lays it out.
+    fn cache(&self, repository: &Repository) -> Option<DiskCache> {
+        let id = repository.config().id.to_hex();
+        let dir = match self.cache_base.as_ref()? {
+            Some(base) => base.join(id),
+            None => match DiskCache::default_dir(&id) {
+                Some(dir) => dir,
+                None => {
+                    tracing::info!("no cache directory (is $HOME set?); running without a cache");
+                    return None;
+                }
+            },
+        };
+        Some(DiskCache::new(dir))
     }
 }
 

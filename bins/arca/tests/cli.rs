@@ -85,6 +85,8 @@ impl Repo {
         cmd.args(args)
             .env("ARCA_REPOSITORY", &self.url)
             .env("ARCA_PASSWORD", PASSWORD)
+            // The metadata cache goes with the test's files, not into ~/.cache.
+            .env("XDG_CACHE_HOME", self.tmp.path().join("xdg-cache"))
             .stdin(Stdio::null());
         cmd
     }

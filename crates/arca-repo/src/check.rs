@@ -296,6 +296,8 @@ pub async fn check(
     opts: &CheckOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<CheckReport> {
+    // Verify what is stored, not local copies of it.
+    let repo = &repo.without_cache();
     let mut report = CheckReport::default();
 
     let (index, pack_entries) = load_indexes(repo, &mut report).await?;

@@ -9,6 +9,7 @@
 
 pub mod backup;
 pub mod blob;
+mod cache;
 pub mod check;
 pub mod config;
 mod error;

@@ -6,18 +6,22 @@
 //! readers check that name before trusting the content. Index and snapshot
 //! files are zstd-compressed before sealing. Decryption, decompression and
 //! decoding run on tokio's blocking pool, never on async worker threads.
+//! With [`Repository::with_cache`], index files, snapshots and tree packs are
+//! also kept in a local [`DiskCache`] (see `cache.rs`).
 
 use std::fmt;
 use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
 
 use arca_chunk::{Chunker, ChunkerParams};
 use arca_crypto::{KdfParams, KeyFile, MasterKey, ObjectKind};
-use arca_store::{Backend, ObjectMeta};
+use arca_store::{Backend, DiskCache, ObjectMeta};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::blob::{BlobType, Compression, decode_blob};
+use crate::cache::MetadataCache;
 use crate::config::{Config, DEFAULT_PACK_SIZE};
 use crate::index::{Index, IndexFile, TARGET_BLOBS_PER_FILE};
 use crate::pack::{FinishedPack, PackEntry, TRAILER_LEN, header_len_from_trailer, open_header};
@@ -81,6 +85,8 @@ impl Default for InitOptions {
 #[derive(Clone)]
 pub struct Repository {
     inner: Arc<Inner>,
+    /// Local copies of metadata files; `None` reads everything from the backend.
+    cache: Option<MetadataCache>,
 }
 
 struct Inner {
@@ -96,6 +102,7 @@ impl fmt::Debug for Repository {
         f.debug_struct("Repository")
             .field("location", &self.inner.backend.to_string())
             .field("id", &self.inner.config.id)
+            .field("cache", &self.cache_dir())
             .finish_non_exhaustive()
     }
 }
@@ -214,7 +221,34 @@ impl Repository {
                 chunker,
                 compression,
             }),
+            cache: None,
         })
+    }
+
+    /// This repository reading index files, snapshots and tree packs through
+    /// `cache` (conventionally in `DiskCache::default_dir(&config().id.to_hex())`),
+    /// and writing the ones it saves there too. Every cached file is verified
+    /// when read, and a damaged or missing cache entry is read from the
+    /// backend again, so the cache directory may be deleted at any time.
+    #[must_use]
+    pub fn with_cache(mut self, cache: DiskCache) -> Repository {
+        self.cache = Some(MetadataCache::new(cache));
+        self
+    }
+
+    /// This repository reading everything from the backend (as `check`
+    /// does, so that it verifies the stored files rather than local copies).
+    #[must_use]
+    pub fn without_cache(&self) -> Repository {
+        Repository {
+            inner: Arc::clone(&self.inner),
+            cache: None,
+        }
+    }
+
+    /// The local cache directory, if the repository uses one.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache.as_ref().map(|cache| cache.disk().dir())
     }
 
     /// The repository's parameters.
@@ -248,20 +282,20 @@ impl Repository {
         format!("{DATA_DIR}/{}/{hex}", &hex[..2])
     }
 
-    /// Uploads a pack and checks it landed whole.
+    /// Uploads a pack (one request: backends check that a write landed
+    /// whole, see `arca_store::WriteCheck`). A pack of tree blobs is also
+    /// written to the cache.
     pub async fn save_pack(&self, pack: &FinishedPack) -> Result<()> {
         let path = Repository::pack_path(&pack.id);
         self.inner.backend.put(&path, pack.bytes.clone()).await?;
-        let meta = self.inner.backend.head(&path).await?;
-        if meta.size != pack.bytes.len() as u64 {
-            return Err(Error::corrupt(
-                path,
-                format!(
-                    "stored {} bytes but the pack has {}",
-                    meta.size,
-                    pack.bytes.len()
-                ),
-            ));
+        let is_tree_pack = pack
+            .entries
+            .first()
+            .is_some_and(|entry| entry.blob_type == BlobType::Tree);
+        if let Some(cache) = &self.cache
+            && is_tree_pack
+        {
+            cache.disk().put(&path, &pack.bytes).await;
         }
         Ok(())
     }
@@ -330,12 +364,9 @@ impl Repository {
 
     /// Reads and decodes one index file; damage is [`Error::Corrupt`] naming it.
     pub async fn load_index_file(&self, id: &Id) -> Result<IndexFile> {
-        let path = format!("{INDEX_DIR}/{id}");
-        let repo = self.clone();
-        let stored = self.inner.backend.get(&path).await?;
-        blocking(move || {
-            let plaintext = repo.open_file(ObjectKind::Index, &path, &stored)?;
-            IndexFile::decode(&plaintext).map_err(|e| e.in_file(&path))
+        self.load_named_file(format!("{INDEX_DIR}/{id}"), |repo, path, stored| {
+            let plaintext = repo.open_file(ObjectKind::Index, path, stored)?;
+            IndexFile::decode(&plaintext).map_err(|e| e.in_file(path))
         })
         .await
     }
@@ -369,20 +400,50 @@ impl Repository {
 
     /// Reads one snapshot; damage is [`Error::Corrupt`] naming the file.
     pub async fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
-        let path = format!("{SNAPSHOTS_DIR}/{id}");
-        let stored = match self.inner.backend.get(&path).await {
-            Ok(stored) => stored,
-            Err(arca_store::Error::NotFound { .. }) => {
-                return Err(Error::SnapshotNotFound { spec: id.to_hex() });
+        let loaded = self
+            .load_named_file(format!("{SNAPSHOTS_DIR}/{id}"), |repo, path, stored| {
+                let plaintext = repo.open_file(ObjectKind::Snapshot, path, stored)?;
+                Snapshot::decode(&plaintext).map_err(|e| e.in_file(path))
+            })
+            .await;
+        match loaded {
+            Err(Error::Store(arca_store::Error::NotFound { .. })) => {
+                Err(Error::SnapshotNotFound { spec: id.to_hex() })
             }
-            Err(e) => return Err(e.into()),
+            other => other,
+        }
+    }
+
+    /// Reads a file named by its storage ID and decodes it with `decode` on
+    /// the blocking pool, through the cache if there is one: a cached copy
+    /// that does not decode is dropped and the backend's read instead, and a
+    /// copy read from the backend is cached once it decodes.
+    async fn load_named_file<T: Send + 'static>(
+        &self,
+        path: String,
+        decode: fn(&Repository, &str, &[u8]) -> Result<T>,
+    ) -> Result<T> {
+        let decode_on_pool = |stored: Bytes| {
+            let (repo, path) = (self.clone(), path.clone());
+            blocking(move || decode(&repo, &path, &stored))
         };
-        let repo = self.clone();
-        blocking(move || {
-            let plaintext = repo.open_file(ObjectKind::Snapshot, &path, &stored)?;
-            Snapshot::decode(&plaintext).map_err(|e| e.in_file(&path))
-        })
-        .await
+        if let Some(cache) = &self.cache
+            && let Some(cached) = cache.disk().get(&path).await
+        {
+            match decode_on_pool(cached).await {
+                Ok(decoded) => return Ok(decoded),
+                Err(error) => {
+                    tracing::warn!(path, %error, "dropping a cached copy that does not decode");
+                    cache.disk().remove(&path).await;
+                }
+            }
+        }
+        let stored = self.inner.backend.get(&path).await?;
+        let decoded = decode_on_pool(stored.clone()).await?;
+        if let Some(cache) = &self.cache {
+            cache.disk().put(&path, &stored).await;
+        }
+        Ok(decoded)
     }
 
     /// IDs of all snapshots (file names only; nothing is decrypted).
@@ -470,39 +531,60 @@ impl Repository {
     }
 
     /// Fetches a blob's stored bytes and decodes them, then applies `then`,
-    /// all on the blocking pool.
-    async fn read_blob_then<T: Send + 'static>(
+    /// all on the blocking pool. Tree blobs are read through the cache, if
+    /// any; when a cached blob fails, the cached pack is dropped and the blob
+    /// read from the backend, whose answer stands.
+    async fn read_blob_then<T, F>(
         &self,
         index: &Index,
         blob_type: BlobType,
         id: &Id,
-        then: impl FnOnce(Vec<u8>) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+        then: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Vec<u8>) -> Result<T> + Clone + Send + 'static,
+    {
         let location = index
             .get(blob_type, id)
             .ok_or(Error::BlobNotFound { blob_type, id: *id })?;
         let path = Repository::pack_path(&location.pack);
         let start = u64::from(location.offset);
         let end = start + u64::from(location.length);
+        let decode_on_pool = |stored: Bytes, then: F| {
+            let (repo, path, id) = (self.clone(), path.clone(), *id);
+            blocking(move || {
+                let plaintext = decode_blob(
+                    repo.key(),
+                    blob_type,
+                    &stored,
+                    location.uncompressed_length,
+                    &id,
+                )
+                .map_err(|e| e.in_file(&path))?;
+                then(plaintext)
+            })
+        };
+        if let Some(cache) = &self.cache
+            && blob_type == BlobType::Tree
+            && let Some(cached) = cache
+                .tree_pack_range(&self.inner.backend, &path, &location.pack, start..end)
+                .await
+        {
+            match decode_on_pool(cached, then.clone()).await {
+                Ok(decoded) => return Ok(decoded),
+                Err(error) => {
+                    tracing::warn!(path, %error, "dropping a cached pack whose blob does not decode");
+                    cache.disk().remove(&path).await;
+                }
+            }
+        }
         let stored = match self.inner.backend.get_range(&path, start..end).await {
             Ok(stored) => stored,
             Err(error) => return Err(self.explain_failed_read(&path, end, error).await),
         };
         check_len(&path, &stored, u64::from(location.length))?;
-        let repo = self.clone();
-        let id = *id;
-        blocking(move || {
-            let plaintext = decode_blob(
-                repo.key(),
-                blob_type,
-                &stored,
-                location.uncompressed_length,
-                &id,
-            )
-            .map_err(|e| e.in_file(&path))?;
-            then(plaintext)
-        })
-        .await
+        decode_on_pool(stored, then).await
     }
 
     /// Turns a failed ranged read of a pack that the index points into into
@@ -566,10 +648,11 @@ impl Repository {
         })
         .await?;
         let id = Id::storage_id(&sealed);
-        self.inner
-            .backend
-            .put(&format!("{dir}/{id}"), Bytes::from(sealed))
-            .await?;
+        let (path, sealed) = (format!("{dir}/{id}"), Bytes::from(sealed));
+        self.inner.backend.put(&path, sealed.clone()).await?;
+        if let Some(cache) = &self.cache {
+            cache.disk().put(&path, &sealed).await;
+        }
         Ok(id)
     }
 
@@ -940,12 +1023,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn short_writes_are_detected() {
+    async fn packs_cut_short_by_the_store_are_detected_on_read() {
+        // save_pack trusts the backend to check its writes (one request per
+        // pack); a store that truncates silently is caught by the reader.
         let (backend, repo) = new_repo().await;
-        let pack = PackWriter::new(BlobType::Data).finish(repo.key()).unwrap();
         backend.break_writes();
-        let what = corrupt_what(repo.save_pack(&pack).await);
-        assert_eq!(what, Repository::pack_path(&pack.id));
+        let (pack, _) = store_blobs(&repo, BlobType::Data, &[b"alpha"]).await;
+        let what = corrupt_what(repo.load_pack_header(&pack.id).await);
+        assert!(what.contains(&Repository::pack_path(&pack.id)), "{what}");
     }
 
     #[tokio::test]

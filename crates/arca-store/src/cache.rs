@@ -1,5 +1,6 @@
 //! A local cache of repository metadata files (index, snapshots, tree packs).
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,6 +76,16 @@ impl DiskCache {
         }
     }
 
+    /// Bytes `range` of the cached copy of `path`, if present and long enough.
+    /// Not checked against the name (that would mean hashing the whole file
+    /// for every range): callers verify what they read, such as a blob's
+    /// authentication tag, and [`DiskCache::remove`] an entry that fails.
+    pub async fn get_range(&self, path: &str, range: Range<u64>) -> Option<Bytes> {
+        let expected = range.end.checked_sub(range.start)?;
+        let data = self.files.get_range(path, range).await.ok()?;
+        (data.len() as u64 == expected).then_some(data)
+    }
+
     /// Stores a copy of `path` atomically. Failures are logged, not returned: the
     /// cache is an optimisation.
     pub async fn put(&self, path: &str, data: &Bytes) {
@@ -129,6 +140,20 @@ mod tests {
         assert_eq!(cache.get(&path).await, Some(data));
         cache.remove(&path).await;
         assert_eq!(cache.get(&path).await, None);
+    }
+
+    #[tokio::test]
+    async fn ranges_are_read_unchecked_and_within_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::new(dir.path());
+        let data = Bytes::from_static(b"0123456789");
+        let path = named(&data);
+        assert_eq!(cache.get_range(&path, 2..5).await, None);
+        cache.put(&path, &data).await;
+        assert_eq!(cache.get_range(&path, 2..5).await.unwrap(), "234");
+        assert_eq!(cache.get_range(&path, 8..11).await, None);
+        std::fs::write(dir.path().join(&path), b"0123456789").unwrap();
+        assert_eq!(cache.get_range(&path, 0..1).await.unwrap(), "0");
     }
 
     #[tokio::test]

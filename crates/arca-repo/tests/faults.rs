@@ -1,0 +1,335 @@
+//! Backup, restore and check on a real local repository behind injected
+//! storage faults ([`FaultBackend`] under the standard decorators, as
+//! `arca_store::open` stacks them): transient failures and torn writes are
+//! retried away; a permanent outage mid-backup fails the backup cleanly,
+//! leaves a repository that checks clean, and the next backup reuses what was
+//! indexed before the outage.
+
+use std::fs;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arca_repo::Repository;
+use arca_repo::backup::{BackupOptions, BackupOutcome, backup};
+use arca_repo::check::{CheckOptions, ReadData, check};
+use arca_repo::progress::NoProgress;
+use arca_repo::restore::{RestoreOptions, restore};
+use arca_store::{
+    Backend, FaultBackend, FaultConfig, LocalBackend, ObjectMeta, OutageSwitch, RetryPolicy,
+    StoreOptions,
+};
+use bytes::Bytes;
+use repo_fixtures::{new_repo, noise, restored};
+
+mod repo_fixtures;
+
+const PASSWORD: &[u8] = b"test password";
+
+/// Quick retries, so tests spend their time working rather than backing off.
+fn fast_retries() -> StoreOptions {
+    let mut options = StoreOptions::default();
+    options.retry = RetryPolicy::new(10, Duration::from_millis(1), Duration::from_millis(20));
+    options
+}
+
+/// A repository in a temp dir, a source tree to back up, and a plain
+/// (fault-free) handle on the repository for looking at the aftermath.
+struct Setup {
+    tmp: tempfile::TempDir,
+    clean: Repository,
+}
+
+impl Setup {
+    /// `files` incompressible files of `file_len` bytes in a few directories.
+    async fn new(files: usize, file_len: usize) -> Setup {
+        let tmp = tempfile::tempdir().unwrap();
+        for i in 0..files {
+            let dir = tmp.path().join(format!("source/dir{}", i % 4));
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(format!("file{i}")), noise(file_len, i as u64 + 1)).unwrap();
+        }
+        let clean = new_repo(&tmp.path().join("repo")).await;
+        Setup { tmp, clean }
+    }
+
+    fn source(&self) -> PathBuf {
+        self.tmp.path().join("source")
+    }
+
+    fn base(&self) -> Arc<dyn Backend> {
+        Arc::new(LocalBackend::new(self.tmp.path().join("repo")))
+    }
+
+    /// The repository opened through `faulty` wrapped in the standard decorators.
+    async fn open_through(&self, faulty: Arc<dyn Backend>) -> Repository {
+        let opened = arca_store::decorate(faulty, &fast_retries());
+        Repository::open(opened.backend, PASSWORD).await.unwrap()
+    }
+
+    async fn backup(&self, repo: &Repository) -> arca_repo::Result<BackupOutcome> {
+        let opts = BackupOptions {
+            paths: vec![self.source()],
+            ..BackupOptions::default()
+        };
+        backup(repo, &opts, Arc::new(NoProgress)).await
+    }
+
+    /// Restores the latest snapshot through `repo` and compares it with the source.
+    async fn restore_and_compare(&self, repo: &Repository, name: &str) {
+        let (_, snapshot) = repo.find_snapshot("latest").await.unwrap();
+        let target = self.tmp.path().join(name);
+        restore(
+            repo,
+            &snapshot,
+            &RestoreOptions::new(&target),
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap();
+        assert_same_files(&self.source(), &restored(&target, &self.source()));
+    }
+
+    /// `check --read-data` through `repo`, which must pass.
+    async fn assert_checks_clean(&self, repo: &Repository) {
+        let report = check(
+            repo,
+            &CheckOptions {
+                read_data: ReadData::All,
+            },
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap();
+        assert!(report.is_ok(), "{report:#?}");
+    }
+}
+
+/// Same names and file contents, recursively.
+fn assert_same_files(expected: &Path, actual: &Path) {
+    let names = |dir: &Path| {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(expected), names(actual), "{}", actual.display());
+    for name in names(expected) {
+        let (want, got) = (expected.join(&name), actual.join(&name));
+        if want.is_dir() {
+            assert_same_files(&want, &got);
+        } else {
+            assert!(
+                fs::read(&want).unwrap() == fs::read(&got).unwrap(),
+                "{}",
+                got.display()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_and_torn_writes_are_ridden_out() {
+    let setup = Setup::new(12, 300 * 1024).await;
+    let fault = Arc::new(FaultBackend::new(
+        setup.base(),
+        FaultConfig::seeded(7)
+            .transient_failures(0.1)
+            .torn_writes(0.05),
+    ));
+    let repo = setup.open_through(fault.clone()).await;
+    let outcome = setup.backup(&repo).await.unwrap();
+    assert!(outcome.unreadable.is_empty());
+    setup.restore_and_compare(&repo, "restored").await;
+    setup.assert_checks_clean(&repo).await;
+    assert!(
+        fault.injected_faults() >= 5,
+        "faults injected: {}",
+        fault.injected_faults()
+    );
+    setup.assert_checks_clean(&setup.clean).await;
+}
+
+/// Turns a permanent outage on, once, at the first write to `data/` after
+/// `index_files` index files and `packs_first` packs were written through it.
+#[derive(Debug)]
+struct Tripwire {
+    inner: Arc<dyn Backend>,
+    outage: OutageSwitch,
+    index_files: u64,
+    packs_first: u64,
+    index_written: AtomicU64,
+    packs_written: AtomicU64,
+    tripped: AtomicBool,
+}
+
+impl std::fmt::Display for Tripwire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for Tripwire {
+    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
+        self.inner.get(path).await
+    }
+    async fn get_range(&self, path: &str, range: Range<u64>) -> arca_store::Result<Bytes> {
+        self.inner.get_range(path, range).await
+    }
+    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
+        if path.starts_with("data/") {
+            let packs = self.packs_written.fetch_add(1, Ordering::SeqCst);
+            let indexed = self.index_written.load(Ordering::SeqCst);
+            // Once: the store comes back when the test switches the outage off.
+            if indexed >= self.index_files
+                && packs >= self.packs_first
+                && !self.tripped.swap(true, Ordering::SeqCst)
+            {
+                self.outage.set(true);
+            }
+        }
+        self.inner.put(path, data).await?;
+        if path.starts_with("index/") {
+            self.index_written.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    async fn delete(&self, path: &str) -> arca_store::Result<()> {
+        self.inner.delete(path).await
+    }
+    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
+        self.inner.head(path).await
+    }
+}
+
+/// An outage during a backup of `files` x 1 MiB (about one pack per file):
+/// the backup fails, no snapshot exists, the repository checks clean, and
+/// once the store is back the next backup succeeds. Returns the bytes the
+/// second backup added.
+async fn outage_mid_backup(setup: &Setup, index_files: u64, packs_first: u64) -> u64 {
+    let fault = Arc::new(FaultBackend::new(setup.base(), FaultConfig::seeded(3)));
+    let outage = fault.outage_switch();
+    let tripwire = Arc::new(Tripwire {
+        inner: fault,
+        outage: outage.clone(),
+        index_files,
+        packs_first,
+        index_written: AtomicU64::new(0),
+        packs_written: AtomicU64::new(0),
+        tripped: AtomicBool::new(false),
+    });
+    let repo = setup.open_through(tripwire.clone()).await;
+    let failed = setup.backup(&repo).await;
+    assert!(tripwire.tripped.load(Ordering::SeqCst));
+    let error = failed.expect_err("the backup fails during the outage");
+    assert!(
+        error.to_string().contains("simulated outage"),
+        "the error names the cause: {error}"
+    );
+    assert!(setup.clean.list_snapshots().await.unwrap().is_empty());
+    assert_eq!(
+        setup.clean.list_index_files().await.unwrap().len() as u64,
+        index_files
+    );
+    setup.assert_checks_clean(&setup.clean).await;
+
+    outage.set(false);
+    let outcome = setup.backup(&repo).await.unwrap();
+    setup.restore_and_compare(&repo, "restored").await;
+    setup.assert_checks_clean(&setup.clean).await;
+    outcome.snapshot.summary.unwrap().data_added
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_before_any_index_file_costs_a_full_upload_and_nothing_else() {
+    let files = 6;
+    let setup = Setup::new(files, 1024 * 1024).await;
+    let added = outage_mid_backup(&setup, 0, 2).await;
+    assert!(added >= (files as u64) << 20, "re-uploaded all: {added}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backup_after_an_outage_reuses_indexed_packs() {
+    // The backup writes an index file every 32 packs: 40 files of 1 MiB
+    // make it write one before the outage.
+    let files = 40;
+    let setup = Setup::new(files, 1024 * 1024).await;
+    let added = outage_mid_backup(&setup, 1, 0).await;
+    assert!(
+        added <= (files as u64 - 30) << 20,
+        "at least 30 indexed MiB are reused: {added} bytes added"
+    );
+}
+
+/// Stores half of every write to `data/` and fails it for good, like a
+/// connection cut mid-upload to a store without atomic writes, after which
+/// the store is unreachable.
+#[derive(Debug)]
+struct CutShort {
+    inner: Arc<dyn Backend>,
+    on: AtomicBool,
+}
+
+impl std::fmt::Display for CutShort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for CutShort {
+    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
+        self.inner.get(path).await
+    }
+    async fn get_range(&self, path: &str, range: Range<u64>) -> arca_store::Result<Bytes> {
+        self.inner.get_range(path, range).await
+    }
+    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
+        if self.on.load(Ordering::SeqCst) && path.starts_with("data/") {
+            self.inner.put(path, data.slice(..data.len() / 2)).await?;
+            return Err(arca_store::Error::Permanent {
+                location: path.to_owned(),
+                message: "connection cut mid-upload (simulated)".into(),
+            });
+        }
+        self.inner.put(path, data).await
+    }
+    async fn delete(&self, path: &str) -> arca_store::Result<()> {
+        self.inner.delete(path).await
+    }
+    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
+        self.inner.head(path).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_cut_short_leaves_the_repository_readable() {
+    let setup = Setup::new(3, 1024 * 1024).await;
+    let cut = Arc::new(CutShort {
+        inner: setup.base(),
+        on: AtomicBool::new(true),
+    });
+    let repo = setup.open_through(cut.clone()).await;
+    assert!(setup.backup(&repo).await.is_err());
+    let stored = setup.clean.backend().list("data/").await.unwrap();
+    assert!(!stored.is_empty(), "half-written packs are left behind");
+    assert!(setup.clean.list_snapshots().await.unwrap().is_empty());
+    setup.assert_checks_clean(&setup.clean).await;
+
+    cut.on.store(false, Ordering::SeqCst);
+    setup.backup(&repo).await.unwrap();
+    setup.restore_and_compare(&repo, "restored").await;
+    // The packs cut short were written again whole (same content, same name).
+    setup.assert_checks_clean(&setup.clean).await;
+}
