@@ -1,8 +1,9 @@
-//! criterion bench: the envelope (seal, open) and keyed content IDs.
+//! criterion bench: the envelope (seal, open), keyed content IDs, key files.
 //!
-//! Sizes: 16 KiB (a small tree blob) and 1 MiB (a typical data blob).
+//! Sizes: 16 KiB (a small tree blob) and 1 MiB (a typical data blob); plus
+//! opening a key file with the default Argon2id parameters.
 
-use arca_crypto::{MasterKey, ObjectKind};
+use arca_crypto::{KdfParams, KeyFile, MasterKey, ObjectKind};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 const SIZES: [(&str, usize); 2] = [("16KiB", 16 << 10), ("1MiB", 1 << 20)];
@@ -38,11 +39,25 @@ fn content_id(c: &mut Criterion) {
     group.finish();
 }
 
+/// Unlocking a repository: Argon2id with the default parameters (64 MiB, t = 3).
+fn key_file(c: &mut Criterion) {
+    let key = MasterKey::generate().expect("OS random number generator");
+    let file = KeyFile::create(&key, b"password", KdfParams::default(), "host", "user")
+        .expect("create key file");
+    let mut group = c.benchmark_group("key_file");
+    group.sample_size(10);
+    group.bench_function("open/default_params", |b| {
+        b.iter(|| file.open(b"password").expect("open"))
+    });
+    group.finish();
+}
+
 // What criterion_group!/criterion_main! expand to, written out because the
 // macro's generated `pub fn` cannot carry the docs `missing_docs` asks for.
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     envelope(&mut criterion);
     content_id(&mut criterion);
+    key_file(&mut criterion);
     criterion.final_summary();
 }

@@ -41,7 +41,8 @@ pub struct KdfParams {
 }
 
 impl Default for KdfParams {
-    /// 64 MiB, 3 iterations, 1 lane: about a quarter of a second on current hardware.
+    /// 64 MiB, 3 iterations, 1 lane: about 0.3 s per key file open on one
+    /// x86-64 core (`cargo bench -p arca-benches --bench crypto key_file`).
     fn default() -> Self {
         KdfParams {
             m_cost_kib: 64 * 1024,
