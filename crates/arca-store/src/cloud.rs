@@ -12,8 +12,10 @@ use object_store::{ObjectStore, PutPayload};
 use crate::{Backend, Error, ObjectMeta, Result};
 
 /// Objects up to this size are written with one PUT; larger ones as a multipart
-/// upload of [`MULTIPART_PART_SIZE`] parts sent in parallel.
-pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
+/// upload of [`MULTIPART_PART_SIZE`] parts sent in parallel. Above the largest
+/// pack of the default repository parameters (16 MiB plus one blob of up to
+/// 8 MiB), so each such pack costs one request rather than five.
+pub const MULTIPART_THRESHOLD: u64 = 32 * 1024 * 1024;
 /// Part size of multipart uploads: one request per 8 MiB.
 pub const MULTIPART_PART_SIZE: u64 = 8 * 1024 * 1024;
 /// Parts of one multipart upload in flight at once.
