@@ -1,5 +1,6 @@
 //! Global options and what every command derives from them: the repository
-//! location, storage options, the password and the output mode.
+//! location, storage options, the local metadata cache, the password and the
+//! output mode.
 
 use std::path::PathBuf;
 use std::sync::Arc;
