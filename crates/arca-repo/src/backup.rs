@@ -143,8 +143,11 @@ struct IndexFlush {
 impl Default for IndexFlush {
     fn default() -> Self {
         IndexFlush {
-            packs: 32,
-            age: Duration::from_secs(5 * 60),
+            // 8 packs of 16 MiB: an interrupted backup re-uploads at most
+            // ~128 MiB; the extra index files are small and a later prune
+            // merges them.
+            packs: 8,
+            age: Duration::from_secs(60),
         }
     }
 }
