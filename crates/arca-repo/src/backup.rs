@@ -55,10 +55,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use jiff::Timestamp;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use self::assemble::{Assembled, run_assembler};
 use self::exclude::Excludes;
@@ -306,25 +305,39 @@ async fn upload_packs(
     mut packs: mpsc::Receiver<FinishedPack>,
     flush: IndexFlush,
 ) -> Result<()> {
-    let upload = |pack: FinishedPack| async move {
-        repo.save_pack(&pack).await?;
-        Ok::<_, Error>(IndexPack {
-            id: pack.id,
-            blobs: pack.entries,
-        })
+    // Each upload is its own task: an upload holds a storage connection
+    // until it is polled to completion, so uploads merely queued here would
+    // starve the index write below of connections and deadlock the backup.
+    // Dropping the JoinSet (the backup was cancelled) aborts them.
+    let mut uploads = JoinSet::new();
+    let upload = |pack: FinishedPack| {
+        let repo = repo.clone();
+        async move {
+            repo.save_pack(&pack).await?;
+            Ok::<_, Error>(IndexPack {
+                id: pack.id,
+                blobs: pack.entries,
+            })
+        }
     };
-    let mut uploads = FuturesUnordered::new();
     let mut pending = IndexFile::default();
     let mut last_flush = Instant::now();
     let mut more_packs = true;
     loop {
         tokio::select! {
             pack = packs.recv(), if more_packs && uploads.len() < CONCURRENT_UPLOADS => match pack {
-                Some(pack) => uploads.push(upload(pack)),
+                Some(pack) => {
+                    uploads.spawn(upload(pack));
+                }
                 None => more_packs = false,
             },
-            Some(uploaded) = uploads.next(), if !uploads.is_empty() => {
-                pending.packs.push(uploaded?);
+            Some(uploaded) = uploads.join_next(), if !uploads.is_empty() => {
+                let uploaded = match uploaded {
+                    Ok(uploaded) => uploaded?,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => return Err(Error::BackupIncomplete { reason: format!("pack upload stopped: {e}") }),
+                };
+                pending.packs.push(uploaded);
                 if pending.packs.len() >= flush.packs || pending.is_full() || last_flush.elapsed() >= flush.age {
                     repo.save_indexes(std::mem::take(&mut pending)).await?;
                     last_flush = Instant::now();
