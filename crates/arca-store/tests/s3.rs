@@ -67,6 +67,18 @@ fn open(url: &str) -> OpenedStore {
     arca_store::open_with_env(url, &StoreOptions::default(), &test_env).unwrap()
 }
 
+/// Writes a small object through `opened`, which must fail permanently, and
+/// returns the error message.
+async fn permanent_put_error(opened: &OpenedStore) -> String {
+    let err = opened
+        .backend
+        .put("config", bytes::Bytes::from_static(b"x"))
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    err.to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_conforms() {
     let Some(endpoint) = endpoint() else { return };
@@ -141,13 +153,7 @@ async fn s3_missing_bucket_is_a_permanent_error_naming_the_location() {
     let Some(endpoint) = endpoint() else { return };
     let url = format!("s3:{endpoint}/no-such-bucket-{}", std::process::id());
     let opened = open(&url);
-    let err = opened
-        .backend
-        .put("config", bytes::Bytes::from_static(b"x"))
-        .await
-        .unwrap_err();
-    assert!(!err.is_transient(), "{err}");
-    let message = err.to_string();
+    let message = permanent_put_error(&opened).await;
     assert!(message.contains("no-such-bucket"), "{message}");
     assert!(!message.contains("test-secret-value"), "{message}");
     assert_eq!(
@@ -178,12 +184,23 @@ fn scripted_server(responses: Vec<&'static str>) -> (String, std::thread::JoinHa
         let mut served = 0;
         for status in responses {
             let (mut stream, _) = listener.accept().unwrap();
-            // Read the request head; these test requests carry no body.
+            // Read the whole request: closing a socket with unread bytes
+            // resets the connection, and the client may then see the reset
+            // instead of the scripted response.
             let mut head = Vec::new();
             let mut byte = [0u8; 1];
             while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
                 head.push(byte[0]);
             }
+            let body_len = String::from_utf8_lossy(&head)
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<u64>().unwrap())
+                })
+                .unwrap_or(0);
+            std::io::copy(&mut (&mut stream).take(body_len), &mut std::io::sink()).unwrap();
             served += 1;
             let body = "<Error><Code>Scripted</Code></Error>";
             write!(
@@ -247,13 +264,7 @@ async fn access_denied_fails_at_once_without_leaking_the_secret() {
     let opened =
         arca_store::open_with_env(&format!("s3:{endpoint}/bucket"), &retrying(5), &test_env)
             .unwrap();
-    let err = opened
-        .backend
-        .put("config", bytes::Bytes::from_static(b"x"))
-        .await
-        .unwrap_err();
-    assert!(!err.is_transient(), "{err}");
-    let message = err.to_string();
+    let message = permanent_put_error(&opened).await;
     assert!(
         message.contains("access denied") && message.contains("bucket/config"),
         "{message}"
