@@ -1,5 +1,6 @@
 //! Test support shared by the unit tests of this crate: an in-memory backend
-//! whose contents tests can inspect and damage, and proptest strategies.
+//! whose contents tests can inspect and damage, proptest strategies, and the
+//! fixtures the integration tests use too (`common`).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -10,8 +11,18 @@ use arca_store::{Backend, ObjectMeta};
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use crate::Id;
 use crate::blob::BlobType;
+use crate::{Id, Repository};
+// What `common` names through its parent module.
+use crate::{index::Index, repository::InitOptions, tree::Node, tree::Tree};
+
+/// Also compiled into the integration tests; it lives with them because
+/// this module exists only in unit-test builds. Each side uses a subset.
+#[allow(dead_code)]
+#[path = "../tests/repo_fixtures/common.rs"]
+mod common;
+
+pub(crate) use common::{InterceptPuts, PutHook, noise, small_repo_options, tree_at};
 
 /// A [`Backend`] over a `BTreeMap`, for unit tests that need to look at or
 /// tamper with stored objects.

@@ -10,33 +10,15 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
-use arca_chunk::ChunkerParams;
-use arca_crypto::KdfParams;
 use arca_repo::backup::{BackupOptions, BackupOutcome, backup};
 use arca_repo::blob::BlobType;
 use arca_repo::index::Index;
 use arca_repo::progress::{NoProgress, Progress};
-use arca_repo::repository::InitOptions;
 use arca_repo::tree::{Node, NodeType, Tree};
 use arca_repo::{Id, Repository};
-use arca_store::LocalBackend;
+use repo_fixtures::{names, new_repo, node_named, noise, tree_at};
 
-/// A fresh repository with cheap key derivation, small chunks and small packs.
-async fn new_repo(dir: &Path) -> Repository {
-    let opts = InitOptions {
-        kdf: KdfParams::new(8 * 1024, 1, 1).unwrap(),
-        chunker: ChunkerParams {
-            min: 16 * 1024,
-            avg: 64 * 1024,
-            max: 256 * 1024,
-        },
-        pack_size: 1024 * 1024,
-        ..InitOptions::default()
-    };
-    Repository::init(Arc::new(LocalBackend::new(dir)), b"test password", opts)
-        .await
-        .unwrap()
-}
+mod repo_fixtures;
 
 fn options(paths: &[&Path]) -> BackupOptions {
     BackupOptions {
@@ -48,43 +30,6 @@ fn options(paths: &[&Path]) -> BackupOptions {
 
 async fn run(repo: &Repository, opts: &BackupOptions) -> BackupOutcome {
     backup(repo, opts, Arc::new(NoProgress)).await.unwrap()
-}
-
-/// Deterministic pseudo-random bytes (xorshift) that neither compress nor deduplicate.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
-/// The tree of the directory at absolute `path` in the snapshot whose root tree is `root`.
-async fn tree_at(repo: &Repository, index: &Index, root: &Id, path: &Path) -> Tree {
-    let mut tree = repo.load_tree(index, root).await.unwrap();
-    for component in path.strip_prefix("/").unwrap().components() {
-        let node = node_named(&tree, component.as_os_str());
-        tree = repo
-            .load_tree(index, &node.subtree.expect("a directory"))
-            .await
-            .unwrap();
-    }
-    tree
-}
-
-fn node_named<'t>(tree: &'t Tree, name: &OsStr) -> &'t Node {
-    tree.nodes
-        .iter()
-        .find(|n| n.name.as_os_str() == name)
-        .unwrap_or_else(|| panic!("no node {name:?} in {:?}", names(tree)))
-}
-
-fn names(tree: &Tree) -> Vec<String> {
-    tree.nodes.iter().map(|n| n.name.to_string()).collect()
 }
 
 /// The subtree ID of the directory at absolute `path`.

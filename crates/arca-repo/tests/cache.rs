@@ -8,15 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arca_repo::Repository;
-use arca_repo::check::{CheckOptions, ReadData, check};
-use arca_repo::progress::NoProgress;
-use arca_repo::restore::{RestoreOptions, restore};
+use arca_repo::check::ReadData;
 use arca_store::{Backend, DiskCache, LocalBackend, RequestCounters, RequestCounts, StoreOptions};
-use repo_fixtures::{backup_dir, new_repo, noise, restored};
+use repo_fixtures::{
+    PASSWORD, assert_same_files, backup_dir, check_reading, new_repo, noise, restore_into, restored,
+};
 
 mod repo_fixtures;
-
-const PASSWORD: &[u8] = b"test password";
 
 /// A backed-up source tree in a repository reached through a request counter.
 struct Fixture {
@@ -80,14 +78,7 @@ impl Fixture {
         let before = self.requests.snapshot();
         let (_, snapshot) = repo.find_snapshot("latest").await.unwrap();
         let target = self.tmp.path().join(name);
-        restore(
-            repo,
-            &snapshot,
-            &RestoreOptions::new(&target),
-            Arc::new(NoProgress),
-        )
-        .await
-        .unwrap();
+        restore_into(repo, &snapshot, &target).await.unwrap();
         let used = since(before, self.requests.snapshot());
         assert_same_files(&self.source(), &restored(&target, &self.source()));
         used
@@ -105,31 +96,6 @@ fn since(before: RequestCounts, after: RequestCounts) -> RequestCounts {
         head: after.head - before.head,
         bytes_up: after.bytes_up - before.bytes_up,
         bytes_down: after.bytes_down - before.bytes_down,
-    }
-}
-
-/// Same names and file contents, recursively.
-fn assert_same_files(expected: &Path, actual: &Path) {
-    let names = |dir: &Path| {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        names
-    };
-    assert_eq!(names(expected), names(actual), "{}", actual.display());
-    for name in names(expected) {
-        let (want, got) = (expected.join(&name), actual.join(&name));
-        if want.is_dir() {
-            assert_same_files(&want, &got);
-        } else {
-            assert!(
-                fs::read(&want).unwrap() == fs::read(&got).unwrap(),
-                "{}",
-                got.display()
-            );
-        }
     }
 }
 
@@ -294,15 +260,7 @@ async fn check_reads_the_repository_not_the_cache() {
     bytes[60] ^= 1;
     fs::write(&index_file, bytes).unwrap();
     // The cached copy is intact, but the stored file is what counts.
-    let report = check(
-        &repo,
-        &CheckOptions {
-            read_data: ReadData::None,
-        },
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let report = check_reading(&repo, ReadData::None).await;
     assert!(!report.is_ok(), "{report:?}");
     assert_eq!(report.index_files_checked, 0, "{report:?}");
 }

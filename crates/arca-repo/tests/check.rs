@@ -3,6 +3,7 @@
 //! truncated packs, garbled index and snapshot files, missing and stray packs.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,9 +12,10 @@ use arca_repo::blob::BlobType;
 use arca_repo::check::{CheckError, CheckOptions, CheckReport, CheckWarning, ReadData, check};
 use arca_repo::index::BlobLocation;
 use arca_repo::progress::{NoProgress, Progress};
-use arca_repo::restore::{RestoreOptions, restore};
 use arca_repo::{Error, Id, Repository};
-use repo_fixtures::{backup_dir, new_repo, noise, restored};
+use repo_fixtures::{
+    backup_dir, check_reading, new_repo, node_named, noise, restore_into, restored, tree_at,
+};
 
 mod repo_fixtures;
 
@@ -62,13 +64,7 @@ impl Fixture {
     }
 
     async fn check(&self, read_data: ReadData) -> CheckReport {
-        check(
-            &self.repo,
-            &CheckOptions { read_data },
-            Arc::new(NoProgress),
-        )
-        .await
-        .unwrap()
+        check_reading(&self.repo, read_data).await
     }
 }
 
@@ -342,28 +338,16 @@ async fn a_damaged_pack_only_breaks_the_snapshots_that_use_it() {
     );
 
     let target_a = tmp.path().join("restore-a");
-    restore(
-        &repo,
-        &snapshot_a,
-        &RestoreOptions::new(&target_a),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    restore_into(&repo, &snapshot_a, &target_a).await.unwrap();
     assert_eq!(
         fs::read(restored(&target_a, &a).join("fa")).unwrap(),
         noise(400_000, 11)
     );
 
     let target_b = tmp.path().join("restore-b");
-    let err = restore(
-        &repo,
-        &snapshot_b,
-        &RestoreOptions::new(&target_b),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap_err();
+    let err = restore_into(&repo, &snapshot_b, &target_b)
+        .await
+        .unwrap_err();
     let Error::RestoreFailed { failures } = &err else {
         panic!("{err}")
     };
@@ -389,25 +373,8 @@ async fn a_damaged_tree_is_reported_and_only_its_directory_fails_to_restore() {
 
     // Find the tree of src/sub and damage it in its pack.
     let index = repo.load_index().await.unwrap();
-    let mut tree = repo.load_tree(&index, &snapshot.tree).await.unwrap();
-    for component in src.strip_prefix("/").unwrap().components() {
-        let node = tree
-            .nodes
-            .iter()
-            .find(|n| n.name.as_os_str() == component.as_os_str())
-            .unwrap();
-        tree = repo
-            .load_tree(&index, &node.subtree.unwrap())
-            .await
-            .unwrap();
-    }
-    let sub_tree = tree
-        .nodes
-        .iter()
-        .find(|n| n.name.as_os_str() == "sub")
-        .unwrap()
-        .subtree
-        .unwrap();
+    let tree = tree_at(&repo, &index, &snapshot.tree, &src).await;
+    let sub_tree = node_named(&tree, OsStr::new("sub")).subtree.unwrap();
     let location = index.get(BlobType::Tree, &sub_tree).unwrap();
     flip_bit(
         &repo_dir.join(Repository::pack_path(&location.pack)),
@@ -425,14 +392,7 @@ async fn a_damaged_tree_is_reported_and_only_its_directory_fails_to_restore() {
     );
 
     let target = tmp.path().join("target");
-    let err = restore(
-        &repo,
-        &snapshot,
-        &RestoreOptions::new(&target),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap_err();
+    let err = restore_into(&repo, &snapshot, &target).await.unwrap_err();
     let Error::RestoreFailed { failures } = &err else {
         panic!("{err}")
     };

@@ -6,27 +6,25 @@
 //! indexed before the outage.
 
 use std::fs;
-use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arca_repo::Repository;
 use arca_repo::backup::{BackupOptions, BackupOutcome, backup};
-use arca_repo::check::{CheckOptions, ReadData, check};
+use arca_repo::check::ReadData;
 use arca_repo::progress::NoProgress;
-use arca_repo::restore::{RestoreOptions, restore};
 use arca_store::{
-    Backend, FaultBackend, FaultConfig, LocalBackend, ObjectMeta, OutageSwitch, RetryPolicy,
-    StoreOptions,
+    Backend, FaultBackend, FaultConfig, LocalBackend, OutageSwitch, RetryPolicy, StoreOptions,
 };
 use bytes::Bytes;
-use repo_fixtures::{new_repo, noise, restored};
+use repo_fixtures::{
+    InterceptPuts, PASSWORD, PutHook, assert_same_files, check_reading, new_repo, noise,
+    restore_into, restored,
+};
 
 mod repo_fixtures;
-
-const PASSWORD: &[u8] = b"test password";
 
 /// Quick retries, so tests spend their time working rather than backing off.
 fn fast_retries() -> StoreOptions {
@@ -81,54 +79,14 @@ impl Setup {
     async fn restore_and_compare(&self, repo: &Repository, name: &str) {
         let (_, snapshot) = repo.find_snapshot("latest").await.unwrap();
         let target = self.tmp.path().join(name);
-        restore(
-            repo,
-            &snapshot,
-            &RestoreOptions::new(&target),
-            Arc::new(NoProgress),
-        )
-        .await
-        .unwrap();
+        restore_into(repo, &snapshot, &target).await.unwrap();
         assert_same_files(&self.source(), &restored(&target, &self.source()));
     }
 
     /// `check --read-data` through `repo`, which must pass.
     async fn assert_checks_clean(&self, repo: &Repository) {
-        let report = check(
-            repo,
-            &CheckOptions {
-                read_data: ReadData::All,
-            },
-            Arc::new(NoProgress),
-        )
-        .await
-        .unwrap();
+        let report = check_reading(repo, ReadData::All).await;
         assert!(report.is_ok(), "{report:#?}");
-    }
-}
-
-/// Same names and file contents, recursively.
-fn assert_same_files(expected: &Path, actual: &Path) {
-    let names = |dir: &Path| {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        names
-    };
-    assert_eq!(names(expected), names(actual), "{}", actual.display());
-    for name in names(expected) {
-        let (want, got) = (expected.join(&name), actual.join(&name));
-        if want.is_dir() {
-            assert_same_files(&want, &got);
-        } else {
-            assert!(
-                fs::read(&want).unwrap() == fs::read(&got).unwrap(),
-                "{}",
-                got.display()
-            );
-        }
     }
 }
 
@@ -158,7 +116,6 @@ async fn transient_failures_and_torn_writes_are_ridden_out() {
 /// `index_files` index files and `packs_first` packs were written through it.
 #[derive(Debug)]
 struct Tripwire {
-    inner: Arc<dyn Backend>,
     outage: OutageSwitch,
     index_files: u64,
     packs_first: u64,
@@ -167,21 +124,9 @@ struct Tripwire {
     tripped: AtomicBool,
 }
 
-impl std::fmt::Display for Tripwire {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.fmt(f)
-    }
-}
-
 #[async_trait::async_trait]
-impl Backend for Tripwire {
-    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
-        self.inner.get(path).await
-    }
-    async fn get_range(&self, path: &str, range: Range<u64>) -> arca_store::Result<Bytes> {
-        self.inner.get_range(path, range).await
-    }
-    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
+impl PutHook for Tripwire {
+    async fn put(&self, inner: &dyn Backend, path: &str, data: Bytes) -> arca_store::Result<()> {
         if path.starts_with("data/") {
             let packs = self.packs_written.fetch_add(1, Ordering::SeqCst);
             let indexed = self.index_written.load(Ordering::SeqCst);
@@ -193,20 +138,11 @@ impl Backend for Tripwire {
                 self.outage.set(true);
             }
         }
-        self.inner.put(path, data).await?;
+        inner.put(path, data).await?;
         if path.starts_with("index/") {
             self.index_written.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
-    }
-    async fn delete(&self, path: &str) -> arca_store::Result<()> {
-        self.inner.delete(path).await
-    }
-    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
-        self.inner.head(path).await
     }
 }
 
@@ -217,18 +153,20 @@ impl Backend for Tripwire {
 async fn outage_mid_backup(setup: &Setup, index_files: u64, packs_first: u64) -> (usize, u64) {
     let fault = Arc::new(FaultBackend::new(setup.base(), FaultConfig::seeded(3)));
     let outage = fault.outage_switch();
-    let tripwire = Arc::new(Tripwire {
+    let tripwire = Arc::new(InterceptPuts {
         inner: fault,
-        outage: outage.clone(),
-        index_files,
-        packs_first,
-        index_written: AtomicU64::new(0),
-        packs_written: AtomicU64::new(0),
-        tripped: AtomicBool::new(false),
+        hook: Tripwire {
+            outage: outage.clone(),
+            index_files,
+            packs_first,
+            index_written: AtomicU64::new(0),
+            packs_written: AtomicU64::new(0),
+            tripped: AtomicBool::new(false),
+        },
     });
     let repo = setup.open_through(tripwire.clone()).await;
     let failed = setup.backup(&repo).await;
-    assert!(tripwire.tripped.load(Ordering::SeqCst));
+    assert!(tripwire.hook.tripped.load(Ordering::SeqCst));
     let error = failed.expect_err("the backup fails during the outage");
     assert!(
         error.to_string().contains("simulated outage"),
@@ -279,51 +217,31 @@ async fn the_backup_after_an_outage_reuses_indexed_packs() {
 /// the store is unreachable.
 #[derive(Debug)]
 struct CutShort {
-    inner: Arc<dyn Backend>,
     on: AtomicBool,
 }
 
-impl std::fmt::Display for CutShort {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.fmt(f)
-    }
-}
-
 #[async_trait::async_trait]
-impl Backend for CutShort {
-    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
-        self.inner.get(path).await
-    }
-    async fn get_range(&self, path: &str, range: Range<u64>) -> arca_store::Result<Bytes> {
-        self.inner.get_range(path, range).await
-    }
-    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
+impl PutHook for CutShort {
+    async fn put(&self, inner: &dyn Backend, path: &str, data: Bytes) -> arca_store::Result<()> {
         if self.on.load(Ordering::SeqCst) && path.starts_with("data/") {
-            self.inner.put(path, data.slice(..data.len() / 2)).await?;
+            inner.put(path, data.slice(..data.len() / 2)).await?;
             return Err(arca_store::Error::Permanent {
                 location: path.to_owned(),
                 message: "connection cut mid-upload (simulated)".into(),
             });
         }
-        self.inner.put(path, data).await
-    }
-    async fn delete(&self, path: &str) -> arca_store::Result<()> {
-        self.inner.delete(path).await
-    }
-    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
-        self.inner.head(path).await
+        inner.put(path, data).await
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pack_cut_short_leaves_the_repository_readable() {
     let setup = Setup::new(3, 1024 * 1024).await;
-    let cut = Arc::new(CutShort {
+    let cut = Arc::new(InterceptPuts {
         inner: setup.base(),
-        on: AtomicBool::new(true),
+        hook: CutShort {
+            on: AtomicBool::new(true),
+        },
     });
     let repo = setup.open_through(cut.clone()).await;
     assert!(setup.backup(&repo).await.is_err());
@@ -332,7 +250,7 @@ async fn a_pack_cut_short_leaves_the_repository_readable() {
     assert!(setup.clean.list_snapshots().await.unwrap().is_empty());
     setup.assert_checks_clean(&setup.clean).await;
 
-    cut.on.store(false, Ordering::SeqCst);
+    cut.hook.on.store(false, Ordering::SeqCst);
     setup.backup(&repo).await.unwrap();
     setup.restore_and_compare(&repo, "restored").await;
     // The packs cut short were written again whole (same content, same name).

@@ -4,7 +4,6 @@
 //! file naming and confidentiality are checked on the actual files; damaged
 //! files on disk produce errors naming them.
 
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -104,13 +103,21 @@ async fn store(repo: &Repository, blob_type: BlobType, plaintexts: &[Vec<u8>]) -
     ids
 }
 
+/// `content` cut into chunks by the repository's chunker.
+fn chunks_of(repo: &Repository, content: &[u8]) -> Vec<Vec<u8>> {
+    let mut rest = content;
+    let mut chunks = Vec::new();
+    for len in repo.chunker().cut_points(content) {
+        let (chunk, after) = rest.split_at(len);
+        chunks.push(chunk.to_vec());
+        rest = after;
+    }
+    chunks
+}
+
 /// Backs up `content` as `/data/file.txt` by hand; returns the snapshot ID.
 async fn backup_by_hand(repo: &Repository, content: &[u8]) -> Id {
-    let chunks: Vec<Vec<u8>> = repo
-        .chunker()
-        .chunks(Cursor::new(content.to_vec()))
-        .map(|c| c.unwrap().to_vec())
-        .collect();
+    let chunks = chunks_of(repo, content);
     assert!(chunks.len() > 3, "the test file spans several chunks");
     let content_ids = store(repo, BlobType::Data, &chunks).await;
 
@@ -236,11 +243,7 @@ async fn files_are_laid_out_named_and_confidential_as_documented() {
     assert_eq!(count("data/"), 2, "one data pack, one tree pack");
     assert_eq!(files.len(), 7, "{files:?}");
 
-    let chunks: Vec<Vec<u8>> = repo
-        .chunker()
-        .chunks(Cursor::new(content.clone()))
-        .map(|c| c.unwrap().to_vec())
-        .collect();
+    let chunks = chunks_of(&repo, &content);
     for (path, bytes) in &files {
         if path != "config" {
             let name = path.rsplit('/').next().unwrap();

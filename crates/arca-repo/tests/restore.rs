@@ -2,7 +2,6 @@
 //! backups and real files: every file type round-trips, include/exclude,
 //! sparse files, `--verify`, and restoring into an existing directory.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -14,150 +13,11 @@ use arca_repo::progress::NoProgress;
 use arca_repo::restore::{RestoreOptions, restore, verify_file};
 use arca_repo::{Error, Repository};
 use filetime::FileTime;
-use repo_fixtures::{backup_dir, new_repo, noise, restored};
+use repo_fixtures::{
+    backup_dir, new_repo, node_named, noise, restore_into, restored, tree_at, tree_diff,
+};
 
 mod repo_fixtures;
-
-/// Compares two directory trees recursively and lists every difference:
-/// entry sets, types, contents, permission bits, mtimes (ns), owners, symlink
-/// targets, device numbers, xattrs and which names are hardlinked together.
-/// Access and change times are not compared (reading changes the first, any
-/// metadata change the second).
-mod tree_diff {
-    use super::*;
-
-    /// Everything `diff` looks at, for one entry.
-    #[derive(Debug, PartialEq)]
-    struct Entry {
-        kind: &'static str,
-        mode: u32,
-        mtime_ns: i128,
-        uid: u32,
-        gid: u32,
-        rdev: u64,
-        link_target: Option<PathBuf>,
-        xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
-    }
-
-    fn kind(meta: &fs::Metadata) -> &'static str {
-        use std::os::unix::fs::FileTypeExt;
-        let t = meta.file_type();
-        match () {
-            _ if t.is_dir() => "dir",
-            _ if t.is_file() => "file",
-            _ if t.is_symlink() => "symlink",
-            _ if t.is_fifo() => "fifo",
-            _ if t.is_socket() => "socket",
-            _ if t.is_char_device() => "char device",
-            _ if t.is_block_device() => "block device",
-            _ => "unknown",
-        }
-    }
-
-    fn entry(path: &Path) -> Entry {
-        let meta = fs::symlink_metadata(path).unwrap();
-        let kind = kind(&meta);
-        let xattrs = match xattr::list(path) {
-            Ok(names) => names
-                .map(|name| {
-                    let value = xattr::get(path, &name).unwrap().unwrap_or_default();
-                    (name.as_bytes().to_vec(), value)
-                })
-                .collect(),
-            Err(_) => BTreeMap::new(),
-        };
-        Entry {
-            kind,
-            // Symlink permission bits are meaningless on Linux.
-            mode: if kind == "symlink" {
-                0
-            } else {
-                meta.mode() & 0o7777
-            },
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            uid: meta.uid(),
-            gid: meta.gid(),
-            rdev: meta.rdev(),
-            link_target: (kind == "symlink").then(|| fs::read_link(path).unwrap()),
-            xattrs,
-        }
-    }
-
-    /// Relative paths of every entry below `root`, sorted.
-    fn walk(root: &Path) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let mut pending = vec![PathBuf::new()];
-        while let Some(rel) = pending.pop() {
-            for child in fs::read_dir(root.join(&rel)).unwrap() {
-                let child = child.unwrap();
-                let child_rel = rel.join(child.file_name());
-                if child.file_type().unwrap().is_dir() {
-                    pending.push(child_rel.clone());
-                }
-                out.push(child_rel);
-            }
-        }
-        out.sort();
-        out
-    }
-
-    /// For each regular file with more than one link: the first (sorted)
-    /// relative path sharing its inode.
-    fn hardlink_groups(root: &Path, paths: &[PathBuf]) -> BTreeMap<PathBuf, PathBuf> {
-        let mut first: BTreeMap<(u64, u64), PathBuf> = BTreeMap::new();
-        let mut groups = BTreeMap::new();
-        for rel in paths {
-            let meta = fs::symlink_metadata(root.join(rel)).unwrap();
-            if meta.is_file() && meta.nlink() > 1 {
-                let leader = first
-                    .entry((meta.dev(), meta.ino()))
-                    .or_insert_with(|| rel.clone());
-                groups.insert(rel.clone(), leader.clone());
-            }
-        }
-        groups
-    }
-
-    /// Differences between the trees below `expected` and `actual`;
-    /// relative paths in `ignore` are left out on both sides.
-    pub(crate) fn diff(expected: &Path, actual: &Path, ignore: &[&Path]) -> Vec<String> {
-        let keep = |paths: Vec<PathBuf>| -> Vec<PathBuf> {
-            paths
-                .into_iter()
-                .filter(|p| !ignore.iter().any(|i| p.starts_with(i)))
-                .collect()
-        };
-        let (left, right) = (keep(walk(expected)), keep(walk(actual)));
-        let mut out = Vec::new();
-        for missing in left.iter().filter(|p| !right.contains(p)) {
-            out.push(format!("{}: missing", missing.display()));
-        }
-        for extra in right.iter().filter(|p| !left.contains(p)) {
-            out.push(format!("{}: unexpected", extra.display()));
-        }
-        for rel in left.iter().filter(|p| right.contains(p)) {
-            let (a, b) = (expected.join(rel), actual.join(rel));
-            let (ea, eb) = (entry(&a), entry(&b));
-            if ea != eb {
-                out.push(format!("{}: metadata {ea:?} != {eb:?}", rel.display()));
-            }
-            if ea.kind == "file"
-                && eb.kind == "file"
-                && fs::read(&a).unwrap() != fs::read(&b).unwrap()
-            {
-                out.push(format!("{}: content differs", rel.display()));
-            }
-        }
-        let (ga, gb) = (
-            hardlink_groups(expected, &left),
-            hardlink_groups(actual, &right),
-        );
-        if ga != gb {
-            out.push(format!("hardlink groups differ: {ga:?} != {gb:?}"));
-        }
-        out
-    }
-}
 
 fn set_mtime(path: &Path, secs: i64, nanos: u32) {
     let t = FileTime::from_unix_time(secs, nanos);
@@ -368,14 +228,7 @@ async fn zero_runs_restore_as_holes() {
     let (_, snapshot) = backup_dir(&repo, &src).await;
 
     let target = tmp.path().join("target");
-    restore(
-        &repo,
-        &snapshot,
-        &RestoreOptions::new(&target),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    restore_into(&repo, &snapshot, &target).await.unwrap();
     let restored_file = restored(&target, &src).join("sparse");
     assert!(
         fs::read(&restored_file).unwrap() == content,
@@ -404,35 +257,13 @@ async fn verify_detects_a_file_changed_after_writing() {
     let repo = new_repo(&tmp.path().join("repo")).await;
     let (_, snapshot) = backup_dir(&repo, &src).await;
     let target = tmp.path().join("target");
-    restore(
-        &repo,
-        &snapshot,
-        &RestoreOptions::new(&target),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    restore_into(&repo, &snapshot, &target).await.unwrap();
     let file = restored(&target, &src).join("f");
 
     // The file's blobs, as the snapshot lists them.
     let index = repo.load_index().await.unwrap();
-    let mut tree = repo.load_tree(&index, &snapshot.tree).await.unwrap();
-    for component in src.strip_prefix("/").unwrap().components() {
-        let node = tree
-            .nodes
-            .iter()
-            .find(|n| n.name.as_os_str() == component.as_os_str())
-            .unwrap();
-        tree = repo
-            .load_tree(&index, &node.subtree.unwrap())
-            .await
-            .unwrap();
-    }
-    let node = tree
-        .nodes
-        .iter()
-        .find(|n| n.name.as_os_str() == "f")
-        .unwrap();
+    let tree = tree_at(&repo, &index, &snapshot.tree, &src).await;
+    let node = node_named(&tree, OsStr::new("f"));
     assert!(node.content.len() > 1, "want a multi-blob file");
     let mut blobs = Vec::new();
     for id in &node.content {
@@ -516,14 +347,7 @@ async fn restore_into_an_existing_directory_replaces_only_snapshot_items() {
         b"stale content that is longer than the snapshot's"
     );
 
-    restore(
-        &repo,
-        &snapshot,
-        &RestoreOptions::new(&target),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    restore_into(&repo, &snapshot, &target).await.unwrap();
     assert_eq!(fs::read(out.join("d/f")).unwrap(), b"from the snapshot");
     assert_eq!(fs::read(out.join("g")).unwrap(), b"also from the snapshot");
     assert!(
@@ -557,14 +381,7 @@ async fn a_missing_pack_fails_the_restore_naming_the_file_and_blob() {
         fs::remove_file(repo_dir.join(Repository::pack_path(pack))).ok();
     }
     let target = tmp.path().join("target");
-    let err = restore(
-        &repo,
-        &snapshot,
-        &RestoreOptions::new(&target),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap_err();
+    let err = restore_into(&repo, &snapshot, &target).await.unwrap_err();
     let Error::RestoreFailed { failures } = &err else {
         panic!("{err}")
     };

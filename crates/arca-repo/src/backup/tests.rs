@@ -1,47 +1,31 @@
 //! Tests of the whole backup pipeline that need the crate's internals: an
 //! in-memory backend to inspect and a backend that fails part-way.
 
-use std::ops::Range;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arca_chunk::ChunkerParams;
-use arca_crypto::KdfParams;
-use arca_store::{Backend, ObjectMeta};
+use arca_store::Backend;
 use bytes::Bytes;
 
 use super::{BackupOptions, IndexFlush, backup_with};
 use crate::blob::BlobType;
 use crate::progress::NoProgress;
-use crate::repository::InitOptions;
-use crate::testing::MemoryBackend;
+use crate::testing::{InterceptPuts, MemoryBackend, PutHook, noise, small_repo_options, tree_at};
 use crate::tree::NodeType;
 use crate::{Error, Repository};
 
-/// Forwards to a backend until `puts_left` writes have succeeded, then fails
-/// every write permanently (a full disk, revoked credentials, a killed process).
+/// Lets `puts_left` writes through, then fails every write permanently (a
+/// full disk, revoked credentials, a killed process).
 #[derive(Debug)]
 struct FailAfterPuts {
-    inner: Arc<MemoryBackend>,
     puts_left: AtomicUsize,
 }
 
-impl std::fmt::Display for FailAfterPuts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("fail-after-puts:")
-    }
-}
-
 #[async_trait::async_trait]
-impl Backend for FailAfterPuts {
-    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
-        self.inner.get(path).await
-    }
-    async fn get_range(&self, path: &str, range: Range<u64>) -> arca_store::Result<Bytes> {
-        self.inner.get_range(path, range).await
-    }
-    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
+impl PutHook for FailAfterPuts {
+    async fn put(&self, inner: &dyn Backend, path: &str, data: Bytes) -> arca_store::Result<()> {
         let allowed = self
             .puts_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
@@ -51,24 +35,14 @@ impl Backend for FailAfterPuts {
                 message: "injected failure".into(),
             });
         }
-        self.inner.put(path, data).await
-    }
-    async fn delete(&self, path: &str) -> arca_store::Result<()> {
-        self.inner.delete(path).await
-    }
-    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
-        self.inner.head(path).await
+        inner.put(path, data).await
     }
 }
 
-/// Forwards to a backend, except that pack uploads never finish (a hung
-/// connection); says when the first one started, and when it is dropped.
+/// Pack uploads never finish (a hung connection); says when the first one
+/// started, and when it is dropped.
 #[derive(Debug)]
 struct StallPacks {
-    inner: Arc<MemoryBackend>,
     upload_started: Arc<tokio::sync::Notify>,
     dropped: std::sync::mpsc::Sender<()>,
 }
@@ -79,49 +53,15 @@ impl Drop for StallPacks {
     }
 }
 
-impl std::fmt::Display for StallPacks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("stall-packs:")
-    }
-}
-
 #[async_trait::async_trait]
-impl Backend for StallPacks {
-    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
-        self.inner.get(path).await
-    }
-    async fn get_range(&self, path: &str, range: Range<u64>) -> arca_store::Result<Bytes> {
-        self.inner.get_range(path, range).await
-    }
-    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
+impl PutHook for StallPacks {
+    async fn put(&self, inner: &dyn Backend, path: &str, data: Bytes) -> arca_store::Result<()> {
         if path.starts_with("data/") {
             self.upload_started.notify_one();
             std::future::pending::<()>().await;
         }
-        self.inner.put(path, data).await
+        inner.put(path, data).await
     }
-    async fn delete(&self, path: &str) -> arca_store::Result<()> {
-        self.inner.delete(path).await
-    }
-    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
-        self.inner.head(path).await
-    }
-}
-
-/// Deterministic bytes that neither compress nor deduplicate.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 const PASSWORD: &[u8] = b"interrupted";
@@ -129,17 +69,7 @@ const PASSWORD: &[u8] = b"interrupted";
 /// A repository in memory with small chunks and packs.
 async fn memory_repo() -> Arc<MemoryBackend> {
     let memory = MemoryBackend::new();
-    let init = InitOptions {
-        kdf: KdfParams::new(8 * 1024, 1, 1).unwrap(),
-        chunker: ChunkerParams {
-            min: 16 * 1024,
-            avg: 64 * 1024,
-            max: 256 * 1024,
-        },
-        pack_size: 1024 * 1024,
-        ..InitOptions::default()
-    };
-    Repository::init(memory.clone(), PASSWORD, init)
+    Repository::init(memory.clone(), PASSWORD, small_repo_options())
         .await
         .unwrap();
     memory
@@ -157,14 +87,19 @@ fn noise_dir(files: u64) -> (tempfile::TempDir, u64) {
     (src, total)
 }
 
+/// Options that back up `dir` and nothing else.
+fn backup_of(dir: &Path) -> BackupOptions {
+    BackupOptions {
+        paths: vec![dir.to_owned()],
+        ..BackupOptions::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_backup_leaves_no_snapshot_and_the_next_one_reuses_indexed_packs() {
     let memory = memory_repo().await;
     let (src, total) = noise_dir(6);
-    let opts = BackupOptions {
-        paths: vec![src.path().to_owned()],
-        ..BackupOptions::default()
-    };
+    let opts = backup_of(src.path());
     let flush = IndexFlush {
         packs: 2,
         age: Duration::from_secs(3600),
@@ -172,9 +107,11 @@ async fn interrupted_backup_leaves_no_snapshot_and_the_next_one_reuses_indexed_p
 
     // At most 4 uploads run at once, so an index file follows within the
     // first 5 writes; the 7th write fails.
-    let failing = Arc::new(FailAfterPuts {
+    let failing = Arc::new(InterceptPuts {
         inner: memory.clone(),
-        puts_left: AtomicUsize::new(6),
+        hook: FailAfterPuts {
+            puts_left: AtomicUsize::new(6),
+        },
     });
     let repo = Repository::open(failing, PASSWORD).await.unwrap();
     let err = backup_with(&repo, &opts, Arc::new(NoProgress), flush)
@@ -215,22 +152,7 @@ async fn interrupted_backup_leaves_no_snapshot_and_the_next_one_reuses_indexed_p
         "at least two packs of data were reused: {summary:?}"
     );
     let index = repo.load_index().await.unwrap();
-    let root = repo
-        .load_tree(&index, &outcome.snapshot.tree)
-        .await
-        .unwrap();
-    let mut tree = root;
-    for component in src.path().strip_prefix("/").unwrap().components() {
-        let node = tree
-            .nodes
-            .iter()
-            .find(|n| n.name.as_os_str() == component.as_os_str())
-            .unwrap();
-        tree = repo
-            .load_tree(&index, &node.subtree.unwrap())
-            .await
-            .unwrap();
-    }
+    let tree = tree_at(&repo, &index, &outcome.snapshot.tree, src.path()).await;
     assert_eq!(tree.nodes.len(), 6);
     for node in &tree.nodes {
         assert_eq!(node.node_type, NodeType::File);
@@ -249,16 +171,15 @@ async fn interrupted_backup_leaves_no_snapshot_and_the_next_one_reuses_indexed_p
 async fn dropping_the_backup_future_stops_every_thread_and_writes_no_snapshot() {
     let memory = memory_repo().await;
     let (src, _) = noise_dir(6);
-    let opts = BackupOptions {
-        paths: vec![src.path().to_owned()],
-        ..BackupOptions::default()
-    };
+    let opts = backup_of(src.path());
     let upload_started = Arc::new(tokio::sync::Notify::new());
     let (dropped, backend_dropped) = std::sync::mpsc::channel();
-    let stalling = StallPacks {
+    let stalling = InterceptPuts {
         inner: memory.clone(),
-        upload_started: upload_started.clone(),
-        dropped,
+        hook: StallPacks {
+            upload_started: upload_started.clone(),
+            dropped,
+        },
     };
     let repo = Repository::open(Arc::new(stalling), PASSWORD)
         .await
@@ -303,10 +224,7 @@ async fn uploads_and_index_writes_share_one_connection_without_deadlock() {
     );
     let one_connection = Arc::new(arca_store::ConcurrencyLimitBackend::new(Arc::new(slow), 1));
     let repo = Repository::open(one_connection, PASSWORD).await.unwrap();
-    let opts = BackupOptions {
-        paths: vec![src.path().to_owned()],
-        ..BackupOptions::default()
-    };
+    let opts = backup_of(src.path());
     let flush = IndexFlush {
         packs: 1,
         age: Duration::from_secs(3600),

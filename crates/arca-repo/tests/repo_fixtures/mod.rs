@@ -1,5 +1,6 @@
-//! Shared by the restore and check integration tests: small real
-//! repositories in temp dirs and deterministic test content.
+//! Shared by the integration tests: small real repositories in temp dirs,
+//! deterministic test content, walking snapshots, restoring, checking and
+//! comparing trees.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -7,35 +8,43 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arca_chunk::ChunkerParams;
-use arca_crypto::KdfParams;
-use arca_repo::Repository;
 use arca_repo::backup::{BackupOptions, backup};
+use arca_repo::check::{CheckOptions, CheckReport, ReadData, check};
 use arca_repo::progress::NoProgress;
-use arca_repo::repository::InitOptions;
+use arca_repo::restore::{RestoreOptions, RestoreSummary, restore};
 use arca_repo::snapshot::Snapshot;
+use arca_repo::{Id, Repository};
+// What `common` names through its parent module (see there).
+use arca_repo::{index::Index, repository::InitOptions, tree::Node, tree::Tree};
 use arca_store::LocalBackend;
 
-/// A fresh repository in `dir` with cheap key derivation, small chunks
-/// (16/64/256 KiB) and the smallest packs (1 MiB).
+mod common;
+pub(crate) mod tree_diff;
+
+// Re-exported for the test binaries, each of which uses some of them.
+#[allow(unused_imports)]
+pub(crate) use common::{
+    InterceptPuts, PutHook, names, node_named, noise, small_repo_options, tree_at,
+};
+#[allow(unused_imports)]
+pub(crate) use tree_diff::assert_same_files;
+
+/// The password of every repository `new_repo` creates.
+pub(crate) const PASSWORD: &[u8] = b"test password";
+
+/// A fresh repository in `dir` with [`small_repo_options`].
 pub(crate) async fn new_repo(dir: &Path) -> Repository {
-    let opts = InitOptions {
-        kdf: KdfParams::new(8 * 1024, 1, 1).unwrap(),
-        chunker: ChunkerParams {
-            min: 16 * 1024,
-            avg: 64 * 1024,
-            max: 256 * 1024,
-        },
-        pack_size: 1024 * 1024,
-        ..InitOptions::default()
-    };
-    Repository::init(Arc::new(LocalBackend::new(dir)), b"test password", opts)
-        .await
-        .unwrap()
+    Repository::init(
+        Arc::new(LocalBackend::new(dir)),
+        PASSWORD,
+        small_repo_options(),
+    )
+    .await
+    .unwrap()
 }
 
 /// Backs up `source` and returns the snapshot's ID and the snapshot.
-pub(crate) async fn backup_dir(repo: &Repository, source: &Path) -> (arca_repo::Id, Snapshot) {
+pub(crate) async fn backup_dir(repo: &Repository, source: &Path) -> (Id, Snapshot) {
     let opts = BackupOptions {
         paths: vec![source.to_owned()],
         ..BackupOptions::default()
@@ -45,21 +54,29 @@ pub(crate) async fn backup_dir(repo: &Repository, source: &Path) -> (arca_repo::
     (outcome.snapshot_id, outcome.snapshot)
 }
 
+/// Restores `snapshot` into `target` with the default options.
+pub(crate) async fn restore_into(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    target: &Path,
+) -> arca_repo::Result<RestoreSummary> {
+    restore(
+        repo,
+        snapshot,
+        &RestoreOptions::new(target),
+        Arc::new(NoProgress),
+    )
+    .await
+}
+
 /// Where `source` (an absolute path that was backed up) lands under `target`.
 pub(crate) fn restored(target: &Path, source: &Path) -> PathBuf {
     target.join(source.strip_prefix("/").unwrap())
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so content neither
-/// compresses nor deduplicates across seeds.
-pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
+/// Runs `check`, reading `read_data` of the packs.
+pub(crate) async fn check_reading(repo: &Repository, read_data: ReadData) -> CheckReport {
+    check(repo, &CheckOptions { read_data }, Arc::new(NoProgress))
+        .await
+        .unwrap()
 }
