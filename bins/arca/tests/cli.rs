@@ -9,168 +9,15 @@
 #![allow(clippy::print_stderr)]
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
+use support::{PASSWORD, Repo, Run, assert_same_tree, http, noise, on_every_backend, restored};
 
-const PASSWORD: &str = "correct-horse-battery-staple-7f3a";
-
-/// Where a test's repository lives.
-struct Repo {
-    url: String,
-    /// The repository's directory when it is local (for damaging it on purpose).
-    local_dir: Option<PathBuf>,
-    /// Endpoint and bucket when the repository is on S3.
-    s3_bucket: Option<(String, String)>,
-    /// Holds the test's temporary files; deleted on drop.
-    tmp: tempfile::TempDir,
-}
-
-impl Repo {
-    fn local() -> Repo {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("repo");
-        Repo {
-            url: dir.to_str().unwrap().to_string(),
-            local_dir: Some(dir),
-            s3_bucket: None,
-            tmp,
-        }
-    }
-
-    /// A fresh bucket on the test S3 server, or `None` (with a note) when there is none.
-    fn s3() -> Option<Repo> {
-        let Ok(endpoint) = std::env::var("ARCA_TEST_S3_ENDPOINT") else {
-            eprintln!("skipped: ARCA_TEST_S3_ENDPOINT is not set (cargo xtask test sets it)");
-            return None;
-        };
-        let tmp = tempfile::tempdir().unwrap();
-        let bucket = format!(
-            "arca-cli-{}-{}",
-            std::process::id(),
-            tmp.path().file_name()?.to_str()?.to_lowercase()
-        );
-        let bucket: String = bucket
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
-        http(&endpoint, "PUT", &format!("/{bucket}"));
-        let url = format!("s3:{endpoint}/{bucket}/repo");
-        Some(Repo {
-            url,
-            local_dir: None,
-            s3_bucket: Some((endpoint, bucket)),
-            tmp,
-        })
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-
-    /// `arca` with this repository and password in its environment and no
-    /// other ARCA_/RESTIC_ settings leaking in from the test's environment.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_arca"));
-        for (key, _) in std::env::vars() {
-            if (key.starts_with("ARCA_") || key.starts_with("RESTIC_"))
-                && !key.starts_with("ARCA_TEST_")
-            {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.args(args)
-            .env("ARCA_REPOSITORY", &self.url)
-            .env("ARCA_PASSWORD", PASSWORD)
-            // The metadata cache goes with the test's files, not into ~/.cache.
-            .env("XDG_CACHE_HOME", self.tmp.path().join("xdg-cache"))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        Run::of(self.command(args))
-    }
-
-    /// Runs and insists on exit code 0.
-    fn ok(&self, args: &[&str]) -> Run {
-        let run = self.run(args);
-        assert_eq!(run.code, Some(0), "arca {args:?} failed:\n{run}");
-        run
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut with_json = vec!["--json"];
-        with_json.extend_from_slice(args);
-        let run = self.ok(&with_json);
-        serde_json::from_str(run.stdout.trim())
-            .unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{run}"))
-    }
-}
-
-/// A finished `arca` process.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn of(mut cmd: Command) -> Run {
-        let out = cmd.output().expect("the arca binary runs");
-        let run = Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert!(
-            !run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD),
-            "password printed:\n{run}"
-        );
-        run
-    }
-
-    /// JSON lines on stdout, parsed.
-    fn json_lines(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-            .collect()
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// An unsigned HTTP/1.0 request to the S3 test server (moto accepts those),
-/// returning the whole response; panics unless the status is 200.
-fn http(endpoint: &str, method: &str, path: &str) -> String {
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = std::net::TcpStream::connect(host).expect("the S3 test server is reachable");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.lines().next().unwrap_or_default();
-    assert!(
-        status.contains(" 200 "),
-        "{method} {path} failed: {response}"
-    );
-    response
-}
+mod support;
 
 /// A small tree with the usual suspects: nested dirs, an empty file and dir,
 /// a symlink, text, and a few MiB of incompressible data (several chunks).
@@ -180,74 +27,13 @@ fn make_sample(dir: &Path) {
     fs::write(dir.join("docs/readme.txt"), "hello arca\n".repeat(100)).unwrap();
     fs::write(dir.join("docs/deep/er/notes.md"), "# notes\n").unwrap();
     fs::write(dir.join("empty"), "").unwrap();
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let noise: Vec<u8> = (0..3 * 1024 * 1024 / 8)
-        .flat_map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()
-        })
-        .collect();
-    fs::write(dir.join("noise.bin"), noise).unwrap();
+    fs::write(dir.join("noise.bin"), noise(3 * 1024 * 1024, 0)).unwrap();
     fs::set_permissions(
         dir.join("docs/readme.txt"),
         fs::Permissions::from_mode(0o640),
     )
     .unwrap();
     symlink("docs/readme.txt", dir.join("link")).unwrap();
-}
-
-/// Asserts two trees hold the same names, types, contents, modes and link targets.
-fn assert_same_tree(expected: &Path, actual: &Path) {
-    let (want, got) = (
-        fs::symlink_metadata(expected).unwrap(),
-        fs::symlink_metadata(actual).unwrap(),
-    );
-    assert_eq!(want.file_type(), got.file_type(), "{}", actual.display());
-    if want.is_symlink() {
-        assert_eq!(
-            fs::read_link(expected).unwrap(),
-            fs::read_link(actual).unwrap(),
-            "{}",
-            actual.display()
-        );
-        return;
-    }
-    assert_eq!(
-        want.permissions().mode(),
-        got.permissions().mode(),
-        "{}",
-        actual.display()
-    );
-    if want.is_file() {
-        assert!(
-            fs::read(expected).unwrap() == fs::read(actual).unwrap(),
-            "content of {}",
-            actual.display()
-        );
-    } else if want.is_dir() {
-        let names = |dir: &Path| {
-            let mut names: Vec<_> = fs::read_dir(dir)
-                .unwrap()
-                .map(|e| e.unwrap().file_name())
-                .collect();
-            names.sort();
-            names
-        };
-        assert_eq!(names(expected), names(actual), "{}", actual.display());
-        for name in names(expected) {
-            assert_same_tree(&expected.join(&name), &actual.join(&name));
-        }
-    }
-}
-
-/// Runs a test body against a local repository and, when configured, S3.
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod local { $( #[test] fn $name() { super::$name(&super::Repo::local()); } )* }
-        mod s3 { $( #[test] fn $name() { if let Some(repo) = super::Repo::s3() { super::$name(&repo); } } )* }
-    };
 }
 
 on_every_backend!(
@@ -359,7 +145,7 @@ fn full_cycle(repo: &Repo) {
     let summary = restore.json_lines().pop().unwrap();
     assert_eq!(summary["message_type"], "summary");
     assert_eq!(summary["files_restored"], 4, "{summary}");
-    assert_same_tree(&data, &target.join(data.strip_prefix("/").unwrap()));
+    assert_same_tree(&data, &restored(&target, &data));
 
     let short_id = snapshots[0]["short_id"].as_str().unwrap();
     let old = repo.path("restore-old");
@@ -371,15 +157,9 @@ fn full_cycle(repo: &Repo) {
         "--include",
         "**/notes.md",
     ]);
-    let notes = old
-        .join(data.strip_prefix("/").unwrap())
-        .join("docs/deep/er/notes.md");
+    let notes = restored(&old, &data).join("docs/deep/er/notes.md");
     assert_eq!(fs::read_to_string(notes).unwrap(), "# notes\n");
-    assert!(
-        !old.join(data.strip_prefix("/").unwrap())
-            .join("noise.bin")
-            .exists()
-    );
+    assert!(!restored(&old, &data).join("noise.bin").exists());
 
     let listing = repo.ok(&["ls", "latest"]).stdout;
     let noise = format!("{}/noise.bin", data.display());
