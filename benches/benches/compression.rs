@@ -5,23 +5,11 @@
 //! `worth_compressing`, the probe that decides whether a blob is compressed at
 //! all (it costs one level-1 pass over 64 KiB).
 
+use arca_benches::random;
 use arca_repo::blob::worth_compressing;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
 
 const BLOB: usize = 1 << 20;
-
-/// xorshift64*: deterministic bytes without a dependency.
-fn random(len: usize, mut state: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// Words drawn at random from a small vocabulary, like logs or source text.
 fn text(len: usize) -> Vec<u8> {

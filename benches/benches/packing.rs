@@ -5,6 +5,7 @@
 //! blob, then `PackWriter::add` and `finish` (sealed header, storage ID).
 //! Single-threaded: one pipeline worker's throughput.
 
+use arca_benches::random;
 use arca_crypto::MasterKey;
 use arca_repo::blob::{BlobType, Compression, encode_blob};
 use arca_repo::pack::PackWriter;
@@ -12,19 +13,6 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
 
 const BLOB: usize = 1 << 20;
 const BLOBS: usize = 16;
-
-/// xorshift64*: deterministic bytes without a dependency.
-fn random(len: usize, mut state: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// Random data with every byte reduced to 16 letters: ~2× compressible.
 fn text_like(len: usize, state: u64) -> Vec<u8> {
