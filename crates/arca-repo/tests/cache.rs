@@ -71,6 +71,11 @@ impl Fixture {
             .with_cache(DiskCache::new(self.cache_dir()))
     }
 
+    /// [`Fixture::restore_latest`] through a newly opened, cached repository.
+    async fn restore_cached(&self, name: &str) -> RequestCounts {
+        self.restore_latest(&self.open_cached().await, name).await
+    }
+
     /// Restores the latest snapshot into a fresh directory, checks it matches
     /// the source, and returns the requests that took (the snapshot lookup
     /// included).
@@ -134,9 +139,7 @@ async fn a_second_restore_reads_index_snapshots_and_trees_from_the_cache() {
     assert_eq!(uncached.get, 2, "index file and snapshot: {uncached:?}");
     assert!(uncached.get_range > 31, "trees and data: {uncached:?}");
 
-    let first = fixture
-        .restore_latest(&fixture.open_cached().await, "first")
-        .await;
+    let first = fixture.restore_cached("first").await;
     let cache = fixture.cache_dir();
     assert_eq!(cached_under(&cache, "index"), 1);
     assert_eq!(cached_under(&cache, "snapshots"), 1);
@@ -146,9 +149,7 @@ async fn a_second_restore_reads_index_snapshots_and_trees_from_the_cache() {
     assert_eq!(first.get, 2 + tree_packs as u64, "{first:?}");
     assert!(first.get_range < uncached.get_range, "{first:?}");
 
-    let second = fixture
-        .restore_latest(&fixture.open_cached().await, "second")
-        .await;
+    let second = fixture.restore_cached("second").await;
     assert_eq!(second.get, 0, "{second:?}");
     assert_eq!(
         second.get_range, first.get_range,
@@ -177,18 +178,14 @@ async fn a_backup_with_a_cache_fills_it() {
     assert_eq!(cached_under(&cache, "index"), 2);
     assert_eq!(cached_under(&cache, "snapshots"), 2);
     assert!(cached_under(&cache, "data") >= 1);
-    let restored = fixture
-        .restore_latest(&fixture.open_cached().await, "after-backup")
-        .await;
+    let restored = fixture.restore_cached("after-backup").await;
     assert_eq!(restored.get, 0, "{restored:?}");
 }
 
 #[tokio::test]
 async fn damaged_cache_entries_are_detected_and_fetched_again() {
     let fixture = Fixture::new().await;
-    fixture
-        .restore_latest(&fixture.open_cached().await, "warm")
-        .await;
+    fixture.restore_cached("warm").await;
     let cache = fixture.cache_dir();
     let files = cached_files(&cache);
     assert!(files.len() >= 3, "{files:?}");
@@ -196,16 +193,12 @@ async fn damaged_cache_entries_are_detected_and_fetched_again() {
         let damaged: Vec<u8> = fs::read(file).unwrap().iter().map(|b| b ^ 0x55).collect();
         fs::write(file, damaged).unwrap();
     }
-    let healing = fixture
-        .restore_latest(&fixture.open_cached().await, "healing")
-        .await;
+    let healing = fixture.restore_cached("healing").await;
     assert!(
         healing.get >= 2,
         "damaged entries are read again: {healing:?}"
     );
-    let healed = fixture
-        .restore_latest(&fixture.open_cached().await, "healed")
-        .await;
+    let healed = fixture.restore_cached("healed").await;
     assert_eq!(
         healed.get, 0,
         "the cache holds good copies again: {healed:?}"
@@ -216,9 +209,7 @@ async fn damaged_cache_entries_are_detected_and_fetched_again() {
 #[tokio::test]
 async fn a_truncated_cached_tree_pack_is_read_from_the_backend() {
     let fixture = Fixture::new().await;
-    fixture
-        .restore_latest(&fixture.open_cached().await, "warm")
-        .await;
+    fixture.restore_cached("warm").await;
     let cache = fixture.cache_dir();
     for pack in cached_files(&cache.join("data")) {
         fs::write(&pack, b"short").unwrap();

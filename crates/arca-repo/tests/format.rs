@@ -39,6 +39,13 @@ fn options() -> InitOptions {
     }
 }
 
+/// A fresh repository in `dir` with [`options`].
+async fn new_repo(dir: &Path) -> Repository {
+    Repository::init(backend(dir), PASSWORD, options())
+        .await
+        .unwrap()
+}
+
 /// 300 KiB: compressible lines with the marker, then incompressible bytes.
 fn file_content() -> Vec<u8> {
     let mut content = Vec::new();
@@ -186,9 +193,7 @@ async fn a_file_survives_the_round_trip_through_a_reopened_repository() {
     let dir = tempfile::tempdir().unwrap();
     let content = file_content();
     let snapshot_id = {
-        let repo = Repository::init(backend(dir.path()), PASSWORD, options())
-            .await
-            .unwrap();
+        let repo = new_repo(dir.path()).await;
         backup_by_hand(&repo, &content).await
     };
 
@@ -229,9 +234,7 @@ async fn a_file_survives_the_round_trip_through_a_reopened_repository() {
 async fn files_are_laid_out_named_and_confidential_as_documented() {
     let dir = tempfile::tempdir().unwrap();
     let content = file_content();
-    let repo = Repository::init(backend(dir.path()), PASSWORD, options())
-        .await
-        .unwrap();
+    let repo = new_repo(dir.path()).await;
     backup_by_hand(&repo, &content).await;
 
     let files = files(dir.path());
@@ -295,9 +298,7 @@ async fn opening_needs_a_repository_and_the_password() {
         Repository::open(backend(dir.path()), PASSWORD).await,
         Err(Error::NotARepository { .. })
     ));
-    Repository::init(backend(dir.path()), PASSWORD, options())
-        .await
-        .unwrap();
+    new_repo(dir.path()).await;
     assert!(matches!(
         Repository::init(backend(dir.path()), PASSWORD, options()).await,
         Err(Error::AlreadyInitialized { .. })
@@ -312,9 +313,7 @@ async fn opening_needs_a_repository_and_the_password() {
 async fn damaged_files_on_disk_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let content = file_content();
-    let repo = Repository::init(backend(dir.path()), PASSWORD, options())
-        .await
-        .unwrap();
+    let repo = new_repo(dir.path()).await;
     let snapshot_id = backup_by_hand(&repo, &content).await;
     let index = repo.load_index().await.unwrap();
     let (_, snapshot) = repo.find_snapshot("latest").await.unwrap();
