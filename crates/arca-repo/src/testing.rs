@@ -11,10 +11,10 @@ use arca_store::{Backend, ObjectMeta};
 use bytes::Bytes;
 use proptest::prelude::*;
 
+use crate::Id;
 use crate::blob::BlobType;
-use crate::{Id, Repository};
 // What `common` names through its parent module.
-use crate::{index::Index, repository::InitOptions, tree::Node, tree::Tree};
+use crate::{Repository, index::Index, repository::InitOptions, tree::Node, tree::Tree};
 
 /// Also compiled into the integration tests; it lives with them because
 /// this module exists only in unit-test builds. Each side uses a subset.
