@@ -1,9 +1,9 @@
 //! criterion bench: keyed FastCDC over 64 MiB of pseudo-random data with the
-//! default parameters, as a slice (`cut_points`) and as a stream (`chunks`).
+//! default parameters, as a slice (`cut_points`) and as a stream (`StreamChunker`).
 
 use std::io::Cursor;
 
-use arca_chunk::{Chunker, ChunkerParams};
+use arca_chunk::{Chunker, ChunkerParams, StreamChunker};
 use criterion::{Criterion, Throughput};
 
 const LEN: usize = 64 << 20;
@@ -31,12 +31,15 @@ fn chunking(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(LEN as u64));
     group.sample_size(10);
     group.bench_function("cut_points/64MiB", |b| b.iter(|| chunker.cut_points(&data)));
-    group.bench_function("chunks/64MiB", |b| {
+    let mut streams = StreamChunker::new(chunker.clone());
+    group.bench_function("stream/64MiB", |b| {
         b.iter(|| {
-            chunker
-                .chunks(Cursor::new(&data))
-                .map(|chunk| chunk.expect("in-memory read").len())
-                .sum::<usize>()
+            let mut stream = streams.stream(Cursor::new(&data));
+            let mut total = 0;
+            while let Some(chunk) = stream.next_chunk() {
+                total += chunk.expect("in-memory read").len();
+            }
+            total
         })
     });
     group.finish();

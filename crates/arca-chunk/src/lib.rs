@@ -9,8 +9,9 @@
 //! - [`ChunkerParams`] { min, avg, max } in bytes; serde; `Default` = 512 KiB / 1 MiB / 8 MiB;
 //!   [`ChunkerParams::validate`].
 //! - [`Chunker::new`]`(params, key: &[u8; 32])`; `Chunker` is `Clone + Send + Sync` and cheap to share.
-//! - [`Chunker::cut_points`] over a slice; [`Chunker::chunks`] over any `std::io::Read`
-//!   yielding `io::Result<bytes::Bytes>` with memory bounded by ~2 × max.
+//! - [`Chunker::cut_points`] over a slice; [`StreamChunker`] over any `std::io::Read`,
+//!   lending chunks out of one buffer (4 MiB, at most `max` + 4 MiB) that it reuses
+//!   from stream to stream.
 //!
 //! # Algorithm (what a second implementation must reproduce)
 //!
@@ -32,11 +33,12 @@
 
 mod stream;
 
-use std::io::Read;
 use std::sync::Arc;
 
 use fastcdc::v2020::{self, Normalization};
 use zeroize::Zeroize;
+
+pub use crate::stream::{ChunkStream, StreamChunker};
 
 /// Chunk size bounds in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -192,21 +194,6 @@ impl Chunker {
             rest = &rest[len..];
         }
         lengths
-    }
-
-    /// Streams chunks out of a reader.
-    ///
-    /// Reads into buffers of 2 × `max` bytes and hands out chunks as zero-copy
-    /// [`bytes::Bytes`] views of them: the iterator holds at most 2 × `max`
-    /// bytes, and a chunk kept alive keeps the buffer it came from allocated.
-    /// Reads interrupted by a signal are retried; any other read error is
-    /// yielded once and ends the stream. Boundaries are identical to
-    /// [`Chunker::cut_points`] over the same bytes.
-    pub fn chunks<R: Read>(
-        &self,
-        reader: R,
-    ) -> impl Iterator<Item = std::io::Result<bytes::Bytes>> + use<R> {
-        stream::Chunks::new(self.clone(), reader)
     }
 
     /// Length of the chunk at the start of `data` (non-empty). `data` must hold

@@ -1,88 +1,87 @@
-//! Chunking a `Read` stream with a bounded, zero-copy buffer.
+//! Chunking `Read` streams through one reusable buffer.
 
-use std::io::Read;
-
-use bytes::Bytes;
+use std::io::{ErrorKind, Read};
 
 use crate::Chunker;
 
-/// Iterator behind [`Chunker::chunks`].
+/// Bytes read ahead of the undecided part of a stream (at most `max`): the
+/// buffer starts this large and grows to `max` + this at most.
+const READ_AHEAD: usize = 2 * 1024 * 1024;
+
+/// Cuts streams into chunks through one buffer that it keeps from stream to
+/// stream, so chunking many files allocates (and faults in) nothing new.
 ///
-/// A chunk is handed out only once its end is certain (see
-/// [`Chunks::certain_cut`]), which is why the boundaries equal those of
-/// [`Chunker::cut_points`] over the whole input.
-pub(crate) struct Chunks<R> {
+/// The buffer starts at 4 MiB (or `max`, if smaller) and grows to `max` + that
+/// only when a chunk is longer than what fits; chunks are lent out as slices
+/// of it (copy the ones to keep).
+#[derive(Debug)]
+pub struct StreamChunker {
     chunker: Chunker,
-    reader: R,
-    /// Read but not yet handed out; chunks are split off its front.
-    window: Bytes,
-    /// The reader is exhausted: whatever is in `window` is the rest of the input.
-    eof: bool,
-    /// A read error was yielded; the stream is over.
-    failed: bool,
+    /// Fully initialised; its length is the buffer's current size.
+    buf: Vec<u8>,
 }
 
-impl<R: Read> Chunks<R> {
-    pub(crate) fn new(chunker: Chunker, reader: R) -> Self {
-        Chunks {
+impl StreamChunker {
+    /// A stream chunker cutting with `chunker`'s parameters and key.
+    pub fn new(chunker: Chunker) -> Self {
+        StreamChunker {
             chunker,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Starts chunking `reader` from its current position.
+    pub fn stream<R: Read>(&mut self, reader: R) -> ChunkStream<'_, R> {
+        let ahead = READ_AHEAD.min(self.chunker.params.max as usize);
+        if self.buf.len() < ahead {
+            self.buf.resize(ahead, 0);
+        }
+        ChunkStream {
+            chunker: &self.chunker,
+            buf: &mut self.buf,
+            max_buf: self.chunker.params.max as usize + ahead,
             reader,
-            window: Bytes::new(),
+            start: 0,
+            end: 0,
             eof: false,
             failed: false,
         }
     }
-
-    /// Length of the next chunk if `window` already decides it.
-    ///
-    /// FastCDC scans forward from the chunk start, testing each position with
-    /// a mask that depends only on the position (stricter before `avg`), and
-    /// stops at the first match or after `max` bytes. So a match inside the
-    /// window is final whatever follows; so is any cut once the window holds
-    /// `max` bytes or the rest of the input. Otherwise more input is needed.
-    fn certain_cut(&self) -> Option<usize> {
-        if self.window.is_empty() {
-            return None;
-        }
-        let available = self.window.len();
-        let len = self.chunker.next_cut(&self.window);
-        let certain = len < available || self.eof || available >= self.chunker.params.max as usize;
-        certain.then_some(len)
-    }
-
-    /// Moves the undecided rest of the window (under `max` bytes, usually
-    /// part of one chunk) to a new buffer of `2 × max` bytes and fills that
-    /// from the reader.
-    ///
-    /// So one allocation serves many chunks, the window never exceeds
-    /// `2 × max`, and little is copied twice. Chunks cut from a buffer keep
-    /// that buffer alive until they are dropped.
-    fn refill(&mut self) -> std::io::Result<()> {
-        let capacity = 2 * self.chunker.params.max as usize;
-        let mut buf = Vec::with_capacity(capacity);
-        buf.extend_from_slice(&self.window);
-        let wanted = capacity - buf.len();
-        // `read_to_end` retries `Interrupted` and reads straight into the
-        // spare capacity; `take` stops it from growing the allocation.
-        let result = (&mut self.reader).take(wanted as u64).read_to_end(&mut buf);
-        if matches!(result, Ok(n) if n < wanted) {
-            self.eof = true;
-        }
-        self.window = Bytes::from(buf);
-        result.map(drop)
-    }
 }
 
-impl<R: Read> Iterator for Chunks<R> {
-    type Item = std::io::Result<Bytes>;
+/// One stream being chunked by a [`StreamChunker`]; see
+/// [`ChunkStream::next_chunk`].
+#[derive(Debug)]
+pub struct ChunkStream<'a, R> {
+    chunker: &'a Chunker,
+    buf: &'a mut Vec<u8>,
+    /// The size the buffer may grow to.
+    max_buf: usize,
+    reader: R,
+    /// `buf[start..end]` is read but not yet handed out.
+    start: usize,
+    end: usize,
+    /// The reader is exhausted: the window is the rest of the input.
+    eof: bool,
+    /// A read error was returned; the stream is over.
+    failed: bool,
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
+impl<R: Read> ChunkStream<'_, R> {
+    /// The next chunk, `None` at the end of the input.
+    ///
+    /// Boundaries are identical to [`Chunker::cut_points`] over the whole
+    /// input. Reads interrupted by a signal are retried; any other read error
+    /// is returned once and ends the stream.
+    pub fn next_chunk(&mut self) -> Option<std::io::Result<&[u8]>> {
         if self.failed {
             return None;
         }
         loop {
             if let Some(len) = self.certain_cut() {
-                return Some(Ok(self.window.split_to(len)));
+                let chunk = &self.buf[self.start..self.start + len];
+                self.start += len;
+                return Some(Ok(chunk));
             }
             if self.eof {
                 return None;
@@ -92,6 +91,49 @@ impl<R: Read> Iterator for Chunks<R> {
                 return Some(Err(e));
             }
         }
+    }
+
+    /// Length of the next chunk if the window already decides it.
+    ///
+    /// FastCDC scans forward from the chunk start, testing each position with
+    /// a mask that depends only on the position (stricter before `avg`), and
+    /// stops at the first match or after `max` bytes. So a match inside the
+    /// window is final whatever follows; so is any cut once the window holds
+    /// `max` bytes or the rest of the input. Otherwise more input is needed.
+    fn certain_cut(&self) -> Option<usize> {
+        let window = &self.buf[self.start..self.end];
+        if window.is_empty() {
+            return None;
+        }
+        let len = self.chunker.next_cut(window);
+        let certain =
+            len < window.len() || self.eof || window.len() >= self.chunker.params.max as usize;
+        certain.then_some(len)
+    }
+
+    /// Moves the undecided window (under `max` bytes, usually part of one
+    /// chunk) to the front of the buffer, grows the buffer if the window
+    /// fills it, and reads until the buffer is full or the input ends.
+    fn refill(&mut self) -> std::io::Result<()> {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.end == self.buf.len() {
+            let grown = (2 * self.buf.len()).min(self.max_buf);
+            self.buf.resize(grown, 0);
+        }
+        while self.end < self.buf.len() {
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -109,24 +151,54 @@ mod tests {
         data
     }
 
-    /// The window never grows past 2 × max, and chunks the consumer keeps
-    /// stay intact while later ones are read.
+    const PARAMS: ChunkerParams = ChunkerParams {
+        min: 1024,
+        avg: 4096,
+        max: 16 * 1024,
+    };
+
+    /// The buffer stays within `max` + read-ahead, and one stream chunker
+    /// serves stream after stream with the same boundaries each time.
     #[test]
-    fn window_is_bounded_and_kept_chunks_stay_intact() {
-        let params = ChunkerParams {
-            min: 1024,
-            avg: 4096,
-            max: 16 * 1024,
-        };
-        let chunker = Chunker::new(params, &[3; 32]).unwrap();
-        let data = pseudo_random(1 << 20);
-        let mut chunks = Chunks::new(chunker, std::io::Cursor::new(&data));
-        let mut kept = Vec::new();
-        while let Some(chunk) = chunks.next() {
-            kept.push(chunk.unwrap());
-            assert!(chunks.window.len() <= 2 * params.max as usize);
+    fn buffer_is_bounded_and_reused_across_streams() {
+        let chunker = Chunker::new(PARAMS, &[3; 32]).unwrap();
+        let mut streams = StreamChunker::new(chunker.clone());
+        for len in [1 << 20, 10, 0, 300_000] {
+            let data = pseudo_random(len);
+            let mut stream = streams.stream(std::io::Cursor::new(&data));
+            let mut lengths = Vec::new();
+            let mut rebuilt = Vec::new();
+            while let Some(chunk) = stream.next_chunk() {
+                let chunk = chunk.unwrap();
+                lengths.push(chunk.len());
+                rebuilt.extend_from_slice(chunk);
+            }
+            assert!(rebuilt == data);
+            assert_eq!(lengths, chunker.cut_points(&data));
+            assert!(streams.buf.len() <= 2 * PARAMS.max as usize);
         }
-        assert!(kept.len() > 100);
-        assert!(kept.concat() == data);
+    }
+
+    /// Zeros never match the gear mask, so every chunk is `max` long: the
+    /// buffer must grow past its initial size to decide them.
+    #[test]
+    fn chunks_of_max_length_grow_the_buffer_once() {
+        let params = ChunkerParams {
+            min: 64 * 1024,
+            avg: 256 * 1024,
+            max: 6 * 1024 * 1024,
+        };
+        let chunker = Chunker::new(params, &[5; 32]).unwrap();
+        let data = vec![0u8; 20 * 1024 * 1024];
+        let mut streams = StreamChunker::new(chunker.clone());
+        let mut stream = streams.stream(&data[..]);
+        let mut lengths = Vec::new();
+        while let Some(chunk) = stream.next_chunk() {
+            lengths.push(chunk.unwrap().len());
+        }
+        assert_eq!(lengths, chunker.cut_points(&data));
+        assert_eq!(lengths[0], params.max as usize);
+        assert!(streams.buf.len() > READ_AHEAD);
+        assert!(streams.buf.len() <= params.max as usize + READ_AHEAD);
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::io::{self, Cursor, ErrorKind, Read};
 
-use arca_chunk::{Chunker, ChunkerParams};
+use arca_chunk::{Chunker, ChunkerParams, StreamChunker};
 use proptest::prelude::*;
 
 /// Small bounds so proptest inputs span many chunks.
@@ -66,14 +66,14 @@ impl Read for AwkwardReader<'_> {
 
 fn stream_lengths<R: Read>(chunker: &Chunker, reader: R, data: &[u8]) -> Vec<usize> {
     let mut rebuilt = Vec::with_capacity(data.len());
-    let lengths = chunker
-        .chunks(reader)
-        .map(|chunk| {
-            let chunk = chunk.unwrap();
-            rebuilt.extend_from_slice(&chunk);
-            chunk.len()
-        })
-        .collect();
+    let mut lengths = Vec::new();
+    let mut streams = StreamChunker::new(chunker.clone());
+    let mut stream = streams.stream(reader);
+    while let Some(chunk) = stream.next_chunk() {
+        let chunk = chunk.unwrap();
+        rebuilt.extend_from_slice(chunk);
+        lengths.push(chunk.len());
+    }
     assert!(rebuilt == data, "chunks do not concatenate to the input");
     lengths
 }
@@ -139,7 +139,12 @@ fn stream_matches_slice_with_default_params() {
 fn empty_input_has_no_chunks() {
     let chunker = Chunker::new(SMALL, &[0; 32]).unwrap();
     assert!(chunker.cut_points(&[]).is_empty());
-    assert_eq!(chunker.chunks(io::empty()).count(), 0);
+    assert!(
+        StreamChunker::new(chunker.clone())
+            .stream(io::empty())
+            .next_chunk()
+            .is_none()
+    );
 }
 
 #[test]
@@ -260,33 +265,43 @@ fn read_error_is_yielded_once_then_the_stream_ends() {
             }
         }
     }
-    // More than 2 × max of good data, so some chunks come out before the error.
+    // Several chunks of good data, so some come out before the error.
     let data = pseudo_random(6, 100_000);
     let chunker = Chunker::new(SMALL, &[6; 32]).unwrap();
-    let results: Vec<io::Result<bytes::Bytes>> = chunker
-        .chunks(FailingReader {
-            good: Cursor::new(data.clone()),
-        })
-        .collect();
-    let (last, before) = results.split_last().unwrap();
-    let err = last.as_ref().unwrap_err();
+    let mut streams = StreamChunker::new(chunker.clone());
+    let mut stream = streams.stream(FailingReader {
+        good: Cursor::new(data.clone()),
+    });
+    let mut lengths = Vec::new();
+    let err = loop {
+        match stream.next_chunk().expect("the stream ends with the error") {
+            Ok(chunk) => lengths.push(chunk.len()),
+            Err(e) => break e,
+        }
+    };
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
-    assert!(!before.is_empty());
+    assert!(stream.next_chunk().is_none(), "nothing after the error");
+    assert!(!lengths.is_empty());
     let expected = chunker.cut_points(&data);
-    for (chunk, len) in before.iter().zip(&expected) {
-        assert_eq!(chunk.as_ref().unwrap().len(), *len);
-    }
+    assert_eq!(lengths, expected[..lengths.len()]);
 }
 
 #[test]
-fn chunk_stream_outlives_the_chunker_and_crosses_threads() {
+fn stream_chunker_outlives_the_chunker_and_crosses_threads() {
     let data = pseudo_random(7, 300_000);
     let chunker = Chunker::new(SMALL, &[7; 32]).unwrap();
     let expected = chunker.cut_points(&data);
-    let stream = chunker.chunks(Cursor::new(data));
+    let mut streams = StreamChunker::new(chunker.clone());
     drop(chunker);
-    let lengths = std::thread::spawn(move || stream.map(|c| c.unwrap().len()).collect::<Vec<_>>())
-        .join()
-        .unwrap();
+    let lengths = std::thread::spawn(move || {
+        let mut stream = streams.stream(Cursor::new(data));
+        let mut lengths = Vec::new();
+        while let Some(chunk) = stream.next_chunk() {
+            lengths.push(chunk.unwrap().len());
+        }
+        lengths
+    })
+    .join()
+    .unwrap();
     assert_eq!(lengths, expected);
 }

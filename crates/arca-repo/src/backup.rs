@@ -8,15 +8,18 @@
 //!   and decides from the parent snapshot which files changed;
 //! - **readers** open changed files, chunk them (keyed FastCDC), hash the
 //!   chunks and drop those the repository or this backup already has;
-//! - **encoders** compress and encrypt the new chunks;
-//! - the **packer** collects encoded blobs into packs (data and tree blobs
-//!   apart), which are uploaded a few at a time on the async runtime;
+//! - **encoders** compress and encrypt the new chunks and append them to the
+//!   open pack of their type (data and tree blobs apart); full packs are
+//!   uploaded a few at a time on the async runtime;
 //! - the **assembler** turns the walk into tree blobs bottom-up, waiting for
 //!   each file's content list in order.
 //!
-//! Memory is bounded by the channel capacities (at most 64 files queued for
-//! reading, two chunks per core waiting for an encoder, two open packs, two
-//! finished and four uploading), plus what grows with the backup's content:
+//! Memory is bounded by the channel capacities and reused buffers (at most
+//! 64 files queued for reading, a 4 MiB read buffer per reader, two chunks
+//! per core waiting for an encoder, two open packs, one finished pack waiting
+//! and one per storage connection uploading, up to four; the local backend
+//! hands a pack's buffer back before its fsync), plus what grows with the
+//! backup's content:
 //! the repository index, one set entry (~50 bytes) per blob this backup adds,
 //! and the listings of the directories currently open (so the largest single
 //! directory, which becomes one tree blob).
@@ -55,6 +58,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use arca_chunk::StreamChunker;
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -65,8 +69,8 @@ use self::metadata::OwnerNames;
 use self::parent::ParentTrees;
 use self::targets::{TargetNode, Targets};
 use self::walk::Walker;
-use self::workers::{Shared, Stopped, run_encoder, run_packer, run_reader};
-use crate::index::{IndexFile, IndexPack};
+use self::workers::{Packer, Shared, Stopped, run_encoder, run_reader};
+use crate::index::IndexFile;
 use crate::pack::FinishedPack;
 use crate::progress::Progress;
 use crate::snapshot::{Snapshot, SnapshotSummary};
@@ -123,8 +127,9 @@ const FILES_IN_FLIGHT: usize = 64;
 /// Walker events queued for the assembler at most.
 const EVENTS_QUEUED: usize = 1024;
 /// Finished packs waiting for an upload slot at most.
-const PACKS_QUEUED: usize = 2;
-/// Packs uploaded at the same time at most.
+const PACKS_QUEUED: usize = 1;
+/// Packs uploaded at the same time at most (fewer if the backend has fewer
+/// connections: more would only hold their buffers while they wait).
 const CONCURRENT_UPLOADS: usize = 4;
 /// Stack of the walker thread, which recurses once per directory level.
 const WALKER_STACK_BYTES: usize = 32 * 1024 * 1024;
@@ -194,7 +199,18 @@ async fn backup_with(
         None => None,
     };
 
-    let shared = Arc::new(Shared::new(repo.clone(), index, progress));
+    // One connection stays free for index writes and tree loads.
+    let uploads = repo
+        .backend()
+        .connections()
+        .map_or(CONCURRENT_UPLOADS, |connections| {
+            connections.saturating_sub(1)
+        })
+        .clamp(1, CONCURRENT_UPLOADS);
+    // The open data pack, and one per upload: a backend that drops a pack's
+    // bytes once written (the local one, before its fsync) frees its buffer
+    // before the upload ends.
+    let shared = Arc::new(Shared::new(repo.clone(), index, progress, 1 + uploads));
     let (pack_sender, pack_receiver) = mpsc::channel(PACKS_QUEUED);
     let pipeline = Pipeline::start(
         &shared,
@@ -204,7 +220,7 @@ async fn backup_with(
         previous_root,
         pack_sender,
     );
-    let uploaded = upload_packs(repo, pack_receiver, flush).await;
+    let uploaded = upload_packs(repo, pack_receiver, uploads, flush).await;
     if uploaded.is_err() {
         shared.request_stop();
     }
@@ -297,12 +313,13 @@ fn same_paths(recorded: &[String], sorted: &[String]) -> bool {
     recorded == sorted
 }
 
-/// Uploads packs as the packer finishes them, at most [`CONCURRENT_UPLOADS`]
-/// at a time, and writes index files for the uploaded packs per `flush` and
-/// at the end.
+/// Uploads packs as the encoders finish them, at most `concurrent` at a
+/// time, and writes index files for the uploaded packs per `flush` and at
+/// the end.
 async fn upload_packs(
     repo: &Repository,
     mut packs: mpsc::Receiver<FinishedPack>,
+    concurrent: usize,
     flush: IndexFlush,
 ) -> Result<()> {
     // Each upload is its own task: an upload holds a storage connection
@@ -312,20 +329,14 @@ async fn upload_packs(
     let mut uploads = JoinSet::new();
     let upload = |pack: FinishedPack| {
         let repo = repo.clone();
-        async move {
-            repo.save_pack(&pack).await?;
-            Ok::<_, Error>(IndexPack {
-                id: pack.id,
-                blobs: pack.entries,
-            })
-        }
+        async move { repo.save_pack(pack).await }
     };
     let mut pending = IndexFile::default();
     let mut last_flush = Instant::now();
     let mut more_packs = true;
     loop {
         tokio::select! {
-            pack = packs.recv(), if more_packs && uploads.len() < CONCURRENT_UPLOADS => match pack {
+            pack = packs.recv(), if more_packs && uploads.len() < concurrent => match pack {
                 Some(pack) => {
                     uploads.spawn(upload(pack));
                 }
@@ -371,8 +382,7 @@ impl Pipeline {
         let cores = std::thread::available_parallelism().map_or(2, NonZeroUsize::get);
         let (job_sender, job_receiver) = crossbeam_channel::bounded(FILES_IN_FLIGHT);
         let (event_sender, event_receiver) = crossbeam_channel::bounded(EVENTS_QUEUED);
-        let (encode_sender, encode_receiver) = crossbeam_channel::bounded(2 * cores);
-        let (blob_sender, blob_receiver) = crossbeam_channel::bounded(2 * cores);
+        let (encode_sender, encode_receiver) = crossbeam_channel::bounded(cores);
         let mut stages = Vec::new();
 
         let walker = Walker {
@@ -398,33 +408,32 @@ impl Pipeline {
         ));
         // Readers mostly wait for the disk; at least two keep one busy.
         for n in 0..cores.max(2) {
-            let chunker = shared.repo.chunker().clone();
+            let mut chunker = StreamChunker::new(shared.repo.chunker().clone());
             let (jobs, encode) = (job_receiver.clone(), encode_sender.clone());
             stages.push(spawn_stage(
                 &format!("arca-read-{n}"),
                 shared,
                 None,
                 move |shared| {
-                    run_reader(shared, &chunker, &jobs, &encode);
+                    run_reader(shared, &mut chunker, &jobs, &encode);
                 },
             ));
         }
         let compression = shared.repo.compression();
+        let packer = Arc::new(Packer::new(shared.repo.config().pack_size as usize, cores));
         for n in 0..cores {
-            let (jobs, blobs) = (encode_receiver.clone(), blob_sender.clone());
+            let (jobs, packer, packs) =
+                (encode_receiver.clone(), Arc::clone(&packer), packs.clone());
             stages.push(spawn_stage(
                 &format!("arca-encode-{n}"),
                 shared,
                 None,
                 move |shared| {
-                    run_encoder(shared, compression, &jobs, &blobs);
+                    run_encoder(shared, compression, &jobs, &packer, &packs);
                 },
             ));
         }
-        let pack_size = shared.repo.config().pack_size as usize;
-        stages.push(spawn_stage("arca-pack", shared, None, move |shared| {
-            run_packer(shared, pack_size, &blob_receiver, &packs);
-        }));
+        drop(packs);
         let assembler = spawn_stage("arca-assemble", shared, None, move |shared| {
             run_assembler(shared, &event_receiver, &encode_sender)
         });

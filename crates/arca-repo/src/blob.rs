@@ -133,18 +133,27 @@ pub const PROBE_LEN: usize = 64 * 1024;
 /// Rust/Markdown text 68 %. Real data sits far from the 3 % line on both sides.
 pub const PROBE_MIN_SAVING_PERMILLE: usize = 30;
 
+/// A thread's zstd compressors and the buffer they compress into.
+#[derive(Default)]
+struct ZstdScratch {
+    /// One compressor per level used (typically two: the probe level and the
+    /// configured level).
+    compressors: Vec<(i32, zstd::bulk::Compressor<'static>)>,
+    out: Vec<u8>,
+}
+
 thread_local! {
-    /// One compressor per level used on this thread (typically two: the probe
-    /// level and the configured level).
-    static COMPRESSORS: RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(Vec::new()) };
+    static COMPRESSORS: RefCell<ZstdScratch> = RefCell::default();
     /// One decompressor per thread.
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
-/// zstd-compresses `data` at `level` with this thread's cached compressor.
-pub(crate) fn zstd_compress(data: &[u8], level: i32) -> Vec<u8> {
+/// zstd-compresses `data` at `level` with this thread's cached compressor
+/// into this thread's buffer and hands the result to `use_compressed`, so a
+/// thread compressing blob after blob allocates nothing per blob.
+fn with_zstd<T>(data: &[u8], level: i32, use_compressed: impl FnOnce(&[u8]) -> T) -> T {
     COMPRESSORS.with(|cell| {
-        let mut compressors = cell.borrow_mut();
+        let ZstdScratch { compressors, out } = &mut *cell.borrow_mut();
         let index = match compressors.iter().position(|(l, _)| *l == level) {
             Some(index) => index,
             None => {
@@ -154,10 +163,13 @@ pub(crate) fn zstd_compress(data: &[u8], level: i32) -> Vec<u8> {
                 compressors.len() - 1
             }
         };
+        out.clear();
+        out.reserve(zstd::zstd_safe::compress_bound(data.len()));
         compressors[index]
             .1
-            .compress(data)
-            .expect("zstd compression into a compress_bound-sized buffer cannot fail")
+            .compress_to_buffer(data, out)
+            .expect("zstd compression into a compress_bound-sized buffer cannot fail");
+        use_compressed(out)
     })
 }
 
@@ -191,13 +203,14 @@ pub fn worth_compressing(plaintext: &[u8]) -> bool {
         return false;
     }
     let sample = &plaintext[..plaintext.len().min(PROBE_LEN)];
-    let compressed = zstd_compress(sample, 1);
-    compressed.len() * 1000 <= sample.len() * (1000 - PROBE_MIN_SAVING_PERMILLE)
+    with_zstd(sample, 1, |compressed| {
+        compressed.len() * 1000 <= sample.len() * (1000 - PROBE_MIN_SAVING_PERMILLE)
+    })
 }
 
-/// Encodes one blob: compresses it if that pays off (see [`worth_compressing`];
-/// the compressed form is kept only if smaller), then seals it with the
-/// envelope kind of `blob_type`. `id` must be `key.content_id(plaintext)`.
+/// Encodes one blob: compresses it if that pays off (see [`stored_form`]),
+/// then seals it with the envelope kind of `blob_type`. `id` must be
+/// `key.content_id(plaintext)`.
 pub fn encode_blob(
     key: &MasterKey,
     blob_type: BlobType,
@@ -205,25 +218,45 @@ pub fn encode_blob(
     plaintext: &[u8],
     compression: Compression,
 ) -> Result<EncodedBlob> {
+    stored_form(plaintext, compression, |payload, uncompressed_length| {
+        Ok(EncodedBlob {
+            id,
+            blob_type,
+            bytes: key.seal(blob_type.object_kind(), payload)?,
+            uncompressed_length,
+        })
+    })?
+}
+
+/// The bytes a blob stores before sealing, handed to `seal`: the zstd form
+/// of `plaintext` with `Some(plaintext length)` if the probe says
+/// compression pays off (see [`worth_compressing`]) and the result is
+/// smaller, else `plaintext` itself with `None`.
+///
+/// The compressed form lives in this thread's buffer, so a thread that seals
+/// blob after blob straight into a pack allocates nothing per blob.
+pub fn stored_form<T>(
+    plaintext: &[u8],
+    compression: Compression,
+    seal: impl FnOnce(&[u8], Option<u32>) -> T,
+) -> Result<T> {
     let plaintext_len = u32::try_from(plaintext.len()).map_err(|_| {
         Error::InvalidOptions(format!(
-            "{blob_type} blob {id} has {} bytes; blobs are limited to 4 GiB",
+            "a blob of {} bytes is too large; blobs are limited to 4 GiB",
             plaintext.len()
         ))
     })?;
-    let compressed = (!compression.is_off() && worth_compressing(plaintext))
-        .then(|| zstd_compress(plaintext, compression.level()))
-        .filter(|compressed| compressed.len() < plaintext.len());
-    let (payload, uncompressed_length) = match &compressed {
-        Some(compressed) => (compressed.as_slice(), Some(plaintext_len)),
-        None => (plaintext, None),
-    };
-    let bytes = key.seal(blob_type.object_kind(), payload)?;
-    Ok(EncodedBlob {
-        id,
-        blob_type,
-        bytes,
-        uncompressed_length,
+    if compression.is_off() || !worth_compressing(plaintext) {
+        return Ok(seal(plaintext, None));
+    }
+    let mut seal = Some(seal);
+    let compressed = with_zstd(plaintext, compression.level(), |compressed| {
+        (compressed.len() < plaintext.len())
+            .then(|| (seal.take().expect("sealed once"))(compressed, Some(plaintext_len)))
+    });
+    Ok(match compressed {
+        Some(sealed) => sealed,
+        None => (seal.take().expect("not sealed yet"))(plaintext, None),
     })
 }
 

@@ -13,6 +13,9 @@
 //! must exactly fill the bytes before the sealed header. A pack's file name is
 //! the storage ID (BLAKE3) of all its bytes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
 use arca_crypto::{MasterKey, ObjectKind};
 use bytes::Bytes;
 
@@ -49,10 +52,136 @@ pub struct PackWriter {
     blob_type: BlobType,
     bytes: Vec<u8>,
     entries: Vec<PackEntry>,
+    /// The pool slot of a recycled buffer.
+    slot: Option<Arc<PackSlot>>,
+}
+
+/// A bounded set of pack buffers.
+///
+/// Each buffer in use holds a slot; a backup takes one for each pack it
+/// fills ([`PackWriter::recycling`] waits while every slot is taken), so
+/// packs in memory, open, waiting and uploading, never cost more than
+/// `limit` buffers. A slot is released when the finished pack is dropped
+/// (its upload is over) or when every copy of its bytes is, whichever comes
+/// first; the buffer itself comes back for reuse with the last copy of the
+/// bytes, so filling pack after pack allocates, and faults in, no fresh
+/// memory.
+#[derive(Debug)]
+pub struct PackBuffers {
+    state: Mutex<PoolState>,
+    released: Condvar,
+    /// Capacity of a new buffer.
+    capacity: usize,
+    /// Slots, and free buffers kept, at most.
+    limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    free: Vec<Vec<u8>>,
+    in_use: usize,
+    closed: bool,
+}
+
+impl PackBuffers {
+    /// A pool of `limit` (at least 2) slots for buffers of `capacity` bytes.
+    pub fn new(capacity: usize, limit: usize) -> Arc<Self> {
+        Arc::new(PackBuffers {
+            state: Mutex::new(PoolState::default()),
+            released: Condvar::new(),
+            capacity,
+            limit: limit.max(2),
+        })
+    }
+
+    /// Slots taken and not yet released.
+    pub fn in_use(&self) -> usize {
+        self.lock().in_use
+    }
+
+    /// Wakes every waiting [`PackWriter::recycling`] with `None`, now and
+    /// from now on (the writer is stopping).
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.released.notify_all();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().expect("pack buffer pool lock poisoned")
+    }
+
+    /// A slot and a buffer, once a slot is free; `None` once the pool is closed.
+    fn take(self: &Arc<Self>) -> Option<(Arc<PackSlot>, Vec<u8>)> {
+        let mut state = self
+            .released
+            .wait_while(self.lock(), |state| {
+                !state.closed && state.in_use >= self.limit
+            })
+            .expect("pack buffer pool lock poisoned");
+        if state.closed {
+            return None;
+        }
+        state.in_use += 1;
+        let buffer = state
+            .free
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.capacity));
+        let slot = PackSlot {
+            pool: Arc::clone(self),
+            released: AtomicBool::new(false),
+        };
+        Some((Arc::new(slot), buffer))
+    }
+
+    /// Keeps `buffer` for reuse, unless the buffers in use and kept already
+    /// reach the limit (a backend held on to this one past its upload).
+    fn keep(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        let mut state = self.lock();
+        if state.free.len() + state.in_use < self.limit {
+            state.free.push(buffer);
+        }
+    }
+}
+
+/// One buffer's claim on a [`PackBuffers`] slot, released once.
+#[derive(Debug)]
+struct PackSlot {
+    pool: Arc<PackBuffers>,
+    released: AtomicBool,
+}
+
+impl PackSlot {
+    fn release(&self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            self.pool.lock().in_use -= 1;
+            self.pool.released.notify_one();
+        }
+    }
+}
+
+/// The bytes of a finished pack; releases the slot and returns the buffer
+/// to the pool when the last copy is dropped.
+struct Recycled {
+    bytes: Vec<u8>,
+    slot: Arc<PackSlot>,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        self.slot.release();
+        self.slot.pool.keep(std::mem::take(&mut self.bytes));
+    }
 }
 
 /// A complete pack, ready for [`crate::Repository::save_pack`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FinishedPack {
     /// Storage ID of `bytes`; the pack's file name.
     pub id: Id,
@@ -60,6 +189,16 @@ pub struct FinishedPack {
     pub bytes: Bytes,
     /// The blobs it holds, in order.
     pub entries: Vec<PackEntry>,
+    /// The pool slot of a recycled buffer, released when the pack is dropped.
+    slot: Option<Arc<PackSlot>>,
+}
+
+impl Drop for FinishedPack {
+    fn drop(&mut self) {
+        if let Some(slot) = &self.slot {
+            slot.release();
+        }
+    }
 }
 
 impl PackWriter {
@@ -69,7 +208,21 @@ impl PackWriter {
             blob_type,
             bytes: Vec::new(),
             entries: Vec::new(),
+            slot: None,
         }
+    }
+
+    /// An empty pack whose buffer comes from `buffers` (waiting for one if
+    /// all are in use) and goes back there when the finished pack's bytes are
+    /// dropped; `None` if the pool is closed.
+    pub fn recycling(blob_type: BlobType, buffers: &Arc<PackBuffers>) -> Option<Self> {
+        let (slot, bytes) = buffers.take()?;
+        Some(PackWriter {
+            blob_type,
+            bytes,
+            entries: Vec::new(),
+            slot: Some(slot),
+        })
     }
 
     /// The type of blob this pack takes.
@@ -85,22 +238,60 @@ impl PackWriter {
     /// at [`crate::config::Config::pack_size`], which is far smaller). Both are
     /// caller bugs, not data errors.
     pub fn add(&mut self, blob: &EncodedBlob) {
-        assert_eq!(
-            blob.blob_type, self.blob_type,
-            "blob {} added to a pack of another type",
-            blob.id
-        );
-        let offset = u32::try_from(self.bytes.len()).expect("pack offsets fit in u32");
-        let length = u32::try_from(blob.bytes.len()).expect("blob lengths fit in u32");
-        offset.checked_add(length).expect("packs stay below 4 GiB");
+        let offset = self.start_blob(blob.blob_type, blob.id);
         self.bytes.extend_from_slice(&blob.bytes);
+        self.end_blob(blob.blob_type, blob.id, offset, blob.uncompressed_length);
+    }
+
+    /// Seals `payload`, the stored form of a blob (see
+    /// [`crate::blob::stored_form`]), straight into the pack: the same bytes
+    /// as [`PackWriter::add`] of the [`crate::blob::encode_blob`] result,
+    /// without a buffer of its own. Panics as [`PackWriter::add`].
+    pub fn add_sealed(
+        &mut self,
+        key: &MasterKey,
+        blob_type: BlobType,
+        id: Id,
+        payload: &[u8],
+        uncompressed_length: Option<u32>,
+    ) -> Result<()> {
+        let offset = self.start_blob(blob_type, id);
+        key.seal_into(blob_type.object_kind(), payload, &mut self.bytes)?;
+        self.end_blob(blob_type, id, offset, uncompressed_length);
+        Ok(())
+    }
+
+    /// Where the next blob starts; checks its type.
+    fn start_blob(&self, blob_type: BlobType, id: Id) -> u32 {
+        assert_eq!(
+            blob_type, self.blob_type,
+            "blob {id} added to a pack of another type"
+        );
+        u32::try_from(self.bytes.len()).expect("pack offsets fit in u32")
+    }
+
+    /// Records the blob appended since `offset`.
+    fn end_blob(
+        &mut self,
+        blob_type: BlobType,
+        id: Id,
+        offset: u32,
+        uncompressed_length: Option<u32>,
+    ) {
+        let end = u32::try_from(self.bytes.len()).expect("packs stay below 4 GiB");
         self.entries.push(PackEntry {
-            blob_type: blob.blob_type,
-            id: blob.id,
+            blob_type,
+            id,
             offset,
-            length,
-            uncompressed_length: blob.uncompressed_length,
+            length: end - offset,
+            uncompressed_length,
         });
+    }
+
+    /// Whether a blob of `len` stored bytes still fits in the pack's buffer
+    /// without growing it.
+    pub fn fits(&self, len: usize) -> bool {
+        self.bytes.len() + len <= self.bytes.capacity()
     }
 
     /// Bytes of blob data so far (the header is added by [`PackWriter::finish`]).
@@ -119,21 +310,39 @@ impl PackWriter {
     }
 
     /// Appends the sealed header and trailer and names the pack.
-    pub fn finish(self, key: &MasterKey) -> Result<FinishedPack> {
-        let PackWriter {
-            mut bytes, entries, ..
-        } = self;
-        let header = encode_header(&entries);
-        let before = bytes.len();
-        key.seal_into(ObjectKind::PackHeader, &header, &mut bytes)?;
-        let sealed_len = u32::try_from(bytes.len() - before).expect("pack headers fit in u32");
-        bytes.extend_from_slice(&sealed_len.to_le_bytes());
-        let id = Id::storage_id(&bytes);
+    pub fn finish(mut self, key: &MasterKey) -> Result<FinishedPack> {
+        let header = encode_header(&self.entries);
+        let before = self.bytes.len();
+        key.seal_into(ObjectKind::PackHeader, &header, &mut self.bytes)?;
+        let sealed_len = u32::try_from(self.bytes.len() - before).expect("pack headers fit in u32");
+        self.bytes.extend_from_slice(&sealed_len.to_le_bytes());
+        let id = Id::storage_id(&self.bytes);
+        let bytes = std::mem::take(&mut self.bytes);
+        let slot = self.slot.take();
+        let bytes = match &slot {
+            Some(slot) => Bytes::from_owner(Recycled {
+                bytes,
+                slot: Arc::clone(slot),
+            }),
+            None => Bytes::from(bytes),
+        };
         Ok(FinishedPack {
             id,
-            bytes: Bytes::from(bytes),
-            entries,
+            bytes,
+            entries: std::mem::take(&mut self.entries),
+            slot,
         })
+    }
+}
+
+impl Drop for PackWriter {
+    /// A recycling writer dropped unfinished (the backup stopped) hands its
+    /// buffer back.
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.release();
+            slot.pool.keep(std::mem::take(&mut self.bytes));
+        }
     }
 }
 
@@ -345,6 +554,97 @@ mod tests {
         }
     }
 
+    /// Sealing stored forms straight into a pack gives the same layout and
+    /// contents as adding encoded blobs.
+    #[test]
+    fn add_sealed_matches_add() {
+        let key = test_key();
+        let plaintexts: [&[u8]; 3] = [b"one", &[b'x'; 5000], b""];
+        let mut writer = PackWriter::new(BlobType::Data);
+        for plaintext in plaintexts {
+            crate::blob::stored_form(plaintext, Compression::default(), |payload, len| {
+                writer.add_sealed(key, BlobType::Data, key.content_id(plaintext), payload, len)
+            })
+            .unwrap()
+            .unwrap();
+        }
+        let sealed = writer.finish(key).unwrap();
+        let added = pack_of(BlobType::Data, &plaintexts);
+        assert_eq!(sealed.entries, added.entries);
+        assert_eq!(parse_header(key, &sealed.bytes).unwrap(), sealed.entries);
+        for (entry, plaintext) in sealed.entries.iter().zip(plaintexts) {
+            let stored =
+                &sealed.bytes[entry.offset as usize..(entry.offset + entry.length) as usize];
+            let decoded = crate::blob::decode_blob(
+                key,
+                entry.blob_type,
+                stored,
+                entry.uncompressed_length,
+                &entry.id,
+            )
+            .unwrap();
+            assert_eq!(decoded, plaintext);
+        }
+    }
+
+    /// A finished pack's slot is free once the pack is dropped; its buffer
+    /// serves the next pack once every copy of the bytes is dropped too; an
+    /// unfinished writer hands both back when dropped.
+    #[test]
+    fn pack_buffers_come_back_after_the_last_copy_is_dropped() {
+        let key = test_key();
+        let buffers = PackBuffers::new(64 * 1024, 2);
+        let mut writer = PackWriter::recycling(BlobType::Data, &buffers).unwrap();
+        let blob = encode_blob(
+            key,
+            BlobType::Data,
+            key.content_id(b"abc"),
+            b"abc",
+            Compression::OFF,
+        )
+        .unwrap();
+        writer.add(&blob);
+        let pack = writer.finish(key).unwrap();
+        assert_eq!(parse_header(key, &pack.bytes).unwrap(), pack.entries);
+        let copy = pack.bytes.clone();
+        drop(pack);
+        assert_eq!(buffers.in_use(), 0, "the upload is over: the slot is free");
+        assert_eq!(
+            buffers.lock().free.len(),
+            0,
+            "a copy still holds the buffer"
+        );
+        drop(copy);
+        assert_eq!(buffers.lock().free.len(), 1);
+        let reused = PackWriter::recycling(BlobType::Data, &buffers).unwrap();
+        assert!(reused.is_empty());
+        assert!(
+            reused.fits(64 * 1024),
+            "the returned buffer keeps its capacity"
+        );
+        drop(reused);
+        assert_eq!(buffers.in_use(), 0);
+    }
+
+    /// With every buffer in use a writer waits; closing the pool releases it
+    /// with `None`.
+    #[test]
+    fn closing_the_pool_releases_a_waiting_writer() {
+        let buffers = PackBuffers::new(1024, 2);
+        let held = [
+            PackWriter::recycling(BlobType::Data, &buffers).unwrap(),
+            PackWriter::recycling(BlobType::Data, &buffers).unwrap(),
+        ];
+        let waiting = std::thread::spawn({
+            let buffers = Arc::clone(&buffers);
+            move || PackWriter::recycling(BlobType::Data, &buffers).is_none()
+        });
+        buffers.close();
+        assert!(waiting.join().unwrap(), "a closed pool hands out no buffer");
+        drop(held);
+        assert_eq!(buffers.in_use(), 0);
+    }
+
     #[test]
     fn empty_pack_round_trips() {
         let pack = PackWriter::new(BlobType::Tree).finish(test_key()).unwrap();
@@ -466,7 +766,7 @@ mod tests {
         ) {
             let refs: Vec<&[u8]> = plaintexts.iter().map(Vec::as_slice).collect();
             let pack = pack_of(blob_type, &refs);
-            prop_assert_eq!(parse_header(test_key(), &pack.bytes).unwrap(), pack.entries);
+            prop_assert_eq!(parse_header(test_key(), &pack.bytes).unwrap(), pack.entries.clone());
         }
 
         #[test]

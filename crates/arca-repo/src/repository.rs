@@ -23,7 +23,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::blob::{BlobType, Compression, decode_blob};
 use crate::cache::MetadataCache;
 use crate::config::{Config, DEFAULT_PACK_SIZE};
-use crate::index::{Index, IndexFile, TARGET_BLOBS_PER_FILE};
+use crate::index::{Index, IndexFile, IndexPack, TARGET_BLOBS_PER_FILE};
 use crate::pack::{FinishedPack, PackEntry, TRAILER_LEN, header_len_from_trailer, open_header};
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
@@ -283,21 +283,34 @@ impl Repository {
     }
 
     /// Uploads a pack (one request: backends check that a write landed
-    /// whole, see `arca_store::WriteCheck`). A pack of tree blobs is also
-    /// written to the cache.
-    pub async fn save_pack(&self, pack: &FinishedPack) -> Result<()> {
+    /// whole, see `arca_store::WriteCheck`) and returns its index entry. A
+    /// pack of tree blobs is also written to the cache.
+    ///
+    /// The pack's bytes go to the backend without a copy kept here (but for
+    /// the cache), so a backend that drops them once written frees a
+    /// recycled pack buffer before the upload is over.
+    pub async fn save_pack(&self, mut pack: FinishedPack) -> Result<IndexPack> {
         let path = Repository::pack_path(&pack.id);
-        self.inner.backend.put(&path, pack.bytes.clone()).await?;
         let is_tree_pack = pack
             .entries
             .first()
             .is_some_and(|entry| entry.blob_type == BlobType::Tree);
-        if let Some(cache) = &self.cache
-            && is_tree_pack
-        {
-            cache.disk().put(&path, &pack.bytes).await;
+        let cached = self
+            .cache
+            .as_ref()
+            .filter(|_| is_tree_pack)
+            .map(|cache| (cache, pack.bytes.clone()));
+        self.inner
+            .backend
+            .put(&path, std::mem::take(&mut pack.bytes))
+            .await?;
+        if let Some((cache, bytes)) = cached {
+            cache.disk().put(&path, &bytes).await;
         }
-        Ok(())
+        Ok(IndexPack {
+            id: pack.id,
+            blobs: std::mem::take(&mut pack.entries),
+        })
     }
 
     /// Reads the entries of a stored pack from its header (ranged reads only).
@@ -723,7 +736,6 @@ async fn blocking<T: Send + 'static>(
 mod tests {
     use super::*;
     use crate::blob::encode_blob;
-    use crate::index::IndexPack;
     use crate::pack::PackWriter;
     use crate::testing::MemoryBackend;
     use crate::tree::{Node, NodeType};
@@ -775,7 +787,7 @@ mod tests {
         repo: &Repository,
         blob_type: BlobType,
         plaintexts: &[&[u8]],
-    ) -> (FinishedPack, Id) {
+    ) -> (IndexPack, Id) {
         let mut writer = PackWriter::new(blob_type);
         for plaintext in plaintexts {
             let id = repo.key().content_id(plaintext);
@@ -783,13 +795,12 @@ mod tests {
                 &encode_blob(repo.key(), blob_type, id, plaintext, repo.compression()).unwrap(),
             );
         }
-        let pack = writer.finish(repo.key()).unwrap();
-        repo.save_pack(&pack).await.unwrap();
+        let pack = repo
+            .save_pack(writer.finish(repo.key()).unwrap())
+            .await
+            .unwrap();
         let index_file = IndexFile {
-            packs: vec![IndexPack {
-                id: pack.id,
-                blobs: pack.entries.clone(),
-            }],
+            packs: vec![pack.clone()],
         };
         let index_id = repo.save_index(&index_file).await.unwrap();
         (pack, index_id)
@@ -934,7 +945,7 @@ mod tests {
                 .unwrap(),
             tree
         );
-        assert_eq!(repo.load_pack_header(&pack.id).await.unwrap(), pack.entries);
+        assert_eq!(repo.load_pack_header(&pack.id).await.unwrap(), pack.blobs);
 
         let missing = repo.key().content_id(b"missing");
         assert!(matches!(
@@ -959,7 +970,7 @@ mod tests {
         let refs: Vec<&[u8]> = plaintexts.iter().map(Vec::as_slice).collect();
         let (pack, _) = store_blobs(&repo, BlobType::Data, &refs).await;
         assert!((2000 * crate::pack::HEADER_ENTRY_LEN) as u64 > HEADER_READ_AHEAD);
-        assert_eq!(repo.load_pack_header(&pack.id).await.unwrap(), pack.entries);
+        assert_eq!(repo.load_pack_header(&pack.id).await.unwrap(), pack.blobs);
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arca_crypto::{Id, KdfParams};
 use arca_repo::blob::{BlobType, encode_blob};
-use arca_repo::index::{IndexFile, IndexPack};
+use arca_repo::index::IndexFile;
 use arca_repo::pack::PackWriter;
 use arca_repo::repository::InitOptions;
 use arca_repo::snapshot::Snapshot;
@@ -97,16 +97,13 @@ async fn store(repo: &Repository, blob_type: BlobType, plaintexts: &[Vec<u8>]) -
         ids.push(id);
         writer.add(&encode_blob(repo.key(), blob_type, id, plaintext, repo.compression()).unwrap());
     }
-    let pack = writer.finish(repo.key()).unwrap();
-    repo.save_pack(&pack).await.unwrap();
-    repo.save_index(&IndexFile {
-        packs: vec![IndexPack {
-            id: pack.id,
-            blobs: pack.entries,
-        }],
-    })
-    .await
-    .unwrap();
+    let pack = repo
+        .save_pack(writer.finish(repo.key()).unwrap())
+        .await
+        .unwrap();
+    repo.save_index(&IndexFile { packs: vec![pack] })
+        .await
+        .unwrap();
     ids
 }
 

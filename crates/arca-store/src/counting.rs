@@ -136,6 +136,10 @@ impl Backend for CountingBackend {
     fn put_requests(&self, size: u64) -> u64 {
         self.inner.put_requests(size)
     }
+
+    fn connections(&self) -> Option<usize> {
+        self.inner.connections()
+    }
 }
 
 #[cfg(test)]

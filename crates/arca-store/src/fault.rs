@@ -196,4 +196,8 @@ impl Backend for FaultBackend {
     fn put_requests(&self, size: u64) -> u64 {
         self.inner.put_requests(size)
     }
+
+    fn connections(&self) -> Option<usize> {
+        self.inner.connections()
+    }
 }

@@ -95,6 +95,12 @@ pub trait Backend: std::fmt::Debug + std::fmt::Display + Send + Sync + 'static {
     fn put_requests(&self, _size: u64) -> u64 {
         1
     }
+    /// How many requests this backend serves at once, if it is limited
+    /// ([`ConcurrencyLimitBackend`]; decorators forward it): writers size
+    /// their in-flight buffers to it.
+    fn connections(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Whether `path` is a relative, `/`-separated object path without empty, `.` or
@@ -219,4 +225,22 @@ pub fn decorate(base: Arc<dyn Backend>, options: &StoreOptions) -> OpenedStore {
     }
     backend = Arc::new(RetryBackend::new(backend, options.retry));
     OpenedStore { backend, requests }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decorated_backends_report_their_connection_limit() {
+        let base: Arc<dyn Backend> = Arc::new(LocalBackend::new("/nonexistent"));
+        assert_eq!(base.connections(), None);
+        let options = StoreOptions {
+            connections: Some(3),
+            limit_upload_kib: Some(1024),
+            ..StoreOptions::default()
+        };
+        // Retry and bandwidth limits sit around the concurrency limit and forward it.
+        assert_eq!(decorate(base, &options).backend.connections(), Some(3));
+    }
 }

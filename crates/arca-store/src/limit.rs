@@ -14,6 +14,7 @@ use crate::{Backend, ObjectMeta, Result};
 pub struct ConcurrencyLimitBackend {
     inner: Arc<dyn Backend>,
     permits: Semaphore,
+    connections: usize,
 }
 
 impl ConcurrencyLimitBackend {
@@ -22,6 +23,7 @@ impl ConcurrencyLimitBackend {
         ConcurrencyLimitBackend {
             inner,
             permits: Semaphore::new(connections.max(1)),
+            connections: connections.max(1),
         }
     }
 }
@@ -66,6 +68,9 @@ impl Backend for ConcurrencyLimitBackend {
     }
     fn put_requests(&self, size: u64) -> u64 {
         self.inner.put_requests(size)
+    }
+    fn connections(&self) -> Option<usize> {
+        Some(self.connections)
     }
 }
 
@@ -189,5 +194,8 @@ impl Backend for BandwidthLimitBackend {
     }
     fn put_requests(&self, size: u64) -> u64 {
         self.inner.put_requests(size)
+    }
+    fn connections(&self) -> Option<usize> {
+        self.inner.connections()
     }
 }

@@ -92,7 +92,7 @@ impl Backend for LocalBackend {
         let file = self.file_path(path)?;
         let root = self.root.clone();
         let object = path.to_owned();
-        blocking(path, move || write_atomically(&root, &file, &object, &data)).await
+        blocking(path, move || write_atomically(&root, &file, &object, data)).await
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
@@ -152,7 +152,11 @@ fn read_range(file: &Path, object: &str, range: Range<u64>) -> Result<Bytes> {
 
 /// Temp file, fsync, size check, rename, directory fsync. Directories are created
 /// on demand (so a fresh shard costs nothing until it is used).
-fn write_atomically(root: &Path, file: &Path, object: &str, data: &[u8]) -> Result<()> {
+///
+/// `data` is dropped as soon as it is in the page cache, before the fsync:
+/// a caller that recycles its buffers (the backup's pack buffers) gets them
+/// back while the disk is still busy.
+fn write_atomically(root: &Path, file: &Path, object: &str, data: Bytes) -> Result<()> {
     let dir = file.parent().unwrap_or(root);
     let temp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
     let mut handle = match create_new(&temp) {
@@ -163,17 +167,20 @@ fn write_atomically(root: &Path, file: &Path, object: &str, data: &[u8]) -> Resu
         other => other,
     }
     .map_err(|err| io_error(&temp, object, &err))?;
+    let len = data.len() as u64;
     let written = handle
-        .write_all(data)
-        .and_then(|()| handle.sync_all())
+        .write_all(&data)
+        .and_then(|()| {
+            drop(data);
+            handle.sync_all()
+        })
         .and_then(|()| handle.metadata())
         .and_then(|meta| {
-            if meta.len() == data.len() as u64 {
+            if meta.len() == len {
                 Ok(())
             } else {
                 Err(io::Error::other(format!(
-                    "wrote {} bytes but the file has {}",
-                    data.len(),
+                    "wrote {len} bytes but the file has {}",
                     meta.len()
                 )))
             }

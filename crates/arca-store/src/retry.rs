@@ -130,6 +130,10 @@ impl Backend for RetryBackend {
     fn put_requests(&self, size: u64) -> u64 {
         self.inner.put_requests(size)
     }
+
+    fn connections(&self) -> Option<usize> {
+        self.inner.connections()
+    }
 }
 
 #[cfg(test)]

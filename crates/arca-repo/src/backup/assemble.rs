@@ -1,7 +1,6 @@
 //! The tree assembler: turns the walker's ordered events into tree blobs,
 //! bottom-up, waiting for each file's content list from the readers in order.
 
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::walk::{Change, Content, Event, compare};
@@ -158,7 +157,7 @@ fn store_tree(
         let job = EncodeJob {
             blob_type: BlobType::Tree,
             id,
-            plaintext: Bytes::from(bytes),
+            plaintext: bytes,
         };
         encode.send(job).map_err(|_| shared.stopped())?;
     }

@@ -1,35 +1,35 @@
 //! The CPU and I/O stages of the backup pipeline, each on dedicated std
-//! threads: readers (open, chunk, hash, deduplicate), encoders (compress,
-//! encrypt) and the packer (collect blobs into packs).
+//! threads: readers (open, chunk, hash, deduplicate) and encoders (compress,
+//! encrypt, append to the open pack).
 //!
 //! ```text
-//! walker ──jobs──▶ readers ──chunks──▶ encoders ──blobs──▶ packer ──packs──▶ uploads (async)
-//!    │                │ content ids                  ▲
-//!    └──events──▶ assembler ──────────tree blobs─────┘
+//! walker ──jobs──▶ readers ──chunks──▶ encoders ─▶ open packs ──packs──▶ uploads (async)
+//!    │                │ content ids        ▲
+//!    └──events──▶ assembler ──tree blobs───┘
 //! ```
 //!
-//! Every channel is bounded, so memory stays bounded however large the
-//! backup. A stage stops when its input closes or its output's receiver is
-//! gone; a stage that fails records the error in [`Shared`] and stops, and
-//! the stop cascades through the channels.
+//! Every channel is bounded and every large buffer is reused (each reader's
+//! read buffer, each encoder's output, the pack buffers), so memory stays
+//! bounded however large the backup, and the pipeline does not fault in
+//! fresh memory for every megabyte it moves. A stage stops when its input
+//! closes or its output's receiver is gone; a stage that fails records the
+//! error in [`Shared`] and stops, and the stop cascades through the channels.
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arca_chunk::Chunker;
-use bytes::Bytes;
+use arca_chunk::StreamChunker;
 use crossbeam_channel::{Receiver, Sender};
 use nix::fcntl::OFlag;
 
 use super::metadata::nanos;
-use crate::blob::{self, BlobType, Compression, EncodedBlob};
+use crate::blob::{self, BlobType, Compression};
 use crate::index::Index;
-use crate::pack::{FinishedPack, PackWriter};
+use crate::pack::{FinishedPack, PackBuffers, PackWriter};
 use crate::progress::Progress;
 use crate::{Error, Id, Repository};
 
@@ -41,6 +41,9 @@ pub(crate) struct Shared {
     pub(crate) index: Index,
     /// Where progress and warnings go.
     pub(crate) progress: Arc<dyn Progress>,
+    /// Buffers of the data packs being filled, waiting and uploading; closed
+    /// when a stop is requested so no encoder waits for one forever.
+    pub(crate) pack_buffers: Arc<PackBuffers>,
     /// Blobs first seen during this backup (queued, packed or uploaded).
     in_flight: Mutex<HashSet<(BlobType, Id)>>,
     /// Counters for the snapshot summary.
@@ -72,13 +75,22 @@ pub(crate) struct AddedCounters {
 }
 
 impl Shared {
-    /// Shared state for a backup into `repo` whose index is `index`.
-    pub(crate) fn new(repo: Repository, index: Index, progress: Arc<dyn Progress>) -> Self {
+    /// Shared state for a backup into `repo` whose index is `index`, with at
+    /// most `pack_buffers` data packs in memory at a time.
+    pub(crate) fn new(
+        repo: Repository,
+        index: Index,
+        progress: Arc<dyn Progress>,
+        pack_buffers: usize,
+    ) -> Self {
         let (stop_sender, stop_receiver) = crossbeam_channel::bounded(0);
+        // The blob that fills a pack (usually ~1 MiB) lands in the same buffer.
+        let buffer_capacity = repo.config().pack_size as usize + (2 << 20);
         Shared {
             repo,
             index,
             progress,
+            pack_buffers: PackBuffers::new(buffer_capacity, pack_buffers),
             in_flight: Mutex::new(HashSet::new()),
             added: AddedCounters::default(),
             unreadable: Mutex::new(Vec::new()),
@@ -137,6 +149,7 @@ impl Shared {
     /// Asks every stage to stop at its next check.
     pub(crate) fn request_stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.pack_buffers.close();
         self.stop_sender.lock().expect("stop lock poisoned").take();
     }
 
@@ -177,7 +190,7 @@ pub(crate) struct EncodeJob {
     /// Keyed content ID of `plaintext`.
     pub(crate) id: Id,
     /// The blob's plaintext.
-    pub(crate) plaintext: Bytes,
+    pub(crate) plaintext: Vec<u8>,
 }
 
 /// A regular file to read, with the slot its result goes to.
@@ -210,7 +223,7 @@ pub(crate) enum FileResult {
 /// Reader thread: reads files from `jobs` until it closes.
 pub(crate) fn run_reader(
     shared: &Shared,
-    chunker: &Chunker,
+    chunker: &mut StreamChunker,
     jobs: &Receiver<FileJob>,
     encode: &Sender<EncodeJob>,
 ) {
@@ -239,17 +252,12 @@ enum ReadError {
     Stopped,
 }
 
-/// Opens, chunks and hashes one file, queueing chunks not yet in the
-/// repository for encoding.
-///
-/// Files up to one maximum chunk long (most files) are read whole into a
-/// buffer of their own size and cut in place; the streaming chunker, whose
-/// buffer is two maximum chunks, is only used for larger files. Chunks share
-/// their file's buffer, so a small file pins only its own size while its
-/// chunks wait for the encoders.
+/// Opens, chunks and hashes one file, queueing copies of the chunks not yet
+/// in the repository for encoding. The reader's buffer is reused from file
+/// to file; only new chunks are copied out of it.
 fn read_file(
     shared: &Shared,
-    chunker: &Chunker,
+    chunker: &mut StreamChunker,
     job: &FileJob,
     encode: &Sender<EncodeJob>,
 ) -> Result<FileResult, ReadError> {
@@ -261,35 +269,31 @@ fn read_file(
     if !before.is_file() {
         return Err(ReadError::Unreadable("no longer a regular file".into()));
     }
-    let mut content = FileContent {
-        shared,
-        encode,
-        ids: Vec::new(),
-        size: 0,
-    };
-    let whole_limit = u64::from(chunker.params().max);
-    let mut head = Vec::with_capacity(job.size.min(whole_limit) as usize + 1);
-    (&file)
-        .take(whole_limit + 1)
-        .read_to_end(&mut head)
-        .map_err(|e| ReadError::Unreadable(format!("read failed: {e}")))?;
-    if head.len() as u64 <= whole_limit {
-        let head = Bytes::from(head);
-        let mut start = 0;
-        for len in chunker.cut_points(&head) {
-            content.add(head.slice(start..start + len))?;
-            start += len;
+    let mut ids = Vec::new();
+    let mut size = 0u64;
+    let mut stream = chunker.stream(&file);
+    while let Some(chunk) = stream.next_chunk() {
+        let chunk = chunk
+            .map_err(|e| ReadError::Unreadable(format!("read failed after {size} bytes: {e}")))?;
+        if shared.stopping() {
+            return Err(ReadError::Stopped);
         }
-    } else {
-        // The file is (or grew) larger than one chunk: stream the rest after what was read.
-        for chunk in chunker.chunks(std::io::Cursor::new(head).chain(&file)) {
-            let chunk = chunk.map_err(|e| {
-                ReadError::Unreadable(format!("read failed after {} bytes: {e}", content.size))
+        let id = shared.repo.key().content_id(chunk);
+        size += chunk.len() as u64;
+        shared.progress.add_bytes(chunk.len() as u64);
+        ids.push(id);
+        if shared.claim_new_blob(BlobType::Data, id) {
+            let job = EncodeJob {
+                blob_type: BlobType::Data,
+                id,
+                plaintext: chunk.to_vec(),
+            };
+            encode.send(job).map_err(|_| {
+                shared.request_stop();
+                ReadError::Stopped
             })?;
-            content.add(chunk)?;
         }
     }
-    let FileContent { ids, size, .. } = content;
     let after_mtime = file
         .metadata()
         .map(|m| nanos(m.mtime(), m.mtime_nsec()))
@@ -304,40 +308,6 @@ fn read_file(
         );
     }
     Ok(FileResult::Read { content: ids, size })
-}
-
-/// The content list of a file being read.
-struct FileContent<'a> {
-    shared: &'a Shared,
-    encode: &'a Sender<EncodeJob>,
-    ids: Vec<Id>,
-    size: u64,
-}
-
-impl FileContent<'_> {
-    /// Hashes the next chunk and queues it for encoding if it is new.
-    fn add(&mut self, chunk: Bytes) -> Result<(), ReadError> {
-        let shared = self.shared;
-        if shared.stopping() {
-            return Err(ReadError::Stopped);
-        }
-        let id = shared.repo.key().content_id(&chunk);
-        self.size += chunk.len() as u64;
-        shared.progress.add_bytes(chunk.len() as u64);
-        self.ids.push(id);
-        if shared.claim_new_blob(BlobType::Data, id) {
-            let job = EncodeJob {
-                blob_type: BlobType::Data,
-                id,
-                plaintext: chunk,
-            };
-            self.encode.send(job).map_err(|_| {
-                shared.request_stop();
-                ReadError::Stopped
-            })?;
-        }
-        Ok(())
-    }
 }
 
 /// Opens a file the walker found for reading. `O_NOFOLLOW`: a file replaced
@@ -360,23 +330,151 @@ fn open_unfollowed(path: &std::path::Path) -> std::io::Result<File> {
     open(flags)
 }
 
-/// Encoder thread: compresses and seals blobs until `jobs` closes.
+/// The open packs of a backup (one for data blobs, one for tree blobs),
+/// filled by the encoder threads.
+pub(crate) struct Packer {
+    open: Mutex<OpenPacks>,
+    /// A pack is finished once it holds this many bytes.
+    pack_size: usize,
+    /// Encoders still running; the last one to stop finishes the partial packs.
+    encoders: AtomicUsize,
+}
+
+struct OpenPacks {
+    /// `None` between a full data pack and the next data blob.
+    data: Option<PackWriter>,
+    /// Tree packs are few and mostly small: their buffers are not pooled.
+    trees: PackWriter,
+}
+
+impl Packer {
+    /// Packs of `pack_size` bytes, filled by `encoders` threads.
+    pub(crate) fn new(pack_size: usize, encoders: usize) -> Self {
+        Packer {
+            open: Mutex::new(OpenPacks {
+                data: None,
+                trees: PackWriter::new(BlobType::Tree),
+            }),
+            pack_size,
+            encoders: AtomicUsize::new(encoders),
+        }
+    }
+
+    /// Seals a blob's stored form into the open pack of its type, taking a
+    /// buffer from the backup's pool for a new data pack (waiting while all
+    /// are in use). Returns the previous pack if it was full: it held
+    /// `pack_size` bytes, or its buffer had no room left for this blob.
+    fn add(
+        &self,
+        shared: &Shared,
+        blob_type: BlobType,
+        id: Id,
+        payload: &[u8],
+        uncompressed_length: Option<u32>,
+    ) -> Result<Option<PackWriter>, Stopped> {
+        let sealed_len = payload.len() + arca_crypto::SEAL_OVERHEAD;
+        // Data packs end early rather than grow their pooled buffer.
+        let is_full = |writer: &PackWriter| {
+            !writer.is_empty()
+                && (writer.len() >= self.pack_size
+                    || (blob_type == BlobType::Data && !writer.fits(sealed_len)))
+        };
+        let mut open = self.open.lock().expect("open packs lock poisoned");
+        let (writer, full) = match blob_type {
+            BlobType::Data => {
+                let full = open.data.take_if(|writer| is_full(writer));
+                let writer = match &mut open.data {
+                    Some(writer) => writer,
+                    empty @ None => empty.insert(
+                        PackWriter::recycling(BlobType::Data, &shared.pack_buffers)
+                            .ok_or(Stopped)?,
+                    ),
+                };
+                (writer, full)
+            }
+            BlobType::Tree => {
+                let full = is_full(&open.trees)
+                    .then(|| std::mem::replace(&mut open.trees, PackWriter::new(BlobType::Tree)));
+                (&mut open.trees, full)
+            }
+        };
+        if let Err(e) = writer.add_sealed(
+            shared.repo.key(),
+            blob_type,
+            id,
+            payload,
+            uncompressed_length,
+        ) {
+            shared.fail(e);
+            return Err(Stopped);
+        }
+        Ok(full)
+    }
+
+    /// Called by each encoder as it stops: the last one gets the partial packs.
+    fn encoder_stopped(&self) -> Option<[Option<PackWriter>; 2]> {
+        if self.encoders.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return None;
+        }
+        let mut open = self.open.lock().expect("open packs lock poisoned");
+        let trees = std::mem::replace(&mut open.trees, PackWriter::new(BlobType::Tree));
+        Some([open.data.take(), Some(trees)])
+    }
+}
+
+/// Encoder thread: compresses and seals blobs until `jobs` closes, appending
+/// them to the open packs and handing full packs to the uploads. The last
+/// encoder to stop also hands over the partial packs (unless the backup is
+/// stopping).
 pub(crate) fn run_encoder(
     shared: &Shared,
     compression: Compression,
     jobs: &Receiver<EncodeJob>,
-    packer: &Sender<EncodedBlob>,
+    packer: &Packer,
+    packs: &tokio::sync::mpsc::Sender<FinishedPack>,
 ) {
-    let key = shared.repo.key();
+    let encoded = encode_blobs(shared, compression, jobs, packer, packs);
+    if let Some(partial) = packer.encoder_stopped()
+        && encoded.is_ok()
+        && !shared.stopping()
+    {
+        for writer in partial.into_iter().flatten() {
+            if !writer.is_empty() && upload(shared, writer, packs).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn encode_blobs(
+    shared: &Shared,
+    compression: Compression,
+    jobs: &Receiver<EncodeJob>,
+    packer: &Packer,
+    packs: &tokio::sync::mpsc::Sender<FinishedPack>,
+) -> Result<(), Stopped> {
     for job in jobs {
         if shared.stopping() {
-            return;
+            return Err(Stopped);
         }
-        let encoded =
-            match blob::encode_blob(key, job.blob_type, job.id, &job.plaintext, compression) {
-                Ok(encoded) => encoded,
-                Err(e) => return shared.fail(e),
-            };
+        let added = blob::stored_form(
+            &job.plaintext,
+            compression,
+            |payload, uncompressed_length| {
+                shared.added.bytes_packed.fetch_add(
+                    (payload.len() + arca_crypto::SEAL_OVERHEAD) as u64,
+                    Ordering::Relaxed,
+                );
+                packer.add(shared, job.blob_type, job.id, payload, uncompressed_length)
+            },
+        );
+        let full = match added {
+            Ok(full) => full?,
+            Err(e) => {
+                shared.fail(e);
+                return Err(Stopped);
+            }
+        };
         let counter = match job.blob_type {
             BlobType::Data => &shared.added.data_blobs,
             BlobType::Tree => &shared.added.tree_blobs,
@@ -386,54 +484,23 @@ pub(crate) fn run_encoder(
             .added
             .bytes
             .fetch_add(job.plaintext.len() as u64, Ordering::Relaxed);
-        shared
-            .added
-            .bytes_packed
-            .fetch_add(encoded.bytes.len() as u64, Ordering::Relaxed);
-        if packer.send(encoded).is_err() {
-            return shared.request_stop();
+        drop(job);
+        if let Some(full) = full {
+            upload(shared, full, packs)?;
         }
     }
+    Ok(())
 }
 
-/// Packer thread: appends blobs to one open pack per blob type and hands
-/// each pack to the uploads once it reaches `pack_size` bytes; the last,
-/// smaller packs when `blobs` closes.
-pub(crate) fn run_packer(
+/// Seals a pack's header and queues the pack for upload (waiting for room).
+fn upload(
     shared: &Shared,
-    pack_size: usize,
-    blobs: &Receiver<EncodedBlob>,
+    writer: PackWriter,
     packs: &tokio::sync::mpsc::Sender<FinishedPack>,
-) {
-    let key = shared.repo.key();
-    let mut data = PackWriter::new(BlobType::Data);
-    let mut trees = PackWriter::new(BlobType::Tree);
-    let finish = |writer: PackWriter| -> Result<(), Stopped> {
-        let pack = writer.finish(key).map_err(|e| {
-            shared.fail(e);
-            Stopped
-        })?;
-        packs.blocking_send(pack).map_err(|_| shared.stopped())
-    };
-    for blob in blobs {
-        let writer = match blob.blob_type {
-            BlobType::Data => &mut data,
-            BlobType::Tree => &mut trees,
-        };
-        writer.add(&blob);
-        if writer.len() >= pack_size {
-            let full = std::mem::replace(writer, PackWriter::new(blob.blob_type));
-            if finish(full).is_err() {
-                return;
-            }
-        }
-    }
-    if shared.stopping() {
-        return;
-    }
-    for writer in [data, trees] {
-        if !writer.is_empty() && finish(writer).is_err() {
-            return;
-        }
-    }
+) -> Result<(), Stopped> {
+    let pack = writer.finish(shared.repo.key()).map_err(|e| {
+        shared.fail(e);
+        Stopped
+    })?;
+    packs.blocking_send(pack).map_err(|_| shared.stopped())
 }
