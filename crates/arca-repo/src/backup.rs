@@ -45,6 +45,7 @@ mod assemble;
 mod exclude;
 mod metadata;
 mod parent;
+mod prefetch;
 mod targets;
 mod walk;
 mod workers;
@@ -124,8 +125,8 @@ pub struct BackupOutcome {
 
 /// Regular files queued for reading at most (bounds open work and memory).
 const FILES_IN_FLIGHT: usize = 64;
-/// Walker events queued for the assembler at most.
-const EVENTS_QUEUED: usize = 1024;
+/// Batches of walker events queued for the assembler at most.
+const EVENT_BATCHES_QUEUED: usize = 4;
 /// Finished packs waiting for an upload slot at most.
 const PACKS_QUEUED: usize = 1;
 /// Packs uploaded at the same time at most (fewer if the backend has fewer
@@ -212,11 +213,13 @@ async fn backup_with(
     // before the upload ends.
     let shared = Arc::new(Shared::new(repo.clone(), index, progress, 1 + uploads));
     let (pack_sender, pack_receiver) = mpsc::channel(PACKS_QUEUED);
+    let prefetch_roots: Vec<PathBuf> = targets.paths.iter().map(PathBuf::from).collect();
     let pipeline = Pipeline::start(
         &shared,
         opts,
         excludes,
         targets.root,
+        prefetch_roots,
         previous_root,
         pack_sender,
     );
@@ -376,12 +379,13 @@ impl Pipeline {
         opts: &BackupOptions,
         excludes: Excludes,
         targets: TargetNode,
+        prefetch_roots: Vec<PathBuf>,
         previous_root: Option<Tree>,
         packs: mpsc::Sender<FinishedPack>,
     ) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, NonZeroUsize::get);
         let (job_sender, job_receiver) = crossbeam_channel::bounded(FILES_IN_FLIGHT);
-        let (event_sender, event_receiver) = crossbeam_channel::bounded(EVENTS_QUEUED);
+        let (event_sender, event_receiver) = crossbeam_channel::bounded(EVENT_BATCHES_QUEUED);
         let (encode_sender, encode_receiver) = crossbeam_channel::bounded(cores);
         let mut stages = Vec::new();
 
@@ -393,8 +397,10 @@ impl Pipeline {
             with_atime: opts.with_atime,
             parent_trees: ParentTrees::new(Arc::clone(shared), tokio::runtime::Handle::current()),
             events: event_sender,
+            batch: Vec::with_capacity(walk::EVENT_BATCH),
             jobs: job_sender,
             owners: OwnerNames::default(),
+            prefetch_roots,
             files_found: 0,
             bytes_found: 0,
         };

@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::exclude::{CACHEDIR_TAG, Excludes, is_cache_dir};
 use super::metadata::{OwnerNames, node_from_metadata};
 use super::parent::ParentTrees;
+use super::prefetch::Prefetch;
 use super::targets::{TargetNode, name_os_str};
 use super::workers::{FileJob, FileResult, Shared, Stopped};
 use crate::blob::BlobType;
@@ -87,12 +88,16 @@ pub(crate) struct Walker {
     pub(crate) with_atime: bool,
     /// The parent snapshot's trees.
     pub(crate) parent_trees: ParentTrees,
-    /// Events for the assembler.
-    pub(crate) events: Sender<Event>,
+    /// Events for the assembler, in batches.
+    pub(crate) events: Sender<Vec<Event>>,
+    /// Events not sent yet.
+    pub(crate) batch: Vec<Event>,
     /// Files for the readers.
     pub(crate) jobs: Sender<FileJob>,
     /// Owner name cache.
     pub(crate) owners: OwnerNames,
+    /// The backup's targets, for the metadata prefetch.
+    pub(crate) prefetch_roots: Vec<PathBuf>,
     /// Files found so far, for progress totals.
     pub(crate) files_found: u64,
     /// Bytes in the files found so far.
@@ -102,10 +107,20 @@ pub(crate) struct Walker {
 /// How often (in files found) the walker updates the progress totals.
 const TOTALS_EVERY: u64 = 1000;
 
+/// Threads listing directories ahead of the walker (see [`Prefetch`]): a
+/// few reads of inodes in flight keep a disk or network file system busy.
+const PREFETCH_THREADS: usize = 2;
+
+/// Events sent to the assembler at a time: one channel operation (and, when
+/// the assembler waits, one wake-up) per event would cost more than the
+/// walk itself in a tree of small unchanged files.
+pub(crate) const EVENT_BATCH: usize = 256;
+
 impl Walker {
     /// Walks everything under `targets`; `previous_root` is the parent
     /// snapshot's root tree. Sends [`Event::Done`] when complete.
     pub(crate) fn run(mut self, targets: &TargetNode, previous_root: Option<&Tree>) {
+        let _prefetch = Prefetch::start(&self.prefetch_roots, &self.excludes, PREFETCH_THREADS);
         let root = Path::new("/");
         let walked = if targets.is_target {
             match std::fs::symlink_metadata(root) {
@@ -123,7 +138,8 @@ impl Walker {
             self.shared
                 .progress
                 .set_total(self.files_found, self.bytes_found);
-            let _ = self.events.send(Event::Done);
+            self.batch.push(Event::Done);
+            let _ = self.flush();
         }
     }
 
@@ -351,8 +367,17 @@ impl Walker {
         self.parent_trees.load(previous?.subtree?)
     }
 
-    fn send(&self, event: Event) -> Result<(), Stopped> {
-        self.events.send(event).map_err(|_| self.shared.stopped())
+    fn send(&mut self, event: Event) -> Result<(), Stopped> {
+        self.batch.push(event);
+        if self.batch.len() < EVENT_BATCH {
+            return Ok(());
+        }
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Result<(), Stopped> {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(EVENT_BATCH));
+        self.events.send(batch).map_err(|_| self.shared.stopped())
     }
 }
 
