@@ -288,10 +288,13 @@ impl PackWriter {
         });
     }
 
-    /// Whether a blob of `len` stored bytes still fits in the pack's buffer
-    /// without growing it.
+    /// Whether a blob of `len` stored bytes, and then the sealed header
+    /// (which grows by an entry per blob) and the trailer, still fit in the
+    /// pack's buffer without growing it.
     pub fn fits(&self, len: usize) -> bool {
-        self.bytes.len() + len <= self.bytes.capacity()
+        let header = 1 + (self.entries.len() + 1) * HEADER_ENTRY_LEN;
+        let tail = header + arca_crypto::SEAL_OVERHEAD + TRAILER_LEN;
+        self.bytes.len() + len + tail <= self.bytes.capacity()
     }
 
     /// Bytes of blob data so far (the header is added by [`PackWriter::finish`]).
@@ -618,12 +621,51 @@ mod tests {
         assert_eq!(buffers.lock().free.len(), 1);
         let reused = PackWriter::recycling(BlobType::Data, &buffers).unwrap();
         assert!(reused.is_empty());
-        assert!(
-            reused.fits(64 * 1024),
+        assert_eq!(
+            reused.bytes.capacity(),
+            64 * 1024,
             "the returned buffer keeps its capacity"
         );
         drop(reused);
         assert_eq!(buffers.in_use(), 0);
+    }
+
+    /// A pack filled while `fits` says so never outgrows its pooled buffer,
+    /// header included, even with thousands of tiny blobs.
+    #[test]
+    fn a_pack_filled_while_it_fits_keeps_its_buffer() {
+        let key = test_key();
+        let buffers = PackBuffers::new(256 * 1024, 2);
+        let mut writer = PackWriter::recycling(BlobType::Data, &buffers).unwrap();
+        let capacity = writer.bytes.capacity();
+        let mut n = 0u32;
+        loop {
+            let plaintext = n.to_le_bytes();
+            let blob = encode_blob(
+                key,
+                BlobType::Data,
+                key.content_id(&plaintext),
+                &plaintext,
+                Compression::OFF,
+            )
+            .unwrap();
+            if !writer.fits(blob.bytes.len()) {
+                break;
+            }
+            writer.add(&blob);
+            n += 1;
+        }
+        assert!(n > 1000, "{n} blobs");
+        let pack = writer.finish(key).unwrap();
+        assert!(pack.bytes.len() <= capacity);
+        assert_eq!(parse_header(key, &pack.bytes).unwrap().len(), n as usize);
+        drop(pack);
+        let reused = PackWriter::recycling(BlobType::Data, &buffers).unwrap();
+        assert_eq!(
+            reused.bytes.capacity(),
+            capacity,
+            "the buffer was not reallocated"
+        );
     }
 
     /// With every buffer in use a writer waits; closing the pool releases it
