@@ -543,7 +543,26 @@ mod tests {
         assert_eq!(pack.entries[1].uncompressed_length, Some(5000));
         let parsed = parse_header(test_key(), &pack.bytes).unwrap();
         assert_eq!(parsed, pack.entries);
-        for (entry, plaintext) in parsed.iter().zip(plaintexts) {
+        assert_blobs_decode_to(&pack, &plaintexts);
+    }
+
+    /// `plaintext` as an uncompressed data blob.
+    fn uncompressed_data_blob(plaintext: &[u8]) -> EncodedBlob {
+        let key = test_key();
+        encode_blob(
+            key,
+            BlobType::Data,
+            key.content_id(plaintext),
+            plaintext,
+            Compression::OFF,
+        )
+        .unwrap()
+    }
+
+    /// Every blob of `pack` decodes (and verifies) to the matching plaintext.
+    fn assert_blobs_decode_to(pack: &FinishedPack, plaintexts: &[&[u8]]) {
+        assert_eq!(pack.entries.len(), plaintexts.len());
+        for (entry, plaintext) in pack.entries.iter().zip(plaintexts) {
             let stored = &pack.bytes[entry.offset as usize..(entry.offset + entry.length) as usize];
             let decoded = crate::blob::decode_blob(
                 test_key(),
@@ -553,7 +572,7 @@ mod tests {
                 &entry.id,
             )
             .unwrap();
-            assert_eq!(decoded, plaintext);
+            assert_eq!(decoded, *plaintext);
         }
     }
 
@@ -575,19 +594,7 @@ mod tests {
         let added = pack_of(BlobType::Data, &plaintexts);
         assert_eq!(sealed.entries, added.entries);
         assert_eq!(parse_header(key, &sealed.bytes).unwrap(), sealed.entries);
-        for (entry, plaintext) in sealed.entries.iter().zip(plaintexts) {
-            let stored =
-                &sealed.bytes[entry.offset as usize..(entry.offset + entry.length) as usize];
-            let decoded = crate::blob::decode_blob(
-                key,
-                entry.blob_type,
-                stored,
-                entry.uncompressed_length,
-                &entry.id,
-            )
-            .unwrap();
-            assert_eq!(decoded, plaintext);
-        }
+        assert_blobs_decode_to(&sealed, &plaintexts);
     }
 
     /// A finished pack's slot is free once the pack is dropped; its buffer
@@ -598,14 +605,7 @@ mod tests {
         let key = test_key();
         let buffers = PackBuffers::new(64 * 1024, 2);
         let mut writer = PackWriter::recycling(BlobType::Data, &buffers).unwrap();
-        let blob = encode_blob(
-            key,
-            BlobType::Data,
-            key.content_id(b"abc"),
-            b"abc",
-            Compression::OFF,
-        )
-        .unwrap();
+        let blob = uncompressed_data_blob(b"abc");
         writer.add(&blob);
         let pack = writer.finish(key).unwrap();
         assert_eq!(parse_header(key, &pack.bytes).unwrap(), pack.entries);
@@ -640,15 +640,7 @@ mod tests {
         let capacity = writer.bytes.capacity();
         let mut n = 0u32;
         loop {
-            let plaintext = n.to_le_bytes();
-            let blob = encode_blob(
-                key,
-                BlobType::Data,
-                key.content_id(&plaintext),
-                &plaintext,
-                Compression::OFF,
-            )
-            .unwrap();
+            let blob = uncompressed_data_blob(&n.to_le_bytes());
             if !writer.fits(blob.bytes.len()) {
                 break;
             }
@@ -696,17 +688,9 @@ mod tests {
 
     #[test]
     fn writer_counts() {
-        let key = test_key();
         let mut writer = PackWriter::new(BlobType::Data);
         assert!(writer.is_empty());
-        let blob = encode_blob(
-            key,
-            BlobType::Data,
-            key.content_id(b"abc"),
-            b"abc",
-            Compression::OFF,
-        )
-        .unwrap();
+        let blob = uncompressed_data_blob(b"abc");
         writer.add(&blob);
         writer.add(&blob);
         assert_eq!(writer.blob_count(), 2);
