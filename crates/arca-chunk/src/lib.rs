@@ -10,7 +10,7 @@
 //!   [`ChunkerParams::validate`].
 //! - [`Chunker::new`]`(params, key: &[u8; 32])`; `Chunker` is `Clone + Send + Sync` and cheap to share.
 //! - [`Chunker::cut_points`] over a slice; [`StreamChunker`] over any `std::io::Read`,
-//!   lending chunks out of one buffer (4 MiB, at most `max` + 4 MiB) that it reuses
+//!   lending chunks out of one buffer (2 MiB, at most `max` + 2 MiB) that it reuses
 //!   from stream to stream.
 //!
 //! # Algorithm (what a second implementation must reproduce)

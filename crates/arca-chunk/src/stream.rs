@@ -11,7 +11,7 @@ const READ_AHEAD: usize = 2 * 1024 * 1024;
 /// Cuts streams into chunks through one buffer that it keeps from stream to
 /// stream, so chunking many files allocates (and faults in) nothing new.
 ///
-/// The buffer starts at 4 MiB (or `max`, if smaller) and grows to `max` + that
+/// The buffer starts at 2 MiB (or `max`, if smaller) and grows to `max` + that
 /// only when a chunk is longer than what fits; chunks are lent out as slices
 /// of it (copy the ones to keep).
 #[derive(Debug)]

@@ -15,7 +15,7 @@
 //!   each file's content list in order.
 //!
 //! Memory is bounded by the channel capacities and reused buffers (at most
-//! 64 files queued for reading, a 4 MiB read buffer per reader, two chunks
+//! 64 files queued for reading, a 2 MiB read buffer per reader, two chunks
 //! per core waiting for an encoder, two open packs, one finished pack waiting
 //! and one per storage connection uploading, up to four; the local backend
 //! hands a pack's buffer back before its fsync), plus what grows with the
@@ -397,7 +397,7 @@ impl Pipeline {
             with_atime: opts.with_atime,
             parent_trees: ParentTrees::new(Arc::clone(shared), tokio::runtime::Handle::current()),
             events: event_sender,
-            batch: Vec::with_capacity(walk::EVENT_BATCH),
+            batch: Vec::new(),
             jobs: job_sender,
             owners: OwnerNames::default(),
             prefetch_roots,

@@ -158,6 +158,12 @@ impl PackSlot {
             self.pool.released.notify_one();
         }
     }
+
+    /// Releases the slot and gives `buffer` back to the pool for reuse.
+    fn give_back(&self, buffer: Vec<u8>) {
+        self.release();
+        self.pool.keep(buffer);
+    }
 }
 
 /// The bytes of a finished pack; releases the slot and returns the buffer
@@ -175,8 +181,7 @@ impl AsRef<[u8]> for Recycled {
 
 impl Drop for Recycled {
     fn drop(&mut self) {
-        self.slot.release();
-        self.slot.pool.keep(std::mem::take(&mut self.bytes));
+        self.slot.give_back(std::mem::take(&mut self.bytes));
     }
 }
 
@@ -343,8 +348,7 @@ impl Drop for PackWriter {
     /// buffer back.
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            slot.release();
-            slot.pool.keep(std::mem::take(&mut self.bytes));
+            slot.give_back(std::mem::take(&mut self.bytes));
         }
     }
 }

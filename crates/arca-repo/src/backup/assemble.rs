@@ -80,61 +80,68 @@ pub(crate) fn run_assembler(
     let mut counts = ItemCounts::default();
     let mut root: Vec<Node> = Vec::new();
     let mut open: Vec<OpenDir> = Vec::new();
-    'batches: loop {
-        for event in events.recv().map_err(|_| shared.stopped())? {
-            match event {
-                Event::EnterDir { node, previous } => open.push(OpenDir {
-                    node,
-                    previous,
-                    nodes: Vec::new(),
-                }),
-                Event::LeaveDir => {
-                    let dir = open
-                        .pop()
-                        .expect("the walker leaves only directories it entered");
-                    let mut node = dir.node;
-                    node.subtree = Some(store_tree(shared, dir.nodes, encode)?);
-                    counts.count(NodeType::Dir, compare(&node, dir.previous.as_deref()));
-                    open.last_mut()
-                        .map_or(&mut root, |parent| &mut parent.nodes)
-                        .push(node);
-                }
-                Event::Entry {
-                    path,
-                    mut node,
-                    change,
-                    content,
-                } => {
-                    match content {
-                        Content::Complete if node.node_type == NodeType::File => {
-                            shared.progress.add_bytes(node.size)
+    // The walker's events come in batches; a channel that closes before
+    // `Done` means the walker stopped early.
+    let mut done = false;
+    for event in events.iter().flatten() {
+        match event {
+            Event::EnterDir { node, previous } => open.push(OpenDir {
+                node,
+                previous,
+                nodes: Vec::new(),
+            }),
+            Event::LeaveDir => {
+                let dir = open
+                    .pop()
+                    .expect("the walker leaves only directories it entered");
+                let mut node = dir.node;
+                node.subtree = Some(store_tree(shared, dir.nodes, encode)?);
+                counts.count(NodeType::Dir, compare(&node, dir.previous.as_deref()));
+                open.last_mut()
+                    .map_or(&mut root, |parent| &mut parent.nodes)
+                    .push(node);
+            }
+            Event::Entry {
+                path,
+                mut node,
+                change,
+                content,
+            } => {
+                match content {
+                    Content::Complete if node.node_type == NodeType::File => {
+                        shared.progress.add_bytes(node.size)
+                    }
+                    Content::Complete => {}
+                    Content::Pending(result) => match wait_for(shared, &result)? {
+                        FileResult::Read { content, size } => {
+                            node.content = content;
+                            node.size = size;
                         }
-                        Content::Complete => {}
-                        Content::Pending(result) => match wait_for(shared, &result)? {
-                            FileResult::Read { content, size } => {
-                                node.content = content;
-                                node.size = size;
-                            }
-                            FileResult::Unreadable => {
-                                // Reported by the reader and left out; still done, for progress totals.
-                                shared.progress.add_file(&path);
-                                continue;
-                            }
-                        },
-                    }
-                    counts.count(node.node_type, change);
-                    if node.node_type == NodeType::File {
-                        counts.files_processed += 1;
-                        counts.bytes_processed += node.size;
-                        shared.progress.add_file(&path);
-                    }
-                    open.last_mut()
-                        .map_or(&mut root, |parent| &mut parent.nodes)
-                        .push(node);
+                        FileResult::Unreadable => {
+                            // Reported by the reader and left out; still done, for progress totals.
+                            shared.progress.add_file(&path);
+                            continue;
+                        }
+                    },
                 }
-                Event::Done => break 'batches,
+                counts.count(node.node_type, change);
+                if node.node_type == NodeType::File {
+                    counts.files_processed += 1;
+                    counts.bytes_processed += node.size;
+                    shared.progress.add_file(&path);
+                }
+                open.last_mut()
+                    .map_or(&mut root, |parent| &mut parent.nodes)
+                    .push(node);
+            }
+            Event::Done => {
+                done = true;
+                break;
             }
         }
+    }
+    if !done {
+        return Err(shared.stopped());
     }
     assert!(
         open.is_empty(),

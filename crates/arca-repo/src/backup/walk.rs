@@ -114,7 +114,7 @@ const PREFETCH_THREADS: usize = 2;
 /// Events sent to the assembler at a time: one channel operation (and, when
 /// the assembler waits, one wake-up) per event would cost more than the
 /// walk itself in a tree of small unchanged files.
-pub(crate) const EVENT_BATCH: usize = 256;
+const EVENT_BATCH: usize = 256;
 
 impl Walker {
     /// Walks everything under `targets`; `previous_root` is the parent
