@@ -250,6 +250,38 @@ async fn every_file_type_and_its_metadata_is_stored() {
     assert!(summary.data_added >= 1_500_000 && summary.data_added_packed > 0);
 }
 
+/// The walker takes an unchanged inode's xattrs from the parent snapshot
+/// (same inode, same ctime) instead of reading them; a changed xattr
+/// changes the ctime and must be read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xattrs_of_unchanged_files_are_kept_and_changed_ones_read_again() {
+    let (repo_dir, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src = work.path().join("src");
+    fs::create_dir(&src).unwrap();
+    populate_every_kind(&src);
+    if xattr::get(src.join("regular"), "user.comment").is_err() {
+        return; // This file system has no user xattrs; nothing to check here.
+    }
+    let repo = new_repo(repo_dir.path()).await;
+    run(&repo, &options(&[&src])).await;
+
+    xattr::set(src.join("regular"), "user.comment", b"changed").unwrap();
+    xattr::remove(src.join("dir"), "user.binary").unwrap();
+    xattr::set(src.join("dir/nested"), "user.added", b"new").unwrap();
+    let second = run(&repo, &options(&[&src])).await;
+    let summary = second.snapshot.summary.as_ref().unwrap();
+    assert_eq!(summary.files_new, 0, "{summary:?}");
+    assert!(summary.files_unmodified >= 8, "{summary:?}");
+    let index = repo.load_index().await.unwrap();
+    let tree = tree_at(&repo, &index, &second.snapshot.tree, &src).await;
+    // Every entry's stored xattrs equal what is on disk now: the changed
+    // ones and the unchanged ones taken from the parent.
+    assert_matches(&repo, &index, &tree, &src).await;
+    let regular = node_named(&tree, OsStr::new("regular"));
+    assert_eq!(regular.xattrs.len(), 1);
+    assert_eq!(regular.xattrs[0].value, b"changed");
+}
+
 #[tokio::test]
 async fn snapshot_tree_reproduces_absolute_paths_with_real_intermediate_metadata() {
     let (repo_dir, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

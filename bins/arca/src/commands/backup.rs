@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use arca_repo::backup::{BackupOptions, BackupOutcome, backup};
+use arca_repo::backup::{BackupOptions, BackupOutcome, PreparedBackup};
 use arca_store::RequestCounts;
 use serde::Serialize;
 
@@ -50,12 +50,6 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
-    let opened = context.open_repository().await?;
-    let repository = &opened.repository;
-    let parent = match &args.parent {
-        Some(spec) => Some(repository.find_snapshot(spec).await?.0),
-        None => None,
-    };
     let options = BackupOptions {
         paths: args.paths,
         tags: args.tags,
@@ -65,12 +59,20 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
         exclude_files: args.exclude_files,
         exclude_caches: args.exclude_caches,
         one_file_system: args.one_file_system,
-        parent,
+        parent: None,
         force: args.force,
         with_atime: args.with_atime,
     };
+    // Prepared first: the file system's metadata is read ahead while the
+    // key is derived and the index loads.
+    let mut prepared = PreparedBackup::new(options)?;
+    let opened = context.open_repository().await?;
+    let repository = &opened.repository;
+    if let Some(spec) = &args.parent {
+        prepared.set_parent(Some(repository.find_snapshot(spec).await?.0));
+    }
     let reporter = Reporter::start(context.output);
-    let outcome = backup(repository, &options, reporter.progress()).await;
+    let outcome = prepared.run(repository, reporter.progress()).await;
     reporter.finish();
     let outcome = outcome?;
     print_summary(context.output, &outcome, opened.requests.snapshot())?;

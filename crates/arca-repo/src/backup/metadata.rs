@@ -85,7 +85,9 @@ pub(crate) struct PartialNode {
 }
 
 /// Builds the node for `path` (named `name` in its directory) from its
-/// `lstat` metadata, plus its symlink target and extended attributes.
+/// `lstat` metadata, plus its symlink target and extended attributes; the
+/// attributes are read unless `known_xattrs` gives them (see
+/// `Walker::unchanged_xattrs`).
 ///
 /// Without `with_atime` the access time is recorded as the modification
 /// time, as restic does by default: reading files during a backup updates
@@ -97,6 +99,7 @@ pub(crate) fn node_from_metadata(
     metadata: &Metadata,
     owners: &mut OwnerNames,
     with_atime: bool,
+    known_xattrs: Option<&[Xattr]>,
 ) -> PartialNode {
     let node_type = node_type(metadata.file_type());
     let mut problems = Vec::new();
@@ -111,10 +114,13 @@ pub(crate) fn node_from_metadata(
     } else {
         None
     };
-    let xattrs = read_xattrs(path).unwrap_or_else(|e| {
-        problems.push(format!("cannot read extended attributes: {e}"));
-        Vec::new()
-    });
+    let xattrs = match known_xattrs {
+        Some(known) => known.to_vec(),
+        None => read_xattrs(path).unwrap_or_else(|e| {
+            problems.push(format!("cannot read extended attributes: {e}"));
+            Vec::new()
+        }),
+    };
     let mtime_ns = nanos(metadata.mtime(), metadata.mtime_nsec());
     let is_device = matches!(node_type, NodeType::CharDevice | NodeType::BlockDevice);
     let node = Node {
@@ -204,6 +210,7 @@ mod tests {
             &metadata,
             &mut OwnerNames::default(),
             false,
+            None,
         );
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(node.node_type, NodeType::File);
@@ -242,6 +249,7 @@ mod tests {
             &metadata,
             &mut OwnerNames::default(),
             true,
+            None,
         )
         .node;
         assert_eq!(node.atime_ns, 1000 * 1_000_000_000);
@@ -260,6 +268,7 @@ mod tests {
             &metadata,
             &mut OwnerNames::default(),
             false,
+            None,
         )
         .node;
         assert_eq!(node.node_type, NodeType::Symlink);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use arca_store::Backend;
 use bytes::Bytes;
 
-use super::{BackupOptions, IndexFlush, backup_with};
+use super::{BackupOptions, IndexFlush, PreparedBackup, backup_with};
 use crate::blob::BlobType;
 use crate::progress::NoProgress;
 use crate::testing::{InterceptPuts, MemoryBackend, PutHook, noise, small_repo_options, tree_at};
@@ -114,9 +114,14 @@ async fn interrupted_backup_leaves_no_snapshot_and_the_next_one_reuses_indexed_p
         },
     });
     let repo = Repository::open(failing, PASSWORD).await.unwrap();
-    let err = backup_with(&repo, &opts, Arc::new(NoProgress), flush)
-        .await
-        .unwrap_err();
+    let err = backup_with(
+        &repo,
+        PreparedBackup::new(opts.clone()).unwrap(),
+        Arc::new(NoProgress),
+        flush,
+    )
+    .await
+    .unwrap_err();
 
     assert!(
         matches!(err, Error::Store(arca_store::Error::Permanent { .. })),
@@ -142,9 +147,14 @@ async fn interrupted_backup_leaves_no_snapshot_and_the_next_one_reuses_indexed_p
     let indexed_before = index.len();
     assert!(indexed_before >= 2);
 
-    let outcome = backup_with(&repo, &opts, Arc::new(NoProgress), flush)
-        .await
-        .unwrap();
+    let outcome = backup_with(
+        &repo,
+        PreparedBackup::new(opts.clone()).unwrap(),
+        Arc::new(NoProgress),
+        flush,
+    )
+    .await
+    .unwrap();
 
     let summary = outcome.snapshot.summary.unwrap();
     assert!(
@@ -186,7 +196,7 @@ async fn dropping_the_backup_future_stops_every_thread_and_writes_no_snapshot() 
         .unwrap();
 
     tokio::select! {
-        result = backup_with(&repo, &opts, Arc::new(NoProgress), IndexFlush::default()) => {
+        result = backup_with(&repo, PreparedBackup::new(opts.clone()).unwrap(), Arc::new(NoProgress), IndexFlush::default()) => {
             panic!("the backup finished although no pack upload can: {result:?}")
         }
         () = upload_started.notified() => {}
@@ -205,9 +215,14 @@ async fn dropping_the_backup_future_stops_every_thread_and_writes_no_snapshot() 
     assert!(memory.paths("snapshots/").is_empty());
 
     let repo = Repository::open(memory.clone(), PASSWORD).await.unwrap();
-    backup_with(&repo, &opts, Arc::new(NoProgress), IndexFlush::default())
-        .await
-        .unwrap();
+    backup_with(
+        &repo,
+        PreparedBackup::new(opts.clone()).unwrap(),
+        Arc::new(NoProgress),
+        IndexFlush::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(memory.paths("snapshots/").len(), 1);
 }
 
@@ -232,7 +247,12 @@ async fn uploads_and_index_writes_share_one_connection_without_deadlock() {
     // A hang guard, not synchronisation: the backup takes well under a second.
     let outcome = tokio::time::timeout(
         Duration::from_secs(120),
-        backup_with(&repo, &opts, Arc::new(NoProgress), flush),
+        backup_with(
+            &repo,
+            PreparedBackup::new(opts.clone()).unwrap(),
+            Arc::new(NoProgress),
+            flush,
+        ),
     )
     .await
     .expect("backup deadlocked")
