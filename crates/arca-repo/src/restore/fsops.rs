@@ -287,13 +287,23 @@ fn create_dir(path: &Path, overwrite: bool) -> Result<(), String> {
 }
 
 fn create_file(path: &Path, size: u64, overwrite: bool) -> Result<(), String> {
-    make_room(path, overwrite)?;
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(WORKING_MODE)
-        .open(path)
-        .map_err(|e| e.to_string())?;
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(WORKING_MODE)
+            .open(path)
+    };
+    // Creating first and making room only if something is in the way saves
+    // a system call per file in the common case, an empty target.
+    let file = match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            make_room(path, overwrite)?;
+            create()
+        }
+        created => created,
+    }
+    .map_err(|e| e.to_string())?;
     file.set_len(size)
         .map_err(|e| format!("setting the length to {size}: {e}"))
 }
