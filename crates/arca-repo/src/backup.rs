@@ -20,7 +20,7 @@
 //! and one per storage connection uploading, up to four; the local backend
 //! hands a pack's buffer back before its fsync), plus what grows with the
 //! backup's content:
-//! the repository index, one set entry (~50 bytes) per blob this backup adds,
+//! the repository index, one set entry (33 bytes) per blob this backup adds,
 //! and the listings of the directories currently open (so the largest single
 //! directory, which becomes one tree blob).
 //!
@@ -45,6 +45,7 @@
 //! failures end it with an error and no snapshot.
 
 mod assemble;
+mod claimed;
 mod exclude;
 mod metadata;
 mod parent;

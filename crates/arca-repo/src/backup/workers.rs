@@ -15,7 +15,6 @@
 //! closes or its output's receiver is gone; a stage that fails records the
 //! error in [`Shared`] and stops, and the stop cascades through the channels.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
@@ -26,6 +25,7 @@ use arca_chunk::StreamChunker;
 use crossbeam_channel::{Receiver, Sender};
 use nix::fcntl::OFlag;
 
+use super::claimed::ClaimedBlobs;
 use super::metadata::nanos;
 use crate::blob::{self, BlobType, Compression};
 use crate::index::Index;
@@ -45,7 +45,7 @@ pub(crate) struct Shared {
     /// when a stop is requested so no encoder waits for one forever.
     pub(crate) pack_buffers: Arc<PackBuffers>,
     /// Blobs first seen during this backup (queued, packed or uploaded).
-    in_flight: Mutex<HashSet<(BlobType, Id)>>,
+    claimed: Mutex<ClaimedBlobs>,
     /// Counters for the snapshot summary.
     pub(crate) added: AddedCounters,
     /// Items that could not be backed up, with the reason.
@@ -91,7 +91,7 @@ impl Shared {
             index,
             progress,
             pack_buffers: PackBuffers::new(buffer_capacity, pack_buffers),
-            in_flight: Mutex::new(HashSet::new()),
+            claimed: Mutex::new(ClaimedBlobs::default()),
             added: AddedCounters::default(),
             unreadable: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
@@ -106,10 +106,10 @@ impl Shared {
     pub(crate) fn claim_new_blob(&self, blob_type: BlobType, id: Id) -> bool {
         !self.index.contains(blob_type, &id)
             && self
-                .in_flight
+                .claimed
                 .lock()
-                .expect("in-flight set lock poisoned")
-                .insert((blob_type, id))
+                .expect("claimed set lock poisoned")
+                .insert(blob_type, &id)
     }
 
     /// Reports a non-fatal problem with one item that is still backed up.
