@@ -96,8 +96,9 @@ pub trait Backend: std::fmt::Debug + std::fmt::Display + Send + Sync + 'static {
         1
     }
     /// How many requests this backend serves at once, if it is limited
-    /// ([`ConcurrencyLimitBackend`]; decorators forward it): writers size
-    /// their in-flight buffers to it.
+    /// ([`ConcurrencyLimitBackend`], or a backend's own default such as the
+    /// local one's; decorators forward it): writers size their in-flight
+    /// buffers to it.
     fn connections(&self) -> Option<usize> {
         None
     }
@@ -234,7 +235,7 @@ mod tests {
     #[test]
     fn decorated_backends_report_their_connection_limit() {
         let base: Arc<dyn Backend> = Arc::new(LocalBackend::new("/nonexistent"));
-        assert_eq!(base.connections(), None);
+        assert_eq!(base.connections(), Some(2), "restic's default for local");
         let options = StoreOptions {
             connections: Some(3),
             limit_upload_kib: Some(1024),

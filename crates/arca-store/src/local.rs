@@ -69,6 +69,9 @@ fn io_error(file: &Path, object: &str, err: &io::Error) -> Error {
     Error::from_io(&file.display().to_string(), object, err)
 }
 
+/// See [`LocalBackend`]'s `connections`.
+const LOCAL_CONNECTIONS: usize = 2;
+
 #[async_trait::async_trait]
 impl Backend for LocalBackend {
     async fn get(&self, path: &str) -> Result<Bytes> {
@@ -125,6 +128,14 @@ impl Backend for LocalBackend {
             Err(err) => Err(io_error(&file, &object, &err)),
         })
         .await
+    }
+
+    /// Two, as restic's local backend: one disk gains nothing from more
+    /// writes at once, and every pack a writer keeps in flight holds a
+    /// 16 MiB buffer (a first backup's RSS went from ~145 to ~102 MiB with
+    /// the same time).
+    fn connections(&self) -> Option<usize> {
+        Some(LOCAL_CONNECTIONS)
     }
 }
 
