@@ -16,6 +16,16 @@ use crate::testing::{InterceptPuts, MemoryBackend, PutHook, noise, small_repo_op
 use crate::tree::NodeType;
 use crate::{Error, Repository};
 
+/// A backup of `opts` that writes index files as `flush` says.
+async fn backup_flushing(
+    repo: &Repository,
+    opts: &BackupOptions,
+    flush: IndexFlush,
+) -> crate::Result<super::BackupOutcome> {
+    let prepared = PreparedBackup::new(opts.clone())?;
+    backup_with(repo, prepared, Arc::new(NoProgress), flush).await
+}
+
 /// Lets `puts_left` writes through, then fails every write permanently (a
 /// full disk, revoked credentials, a killed process).
 #[derive(Debug)]
@@ -114,14 +124,7 @@ async fn interrupted_backup_leaves_no_snapshot_and_the_next_one_reuses_indexed_p
         },
     });
     let repo = Repository::open(failing, PASSWORD).await.unwrap();
-    let err = backup_with(
-        &repo,
-        PreparedBackup::new(opts.clone()).unwrap(),
-        Arc::new(NoProgress),
-        flush,
-    )
-    .await
-    .unwrap_err();
+    let err = backup_flushing(&repo, &opts, flush).await.unwrap_err();
 
     assert!(
         matches!(err, Error::Store(arca_store::Error::Permanent { .. })),
@@ -147,14 +150,7 @@ async fn interrupted_backup_leaves_no_snapshot_and_the_next_one_reuses_indexed_p
     let indexed_before = index.len();
     assert!(indexed_before >= 2);
 
-    let outcome = backup_with(
-        &repo,
-        PreparedBackup::new(opts.clone()).unwrap(),
-        Arc::new(NoProgress),
-        flush,
-    )
-    .await
-    .unwrap();
+    let outcome = backup_flushing(&repo, &opts, flush).await.unwrap();
 
     let summary = outcome.snapshot.summary.unwrap();
     assert!(
@@ -196,7 +192,7 @@ async fn dropping_the_backup_future_stops_every_thread_and_writes_no_snapshot() 
         .unwrap();
 
     tokio::select! {
-        result = backup_with(&repo, PreparedBackup::new(opts.clone()).unwrap(), Arc::new(NoProgress), IndexFlush::default()) => {
+        result = backup_flushing(&repo, &opts, IndexFlush::default()) => {
             panic!("the backup finished although no pack upload can: {result:?}")
         }
         () = upload_started.notified() => {}
@@ -215,14 +211,9 @@ async fn dropping_the_backup_future_stops_every_thread_and_writes_no_snapshot() 
     assert!(memory.paths("snapshots/").is_empty());
 
     let repo = Repository::open(memory.clone(), PASSWORD).await.unwrap();
-    backup_with(
-        &repo,
-        PreparedBackup::new(opts.clone()).unwrap(),
-        Arc::new(NoProgress),
-        IndexFlush::default(),
-    )
-    .await
-    .unwrap();
+    backup_flushing(&repo, &opts, IndexFlush::default())
+        .await
+        .unwrap();
     assert_eq!(memory.paths("snapshots/").len(), 1);
 }
 
@@ -247,12 +238,7 @@ async fn uploads_and_index_writes_share_one_connection_without_deadlock() {
     // A hang guard, not synchronisation: the backup takes well under a second.
     let outcome = tokio::time::timeout(
         Duration::from_secs(120),
-        backup_with(
-            &repo,
-            PreparedBackup::new(opts.clone()).unwrap(),
-            Arc::new(NoProgress),
-            flush,
-        ),
+        backup_flushing(&repo, &opts, flush),
     )
     .await
     .expect("backup deadlocked")
