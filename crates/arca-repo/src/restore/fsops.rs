@@ -83,24 +83,24 @@ pub(crate) fn create_items(
     let root = nix::unistd::geteuid().is_root();
     let create =
         |states: &[ItemState], i: usize| create_one(plan, target, states, i, overwrite, root);
-    let of_kind = |dirs: bool, links: bool| -> Vec<usize> {
-        (0..plan.items.len())
-            .filter(|&i| {
-                let action = plan.items[i].action;
-                (action == Action::Dir) == dirs && matches!(action, Action::HardLink(_)) == links
-            })
-            .collect()
-    };
-    for i in of_kind(true, false) {
+    // One pass sorts the plan into the three phases, each in plan order.
+    let (mut dirs, mut others, mut links) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, item) in plan.items.iter().enumerate() {
+        match item.action {
+            Action::Dir => dirs.push(i),
+            Action::HardLink(_) => links.push(i),
+            _ => others.push(i),
+        }
+    }
+    for i in dirs {
         let made = create(&created.states, i);
         created.record(plan, target, i, made, progress);
     }
-    let others = of_kind(false, false);
     let made = parallel_map(others.len(), |k| create(&created.states, others[k]));
     for (i, made) in others.into_iter().zip(made) {
         created.record(plan, target, i, made, progress);
     }
-    for i in of_kind(false, true) {
+    for i in links {
         let made = create(&created.states, i);
         created.record(plan, target, i, made, progress);
     }
