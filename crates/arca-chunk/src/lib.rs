@@ -38,7 +38,7 @@ use std::sync::Arc;
 use fastcdc::v2020::{self, Normalization};
 use zeroize::Zeroize;
 
-pub use crate::stream::{ChunkStream, StreamChunker};
+pub use crate::stream::{ChunkStream, READ_ALIGN, StreamChunker};
 
 /// Chunk size bounds in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

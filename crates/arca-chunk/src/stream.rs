@@ -8,16 +8,23 @@ use crate::Chunker;
 /// buffer starts this large and grows to `max` + this at most.
 const READ_AHEAD: usize = 2 * 1024 * 1024;
 
+/// Every read goes to an address and asks for a length that are multiples of
+/// this, so a file opened with `O_DIRECT` (which needs 512- or 4096-byte
+/// alignment) can be streamed: its offset stays aligned too, because a file
+/// returns short reads only at its end.
+pub const READ_ALIGN: usize = 4096;
+
 /// Cuts streams into chunks through one buffer that it keeps from stream to
 /// stream, so chunking many files allocates (and faults in) nothing new.
 ///
 /// The buffer starts at 2 MiB (or `max`, if smaller) and grows to `max` + that
 /// only when a chunk is longer than what fits; chunks are lent out as slices
-/// of it (copy the ones to keep).
+/// of it (copy the ones to keep). Reads are aligned to [`READ_ALIGN`].
 #[derive(Debug)]
 pub struct StreamChunker {
     chunker: Chunker,
-    /// Fully initialised; its length is the buffer's current size.
+    /// Fully initialised; one [`READ_ALIGN`] longer than the window in use,
+    /// which starts at the first aligned address in it.
     buf: Vec<u8>,
 }
 
@@ -32,21 +39,35 @@ impl StreamChunker {
 
     /// Starts chunking `reader` from its current position.
     pub fn stream<R: Read>(&mut self, reader: R) -> ChunkStream<'_, R> {
-        let ahead = READ_AHEAD.min(self.chunker.params.max as usize);
-        if self.buf.len() < ahead {
-            self.buf.resize(ahead, 0);
+        let max = self.chunker.params.max as usize;
+        let ahead = align_up(READ_AHEAD.min(max));
+        if self.buf.len() < ahead + READ_ALIGN {
+            self.buf.resize(ahead + READ_ALIGN, 0);
         }
+        let start = window_start(&self.buf);
         ChunkStream {
             chunker: &self.chunker,
             buf: &mut self.buf,
-            max_buf: self.chunker.params.max as usize + ahead,
+            // Undecided bytes (< max) plus their alignment padding always
+            // leave room for one more aligned read.
+            max_window: align_up(max + ahead) + READ_ALIGN,
             reader,
-            start: 0,
-            end: 0,
+            start,
+            end: start,
             eof: false,
             failed: false,
         }
     }
+}
+
+/// `n` rounded up to a multiple of [`READ_ALIGN`].
+fn align_up(n: usize) -> usize {
+    n.next_multiple_of(READ_ALIGN)
+}
+
+/// Index of the first [`READ_ALIGN`]-aligned byte of `buf`.
+fn window_start(buf: &[u8]) -> usize {
+    buf.as_ptr().align_offset(READ_ALIGN)
 }
 
 /// One stream being chunked by a [`StreamChunker`]; see
@@ -55,24 +76,20 @@ impl StreamChunker {
 pub struct ChunkStream<'a, R> {
     chunker: &'a Chunker,
     buf: &'a mut Vec<u8>,
-    /// The size the buffer may grow to.
-    max_buf: usize,
+    /// The size the window may grow to.
+    max_window: usize,
     reader: R,
-    /// `buf[start..end]` is read but not yet handed out.
+    /// `buf[start..end]` is read but not yet cut.
     start: usize,
     end: usize,
-    /// The reader is exhausted: the window is the rest of the input.
     eof: bool,
-    /// A read error was returned; the stream is over.
+    /// A read failed; the stream ends.
     failed: bool,
 }
 
 impl<R: Read> ChunkStream<'_, R> {
-    /// The next chunk, `None` at the end of the input.
-    ///
-    /// Boundaries are identical to [`Chunker::cut_points`] over the whole
-    /// input. Reads interrupted by a signal are retried; any other read error
-    /// is returned once and ends the stream.
+    /// The next chunk, `None` at the end of the stream (or after a read
+    /// error, which is returned once). The chunk borrows the stream's buffer.
     pub fn next_chunk(&mut self) -> Option<std::io::Result<&[u8]>> {
         if self.failed {
             return None;
@@ -93,13 +110,8 @@ impl<R: Read> ChunkStream<'_, R> {
         }
     }
 
-    /// Length of the next chunk if the window already decides it.
-    ///
-    /// FastCDC scans forward from the chunk start, testing each position with
-    /// a mask that depends only on the position (stricter before `avg`), and
-    /// stops at the first match or after `max` bytes. So a match inside the
-    /// window is final whatever follows; so is any cut once the window holds
-    /// `max` bytes or the rest of the input. Otherwise more input is needed.
+    /// The length of the next chunk if more data cannot change it: a cut
+    /// inside the buffered bytes, the end of the stream, or `max` reached.
     fn certain_cut(&self) -> Option<usize> {
         let window = &self.buf[self.start..self.end];
         if window.is_empty() {
@@ -111,24 +123,37 @@ impl<R: Read> ChunkStream<'_, R> {
         certain.then_some(len)
     }
 
-    /// Moves the undecided window (under `max` bytes, usually part of one
-    /// chunk) to the front of the buffer, grows the buffer if the window
-    /// fills it, and reads until the buffer is full or the input ends.
+    /// Moves the undecided bytes so that they end on an aligned address
+    /// (growing the buffer if they fill it), then reads until the buffer is
+    /// full or the stream ends.
     fn refill(&mut self) -> std::io::Result<()> {
-        self.buf.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
-        self.start = 0;
-        if self.end == self.buf.len() {
-            let grown = (2 * self.buf.len()).min(self.max_buf);
-            self.buf.resize(grown, 0);
+        let pending = self.end - self.start;
+        let padding = align_up(pending) - pending;
+        let window = |buf: &[u8]| (buf.len() - window_start(buf)) / READ_ALIGN * READ_ALIGN;
+        if padding + pending == window(self.buf) {
+            let grown = (2 * window(self.buf)).min(self.max_window);
+            self.buf.resize(grown + READ_ALIGN, 0);
         }
-        while self.end < self.buf.len() {
-            match self.reader.read(&mut self.buf[self.end..]) {
+        let base = window_start(self.buf);
+        let limit = base + window(self.buf);
+        self.buf.copy_within(self.start..self.end, base + padding);
+        self.start = base + padding;
+        self.end = self.start + pending;
+        while self.end < limit {
+            match self.reader.read(&mut self.buf[self.end..limit]) {
                 Ok(0) => {
                     self.eof = true;
                     break;
                 }
-                Ok(n) => self.end += n,
+                Ok(n) => {
+                    self.end += n;
+                    // Likely the end of a file: reading on from an unaligned
+                    // address would fail under `O_DIRECT`; the next refill
+                    // realigns.
+                    if !n.is_multiple_of(READ_ALIGN) {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -175,7 +200,7 @@ mod tests {
             }
             assert!(rebuilt == data);
             assert_eq!(lengths, chunker.cut_points(&data));
-            assert!(streams.buf.len() <= 2 * PARAMS.max as usize);
+            assert!(streams.buf.len() <= 2 * PARAMS.max as usize + 2 * READ_ALIGN);
         }
     }
 
@@ -199,6 +224,63 @@ mod tests {
         assert_eq!(lengths, chunker.cut_points(&data));
         assert_eq!(lengths[0], params.max as usize);
         assert!(streams.buf.len() > READ_AHEAD);
-        assert!(streams.buf.len() <= params.max as usize + READ_AHEAD);
+        assert!(streams.buf.len() <= params.max as usize + READ_AHEAD + 2 * READ_ALIGN);
+    }
+
+    /// A reader that fails unless every read is aligned the way `O_DIRECT`
+    /// needs, and that returns fewer bytes than asked for only at its end.
+    struct DirectLike<'a> {
+        data: &'a [u8],
+        reads: usize,
+    }
+
+    impl Read for DirectLike<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let aligned = (buf.as_ptr() as usize).is_multiple_of(READ_ALIGN)
+                && buf.len().is_multiple_of(READ_ALIGN);
+            if !aligned {
+                return Err(std::io::Error::from(ErrorKind::InvalidInput));
+            }
+            if self.data.is_empty() {
+                return Ok(0);
+            }
+            let n = buf.len().min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            self.reads += 1;
+            Ok(n)
+        }
+    }
+
+    /// Reads stay aligned however the cuts fall, including when the buffer
+    /// grows for `max`-long chunks, across stream after stream.
+    #[test]
+    fn reads_are_aligned_for_direct_io() {
+        let params = ChunkerParams {
+            min: 4000,
+            avg: 8192,
+            max: 40_000,
+        };
+        let chunker = Chunker::new(params, &[7; 32]).unwrap();
+        let mut streams = StreamChunker::new(chunker.clone());
+        let mut zeros_then_noise = vec![0u8; 200_000];
+        zeros_then_noise.extend(pseudo_random(300_001));
+        for data in [
+            pseudo_random(1_000_003),
+            zeros_then_noise,
+            pseudo_random(4095),
+        ] {
+            let mut reader = DirectLike {
+                data: &data,
+                reads: 0,
+            };
+            let mut stream = streams.stream(&mut reader);
+            let mut lengths = Vec::new();
+            while let Some(chunk) = stream.next_chunk() {
+                lengths.push(chunk.unwrap().len());
+            }
+            assert_eq!(lengths, chunker.cut_points(&data));
+            assert!(reader.reads > 1 || data.len() < params.max as usize);
+        }
     }
 }
