@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use arca_crypto::{MasterKey, ObjectKind};
+use arca_store::DIRECT_IO_ALIGN;
 use bytes::Bytes;
 
 use crate::blob::{BlobType, EncodedBlob};
@@ -50,7 +51,10 @@ pub struct PackEntry {
 #[derive(Debug)]
 pub struct PackWriter {
     blob_type: BlobType,
+    /// The pack is `bytes[start..]`; the padding before it puts the pack at
+    /// an address aligned for direct I/O in recycled buffers.
     bytes: Vec<u8>,
+    start: usize,
     entries: Vec<PackEntry>,
     /// The pool slot of a recycled buffer.
     slot: Option<Arc<PackSlot>>,
@@ -65,7 +69,9 @@ pub struct PackWriter {
 /// (its upload is over) or when every copy of its bytes is, whichever comes
 /// first; the buffer itself comes back for reuse with the last copy of the
 /// bytes, so filling pack after pack allocates, and faults in, no fresh
-/// memory.
+/// memory. Packs in these buffers start at an address aligned to
+/// [`arca_store::DIRECT_IO_ALIGN`], so a local repository writes them with
+/// direct I/O.
 #[derive(Debug)]
 pub struct PackBuffers {
     state: Mutex<PoolState>,
@@ -125,7 +131,7 @@ impl PackBuffers {
         let buffer = state
             .free
             .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.capacity));
+            .unwrap_or_else(|| Vec::with_capacity(self.capacity + DIRECT_IO_ALIGN));
         let slot = PackSlot {
             pool: Arc::clone(self),
             released: AtomicBool::new(false),
@@ -166,16 +172,17 @@ impl PackSlot {
     }
 }
 
-/// The bytes of a finished pack; releases the slot and returns the buffer
-/// to the pool when the last copy is dropped.
+/// The bytes of a finished pack (`bytes[start..]`); releases the slot and
+/// returns the buffer to the pool when the last copy is dropped.
 struct Recycled {
     bytes: Vec<u8>,
+    start: usize,
     slot: Arc<PackSlot>,
 }
 
 impl AsRef<[u8]> for Recycled {
     fn as_ref(&self) -> &[u8] {
-        &self.bytes
+        &self.bytes[self.start..]
     }
 }
 
@@ -212,6 +219,7 @@ impl PackWriter {
         PackWriter {
             blob_type,
             bytes: Vec::new(),
+            start: 0,
             entries: Vec::new(),
             slot: None,
         }
@@ -221,10 +229,13 @@ impl PackWriter {
     /// all are in use) and goes back there when the finished pack's bytes are
     /// dropped; `None` if the pool is closed.
     pub fn recycling(blob_type: BlobType, buffers: &Arc<PackBuffers>) -> Option<Self> {
-        let (slot, bytes) = buffers.take()?;
+        let (slot, mut bytes) = buffers.take()?;
+        let start = bytes.as_ptr().align_offset(DIRECT_IO_ALIGN);
+        bytes.resize(start, 0);
         Some(PackWriter {
             blob_type,
             bytes,
+            start,
             entries: Vec::new(),
             slot: Some(slot),
         })
@@ -272,7 +283,7 @@ impl PackWriter {
             blob_type, self.blob_type,
             "blob {id} added to a pack of another type"
         );
-        u32::try_from(self.bytes.len()).expect("pack offsets fit in u32")
+        u32::try_from(self.len()).expect("pack offsets fit in u32")
     }
 
     /// Records the blob appended since `offset`.
@@ -283,7 +294,7 @@ impl PackWriter {
         offset: u32,
         uncompressed_length: Option<u32>,
     ) {
-        let end = u32::try_from(self.bytes.len()).expect("packs stay below 4 GiB");
+        let end = u32::try_from(self.len()).expect("packs stay below 4 GiB");
         self.entries.push(PackEntry {
             blob_type,
             id,
@@ -304,7 +315,7 @@ impl PackWriter {
 
     /// Bytes of blob data so far (the header is added by [`PackWriter::finish`]).
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.bytes.len() - self.start
     }
 
     /// Whether no blob was added yet.
@@ -324,15 +335,16 @@ impl PackWriter {
         key.seal_into(ObjectKind::PackHeader, &header, &mut self.bytes)?;
         let sealed_len = u32::try_from(self.bytes.len() - before).expect("pack headers fit in u32");
         self.bytes.extend_from_slice(&sealed_len.to_le_bytes());
-        let id = Id::storage_id(&self.bytes);
+        let id = Id::storage_id(&self.bytes[self.start..]);
         let bytes = std::mem::take(&mut self.bytes);
         let slot = self.slot.take();
         let bytes = match &slot {
             Some(slot) => Bytes::from_owner(Recycled {
                 bytes,
+                start: self.start,
                 slot: Arc::clone(slot),
             }),
-            None => Bytes::from(bytes),
+            None => Bytes::from(bytes).slice(self.start..),
         };
         Ok(FinishedPack {
             id,
@@ -613,6 +625,11 @@ mod tests {
         writer.add(&blob);
         let pack = writer.finish(key).unwrap();
         assert_eq!(parse_header(key, &pack.bytes).unwrap(), pack.entries);
+        assert_eq!(
+            pack.bytes.as_ptr().align_offset(DIRECT_IO_ALIGN),
+            0,
+            "pooled packs are aligned for direct I/O"
+        );
         let copy = pack.bytes.clone();
         drop(pack);
         assert_eq!(buffers.in_use(), 0, "the upload is over: the slot is free");
@@ -627,7 +644,7 @@ mod tests {
         assert!(reused.is_empty());
         assert_eq!(
             reused.bytes.capacity(),
-            64 * 1024,
+            64 * 1024 + DIRECT_IO_ALIGN,
             "the returned buffer keeps its capacity"
         );
         drop(reused);

@@ -7,14 +7,13 @@
 //! durable or absent.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::{Backend, Error, ObjectMeta, Result};
+use crate::{Backend, Error, ObjectMeta, Result, direct};
 
 /// Temporary files being written start with this; listings skip them.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -77,18 +76,13 @@ impl Backend for LocalBackend {
     async fn get(&self, path: &str) -> Result<Bytes> {
         let file = self.file_path(path)?;
         let object = path.to_owned();
-        blocking(path, move || {
-            fs::read(&file)
-                .map(Bytes::from)
-                .map_err(|err| io_error(&file, &object, &err))
-        })
-        .await
+        blocking(path, move || read_object(&file, &object, None)).await
     }
 
     async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
         let file = self.file_path(path)?;
         let object = path.to_owned();
-        blocking(path, move || read_range(&file, &object, range)).await
+        blocking(path, move || read_object(&file, &object, Some(range))).await
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
@@ -139,38 +133,36 @@ impl Backend for LocalBackend {
     }
 }
 
-fn read_range(file: &Path, object: &str, range: Range<u64>) -> Result<Bytes> {
-    let handle = File::open(file).map_err(|err| io_error(file, object, &err))?;
-    let size = handle
-        .metadata()
-        .map_err(|err| io_error(file, object, &err))?
-        .len();
-    if range.start > range.end || range.end > size {
-        return Err(Error::permanent(
-            file.display().to_string(),
-            format!(
-                "range {}..{} is outside the object (size {size})",
-                range.start, range.end
-            ),
-        ));
-    }
-    let mut buf = vec![0; (range.end - range.start) as usize];
-    handle
-        .read_exact_at(&mut buf, range.start)
-        .map_err(|err| io_error(file, object, &err))?;
-    Ok(Bytes::from(buf))
+/// Reads `range` of the object (all of it for `None`); large reads are direct
+/// (see [`crate::direct`]).
+fn read_object(file: &Path, object: &str, range: Option<Range<u64>>) -> Result<Bytes> {
+    let wanted = range.clone();
+    direct::read(file, range).map_err(|err| match err {
+        direct::ReadError::Io(err) => io_error(file, object, &err),
+        direct::ReadError::OutOfRange { size } => {
+            let range = wanted.unwrap_or_default();
+            Error::permanent(
+                file.display().to_string(),
+                format!(
+                    "range {}..{} is outside the object (size {size})",
+                    range.start, range.end
+                ),
+            )
+        }
+    })
 }
 
 /// Temp file, fsync, size check, rename, directory fsync. Directories are created
 /// on demand (so a fresh shard costs nothing until it is used).
 ///
-/// `data` is dropped as soon as it is in the page cache, before the fsync:
+/// Large objects are written directly (see [`crate::direct`]). `data` is
+/// dropped as soon as it is written, before the fsync:
 /// a caller that recycles its buffers (the backup's pack buffers) gets them
 /// back while the disk is still busy.
 fn write_atomically(root: &Path, file: &Path, object: &str, data: Bytes) -> Result<()> {
     let dir = file.parent().unwrap_or(root);
     let temp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
-    let mut handle = match create_new(&temp) {
+    let handle = match create_new(&temp) {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             create_dirs(root, dir).map_err(|err| io_error(dir, object, &err))?;
             create_new(&temp)
@@ -179,8 +171,7 @@ fn write_atomically(root: &Path, file: &Path, object: &str, data: Bytes) -> Resu
     }
     .map_err(|err| io_error(&temp, object, &err))?;
     let len = data.len() as u64;
-    let written = handle
-        .write_all(&data)
+    let written = direct::write_new(&handle, &data)
         .and_then(|()| {
             drop(data);
             handle.sync_all()
