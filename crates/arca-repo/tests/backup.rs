@@ -576,6 +576,50 @@ async fn a_file_growing_while_read_is_stored_as_read_with_a_warning() {
     assert_eq!(&stored[..original.len()], &original[..]);
 }
 
+/// An unchanged directory keeps its parent's tree without re-encoding it,
+/// but only if it holds the same entries: a newly excluded file changes no
+/// time stamp, yet its directory's tree must lose it.
+#[tokio::test]
+async fn unchanged_trees_are_reused_only_with_the_same_entries() {
+    let (repo_dir, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    for file in ["sub/a.txt", "sub/b.tmp", "sub/deeper/c", "top"] {
+        fs::write(src.join(file), file).unwrap();
+    }
+    let repo = new_repo(repo_dir.path()).await;
+    let first = run(&repo, &options(&[&src])).await.snapshot;
+    let second = run(&repo, &options(&[&src])).await.snapshot;
+    let index = repo.load_index().await.unwrap();
+    let sub = src.join("sub");
+    assert_eq!(
+        subtree_id(&repo, &index, &second.tree, &src).await,
+        subtree_id(&repo, &index, &first.tree, &src).await
+    );
+
+    let excluding = BackupOptions {
+        excludes: vec!["*.tmp".into()],
+        ..options(&[&src])
+    };
+    let third = run(&repo, &excluding).await.snapshot;
+    let index = repo.load_index().await.unwrap();
+    assert_eq!(
+        names(&tree_at(&repo, &index, &third.tree, &sub).await),
+        vec!["a.txt", "deeper"]
+    );
+    assert_eq!(
+        subtree_id(&repo, &index, &third.tree, &sub.join("deeper")).await,
+        subtree_id(&repo, &index, &first.tree, &sub.join("deeper")).await,
+        "the untouched directory below keeps its tree"
+    );
+    let summary = third.summary.unwrap();
+    assert_eq!(
+        (summary.dirs_changed.min(1), summary.files_unmodified),
+        (1, 3),
+        "{summary:?}"
+    );
+}
+
 #[tokio::test]
 async fn excludes_follow_restic_semantics() {
     let (repo_dir, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -103,7 +103,9 @@ fn open_for_read(path: &Path, direct: bool) -> io::Result<(File, bool)> {
 pub(crate) enum ReadError {
     Io(io::Error),
     /// The range ends past the file's `size`.
-    OutOfRange { size: u64 },
+    OutOfRange {
+        size: u64,
+    },
 }
 
 impl From<io::Error> for ReadError {
@@ -123,7 +125,9 @@ pub(crate) fn read(path: &Path, range: Option<Range<u64>>) -> Result<Bytes, Read
     // The size decides before the open whether to read directly only for
     // ranges; a whole object is opened directly and read through the cache
     // if it turns out small.
-    let wanted = range.as_ref().map_or(DIRECT_MIN_LEN, |r| r.end.saturating_sub(r.start));
+    let wanted = range
+        .as_ref()
+        .map_or(DIRECT_MIN_LEN, |r| r.end.saturating_sub(r.start));
     let (file, direct) = open_for_read(path, wanted >= DIRECT_MIN_LEN)?;
     let size = file.metadata()?.len();
     let range = range.unwrap_or(0..size);
@@ -225,6 +229,9 @@ mod tests {
         let path = dir.path().join("object");
         std::fs::write(&path, pattern(1 << 20)).unwrap();
         let err = read(&path, Some(1000..(1 << 20) + 1)).unwrap_err();
-        assert!(matches!(err, ReadError::OutOfRange { size } if size == 1 << 20), "{err:?}");
+        assert!(
+            matches!(err, ReadError::OutOfRange { size } if size == 1 << 20),
+            "{err:?}"
+        );
     }
 }

@@ -67,7 +67,30 @@ pub(crate) struct Assembled {
 struct OpenDir {
     node: Node,
     previous: Option<Box<Node>>,
+    /// Entries of the parent snapshot's listing, if known.
+    previous_entries: Option<usize>,
     nodes: Vec<Node>,
+    /// Entries identical to the parent snapshot's.
+    unmodified: usize,
+}
+
+impl OpenDir {
+    /// The parent snapshot's listing of this directory, if this one is the
+    /// same: as many entries, each identical to the parent's of that name
+    /// (names are unique, so these are the same sets), and that listing is
+    /// still stored. Re-encoding would give the same bytes again.
+    fn unchanged_subtree(&self, shared: &Shared) -> Option<Id> {
+        let subtree = self.previous.as_ref()?.subtree?;
+        let same = self.previous_entries == Some(self.nodes.len())
+            && self.unmodified == self.nodes.len()
+            && shared.index.contains(BlobType::Tree, &subtree);
+        same.then_some(subtree)
+    }
+
+    fn push(&mut self, node: Node, change: Change) {
+        self.unmodified += usize::from(change == Change::Unmodified);
+        self.nodes.push(node);
+    }
 }
 
 /// Assembler thread: consumes `events` until [`Event::Done`], sending every
@@ -85,21 +108,30 @@ pub(crate) fn run_assembler(
     let mut done = false;
     for event in events.iter().flatten() {
         match event {
-            Event::EnterDir { node, previous } => open.push(OpenDir {
+            Event::EnterDir {
                 node,
                 previous,
+                previous_entries,
+            } => open.push(OpenDir {
+                node,
+                previous,
+                previous_entries,
                 nodes: Vec::new(),
+                unmodified: 0,
             }),
             Event::LeaveDir => {
                 let dir = open
                     .pop()
                     .expect("the walker leaves only directories it entered");
+                let subtree = match dir.unchanged_subtree(shared) {
+                    Some(subtree) => subtree,
+                    None => store_tree(shared, dir.nodes, encode)?,
+                };
                 let mut node = dir.node;
-                node.subtree = Some(store_tree(shared, dir.nodes, encode)?);
-                counts.count(NodeType::Dir, compare(&node, dir.previous.as_deref()));
-                open.last_mut()
-                    .map_or(&mut root, |parent| &mut parent.nodes)
-                    .push(node);
+                node.subtree = Some(subtree);
+                let change = compare(&node, dir.previous.as_deref());
+                counts.count(NodeType::Dir, change);
+                push(&mut open, &mut root, node, change);
             }
             Event::Entry {
                 path,
@@ -130,9 +162,7 @@ pub(crate) fn run_assembler(
                     counts.bytes_processed += node.size;
                     shared.progress.add_file(&path);
                 }
-                open.last_mut()
-                    .map_or(&mut root, |parent| &mut parent.nodes)
-                    .push(node);
+                push(&mut open, &mut root, node, change);
             }
             Event::Done => {
                 done = true;
@@ -150,6 +180,14 @@ pub(crate) fn run_assembler(
     );
     let root = store_tree(shared, root, encode)?;
     Ok(Assembled { root, counts })
+}
+
+/// Adds a finished node to the innermost open directory (or the root).
+fn push(open: &mut [OpenDir], root: &mut Vec<Node>, node: Node, change: Change) {
+    match open.last_mut() {
+        Some(dir) => dir.push(node, change),
+        None => root.push(node),
+    }
 }
 
 /// Encodes a directory listing and queues it as a tree blob unless stored;

@@ -33,6 +33,9 @@ pub(crate) enum Event {
         /// The parent snapshot's node of the same name, if any (boxed: it is
         /// rarely present on a first backup and would double the event size).
         previous: Option<Box<Node>>,
+        /// How many entries the parent snapshot's listing of this directory
+        /// has, if it was loaded and the directory's contents are walked.
+        previous_entries: Option<usize>,
     },
     /// The innermost open directory is complete.
     LeaveDir,
@@ -163,7 +166,8 @@ impl Walker {
                 }
             };
             let node = self.node(&path, name, &metadata, previous);
-            self.enter_dir(node, previous)?;
+            // Holds only the way to the targets: never the parent's whole listing.
+            self.enter_dir(node, previous, None)?;
             let previous_subtree = self.load_subtree(previous);
             self.walk_intermediate(&path, child, previous_subtree.as_ref())?;
             self.send(Event::LeaveDir)?;
@@ -193,18 +197,21 @@ impl Walker {
         let other_file_system = self.one_file_system && metadata.dev() != device;
         match node.node_type {
             NodeType::Dir => {
-                self.enter_dir(node, previous)?;
                 // A mount point is kept as an empty directory with --one-file-system.
-                if !other_file_system {
-                    let previous_subtree = self.load_subtree(previous);
-                    let prefetched = match &previous_subtree {
-                        Some(tree) => self.parent_trees.prefetch_children(tree),
-                        None => Vec::new(),
-                    };
-                    let walked = self.walk_dir_contents(path, previous_subtree.as_ref(), device);
-                    self.parent_trees.forget(&prefetched);
-                    walked?;
+                if other_file_system {
+                    self.enter_dir(node, previous, None)?;
+                    return self.send(Event::LeaveDir);
                 }
+                let previous_subtree = self.load_subtree(previous);
+                let previous_entries = previous_subtree.as_ref().map(|tree| tree.nodes.len());
+                self.enter_dir(node, previous, previous_entries)?;
+                let prefetched = match &previous_subtree {
+                    Some(tree) => self.parent_trees.prefetch_children(tree),
+                    None => Vec::new(),
+                };
+                let walked = self.walk_dir_contents(path, previous_subtree.as_ref(), device);
+                self.parent_trees.forget(&prefetched);
+                walked?;
                 self.send(Event::LeaveDir)
             }
             _ if other_file_system => Ok(()),
@@ -347,12 +354,21 @@ impl Walker {
             .all(|id| self.shared.index.contains(BlobType::Data, id))
     }
 
-    fn enter_dir(&mut self, node: Node, previous: Option<&Node>) -> Result<(), Stopped> {
+    fn enter_dir(
+        &mut self,
+        node: Node,
+        previous: Option<&Node>,
+        previous_entries: Option<usize>,
+    ) -> Result<(), Stopped> {
         let previous = previous
             .filter(|p| p.node_type == NodeType::Dir)
             .cloned()
             .map(Box::new);
-        self.send(Event::EnterDir { node, previous })
+        self.send(Event::EnterDir {
+            node,
+            previous,
+            previous_entries,
+        })
     }
 
     /// The node for `path`, reporting what could not be read as warnings.

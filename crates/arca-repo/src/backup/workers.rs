@@ -338,7 +338,8 @@ impl SourceFile {
                 .custom_flags(flags.bits())
                 .open(path)
         };
-        let is = |e: &std::io::Error, errno: nix::errno::Errno| e.raw_os_error() == Some(errno as i32);
+        let is =
+            |e: &std::io::Error, errno: nix::errno::Errno| e.raw_os_error() == Some(errno as i32);
         let mut flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
