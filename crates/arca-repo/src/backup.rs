@@ -469,6 +469,7 @@ impl Pipeline {
             batch: Vec::new(),
             jobs: job_sender,
             owners: OwnerNames::default(),
+            prefetched: prefetch.listings(),
             files_found: 0,
             bytes_found: 0,
         };

@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::exclude::{CACHEDIR_TAG, Excludes, is_cache_dir};
 use super::metadata::{OwnerNames, nanos, node_from_metadata, node_type};
 use super::parent::ParentTrees;
+use super::prefetch::{Listing, Listings};
 use super::targets::{TargetNode, name_os_str};
 use super::workers::{FileJob, FileResult, Shared, Stopped};
 use crate::blob::BlobType;
@@ -98,6 +99,8 @@ pub(crate) struct Walker {
     pub(crate) jobs: Sender<FileJob>,
     /// Owner name cache.
     pub(crate) owners: OwnerNames,
+    /// Directory listings the metadata prefetch made ahead of the walk.
+    pub(crate) prefetched: Arc<Listings>,
     /// Files found so far, for progress totals.
     pub(crate) files_found: u64,
     /// Bytes in the files found so far.
@@ -235,56 +238,69 @@ impl Walker {
         previous_tree: Option<&Tree>,
         device: u64,
     ) -> Result<(), Stopped> {
-        let listing = match std::fs::read_dir(dir) {
-            Ok(listing) => listing,
-            Err(e) => {
-                self.shared
-                    .unreadable(dir.to_owned(), format!("cannot list directory: {e}"));
-                return Ok(());
-            }
+        let Some(mut listing) = self.prefetched.take(dir).or_else(|| self.list(dir)) else {
+            return Ok(());
         };
-        // `DirEntry::metadata` stats relative to the open directory, without
-        // resolving the whole path again (that path walk was a third of the
-        // walker's CPU time). Every entry is statted before the walk goes
-        // down, so no directory stays open while its subdirectories are
-        // walked: a deep tree must not run out of file descriptors.
-        let mut entries = Vec::new();
-        for entry in listing {
-            match entry {
-                Ok(entry) => entries.push((entry.file_name(), entry)),
-                Err(e) => {
-                    let message = format!(
-                        "listing the directory failed after {} entries: {e}",
-                        entries.len()
-                    );
-                    self.shared.unreadable(dir.to_owned(), message);
-                    break;
-                }
-            }
-        }
-        entries.sort_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
         if self.excludes.exclude_caches
-            && entries.iter().any(|(n, _)| n == CACHEDIR_TAG)
+            && listing.iter().any(|(n, _)| n == CACHEDIR_TAG)
             && is_cache_dir(dir)
         {
-            entries.retain(|(n, _)| n == CACHEDIR_TAG);
+            listing.retain(|(n, _)| n == CACHEDIR_TAG);
         }
-        let entries: Vec<_> = entries
-            .into_iter()
-            .filter_map(|(name, entry)| {
-                let path = dir.join(&name);
-                let excluded = self.excludes.is_excluded(&path);
-                (!excluded).then(|| (name, path, entry.metadata()))
-            })
-            .collect();
-        for (name, path, metadata) in entries {
+        // Both kinds of listing leave excluded entries out.
+        for (name, metadata) in listing {
             if self.shared.stopping() {
                 return Err(Stopped);
             }
             let previous = previous_node(previous_tree, &name);
-            self.walk_entry(&path, &name, metadata, previous, device)?;
+            self.walk_entry(&dir.join(&name), &name, Ok(metadata), previous, device)?;
         }
         Ok(())
+    }
+
+    /// Lists `dir` in name-byte order with each entry's `lstat` result,
+    /// reporting what fails; `None` if the directory cannot be listed.
+    ///
+    /// `DirEntry::metadata` stats relative to the open directory, without
+    /// resolving the whole path again (that path walk was a third of the
+    /// walker's CPU time). Every entry is statted before the walk goes down,
+    /// so no directory stays open while its subdirectories are walked: a
+    /// deep tree must not run out of file descriptors.
+    fn list(&self, dir: &Path) -> Option<Listing> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.shared
+                    .unreadable(dir.to_owned(), format!("cannot list directory: {e}"));
+                return None;
+            }
+        };
+        let mut listing = Vec::new();
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let message = format!(
+                        "listing the directory failed after {} entries: {e}",
+                        listing.len()
+                    );
+                    self.shared.unreadable(dir.to_owned(), message);
+                    break;
+                }
+            };
+            let name = entry.file_name();
+            if self.excludes.is_excluded(&dir.join(&name)) {
+                continue;
+            }
+            match entry.metadata() {
+                Ok(metadata) => listing.push((name, metadata)),
+                Err(e) => self
+                    .shared
+                    .unreadable(dir.join(&name), format!("cannot stat: {e}")),
+            }
+        }
+        listing.sort_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+        Some(listing)
     }
 
     /// A regular file: reuses the parent's content if unchanged, else queues a read.
