@@ -528,9 +528,12 @@ fn select_packs(
     }
 }
 
-/// Packs downloaded at once; bounds memory to about this many packs.
+/// Packs downloaded or being checked at once; bounds memory to about this
+/// many packs. One more than the cores, so a download is under way while
+/// every core authenticates a pack (with one per core, the cores waited
+/// for every download: 1.2 of 2 busy).
 fn read_workers() -> usize {
-    std::thread::available_parallelism().map_or(4, |n| n.get().clamp(2, 8))
+    std::thread::available_parallelism().map_or(4, |n| n.get().clamp(2, 8) + 1)
 }
 
 /// What reading one pack found.
