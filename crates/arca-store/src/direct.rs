@@ -40,8 +40,9 @@ fn is_refused(err: &io::Error) -> bool {
     err.raw_os_error() == Some(Errno::EINVAL as i32)
 }
 
-/// Turns `O_DIRECT` on or off for an open file.
-fn set_direct(file: &File, on: bool) -> io::Result<()> {
+/// Turns `O_DIRECT` on or off for an open file (a reader falling back to the
+/// page cache after the file system refused a direct transfer uses this too).
+pub fn set_direct(file: &File, on: bool) -> io::Result<()> {
     let flags = OFlag::from_bits_truncate(fcntl(file, FcntlArg::F_GETFL)?);
     let flags = if on {
         flags | OFlag::O_DIRECT
@@ -54,7 +55,7 @@ fn set_direct(file: &File, on: bool) -> io::Result<()> {
 
 /// A zeroed buffer of `len` bytes starting at an aligned address: the
 /// buffer is `vec[start..start + len]`.
-pub fn aligned_buffer(len: usize) -> (Vec<u8>, usize) {
+pub(crate) fn aligned_buffer(len: usize) -> (Vec<u8>, usize) {
     let vec = vec![0; len + DIRECT_IO_ALIGN];
     let start = vec.as_ptr().align_offset(DIRECT_IO_ALIGN);
     (vec, start)

@@ -60,7 +60,7 @@ use bytes::Bytes;
 pub use cache::DiskCache;
 pub use cloud::{MULTIPART_PART_SIZE, MULTIPART_THRESHOLD, ObjectStoreBackend, WriteCheck};
 pub use counting::{CountingBackend, RequestCounters, RequestCounts};
-pub use direct::{DIRECT_IO_ALIGN, aligned_buffer};
+pub use direct::{DIRECT_IO_ALIGN, set_direct};
 pub use error::{Error, Result};
 pub use fault::{FaultBackend, FaultConfig, OutageSwitch};
 pub use limit::{BandwidthLimitBackend, ConcurrencyLimitBackend, TokenBucket};

@@ -368,15 +368,6 @@ impl SourceFile {
             }
         }
     }
-
-    /// Stops reading directly: the rest of the file goes through the page cache.
-    fn read_through_cache(&mut self) -> std::io::Result<()> {
-        let flags = nix::fcntl::fcntl(&self.file, nix::fcntl::FcntlArg::F_GETFL)?;
-        let flags = OFlag::from_bits_truncate(flags) - OFlag::O_DIRECT;
-        nix::fcntl::fcntl(&self.file, nix::fcntl::FcntlArg::F_SETFL(flags))?;
-        self.direct = false;
-        Ok(())
-    }
 }
 
 impl std::io::Read for SourceFile {
@@ -394,7 +385,8 @@ impl std::io::Read for SourceFile {
             // A direct read the file system will not do as asked (alignment
             // it needs beyond ours, an offset left unaligned by a short read).
             Err(e) if self.direct && e.raw_os_error() == Some(nix::errno::Errno::EINVAL as i32) => {
-                self.read_through_cache()?;
+                arca_store::set_direct(&self.file, false)?;
+                self.direct = false;
                 (&self.file).read(buf)
             }
             read => read,
