@@ -692,6 +692,31 @@ async fn excludes_follow_restic_semantics() {
     );
 }
 
+/// `--exclude-caches` still finds a cache whose tag file is itself excluded:
+/// the directory is kept empty, as when the tag is kept and then excluded.
+#[tokio::test]
+async fn an_excluded_cache_tag_still_marks_the_cache() {
+    let (repo_dir, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("cache")).unwrap();
+    fs::write(
+        src.join("cache/CACHEDIR.TAG"),
+        b"Signature: 8a477f597d28d172789f06886806bc55\n",
+    )
+    .unwrap();
+    fs::write(src.join("cache/blob"), b"cached").unwrap();
+    let repo = new_repo(repo_dir.path()).await;
+    let opts = BackupOptions {
+        excludes: vec!["CACHEDIR.TAG".into()],
+        exclude_caches: true,
+        ..options(&[&src])
+    };
+    let snapshot = run(&repo, &opts).await.snapshot;
+    let index = repo.load_index().await.unwrap();
+    let cache = tree_at(&repo, &index, &snapshot.tree, &src.join("cache")).await;
+    assert!(names(&cache).is_empty(), "{:?}", names(&cache));
+}
+
 #[tokio::test]
 async fn excluding_a_target_or_its_ancestor_leaves_it_out() {
     let (repo_dir, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -241,10 +241,13 @@ impl Walker {
         let Some(mut listing) = self.prefetched.take(dir).or_else(|| self.list(dir)) else {
             return Ok(());
         };
-        if self.excludes.exclude_caches
-            && listing.iter().any(|(n, _)| n == CACHEDIR_TAG)
-            && is_cache_dir(dir)
-        {
+        // Listings leave excluded names out, so a tag that is itself
+        // excluded is looked for on disk.
+        let may_be_tagged = || {
+            listing.iter().any(|(n, _)| n == CACHEDIR_TAG)
+                || self.excludes.is_excluded(&dir.join(CACHEDIR_TAG))
+        };
+        if self.excludes.exclude_caches && may_be_tagged() && is_cache_dir(dir) {
             listing.retain(|(n, _)| n == CACHEDIR_TAG);
         }
         // Both kinds of listing leave excluded entries out.
