@@ -103,8 +103,9 @@ fn open_for_read(path: &Path, direct: bool) -> io::Result<(File, bool)> {
 #[derive(Debug)]
 pub(crate) enum ReadError {
     Io(io::Error),
-    /// The range ends past the file's `size`.
+    /// `range` ends past the file's `size` (or is reversed).
     OutOfRange {
+        range: Range<u64>,
         size: u64,
     },
 }
@@ -112,12 +113,6 @@ pub(crate) enum ReadError {
 impl From<io::Error> for ReadError {
     fn from(err: io::Error) -> Self {
         ReadError::Io(err)
-    }
-}
-
-impl From<Errno> for ReadError {
-    fn from(err: Errno) -> Self {
-        ReadError::Io(err.into())
     }
 }
 
@@ -133,7 +128,7 @@ pub(crate) fn read(path: &Path, range: Option<Range<u64>>) -> Result<Bytes, Read
     let size = file.metadata()?.len();
     let range = range.unwrap_or(0..size);
     if range.start > range.end || range.end > size {
-        return Err(ReadError::OutOfRange { size });
+        return Err(ReadError::OutOfRange { range, size });
     }
     if !direct || range.end - range.start < DIRECT_MIN_LEN {
         if direct {
@@ -231,7 +226,7 @@ mod tests {
         std::fs::write(&path, pattern(1 << 20)).unwrap();
         let err = read(&path, Some(1000..(1 << 20) + 1)).unwrap_err();
         assert!(
-            matches!(err, ReadError::OutOfRange { size } if size == 1 << 20),
+            matches!(err, ReadError::OutOfRange { size, .. } if size == 1 << 20),
             "{err:?}"
         );
     }

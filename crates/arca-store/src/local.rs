@@ -136,19 +136,15 @@ impl Backend for LocalBackend {
 /// Reads `range` of the object (all of it for `None`); large reads are direct
 /// (see [`crate::direct`]).
 fn read_object(file: &Path, object: &str, range: Option<Range<u64>>) -> Result<Bytes> {
-    let wanted = range.clone();
     direct::read(file, range).map_err(|err| match err {
         direct::ReadError::Io(err) => io_error(file, object, &err),
-        direct::ReadError::OutOfRange { size } => {
-            let range = wanted.unwrap_or_default();
-            Error::permanent(
-                file.display().to_string(),
-                format!(
-                    "range {}..{} is outside the object (size {size})",
-                    range.start, range.end
-                ),
-            )
-        }
+        direct::ReadError::OutOfRange { range, size } => Error::permanent(
+            file.display().to_string(),
+            format!(
+                "range {}..{} is outside the object (size {size})",
+                range.start, range.end
+            ),
+        ),
     })
 }
 

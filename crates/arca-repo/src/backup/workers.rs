@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use arca_chunk::{READ_ALIGN, StreamChunker};
 use crossbeam_channel::{Receiver, Sender};
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
 use super::claimed::ClaimedBlobs;
@@ -338,8 +339,6 @@ impl SourceFile {
                 .custom_flags(flags.bits())
                 .open(path)
         };
-        let is =
-            |e: &std::io::Error, errno: nix::errno::Errno| e.raw_os_error() == Some(errno as i32);
         let mut flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
@@ -358,16 +357,21 @@ impl SourceFile {
                     return Ok((source, metadata));
                 }
                 // The file system has no direct I/O.
-                Err(e) if is(&e, nix::errno::Errno::EINVAL) && flags.contains(OFlag::O_DIRECT) => {
+                Err(e) if has_errno(&e, Errno::EINVAL) && flags.contains(OFlag::O_DIRECT) => {
                     flags.remove(OFlag::O_DIRECT);
                 }
-                Err(e) if is(&e, nix::errno::Errno::EPERM) && flags.contains(OFlag::O_NOATIME) => {
+                Err(e) if has_errno(&e, Errno::EPERM) && flags.contains(OFlag::O_NOATIME) => {
                     flags.remove(OFlag::O_NOATIME);
                 }
                 Err(e) => return Err(e),
             }
         }
     }
+}
+
+/// Whether `err` is the OS error `errno`.
+fn has_errno(err: &std::io::Error, errno: Errno) -> bool {
+    err.raw_os_error() == Some(errno as i32)
 }
 
 impl std::io::Read for SourceFile {
@@ -384,7 +388,7 @@ impl std::io::Read for SourceFile {
         let read = match (&self.file).read(buf) {
             // A direct read the file system will not do as asked (alignment
             // it needs beyond ours, an offset left unaligned by a short read).
-            Err(e) if self.direct && e.raw_os_error() == Some(nix::errno::Errno::EINVAL as i32) => {
+            Err(e) if self.direct && has_errno(&e, Errno::EINVAL) => {
                 arca_store::set_direct(&self.file, false)?;
                 self.direct = false;
                 (&self.file).read(buf)
