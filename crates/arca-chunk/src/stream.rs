@@ -4,8 +4,8 @@ use std::io::{ErrorKind, Read};
 
 use crate::Chunker;
 
-/// Bytes read ahead of the undecided part of a stream (at most `max`): the
-/// buffer starts this large and grows to `max` + this at most.
+/// Bytes read ahead of the undecided part of a stream (at most `max`) by
+/// default: the buffer starts this large and grows to `max` + this at most.
 const READ_AHEAD: usize = 2 * 1024 * 1024;
 
 /// Every read goes to an address and asks for a length that are multiples of
@@ -17,12 +17,15 @@ pub const READ_ALIGN: usize = 4096;
 /// Cuts streams into chunks through one buffer that it keeps from stream to
 /// stream, so chunking many files allocates (and faults in) nothing new.
 ///
-/// The buffer starts at 2 MiB (or `max`, if smaller) and grows to `max` + that
-/// only when a chunk is longer than what fits; chunks are lent out as slices
-/// of it (copy the ones to keep). Reads are aligned to [`READ_ALIGN`].
+/// The buffer starts at the read-ahead (2 MiB unless set with
+/// [`StreamChunker::with_read_ahead`], and at most `max`) and grows to `max` +
+/// that only when a chunk is longer than what fits; chunks are lent out as
+/// slices of it (copy the ones to keep). Reads are aligned to [`READ_ALIGN`].
 #[derive(Debug)]
 pub struct StreamChunker {
     chunker: Chunker,
+    /// Bytes read ahead of the undecided part, a multiple of [`READ_ALIGN`].
+    read_ahead: usize,
     /// Fully initialised; one [`READ_ALIGN`] longer than the window in use,
     /// which starts at the first aligned address in it.
     buf: Vec<u8>,
@@ -31,8 +34,16 @@ pub struct StreamChunker {
 impl StreamChunker {
     /// A stream chunker cutting with `chunker`'s parameters and key.
     pub fn new(chunker: Chunker) -> Self {
+        StreamChunker::with_read_ahead(chunker, READ_AHEAD)
+    }
+
+    /// A stream chunker reading `bytes` ahead (rounded up to [`READ_ALIGN`]):
+    /// one that mostly reads small files keeps its buffer that small, and
+    /// grows it only for a stream that turns out longer.
+    pub fn with_read_ahead(chunker: Chunker, bytes: usize) -> Self {
         StreamChunker {
             chunker,
+            read_ahead: align_up(bytes.max(1)),
             buf: Vec::new(),
         }
     }
@@ -40,7 +51,7 @@ impl StreamChunker {
     /// Starts chunking `reader` from its current position.
     pub fn stream<R: Read>(&mut self, reader: R) -> ChunkStream<'_, R> {
         let max = self.chunker.params.max as usize;
-        let ahead = align_up(READ_AHEAD.min(max));
+        let ahead = align_up(self.read_ahead.min(max));
         if self.buf.len() < ahead + READ_ALIGN {
             self.buf.resize(ahead + READ_ALIGN, 0);
         }
@@ -225,6 +236,39 @@ mod tests {
         assert_eq!(lengths[0], params.max as usize);
         assert!(streams.buf.len() > READ_AHEAD);
         assert!(streams.buf.len() <= params.max as usize + READ_AHEAD + 2 * READ_ALIGN);
+    }
+
+    /// A small read-ahead keeps the buffer small for short streams and cuts
+    /// long ones exactly as the default does.
+    #[test]
+    fn a_small_read_ahead_keeps_the_buffer_small_and_cuts_the_same() {
+        let chunker = Chunker::new(PARAMS, &[9; 32]).unwrap();
+        let read_ahead = 8192;
+        let mut small = StreamChunker::with_read_ahead(chunker.clone(), read_ahead);
+        let short: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut stream = small.stream(&short[..]);
+        let mut rebuilt = Vec::new();
+        while let Some(chunk) = stream.next_chunk() {
+            rebuilt.extend_from_slice(chunk.unwrap());
+        }
+        assert_eq!(rebuilt, short);
+        assert_eq!(small.buf.len(), read_ahead + READ_ALIGN);
+
+        let mut state = 1u64;
+        let long: Vec<u8> = (0..3 * PARAMS.max as usize)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                (state >> 56) as u8
+            })
+            .collect();
+        let mut lengths = Vec::new();
+        let mut stream = small.stream(&long[..]);
+        while let Some(chunk) = stream.next_chunk() {
+            lengths.push(chunk.unwrap().len());
+        }
+        assert_eq!(lengths, chunker.cut_points(&long));
     }
 
     /// A reader that fails unless every read is aligned the way `O_DIRECT`

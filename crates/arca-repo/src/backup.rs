@@ -7,7 +7,10 @@
 //! - the **walker** lists the paths depth-first in name order (`lstat` only)
 //!   and decides from the parent snapshot which files changed;
 //! - **readers** open changed files, chunk them (keyed FastCDC), hash the
-//!   chunks and drop those the repository or this backup already has;
+//!   chunks and drop those the repository or this backup already has; small
+//!   files (≤ 256 KiB) have readers of their own, four per core, so many of
+//!   their reads wait on the disk at once, and new small chunks travel to the
+//!   encoders in batches;
 //! - **encoders** compress and encrypt the new chunks and append them to the
 //!   open pack of their type (data and tree blobs apart); full packs are
 //!   uploaded a few at a time on the async runtime;
@@ -15,8 +18,9 @@
 //!   each file's content list in order.
 //!
 //! Memory is bounded by the channel capacities and reused buffers (at most
-//! 64 files queued for reading, a 2 MiB read buffer per reader, two chunks
-//! per core waiting for an encoder, two open packs, one finished pack waiting
+//! 64 files queued for reading per reader pool, a 2 MiB read buffer per
+//! large-file reader and a 260 KiB one per small-file reader, two chunks (or
+//! batches of small chunks up to 256 KiB) per core waiting for an encoder, two open packs, one finished pack waiting
 //! and one per storage connection uploading, up to four; the local backend
 //! hands a pack's buffer back before its fsync), plus what grows with the
 //! backup's content:
@@ -63,7 +67,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arca_chunk::StreamChunker;
+use arca_chunk::{READ_ALIGN, StreamChunker};
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -75,7 +79,9 @@ use self::parent::ParentTrees;
 use self::prefetch::Prefetch;
 use self::targets::{TargetNode, Targets};
 use self::walk::Walker;
-use self::workers::{Packer, Shared, Stopped, run_encoder, run_reader};
+use self::workers::{
+    FileQueues, Packer, SMALL_FILE_BYTES, Shared, Stopped, run_encoder, run_reader,
+};
 use crate::index::IndexFile;
 use crate::pack::FinishedPack;
 use crate::progress::Progress;
@@ -453,7 +459,8 @@ impl Pipeline {
         packs: mpsc::Sender<FinishedPack>,
     ) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, NonZeroUsize::get);
-        let (job_sender, job_receiver) = crossbeam_channel::bounded(FILES_IN_FLIGHT);
+        let (small_sender, small_receiver) = crossbeam_channel::bounded(FILES_IN_FLIGHT);
+        let (large_sender, large_receiver) = crossbeam_channel::bounded(FILES_IN_FLIGHT);
         let (event_sender, event_receiver) = crossbeam_channel::bounded(EVENT_BATCHES_QUEUED);
         let (encode_sender, encode_receiver) = crossbeam_channel::bounded(cores);
         let mut stages = Vec::new();
@@ -467,7 +474,10 @@ impl Pipeline {
             parent_trees: ParentTrees::new(Arc::clone(shared), tokio::runtime::Handle::current()),
             events: event_sender,
             batch: Vec::new(),
-            jobs: job_sender,
+            jobs: FileQueues {
+                small: small_sender,
+                large: large_sender,
+            },
             owners: OwnerNames::default(),
             prefetched: prefetch.listings(),
             files_found: 0,
@@ -486,18 +496,40 @@ impl Pipeline {
         // A reader alternates between waiting for a direct read (no kernel
         // read-ahead) and chunking what it got: one more than the cores keeps
         // them busy (first backup of the 2 GiB benchmark tree: 2 readers
-        // 6.7-7.0 s, 3 readers 6.1-6.25 s, 4 readers 6.0-6.2 s).
-        for n in 0..cores + 1 {
-            let mut chunker = StreamChunker::new(shared.repo.chunker().clone());
-            let (jobs, encode) = (job_receiver.clone(), encode_sender.clone());
-            stages.push(spawn_stage(
-                &format!("arca-read-{n}"),
-                shared,
-                None,
-                move |shared| {
-                    run_reader(shared, &mut chunker, &jobs, &encode);
-                },
-            ));
+        // 6.7-7.0 s, 3 readers 6.1-6.25 s, 4 readers 6.0-6.2 s). Reading a
+        // small file is nearly all waiting: four readers per core keep more
+        // of those reads in flight (the benchmark's 48 k small files alone:
+        // 2.6-2.9 s with 3 readers for every file, 2.2-2.3 s with 8 more
+        // for the small ones).
+        // A small-file reader's buffer holds the largest small file and the
+        // read that finds its end.
+        let small_read_ahead = SMALL_FILE_BYTES as usize + READ_ALIGN;
+        let readers = [
+            ("read", &large_receiver, cores + 1, None),
+            (
+                "read-small",
+                &small_receiver,
+                4 * cores,
+                Some(small_read_ahead),
+            ),
+        ];
+        for (name, jobs, count, read_ahead) in readers {
+            for n in 0..count {
+                let chunker = shared.repo.chunker().clone();
+                let mut chunker = match read_ahead {
+                    Some(bytes) => StreamChunker::with_read_ahead(chunker, bytes),
+                    None => StreamChunker::new(chunker),
+                };
+                let (jobs, encode) = (jobs.clone(), encode_sender.clone());
+                stages.push(spawn_stage(
+                    &format!("arca-{name}-{n}"),
+                    shared,
+                    None,
+                    move |shared| {
+                        run_reader(shared, &mut chunker, &jobs, &encode);
+                    },
+                ));
+            }
         }
         let compression = shared.repo.compression();
         let packer = Arc::new(Packer::new(shared.repo.config().pack_size as usize, cores));

@@ -488,9 +488,10 @@ async fn a_file_vanishing_before_it_is_read_is_reported_and_skipped() {
     let (repo_dir, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let src = work.path().join("src");
     fs::create_dir(&src).unwrap();
-    // One file per reader thread ahead of the victim: every reader is held
-    // up on its first file until the victim is gone, so none can open it early.
-    let readers = std::thread::available_parallelism().unwrap().get().max(2);
+    // One file per reader thread ahead of the victim (small files have four
+    // readers per core): every reader is held up on its first file until the
+    // victim is gone, so none can open it early.
+    let readers = 4 * std::thread::available_parallelism().unwrap().get();
     for n in 0..=readers {
         fs::write(src.join(format!("a{n:03}")), noise(1000, n as u64)).unwrap();
     }

@@ -4,7 +4,7 @@
 use crossbeam_channel::{Receiver, Sender};
 
 use super::walk::{Change, Content, Event, compare};
-use super::workers::{EncodeJob, FileResult, Shared, Stopped};
+use super::workers::{EncodeBatch, EncodeJob, FileResult, Shared, Stopped};
 use crate::Id;
 use crate::blob::BlobType;
 use crate::tree::{Node, NodeType, Tree};
@@ -98,7 +98,7 @@ impl OpenDir {
 pub(crate) fn run_assembler(
     shared: &Shared,
     events: &Receiver<Vec<Event>>,
-    encode: &Sender<EncodeJob>,
+    encode: &Sender<EncodeBatch>,
 ) -> Result<Assembled, Stopped> {
     let mut counts = ItemCounts::default();
     let mut root: Vec<Node> = Vec::new();
@@ -196,7 +196,7 @@ fn push(open: &mut [OpenDir], root: &mut Vec<Node>, node: Node, change: Change) 
 fn store_tree(
     shared: &Shared,
     nodes: Vec<Node>,
-    encode: &Sender<EncodeJob>,
+    encode: &Sender<EncodeBatch>,
 ) -> Result<Id, Stopped> {
     let bytes = Tree::new(nodes).encode();
     let id = shared.repo.key().content_id(&bytes);
@@ -206,7 +206,7 @@ fn store_tree(
             id,
             plaintext: bytes,
         };
-        encode.send(job).map_err(|_| shared.stopped())?;
+        encode.send(vec![job]).map_err(|_| shared.stopped())?;
     }
     Ok(id)
 }

@@ -20,7 +20,7 @@ use super::metadata::{OwnerNames, nanos, node_from_metadata, node_type};
 use super::parent::ParentTrees;
 use super::prefetch::{Listing, Listings};
 use super::targets::{TargetNode, name_os_str};
-use super::workers::{FileJob, FileResult, Shared, Stopped};
+use super::workers::{FileJob, FileQueues, FileResult, Shared, Stopped};
 use crate::blob::BlobType;
 use crate::tree::{Node, NodeType, Tree, Xattr};
 
@@ -96,7 +96,7 @@ pub(crate) struct Walker {
     /// Events not sent yet.
     pub(crate) batch: Vec<Event>,
     /// Files for the readers.
-    pub(crate) jobs: Sender<FileJob>,
+    pub(crate) jobs: FileQueues,
     /// Owner name cache.
     pub(crate) owners: OwnerNames,
     /// Directory listings the metadata prefetch made ahead of the walk.
@@ -355,7 +355,9 @@ impl Walker {
             mtime_ns: node.mtime_ns,
             result,
         };
-        self.jobs.send(job).map_err(|_| self.shared.stopped())?;
+        self.jobs
+            .send(job)
+            .map_err(|Stopped| self.shared.stopped())?;
         self.send(Event::Entry {
             path: path.to_owned(),
             node,

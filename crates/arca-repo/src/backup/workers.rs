@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arca_chunk::{READ_ALIGN, StreamChunker};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
@@ -183,6 +183,15 @@ impl Shared {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stopped;
 
+/// Blobs handed to an encoder together.
+pub(crate) type EncodeBatch = Vec<EncodeJob>;
+
+/// A reader queues the new blobs it found once they add up to this many
+/// bytes (a larger blob goes at once), or before it waits for its next file:
+/// a tree of small files then costs the encoders one hand-off per batch
+/// instead of one wake-up per file.
+const ENCODE_BATCH_BYTES: usize = 256 * 1024;
+
 /// A blob to compress, encrypt and pack.
 #[derive(Debug)]
 pub(crate) struct EncodeJob {
@@ -192,6 +201,30 @@ pub(crate) struct EncodeJob {
     pub(crate) id: Id,
     /// The blob's plaintext.
     pub(crate) plaintext: Vec<u8>,
+}
+
+/// Files up to this size go to readers of their own ([`FileQueues`]).
+pub(crate) const SMALL_FILE_BYTES: u64 = 256 * 1024;
+
+/// The readers' queues. Reading a small file is mostly waiting for the disk,
+/// so small files get many readers, each with a buffer of little more than
+/// [`SMALL_FILE_BYTES`]; large ones get a few readers with large buffers, which
+/// also keeps a large file from holding up the small ones behind it.
+pub(crate) struct FileQueues {
+    pub(crate) small: Sender<FileJob>,
+    pub(crate) large: Sender<FileJob>,
+}
+
+impl FileQueues {
+    /// Queues `job` for a reader of its size (waiting for room).
+    pub(crate) fn send(&self, job: FileJob) -> Result<(), Stopped> {
+        let queue = if job.size <= SMALL_FILE_BYTES {
+            &self.small
+        } else {
+            &self.large
+        };
+        queue.send(job).map_err(|_| Stopped)
+    }
 }
 
 /// A regular file to read, with the slot its result goes to.
@@ -226,13 +259,29 @@ pub(crate) fn run_reader(
     shared: &Shared,
     chunker: &mut StreamChunker,
     jobs: &Receiver<FileJob>,
-    encode: &Sender<EncodeJob>,
+    encode: &Sender<EncodeBatch>,
 ) {
-    for job in jobs {
+    let mut pending = PendingBlobs::default();
+    loop {
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(TryRecvError::Disconnected) => break,
+            // No file waiting: queue what this reader holds before it sleeps.
+            Err(TryRecvError::Empty) => {
+                if pending.send(encode).is_err() {
+                    shared.request_stop();
+                    return;
+                }
+                match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                }
+            }
+        };
         if shared.stopping() {
             return;
         }
-        let result = match read_file(shared, chunker, &job, encode) {
+        let result = match read_file(shared, chunker, &job, &mut pending, encode) {
             Ok(result) => result,
             Err(ReadError::Stopped) => return,
             Err(ReadError::Unreadable(message)) => {
@@ -242,6 +291,39 @@ pub(crate) fn run_reader(
         };
         // The assembler may be gone when the pipeline is stopping; nothing to do then.
         let _ = job.result.send(result);
+    }
+    if pending.send(encode).is_err() {
+        shared.request_stop();
+    }
+}
+
+/// The new blobs a reader holds until they make a batch.
+#[derive(Default)]
+struct PendingBlobs {
+    batch: EncodeBatch,
+    bytes: usize,
+}
+
+impl PendingBlobs {
+    /// Adds a blob; queues the batch once it is large enough.
+    fn push(&mut self, job: EncodeJob, encode: &Sender<EncodeBatch>) -> Result<(), Stopped> {
+        self.bytes += job.plaintext.len();
+        self.batch.push(job);
+        if self.bytes >= ENCODE_BATCH_BYTES {
+            self.send(encode)?;
+        }
+        Ok(())
+    }
+
+    /// Queues the blobs held, if any (waiting for room).
+    fn send(&mut self, encode: &Sender<EncodeBatch>) -> Result<(), Stopped> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        encode
+            .send(std::mem::take(&mut self.batch))
+            .map_err(|_| Stopped)
     }
 }
 
@@ -253,14 +335,15 @@ enum ReadError {
     Stopped,
 }
 
-/// Opens, chunks and hashes one file, queueing copies of the chunks not yet
-/// in the repository for encoding. The reader's buffer is reused from file
+/// Opens, chunks and hashes one file, adding copies of the chunks not yet
+/// in the repository to `pending` for encoding. The reader's buffer is reused from file
 /// to file; only new chunks are copied out of it.
 fn read_file(
     shared: &Shared,
     chunker: &mut StreamChunker,
     job: &FileJob,
-    encode: &Sender<EncodeJob>,
+    pending: &mut PendingBlobs,
+    encode: &Sender<EncodeBatch>,
 ) -> Result<FileResult, ReadError> {
     let (mut file, before) = SourceFile::open(&job.path)
         .map_err(|e| ReadError::Unreadable(format!("cannot open: {e}")))?;
@@ -286,7 +369,7 @@ fn read_file(
                 id,
                 plaintext: chunk.to_vec(),
             };
-            encode.send(job).map_err(|_| {
+            pending.push(job, encode).map_err(|Stopped| {
                 shared.request_stop();
                 ReadError::Stopped
             })?;
@@ -499,7 +582,7 @@ impl Packer {
 pub(crate) fn run_encoder(
     shared: &Shared,
     compression: Compression,
-    jobs: &Receiver<EncodeJob>,
+    jobs: &Receiver<EncodeBatch>,
     packer: &Packer,
     packs: &tokio::sync::mpsc::Sender<FinishedPack>,
 ) {
@@ -519,11 +602,11 @@ pub(crate) fn run_encoder(
 fn encode_blobs(
     shared: &Shared,
     compression: Compression,
-    jobs: &Receiver<EncodeJob>,
+    jobs: &Receiver<EncodeBatch>,
     packer: &Packer,
     packs: &tokio::sync::mpsc::Sender<FinishedPack>,
 ) -> Result<(), Stopped> {
-    for job in jobs {
+    for job in jobs.iter().flatten() {
         if shared.stopping() {
             return Err(Stopped);
         }
@@ -573,4 +656,72 @@ fn upload(
         Stopped
     })?;
     packs.blocking_send(pack).map_err(|_| shared.stopped())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(len: usize, n: u8) -> EncodeJob {
+        EncodeJob {
+            blob_type: BlobType::Data,
+            id: Id([n; 32]),
+            plaintext: vec![n; len],
+        }
+    }
+
+    #[test]
+    fn pending_blobs_go_out_once_they_make_a_batch_or_when_sent() {
+        let (encode, queued) = crossbeam_channel::unbounded();
+        let mut pending = PendingBlobs::default();
+        let small = ENCODE_BATCH_BYTES / 4;
+        for n in 0..3 {
+            pending.push(blob(small, n), &encode).unwrap();
+        }
+        assert!(queued.is_empty(), "three quarters of a batch stay");
+        pending.push(blob(small, 3), &encode).unwrap();
+        let batch = queued.try_recv().unwrap();
+        let ids: Vec<u8> = batch.iter().map(|job| job.id.0[0]).collect();
+        assert_eq!(ids, [0, 1, 2, 3], "a full batch goes in order");
+
+        pending
+            .push(blob(ENCODE_BATCH_BYTES * 2, 4), &encode)
+            .unwrap();
+        assert_eq!(
+            queued.try_recv().unwrap().len(),
+            1,
+            "a large blob goes at once"
+        );
+
+        pending.push(blob(10, 5), &encode).unwrap();
+        assert!(queued.is_empty());
+        pending.send(&encode).unwrap();
+        assert_eq!(queued.try_recv().unwrap()[0].id.0[0], 5, "send empties it");
+        pending.send(&encode).unwrap();
+        assert!(queued.is_empty(), "nothing held, nothing sent");
+
+        drop(queued);
+        pending.push(blob(10, 6), &encode).unwrap();
+        assert_eq!(pending.send(&encode), Err(Stopped));
+    }
+
+    #[test]
+    fn files_go_to_the_reader_pool_of_their_size() {
+        let (small, small_jobs) = crossbeam_channel::unbounded();
+        let (large, large_jobs) = crossbeam_channel::unbounded();
+        let queues = FileQueues { small, large };
+        for size in [1, SMALL_FILE_BYTES, SMALL_FILE_BYTES + 1] {
+            let (result, _) = crossbeam_channel::bounded(1);
+            let job = FileJob {
+                path: PathBuf::from("f"),
+                size,
+                mtime_ns: 0,
+                result,
+            };
+            queues.send(job).unwrap();
+        }
+        let sizes = |jobs: &Receiver<FileJob>| jobs.try_iter().map(|j| j.size).collect::<Vec<_>>();
+        assert_eq!(sizes(&small_jobs), [1, SMALL_FILE_BYTES]);
+        assert_eq!(sizes(&large_jobs), [SMALL_FILE_BYTES + 1]);
+    }
 }
