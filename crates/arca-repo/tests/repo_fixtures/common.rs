@@ -117,4 +117,10 @@ impl<H: PutHook> Backend for InterceptPuts<H> {
     async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
         self.inner.head(path).await
     }
+    fn put_requests(&self, size: u64) -> u64 {
+        self.inner.put_requests(size)
+    }
+    fn connections(&self) -> Option<usize> {
+        self.inner.connections()
+    }
 }
