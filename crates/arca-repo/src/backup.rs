@@ -18,9 +18,10 @@
 //!   each file's content list in order.
 //!
 //! Memory is bounded by the channel capacities and reused buffers (at most
-//! 64 files queued for reading per reader pool, a 2 MiB read buffer per
-//! large-file reader and a 260 KiB one per small-file reader, two chunks (or
-//! batches of small chunks up to 256 KiB) per core waiting for an encoder, two open packs, one finished pack waiting
+//! 64 files queued for reading per reader pool; a read buffer of 2 MiB, up to
+//! the largest chunk + 2 MiB, per large-file reader and of 260 KiB per
+//! small-file reader; two chunks, or batches of small chunks up to 256 KiB,
+//! per core waiting for an encoder; two open packs, one finished pack waiting
 //! and one per storage connection uploading, up to four; the local backend
 //! hands a pack's buffer back before its fsync), plus what grows with the
 //! backup's content:

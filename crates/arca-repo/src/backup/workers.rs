@@ -335,9 +335,9 @@ enum ReadError {
     Stopped,
 }
 
-/// Opens, chunks and hashes one file, adding copies of the chunks not yet
-/// in the repository to `pending` for encoding. The reader's buffer is reused from file
-/// to file; only new chunks are copied out of it.
+/// Opens, chunks and hashes one file, adding copies of the chunks not yet in
+/// the repository to `pending` for encoding. The reader's buffer is reused
+/// from file to file; only new chunks are copied out of it.
 fn read_file(
     shared: &Shared,
     chunker: &mut StreamChunker,
