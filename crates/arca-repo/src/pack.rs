@@ -225,6 +225,13 @@ impl PackWriter {
         }
     }
 
+    /// An empty pack whose buffer has room for `capacity` bytes.
+    pub fn with_capacity(blob_type: BlobType, capacity: usize) -> Self {
+        let mut writer = PackWriter::new(blob_type);
+        writer.bytes.reserve_exact(capacity);
+        writer
+    }
+
     /// An empty pack whose buffer comes from `buffers` (waiting for one if
     /// all are in use) and goes back there when the finished pack's bytes are
     /// dropped; `None` if the pool is closed.
@@ -611,6 +618,27 @@ mod tests {
         assert_eq!(sealed.entries, added.entries);
         assert_eq!(parse_header(key, &sealed.bytes).unwrap(), sealed.entries);
         assert_blobs_decode_to(&sealed, &plaintexts);
+    }
+
+    /// A writer with reserved room fills it without reallocating.
+    #[test]
+    fn a_reserved_pack_fills_without_growing() {
+        let key = test_key();
+        let mut writer = PackWriter::with_capacity(BlobType::Data, 64 * 1024);
+        let reserved = writer.bytes.capacity();
+        assert!(reserved >= 64 * 1024);
+        let buffer = writer.bytes.as_ptr();
+        let blob = uncompressed_data_blob(&[7; 1000]);
+        let mut added = 0;
+        while writer.len() + blob.bytes.len() <= 64 * 1024 {
+            writer.add(&blob);
+            added += 1;
+        }
+        assert!(added > 50);
+        assert_eq!(writer.bytes.capacity(), reserved);
+        assert_eq!(writer.bytes.as_ptr(), buffer, "never moved");
+        let pack = writer.finish(key).unwrap();
+        assert_eq!(parse_header(key, &pack.bytes).unwrap().len(), added);
     }
 
     /// A finished pack's slot is free once the pack is dropped; its buffer

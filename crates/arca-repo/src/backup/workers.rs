@@ -34,6 +34,10 @@ use crate::pack::{FinishedPack, PackBuffers, PackWriter};
 use crate::progress::Progress;
 use crate::{Error, Id, Repository};
 
+/// Room in a pack buffer beyond the pack size: the blob that fills a pack
+/// (usually ~1 MiB) lands in the same buffer.
+const PACK_SLACK: usize = 2 << 20;
+
 /// State every pipeline stage shares.
 pub(crate) struct Shared {
     /// The repository written to.
@@ -85,8 +89,7 @@ impl Shared {
         pack_buffers: usize,
     ) -> Self {
         let (stop_sender, stop_receiver) = crossbeam_channel::bounded(0);
-        // The blob that fills a pack (usually ~1 MiB) lands in the same buffer.
-        let buffer_capacity = repo.config().pack_size as usize + (2 << 20);
+        let buffer_capacity = repo.config().pack_size as usize + PACK_SLACK;
         Shared {
             repo,
             index,
@@ -500,13 +503,21 @@ struct OpenPacks {
     trees: PackWriter,
 }
 
+/// A tree pack's buffer is reserved whole, like a data pack's, rather than
+/// doubled as it fills: a doubling holds the old and the new copy at once
+/// (24 MiB on the way to a 16 MiB pack; heaptrack on a million tiny files put
+/// 25 MB of the peak there). Pages are only faulted in as they are written.
+fn new_tree_pack(pack_size: usize) -> PackWriter {
+    PackWriter::with_capacity(BlobType::Tree, pack_size + PACK_SLACK)
+}
+
 impl Packer {
     /// Packs of `pack_size` bytes, filled by `encoders` threads.
     pub(crate) fn new(pack_size: usize, encoders: usize) -> Self {
         Packer {
             open: Mutex::new(OpenPacks {
                 data: None,
-                trees: PackWriter::new(BlobType::Tree),
+                trees: new_tree_pack(pack_size),
             }),
             pack_size,
             encoders: AtomicUsize::new(encoders),
@@ -547,7 +558,7 @@ impl Packer {
             }
             BlobType::Tree => {
                 let full = is_full(&open.trees)
-                    .then(|| std::mem::replace(&mut open.trees, PackWriter::new(BlobType::Tree)));
+                    .then(|| std::mem::replace(&mut open.trees, new_tree_pack(self.pack_size)));
                 (&mut open.trees, full)
             }
         };
