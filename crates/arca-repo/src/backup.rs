@@ -501,9 +501,8 @@ impl Pipeline {
         // small file is nearly all waiting: four readers per core keep more
         // of those reads in flight (the benchmark's 48 k small files alone:
         // 2.6-2.9 s with 3 readers for every file, 2.2-2.3 s with 8 more
-        // for the small ones).
-        // A small-file reader's buffer holds the largest small file and the
-        // read that finds its end.
+        // for the small ones). A small-file reader's buffer holds the
+        // largest small file and the read that finds its end.
         let small_read_ahead = SMALL_FILE_BYTES as usize + READ_ALIGN;
         let readers = [
             ("read", &large_receiver, cores + 1, None),

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arca_chunk::{READ_ALIGN, StreamChunker};
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
@@ -268,9 +268,9 @@ pub(crate) fn run_reader(
     loop {
         let job = match jobs.try_recv() {
             Ok(job) => job,
-            Err(TryRecvError::Disconnected) => break,
-            // No file waiting: queue what this reader holds before it sleeps.
-            Err(TryRecvError::Empty) => {
+            // No file waiting: queue what this reader holds before it
+            // sleeps, or ends if no more files will come.
+            Err(_) => {
                 if pending.send(encode).is_err() {
                     shared.request_stop();
                     return;
@@ -294,9 +294,6 @@ pub(crate) fn run_reader(
         };
         // The assembler may be gone when the pipeline is stopping; nothing to do then.
         let _ = job.result.send(result);
-    }
-    if pending.send(encode).is_err() {
-        shared.request_stop();
     }
 }
 
