@@ -40,7 +40,7 @@ fn packing(c: &mut Criterion) {
                     let blob =
                         encode_blob(&key, BlobType::Data, id, plaintext, Compression::default())
                             .expect("encode");
-                    writer.add(&blob);
+                    writer.add(&blob).unwrap();
                 }
                 writer.finish(&key).expect("finish")
             })

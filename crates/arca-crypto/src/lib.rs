@@ -105,7 +105,7 @@ mod keyfile;
 mod master;
 
 pub use error::Error;
-pub use id::Id;
+pub use id::{Id, StorageIdHasher};
 pub use keyfile::{KdfParams, KeyFile};
 pub use master::{MasterKey, ObjectKind, SEAL_OVERHEAD};
 

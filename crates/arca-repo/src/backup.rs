@@ -21,10 +21,12 @@
 //! 64 files queued for reading per reader pool; a read buffer of 2 MiB, up to
 //! the largest chunk + 2 MiB, per large-file reader and of 260 KiB per
 //! small-file reader; two chunks, or batches of small chunks up to 256 KiB,
-//! per core waiting for an encoder; two open packs, one finished pack waiting
-//! and one per storage connection uploading, up to four; the local backend
-//! hands a pack's buffer back before its fsync), plus what grows with the
-//! backup's content:
+//! per core waiting for an encoder; the open tree pack; for a local
+//! repository, four data pack buffers holding less than 2 MiB and a blob
+//! each, since data packs are written to disk as they fill; for an object
+//! store, the open data pack, one finished pack waiting and one per storage
+//! connection uploading, up to four), plus what grows with the backup's
+//! content:
 //! the repository index, one set entry (33 bytes) per blob this backup adds,
 //! and the listings of the directories currently open (so the largest single
 //! directory, which becomes one tree blob).

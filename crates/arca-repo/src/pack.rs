@@ -16,10 +16,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+mod spool;
+
 use arca_crypto::{MasterKey, ObjectKind};
-use arca_store::DIRECT_IO_ALIGN;
+use arca_store::{DIRECT_IO_ALIGN, SpoolFile};
 use bytes::Bytes;
 
+use self::spool::Spool;
 use crate::blob::{BlobType, EncodedBlob};
 use crate::{Error, Id, Result};
 
@@ -47,17 +50,21 @@ pub struct PackEntry {
     pub uncompressed_length: Option<u32>,
 }
 
-/// Accumulates blobs of one type into a pack in memory.
+/// Accumulates blobs of one type into a pack, in memory or, spooling, in a
+/// file on disk as it fills.
 #[derive(Debug)]
 pub struct PackWriter {
     blob_type: BlobType,
-    /// The pack is `bytes[start..]`; the padding before it puts the pack at
-    /// an address aligned for direct I/O in recycled buffers.
+    /// The pack (the part not yet spooled) is `bytes[start..]`; the padding
+    /// before it puts the pack at an address aligned for direct I/O in
+    /// recycled buffers.
     bytes: Vec<u8>,
     start: usize,
     entries: Vec<PackEntry>,
     /// The pool slot of a recycled buffer.
     slot: Option<Arc<PackSlot>>,
+    /// Where a spooling writer's bytes go.
+    spool: Option<Spool>,
 }
 
 /// A bounded set of pack buffers.
@@ -195,14 +202,33 @@ impl Drop for Recycled {
 /// A complete pack, ready for [`crate::Repository::save_pack`].
 #[derive(Debug)]
 pub struct FinishedPack {
-    /// Storage ID of `bytes`; the pack's file name.
+    /// Storage ID of the pack's bytes; the pack's file name.
     pub id: Id,
     /// The whole pack file.
-    pub bytes: Bytes,
+    pub contents: PackContents,
     /// The blobs it holds, in order.
     pub entries: Vec<PackEntry>,
     /// The pool slot of a recycled buffer, released when the pack is dropped.
     slot: Option<Arc<PackSlot>>,
+}
+
+/// Where a finished pack's bytes are.
+#[derive(Debug, Clone)]
+pub enum PackContents {
+    /// In memory.
+    Memory(Bytes),
+    /// In a spool file, for [`arca_store::Backend::put_file`].
+    Spooled(Arc<SpoolFile>),
+}
+
+impl PackContents {
+    /// The bytes (read back from disk if spooled).
+    pub fn to_bytes(&self) -> Result<Bytes> {
+        match self {
+            PackContents::Memory(bytes) => Ok(bytes.clone()),
+            PackContents::Spooled(file) => Ok(file.read_all()?),
+        }
+    }
 }
 
 impl Drop for FinishedPack {
@@ -222,6 +248,7 @@ impl PackWriter {
             start: 0,
             entries: Vec::new(),
             slot: None,
+            spool: None,
         }
     }
 
@@ -245,7 +272,31 @@ impl PackWriter {
             start,
             entries: Vec::new(),
             slot: Some(slot),
+            spool: None,
         })
+    }
+
+    /// An empty pack written to `file` as it fills: once its buffer holds
+    /// `spill_at` bytes, the whole blocks in it go to a thread of the pack's
+    /// own that writes them out (directly) while the writer fills a second
+    /// buffer. Both buffers come from `buffers`, as for
+    /// [`PackWriter::recycling`], and go back when the pack is finished (so
+    /// the pool needs two slots for every spooling pack open at a time).
+    /// `Ok(None)` if the pool is closed.
+    pub fn spooling(
+        blob_type: BlobType,
+        buffers: &Arc<PackBuffers>,
+        file: SpoolFile,
+        spill_at: usize,
+    ) -> Result<Option<Self>> {
+        let Some(mut writer) = PackWriter::recycling(blob_type, buffers) else {
+            return Ok(None);
+        };
+        let Some((spare_slot, spare)) = buffers.take() else {
+            return Ok(None);
+        };
+        writer.spool = Some(Spool::start(file, spare, spare_slot, spill_at)?);
+        Ok(Some(writer))
     }
 
     /// The type of blob this pack takes.
@@ -260,10 +311,11 @@ impl PackWriter {
     /// separate packs), or if the pack would exceed 4 GiB (callers finish packs
     /// at [`crate::config::Config::pack_size`], which is far smaller). Both are
     /// caller bugs, not data errors.
-    pub fn add(&mut self, blob: &EncodedBlob) {
+    pub fn add(&mut self, blob: &EncodedBlob) -> Result<()> {
         let offset = self.start_blob(blob.blob_type, blob.id);
         self.bytes.extend_from_slice(&blob.bytes);
         self.end_blob(blob.blob_type, blob.id, offset, blob.uncompressed_length);
+        self.spill(false)
     }
 
     /// Seals `payload`, the stored form of a blob (see
@@ -281,7 +333,30 @@ impl PackWriter {
         let offset = self.start_blob(blob_type, id);
         key.seal_into(blob_type.object_kind(), payload, &mut self.bytes)?;
         self.end_blob(blob_type, id, offset, uncompressed_length);
-        Ok(())
+        self.spill(false)
+    }
+
+    /// A spooling writer hands the whole blocks in its buffer to its thread
+    /// once there are `spill_at` bytes (any number if `all`), and goes on in
+    /// its other buffer, starting with the partial block left over.
+    fn spill(&mut self, all: bool) -> Result<()> {
+        let Some(spool) = &mut self.spool else {
+            return Ok(());
+        };
+        let buffered = self.bytes.len() - self.start;
+        let whole = buffered / DIRECT_IO_ALIGN * DIRECT_IO_ALIGN;
+        if whole == 0 || (!all && buffered < spool.spill_at) {
+            return Ok(());
+        }
+        let mut next = spool.take_next()?;
+        next.clear();
+        let next_start = next.as_ptr().align_offset(DIRECT_IO_ALIGN);
+        next.resize(next_start, 0);
+        next.extend_from_slice(&self.bytes[self.start + whole..]);
+        let full = std::mem::replace(&mut self.bytes, next);
+        let blocks = self.start..self.start + whole;
+        self.start = next_start;
+        spool.hand_over(full, blocks)
     }
 
     /// Where the next blob starts; checks its type.
@@ -322,7 +397,9 @@ impl PackWriter {
 
     /// Bytes of blob data so far (the header is added by [`PackWriter::finish`]).
     pub fn len(&self) -> usize {
-        self.bytes.len() - self.start
+        let spooled = self.spool.as_ref().map_or(0, Spool::len);
+        usize::try_from(spooled).expect("packs fit in memory addresses") + self.bytes.len()
+            - self.start
     }
 
     /// Whether no blob was added yet.
@@ -335,13 +412,29 @@ impl PackWriter {
         self.entries.len()
     }
 
-    /// Appends the sealed header and trailer and names the pack.
+    /// Appends the sealed header and trailer and names the pack. A spooling
+    /// writer writes everything out and hands its buffer back.
     pub fn finish(mut self, key: &MasterKey) -> Result<FinishedPack> {
+        self.spill(true)?;
         let header = encode_header(&self.entries);
         let before = self.bytes.len();
         key.seal_into(ObjectKind::PackHeader, &header, &mut self.bytes)?;
         let sealed_len = u32::try_from(self.bytes.len() - before).expect("pack headers fit in u32");
         self.bytes.extend_from_slice(&sealed_len.to_le_bytes());
+        let entries = std::mem::take(&mut self.entries);
+        if let Some(spool) = self.spool.take() {
+            let rest = self.start..self.bytes.len();
+            let (written, buffer) = spool.finish(std::mem::take(&mut self.bytes), rest);
+            // Drop hands the buffer back to the pool.
+            self.bytes = buffer.unwrap_or_default();
+            let (file, id) = written?;
+            return Ok(FinishedPack {
+                id,
+                contents: PackContents::Spooled(Arc::new(file)),
+                entries,
+                slot: None,
+            });
+        }
         let id = Id::storage_id(&self.bytes[self.start..]);
         let bytes = std::mem::take(&mut self.bytes);
         let slot = self.slot.take();
@@ -355,17 +448,21 @@ impl PackWriter {
         };
         Ok(FinishedPack {
             id,
-            bytes,
-            entries: std::mem::take(&mut self.entries),
+            contents: PackContents::Memory(bytes),
+            entries,
             slot,
         })
     }
 }
 
 impl Drop for PackWriter {
-    /// A recycling writer dropped unfinished (the backup stopped) hands its
-    /// buffer back.
+    /// A recycling writer hands its buffer back: dropped unfinished (the
+    /// backup stopped), or spooling, once finished.
     fn drop(&mut self) {
+        if let Some(spool) = self.spool.take() {
+            // The unfinished pack's file goes with its thread.
+            drop(spool.abandon());
+        }
         if let Some(slot) = self.slot.take() {
             slot.give_back(std::mem::take(&mut self.bytes));
         }
@@ -546,13 +643,19 @@ mod tests {
         entries.iter().map(|e| u64::from(e.length)).sum()
     }
 
+    /// The whole pack file.
+    fn bytes(pack: &FinishedPack) -> Bytes {
+        pack.contents.to_bytes().unwrap()
+    }
+
     fn pack_of(blob_type: BlobType, plaintexts: &[&[u8]]) -> FinishedPack {
         let key = test_key();
         let mut writer = PackWriter::new(blob_type);
         for plaintext in plaintexts {
             let id = key.content_id(plaintext);
             writer
-                .add(&encode_blob(key, blob_type, id, plaintext, Compression::default()).unwrap());
+                .add(&encode_blob(key, blob_type, id, plaintext, Compression::default()).unwrap())
+                .unwrap();
         }
         writer.finish(key).unwrap()
     }
@@ -561,10 +664,10 @@ mod tests {
     fn writer_layout_matches_the_header() {
         let plaintexts: [&[u8]; 3] = [b"one", &[b'x'; 5000], b""];
         let pack = pack_of(BlobType::Data, &plaintexts);
-        assert_eq!(pack.id, Id::storage_id(&pack.bytes));
+        assert_eq!(pack.id, Id::storage_id(&bytes(&pack)));
         assert_eq!(pack.entries.len(), 3);
         assert_eq!(pack.entries[1].uncompressed_length, Some(5000));
-        let parsed = parse_header(test_key(), &pack.bytes).unwrap();
+        let parsed = parse_header(test_key(), &bytes(&pack)).unwrap();
         assert_eq!(parsed, pack.entries);
         assert_blobs_decode_to(&pack, &plaintexts);
     }
@@ -585,8 +688,9 @@ mod tests {
     /// Every blob of `pack` decodes (and verifies) to the matching plaintext.
     fn assert_blobs_decode_to(pack: &FinishedPack, plaintexts: &[&[u8]]) {
         assert_eq!(pack.entries.len(), plaintexts.len());
+        let bytes = bytes(pack);
         for (entry, plaintext) in pack.entries.iter().zip(plaintexts) {
-            let stored = &pack.bytes[entry.offset as usize..(entry.offset + entry.length) as usize];
+            let stored = &bytes[entry.offset as usize..(entry.offset + entry.length) as usize];
             let decoded = crate::blob::decode_blob(
                 test_key(),
                 entry.blob_type,
@@ -616,7 +720,7 @@ mod tests {
         let sealed = writer.finish(key).unwrap();
         let added = pack_of(BlobType::Data, &plaintexts);
         assert_eq!(sealed.entries, added.entries);
-        assert_eq!(parse_header(key, &sealed.bytes).unwrap(), sealed.entries);
+        assert_eq!(parse_header(key, &bytes(&sealed)).unwrap(), sealed.entries);
         assert_blobs_decode_to(&sealed, &plaintexts);
     }
 
@@ -631,14 +735,14 @@ mod tests {
         let blob = uncompressed_data_blob(&[7; 1000]);
         let mut added = 0;
         while writer.len() + blob.bytes.len() <= 64 * 1024 {
-            writer.add(&blob);
+            writer.add(&blob).unwrap();
             added += 1;
         }
         assert!(added > 50);
         assert_eq!(writer.bytes.capacity(), reserved);
         assert_eq!(writer.bytes.as_ptr(), buffer, "never moved");
         let pack = writer.finish(key).unwrap();
-        assert_eq!(parse_header(key, &pack.bytes).unwrap().len(), added);
+        assert_eq!(parse_header(key, &bytes(&pack)).unwrap().len(), added);
     }
 
     /// A finished pack's slot is free once the pack is dropped; its buffer
@@ -650,15 +754,15 @@ mod tests {
         let buffers = PackBuffers::new(64 * 1024, 2);
         let mut writer = PackWriter::recycling(BlobType::Data, &buffers).unwrap();
         let blob = uncompressed_data_blob(b"abc");
-        writer.add(&blob);
+        writer.add(&blob).unwrap();
         let pack = writer.finish(key).unwrap();
-        assert_eq!(parse_header(key, &pack.bytes).unwrap(), pack.entries);
+        assert_eq!(parse_header(key, &bytes(&pack)).unwrap(), pack.entries);
         assert_eq!(
-            pack.bytes.as_ptr().align_offset(DIRECT_IO_ALIGN),
+            bytes(&pack).as_ptr().align_offset(DIRECT_IO_ALIGN),
             0,
             "pooled packs are aligned for direct I/O"
         );
-        let copy = pack.bytes.clone();
+        let copy = bytes(&pack).clone();
         drop(pack);
         assert_eq!(buffers.in_use(), 0, "the upload is over: the slot is free");
         assert_eq!(
@@ -693,13 +797,13 @@ mod tests {
             if !writer.fits(blob.bytes.len()) {
                 break;
             }
-            writer.add(&blob);
+            writer.add(&blob).unwrap();
             n += 1;
         }
         assert!(n > 1000, "{n} blobs");
         let pack = writer.finish(key).unwrap();
-        assert!(pack.bytes.len() <= capacity);
-        assert_eq!(parse_header(key, &pack.bytes).unwrap().len(), n as usize);
+        assert!(bytes(&pack).len() <= capacity);
+        assert_eq!(parse_header(key, &bytes(&pack)).unwrap().len(), n as usize);
         drop(pack);
         let reused = PackWriter::recycling(BlobType::Data, &buffers).unwrap();
         assert_eq!(
@@ -711,6 +815,29 @@ mod tests {
 
     /// With every buffer in use a writer waits; closing the pool releases it
     /// with `None`.
+    #[test]
+    fn a_spooling_writer_dropped_unfinished_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let buffers = PackBuffers::new(64 * 1024, 2);
+        let file = SpoolFile::create(dir.path()).unwrap();
+        let mut writer = PackWriter::spooling(BlobType::Data, &buffers, file, 4096)
+            .unwrap()
+            .unwrap();
+        writer.add(&uncompressed_data_blob(&[7; 10_000])).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "spilled to its file"
+        );
+        drop(writer);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "file removed"
+        );
+        assert_eq!(buffers.in_use(), 0, "buffer back in the pool");
+    }
+
     #[test]
     fn closing_the_pool_releases_a_waiting_writer() {
         let buffers = PackBuffers::new(1024, 2);
@@ -732,7 +859,7 @@ mod tests {
     fn empty_pack_round_trips() {
         let pack = PackWriter::new(BlobType::Tree).finish(test_key()).unwrap();
         assert!(pack.entries.is_empty());
-        assert_eq!(parse_header(test_key(), &pack.bytes).unwrap(), vec![]);
+        assert_eq!(parse_header(test_key(), &bytes(&pack)).unwrap(), vec![]);
     }
 
     #[test]
@@ -740,8 +867,8 @@ mod tests {
         let mut writer = PackWriter::new(BlobType::Data);
         assert!(writer.is_empty());
         let blob = uncompressed_data_blob(b"abc");
-        writer.add(&blob);
-        writer.add(&blob);
+        writer.add(&blob).unwrap();
+        writer.add(&blob).unwrap();
         assert_eq!(writer.blob_count(), 2);
         assert_eq!(writer.len(), 2 * blob.bytes.len());
     }
@@ -758,13 +885,13 @@ mod tests {
             Compression::OFF,
         )
         .unwrap();
-        PackWriter::new(BlobType::Data).add(&blob);
+        PackWriter::new(BlobType::Data).add(&blob).unwrap();
     }
 
     #[test]
     fn damaged_packs_are_corrupt() {
         let pack = pack_of(BlobType::Data, &[b"alpha", b"beta"]);
-        let bytes = pack.bytes.to_vec();
+        let bytes = bytes(&pack).to_vec();
         let is_corrupt =
             |bytes: &[u8]| matches!(parse_header(test_key(), bytes), Err(Error::Corrupt { .. }));
         assert!(is_corrupt(&bytes[..bytes.len() - 1]), "truncated trailer");
@@ -841,7 +968,52 @@ mod tests {
         ) {
             let refs: Vec<&[u8]> = plaintexts.iter().map(Vec::as_slice).collect();
             let pack = pack_of(blob_type, &refs);
-            prop_assert_eq!(parse_header(test_key(), &pack.bytes).unwrap(), pack.entries.clone());
+            prop_assert_eq!(parse_header(test_key(), &bytes(&pack)).unwrap(), pack.entries.clone());
+        }
+
+        /// A pack written to disk as it fills holds the same blobs and
+        /// entries as one built in memory, and is named by its bytes; its buffer never
+        /// grows past what it was given and is back in the pool once the pack
+        /// is finished.
+        #[test]
+        fn a_spooled_pack_is_the_pack_built_in_memory(
+            lens in proptest::collection::vec(0usize..40_000, 0..24),
+            spill_at in 1usize..20_000,
+        ) {
+            let key = test_key();
+            let blobs: Vec<EncodedBlob> = lens
+                .iter()
+                .enumerate()
+                .map(|(n, &len)| {
+                    let plaintext: Vec<u8> = (0..len).map(|i| (i * 31 + n) as u8).collect();
+                    uncompressed_data_blob(&plaintext)
+                })
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            let buffers = PackBuffers::new(64 * 1024, 2);
+            let file = SpoolFile::create(dir.path()).unwrap();
+            let mut spooling = PackWriter::spooling(BlobType::Data, &buffers, file, spill_at).unwrap().unwrap();
+            let capacity = spooling.bytes.capacity();
+            let mut in_memory = PackWriter::new(BlobType::Data);
+            for blob in &blobs {
+                spooling.add(blob).unwrap();
+                in_memory.add(blob).unwrap();
+                prop_assert_eq!(spooling.len(), in_memory.len());
+                prop_assert!(spooling.bytes.len() - spooling.start < spill_at.max(DIRECT_IO_ALIGN));
+            }
+            prop_assert_eq!(spooling.bytes.capacity(), capacity, "the buffer never grew");
+            let spooled = spooling.finish(key).unwrap();
+            let expected = in_memory.finish(key).unwrap();
+            prop_assert!(matches!(spooled.contents, PackContents::Spooled(_)));
+            let (spooled_bytes, expected_bytes) = (bytes(&spooled), bytes(&expected));
+            prop_assert_eq!(spooled.id, Id::storage_id(&spooled_bytes));
+            prop_assert_eq!(&spooled.entries, &expected.entries);
+            prop_assert_eq!(parse_header(key, &spooled_bytes).unwrap(), expected.entries.clone());
+            // The same blobs; the sealed headers differ only by their nonces.
+            let blobs_len = blobs_len(&spooled.entries) as usize;
+            prop_assert_eq!(&spooled_bytes[..blobs_len], &expected_bytes[..blobs_len]);
+            prop_assert_eq!(spooled_bytes.len(), expected_bytes.len());
+            prop_assert_eq!(buffers.in_use(), 0, "the buffer is back in the pool");
         }
 
         #[test]

@@ -24,7 +24,9 @@ use crate::blob::{BlobType, Compression, decode_blob};
 use crate::cache::MetadataCache;
 use crate::config::{Config, DEFAULT_PACK_SIZE};
 use crate::index::{Index, IndexFile, IndexPack, TARGET_BLOBS_PER_FILE};
-use crate::pack::{FinishedPack, PackEntry, TRAILER_LEN, header_len_from_trailer, open_header};
+use crate::pack::{
+    FinishedPack, PackContents, PackEntry, TRAILER_LEN, header_len_from_trailer, open_header,
+};
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
 use crate::{Error, Id, Result};
@@ -295,17 +297,23 @@ impl Repository {
             .entries
             .first()
             .is_some_and(|entry| entry.blob_type == BlobType::Tree);
-        let cached = self
-            .cache
-            .as_ref()
-            .filter(|_| is_tree_pack)
-            .map(|cache| (cache, pack.bytes.clone()));
-        self.inner
-            .backend
-            .put(&path, std::mem::take(&mut pack.bytes))
-            .await?;
-        if let Some((cache, bytes)) = cached {
-            cache.disk().put(&path, &bytes).await;
+        let backend = &self.inner.backend;
+        // Taken out of `pack`, so a backend that drops the bytes once written
+        // frees a recycled buffer before the upload ends.
+        match std::mem::replace(&mut pack.contents, PackContents::Memory(Bytes::new())) {
+            PackContents::Memory(bytes) => {
+                let cached = self
+                    .cache
+                    .as_ref()
+                    .filter(|_| is_tree_pack)
+                    .map(|cache| (cache, bytes.clone()));
+                backend.put(&path, bytes).await?;
+                if let Some((cache, bytes)) = cached {
+                    cache.disk().put(&path, &bytes).await;
+                }
+            }
+            // Only data packs are spooled, and data packs are not cached.
+            PackContents::Spooled(file) => backend.put_file(&path, file).await?,
         }
         Ok(IndexPack {
             id: pack.id,
@@ -791,9 +799,11 @@ mod tests {
         let mut writer = PackWriter::new(blob_type);
         for plaintext in plaintexts {
             let id = repo.key().content_id(plaintext);
-            writer.add(
-                &encode_blob(repo.key(), blob_type, id, plaintext, repo.compression()).unwrap(),
-            );
+            writer
+                .add(
+                    &encode_blob(repo.key(), blob_type, id, plaintext, repo.compression()).unwrap(),
+                )
+                .unwrap();
         }
         let pack = repo
             .save_pack(writer.finish(repo.key()).unwrap())

@@ -12,6 +12,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use arca_repo::backup::{BackupOptions, BackupOutcome, backup};
 use arca_repo::blob::BlobType;
+use arca_repo::check::{CheckOptions, check};
 use arca_repo::index::Index;
 use arca_repo::progress::{NoProgress, Progress};
 use arca_repo::tree::{Node, NodeType, Tree};
@@ -801,10 +802,12 @@ async fn missing_path_fails_before_anything_is_written() {
 struct TmpfsMount(PathBuf);
 
 impl TmpfsMount {
-    /// Mounts a tmpfs at `dir`, or `None` where mounting is not permitted.
-    fn new(dir: &Path) -> Option<Self> {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it) at `dir`, or
+    /// `None` where mounting is not permitted.
+    fn new(dir: &Path, size: &str) -> Option<Self> {
         let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "arca-test", dir.to_str().unwrap()])
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "arca-test"])
+            .arg(dir)
             .stderr(std::process::Stdio::null())
             .status()
             .ok()?;
@@ -818,6 +821,58 @@ impl Drop for TmpfsMount {
     }
 }
 
+/// Data packs are written to the repository's disk as they fill; when that
+/// disk fills up, the backup fails with the reason, adds no snapshot, leaves
+/// no partial pack behind, and the repository checks clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_backup_and_leaves_the_repository_as_it_was() {
+    let (repo_dir, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let Some(_mount) = TmpfsMount::new(repo_dir.path(), "3m") else {
+        // Mounting needs CAP_SYS_ADMIN; without it there is no small disk to fill.
+        return;
+    };
+    let repo = new_repo(repo_dir.path()).await;
+    let src = work.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("small"), b"fits").unwrap();
+    run(&repo, &options(&[&src])).await;
+
+    fs::write(src.join("large"), noise(8 << 20, 1)).unwrap();
+    let err = backup(&repo, &options(&[&src]), Arc::new(NoProgress))
+        .await
+        .unwrap_err();
+
+    assert!(err.to_string().contains("no space left on device"), "{err}");
+    assert_eq!(repo.list_snapshots().await.unwrap().len(), 1);
+    let leftovers: Vec<_> = walkdir(repo_dir.path())
+        .into_iter()
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".tmp-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let report = check(&repo, &CheckOptions::default(), Arc::new(NoProgress))
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.errors);
+}
+
+/// Every path under `dir`.
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walkdir(&path));
+        }
+        found.push(path);
+    }
+    found
+}
+
 #[tokio::test]
 async fn one_file_system_keeps_mount_points_as_empty_directories() {
     let (repo_dir, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -825,7 +880,7 @@ async fn one_file_system_keeps_mount_points_as_empty_directories() {
     let mount_point = src.join("mnt");
     fs::create_dir_all(&mount_point).unwrap();
     fs::write(src.join("a"), b"same file system").unwrap();
-    let Some(_mount) = TmpfsMount::new(&mount_point) else {
+    let Some(_mount) = TmpfsMount::new(&mount_point, "1m") else {
         // Mounting needs CAP_SYS_ADMIN; without it there is nothing to cross.
         return;
     };

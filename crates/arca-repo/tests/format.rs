@@ -95,7 +95,9 @@ async fn store(repo: &Repository, blob_type: BlobType, plaintexts: &[Vec<u8>]) -
     for plaintext in plaintexts {
         let id = repo.key().content_id(plaintext);
         ids.push(id);
-        writer.add(&encode_blob(repo.key(), blob_type, id, plaintext, repo.compression()).unwrap());
+        writer
+            .add(&encode_blob(repo.key(), blob_type, id, plaintext, repo.compression()).unwrap())
+            .unwrap();
     }
     let pack = repo
         .save_pack(writer.finish(repo.key()).unwrap())

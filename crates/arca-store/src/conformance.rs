@@ -7,7 +7,9 @@
 
 use bytes::Bytes;
 
-use crate::{Backend, Error, ObjectMeta};
+use std::sync::Arc;
+
+use crate::{Backend, Error, ObjectMeta, SpoolFile, direct};
 
 /// Runs every check against `backend`, which must start empty.
 pub async fn run_all(backend: &dyn Backend) {
@@ -20,6 +22,7 @@ pub async fn run_all(backend: &dyn Backend) {
     large_object(backend).await;
     concurrent_puts(backend).await;
     invalid_paths(backend).await;
+    spooled_puts(backend).await;
 }
 
 /// Deterministic, non-repeating test data.
@@ -302,4 +305,51 @@ pub async fn invalid_paths(backend: &dyn Backend) {
             "{backend}: get {path:?} gave {get:?}, want a permanent error"
         );
     }
+}
+
+/// An object written piece by piece into a [`SpoolFile`] (in the backend's
+/// spool directory, or the system's temp directory if it has none) and
+/// stored with `put_file` reads back whole, and nothing of the spool file is
+/// left behind or listed.
+pub async fn spooled_puts(backend: &dyn Backend) {
+    let dir = backend.spool_dir().unwrap_or_else(std::env::temp_dir);
+    let mut spool = SpoolFile::create(&dir)
+        .unwrap_or_else(|err| panic!("{backend}: creating a spool file: {err}"));
+    let aligned = pattern(2 * direct::DIRECT_IO_ALIGN, 3);
+    let (mut buffer, start) = direct::aligned_buffer(aligned.len());
+    buffer[start..start + aligned.len()].copy_from_slice(&aligned);
+    let pieces = [
+        &buffer[start..start + aligned.len()],
+        &pattern(1000, 4)[..],
+        &pattern(300_000, 5)[..],
+    ];
+    let mut expected = Vec::new();
+    for piece in pieces {
+        spool.append(piece).unwrap();
+        expected.extend_from_slice(piece);
+    }
+    let listed = backend.list("").await.unwrap();
+    assert!(
+        listed.iter().all(|meta| !meta.path.contains("spool")),
+        "{backend}: a spool file being written is listed: {listed:?}"
+    );
+    let path = "conformance-spool/ab/pack";
+    let spool = Arc::new(spool);
+    let spool_path = spool.path().to_owned();
+    backend.put_file(path, Arc::clone(&spool)).await.unwrap();
+    drop(spool);
+    assert_eq!(
+        backend.get(path).await.unwrap(),
+        expected,
+        "{backend}: get after put_file"
+    );
+    assert_eq!(
+        backend.head(path).await.unwrap().size,
+        expected.len() as u64
+    );
+    assert!(
+        !spool_path.exists(),
+        "{backend}: the spool file is left at {}",
+        spool_path.display()
+    );
 }

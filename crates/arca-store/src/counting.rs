@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use crate::{Backend, ObjectMeta, Result};
+use crate::{Backend, ObjectMeta, Result, SpoolFile};
 
 /// Live request counters, shared between a [`CountingBackend`] and whoever reports them.
 ///
@@ -118,6 +118,14 @@ impl Backend for CountingBackend {
         Ok(())
     }
 
+    async fn put_file(&self, path: &str, file: Arc<SpoolFile>) -> Result<()> {
+        let len = file.len();
+        add(&self.counters.put, self.inner.put_requests(len));
+        self.inner.put_file(path, file).await?;
+        add(&self.counters.bytes_up, len);
+        Ok(())
+    }
+
     async fn delete(&self, path: &str) -> Result<()> {
         add(&self.counters.delete, 1);
         self.inner.delete(path).await
@@ -139,6 +147,9 @@ impl Backend for CountingBackend {
 
     fn connections(&self) -> Option<usize> {
         self.inner.connections()
+    }
+    fn spool_dir(&self) -> Option<std::path::PathBuf> {
+        self.inner.spool_dir()
     }
 }
 

@@ -36,7 +36,7 @@ pub const DIRECT_IO_ALIGN: usize = 4096;
 const DIRECT_MIN_LEN: u64 = 256 * 1024;
 
 /// Whether `err` is the file system refusing direct I/O.
-fn is_refused(err: &io::Error) -> bool {
+pub(crate) fn is_refused(err: &io::Error) -> bool {
     err.raw_os_error() == Some(Errno::EINVAL as i32)
 }
 

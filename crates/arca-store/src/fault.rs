@@ -9,7 +9,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::{Backend, Error, ObjectMeta, Result};
+use crate::{Backend, Error, ObjectMeta, Result, SpoolFile};
 
 /// What [`FaultBackend`] does to calls.
 #[derive(Debug, Clone, Default)]
@@ -178,6 +178,18 @@ impl Backend for FaultBackend {
         }
     }
 
+    async fn put_file(&self, path: &str, file: Arc<SpoolFile>) -> Result<()> {
+        match self.before_call("put", path, true).await? {
+            // The store is left holding a prefix, as after a torn `put`.
+            Fault::TornWrite => {
+                let data = file.read_all()?;
+                self.inner.put(path, data.slice(..data.len() / 2)).await?;
+                Err(self.transient("put (torn write)", path))
+            }
+            Fault::None | Fault::Transient => self.inner.put_file(path, file).await,
+        }
+    }
+
     async fn delete(&self, path: &str) -> Result<()> {
         self.before_call("delete", path, false).await?;
         self.inner.delete(path).await
@@ -199,5 +211,9 @@ impl Backend for FaultBackend {
 
     fn connections(&self) -> Option<usize> {
         self.inner.connections()
+    }
+
+    fn spool_dir(&self) -> Option<std::path::PathBuf> {
+        self.inner.spool_dir()
     }
 }

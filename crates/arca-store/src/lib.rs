@@ -15,7 +15,8 @@
 //! [`ConcurrencyLimitBackend`], [`BandwidthLimitBackend`], [`CountingBackend`] and,
 //! for tests, [`FaultBackend`]. [`open`] parses a restic-style URL into a
 //! [`Location`], builds the backend and stacks the standard decorators.
-//! [`DiskCache`] is a separate local metadata cache the repository layer uses
+//! [`SpoolFile`] and [`Backend::put_file`] let a writer build a large object
+//! on disk instead of in memory. [`DiskCache`] is a separate local metadata cache the repository layer uses
 //! where it chooses to. [`conformance`] holds the behaviour every backend must show,
 //! as test helpers.
 //!
@@ -51,8 +52,10 @@ mod limit;
 mod local;
 mod location;
 mod retry;
+mod spool;
 
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -67,6 +70,7 @@ pub use limit::{BandwidthLimitBackend, ConcurrencyLimitBackend, TokenBucket};
 pub use local::LocalBackend;
 pub use location::Location;
 pub use retry::{RetryBackend, RetryPolicy};
+pub use spool::SpoolFile;
 
 /// Metadata of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +90,19 @@ pub trait Backend: std::fmt::Debug + std::fmt::Display + Send + Sync + 'static {
     async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes>;
     /// Writes an object atomically, replacing any existing one.
     async fn put(&self, path: &str, data: Bytes) -> Result<()>;
+    /// Stores the contents of `file` as an object, like [`Backend::put`].
+    /// A backend with a [`Backend::spool_dir`] moves a file created there
+    /// into place without copying it; the default reads it back and `put`s
+    /// it. Decorators forward it with their own behaviour (a retry stores
+    /// the same file again).
+    async fn put_file(&self, path: &str, file: Arc<SpoolFile>) -> Result<()> {
+        let data = tokio::task::spawn_blocking(move || file.read_all())
+            .await
+            .map_err(|err| {
+                Error::permanent(path, format!("reading the spool file failed: {err}"))
+            })??;
+        self.put(path, data).await
+    }
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, path: &str) -> Result<()>;
     /// Lists objects whose path starts with `prefix` (e.g. `"snapshots/"`), sorted by path.
@@ -102,6 +119,13 @@ pub trait Backend: std::fmt::Debug + std::fmt::Display + Send + Sync + 'static {
     /// local one's; decorators forward it): writers size their in-flight
     /// buffers to it.
     fn connections(&self) -> Option<usize> {
+        None
+    }
+    /// Where a writer should create the [`SpoolFile`]s of objects it builds
+    /// gradually, if this backend stores them without a copy (a local
+    /// repository: its own directory, so storing one is a rename).
+    /// `None`: writers keep such objects in memory. Decorators forward it.
+    fn spool_dir(&self) -> Option<PathBuf> {
         None
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-use crate::{Backend, ObjectMeta, Result};
+use crate::{Backend, ObjectMeta, Result, SpoolFile};
 
 /// Decorator that allows at most `connections` calls in flight at once.
 #[derive(Debug)]
@@ -57,6 +57,9 @@ impl Backend for ConcurrencyLimitBackend {
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         limited!(self, self.inner.put(path, data))
     }
+    async fn put_file(&self, path: &str, file: Arc<SpoolFile>) -> Result<()> {
+        limited!(self, self.inner.put_file(path, file))
+    }
     async fn delete(&self, path: &str) -> Result<()> {
         limited!(self, self.inner.delete(path))
     }
@@ -71,6 +74,9 @@ impl Backend for ConcurrencyLimitBackend {
     }
     fn connections(&self) -> Option<usize> {
         Some(self.connections)
+    }
+    fn spool_dir(&self) -> Option<std::path::PathBuf> {
+        self.inner.spool_dir()
     }
 }
 
@@ -183,6 +189,12 @@ impl Backend for BandwidthLimitBackend {
         }
         self.inner.put(path, data).await
     }
+    async fn put_file(&self, path: &str, file: Arc<SpoolFile>) -> Result<()> {
+        if let Some(bucket) = &self.upload {
+            bucket.take(file.len()).await;
+        }
+        self.inner.put_file(path, file).await
+    }
     async fn delete(&self, path: &str) -> Result<()> {
         self.inner.delete(path).await
     }
@@ -197,5 +209,8 @@ impl Backend for BandwidthLimitBackend {
     }
     fn connections(&self) -> Option<usize> {
         self.inner.connections()
+    }
+    fn spool_dir(&self) -> Option<std::path::PathBuf> {
+        self.inner.spool_dir()
     }
 }

@@ -10,13 +10,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::{Backend, Error, ObjectMeta, Result, direct};
+use crate::{Backend, Error, ObjectMeta, Result, SpoolFile, direct};
 
 /// Temporary files being written start with this; listings skip them.
-const TEMP_PREFIX: &str = ".tmp-";
+pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 /// Directories deeper than this are not listed (guards against symlink loops).
 const MAX_LIST_DEPTH: usize = 16;
 
@@ -92,6 +93,25 @@ impl Backend for LocalBackend {
         blocking(path, move || write_atomically(&root, &file, &object, data)).await
     }
 
+    /// Renames the spool file into place if it is in this repository's
+    /// directory (where [`LocalBackend::spool_dir`] puts them); copies it otherwise.
+    async fn put_file(&self, path: &str, spool: Arc<SpoolFile>) -> Result<()> {
+        let file = self.file_path(path)?;
+        let root = self.root.clone();
+        let object = path.to_owned();
+        if spool.path().parent() != Some(root.as_path()) {
+            let data = blocking(path, move || spool.read_all()).await?;
+            return self.put(&object, data).await;
+        }
+        blocking(path, move || {
+            move_into_place(&root, spool.path(), spool.file(), spool.len(), &file)
+                .map_err(|err| io_error(&file, &object, &err))?;
+            spool.mark_stored();
+            Ok(())
+        })
+        .await
+    }
+
     async fn delete(&self, path: &str) -> Result<()> {
         let file = self.file_path(path)?;
         let object = path.to_owned();
@@ -124,12 +144,16 @@ impl Backend for LocalBackend {
         .await
     }
 
-    /// Two, as restic's local backend: one disk gains nothing from more
-    /// writes at once, and every pack a writer keeps in flight holds a
-    /// 16 MiB buffer (a first backup with four uploads measured up to
-    /// 145 MiB RSS, with one ~102 MiB, in the same time).
+    /// Two, as restic's local backend: one disk gains little from more
+    /// writes at once (a first backup with two pack uploads at a time took
+    /// the same time as with one; docs/PERFORMANCE.md).
     fn connections(&self) -> Option<usize> {
         Some(LOCAL_CONNECTIONS)
+    }
+
+    /// The repository's root: a spool file there is stored by a rename.
+    fn spool_dir(&self) -> Option<PathBuf> {
+        Some(self.root.clone())
     }
 }
 
@@ -167,30 +191,44 @@ fn write_atomically(root: &Path, file: &Path, object: &str, data: Bytes) -> Resu
     }
     .map_err(|err| io_error(&temp, object, &err))?;
     let len = data.len() as u64;
-    let written = direct::write_new(&handle, &data)
-        .and_then(|()| {
-            drop(data);
-            handle.sync_all()
-        })
-        .and_then(|()| handle.metadata())
-        .and_then(|meta| {
-            if meta.len() == len {
-                Ok(())
-            } else {
-                Err(io::Error::other(format!(
-                    "wrote {len} bytes but the file has {}",
-                    meta.len()
-                )))
-            }
-        })
-        .and_then(|()| fs::rename(&temp, file))
-        .and_then(|()| sync_dir(dir));
+    let written = direct::write_new(&handle, &data).and_then(|()| {
+        drop(data);
+        move_into_place(root, &temp, &handle, len, file)
+    });
     if let Err(err) = written {
         // Best effort: a leftover temp file is ignored by `list` and harmless.
         let _ = fs::remove_file(&temp);
         return Err(io_error(file, object, &err));
     }
     Ok(())
+}
+
+/// Makes the written temp file `handle` at `temp` durable and renames it to
+/// `file`: fsync, size check (`len`), rename (creating `file`'s directories
+/// if missing), fsync of `file`'s directory.
+fn move_into_place(
+    root: &Path,
+    temp: &Path,
+    handle: &File,
+    len: u64,
+    file: &Path,
+) -> io::Result<()> {
+    handle.sync_all()?;
+    let size = handle.metadata()?.len();
+    if size != len {
+        return Err(io::Error::other(format!(
+            "wrote {len} bytes but the file has {size}"
+        )));
+    }
+    let dir = file.parent().unwrap_or(root);
+    match fs::rename(temp, file) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound && temp.exists() => {
+            create_dirs(root, dir)?;
+            fs::rename(temp, file)
+        }
+        other => other,
+    }?;
+    sync_dir(dir)
 }
 
 fn create_new(path: &Path) -> io::Result<File> {
@@ -291,6 +329,38 @@ fn list_prefix(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_spool_file_in_the_repository_is_moved_not_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(dir.path());
+        let inode = |path: &Path| fs::metadata(path).unwrap().ino();
+        let mut spool = SpoolFile::create(&backend.spool_dir().unwrap()).unwrap();
+        spool.append(b"pack bytes").unwrap();
+        let spooled_inode = inode(spool.path());
+        backend
+            .put_file("data/cd/pack", Arc::new(spool))
+            .await
+            .unwrap();
+        let stored = dir.path().join("data/cd/pack");
+        assert_eq!(inode(&stored), spooled_inode, "renamed into place");
+        assert_eq!(fs::read(&stored).unwrap(), b"pack bytes");
+
+        // One made elsewhere is copied, and the original removed with it.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let mut spool = SpoolFile::create(elsewhere.path()).unwrap();
+        spool.append(b"other").unwrap();
+        backend
+            .put_file("data/cd/other", Arc::new(spool))
+            .await
+            .unwrap();
+        assert_eq!(
+            fs::read(dir.path().join("data/cd/other")).unwrap(),
+            b"other"
+        );
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    }
 
     #[tokio::test]
     async fn temp_files_are_invisible_and_unaddressable() {

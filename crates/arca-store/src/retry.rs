@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{Backend, ObjectMeta, Result};
+use crate::{Backend, ObjectMeta, Result, SpoolFile};
 
 /// How often and how patiently to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +115,11 @@ impl Backend for RetryBackend {
             .await
     }
 
+    async fn put_file(&self, path: &str, file: Arc<SpoolFile>) -> Result<()> {
+        self.retry("put", path, || self.inner.put_file(path, Arc::clone(&file)))
+            .await
+    }
+
     async fn delete(&self, path: &str) -> Result<()> {
         self.retry("delete", path, || self.inner.delete(path)).await
     }
@@ -133,6 +138,10 @@ impl Backend for RetryBackend {
 
     fn connections(&self) -> Option<usize> {
         self.inner.connections()
+    }
+
+    fn spool_dir(&self) -> Option<std::path::PathBuf> {
+        self.inner.spool_dir()
     }
 }
 

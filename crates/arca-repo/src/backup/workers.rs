@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arca_chunk::{READ_ALIGN, StreamChunker};
+use arca_store::SpoolFile;
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -38,6 +39,11 @@ use crate::{Error, Id, Repository};
 /// (usually ~1 MiB) lands in the same buffer.
 const PACK_SLACK: usize = 2 << 20;
 
+/// A data pack written to disk as it fills (where the backend takes spool
+/// files: a local repository) is written out whenever this much of it is
+/// buffered: large enough for fast direct writes, small beside a pack.
+const SPILL_BYTES: usize = 2 << 20;
+
 /// State every pipeline stage shares.
 pub(crate) struct Shared {
     /// The repository written to.
@@ -46,9 +52,13 @@ pub(crate) struct Shared {
     pub(crate) index: Index,
     /// Where progress and warnings go.
     pub(crate) progress: Arc<dyn Progress>,
-    /// Buffers of the data packs being filled, waiting and uploading; closed
-    /// when a stop is requested so no encoder waits for one forever.
+    /// Buffers of the data packs being filled, waiting and uploading (or,
+    /// spooling, of the part of a pack not yet written out); closed when a
+    /// stop is requested so no encoder waits for one forever.
     pub(crate) pack_buffers: Arc<PackBuffers>,
+    /// Where data packs are written as they fill, if the backend takes
+    /// spool files; `None`: they are built in memory.
+    spool_dir: Option<PathBuf>,
     /// Blobs first seen during this backup (queued, packed or uploaded).
     claimed: Mutex<ClaimedBlobs>,
     /// Counters for the snapshot summary.
@@ -81,7 +91,8 @@ pub(crate) struct AddedCounters {
 
 impl Shared {
     /// Shared state for a backup into `repo` whose index is `index`, with at
-    /// most `pack_buffers` data packs in memory at a time.
+    /// most `pack_buffers` data packs in memory at a time if they cannot be
+    /// spooled.
     pub(crate) fn new(
         repo: Repository,
         index: Index,
@@ -89,12 +100,23 @@ impl Shared {
         pack_buffers: usize,
     ) -> Self {
         let (stop_sender, stop_receiver) = crossbeam_channel::bounded(0);
-        let buffer_capacity = repo.config().pack_size as usize + PACK_SLACK;
+        let spool_dir = repo.backend().spool_dir();
+        // Spooling, a buffer holds less than `SPILL_BYTES` and the next blob;
+        // a pack has two (one filling, one being written), and the next pack
+        // is started while the full one is still held to be finished.
+        let (buffer_capacity, pack_buffers) = match spool_dir {
+            Some(_) => (
+                SPILL_BYTES + repo.config().chunker.max as usize + PACK_SLACK,
+                4,
+            ),
+            None => (repo.config().pack_size as usize + PACK_SLACK, pack_buffers),
+        };
         Shared {
             repo,
             index,
             progress,
             pack_buffers: PackBuffers::new(buffer_capacity, pack_buffers),
+            spool_dir,
             claimed: Mutex::new(ClaimedBlobs::default()),
             added: AddedCounters::default(),
             unreadable: Mutex::new(Vec::new()),
@@ -173,6 +195,26 @@ impl Shared {
     /// Whether stages should stop.
     pub(crate) fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// A new, empty data pack: spooling to a new file if the backend takes
+    /// spool files, in memory otherwise. Waits while every pack buffer is in use.
+    fn new_data_pack(&self) -> Result<PackWriter, Stopped> {
+        let Some(dir) = &self.spool_dir else {
+            return PackWriter::recycling(BlobType::Data, &self.pack_buffers).ok_or(Stopped);
+        };
+        let spooling = SpoolFile::create(dir)
+            .map_err(Error::from)
+            .and_then(|file| {
+                PackWriter::spooling(BlobType::Data, &self.pack_buffers, file, SPILL_BYTES)
+            });
+        match spooling {
+            Ok(writer) => writer.ok_or(Stopped),
+            Err(e) => {
+                self.fail(e);
+                Err(Stopped)
+            }
+        }
     }
 
     /// The recorded fatal error, if any.
@@ -546,10 +588,7 @@ impl Packer {
                 let full = open.data.take_if(|writer| is_full(writer));
                 let writer = match &mut open.data {
                     Some(writer) => writer,
-                    empty @ None => empty.insert(
-                        PackWriter::recycling(BlobType::Data, &shared.pack_buffers)
-                            .ok_or(Stopped)?,
-                    ),
+                    empty @ None => empty.insert(shared.new_data_pack()?),
                 };
                 (writer, full)
             }
