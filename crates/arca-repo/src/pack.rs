@@ -74,8 +74,9 @@ pub struct PackWriter {
 /// packs in memory, open, waiting and uploading, never cost more than
 /// `limit` buffers. A slot is released when the finished pack is dropped
 /// (its upload is over) or when every copy of its bytes is, whichever comes
-/// first; the buffer itself comes back for reuse with the last copy of the
-/// bytes, so filling pack after pack allocates, and faults in, no fresh
+/// first (a spooling writer's two slots when it finishes the pack); the
+/// buffer itself comes back for reuse with the last copy of the bytes, so
+/// filling pack after pack allocates, and faults in, no fresh
 /// memory. Packs in these buffers start at an address aligned to
 /// [`arca_store::DIRECT_IO_ALIGN`], so a local repository writes them with
 /// direct I/O.
@@ -213,7 +214,7 @@ pub struct FinishedPack {
 }
 
 /// Where a finished pack's bytes are.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum PackContents {
     /// In memory.
     Memory(Bytes),
@@ -311,6 +312,9 @@ impl PackWriter {
     /// separate packs), or if the pack would exceed 4 GiB (callers finish packs
     /// at [`crate::config::Config::pack_size`], which is far smaller). Both are
     /// caller bugs, not data errors.
+    ///
+    /// # Errors
+    /// Only a spooling writer fails, if its file cannot be written.
     pub fn add(&mut self, blob: &EncodedBlob) -> Result<()> {
         let offset = self.start_blob(blob.blob_type, blob.id);
         self.bytes.extend_from_slice(&blob.bytes);
@@ -321,7 +325,7 @@ impl PackWriter {
     /// Seals `payload`, the stored form of a blob (see
     /// [`crate::blob::stored_form`]), straight into the pack: the same bytes
     /// as [`PackWriter::add`] of the [`crate::blob::encode_blob`] result,
-    /// without a buffer of its own. Panics as [`PackWriter::add`].
+    /// without a buffer of its own. Panics and fails as [`PackWriter::add`].
     pub fn add_sealed(
         &mut self,
         key: &MasterKey,

@@ -270,4 +270,34 @@ mod tests {
         // Retry and bandwidth limits sit around the concurrency limit and forward it.
         assert_eq!(decorate(base, &options).backend.connections(), Some(3));
     }
+
+    /// Through every standard decorator, a spool file goes to the local
+    /// backend's spool directory, is moved into place (not copied) and is
+    /// counted as one put of its size.
+    #[tokio::test]
+    async fn decorated_backends_store_spool_files_where_the_base_wants_them() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            connections: Some(2),
+            limit_upload_kib: Some(1 << 20),
+            limit_download_kib: Some(1 << 20),
+            ..StoreOptions::default()
+        };
+        let opened = decorate(Arc::new(LocalBackend::new(dir.path())), &options);
+        let spool_dir = opened.backend.spool_dir().expect("forwarded");
+        assert_eq!(spool_dir, dir.path());
+        let mut spool = SpoolFile::create(&spool_dir).unwrap();
+        spool.append(&[7; 5000]).unwrap();
+        let inode = std::fs::metadata(spool.path()).unwrap().ino();
+        opened
+            .backend
+            .put_file("data/ab/x", Arc::new(spool))
+            .await
+            .unwrap();
+        let stored = std::fs::metadata(dir.path().join("data/ab/x")).unwrap();
+        assert_eq!(stored.ino(), inode, "moved, not copied");
+        let counts = opened.requests.snapshot();
+        assert_eq!((counts.put, counts.bytes_up), (1, 5000));
+    }
 }
