@@ -96,12 +96,7 @@ pub trait Backend: std::fmt::Debug + std::fmt::Display + Send + Sync + 'static {
     /// it. Decorators forward it with their own behaviour (a retry stores
     /// the same file again).
     async fn put_file(&self, path: &str, file: Arc<SpoolFile>) -> Result<()> {
-        let data = tokio::task::spawn_blocking(move || file.read_all())
-            .await
-            .map_err(|err| {
-                Error::permanent(path, format!("reading the spool file failed: {err}"))
-            })??;
-        self.put(path, data).await
+        put_file_contents(self, path, file).await
     }
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, path: &str) -> Result<()>;
@@ -128,6 +123,19 @@ pub trait Backend: std::fmt::Debug + std::fmt::Display + Send + Sync + 'static {
     fn spool_dir(&self) -> Option<PathBuf> {
         None
     }
+}
+
+/// Reads `file` back and `put`s its contents: [`Backend::put_file`] for a
+/// backend that cannot take the file itself.
+async fn put_file_contents<B: Backend + ?Sized>(
+    backend: &B,
+    path: &str,
+    file: Arc<SpoolFile>,
+) -> Result<()> {
+    let data = tokio::task::spawn_blocking(move || file.read_all())
+        .await
+        .map_err(|err| Error::permanent(path, format!("reading the spool file failed: {err}")))??;
+    backend.put(path, data).await
 }
 
 /// Whether `path` is a relative, `/`-separated object path without empty, `.` or

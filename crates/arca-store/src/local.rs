@@ -100,8 +100,7 @@ impl Backend for LocalBackend {
         let root = self.root.clone();
         let object = path.to_owned();
         if spool.path().parent() != Some(root.as_path()) {
-            let data = blocking(path, move || spool.read_all()).await?;
-            return self.put(&object, data).await;
+            return crate::put_file_contents(self, path, spool).await;
         }
         blocking(path, move || {
             move_into_place(&root, spool.path(), spool.file(), spool.len(), &file)

@@ -42,8 +42,7 @@ impl SpoolFile {
     /// listings of a local repository skip it.
     pub fn create(dir: &Path) -> Result<Self> {
         let path = dir.join(format!("{TEMP_PREFIX}spool-{:016x}", rand::random::<u64>()));
-        let error =
-            |err: &io::Error| Error::from_io(&path.display().to_string(), "spool file", err);
+        let error = |err: &io::Error| spool_error(&path, err);
         fs::create_dir_all(dir).map_err(|err| error(&err))?;
         let open = |flags: OFlag| {
             OpenOptions::new()
@@ -95,7 +94,7 @@ impl SpoolFile {
     }
 
     fn error(&self, err: &io::Error) -> Error {
-        Error::from_io(&self.path.display().to_string(), "spool file", err)
+        spool_error(&self.path, err)
     }
 
     /// Bytes written so far.
@@ -132,6 +131,10 @@ impl SpoolFile {
     pub(crate) fn mark_stored(&self) {
         self.stored.store(true, Ordering::Release);
     }
+}
+
+fn spool_error(path: &Path, err: &io::Error) -> Error {
+    Error::from_io(&path.display().to_string(), "spool file", err)
 }
 
 impl Drop for SpoolFile {
