@@ -13,7 +13,8 @@
 //!   bytes, used to name files; content IDs come from [`MasterKey::content_id`] (keyed).
 //! - [`MasterKey`]: random key material, zeroized on drop, never `Debug`-printed.
 //! - [`MasterKey::seal_into`] / [`MasterKey::open`]: AES-256-GCM envelope with a per-object
-//!   HKDF-derived subkey; [`SEAL_OVERHEAD`] bytes of overhead.
+//!   HKDF-derived subkey; [`SEAL_OVERHEAD`] bytes of overhead. [`MasterKey::seal_with`] seals
+//!   in place whatever a writer appends (a compressor, say), without a copy.
 //! - [`KeyFile`]: Argon2id-wrapped master key, JSON on disk.
 //!
 //! # Master key

@@ -148,6 +148,24 @@ impl MasterKey {
     /// The plaintext is copied once, into `out`, and encrypted there. On error
     /// `out` is left as it was.
     pub fn seal_into(&self, kind: ObjectKind, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        out.reserve(plaintext.len() + SEAL_OVERHEAD);
+        self.seal_with(kind, out, |out| {
+            out.extend_from_slice(plaintext);
+            Ok(())
+        })
+    }
+
+    /// Appends a sealed envelope to `out` whose plaintext `write_plaintext`
+    /// appends to `out` (and must only append): a caller that produces the
+    /// plaintext, say by compressing, produces it in place, with no buffer
+    /// of its own and no copy. Returns what `write_plaintext` returned. On
+    /// error, its or the sealing's, `out` is left as it was.
+    pub fn seal_with<T, E: From<Error>>(
+        &self,
+        kind: ObjectKind,
+        out: &mut Vec<u8>,
+        write_plaintext: impl FnOnce(&mut Vec<u8>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         let data_key = self
             .data_key(self.current)
             .expect("current data key is in the keyring");
@@ -159,11 +177,20 @@ impl MasterKey {
         let header = envelope_header(data_key.id);
 
         let start = out.len();
-        out.reserve(plaintext.len() + SEAL_OVERHEAD);
         out.extend_from_slice(&header);
         out.extend_from_slice(&salt);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(plaintext);
+        let written = match write_plaintext(out) {
+            Ok(written) => written,
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
+            }
+        };
+        assert!(
+            out.len() >= start + PREFIX_LEN,
+            "write_plaintext only appends"
+        );
         let sealed = object_key(&data_key.key, &salt).seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(associated_data(header, kind)),
@@ -172,14 +199,13 @@ impl MasterKey {
         match sealed {
             Ok(tag) => {
                 out.extend_from_slice(tag.as_ref());
-                Ok(())
+                Ok(written)
             }
             // ring's only failure here is a plaintext over AES-GCM's per-message limit.
             Err(_) => {
+                let len = out.len() - start - PREFIX_LEN;
                 out.truncate(start);
-                Err(Error::PlaintextTooLarge {
-                    len: plaintext.len(),
-                })
+                Err(Error::PlaintextTooLarge { len }.into())
             }
         }
     }

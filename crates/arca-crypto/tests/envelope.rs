@@ -43,6 +43,31 @@ proptest! {
     }
 
     #[test]
+    fn seal_with_seals_what_the_writer_appends(
+        prefix in prop::collection::vec(any::<u8>(), 0..64),
+        plaintext in prop::collection::vec(any::<u8>(), 0..512),
+        fail in any::<bool>(),
+    ) {
+        let key = key();
+        let mut out = prefix.clone();
+        let result: Result<usize, Error> = key.seal_with(ObjectKind::DataBlob, &mut out, |out| {
+            out.extend_from_slice(&plaintext);
+            if fail {
+                return Err(Error::Random);
+            }
+            Ok(plaintext.len())
+        });
+        if fail {
+            prop_assert!(result.is_err());
+            prop_assert_eq!(out, prefix);
+        } else {
+            prop_assert_eq!(result.unwrap(), plaintext.len());
+            prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
+            prop_assert_eq!(key.open(ObjectKind::DataBlob, &out[prefix.len()..]).unwrap(), plaintext);
+        }
+    }
+
+    #[test]
     fn any_bit_flip_is_rejected(plaintext in prop::collection::vec(any::<u8>(), 0..256), bit in any::<prop::sample::Index>()) {
         let key = key();
         let mut sealed = key.seal(ObjectKind::TreeBlob, &plaintext).unwrap();

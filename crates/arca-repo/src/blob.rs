@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::fmt;
 
-use arca_crypto::{MasterKey, ObjectKind};
+use arca_crypto::{MasterKey, ObjectKind, SEAL_OVERHEAD};
 
 use crate::{Error, Id, Result};
 
@@ -141,27 +141,22 @@ fn saves_enough(compressed_len: usize, plain_len: usize) -> bool {
     compressed_len * 1000 <= plain_len * (1000 - PROBE_MIN_SAVING_PERMILLE)
 }
 
-/// A thread's zstd compressors and the buffer they compress into.
-#[derive(Default)]
-struct ZstdScratch {
-    /// One compressor per level used (typically two: the probe level and the
-    /// configured level).
-    compressors: Vec<(i32, zstd::bulk::Compressor<'static>)>,
-    out: Vec<u8>,
-}
-
 thread_local! {
-    static COMPRESSORS: RefCell<ZstdScratch> = RefCell::default();
-    /// One decompressor per thread.
+    /// One zstd compressor per level used (typically two: the probe level
+    /// and the configured level).
+    static COMPRESSORS: RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> = RefCell::default();
+    /// Where the probe's sample is compressed.
+    static PROBE_SCRATCH: RefCell<Vec<u8>> = RefCell::default();
+    /// One decompressor.
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
-/// zstd-compresses `data` at `level` with this thread's cached compressor
-/// into this thread's buffer and hands the result to `use_compressed`, so a
-/// thread compressing blob after blob allocates nothing per blob.
-fn with_zstd<T>(data: &[u8], level: i32, use_compressed: impl FnOnce(&[u8]) -> T) -> T {
+/// zstd-compresses `data` at `level` with this thread's cached compressor,
+/// appending the frame to `out` (growing it only if it lacks room for
+/// zstd's worst case). Returns the frame's length.
+fn compress_appending(data: &[u8], level: i32, out: &mut Vec<u8>) -> usize {
     COMPRESSORS.with(|cell| {
-        let ZstdScratch { compressors, out } = &mut *cell.borrow_mut();
+        let compressors = &mut *cell.borrow_mut();
         let index = match compressors.iter().position(|(l, _)| *l == level) {
             Some(index) => index,
             None => {
@@ -171,13 +166,15 @@ fn with_zstd<T>(data: &[u8], level: i32, use_compressed: impl FnOnce(&[u8]) -> T
                 compressors.len() - 1
             }
         };
-        out.clear();
+        let start = out.len();
         out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        // A cursor at the end writes into the spare capacity.
+        let mut cursor = std::io::Cursor::new(out);
+        cursor.set_position(start as u64);
         compressors[index]
             .1
-            .compress_to_buffer(data, out)
-            .expect("zstd compression into a compress_bound-sized buffer cannot fail");
-        use_compressed(out)
+            .compress_to_buffer(data, &mut cursor)
+            .expect("zstd compression into a compress_bound-sized buffer cannot fail")
     })
 }
 
@@ -211,14 +208,22 @@ pub fn worth_compressing(plaintext: &[u8]) -> bool {
         return false;
     }
     let sample = &plaintext[..plaintext.len().min(PROBE_LEN)];
-    with_zstd(sample, 1, |compressed| {
-        saves_enough(compressed.len(), sample.len())
+    PROBE_SCRATCH.with(|cell| {
+        let scratch = &mut *cell.borrow_mut();
+        scratch.clear();
+        saves_enough(compress_appending(sample, 1, scratch), sample.len())
     })
 }
 
-/// Encodes one blob: compresses it if that pays off (see [`stored_form`]),
-/// then seals it with the envelope kind of `blob_type`. `id` must be
-/// `key.content_id(plaintext)`.
+/// The most bytes a blob of `plaintext_len` bytes takes sealed (compressed
+/// or not).
+pub fn max_sealed_len(plaintext_len: usize) -> usize {
+    zstd::zstd_safe::compress_bound(plaintext_len).max(plaintext_len) + SEAL_OVERHEAD
+}
+
+/// Encodes one blob: compresses it if that pays off (see
+/// [`append_stored_form`]), then seals it with the envelope kind of
+/// `blob_type`. `id` must be `key.content_id(plaintext)`.
 pub fn encode_blob(
     key: &MasterKey,
     blob_type: BlobType,
@@ -226,29 +231,32 @@ pub fn encode_blob(
     plaintext: &[u8],
     compression: Compression,
 ) -> Result<EncodedBlob> {
-    stored_form(plaintext, compression, |payload, uncompressed_length| {
-        Ok(EncodedBlob {
-            id,
-            blob_type,
-            bytes: key.seal(blob_type.object_kind(), payload)?,
-            uncompressed_length,
-        })
-    })?
+    let mut bytes = Vec::with_capacity(max_sealed_len(plaintext.len()));
+    let uncompressed_length = key.seal_with(blob_type.object_kind(), &mut bytes, |out| {
+        append_stored_form(plaintext, compression, out)
+    })?;
+    Ok(EncodedBlob {
+        id,
+        blob_type,
+        bytes,
+        uncompressed_length,
+    })
 }
 
-/// The bytes a blob stores before sealing, handed to `seal`: the zstd form
-/// of `plaintext` with `Some(plaintext length)` if that saves enough (see
-/// [`PROBE_MIN_SAVING_PERMILLE`]; blobs longer than [`PROBE_LEN`] are only
-/// compressed if [`worth_compressing`] predicts it), else `plaintext` itself
-/// with `None`.
+/// Appends the bytes a blob stores before sealing to `out`: the zstd form
+/// of `plaintext`, returning `Some(plaintext length)`, if that saves enough
+/// (see [`PROBE_MIN_SAVING_PERMILLE`]; blobs longer than [`PROBE_LEN`] are
+/// only compressed if [`worth_compressing`] predicts it), else `plaintext`
+/// itself, returning `None`; sealed, never more than [`max_sealed_len`].
 ///
-/// The compressed form lives in this thread's buffer, so a thread that seals
-/// blob after blob straight into a pack allocates nothing per blob.
-pub fn stored_form<T>(
+/// Compressing straight into `out` (say, with [`MasterKey::seal_with`], a
+/// pack's buffer) needs no buffer of its own: a thread that encodes blob
+/// after blob allocates nothing per blob.
+pub fn append_stored_form(
     plaintext: &[u8],
     compression: Compression,
-    seal: impl FnOnce(&[u8], Option<u32>) -> T,
-) -> Result<T> {
+    out: &mut Vec<u8>,
+) -> Result<Option<u32>> {
     let plaintext_len = u32::try_from(plaintext.len()).map_err(|_| {
         Error::InvalidOptions(format!(
             "a blob of {} bytes is too large; blobs are limited to 4 GiB",
@@ -256,18 +264,16 @@ pub fn stored_form<T>(
         ))
     })?;
     let probed_out = plaintext.len() > PROBE_LEN && !worth_compressing(plaintext);
-    if compression.is_off() || plaintext.is_empty() || probed_out {
-        return Ok(seal(plaintext, None));
+    if !(compression.is_off() || plaintext.is_empty() || probed_out) {
+        let start = out.len();
+        let compressed = compress_appending(plaintext, compression.level(), out);
+        if saves_enough(compressed, plaintext.len()) {
+            return Ok(Some(plaintext_len));
+        }
+        out.truncate(start);
     }
-    let mut seal = Some(seal);
-    let compressed = with_zstd(plaintext, compression.level(), |compressed| {
-        saves_enough(compressed.len(), plaintext.len())
-            .then(|| (seal.take().expect("sealed once"))(compressed, Some(plaintext_len)))
-    });
-    Ok(match compressed {
-        Some(sealed) => sealed,
-        None => (seal.take().expect("not sealed yet"))(plaintext, None),
-    })
+    out.extend_from_slice(plaintext);
+    Ok(None)
 }
 
 /// Decodes a stored blob: opens the envelope, decompresses if

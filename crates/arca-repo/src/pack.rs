@@ -23,7 +23,7 @@ use arca_store::{DIRECT_IO_ALIGN, SpoolFile};
 use bytes::Bytes;
 
 use self::spool::Spool;
-use crate::blob::{BlobType, EncodedBlob};
+use crate::blob::{BlobType, Compression, EncodedBlob};
 use crate::{Error, Id, Result};
 
 /// Version byte at the start of every pack header plaintext.
@@ -322,20 +322,26 @@ impl PackWriter {
         self.spill(false)
     }
 
-    /// Seals `payload`, the stored form of a blob (see
-    /// [`crate::blob::stored_form`]), straight into the pack: the same bytes
-    /// as [`PackWriter::add`] of the [`crate::blob::encode_blob`] result,
-    /// without a buffer of its own. Panics and fails as [`PackWriter::add`].
-    pub fn add_sealed(
+    /// Compresses (where that pays off, see
+    /// [`crate::blob::append_stored_form`]) and seals a blob straight into
+    /// the pack's buffer: the same bytes as [`PackWriter::add`] of the
+    /// [`crate::blob::encode_blob`] result, without a buffer of its own.
+    /// The buffer does not grow if it [`fits`](PackWriter::fits)
+    /// [`crate::blob::max_sealed_len`] of the plaintext. Panics and fails as
+    /// [`PackWriter::add`], and as `append_stored_form` for a blob over 4 GiB.
+    pub fn add_encoding(
         &mut self,
         key: &MasterKey,
         blob_type: BlobType,
         id: Id,
-        payload: &[u8],
-        uncompressed_length: Option<u32>,
+        plaintext: &[u8],
+        compression: Compression,
     ) -> Result<()> {
         let offset = self.start_blob(blob_type, id);
-        key.seal_into(blob_type.object_kind(), payload, &mut self.bytes)?;
+        let uncompressed_length =
+            key.seal_with(blob_type.object_kind(), &mut self.bytes, |out| {
+                crate::blob::append_stored_form(plaintext, compression, out)
+            })?;
         self.end_blob(blob_type, id, offset, uncompressed_length);
         self.spill(false)
     }
@@ -611,7 +617,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::blob::{Compression, encode_blob};
+    use crate::blob::{encode_blob, max_sealed_len};
     use crate::testing::{any_blob_type, any_id, any_uncompressed_length, test_key};
 
     /// Entries laid out contiguously from offset 0, as a pack writer makes them.
@@ -707,20 +713,28 @@ mod tests {
         }
     }
 
-    /// Sealing stored forms straight into a pack gives the same layout and
-    /// contents as adding encoded blobs.
+    /// Encoding blobs straight into a pack gives the same layout and
+    /// contents as adding encoded blobs, and a buffer with room for the
+    /// worst case does not grow.
     #[test]
-    fn add_sealed_matches_add() {
+    fn add_encoding_matches_add() {
         let key = test_key();
-        let plaintexts: [&[u8]; 3] = [b"one", &[b'x'; 5000], b""];
-        let mut writer = PackWriter::new(BlobType::Data);
+        let noise: Vec<u8> = (0..5000).map(|_| rand::random::<u8>()).collect();
+        let plaintexts: [&[u8]; 4] = [b"one", &[b'x'; 5000], b"", &noise];
+        let room = plaintexts
+            .iter()
+            .map(|p| max_sealed_len(p.len()))
+            .sum::<usize>();
+        let mut writer = PackWriter::with_capacity(BlobType::Data, room + 1024);
+        let buffer = writer.bytes.as_ptr();
         for plaintext in plaintexts {
-            crate::blob::stored_form(plaintext, Compression::default(), |payload, len| {
-                writer.add_sealed(key, BlobType::Data, key.content_id(plaintext), payload, len)
-            })
-            .unwrap()
-            .unwrap();
+            let id = key.content_id(plaintext);
+            assert!(writer.fits(max_sealed_len(plaintext.len())));
+            writer
+                .add_encoding(key, BlobType::Data, id, plaintext, Compression::default())
+                .unwrap();
         }
+        assert_eq!(writer.bytes.as_ptr(), buffer, "the buffer did not move");
         let sealed = writer.finish(key).unwrap();
         let added = pack_of(BlobType::Data, &plaintexts);
         assert_eq!(sealed.entries, added.entries);
