@@ -63,6 +63,7 @@ impl StreamChunker {
             buf: &mut self.buf,
             unit_len: ahead + READ_ALIGN,
             last_cut_at_max: false,
+            scanned: 0,
             // Undecided bytes (< max) plus their alignment padding always
             // leave room for one more aligned read.
             max_window: align_up(max + ahead) + READ_ALIGN,
@@ -95,6 +96,8 @@ pub struct ChunkStream<'a, R> {
     unit_len: usize,
     /// The last chunk cut was `max` long (say, in a run of zeros).
     last_cut_at_max: bool,
+    /// How many undecided bytes were already scanned for a cut in vain.
+    scanned: usize,
     /// The size the window may grow to.
     max_window: usize,
     reader: R,
@@ -117,6 +120,7 @@ impl<R: Read> ChunkStream<'_, R> {
             if let Some(len) = self.certain_cut() {
                 let chunk = &self.buf[self.start..self.start + len];
                 self.start += len;
+                self.scanned = 0;
                 self.last_cut_at_max = len == self.chunker.params.max as usize;
                 return Some(Ok(chunk));
             }
@@ -132,14 +136,17 @@ impl<R: Read> ChunkStream<'_, R> {
 
     /// The length of the next chunk if more data cannot change it: a cut
     /// inside the buffered bytes, the end of the stream, or `max` reached.
-    fn certain_cut(&self) -> Option<usize> {
+    fn certain_cut(&mut self) -> Option<usize> {
         let window = &self.buf[self.start..self.end];
         if window.is_empty() {
             return None;
         }
-        let len = self.chunker.next_cut(window);
+        let len = self.chunker.next_cut_after(window, self.scanned);
         let certain =
             len < window.len() || self.eof || window.len() >= self.chunker.params.max as usize;
+        if !certain {
+            self.scanned = window.len();
+        }
         certain.then_some(len)
     }
 
