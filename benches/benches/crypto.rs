@@ -1,12 +1,13 @@
 //! criterion bench: the envelope (seal, open), keyed content IDs, key files.
 //!
-//! Sizes: 16 KiB (a small tree blob) and 1 MiB (a typical data blob); plus
+//! Sizes: 1 KiB (a small file, where the per-object cost shows), 16 KiB (a
+//! small tree blob) and 1 MiB (a typical data blob); plus
 //! opening a key file with the default Argon2id parameters.
 
 use arca_crypto::{KdfParams, KeyFile, MasterKey, ObjectKind};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
-const SIZES: [(&str, usize); 2] = [("16KiB", 16 << 10), ("1MiB", 1 << 20)];
+const SIZES: [(&str, usize); 3] = [("1KiB", 1 << 10), ("16KiB", 16 << 10), ("1MiB", 1 << 20)];
 
 fn envelope(c: &mut Criterion) {
     let key = MasterKey::generate().expect("OS random number generator");

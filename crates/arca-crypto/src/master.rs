@@ -169,17 +169,17 @@ impl MasterKey {
         let data_key = self
             .data_key(self.current)
             .expect("current data key is in the keyring");
-        let rng = SystemRandom::new();
-        let mut salt = [0u8; SALT_LEN];
-        fill_random(&rng, &mut salt)?;
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&rng, &mut nonce)?;
+        // Salt and nonce in one draw: one system call per object, not two
+        // (a tree of small files seals one object per file).
+        let mut salt_and_nonce = [0u8; SALT_LEN + NONCE_LEN];
+        fill_random(&SystemRandom::new(), &mut salt_and_nonce)?;
+        let (salt, nonce) = salt_and_nonce.split_at(SALT_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("NONCE_LEN bytes");
         let header = envelope_header(data_key.id);
 
         let start = out.len();
         out.extend_from_slice(&header);
-        out.extend_from_slice(&salt);
-        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&salt_and_nonce);
         let written = match write_plaintext(out) {
             Ok(written) => written,
             Err(e) => {
@@ -191,7 +191,7 @@ impl MasterKey {
             out.len() >= start + PREFIX_LEN,
             "write_plaintext only appends"
         );
-        let sealed = object_key(&data_key.key, &salt).seal_in_place_separate_tag(
+        let sealed = object_key(&data_key.key, salt).seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(associated_data(header, kind)),
             &mut out[start + PREFIX_LEN..],
