@@ -52,6 +52,7 @@
 //! [`BackupOutcome::unreadable`], and the backup goes on; storage and crypto
 //! failures end it with an error and no snapshot.
 
+mod ahead;
 mod assemble;
 mod claimed;
 mod exclude;
@@ -75,6 +76,7 @@ use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use self::ahead::{ParentLookup, ReadAhead, Scout};
 use self::assemble::{Assembled, run_assembler};
 use self::exclude::Excludes;
 use self::metadata::OwnerNames;
@@ -468,17 +470,34 @@ impl Pipeline {
         let cores = shared.cores;
         let (small_sender, small_receiver) = crossbeam_channel::bounded(FILES_IN_FLIGHT);
         let (large_sender, large_receiver) = crossbeam_channel::bounded(FILES_IN_FLIGHT);
+        let (ahead_sender, ahead_receiver) = crossbeam_channel::bounded(FILES_IN_FLIGHT);
         let (event_sender, event_receiver) = crossbeam_channel::bounded(EVENT_BATCHES_QUEUED);
         let (encode_sender, encode_receiver) = crossbeam_channel::bounded(ENCODE_QUEUE);
         let mut stages = Vec::new();
 
+        let read_ahead = Arc::new(ReadAhead::new(ahead::Limits::default()));
+        let runtime = tokio::runtime::Handle::current();
+        let scout = Scout {
+            shared: Arc::clone(shared),
+            read_ahead: Arc::clone(&read_ahead),
+            candidates: prefetch.large_files(),
+            jobs: ahead_sender,
+            parent: ParentLookup::new(
+                ParentTrees::new(Arc::clone(shared), runtime.clone()),
+                previous_root.clone(),
+            ),
+            force: opts.force,
+        };
+        stages.push(spawn_stage("arca-scout", shared, None, move |_| {
+            scout.run()
+        }));
         let walker = Walker {
             shared: Arc::clone(shared),
             excludes,
             one_file_system: opts.one_file_system,
             force: opts.force,
             with_atime: opts.with_atime,
-            parent_trees: ParentTrees::new(Arc::clone(shared), tokio::runtime::Handle::current()),
+            parent_trees: ParentTrees::new(Arc::clone(shared), runtime),
             events: event_sender,
             batch: Vec::new(),
             jobs: FileQueues {
@@ -487,6 +506,7 @@ impl Pipeline {
             },
             owners: OwnerNames::default(),
             prefetched: prefetch.listings(),
+            read_ahead,
             files_found: 0,
             bytes_found: 0,
         };
@@ -510,29 +530,32 @@ impl Pipeline {
         // for the small ones). A small-file reader's buffer holds the
         // largest small file and the read that finds its end.
         let small_read_ahead = SMALL_FILE_BYTES as usize + READ_ALIGN;
+        // Closed from the start: small files are not read ahead.
+        let (_, no_read_ahead) = crossbeam_channel::bounded(0);
         let readers = [
-            ("read", &large_receiver, cores + 1, None),
+            ("read", &large_receiver, &ahead_receiver, cores + 1, None),
             (
                 "read-small",
                 &small_receiver,
+                &no_read_ahead,
                 4 * cores,
                 Some(small_read_ahead),
             ),
         ];
-        for (name, jobs, count, read_ahead) in readers {
+        for (name, jobs, ahead, count, read_ahead) in readers {
             for n in 0..count {
                 let chunker = shared.repo.chunker().clone();
                 let mut chunker = match read_ahead {
                     Some(bytes) => StreamChunker::with_read_ahead(chunker, bytes),
                     None => StreamChunker::new(chunker),
                 };
-                let (jobs, encode) = (jobs.clone(), encode_sender.clone());
+                let (jobs, ahead, encode) = (jobs.clone(), ahead.clone(), encode_sender.clone());
                 stages.push(spawn_stage(
                     &format!("arca-{name}-{n}"),
                     shared,
                     None,
                     move |shared| {
-                        run_reader(shared, &mut chunker, &jobs, &encode);
+                        run_reader(shared, &mut chunker, &jobs, &ahead, &encode);
                     },
                 ));
             }

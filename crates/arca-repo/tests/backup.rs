@@ -949,3 +949,73 @@ async fn unchanged_backup_of_many_directories_finds_every_parent_tree() {
     assert_eq!(summary.files_unmodified, 130 * 3);
     assert_eq!(summary.data_blobs, 0);
 }
+
+/// Counts the bytes the backup reports as processed: a file's bytes once,
+/// whether read or taken from the parent snapshot.
+#[derive(Default)]
+struct CountBytes(std::sync::atomic::AtomicU64);
+
+impl Progress for CountBytes {
+    fn add_bytes(&self, bytes: u64) {
+        self.0
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Files of 1 MiB and more are read ahead of the walk (`backup::ahead`), in
+/// another order than the walker's: the snapshot must still match the tree,
+/// and a large file the parent snapshot holds unchanged must not be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_read_ahead_are_stored_in_place_and_unchanged_ones_are_not_read() {
+    let (repo_dir, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("a-small")).unwrap();
+    fs::create_dir_all(src.join("b-large/deeper")).unwrap();
+    for n in 0..200 {
+        let file = src.join(format!("a-small/{n:03}"));
+        fs::write(file, noise(3000 + n * 10, n as u64)).unwrap();
+    }
+    for n in 0..6 {
+        let file = src.join(format!("b-large/{n}"));
+        fs::write(file, noise(1_200_000 + n * 100_000, 1000 + n as u64)).unwrap();
+    }
+    fs::write(src.join("b-large/deeper/last"), noise(2_500_000, 2000)).unwrap();
+    let total: u64 = walkdir(&src)
+        .iter()
+        .filter_map(|path| fs::symlink_metadata(path).ok())
+        .filter(|metadata| metadata.is_file())
+        .map(|metadata| metadata.len())
+        .sum();
+    let repo = new_repo(repo_dir.path()).await;
+    let opts = options(&[&src]);
+
+    let counted = Arc::new(CountBytes::default());
+    let first = backup(&repo, &opts, counted.clone()).await.unwrap();
+    assert_eq!(counted.0.load(std::sync::atomic::Ordering::Relaxed), total);
+    let index = repo.load_index().await.unwrap();
+    let tree = tree_at(&repo, &index, &first.snapshot.tree, &src).await;
+    assert_matches(&repo, &index, &tree, &src).await;
+
+    // A database-like rewrite in place: same inode, new content.
+    let changed = src.join("b-large/3");
+    let mut bytes = fs::read(&changed).unwrap();
+    bytes[500_000..500_100].copy_from_slice(&[7; 100]);
+    fs::write(&changed, &bytes).unwrap();
+
+    let counted = Arc::new(CountBytes::default());
+    let second = backup(&repo, &opts, counted.clone()).await.unwrap();
+    assert_eq!(
+        counted.0.load(std::sync::atomic::Ordering::Relaxed),
+        total,
+        "each file's bytes once: the unchanged large files were not read"
+    );
+    let summary = second.snapshot.summary.clone().unwrap();
+    assert_eq!(
+        (summary.files_changed, summary.files_unmodified),
+        (1, 206),
+        "{summary:?}"
+    );
+    let index = repo.load_index().await.unwrap();
+    let tree = tree_at(&repo, &index, &second.snapshot.tree, &src).await;
+    assert_matches(&repo, &index, &tree, &src).await;
+}

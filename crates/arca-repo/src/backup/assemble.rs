@@ -149,8 +149,9 @@ pub(crate) fn run_assembler(
                             node.content = content;
                             node.size = size;
                         }
-                        FileResult::Unreadable => {
-                            // Reported by the reader and left out; still done, for progress totals.
+                        FileResult::Unreadable(message) => {
+                            // Left out; still done, for progress totals.
+                            shared.unreadable(path.clone(), message);
                             shared.progress.add_file(&path);
                             continue;
                         }

@@ -38,6 +38,47 @@ pub(crate) fn nanos(seconds: i64, nanoseconds: i64) -> i64 {
         .saturating_add(nanoseconds)
 }
 
+/// What must match for a file's content to count as unchanged: a file
+/// rewritten in place keeps its inode but not its ctime, one replaced by
+/// rename keeps neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    inode: u64,
+    device: u64,
+}
+
+impl FileStamp {
+    /// The stamp recorded in a node.
+    pub(crate) fn of_node(node: &Node) -> Self {
+        FileStamp {
+            size: node.size,
+            mtime_ns: node.mtime_ns,
+            ctime_ns: node.ctime_ns,
+            inode: node.inode,
+            device: node.device,
+        }
+    }
+
+    /// The file's size in bytes.
+    pub(crate) fn size(self) -> u64 {
+        self.size
+    }
+
+    /// The stamp of an `lstat` result (as [`node_from_metadata`] records it).
+    pub(crate) fn of_metadata(metadata: &Metadata) -> Self {
+        FileStamp {
+            size: metadata.size(),
+            mtime_ns: nanos(metadata.mtime(), metadata.mtime_nsec()),
+            ctime_ns: nanos(metadata.ctime(), metadata.ctime_nsec()),
+            inode: metadata.ino(),
+            device: metadata.dev(),
+        }
+    }
+}
+
 /// Caches uid → user name and gid → group name: a backup asks about the same
 /// few owners millions of times, and each lookup may read `/etc/passwd` or
 /// ask NSS.

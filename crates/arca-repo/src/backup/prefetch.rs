@@ -12,6 +12,9 @@
 //! file system, so they never read what the walker will not, and they stop
 //! when the walk ends.
 //!
+//! They also hand the large regular files they find to the read-ahead
+//! ([`Prefetch::large_files`], see `ahead`), as many as its queue holds.
+//!
 //! A kept listing is a little older than one the walker would make itself;
 //! a backup is not a point-in-time copy either way (files that change while
 //! read are reported), and the next backup sees whatever changed.
@@ -24,13 +27,24 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use super::exclude::Excludes;
+use crossbeam_channel::{Receiver, Sender};
+
+use super::ahead::READ_AHEAD_MIN_BYTES;
+use super::exclude::{Excludes, is_cache_dir};
 
 /// Running prefetch threads; dropping this stops and joins them.
 pub(crate) struct Prefetch {
     state: Arc<State>,
     threads: Vec<JoinHandle<()>>,
+    large_files: Receiver<LargeFile>,
 }
+
+/// A regular file of [`READ_AHEAD_MIN_BYTES`] or more, with its `lstat` result.
+pub(crate) type LargeFile = (PathBuf, std::fs::Metadata);
+
+/// Large files found and not yet taken by the read-ahead, at most; more are
+/// left for the walker to queue. Each is a path and an `lstat` result.
+const LARGE_FILES_QUEUED: usize = 4096;
 
 /// Entries of kept listings not yet taken, at most: about 200 bytes each,
 /// so a few MiB however large the tree.
@@ -104,17 +118,29 @@ impl Prefetch {
             changed: Condvar::new(),
             listings: Arc::default(),
         });
+        let (large_sender, large_files) = crossbeam_channel::bounded(LARGE_FILES_QUEUED);
         let threads = (0..threads)
             .filter_map(|n| {
                 let (state, excludes) = (Arc::clone(&state), excludes.clone());
+                let large_files = large_sender.clone();
                 // Prefetching is an optimisation: a thread that cannot start is not an error.
                 std::thread::Builder::new()
                     .name(format!("arca-prefetch-{n}"))
-                    .spawn(move || prefetch(&state, &excludes))
+                    .spawn(move || prefetch(&state, &excludes, &large_files))
                     .ok()
             })
             .collect();
-        Prefetch { state, threads }
+        Prefetch {
+            state,
+            threads,
+            large_files,
+        }
+    }
+
+    /// The large regular files the threads find, in about the walk's order;
+    /// closes when they are done.
+    pub(crate) fn large_files(&self) -> Receiver<LargeFile> {
+        self.large_files.clone()
     }
 
     /// What the threads list, for the walker to take.
@@ -173,13 +199,22 @@ impl State {
     }
 }
 
-fn prefetch(state: &State, excludes: &Excludes) {
+fn prefetch(state: &State, excludes: &Excludes, large_files: &Sender<LargeFile>) {
     while let Some((dir, device)) = state.next() {
         let mut subdirs = Vec::new();
         if let Some(listing) = list(&dir, excludes) {
+            // The walker keeps only the tag of a cache directory it leaves out.
+            let mut cache_dir = None;
             for (name, metadata) in &listing {
                 if metadata.is_dir() && metadata.dev() == device {
                     subdirs.push((dir.join(name), device));
+                } else if metadata.is_file()
+                    && metadata.size() >= READ_AHEAD_MIN_BYTES
+                    && !*cache_dir
+                        .get_or_insert_with(|| excludes.exclude_caches && is_cache_dir(&dir))
+                {
+                    // A full queue only leaves the file to the walker.
+                    let _ = large_files.try_send((dir.join(name), metadata.clone()));
                 }
             }
             state.listings.keep(dir, listing);

@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::ahead::ReadAhead;
 use super::exclude::{CACHEDIR_TAG, Excludes, is_cache_dir};
-use super::metadata::{OwnerNames, nanos, node_from_metadata, node_type};
+use super::metadata::{FileStamp, OwnerNames, nanos, node_from_metadata, node_type};
 use super::parent::ParentTrees;
 use super::prefetch::{Listing, Listings};
 use super::targets::{TargetNode, name_os_str};
@@ -101,6 +102,8 @@ pub(crate) struct Walker {
     pub(crate) owners: OwnerNames,
     /// Directory listings the metadata prefetch made ahead of the walk.
     pub(crate) prefetched: Arc<Listings>,
+    /// Large files being read ahead of the walk.
+    pub(crate) read_ahead: Arc<ReadAhead>,
     /// Files found so far, for progress totals.
     pub(crate) files_found: u64,
     /// Bytes in the files found so far.
@@ -320,8 +323,10 @@ impl Walker {
                 .progress
                 .set_total(self.files_found, self.bytes_found);
         }
-        let reusable =
-            previous.filter(|p| !self.force && is_unchanged(p, &node) && self.content_stored(p));
+        let stamp = FileStamp::of_node(&node);
+        // Taken whether or not it is used: unused, it is cancelled when dropped.
+        let read_ahead = self.read_ahead.take(path, stamp);
+        let reusable = previous.filter(|p| !self.force && may_reuse(&self.shared, p, stamp));
         if let Some(previous) = reusable {
             node.content.clone_from(&previous.content);
             let change = if node == *previous {
@@ -348,31 +353,29 @@ impl Walker {
                 content: Content::Complete,
             });
         }
-        let (result, pending) = crossbeam_channel::bounded(1);
-        let job = FileJob {
-            path: path.to_owned(),
-            size: node.size,
-            mtime_ns: node.mtime_ns,
-            result,
+        let pending = match read_ahead {
+            Some(read) => read.into_result(),
+            None => {
+                let (result, pending) = crossbeam_channel::bounded(1);
+                let job = FileJob {
+                    path: path.to_owned(),
+                    size: node.size,
+                    mtime_ns: node.mtime_ns,
+                    result,
+                    cancelled: None,
+                };
+                self.jobs
+                    .send(job)
+                    .map_err(|Stopped| self.shared.stopped())?;
+                pending
+            }
         };
-        self.jobs
-            .send(job)
-            .map_err(|Stopped| self.shared.stopped())?;
         self.send(Event::Entry {
             path: path.to_owned(),
             node,
             change,
             content: Content::Pending(pending),
         })
-    }
-
-    /// Whether every content blob of `previous` is in the repository (a
-    /// damaged repository must not make the new snapshot refer to lost data).
-    fn content_stored(&self, previous: &Node) -> bool {
-        previous
-            .content
-            .iter()
-            .all(|id| self.shared.index.contains(BlobType::Data, id))
     }
 
     fn enter_dir(
@@ -454,8 +457,15 @@ impl Walker {
     }
 }
 
+impl Drop for Walker {
+    /// Whatever was read ahead and not taken by now never will be.
+    fn drop(&mut self) {
+        self.read_ahead.finish();
+    }
+}
+
 /// The node named `name` in the parent snapshot's listing.
-fn previous_node<'t>(tree: Option<&'t Tree>, name: &OsStr) -> Option<&'t Node> {
+pub(crate) fn previous_node<'t>(tree: Option<&'t Tree>, name: &OsStr) -> Option<&'t Node> {
     let nodes = &tree?.nodes;
     let name = name.as_bytes();
     nodes
@@ -464,14 +474,17 @@ fn previous_node<'t>(tree: Option<&'t Tree>, name: &OsStr) -> Option<&'t Node> {
         .map(|i| &nodes[i])
 }
 
-/// Whether a file may keep the parent snapshot's content without being read.
-fn is_unchanged(previous: &Node, node: &Node) -> bool {
+/// Whether a file with this stamp may keep the parent snapshot's content
+/// without being read: the parent has a file of the same stamp whose
+/// content blobs are all in the index (a damaged repository must not make
+/// the new snapshot refer to lost data).
+pub(crate) fn may_reuse(shared: &Shared, previous: &Node, stamp: FileStamp) -> bool {
     previous.node_type == NodeType::File
-        && previous.size == node.size
-        && previous.mtime_ns == node.mtime_ns
-        && previous.ctime_ns == node.ctime_ns
-        && previous.inode == node.inode
-        && previous.device == node.device
+        && FileStamp::of_node(previous) == stamp
+        && previous
+            .content
+            .iter()
+            .all(|id| shared.index.contains(BlobType::Data, id))
 }
 
 /// How a complete node compares with the parent snapshot's.

@@ -289,6 +289,17 @@ pub(crate) struct FileJob {
     pub(crate) mtime_ns: i64,
     /// Receives the result exactly once.
     pub(crate) result: Sender<FileResult>,
+    /// Set when nobody will take the result (a read ahead the walker did
+    /// not use): the read stops, or does not start.
+    pub(crate) cancelled: Option<Arc<AtomicBool>>,
+}
+
+impl FileJob {
+    fn is_cancelled(&self) -> bool {
+        self.cancelled
+            .as_ref()
+            .is_some_and(|cancelled| cancelled.load(Ordering::Relaxed))
+    }
 }
 
 /// What reading a file produced.
@@ -301,20 +312,23 @@ pub(crate) enum FileResult {
         /// Bytes actually read (differs from the walker's size if the file changed).
         size: u64,
     },
-    /// The file could not be read; it is reported and left out of the snapshot.
-    Unreadable,
+    /// The file could not be read (why); it is reported and left out of the snapshot.
+    Unreadable(String),
 }
 
-/// Reader thread: reads files from `jobs` until it closes.
+/// Reader thread: reads files from `jobs` (the walker's) and `ahead` (the
+/// read-ahead's, only when `jobs` is empty: the assembler waits for the
+/// walker's files in order) until both close.
 pub(crate) fn run_reader(
     shared: &Shared,
     chunker: &mut StreamChunker,
     jobs: &Receiver<FileJob>,
+    ahead: &Receiver<FileJob>,
     encode: &Sender<EncodeBatch>,
 ) {
     let mut pending = PendingBlobs::default();
     loop {
-        let job = match jobs.try_recv() {
+        let job = match jobs.try_recv().or_else(|_| ahead.try_recv()) {
             Ok(job) => job,
             // No file waiting: queue what this reader holds before it
             // sleeps, or ends if no more files will come.
@@ -323,9 +337,9 @@ pub(crate) fn run_reader(
                     shared.request_stop();
                     return;
                 }
-                match jobs.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
+                match next_job(jobs, ahead) {
+                    Some(job) => job,
+                    None => return,
                 }
             }
         };
@@ -335,13 +349,20 @@ pub(crate) fn run_reader(
         let result = match read_file(shared, chunker, &job, &mut pending, encode) {
             Ok(result) => result,
             Err(ReadError::Stopped) => return,
-            Err(ReadError::Unreadable(message)) => {
-                shared.unreadable(job.path.clone(), message);
-                FileResult::Unreadable
-            }
+            Err(ReadError::Cancelled) => continue,
+            // Reported by the assembler: a file read ahead may never be taken.
+            Err(ReadError::Unreadable(message)) => FileResult::Unreadable(message),
         };
         // The assembler may be gone when the pipeline is stopping; nothing to do then.
         let _ = job.result.send(result);
+    }
+}
+
+/// Waits for a job from either queue; `None` once both are closed and empty.
+fn next_job(jobs: &Receiver<FileJob>, ahead: &Receiver<FileJob>) -> Option<FileJob> {
+    crossbeam_channel::select! {
+        recv(jobs) -> job => job.ok().or_else(|| ahead.recv().ok()),
+        recv(ahead) -> job => job.ok().or_else(|| jobs.recv().ok()),
     }
 }
 
@@ -381,6 +402,8 @@ enum ReadError {
     Unreadable(String),
     /// The pipeline is stopping.
     Stopped,
+    /// Nobody will take the result ([`FileJob::cancelled`]).
+    Cancelled,
 }
 
 /// Opens, chunks and hashes one file, adding copies of the chunks not yet in
@@ -393,6 +416,9 @@ fn read_file(
     pending: &mut PendingBlobs,
     encode: &Sender<EncodeBatch>,
 ) -> Result<FileResult, ReadError> {
+    if job.is_cancelled() {
+        return Err(ReadError::Cancelled);
+    }
     let (mut file, before) = SourceFile::open(&job.path)
         .map_err(|e| ReadError::Unreadable(format!("cannot open: {e}")))?;
     if !before.is_file() {
@@ -406,6 +432,9 @@ fn read_file(
             .map_err(|e| ReadError::Unreadable(format!("read failed after {size} bytes: {e}")))?;
         if shared.stopping() {
             return Err(ReadError::Stopped);
+        }
+        if job.is_cancelled() {
+            return Err(ReadError::Cancelled);
         }
         let id = shared.repo.key().content_id(chunk);
         size += chunk.len() as u64;
@@ -778,6 +807,7 @@ mod tests {
                 size,
                 mtime_ns: 0,
                 result,
+                cancelled: None,
             };
             queues.send(job).unwrap();
         }
