@@ -30,6 +30,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::metadata::{FileStamp, nanos};
 use super::parent::ParentTrees;
+use super::prefetch::LargeFile;
 use super::walk::{may_reuse, previous_node};
 use super::workers::{FileJob, FileResult, Shared};
 use crate::tree::{NodeType, Tree};
@@ -202,7 +203,7 @@ pub(crate) struct Scout {
     pub(crate) shared: Arc<Shared>,
     pub(crate) read_ahead: Arc<ReadAhead>,
     /// Large regular files as the prefetch lists them; closes when it ends.
-    pub(crate) candidates: Receiver<(PathBuf, std::fs::Metadata)>,
+    pub(crate) candidates: Receiver<LargeFile>,
     /// The read-ahead queue of the large-file readers.
     pub(crate) jobs: Sender<FileJob>,
     pub(crate) parent: ParentLookup,
