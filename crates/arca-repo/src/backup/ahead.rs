@@ -331,25 +331,23 @@ mod tests {
         assert!(read_ahead.take(&path, stamp).is_none(), "taken once");
     }
 
+    /// A read the walker cannot use (the file changed since) or does not
+    /// (the parent holds the file unchanged) is cancelled.
     #[test]
-    fn a_read_of_another_stamp_is_cancelled() {
+    fn an_unused_read_is_cancelled() {
         let dir = tempfile::tempdir().unwrap();
-        let (path, stamp) = file(dir.path(), "a", 2 * MIB);
-        let (_, grown) = file(dir.path(), "a", 3 * MIB);
+        let (changed, before) = file(dir.path(), "changed", 2 * MIB);
+        let (_, grown) = file(dir.path(), "changed", 3 * MIB);
+        let (unused, stamp) = file(dir.path(), "unused", 2 * MIB);
         let read_ahead = unlimited();
-        let (_sender, cancelled) = read_ahead.add(&path, stamp).unwrap().unwrap();
-        assert!(read_ahead.take(&path, grown).is_none());
-        assert!(cancelled.load(Ordering::Relaxed));
-    }
-
-    #[test]
-    fn a_read_taken_and_dropped_is_cancelled() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, stamp) = file(dir.path(), "a", 2 * MIB);
-        let read_ahead = unlimited();
-        let (_sender, cancelled) = read_ahead.add(&path, stamp).unwrap().unwrap();
-        drop(read_ahead.take(&path, stamp));
-        assert!(cancelled.load(Ordering::Relaxed));
+        let (_sender, changed_cancelled) = read_ahead.add(&changed, before).unwrap().unwrap();
+        let (_sender, unused_cancelled) = read_ahead.add(&unused, stamp).unwrap().unwrap();
+        assert!(read_ahead.take(&changed, grown).is_none());
+        assert!(changed_cancelled.load(Ordering::Relaxed));
+        let taken = read_ahead.take(&unused, stamp).expect("same stamp");
+        assert!(!unused_cancelled.load(Ordering::Relaxed));
+        drop(taken);
+        assert!(unused_cancelled.load(Ordering::Relaxed));
     }
 
     #[test]
