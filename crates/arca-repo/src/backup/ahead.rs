@@ -21,19 +21,18 @@
 //! passed.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::metadata::{FileStamp, nanos};
+use super::metadata::FileStamp;
 use super::parent::ParentTrees;
 use super::prefetch::LargeFile;
 use super::walk::{may_reuse, previous_node};
 use super::workers::{FileJob, FileResult, Shared};
-use crate::tree::{NodeType, Tree};
+use crate::tree::Tree;
 
 /// Files at least this large are read ahead: several chunks each, so the
 /// bookkeeping is small beside the read.
@@ -228,8 +227,8 @@ impl Scout {
             };
             let job = FileJob {
                 path,
-                size: metadata.size(),
-                mtime_ns: nanos(metadata.mtime(), metadata.mtime_nsec()),
+                size: stamp.size(),
+                mtime_ns: stamp.mtime_ns(),
                 result,
                 cancelled: Some(cancelled),
             };
@@ -290,11 +289,8 @@ impl ParentLookup {
 
     fn load_child(&mut self, parent_dir: &Path, name: &std::ffi::OsStr) -> Option<Arc<Tree>> {
         let parent = self.dir(parent_dir)?;
-        let node = previous_node(Some(&parent), name)?;
-        if node.node_type != NodeType::Dir {
-            return None;
-        }
-        let subtree = node.subtree?;
+        // Only directories have a subtree (as the walker relies on too).
+        let subtree = previous_node(Some(&parent), name)?.subtree?;
         self.trees.load(subtree).map(Arc::new)
     }
 }

@@ -67,6 +67,11 @@ impl FileStamp {
         self.size
     }
 
+    /// The file's modification time (ns since the epoch).
+    pub(crate) fn mtime_ns(self) -> i64 {
+        self.mtime_ns
+    }
+
     /// The stamp of an `lstat` result (as [`node_from_metadata`] records it).
     pub(crate) fn of_metadata(metadata: &Metadata) -> Self {
         FileStamp {
