@@ -253,7 +253,14 @@ fn exit_codes_follow_restic(repo: &Repo) {
 fn cat_prints_every_file_kind(repo: &Repo) {
     let data = repo.path("data");
     make_sample(&data);
-    repo.ok(&["init", "--compression", "5"]);
+    let odd_chunks = repo.run(&["init", "--chunk-size", "3000"]);
+    assert_eq!(odd_chunks.code, Some(1), "{odd_chunks}");
+    assert!(
+        odd_chunks.stderr.contains("chunk size 3000 KiB")
+            && odd_chunks.stderr.contains("power of two"),
+        "{odd_chunks}"
+    );
+    repo.ok(&["init", "--compression", "5", "--chunk-size", "1024"]);
     repo.ok(&["backup", data.to_str().unwrap()]);
 
     let config = repo.json(&["cat", "config"]);
@@ -263,6 +270,10 @@ fn cat_prints_every_file_kind(repo: &Repo) {
             config["compression_level"].as_u64()
         ),
         (Some(1), Some(5))
+    );
+    assert_eq!(
+        config["chunker"],
+        serde_json::json!({"min": 524288, "avg": 1048576, "max": 8388608})
     );
     let snapshot = repo.json(&["cat", "snapshot", "latest"]);
     let tree = snapshot["tree"].as_str().unwrap();

@@ -61,11 +61,7 @@ pub struct ChunkerParams {
 /// byte of large files (48 bytes each in memory).
 impl Default for ChunkerParams {
     fn default() -> Self {
-        ChunkerParams {
-            min: 128 * 1024,
-            avg: 256 * 1024,
-            max: 8 * 1024 * 1024,
-        }
+        ChunkerParams::with_average(256 * 1024).expect("256 KiB is a valid average")
     }
 }
 
@@ -94,6 +90,25 @@ const MAX_MAX: u32 = {
 impl ChunkerParams {
     /// Checks the bounds FastCDC supports.
     ///
+    /// Bounds around an average of `avg` bytes: `min` half of it, `max` 8 MiB
+    /// (1 MiB gives restic's 512 KiB / 1 MiB / 8 MiB). Valid for powers of
+    /// two from 512 B to 2 MiB.
+    pub fn with_average(avg: u32) -> Result<Self, Error> {
+        let params = ChunkerParams {
+            min: avg / 2,
+            avg,
+            max: 8 * 1024 * 1024,
+        };
+        // Say what is wrong with the average the caller gave, not with the
+        // bounds derived from it.
+        params.validate().map_err(|_| {
+            Error::InvalidParams(format!(
+                "average chunk size {avg} bytes is not a power of two from 512 B to 2 MiB"
+            ))
+        })?;
+        Ok(params)
+    }
+
     /// `min` in 256 B..=1 MiB, `avg` a power of two in 256 B..=4 MiB, `max` in
     /// 1 KiB..=16 MiB, `min < avg < max`, and `min` and `max` even (FastCDC
     /// tests cut points in byte pairs).
@@ -307,8 +322,23 @@ mod tests {
     }
 
     #[test]
-    fn default_params_are_valid() {
-        ChunkerParams::default().validate().unwrap();
+    fn bounds_around_an_average_halve_it_for_min_and_stop_at_8_mib() {
+        let around = |avg| ChunkerParams::with_average(avg).map(|p| (p.min, p.avg, p.max));
+        assert_eq!(
+            (ChunkerParams::default().min, ChunkerParams::default().avg),
+            (128 << 10, 256 << 10)
+        );
+        assert_eq!(around(1 << 20).unwrap(), (512 << 10, 1 << 20, 8 << 20));
+        let valid: Vec<u32> = (0..32)
+            .map(|shift| 1 << shift)
+            .filter(|&avg| around(avg).is_ok())
+            .collect();
+        assert_eq!(valid.first(), Some(&512));
+        assert_eq!(valid.last(), Some(&(2 << 20)));
+        assert_eq!(valid.len(), 13, "every power of two from 512 B to 2 MiB");
+        for avg in [0, 3 << 20, 1000] {
+            assert!(around(avg).is_err(), "{avg}");
+        }
     }
 
     #[test]

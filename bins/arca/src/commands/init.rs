@@ -1,5 +1,7 @@
 //! `arca init`: create a repository.
 
+use anyhow::Context as _;
+use arca_chunk::ChunkerParams;
 use arca_repo::Repository;
 use arca_repo::repository::InitOptions;
 
@@ -12,12 +14,15 @@ pub(crate) struct Args {
     /// zstd level for stored data: 0 = off, 1 (fast) to 22 (small) [default: 3]
     #[arg(long, value_name = "LEVEL")]
     compression: Option<i32>,
+    /// Average chunk size in KiB, a power of two from 1 to 2048 [default: 256].
+    /// Smaller chunks re-store less of a file changed in scattered places (a
+    /// database); larger ones keep the in-memory index smaller (48 bytes per
+    /// chunk). Fixed for the repository's life.
+    #[arg(long, value_name = "KiB")]
+    chunk_size: Option<u32>,
 }
 
 pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
-    let location = context.location()?;
-    let store = context.open_store()?;
-    let password = context.password(Purpose::Create).await?;
     let mut options = InitOptions {
         hostname: hostname(),
         username: username(),
@@ -26,6 +31,16 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
     if let Some(level) = args.compression {
         options.compression_level = level;
     }
+    if let Some(kib) = args.chunk_size {
+        let avg = kib
+            .checked_mul(1024)
+            .ok_or_else(|| anyhow::anyhow!("chunk size {kib} KiB is too large"))?;
+        options.chunker =
+            ChunkerParams::with_average(avg).with_context(|| format!("chunk size {kib} KiB"))?;
+    }
+    let location = context.location()?;
+    let store = context.open_store()?;
+    let password = context.password(Purpose::Create).await?;
     let repository = Repository::init(store.backend, password.as_bytes(), options).await?;
     let id = repository.config().id;
     let output = context.output;
