@@ -63,8 +63,7 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
         force: args.force,
         with_atime: args.with_atime,
     };
-    // Prepared first: the file system's metadata is read ahead while the
-    // key is derived and the index loads.
+    // Checked before the password is asked for.
     let mut prepared = PreparedBackup::new(options)?;
     let opened = context.open_repository().await?;
     let repository = &opened.repository;
