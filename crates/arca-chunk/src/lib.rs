@@ -7,7 +7,7 @@
 //!
 //! CONTRACT (fixed by the workspace skeleton):
 //! - [`ChunkerParams`] { min, avg, max } in bytes; serde; `Default` = 128 KiB / 256 KiB / 8 MiB;
-//!   [`ChunkerParams::validate`].
+//!   [`ChunkerParams::validate`]; [`ChunkerParams::with_average`] derives bounds from an average.
 //! - [`Chunker::new`]`(params, key: &[u8; 32])`; `Chunker` is `Clone + Send + Sync` and cheap to share.
 //! - [`Chunker::cut_points`] over a slice; [`StreamChunker`] over any `std::io::Read`,
 //!   lending chunks out of one buffer (2 MiB, at most `max` + 2 MiB) that it reuses
@@ -88,8 +88,6 @@ const MAX_MAX: u32 = {
 };
 
 impl ChunkerParams {
-    /// Checks the bounds FastCDC supports.
-    ///
     /// Bounds around an average of `avg` bytes: `min` half of it, `max` 8 MiB
     /// (1 MiB gives restic's 512 KiB / 1 MiB / 8 MiB). Valid for powers of
     /// two from 512 B to 2 MiB.
@@ -109,6 +107,8 @@ impl ChunkerParams {
         Ok(params)
     }
 
+    /// Checks the bounds FastCDC supports.
+    ///
     /// `min` in 256 B..=1 MiB, `avg` a power of two in 256 B..=4 MiB, `max` in
     /// 1 KiB..=16 MiB, `min < avg < max`, and `min` and `max` even (FastCDC
     /// tests cut points in byte pairs).
