@@ -44,8 +44,8 @@ pub(crate) struct Limits {
     /// Files at most.
     files: usize,
     /// Bytes at most (one file may exceed it alone). A file read ahead
-    /// holds its content IDs until taken, ~32 bytes per 256 KiB or more,
-    /// so this bounds that memory to a few MiB.
+    /// holds its content IDs until taken, 32 bytes per chunk, so with the
+    /// default chunks (128 KiB at least) this bounds that memory to 16 MiB.
     bytes: u64,
 }
 
@@ -83,7 +83,6 @@ struct State {
 /// taken. Dropped unused, it cancels the read: nobody would take the result.
 pub(crate) struct Pending {
     stamp: FileStamp,
-    size: u64,
     result: Option<Receiver<FileResult>>,
     cancelled: Arc<AtomicBool>,
 }
@@ -134,7 +133,7 @@ impl ReadAhead {
         let mut state = self.lock();
         state.walker_at = Some(path.to_owned());
         let pending = state.pending.remove(path)?;
-        state.bytes -= pending.size;
+        state.bytes -= pending.stamp.size();
         drop(state);
         self.changed.notify_all();
         (pending.stamp == stamp).then_some(pending)
@@ -180,7 +179,6 @@ impl ReadAhead {
             path.to_owned(),
             Pending {
                 stamp,
-                size,
                 result: Some(result),
                 cancelled: Arc::clone(&cancelled),
             },
