@@ -1,31 +1,17 @@
-//! criterion bench: keyed FastCDC over 64 MiB of pseudo-random data with the
+//! criterion bench: keyed FastCDC over 64 MiB of random data (incompressible, so
+//! chunk sizes are typical rather than all `max` as with uniform bytes) with the
 //! default parameters, as a slice (`cut_points`) and as a stream (`StreamChunker`).
 
 use std::io::Cursor;
 
+use arca_benches::random;
 use arca_chunk::{Chunker, ChunkerParams, StreamChunker};
 use criterion::{Criterion, Throughput};
 
 const LEN: usize = 64 << 20;
 
-/// Incompressible, repeatable input (splitmix64), so chunk sizes are typical
-/// rather than all `max` as with uniform bytes.
-fn pseudo_random(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        data.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    data.truncate(len);
-    data
-}
-
 fn chunking(c: &mut Criterion) {
-    let data = pseudo_random(LEN);
+    let data = random(LEN, 0x9e37_79b9_7f4a_7c15);
     let chunker = Chunker::new(ChunkerParams::default(), &[7; 32]).expect("default params");
     let mut group = c.benchmark_group("chunking");
     group.throughput(Throughput::Bytes(LEN as u64));

@@ -1,15 +1,13 @@
 //! Shared helpers for the criterion benches (deterministic input data).
+//!
+//! The input comes from `arca-testdata`, the generator of `cargo xtask bench`'s
+//! volumes, so a stage measured here sees the kind of bytes the end-to-end run feeds it.
 
-/// `len` deterministic, incompressible bytes from xorshift64* seeded with
-/// `state` (no dependency, same input on every run).
-pub fn random(len: usize, mut state: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
+use arca_testdata::Rng;
+
+/// `len` deterministic, incompressible bytes determined by `seed`.
+pub fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = vec![0; len];
+    Rng::new(seed).fill(&mut out);
     out
 }
