@@ -201,7 +201,7 @@ fn store_tree(
 ) -> Result<Id, Stopped> {
     let bytes = Tree::new(nodes).encode();
     let id = shared.repo.key().content_id(&bytes);
-    if shared.claim_new_blob(BlobType::Tree, id) {
+    if shared.claim_new_blob(BlobType::Tree, id)? {
         let job = EncodeJob {
             blob_type: BlobType::Tree,
             id,

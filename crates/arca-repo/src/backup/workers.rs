@@ -138,14 +138,24 @@ impl Shared {
     }
 
     /// Whether a blob must be stored: it is neither in the repository nor
-    /// already queued by this backup. Returns `true` exactly once per new blob.
-    pub(crate) fn claim_new_blob(&self, blob_type: BlobType, id: Id) -> bool {
-        !self.index.contains(blob_type, &id)
-            && self
-                .claimed
-                .lock()
-                .expect("claimed set lock poisoned")
-                .insert(blob_type, &id)
+    /// already queued by this backup. Returns `true` exactly once per new
+    /// blob; stops the backup if that cannot be known.
+    pub(crate) fn claim_new_blob(&self, blob_type: BlobType, id: Id) -> Result<bool, Stopped> {
+        if self.index.contains(blob_type, &id) {
+            return Ok(false);
+        }
+        let claimed = self
+            .claimed
+            .lock()
+            .expect("claimed set lock poisoned")
+            .insert(blob_type, &id);
+        claimed.map_err(|e| {
+            self.fail(Error::BackupIncomplete {
+                reason: format!(
+                    "reading the set of new blobs back from its temporary file failed: {e}"
+                ),
+            })
+        })
     }
 
     /// Reports a non-fatal problem with one item that is still backed up.
@@ -440,7 +450,10 @@ fn read_file(
         size += chunk.len() as u64;
         shared.progress.add_bytes(chunk.len() as u64);
         ids.push(id);
-        if shared.claim_new_blob(BlobType::Data, id) {
+        if shared
+            .claim_new_blob(BlobType::Data, id)
+            .map_err(|Stopped| ReadError::Stopped)?
+        {
             let job = EncodeJob {
                 blob_type: BlobType::Data,
                 id,
