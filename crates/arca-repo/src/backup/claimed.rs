@@ -47,7 +47,7 @@ const FILTER_PROBES: u64 = 7;
 pub(crate) struct Limits {
     /// Entries the hash set takes before they are merged into the array.
     recent_entries: usize,
-    /// Entries the array holds before it is spilled into a run (8.4 MB of keys).
+    /// Entries the array holds before it is spilled into a run (8.7 MB of keys).
     memory_entries: usize,
 }
 
