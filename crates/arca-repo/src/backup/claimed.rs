@@ -137,11 +137,14 @@ impl ClaimedBlobs {
                 new -= 1;
             }
         }
-        if self.sorted.len() >= self.limits.memory_entries {
-            self.spill_sorted()?;
-        }
+        let spilled = if self.sorted.len() >= self.limits.memory_entries {
+            self.spill_sorted()
+        } else {
+            Ok(())
+        };
+        // Rebuilt even after a failed merge: the array may have been spilled.
         self.prefixes = PrefixTable::build(self.sorted.iter().map(|(id, _)| id));
-        Ok(())
+        spilled
     }
 
     /// Writes the array out as a run and empties it (keeping its capacity
@@ -382,6 +385,7 @@ impl Iterator for MergedKeys<'_> {
 #[cfg(test)]
 mod tests {
     use std::fs::OpenOptions;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use proptest::prelude::*;
 
@@ -406,8 +410,13 @@ mod tests {
 
     /// A file that takes writes but fails every read.
     fn write_only() -> io::Result<File> {
-        let path =
-            std::env::temp_dir().join(format!("arca-claimed-write-only-{}", std::process::id()));
+        // Tests run in parallel: every file gets a name of its own.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "arca-claimed-write-only-{}-{n}",
+            std::process::id()
+        ));
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -484,6 +493,23 @@ mod tests {
         }
         let error = failed.expect("a lookup or merge read the write-only run");
         assert_eq!(error.raw_os_error(), Some(nix::libc::EBADF), "{error}");
+    }
+
+    #[test]
+    fn a_failed_merge_leaves_a_set_that_still_answers() {
+        let mut claimed = ClaimedBlobs::new(limits(2, 4), write_only);
+        // New keys only: the first error comes from reading a run to merge it
+        // (or from a lookup whose filter matched), after the array was spilled.
+        let failed = (0..50u8).find_map(|n| claimed.insert(BlobType::Data, &id(n, n)).err());
+        assert!(
+            failed.is_some(),
+            "the second spill merges the write-only first run"
+        );
+        // Other readers may still ask before the backup stops: an answer or
+        // the same error, never a panic.
+        for n in 0..50u8 {
+            let _ = claimed.insert(BlobType::Tree, &id(n, n));
+        }
     }
 
     proptest! {
