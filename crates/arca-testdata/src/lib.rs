@@ -457,14 +457,14 @@ pub struct CopyOf {
     pub prefix: Vec<u8>,
 }
 
-/// Where a [`Volume`] is in its generation.
-#[derive(Debug)]
-enum Stage {
-    Database { index: u64, files: u64 },
-    SmallFiles { index: u64, remaining: u64 },
-    Logs { index: u64, clock: u64 },
-    Media { index: u64, remaining: u64 },
-    Done,
+/// Where a [`Volume`] is in its generation: the kind being generated, the
+/// index of its next file, and what is left of it (files for database files
+/// and logs, whose sizes are fixed; bytes for small files and media).
+#[derive(Debug, Clone, Copy)]
+struct Stage {
+    kind: Kind,
+    index: u64,
+    remaining: u64,
 }
 
 /// A persistent-volume-like tree of about `size` bytes, generated file by file.
@@ -478,7 +478,10 @@ enum Stage {
 pub struct Volume {
     rng: Rng,
     size: u64,
-    stage: Stage,
+    /// `None` once every file with content of its own was yielded.
+    stage: Option<Stage>,
+    /// The logs' clock: each log goes on where the previous one stopped.
+    log_clock: u64,
     /// Database and media files yielded so far, with their lengths: what copies copy.
     large_files: Vec<(String, u64)>,
 }
@@ -491,21 +494,39 @@ const LOG_FILES: u64 = 8;
 impl Volume {
     /// The volume of about `size` bytes that `seed` determines.
     pub fn new(size: u64, seed: u64) -> Self {
-        let files = (Self::share_of(size, Kind::Database) / DATABASE_FILE).max(2);
-        Volume {
+        let mut volume = Volume {
             rng: Rng::new(seed),
             size,
-            stage: Stage::Database { index: 0, files },
+            stage: None,
+            log_clock: 0,
             large_files: Vec::new(),
+        };
+        volume.stage = Some(volume.start(Kind::Database));
+        volume
+    }
+
+    /// The stage that generates `kind` from its first file.
+    fn start(&self, kind: Kind) -> Stage {
+        let remaining = match kind {
+            Kind::Database => self.database_files(),
+            Kind::Log => LOG_FILES,
+            _ => self.share(kind),
+        };
+        Stage {
+            kind,
+            index: 0,
+            remaining,
         }
     }
 
-    fn share_of(size: u64, kind: Kind) -> u64 {
-        size * kind.percent() / 100
+    /// How many database files share the database part (at least two).
+    fn database_files(&self) -> u64 {
+        (self.share(Kind::Database) / DATABASE_FILE).max(2)
     }
 
+    /// The bytes of this volume that are of `kind`.
     fn share(&self, kind: Kind) -> u64 {
-        Self::share_of(self.size, kind)
+        self.size * kind.percent() / 100
     }
 
     /// The copies of this volume's database and media files (exact ones,
@@ -548,7 +569,8 @@ impl Volume {
         copies
     }
 
-    fn database_file(&mut self, index: u64, files: u64) -> VolumeFile {
+    fn database_file(&mut self, index: u64) -> VolumeFile {
+        let files = self.database_files();
         let pages = (self.share(Kind::Database) / files / PAGE as u64).max(1);
         let mut bytes = Vec::with_capacity(pages as usize * PAGE);
         let mut page = Vec::with_capacity(PAGE);
@@ -592,10 +614,10 @@ impl Volume {
         }
     }
 
-    fn log_file(&mut self, index: u64, clock: &mut u64) -> VolumeFile {
+    fn log_file(&mut self, index: u64) -> VolumeFile {
         let mut bytes = Vec::new();
         let len = (self.share(Kind::Log) / LOG_FILES) as usize;
-        append_log(&mut self.rng, &mut bytes, len, clock);
+        append_log(&mut self.rng, &mut bytes, len, &mut self.log_clock);
         VolumeFile {
             path: format!("{}/service-{index}.log", Kind::Log.dir()),
             kind: Kind::Log,
@@ -626,54 +648,36 @@ impl Iterator for Volume {
 
     fn next(&mut self) -> Option<VolumeFile> {
         loop {
-            match self.stage {
-                Stage::Database { index, files } if index < files => {
-                    self.stage = Stage::Database {
-                        index: index + 1,
-                        files,
-                    };
-                    return Some(self.database_file(index, files));
-                }
-                Stage::Database { .. } => {
-                    self.stage = Stage::SmallFiles {
-                        index: 0,
-                        remaining: self.share(Kind::SmallFile),
-                    };
-                }
-                Stage::SmallFiles { index, remaining } if remaining > 0 => {
-                    let file = self.small_file(index, remaining);
-                    self.stage = Stage::SmallFiles {
-                        index: index + 1,
-                        remaining: remaining - file.bytes.len() as u64,
-                    };
-                    return Some(file);
-                }
-                Stage::SmallFiles { .. } => self.stage = Stage::Logs { index: 0, clock: 0 },
-                Stage::Logs { index, mut clock } if index < LOG_FILES => {
-                    let file = self.log_file(index, &mut clock);
-                    self.stage = Stage::Logs {
-                        index: index + 1,
-                        clock,
-                    };
-                    return Some(file);
-                }
-                Stage::Logs { .. } => {
-                    self.stage = Stage::Media {
-                        index: 0,
-                        remaining: self.share(Kind::Media),
-                    };
-                }
-                Stage::Media { index, remaining } if remaining > 0 => {
-                    let file = self.media_file(index, remaining);
-                    self.stage = Stage::Media {
-                        index: index + 1,
-                        remaining: remaining - file.bytes.len() as u64,
-                    };
-                    return Some(file);
-                }
-                Stage::Media { .. } => self.stage = Stage::Done,
-                Stage::Done => return None,
+            let Stage {
+                kind,
+                index,
+                remaining,
+            } = self.stage?;
+            if remaining == 0 {
+                self.stage = match kind {
+                    Kind::Database => Some(self.start(Kind::SmallFile)),
+                    Kind::SmallFile => Some(self.start(Kind::Log)),
+                    Kind::Log => Some(self.start(Kind::Media)),
+                    _ => None,
+                };
+                continue;
             }
+            let file = match kind {
+                Kind::Database => self.database_file(index),
+                Kind::SmallFile => self.small_file(index, remaining),
+                Kind::Log => self.log_file(index),
+                _ => self.media_file(index, remaining),
+            };
+            let used = match kind {
+                Kind::Database | Kind::Log => 1,
+                _ => file.bytes.len() as u64,
+            };
+            self.stage = Some(Stage {
+                kind,
+                index: index + 1,
+                remaining: remaining - used,
+            });
+            return Some(file);
         }
     }
 }
