@@ -472,7 +472,8 @@ impl Pipeline {
         let cores = shared.cores;
         let (small_sender, small_receiver) = crossbeam_channel::bounded(FILES_IN_FLIGHT);
         let (large_sender, large_receiver) = crossbeam_channel::bounded(FILES_IN_FLIGHT);
-        let (ahead_sender, ahead_receiver) = crossbeam_channel::bounded(FILES_IN_FLIGHT);
+        // A rendezvous: the scout chooses each read as a reader takes it.
+        let (ahead_sender, ahead_receiver) = crossbeam_channel::bounded(0);
         let (event_sender, event_receiver) = crossbeam_channel::bounded(EVENT_BATCHES_QUEUED);
         let (encode_sender, encode_receiver) = crossbeam_channel::bounded(ENCODE_QUEUE);
         let mut stages = Vec::new();

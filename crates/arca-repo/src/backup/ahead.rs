@@ -12,6 +12,19 @@
 //! queue of their own. The large-file readers serve it whenever the walker's
 //! queue is empty, so that disk and CPUs overlap.
 //!
+//! The scout does not queue them in walk order alone: a tree keeps alike
+//! files together (a database's segments in one directory, photos in
+//! another), so walk order would have every large-file reader on one class of
+//! file at a time. One read at a time is of the largest file the scout knows
+//! of instead ([`Candidates::next`]): one reader works through the biggest,
+//! usually CPU-bound, files while the others follow the walk, and the biggest
+//! files start early rather than leaving one reader streaming a large file
+//! alone at the end of the backup. The scout hands each read over only when
+//! a reader takes it (a rendezvous channel), so it decides with what is
+//! running then. (First backup of the 2 GiB benchmark tree, cold cache, 11
+//! interleaved runs each: 4.59–5.30 s, median 4.82, against 4.79–5.56 s,
+//! median 5.02, in walk order; faster in 9 of the 11 pairs.)
+//!
 //! When the walker reaches such a file it takes the pending result
 //! ([`ReadAhead::take`]) instead of queueing a read, if the file still has
 //! the stamp that was read; if not, it reads the file again, and the blobs
@@ -201,7 +214,8 @@ pub(crate) struct Scout {
     pub(crate) read_ahead: Arc<ReadAhead>,
     /// Large regular files as the prefetch lists them; closes when it ends.
     pub(crate) candidates: Receiver<LargeFile>,
-    /// The read-ahead queue of the large-file readers.
+    /// The read-ahead queue of the large-file readers: a rendezvous channel,
+    /// so that each read is chosen when a reader is ready for it.
     pub(crate) jobs: Sender<FileJob>,
     pub(crate) parent: ParentLookup,
     /// Read every file (see `BackupOptions::force`).
@@ -210,14 +224,15 @@ pub(crate) struct Scout {
 
 impl Scout {
     pub(crate) fn run(mut self) {
-        for (path, metadata) in self.candidates.iter() {
-            if self.shared.stopping() {
+        let mut candidates = Candidates::default();
+        let largest_running = Arc::new(AtomicBool::new(false));
+        loop {
+            if !self.gather(&mut candidates) {
                 return;
             }
-            let stamp = FileStamp::of_metadata(&metadata);
-            if !self.force && self.parent.holds_unchanged(&self.shared, &path, stamp) {
+            let Some((path, stamp, largest_first)) = candidates.next(&largest_running) else {
                 continue;
-            }
+            };
             let (result, cancelled) = match self.read_ahead.add(&path, stamp) {
                 Ok(Some(queued)) => queued,
                 Ok(None) => continue,
@@ -229,11 +244,87 @@ impl Scout {
                 mtime_ns: stamp.mtime_ns(),
                 result,
                 cancelled: Some(cancelled),
+                largest_first,
             };
             if self.jobs.send(job).is_err() {
                 return;
             }
         }
+    }
+
+    /// Adds the files the prefetch found since the last call to
+    /// `candidates` (waiting for one if it holds none), leaving out those the
+    /// parent snapshot holds unchanged. `false` once there is nothing left to
+    /// read or the backup is stopping.
+    fn gather(&mut self, candidates: &mut Candidates) -> bool {
+        if candidates.files.is_empty() {
+            match self.candidates.recv() {
+                Ok(file) => self.consider(candidates, file),
+                Err(_) => return false,
+            }
+        }
+        while candidates.files.len() < CANDIDATES_KEPT {
+            match self.candidates.try_recv() {
+                Ok(file) => self.consider(candidates, file),
+                Err(_) => break,
+            }
+        }
+        !self.shared.stopping()
+    }
+
+    fn consider(&mut self, candidates: &mut Candidates, (path, metadata): LargeFile) {
+        let stamp = FileStamp::of_metadata(&metadata);
+        if self.force || !self.parent.holds_unchanged(&self.shared, &path, stamp) {
+            candidates.files.push_back((path, stamp));
+        }
+    }
+}
+
+/// Files the scout keeps to choose from, at most; more wait in the
+/// prefetch's queue (each is a path and a stamp).
+const CANDIDATES_KEPT: usize = 4096;
+
+/// Large files to read ahead, in walk order, not yet queued.
+#[derive(Default)]
+struct Candidates {
+    files: VecDeque<(PathBuf, FileStamp)>,
+}
+
+impl Candidates {
+    /// The file to read next: the largest (the first of equals) if no read
+    /// of a largest file is running, with the marker that says one is until
+    /// it is dropped; else the next in walk order.
+    fn next(
+        &mut self,
+        largest_running: &Arc<AtomicBool>,
+    ) -> Option<(PathBuf, FileStamp, Option<LargestFirst>)> {
+        if self.files.is_empty() {
+            return None;
+        }
+        if largest_running.swap(true, Ordering::AcqRel) {
+            let (path, stamp) = self.files.pop_front()?;
+            return Some((path, stamp, None));
+        }
+        let largest = self
+            .files
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, (_, stamp))| (stamp.size(), std::cmp::Reverse(*i)))
+            .map(|(i, _)| i)?;
+        let (path, stamp) = self.files.remove(largest)?;
+        Some((path, stamp, Some(LargestFirst(Arc::clone(largest_running)))))
+    }
+}
+
+/// Held by the job of a read chosen largest-first (see the module docs):
+/// while it exists, the other reads follow the walk. Dropped with the job,
+/// once the read ended, was cancelled or never started.
+#[derive(Debug)]
+pub(crate) struct LargestFirst(Arc<AtomicBool>);
+
+impl Drop for LargestFirst {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -385,6 +476,52 @@ mod tests {
         });
         assert_eq!(read_ahead.lock().pending.len(), 2);
         assert_eq!(read_ahead.lock().bytes, 4 * MIB);
+    }
+
+    /// One read at a time is of the largest file known (the first of
+    /// equals); while it runs the others follow the walk, and once it ends
+    /// the next read is of the largest file left.
+    #[test]
+    fn one_read_at_a_time_is_of_the_largest_file_the_others_follow_the_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut candidates = Candidates::default();
+        for (name, size) in [("a", 2), ("b", 9), ("c", 3), ("d", 9), ("e", 4)] {
+            candidates
+                .files
+                .push_back(file(dir.path(), name, size * MIB));
+        }
+        let running = Arc::new(AtomicBool::new(false));
+        let mut next = || {
+            let (path, _, largest_first) = candidates.next(&running).unwrap();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            (name, largest_first)
+        };
+        let (first, largest) = next();
+        assert_eq!(first, "b", "the largest, the first of equals");
+        assert!(largest.is_some() && running.load(Ordering::Acquire));
+        let walk: Vec<_> = [next(), next()]
+            .into_iter()
+            .map(|(p, l)| (p, l.is_some()))
+            .collect();
+        assert_eq!(walk, [("a".into(), false), ("c".into(), false)]);
+        drop(largest);
+        assert!(!running.load(Ordering::Acquire), "the read ended");
+        let (second, largest) = next();
+        assert_eq!(second, "d");
+        assert!(largest.is_some());
+        drop(largest);
+        let (last, largest) = next();
+        assert_eq!(
+            (last.as_str(), largest.is_some()),
+            ("e", true),
+            "alone, it is the largest"
+        );
+        drop(largest);
+        assert!(candidates.next(&running).is_none());
+        assert!(
+            !running.load(Ordering::Acquire),
+            "nothing chosen, nothing marked"
+        );
     }
 
     #[test]

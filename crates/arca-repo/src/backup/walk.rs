@@ -363,6 +363,7 @@ impl Walker {
                     mtime_ns: node.mtime_ns,
                     result,
                     cancelled: None,
+                    largest_first: None,
                 };
                 self.jobs
                     .send(job)

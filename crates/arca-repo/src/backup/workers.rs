@@ -28,6 +28,7 @@ use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
+use super::ahead::LargestFirst;
 use super::claimed::ClaimedBlobs;
 use super::metadata::nanos;
 use crate::blob::{self, BlobType, Compression};
@@ -302,6 +303,8 @@ pub(crate) struct FileJob {
     /// Set when nobody will take the result (a read ahead the walker did
     /// not use): the read stops, or does not start.
     pub(crate) cancelled: Option<Arc<AtomicBool>>,
+    /// Held until the read ends if the scout chose it largest-first.
+    pub(crate) largest_first: Option<LargestFirst>,
 }
 
 impl FileJob {
@@ -338,7 +341,7 @@ pub(crate) fn run_reader(
 ) {
     let mut pending = PendingBlobs::default();
     loop {
-        let job = match jobs.try_recv().or_else(|_| ahead.try_recv()) {
+        let mut job = match jobs.try_recv().or_else(|_| ahead.try_recv()) {
             Ok(job) => job,
             // No file waiting: queue what this reader holds before it
             // sleeps, or ends if no more files will come.
@@ -363,6 +366,8 @@ pub(crate) fn run_reader(
             // Reported by the assembler: a file read ahead may never be taken.
             Err(ReadError::Unreadable(message)) => FileResult::Unreadable(message),
         };
+        // The read is over: the scout may choose the next largest file.
+        drop(job.largest_first.take());
         // The assembler may be gone when the pipeline is stopping; nothing to do then.
         let _ = job.result.send(result);
     }
@@ -821,6 +826,7 @@ mod tests {
                 mtime_ns: 0,
                 result,
                 cancelled: None,
+                largest_first: None,
             };
             queues.send(job).unwrap();
         }
