@@ -262,17 +262,8 @@ impl Run {
         let mut buf = [0u8; RECORD * BLOCK_RECORDS];
         let records = &mut buf[..count * RECORD];
         self.file.read_exact_at(records, (first * RECORD) as u64)?;
-        let target = encode(key);
-        let (mut low, mut high) = (0, count);
-        while low < high {
-            let mid = (low + high) / 2;
-            match records[mid * RECORD..(mid + 1) * RECORD].cmp(&target[..]) {
-                std::cmp::Ordering::Less => low = mid + 1,
-                std::cmp::Ordering::Greater => high = mid,
-                std::cmp::Ordering::Equal => return Ok(true),
-            }
-        }
-        Ok(false)
+        let (records, _) = records.as_chunks::<RECORD>();
+        Ok(records.binary_search(&encode(key)).is_ok())
     }
 }
 
