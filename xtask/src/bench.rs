@@ -570,29 +570,11 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 /// CI), restic from Debian (installed with apt-get when missing), and GNU time
 /// for the measurements.
 fn prepare_tools(tools: &[Tool], target_dir: &Path, smoke: bool) -> Result<Vec<(Tool, PathBuf)>> {
-    let mut missing = Vec::new();
-    if !Path::new("/usr/bin/time").exists() {
-        missing.push("time");
+    let mut wanted: Vec<(&[&str], &str)> = vec![(&["/usr/bin/time", "true"], "time")];
+    if tools.contains(&Tool::Restic) {
+        wanted.push((&["restic", "version"], "restic"));
     }
-    if tools.contains(&Tool::Restic) && !process::succeeds(Command::new("restic").arg("version")) {
-        missing.push("restic");
-    }
-    if !missing.is_empty() {
-        process::run(Command::new("apt-get").arg("update"))
-            .and_then(|()| {
-                process::run(
-                    Command::new("apt-get")
-                        .args(["install", "-y"])
-                        .args(&missing),
-                )
-            })
-            .with_context(|| {
-                format!(
-                    "installing {} (needs Debian/Ubuntu and root)",
-                    missing.join(" ")
-                )
-            })?;
-    }
+    process::ensure_debian_packages(&wanted)?;
     let mut programs = Vec::new();
     for &tool in tools {
         let program = match tool {

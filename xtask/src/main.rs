@@ -11,6 +11,7 @@
 mod bench;
 mod dataset;
 mod demo;
+mod deploy;
 mod fuzz;
 mod process;
 mod services;

@@ -70,6 +70,38 @@ pub(crate) fn succeeds(cmd: &mut Command) -> bool {
         .is_ok_and(|status| status.success())
 }
 
+/// Installs the Debian packages whose probe command does not run, with one
+/// `apt-get update` first: the project's own way to get the real tools its
+/// tests and benchmarks use (restic, promtool, GNU time), so a clean machine
+/// needs nothing installed by hand. Each entry is `(probe, package)`, where
+/// the probe is a program and arguments that exit 0 once the package is in.
+pub(crate) fn ensure_debian_packages(wanted: &[(&[&str], &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(probe, _)| {
+            let (program, args) = probe.split_first().expect("a probe names a program");
+            !succeeds(Command::new(program).args(args))
+        })
+        .map(|&(_, package)| package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").arg("update"))
+        .and_then(|()| {
+            run(Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args(&missing))
+        })
+        .with_context(|| {
+            format!(
+                "installing {} (needs Debian/Ubuntu and root)",
+                missing.join(" ")
+            )
+        })
+}
+
 /// The command line as a user would type it (program name without its path).
 fn display(cmd: &Command) -> String {
     let program = Path::new(cmd.get_program())

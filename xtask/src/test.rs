@@ -1,6 +1,6 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest.
 //!
-//! fmt → clippy → `cargo test --workspace` against a throwaway local S3
+//! fmt → clippy → deploy/ checks (promtool) → `cargo test --workspace` against a throwaway local S3
 //! server → fuzz targets build → benchmark smoke run. Stops at the first
 //! failing step and says which one it was.
 
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::process::{cargo, project_root, run as run_command};
-use crate::{bench, fuzz, services};
+use crate::{bench, deploy, fuzz, services};
 
 /// Credentials the local S3 server accepts. Set explicitly so tests can never
 /// pick up real cloud credentials from the environment.
@@ -37,6 +37,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             "warnings",
         ]))
     })?;
+    steps.run("deploy manifests", deploy::check)?;
     let s3 = steps.run("start S3 server", || services::start(&project_root()))?;
     steps.run("tests", || run_tests(&s3.endpoint))?;
     drop(s3);
