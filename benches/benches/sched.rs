@@ -28,7 +28,10 @@ fn schedules() -> Vec<Schedule> {
     (0..OBJECTS)
         .map(|n| {
             let minute = jitter("bench", &n.to_string(), SignedDuration::from_hours(1)).as_mins();
-            SHAPES[n % SHAPES.len()].replace("{m}", &minute.to_string()).parse().unwrap()
+            SHAPES[n % SHAPES.len()]
+                .replace("{m}", &minute.to_string())
+                .parse()
+                .unwrap()
         })
         .collect()
 }
@@ -49,14 +52,25 @@ fn sched(c: &mut Criterion) {
     let schedules = schedules();
     let queue = queue(now);
     let running: Vec<RunningItem> = (0..20)
-        .map(|n| RunningItem { key: format!("running/{n}"), node: Some(format!("node-{n}")) })
+        .map(|n| RunningItem {
+            key: format!("running/{n}"),
+            node: Some(format!("node-{n}")),
+        })
         .collect();
-    let limits = Limits { global: 64, per_node: 4 };
+    let limits = Limits {
+        global: 64,
+        per_node: 4,
+    };
 
     let mut group = c.benchmark_group("sched");
     group.throughput(Throughput::Elements(OBJECTS as u64));
     group.bench_function("next_after_10k_schedules", |b| {
-        b.iter(|| schedules.iter().filter_map(|s| s.next_after(black_box(now))).count())
+        b.iter(|| {
+            schedules
+                .iter()
+                .filter_map(|s| s.next_after(black_box(now)))
+                .count()
+        })
     });
     group.bench_function("next_batch_10k_items", |b| {
         b.iter(|| queue.next_batch(black_box(now), &running, limits).len())
