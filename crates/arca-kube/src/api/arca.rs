@@ -1,0 +1,305 @@
+//! Arca's additions: the optional `spec.arca` and `status.arca` sections. Nothing here changes what
+//! a VolSync field means; an object without `arca:` behaves as VolSync documents.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{DURATION_PATTERN, SCHEDULE_PATTERN};
+
+/// A volume's data class (the seed's recovery tiers): it orders the work queue and sets the RPO.
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum DataClass {
+    /// RPO 1 hour, RTO 15 minutes; scheduled before everything else.
+    Critical,
+    /// RPO 4 hours, RTO 1 hour (the default).
+    #[default]
+    Important,
+    /// RPO 24 hours, RTO 4 hours.
+    Archival,
+}
+
+impl DataClass {
+    /// The recovery point objective of the class.
+    pub fn rpo(self) -> jiff::SignedDuration {
+        match self {
+            Self::Critical => jiff::SignedDuration::from_hours(1),
+            Self::Important => jiff::SignedDuration::from_hours(4),
+            Self::Archival => jiff::SignedDuration::from_hours(24),
+        }
+    }
+
+    /// The class's name as written in manifests and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Critical => "critical",
+            Self::Important => "important",
+            Self::Archival => "archival",
+        }
+    }
+}
+
+/// Start scheduled syncs only inside a daily window (`02:00`–`06:00`, say); a run that falls due
+/// outside it waits for the window's next opening.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupWindow {
+    /// Opening time, `HH:MM`, in the schedule's time zone.
+    #[schemars(pattern(r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub start: String,
+    /// Closing time, `HH:MM`; earlier than `start` means the window spans midnight.
+    #[schemars(pattern(r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub end: String,
+}
+
+/// Scheduled verification of the repository (the agent's `verify`/`check` actions), run with the
+/// first sync after it falls due.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifySpec {
+    /// When verification falls due (same syntax as `trigger.schedule`).
+    #[schemars(pattern(SCHEDULE_PATTERN))]
+    pub schedule: String,
+    /// Also read back this share of the pack data (`5%`, `1/10`); without it only the latest
+    /// snapshot is verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?%|[0-9]+/[0-9]+)$"))]
+    pub read_data_subset: Option<String>,
+}
+
+/// What happens to the sync when a hook fails.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum HookFailurePolicy {
+    /// Abort this sync (the default for `preBackup`: never back up an unquiesced application).
+    #[default]
+    Fail,
+    /// Record a Warning event and go on.
+    Continue,
+}
+
+/// A command run in the application's pods (selected by label) around the snapshot.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Hook {
+    /// The pods to run in, in the object's namespace.
+    pub selector: LabelSelector,
+    /// The container (default: the pod's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The command and its arguments (not run through a shell).
+    #[schemars(length(min = 1))]
+    pub command: Vec<String>,
+    /// How long the command may run (Go duration, default `60s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub timeout: Option<String>,
+    /// What a failure or timeout does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_policy: Option<HookFailurePolicy>,
+}
+
+/// Pre- and post-backup hooks (the seed's "application quiesce and consistency check").
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Hooks {
+    /// Run before the point-in-time copy is taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_backup: Option<Hook>,
+    /// Run once the point-in-time copy exists (or after the backup, for `copyMethod: Direct`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_backup: Option<Hook>,
+}
+
+/// A further repository the source's snapshots are copied to (the seed's cross-cloud copies).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationTarget {
+    /// Secret of the target repository (same keys as `restic.repository`).
+    pub repository: String,
+    /// When to copy (default: after every successful backup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(SCHEDULE_PATTERN))]
+    pub schedule: Option<String>,
+}
+
+/// `spec.arca` of a ReplicationSource.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArcaSourceSpec {
+    /// The volume's data class (default `important`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_class: Option<DataClass>,
+    /// IANA time zone of `trigger.schedule`, `backupWindow` and `verify.schedule` (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// Spread scheduled starts over this window after the scheduled time, by a stable hash of the
+    /// object's namespace and name (Go duration, e.g. `15m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub jitter: Option<String>,
+    /// Start scheduled syncs only inside this daily window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_window: Option<BackupWindow>,
+    /// Scheduled verification of the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifySpec>,
+    /// Hooks around the point-in-time copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Hooks>,
+    /// Repositories the snapshots are also copied to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Vec<ReplicationTarget>>,
+}
+
+/// `spec.arca` of a ReplicationDestination.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArcaDestinationSpec {
+    /// The volume's data class (default `important`): orders the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_class: Option<DataClass>,
+    /// IANA time zone of `trigger.schedule` (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// Spread scheduled starts over this window (Go duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub jitter: Option<String>,
+}
+
+/// Live progress of the running mover, as far as it reported it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncProgress {
+    /// Files processed so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_done: Option<u64>,
+    /// Bytes processed so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_done: Option<u64>,
+    /// Total bytes, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<u64>,
+    /// When the mover last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<Time>,
+}
+
+/// Whether the newest successful backup is within the data class's RPO.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RpoState {
+    /// Within the RPO.
+    Met,
+    /// Past the RPO (or never backed up).
+    Breached,
+}
+
+/// RPO state of a source.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RpoStatus {
+    /// The class whose RPO applies.
+    pub data_class: DataClass,
+    /// Met or breached, as of the last reconcile.
+    pub state: RpoState,
+    /// When the RPO is (or was) breached without a further successful backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breach_time: Option<Time>,
+}
+
+/// `status.arca` of a ReplicationSource.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArcaSourceStatus {
+    /// ID of the snapshot the last successful backup wrote.
+    #[serde(
+        rename = "lastSnapshotID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_snapshot_id: Option<String>,
+    /// Files new in the last backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_new: Option<u64>,
+    /// Files changed since the parent snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_changed: Option<u64>,
+    /// Files unchanged since the parent snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_unmodified: Option<u64>,
+    /// Bytes the last backup read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_processed: Option<u64>,
+    /// Bytes the last backup added to the repository (after deduplication and compression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_added: Option<u64>,
+    /// Size of the repository after the last backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_size_bytes: Option<u64>,
+    /// Some files could not be read in the last backup (its snapshot was still written).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    /// The last backup found the volume empty and wrote no snapshot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub source_empty: bool,
+    /// Live progress of the sync in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<SyncProgress>,
+    /// RPO state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<RpoStatus>,
+    /// When the repository was last verified successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified: Option<Time>,
+    /// Failed mover runs since the last success (drives the retry backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
+    /// The next mover run is not started before this time (backoff after a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<Time>,
+}
+
+/// `status.arca` of a ReplicationDestination.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArcaDestinationStatus {
+    /// ID of the snapshot the last successful restore wrote to the volume.
+    #[serde(
+        rename = "lastSnapshotID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_snapshot_id: Option<String>,
+    /// Files the last restore wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_restored: Option<u64>,
+    /// Bytes the last restore wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_restored: Option<u64>,
+    /// The last restore found no eligible snapshot and left the volume as it was.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_eligible_snapshot: bool,
+    /// Live progress of the restore in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<SyncProgress>,
+    /// Failed mover runs since the last success (drives the retry backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
+    /// The next mover run is not started before this time (backoff after a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<Time>,
+}

@@ -1,0 +1,30 @@
+//! VolSync-compatible custom resources and the operator's reconcile decisions.
+//!
+//! This crate is the operator's brain without its hands:
+//!
+//! - [`api`]: `ReplicationSource` and `ReplicationDestination` in `volsync.backube/v1alpha1`, with
+//!   every field of VolSync's API (so manifests written for VolSync's restic mover apply as they
+//!   are) and Arca's additions under an optional `arca:` section of spec and status.
+//! - [`crds`]: the CustomResourceDefinitions generated from those types (committed under
+//!   `deploy/crds/`, with a test that fails when they drift).
+//! - [`reconcile_source`] / [`reconcile_destination`]: VolSync's state machine as pure
+//!   functions of what the controller observed and the time, returning the objects to apply or
+//!   delete, the new status, the events and when to look again.
+//!
+//! It is not a client: nothing here talks to an API server, reads a clock or touches a file.
+//! `bins/arca-controller` watches the cluster, fills the observed state, calls the decisions and
+//! carries them out; `bins/arca-agent` is the mover the Jobs run, and its result document is all
+//! the controller learns from a finished Job. Scheduling (cron, time zones, jitter, windows,
+//! data classes) comes from `arca-sched`.
+
+pub mod api;
+mod crd;
+mod error;
+pub mod reconcile;
+
+pub use crd::{crd_file_name, crd_yaml, crds};
+pub use error::Error;
+pub use reconcile::{
+    Action, ControllerConfig, Decision, DestinationDecision, DestinationObserved, SourceDecision,
+    SourceObserved, reconcile_destination, reconcile_source,
+};

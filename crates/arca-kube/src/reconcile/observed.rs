@@ -1,0 +1,183 @@
+//! What the controller saw: plain data it fills from the API server and the agent's result
+//! document, so every decision is a function of values a test can write down.
+
+use std::collections::BTreeSet;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::api::{ReplicationDestination, ReplicationSource, SyncProgress};
+
+/// A PersistentVolumeClaim, as far as decisions need it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PvcObserved {
+    /// Its name.
+    pub name: String,
+    /// `status.phase` (`Pending`, `Bound`, `Lost`).
+    pub phase: Option<String>,
+    /// `status.capacity.storage`, once bound.
+    pub capacity: Option<Quantity>,
+    /// `spec.resources.requests.storage`.
+    pub requested: Option<Quantity>,
+    /// `spec.storageClassName`.
+    pub storage_class_name: Option<String>,
+    /// `spec.accessModes`.
+    pub access_modes: Vec<String>,
+}
+
+/// A VolumeSnapshot, as far as decisions need it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SnapshotObserved {
+    /// Its name.
+    pub name: String,
+    /// `status.readyToUse`.
+    pub ready_to_use: bool,
+    /// `status.restoreSize`.
+    pub restore_size: Option<Quantity>,
+    /// Labelled `volsync.backube/do-not-delete`: the user keeps it.
+    pub do_not_delete: bool,
+}
+
+/// Where a mover Job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobPhase {
+    /// Not finished (pods pending, running, or failed but within `backoffLimit`).
+    Active,
+    /// Condition `Complete`.
+    Succeeded,
+    /// Condition `Failed` (its `backoffLimit` is spent).
+    Failed,
+}
+
+/// How a failure should be retried, from the agent's exit code and result document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Transient (storage unreachable, lock contention): retry with backoff.
+    Retryable,
+    /// Needs a person (wrong password, corrupt repository): retry rarely.
+    Fatal,
+}
+
+/// What the agent reported about its run (the controller fills this from the result document
+/// in the pod's termination message).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AgentResult {
+    /// Whether every action succeeded.
+    pub success: bool,
+    /// For a failure: how to retry it.
+    pub error_class: Option<ErrorClass>,
+    /// For a failure: what went wrong (no secrets; the agent never prints them).
+    pub message: Option<String>,
+    /// The snapshot written (backup) or restored (restore). `None` for a restore that found no
+    /// eligible snapshot, and for a backup of an empty volume.
+    pub snapshot_id: Option<String>,
+    /// Backup: some files could not be read; the snapshot was still written.
+    pub partial: bool,
+    /// Backup: the volume was empty and no snapshot was written.
+    pub source_empty: bool,
+    /// Files new in the backup.
+    pub files_new: Option<u64>,
+    /// Files changed since the parent snapshot.
+    pub files_changed: Option<u64>,
+    /// Files unchanged since the parent snapshot.
+    pub files_unmodified: Option<u64>,
+    /// Bytes read (backup) or written (restore).
+    pub bytes_processed: Option<u64>,
+    /// Bytes added to the repository (backup).
+    pub bytes_added: Option<u64>,
+    /// Files written (restore).
+    pub files_restored: Option<u64>,
+    /// Size of the repository afterwards.
+    pub repository_size: Option<u64>,
+    /// How long the agent ran.
+    pub duration: Option<SignedDuration>,
+}
+
+/// A mover Job owned by the object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobObserved {
+    /// Its name.
+    pub name: String,
+    /// Where it is.
+    pub phase: JobPhase,
+    /// `spec.parallelism`.
+    pub parallelism: i32,
+    /// The agent's actions (the container's arguments): tells which of unlock, prune and
+    /// verification this run included.
+    pub actions: Vec<String>,
+    /// `status.completionTime` (or the failure's time): names the destination's image snapshot.
+    pub finished_at: Option<Timestamp>,
+    /// The agent's result, once a pod terminated with one.
+    pub result: Option<AgentResult>,
+    /// The tail of the last pod's log, filtered (for `latestMoverStatus.logs`).
+    pub logs: Option<String>,
+    /// The latest progress the agent pushed, while it runs.
+    pub progress: Option<SyncProgress>,
+}
+
+/// A Secret: its key names only; values are never read into decisions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretObserved {
+    /// Its name.
+    pub name: String,
+    /// The keys of its `data`.
+    pub keys: BTreeSet<String>,
+}
+
+/// Objects the operator created for one ReplicationSource or ReplicationDestination (found by
+/// owner reference), plus RBAC objects by name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OwnedObserved {
+    /// Mover Jobs (normally none or one).
+    pub jobs: Vec<JobObserved>,
+    /// PVCs (point-in-time copies, provisioned destinations, caches).
+    pub pvcs: Vec<PvcObserved>,
+    /// VolumeSnapshots.
+    pub snapshots: Vec<SnapshotObserved>,
+    /// Names of ServiceAccounts present.
+    pub service_accounts: BTreeSet<String>,
+    /// Names of Roles present.
+    pub roles: BTreeSet<String>,
+    /// Names of RoleBindings present.
+    pub role_bindings: BTreeSet<String>,
+}
+
+impl OwnedObserved {
+    pub(crate) fn pvc(&self, name: &str) -> Option<&PvcObserved> {
+        self.pvcs.iter().find(|p| p.name == name)
+    }
+
+    pub(crate) fn snapshot(&self, name: &str) -> Option<&SnapshotObserved> {
+        self.snapshots.iter().find(|s| s.name == name)
+    }
+}
+
+/// Everything [`reconcile_source`](crate::reconcile_source) looks at.
+#[derive(Clone, Debug)]
+pub struct SourceObserved {
+    /// The object, with its metadata (uid, creation time, finalizers, deletion time) and status.
+    pub source: ReplicationSource,
+    /// `spec.sourcePVC`, if it exists.
+    pub source_pvc: Option<PvcObserved>,
+    /// The repository Secret (`spec.restic.repository`), if it exists.
+    pub repository_secret: Option<SecretObserved>,
+    /// Whether the custom CA's Secret or ConfigMap (when one is configured) exists with its key.
+    pub custom_ca_found: bool,
+    /// What the operator created for it.
+    pub owned: OwnedObserved,
+}
+
+/// Everything [`reconcile_destination`](crate::reconcile_destination) looks at.
+#[derive(Clone, Debug)]
+pub struct DestinationObserved {
+    /// The object, with its metadata and status.
+    pub destination: ReplicationDestination,
+    /// `spec.restic.destinationPVC`, if given and it exists.
+    pub destination_pvc: Option<PvcObserved>,
+    /// The repository Secret (`spec.restic.repository`), if it exists.
+    pub repository_secret: Option<SecretObserved>,
+    /// Whether the custom CA's Secret or ConfigMap (when one is configured) exists with its key.
+    pub custom_ca_found: bool,
+    /// What the operator created for it.
+    pub owned: OwnedObserved,
+}
