@@ -18,6 +18,7 @@ pub mod pack;
 pub mod progress;
 pub mod repository;
 pub mod restore;
+pub mod retention;
 pub mod select;
 pub mod snapshot;
 #[cfg(test)]
