@@ -1,12 +1,17 @@
 //! One module per subcommand, each with a clap `Args` and an async `run`.
 
+pub(crate) mod audit;
 mod backup;
 mod cat;
 mod check;
+mod hold;
 mod init;
+mod key;
 mod ls;
+pub(crate) mod prune;
 mod restore;
 mod snapshots;
+mod unlock;
 
 use crate::Exit;
 use crate::context::Context;
@@ -28,9 +33,29 @@ pub(crate) enum Command {
     Cat(cat::Args),
     /// Verify the repository's structure and, optionally, every stored byte
     Check(check::Args),
+    /// Remove data no snapshot uses (safe beside running backups)
+    Prune(prune::Args),
+    /// Remove leases left behind by prunes that died
+    Unlock(unlock::Args),
+    /// Manage the repository's keys (passwords)
+    Key(key::Args),
+    /// Place, list and release legal holds on snapshots
+    Hold(hold::Args),
+    /// List or verify the repository's audit trail
+    Audit(audit::Args),
 }
 
+/// Runs the command, then appends its audit record if it opened a repository.
 pub(crate) async fn run(command: Command, context: &Context) -> anyhow::Result<Exit> {
+    let result = dispatch(command, context).await;
+    context
+        .audit
+        .finish(&result, context.output.is_json())
+        .await;
+    result
+}
+
+async fn dispatch(command: Command, context: &Context) -> anyhow::Result<Exit> {
     match command {
         Command::Init(args) => init::run(args, context).await,
         Command::Backup(args) => backup::run(args, context).await,
@@ -39,5 +64,10 @@ pub(crate) async fn run(command: Command, context: &Context) -> anyhow::Result<E
         Command::Ls(args) => ls::run(args, context).await,
         Command::Cat(args) => cat::run(args, context).await,
         Command::Check(args) => check::run(args, context).await,
+        Command::Prune(args) => prune::run(args, context).await,
+        Command::Unlock(args) => unlock::run(args, context).await,
+        Command::Key(args) => key::run(args, context).await,
+        Command::Hold(args) => hold::run(args, context).await,
+        Command::Audit(args) => audit::run(args, context).await,
     }
 }

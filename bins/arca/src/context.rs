@@ -10,6 +10,7 @@ use arca_repo::Repository;
 use arca_repo::repository::CONFIG_PATH;
 use arca_store::{DiskCache, RequestCounters, StoreOptions};
 
+use crate::commands::audit::Recorder;
 use crate::output::Output;
 use crate::password::{Password, PasswordSources, Purpose};
 
@@ -77,6 +78,8 @@ pub(crate) struct Context {
     /// `Some(None)` = the platform's default.
     cache_base: Option<Option<PathBuf>>,
     pub(crate) output: Output,
+    /// What this run did, for its audit record (see `commands::run`).
+    pub(crate) audit: Recorder,
 }
 
 impl Context {
@@ -114,6 +117,7 @@ impl Context {
             store_options,
             cache_base,
             output,
+            audit: Recorder::default(),
         })
     }
 
@@ -156,6 +160,7 @@ impl Context {
             tracing::debug!(cache = %cache.dir().display(), "using the local metadata cache");
             repository = repository.with_cache(cache);
         }
+        self.audit.opened(&repository, &store.requests);
         Ok(Opened {
             repository,
             requests: store.requests,

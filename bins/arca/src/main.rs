@@ -60,8 +60,14 @@ struct Interrupted;
 
 fn main() -> ExitCode {
     limit_allocator_retention();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = <Cli as clap::CommandFactory>::command()
+        .try_get_matches()
+        .and_then(|matches| {
+            let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)?;
+            Ok((cli, operation_name(&matches)))
+        });
+    let (cli, operation) = match parsed {
+        Ok(parsed) => parsed,
         Err(err) => {
             // Help and --version go to stdout and succeed; usage errors exit 1 like restic.
             let _ = err.print();
@@ -87,7 +93,7 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.global.json;
-    let result = runtime.block_on(run_until_interrupted(cli));
+    let result = runtime.block_on(run_until_interrupted(cli, operation));
     password::restore_terminal();
     // Engine threads blocked in storage or file I/O must not delay the exit
     // (after an interrupt they are abandoned: nothing they do is committed).
@@ -125,9 +131,21 @@ fn limit_allocator_retention() {
     }
 }
 
-async fn run_until_interrupted(cli: Cli) -> anyhow::Result<Exit> {
+/// The subcommand path, e.g. `backup` or `key add`, for the audit record.
+fn operation_name(matches: &clap::ArgMatches) -> String {
+    let mut names = Vec::new();
+    let mut current = matches;
+    while let Some((name, sub)) = current.subcommand() {
+        names.push(name);
+        current = sub;
+    }
+    names.join(" ")
+}
+
+async fn run_until_interrupted(cli: Cli, operation: String) -> anyhow::Result<Exit> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let context = Context::new(cli.global)?;
+    context.audit.set_operation(operation);
     // Biased: the signal handlers are installed before the command starts.
     tokio::select! {
         biased;

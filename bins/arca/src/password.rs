@@ -72,6 +72,21 @@ impl PasswordSources {
     }
 }
 
+/// A new password for `key add`/`key passwd`: from `file` (restic's
+/// `--new-password-file`), else asked twice on the terminal. Never the
+/// repository's own password sources: those hold the old password.
+pub(crate) fn new_password(file: Option<&Path>) -> anyhow::Result<Password> {
+    let password = match file {
+        Some(file) => from_file(file)?,
+        None if std::io::stdin().is_terminal() => prompt(Purpose::Create)?,
+        None => bail!("no new password given: use --new-password-file"),
+    };
+    if password.as_bytes().is_empty() {
+        bail!("the new password is empty; an empty password cannot protect a repository");
+    }
+    Ok(password)
+}
+
 fn from_file(path: &Path) -> anyhow::Result<Password> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read password file {}", path.display()))?;

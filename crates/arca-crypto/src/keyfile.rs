@@ -14,8 +14,12 @@ use crate::{Error, MasterKey, Result};
 const KEYFILE_VERSION: u32 = 1;
 /// The only key derivation function key files use.
 const KDF_NAME: &str = "argon2id";
-/// AEAD associated data of the wrapped master key.
+/// AEAD associated data of the wrapped master key of a full-access key file.
 const KEYFILE_AAD: &[u8] = b"arca keyfile v1";
+/// AEAD associated data of the wrapped master key of an append-only key file:
+/// the flag is authenticated, so removing `append_only` from the JSON makes
+/// the key file fail to open instead of granting full access.
+const KEYFILE_AAD_APPEND_ONLY: &[u8] = b"arca keyfile v1 append-only";
 /// Length of the Argon2id salt.
 const SALT_LEN: usize = 32;
 /// AES-GCM tag after the wrapped master key.
@@ -115,6 +119,31 @@ impl KdfParams {
     }
 }
 
+/// What a key file's holder may do with the repository.
+///
+/// The flag is authenticated (bound into the wrapped key's associated data),
+/// but it is a promise kept by Arca's own code: the holder of any key file
+/// holds the master key. The real enforcement is storage permissions that
+/// refuse deletes and overwrites (see docs/FORMAT.md, "Append-only clients").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyAccess {
+    /// Everything: back up, restore, forget, prune, manage keys and holds.
+    #[default]
+    Full,
+    /// Back up, list and restore only; Arca refuses forget, prune, key
+    /// changes and hold release.
+    AppendOnly,
+}
+
+impl KeyAccess {
+    fn associated_data(self) -> &'static [u8] {
+        match self {
+            KeyAccess::Full => KEYFILE_AAD,
+            KeyAccess::AppendOnly => KEYFILE_AAD_APPEND_ONLY,
+        }
+    }
+}
+
 /// A password-wrapped copy of the master key (`keys/<id>`), plaintext JSON on disk.
 ///
 /// Every value of this type has passed validation: parameters within bounds,
@@ -128,6 +157,7 @@ pub struct KeyFile {
     username: String,
     params: KdfParams,
     salt: [u8; SALT_LEN],
+    access: KeyAccess,
     /// `nonce [12] | AES-256-GCM(master key material) | tag [16]`.
     wrapped: Vec<u8>,
 }
@@ -145,6 +175,8 @@ struct KeyFileJson {
     p_cost: u32,
     salt: String,
     data: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    append_only: bool,
 }
 
 impl std::fmt::Debug for KeyFile {
@@ -154,6 +186,7 @@ impl std::fmt::Debug for KeyFile {
             .field("hostname", &self.hostname)
             .field("username", &self.username)
             .field("params", &self.params)
+            .field("access", &self.access)
             .finish_non_exhaustive()
     }
 }
@@ -170,6 +203,25 @@ impl KeyFile {
         hostname: &str,
         username: &str,
     ) -> Result<Self> {
+        KeyFile::create_with_access(
+            master,
+            password,
+            params,
+            hostname,
+            username,
+            KeyAccess::Full,
+        )
+    }
+
+    /// [`KeyFile::create`] for a key file with the given [`KeyAccess`].
+    pub fn create_with_access(
+        master: &MasterKey,
+        password: &[u8],
+        params: KdfParams,
+        hostname: &str,
+        username: &str,
+        access: KeyAccess,
+    ) -> Result<Self> {
         params.validate()?;
         let rng = SystemRandom::new();
         let mut salt = [0u8; SALT_LEN];
@@ -185,7 +237,7 @@ impl KeyFile {
         let tag = kek
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(KEYFILE_AAD),
+                Aad::from(access.associated_data()),
                 &mut wrapped[NONCE_LEN..],
             )
             .expect("master key material is far below AES-GCM's message limit");
@@ -202,6 +254,7 @@ impl KeyFile {
             username: username.to_owned(),
             params,
             salt,
+            access,
             wrapped,
         })
     }
@@ -216,7 +269,11 @@ impl KeyFile {
         let nonce = Nonce::try_assume_unique_for_key(nonce).expect("split at NONCE_LEN");
         let mut material = Zeroizing::new(ciphertext_and_tag.to_vec());
         let material = kek
-            .open_in_place(nonce, Aad::from(KEYFILE_AAD), &mut material)
+            .open_in_place(
+                nonce,
+                Aad::from(self.access.associated_data()),
+                &mut material,
+            )
             .map_err(|_| Error::WrongPassword)?;
         MasterKey::from_material(material)
     }
@@ -248,6 +305,11 @@ impl KeyFile {
         self.created
     }
 
+    /// What the key file's holder may do (authenticated: see [`KeyAccess`]).
+    pub fn access(&self) -> KeyAccess {
+        self.access
+    }
+
     /// Host name recorded at creation (informational, not authenticated).
     pub fn hostname(&self) -> &str {
         &self.hostname
@@ -272,6 +334,7 @@ impl From<KeyFile> for KeyFileJson {
             p_cost: file.params.p_cost,
             salt: BASE64.encode(file.salt),
             data: BASE64.encode(&file.wrapped),
+            append_only: file.access == KeyAccess::AppendOnly,
         }
     }
 }
@@ -325,6 +388,11 @@ impl TryFrom<KeyFileJson> for KeyFile {
             username: json.username,
             params,
             salt,
+            access: if json.append_only {
+                KeyAccess::AppendOnly
+            } else {
+                KeyAccess::Full
+            },
             wrapped,
         })
     }
@@ -333,6 +401,40 @@ impl TryFrom<KeyFileJson> for KeyFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cheap() -> KdfParams {
+        KdfParams::new(MIN_M_COST_KIB, 1, 1).unwrap()
+    }
+
+    #[test]
+    fn the_append_only_flag_is_authenticated() {
+        let master = MasterKey::generate().unwrap();
+        let file =
+            KeyFile::create_with_access(&master, b"pw", cheap(), "h", "u", KeyAccess::AppendOnly)
+                .unwrap();
+        let bytes = file.to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["append_only"], true);
+        let back = KeyFile::from_bytes(&bytes).unwrap();
+        assert_eq!(back.access(), KeyAccess::AppendOnly);
+        assert_eq!(
+            back.open(b"pw").unwrap().content_id(b"x"),
+            master.content_id(b"x")
+        );
+        // Stripping the flag does not grant full access: the key no longer opens.
+        let mut stripped = json.clone();
+        stripped.as_object_mut().unwrap().remove("append_only");
+        let stripped = KeyFile::from_bytes(&serde_json::to_vec(&stripped).unwrap()).unwrap();
+        assert_eq!(stripped.access(), KeyAccess::Full);
+        assert!(matches!(stripped.open(b"pw"), Err(Error::WrongPassword)));
+        // Nor does adding it to a full-access key file.
+        let full = KeyFile::create(&master, b"pw", cheap(), "h", "u").unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(&full.to_bytes()).unwrap();
+        assert!(json.get("append_only").is_none());
+        json["append_only"] = true.into();
+        let flagged = KeyFile::from_bytes(&serde_json::to_vec(&json).unwrap()).unwrap();
+        assert!(matches!(flagged.open(b"pw"), Err(Error::WrongPassword)));
+    }
 
     #[test]
     fn params_bounds() {

@@ -56,7 +56,7 @@
 //! `HKDF-SHA256(ikm = data key[key_id], salt = salt, info = "arca v1 object key")`,
 //! 32 bytes of output, used as an AES-256-GCM key with `nonce`. The associated
 //! data is the 6 bytes `version | key_id | kind`, where `kind` is the
-//! [`ObjectKind`] discriminant (`Config` = 1 … `Lock` = 7); a tree can
+//! [`ObjectKind`] discriminant (`Config` = 1 … `Keyring` = 11); a tree can
 //! therefore never be opened as data, nor an index as a snapshot.
 //!
 //! Why a fresh subkey per object: AES-GCM breaks if a (key, nonce) pair ever
@@ -95,7 +95,11 @@
 //! `Argon2id(version 0x13, password, salt, m_cost_kib, t_cost, p_cost)` with a
 //! 32-byte output; `data` is the serialised master key sealed with AES-256-GCM
 //! under that key, the random `nonce`, and associated data `"arca keyfile v1"`.
-//! `hostname` and `username` are informational and not authenticated.
+//! `hostname` and `username` are informational and not authenticated. An
+//! append-only key file ([`KeyAccess::AppendOnly`]) has the extra member
+//! `"append_only": true` and is sealed with associated data
+//! `"arca keyfile v1 append-only"` instead, so the flag is authenticated:
+//! removing or adding it makes the key file fail to open.
 //! Readers reject, before running Argon2id, `m_cost_kib` outside 8..=4194304
 //! (or below 8 per lane), `t_cost` outside 1..=64 and `p_cost` outside 1..=64.
 //! A failed tag means a wrong password (or a corrupt file): [`Error::WrongPassword`].
@@ -107,7 +111,7 @@ mod master;
 
 pub use error::Error;
 pub use id::{Id, StorageIdHasher};
-pub use keyfile::{KdfParams, KeyFile};
+pub use keyfile::{KdfParams, KeyAccess, KeyFile};
 pub use master::{MasterKey, ObjectKind, SEAL_OVERHEAD};
 
 /// Result type of this crate.

@@ -53,6 +53,12 @@ pub enum ObjectKind {
     Snapshot = 6,
     /// A file in `locks/` (later issues).
     Lock = 7,
+    /// A legal-hold record in `holds/`.
+    Hold = 9,
+    /// An audit-trail record in `audit/`.
+    AuditRecord = 10,
+    /// A data keyring in `keyring/`.
+    Keyring = 11,
 }
 
 /// One entry of the data keyring.

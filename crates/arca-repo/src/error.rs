@@ -97,6 +97,67 @@ pub enum Error {
         /// Why it stopped.
         reason: String,
     },
+    /// The repository was opened with an append-only key, which may not
+    /// delete, rewrite or release anything.
+    #[error(
+        "{operation} is not allowed with an append-only key; open the repository with a full-access key"
+    )]
+    AppendOnlyKey {
+        /// What was refused (e.g. "forget", "key remove").
+        operation: &'static str,
+    },
+    /// No key file matches the given ID or prefix.
+    #[error("no key matches {spec:?}; `arca key list` lists them")]
+    KeyNotFound {
+        /// What the user asked for.
+        spec: String,
+    },
+    /// More than one key file ID starts with the given prefix.
+    #[error("key prefix {spec:?} is ambiguous; give more hex digits")]
+    AmbiguousKey {
+        /// What the user asked for.
+        spec: String,
+    },
+    /// Removing the key would leave the repository without any key.
+    #[error(
+        "key {id} is the repository's only key; removing it would make the repository unreadable"
+    )]
+    LastKey {
+        /// The key file's ID.
+        id: Id,
+    },
+    /// The key to remove is the one the repository was opened with.
+    #[error("key {id} is the key in use; open the repository with another key, or pass --force")]
+    KeyInUse {
+        /// The key file's ID.
+        id: Id,
+    },
+    /// A hold release names a snapshot that has no active hold.
+    #[error("snapshot {snapshot} has no active hold to release; `arca hold list` lists them")]
+    NotHeld {
+        /// The snapshot.
+        snapshot: Id,
+    },
+    /// A hold's `until` is not in the future.
+    #[error("a hold until {until} would already have expired; give a time in the future")]
+    HoldExpired {
+        /// The requested end of the hold.
+        until: jiff::Timestamp,
+    },
+    /// The operation would remove snapshots under legal hold.
+    #[error("{} held snapshot(s) cannot be removed: {}", snapshots.len(), crate::error::short_ids(snapshots))]
+    SnapshotsHeld {
+        /// The held snapshots.
+        snapshots: Vec<Id>,
+    },
+}
+
+/// `ab12cd34, ef56…`: the IDs' short forms for a message.
+pub(crate) fn short_ids(ids: &[Id]) -> String {
+    ids.iter()
+        .map(|id| id.short())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Error {

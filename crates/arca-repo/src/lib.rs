@@ -7,15 +7,19 @@
 //! [`restore`] and [`check`]. It is not a CLI (see `bins/arca`) and knows
 //! nothing about Kubernetes.
 
+pub mod audit;
 pub mod backup;
 pub mod blob;
 mod cache;
 pub mod check;
 pub mod config;
 mod error;
+pub mod hold;
 pub mod index;
+pub mod keys;
 pub mod pack;
 pub mod progress;
+mod records;
 pub mod repository;
 pub mod restore;
 pub mod retention;

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arca_chunk::{Chunker, ChunkerParams};
-use arca_crypto::{KdfParams, KeyFile, MasterKey, ObjectKind};
+use arca_crypto::{KdfParams, KeyAccess, KeyFile, MasterKey, ObjectKind};
 use arca_store::{Backend, DiskCache, ObjectMeta};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -89,11 +89,15 @@ pub struct Repository {
     inner: Arc<Inner>,
     /// Local copies of metadata files; `None` reads everything from the backend.
     cache: Option<MetadataCache>,
+    /// Overrides [`crate::marks::grace_floor`] (see [`Repository::with_grace_floor`]).
+    pub(crate) grace_floor: Option<std::time::Duration>,
 }
 
 struct Inner {
     backend: Arc<dyn Backend>,
     key: MasterKey,
+    /// The key file that opened the repository: its storage ID and access.
+    key_file: (Id, KeyAccess),
     config: Config,
     chunker: Chunker,
     compression: Compression,
@@ -137,12 +141,13 @@ impl Repository {
             Ok((key, key_file.to_bytes(), sealed_config))
         })
         .await?;
-        let key_path = format!("{KEYS_DIR}/{}", Id::storage_id(&key_file_bytes));
+        let key_file_id = Id::storage_id(&key_file_bytes);
+        let key_path = format!("{KEYS_DIR}/{key_file_id}");
         backend.put(&key_path, Bytes::from(key_file_bytes)).await?;
         backend.put(CONFIG_PATH, Bytes::from(sealed_config)).await?;
         let config =
             Config::decode(&key.open(ObjectKind::Config, &backend.get(CONFIG_PATH).await?)?)?;
-        Repository::assemble(backend, key, config)
+        Repository::assemble(backend, key, (key_file_id, KeyAccess::Full), config)
     }
 
     /// Opens an existing repository with any of its keys' passwords.
@@ -156,8 +161,8 @@ impl Repository {
             }
             Err(e) => return Err(e.into()),
         };
-        let (key, config) = Repository::unlock(&backend, password, sealed_config).await?;
-        Repository::assemble(backend, key, config)
+        let (key, key_file, config) = Repository::unlock(&backend, password, sealed_config).await?;
+        Repository::assemble(backend, key, key_file, config)
     }
 
     /// Tries the key files one by one until one opens with `password` and its
@@ -168,7 +173,7 @@ impl Repository {
         backend: &Arc<dyn Backend>,
         password: &[u8],
         sealed_config: Bytes,
-    ) -> Result<(MasterKey, Config)> {
+    ) -> Result<(MasterKey, (Id, KeyAccess), Config)> {
         let key_files = backend.list(&format!("{KEYS_DIR}/")).await?;
         let mut config_error = None;
         for meta in key_files {
@@ -177,7 +182,8 @@ impl Repository {
             let path = meta.path.clone();
             let sealed_config = sealed_config.clone();
             let attempt = blocking(move || {
-                let key_file = KeyFile::from_bytes(&bytes).map_err(|e| Error::corrupt(path, e))?;
+                let key_file_id = id_from_path(&path)?;
+                let key_file = KeyFile::from_bytes(&bytes).map_err(|e| Error::corrupt(&path, e))?;
                 let key = match key_file.open(&password) {
                     Ok(key) => key,
                     Err(e) => return Ok(Err(e)),
@@ -188,7 +194,8 @@ impl Repository {
                     .and_then(|plaintext| {
                         Config::decode(&plaintext).map_err(|e| e.in_file(CONFIG_PATH))
                     });
-                Ok(Ok(config.map(|config| (key, config))))
+                let opened_by = (key_file_id, key_file.access());
+                Ok(Ok(config.map(|config| (key, opened_by, config))))
             })
             .await;
             match attempt {
@@ -211,7 +218,12 @@ impl Repository {
         Err(config_error.unwrap_or(Error::WrongPassword))
     }
 
-    fn assemble(backend: Arc<dyn Backend>, key: MasterKey, config: Config) -> Result<Repository> {
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        key: MasterKey,
+        key_file: (Id, KeyAccess),
+        config: Config,
+    ) -> Result<Repository> {
         let chunker = Chunker::new(config.chunker, &key.chunker_key())
             .map_err(|e| Error::corrupt(CONFIG_PATH, e))?;
         let compression = Compression::new(config.compression_level)?;
@@ -219,11 +231,13 @@ impl Repository {
             inner: Arc::new(Inner {
                 backend,
                 key,
+                key_file,
                 config,
                 chunker,
                 compression,
             }),
             cache: None,
+            grace_floor: None,
         })
     }
 
@@ -245,6 +259,7 @@ impl Repository {
         Repository {
             inner: Arc::clone(&self.inner),
             cache: None,
+            grace_floor: self.grace_floor,
         }
     }
 
@@ -261,6 +276,26 @@ impl Repository {
     /// The master key.
     pub fn key(&self) -> &MasterKey {
         &self.inner.key
+    }
+
+    /// ID of the key file (`keys/<id>`) the repository was opened with.
+    pub fn key_file_id(&self) -> Id {
+        self.inner.key_file.0
+    }
+
+    /// What the key file the repository was opened with allows.
+    pub fn access(&self) -> KeyAccess {
+        self.inner.key_file.1
+    }
+
+    /// [`Error::AppendOnlyKey`] when the repository was opened with an
+    /// append-only key: every operation that deletes, rewrites or releases
+    /// calls this first.
+    pub fn require_full_access(&self, operation: &'static str) -> Result<()> {
+        match self.access() {
+            KeyAccess::Full => Ok(()),
+            KeyAccess::AppendOnly => Err(Error::AppendOnlyKey { operation }),
+        }
     }
 
     /// The storage backend.
@@ -439,7 +474,7 @@ impl Repository {
     /// the blocking pool, through the cache if there is one: a cached copy
     /// that does not decode is dropped and the backend's read instead, and a
     /// copy read from the backend is cached once it decodes.
-    async fn load_named_file<T: Send + 'static>(
+    pub(crate) async fn load_named_file<T: Send + 'static>(
         &self,
         path: String,
         decode: fn(&Repository, &str, &[u8]) -> Result<T>,
@@ -655,7 +690,12 @@ impl Repository {
     }
 
     /// Compresses, seals and stores a file named by its storage ID in `dir`.
-    async fn save_file(&self, kind: ObjectKind, dir: &str, plaintext: Vec<u8>) -> Result<Id> {
+    pub(crate) async fn save_file(
+        &self,
+        kind: ObjectKind,
+        dir: &str,
+        plaintext: Vec<u8>,
+    ) -> Result<Id> {
         let repo = self.clone();
         let sealed = blocking(move || {
             let compressed =
@@ -679,7 +719,7 @@ impl Repository {
 
     /// Verifies the name, opens and decompresses a file saved by `save_file`.
     /// Blocking: call from the blocking pool.
-    fn open_file(&self, kind: ObjectKind, path: &str, stored: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn open_file(&self, kind: ObjectKind, path: &str, stored: &[u8]) -> Result<Vec<u8>> {
         let named = id_from_path(path)?;
         let actual = Id::storage_id(stored);
         if named != actual {
@@ -711,7 +751,7 @@ impl Repository {
 }
 
 /// The ID a file is named by (the last path component).
-fn id_from_path(path: &str) -> Result<Id> {
+pub(crate) fn id_from_path(path: &str) -> Result<Id> {
     let name = path.rsplit('/').next().unwrap_or(path);
     name.parse()
         .map_err(|_| Error::corrupt(path, "file name is not a 64-digit hex ID"))
@@ -732,7 +772,7 @@ fn check_len(path: &str, bytes: &[u8], expected: u64) -> Result<()> {
 }
 
 /// Runs CPU-bound work on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(work)

@@ -1,0 +1,147 @@
+//! `arca key`: list, add, remove and re-password the repository's key files.
+
+use std::path::PathBuf;
+
+use arca_crypto::{KdfParams, KeyAccess};
+use arca_repo::keys::{self, NewKey};
+
+use crate::Exit;
+use crate::context::{Context, hostname, username};
+use crate::password::new_password;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// List the key files; the one in use is marked with *
+    List,
+    /// Add a key file: another password for the same repository
+    Add(NewKeyArgs),
+    /// Remove a key file (never the last one; the one in use only with --force)
+    Remove {
+        /// ID (or unique prefix) of the key file, as `arca key list` shows it
+        id: String,
+        /// Also remove the key the repository was opened with
+        #[arg(long)]
+        force: bool,
+    },
+    /// Change the password of the key in use (adds a new key file, then
+    /// removes the old one)
+    Passwd(PasswordArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PasswordArgs {
+    /// Read the new password from this file (else it is asked twice)
+    #[arg(long, value_name = "FILE")]
+    new_password_file: Option<PathBuf>,
+    /// Host name to record in the new key file [default: this host]
+    #[arg(long, value_name = "HOST")]
+    host: Option<String>,
+    /// User name to record in the new key file [default: this user]
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct NewKeyArgs {
+    #[command(flatten)]
+    password: PasswordArgs,
+    /// The new key may back up, list and restore, but not forget, prune,
+    /// change keys or release holds (enforce it with storage permissions too:
+    /// see docs/FORMAT.md, "Append-only clients")
+    #[arg(long)]
+    append_only: bool,
+}
+
+pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
+    let opened = context.open_repository().await?;
+    let repo = &opened.repository;
+    let output = context.output;
+    match args.action {
+        Action::List => {
+            let keys = keys::list(repo).await?;
+            if output.is_json() {
+                output.json(&keys)?;
+                return Ok(Exit::Success);
+            }
+            output.result(format_args!(
+                " {:<10}  {:<12}  {:<12}  {:<19}  Access",
+                "ID", "User", "Host", "Created"
+            ))?;
+            output.result("-".repeat(72))?;
+            for key in &keys {
+                output.result(format_args!(
+                    "{}{:<10}  {:<12}  {:<12}  {:<19}  {}",
+                    if key.current { "*" } else { " " },
+                    key.id.short(),
+                    key.username,
+                    key.hostname,
+                    key.created.strftime("%Y-%m-%d %H:%M:%S"),
+                    if key.append_only {
+                        "append-only"
+                    } else {
+                        "full"
+                    },
+                ))?;
+            }
+        }
+        Action::Add(add) => {
+            let access = if add.append_only {
+                KeyAccess::AppendOnly
+            } else {
+                KeyAccess::Full
+            };
+            let new_password = new_password(add.password.new_password_file.as_deref())?;
+            let id = keys::add(
+                repo,
+                new_key(&add.password, new_password.as_bytes(), access),
+            )
+            .await?;
+            report(context, "key_added", id, "saved new key")?;
+        }
+        Action::Remove { id, force } => {
+            let id = keys::find(repo, &id).await?;
+            keys::remove(repo, &id, force).await?;
+            report(context, "key_removed", id, "removed key")?;
+        }
+        Action::Passwd(password) => {
+            let new_password = new_password(password.new_password_file.as_deref())?;
+            let id = keys::change_password(
+                repo,
+                new_key(&password, new_password.as_bytes(), repo.access()),
+            )
+            .await?;
+            report(context, "password_changed", id, "saved new key")?;
+        }
+    }
+    Ok(Exit::Success)
+}
+
+fn new_key<'a>(args: &PasswordArgs, password: &'a [u8], access: KeyAccess) -> NewKey<'a> {
+    NewKey {
+        password,
+        hostname: args.host.clone().unwrap_or_else(hostname),
+        username: args.user.clone().unwrap_or_else(username),
+        access,
+        kdf: KdfParams::default(),
+    }
+}
+
+fn report(
+    context: &Context,
+    message_type: &str,
+    id: arca_repo::Id,
+    text: &str,
+) -> anyhow::Result<()> {
+    let output = context.output;
+    if output.is_json() {
+        output.json(&serde_json::json!({"message_type": message_type, "id": id}))
+    } else {
+        output.info(format_args!("{text} {}", id.short()))
+    }
+}
