@@ -68,6 +68,12 @@ pub enum Error {
         /// The missing key.
         key: &'static str,
     },
+    /// The agent's result document could not be read.
+    #[error("the mover's result document is unreadable: {reason}")]
+    ResultDocument {
+        /// What is wrong with it (never its content).
+        reason: String,
+    },
     /// An object the sync needs does not exist.
     #[error("{kind} {name} not found")]
     NotFound {

@@ -12,7 +12,6 @@ use super::names::{
 };
 use super::objects::{self, DEFAULT_CACHE_CAPACITY, MoverJob, Owner, PvcShape};
 use super::observed::{DestinationObserved, JobObserved, JobPhase};
-use super::source::{check_secret, describe_ca, ensure_rbac};
 use super::{
     Action, ControllerConfig, DestinationDecision, EventType, Object, ObjectKind, Requeue,
 };
@@ -49,24 +48,7 @@ pub fn reconcile_destination(
         return finish(status, state, out, Requeue::AwaitChange, false);
     }
     if meta.deletion_timestamp.is_some() {
-        if has_finalizer {
-            for job in &observed.owned.jobs {
-                out.actions.push(Action::Delete {
-                    kind: ObjectKind::Job,
-                    name: job.name.clone(),
-                });
-            }
-            for kind in [
-                ObjectKind::PersistentVolumeClaim,
-                ObjectKind::VolumeSnapshot,
-            ] {
-                out.actions.push(Action::DeleteAllOf {
-                    kind,
-                    label_selector: owner.cleanup_selector(),
-                });
-            }
-            out.actions.push(Action::RemoveFinalizer);
-        }
+        engine::finalize(&owner, &observed.owned, has_finalizer, &mut out);
         return finish(status, state, out, Requeue::AwaitChange, false);
     }
     if !has_finalizer {
@@ -300,7 +282,7 @@ fn prepare(
                 objects::pvc(owner, &cache, shape, false),
             ))));
     }
-    let account = ensure_rbac(
+    let account = engine::ensure_rbac(
         owner,
         false,
         restic.mover.mover_service_account.as_deref(),
@@ -366,7 +348,7 @@ fn validate<'a>(
             reason: "",
         });
     }
-    let secret = check_secret(observed.repository_secret.as_ref(), &restic.repository)?;
+    let secret = engine::check_secret(observed.repository_secret.as_ref(), &restic.repository)?;
     if restic
         .custom_ca
         .as_ref()
@@ -375,7 +357,7 @@ fn validate<'a>(
     {
         return Err(Error::NotFound {
             kind: "custom CA",
-            name: describe_ca(restic.custom_ca.as_ref()),
+            name: engine::describe_ca(restic.custom_ca.as_ref()),
         });
     }
     if let Some(previous) = restic.previous.filter(|p| *p < 0) {
@@ -571,15 +553,7 @@ fn running(
                 .to_owned(),
         );
     }
-    for kind in [
-        ObjectKind::PersistentVolumeClaim,
-        ObjectKind::VolumeSnapshot,
-    ] {
-        out.actions.push(Action::DeleteAllOf {
-            kind,
-            label_selector: owner.cleanup_selector(),
-        });
-    }
+    engine::cleanup_temporaries(owner, out);
     if restic.cleanup_cache_pvc {
         out.actions.push(Action::Delete {
             kind: ObjectKind::PersistentVolumeClaim,

@@ -6,10 +6,12 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::observed::{ErrorClass, JobObserved};
+use super::names::mover_account_name;
+use super::objects::{self, Owner, REQUIRED_SECRET_KEYS};
+use super::observed::{ErrorClass, JobObserved, OwnedObserved, SecretObserved};
 use super::{
-    ControllerConfig, Event, EventType, Requeue, SyncOutcome, SyncReport, format_go_duration,
-    parse_go_duration, time,
+    Action, ControllerConfig, Event, EventType, Object, ObjectKind, Requeue, SyncOutcome,
+    SyncReport, format_go_duration, parse_go_duration, time,
 };
 use crate::Error;
 use crate::api::{self, MoverResult, MoverStatus, SyncProgress, TriggerSpec};
@@ -446,4 +448,108 @@ pub(crate) fn sooner(a: Requeue, b: Requeue) -> Requeue {
 /// A requeue at `at` (immediately if it has passed).
 pub(crate) fn requeue_at(at: Timestamp, now: Timestamp) -> Requeue {
     Requeue::After(at.duration_since(now).max(SignedDuration::ZERO))
+}
+
+/// Applies the mover's ServiceAccount, Role and RoleBinding that are missing (unless the spec
+/// names its own ServiceAccount) and returns the account the Job runs as.
+pub(crate) fn ensure_rbac(
+    owner: &Owner<'_>,
+    source: bool,
+    given: Option<&str>,
+    owned: &OwnedObserved,
+    out: &mut Out,
+) -> String {
+    if let Some(given) = given.filter(|g| !g.is_empty()) {
+        return given.to_owned();
+    }
+    let account = mover_account_name(source, owner.name);
+    if !owned.service_accounts.contains(&account) {
+        out.actions
+            .push(Action::Apply(Object::ServiceAccount(Box::new(
+                objects::service_account(owner, &account),
+            ))));
+    }
+    if !owned.roles.contains(&account) {
+        out.actions
+            .push(Action::Apply(Object::Role(Box::new(objects::role(
+                owner, &account,
+            )))));
+    }
+    if !owned.role_bindings.contains(&account) {
+        out.actions.push(Action::Apply(Object::RoleBinding(Box::new(
+            objects::role_binding(owner, &account),
+        ))));
+    }
+    account
+}
+
+pub(crate) fn describe_ca(ca: Option<&crate::api::CustomCaSpec>) -> String {
+    let Some(ca) = ca else { return String::new() };
+    let holder = ca
+        .secret_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("Secret {s}"))
+        .or_else(|| {
+            ca.config_map_name
+                .as_deref()
+                .map(|c| format!("ConfigMap {c}"))
+        })
+        .unwrap_or_default();
+    format!("{holder} key {}", ca.key.as_deref().unwrap_or_default())
+}
+
+/// The repository Secret exists and has the keys the mover needs.
+pub(crate) fn check_secret<'a>(
+    secret: Option<&'a SecretObserved>,
+    name: &str,
+) -> Result<&'a SecretObserved, Error> {
+    let secret = secret
+        .filter(|s| s.name == name)
+        .ok_or_else(|| Error::NotFound {
+            kind: "Secret",
+            name: name.to_owned(),
+        })?;
+    for key in REQUIRED_SECRET_KEYS {
+        if !secret.keys.contains(key) {
+            return Err(Error::SecretKeyMissing {
+                secret: name.to_owned(),
+                key,
+            });
+        }
+    }
+    Ok(secret)
+}
+
+/// Deletes the sync's temporary objects (VolSync's cleanup label; kept snapshots excepted).
+pub(crate) fn cleanup_temporaries(owner: &Owner<'_>, out: &mut Out) {
+    for kind in [
+        ObjectKind::PersistentVolumeClaim,
+        ObjectKind::VolumeSnapshot,
+    ] {
+        out.actions.push(Action::DeleteAllOf {
+            kind,
+            label_selector: owner.cleanup_selector(),
+        });
+    }
+}
+
+/// A deleted object: remove its Jobs and temporaries, then release the finalizer.
+pub(crate) fn finalize(
+    owner: &Owner<'_>,
+    owned: &OwnedObserved,
+    has_finalizer: bool,
+    out: &mut Out,
+) {
+    if !has_finalizer {
+        return;
+    }
+    for job in &owned.jobs {
+        out.actions.push(Action::Delete {
+            kind: ObjectKind::Job,
+            name: job.name.clone(),
+        });
+    }
+    cleanup_temporaries(owner, out);
+    out.actions.push(Action::RemoveFinalizer);
 }

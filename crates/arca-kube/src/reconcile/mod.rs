@@ -13,6 +13,7 @@
 //! cache volume and the mover's RBAC objects, runs one Job, and completes by recording the
 //! result and deleting what it made for that sync.
 
+mod agent;
 mod destination;
 mod engine;
 mod names;

@@ -7,10 +7,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use super::engine::{
     self, Idle, Out, Reason, SyncState, Timing, opt_time, requeue_at, set_condition, sooner, ts,
 };
-use super::names::{FINALIZER, cache_pvc_name, copy_name, job_name, mover_account_name};
-use super::objects::{
-    self, DEFAULT_CACHE_CAPACITY, MoverJob, Owner, PvcShape, REQUIRED_SECRET_KEYS,
-};
+use super::names::{FINALIZER, cache_pvc_name, copy_name, job_name};
+use super::objects::{self, DEFAULT_CACHE_CAPACITY, MoverJob, Owner, PvcShape};
 use super::observed::{AgentResult, JobObserved, JobPhase, SourceObserved};
 use super::{
     Action, ControllerConfig, EventType, HookPhase, Object, ObjectKind, Requeue, SourceDecision,
@@ -51,16 +49,7 @@ pub fn reconcile_source(
     }
 
     if meta.deletion_timestamp.is_some() {
-        if has_finalizer {
-            for job in &observed.owned.jobs {
-                out.actions.push(Action::Delete {
-                    kind: ObjectKind::Job,
-                    name: job.name.clone(),
-                });
-            }
-            cleanup_temporaries(&owner, &mut out);
-            out.actions.push(Action::RemoveFinalizer);
-        }
+        engine::finalize(&owner, &observed.owned, has_finalizer, &mut out);
         return finish(status, state, out, Requeue::AwaitChange, false);
     }
     if !has_finalizer {
@@ -382,7 +371,7 @@ fn prepare(
             ))));
     }
 
-    let account = ensure_rbac(
+    let account = engine::ensure_rbac(
         owner,
         true,
         restic.mover.mover_service_account.as_deref(),
@@ -453,39 +442,6 @@ fn prepare(
     Requeue::After(config.poll_interval)
 }
 
-/// Applies the mover's ServiceAccount, Role and RoleBinding that are missing (unless the spec
-/// names its own ServiceAccount) and returns the account the Job runs as.
-pub(crate) fn ensure_rbac(
-    owner: &Owner<'_>,
-    source: bool,
-    given: Option<&str>,
-    owned: &super::OwnedObserved,
-    out: &mut Out,
-) -> String {
-    if let Some(given) = given.filter(|g| !g.is_empty()) {
-        return given.to_owned();
-    }
-    let account = mover_account_name(source, owner.name);
-    if !owned.service_accounts.contains(&account) {
-        out.actions
-            .push(Action::Apply(Object::ServiceAccount(Box::new(
-                objects::service_account(owner, &account),
-            ))));
-    }
-    if !owned.roles.contains(&account) {
-        out.actions
-            .push(Action::Apply(Object::Role(Box::new(objects::role(
-                owner, &account,
-            )))));
-    }
-    if !owned.role_bindings.contains(&account) {
-        out.actions.push(Action::Apply(Object::RoleBinding(Box::new(
-            objects::role_binding(owner, &account),
-        ))));
-    }
-    account
-}
-
 /// The Job exists: hold it while paused, wait while it runs, finish when it ended.
 #[allow(clippy::too_many_arguments)]
 fn running(
@@ -551,7 +507,7 @@ fn running(
             if direct && hooks.is_some_and(|h| h.post_backup.is_some()) {
                 out.actions.push(Action::RunHook(HookPhase::PostBackup));
             }
-            cleanup_temporaries(owner, out);
+            engine::cleanup_temporaries(owner, out);
             if let Some(result) = &job.result {
                 if result.partial {
                     out.event(
@@ -612,19 +568,6 @@ fn summary_logs(result: &AgentResult) -> String {
     }
 }
 
-/// Deletes the sync's temporary objects (VolSync's cleanup label; kept snapshots excepted).
-fn cleanup_temporaries(owner: &Owner<'_>, out: &mut Out) {
-    for kind in [
-        ObjectKind::PersistentVolumeClaim,
-        ObjectKind::VolumeSnapshot,
-    ] {
-        out.actions.push(Action::DeleteAllOf {
-            kind,
-            label_selector: owner.cleanup_selector(),
-        });
-    }
-}
-
 /// What a sync needs that must exist before anything is made.
 struct Plan<'a> {
     copy_method: CopyMethod,
@@ -671,7 +614,7 @@ fn plan<'a>(
             reason: "",
         });
     }
-    let secret = check_secret(observed.repository_secret.as_ref(), &restic.repository)?;
+    let secret = engine::check_secret(observed.repository_secret.as_ref(), &restic.repository)?;
     if restic
         .custom_ca
         .as_ref()
@@ -680,7 +623,7 @@ fn plan<'a>(
     {
         return Err(Error::NotFound {
             kind: "custom CA",
-            name: describe_ca(restic.custom_ca.as_ref()),
+            name: engine::describe_ca(restic.custom_ca.as_ref()),
         });
     }
     Ok(Plan {
@@ -691,44 +634,6 @@ fn plan<'a>(
         source_modes: source.access_modes.clone(),
         secret,
     })
-}
-
-pub(crate) fn describe_ca(ca: Option<&crate::api::CustomCaSpec>) -> String {
-    let Some(ca) = ca else { return String::new() };
-    let holder = ca
-        .secret_name
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|s| format!("Secret {s}"))
-        .or_else(|| {
-            ca.config_map_name
-                .as_deref()
-                .map(|c| format!("ConfigMap {c}"))
-        })
-        .unwrap_or_default();
-    format!("{holder} key {}", ca.key.as_deref().unwrap_or_default())
-}
-
-/// The repository Secret exists and has the keys the mover needs.
-pub(crate) fn check_secret<'a>(
-    secret: Option<&'a super::SecretObserved>,
-    name: &str,
-) -> Result<&'a super::SecretObserved, Error> {
-    let secret = secret
-        .filter(|s| s.name == name)
-        .ok_or_else(|| Error::NotFound {
-            kind: "Secret",
-            name: name.to_owned(),
-        })?;
-    for key in REQUIRED_SECRET_KEYS {
-        if !secret.keys.contains(key) {
-            return Err(Error::SecretKeyMissing {
-                secret: name.to_owned(),
-                key,
-            });
-        }
-    }
-    Ok(secret)
 }
 
 /// VolSync's rule: prune every `pruneIntervalDays`, the first one that long after creation.
