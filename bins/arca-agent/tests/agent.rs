@@ -1,0 +1,569 @@
+//! End-to-end tests of `arca-agent`: the real executable run as a Job runs
+//! it, with the VolSync mover contract's environment, against a local
+//! repository and, when `ARCA_TEST_S3_ENDPOINT` is set (as `cargo xtask
+//! test` does), a real S3 server. Every run's result document is read back
+//! from its result path, and every run checks that the password appears
+//! neither in the pod log nor in the document.
+
+// Skipped S3 variants say so on the test's stderr.
+#![allow(clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+const PASSWORD: &str = "volsync-template-password-4c1d";
+
+/// One Job's world: a volume, a cache, a repository location, a result file.
+struct Job {
+    tmp: tempfile::TempDir,
+    repository: String,
+    env: BTreeMap<String, String>,
+}
+
+/// How a run ended.
+struct Finished {
+    code: Option<i32>,
+    report: Option<Value>,
+    log: String,
+}
+
+impl Finished {
+    fn report(&self) -> &Value {
+        self.report
+            .as_ref()
+            .unwrap_or_else(|| panic!("no result document:\n{}", self.log))
+    }
+
+    /// The report of the `index`-th action.
+    fn action(&self, index: usize) -> &Value {
+        &self.report()["actions"][index]
+    }
+}
+
+impl Job {
+    fn local() -> Job {
+        let tmp = tempfile::tempdir().unwrap();
+        let repository = tmp
+            .path()
+            .join("repository/app")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        Job::with_repository(tmp, repository)
+    }
+
+    /// A fresh bucket on the test S3 server, or `None` (with a note).
+    fn s3() -> Option<Job> {
+        let Ok(endpoint) = std::env::var("ARCA_TEST_S3_ENDPOINT") else {
+            eprintln!("skipped: ARCA_TEST_S3_ENDPOINT is not set (cargo xtask test sets it)");
+            return None;
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let suffix: String = tmp
+            .path()
+            .file_name()?
+            .to_str()?
+            .to_lowercase()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        let bucket = format!("arca-agent-{}-{suffix}", std::process::id());
+        http_put(&endpoint, &format!("/{bucket}"));
+        // The seed's S3 form: s3:https://host/bucket/path.
+        let repository = format!("s3:{endpoint}/{bucket}/path");
+        let mut job = Job::with_repository(tmp, repository);
+        for (key, value) in [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+        ] {
+            job.set(key, value);
+        }
+        Some(job)
+    }
+
+    fn with_repository(tmp: tempfile::TempDir, repository: String) -> Job {
+        let mut job = Job {
+            tmp,
+            repository,
+            env: BTreeMap::new(),
+        };
+        fs::create_dir_all(job.data()).unwrap();
+        fs::create_dir_all(job.data().join("lost+found")).unwrap();
+        fs::write(job.data().join("lost+found/#1234"), "fsck debris").unwrap();
+        let (data, cache, tmpdir) = (job.data(), job.path("cache"), job.path("tmp"));
+        fs::create_dir_all(&cache).unwrap();
+        fs::create_dir_all(&tmpdir).unwrap();
+        job.set("DATA_DIR", data.to_str().unwrap());
+        job.set("RESTIC_CACHE_DIR", cache.to_str().unwrap());
+        job.set("TMPDIR", tmpdir.to_str().unwrap());
+        let repository = job.repository.clone();
+        job.set("RESTIC_REPOSITORY", &repository);
+        job.set("RESTIC_PASSWORD", PASSWORD);
+        job.set("SELECT_PREVIOUS", "0");
+        job.set("RESTORE_OPTIONS", "");
+        job.set("RESTORE_AS_OF", "");
+        job.set(
+            "ARCA_RESULT_PATH",
+            job.path("termination-log").to_str().unwrap(),
+        );
+        job
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.path("data")
+    }
+
+    fn set(&mut self, key: &str, value: &str) {
+        self.env.insert(key.to_owned(), value.to_owned());
+    }
+
+    /// The agent with exactly this Job's environment (plus PATH for `sh`).
+    fn command(&self, actions: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_arca-agent"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .args(actions)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let _ = fs::remove_file(self.path("termination-log"));
+        cmd
+    }
+
+    fn run(&self, actions: &[&str]) -> Finished {
+        let output = self.command(actions).output().unwrap();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        self.finished(output.status.code(), log)
+    }
+
+    fn finished(&self, code: Option<i32>, log: String) -> Finished {
+        let report = fs::read_to_string(self.path("termination-log"))
+            .ok()
+            .map(|text| {
+                assert!(text.len() <= 4096, "{} bytes", text.len());
+                assert!(!text.contains(PASSWORD), "password in the report: {text}");
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+            });
+        assert!(!log.contains(PASSWORD), "password in the log:\n{log}");
+        Finished { code, report, log }
+    }
+
+    /// Runs and insists on exit code 0 and outcome success.
+    fn ok(&self, actions: &[&str]) -> Finished {
+        let finished = self.run(actions);
+        assert_eq!(finished.code, Some(0), "{actions:?}:\n{}", finished.log);
+        assert_eq!(finished.report()["outcome"], "success");
+        assert_eq!(finished.report()["exit_code"], 0);
+        finished
+    }
+}
+
+fn http_put(endpoint: &str, path: &str) {
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).expect("the S3 test server is reachable");
+    write!(
+        stream,
+        "PUT {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains(" 200 "),
+        "{response}"
+    );
+}
+
+/// Deterministic incompressible bytes (xorshift).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64.wrapping_mul(seed + 1) | 1;
+    let mut bytes: Vec<u8> = (0..len.div_ceil(8))
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    bytes.truncate(len);
+    bytes
+}
+
+/// Files of a volume (relative path → content), `lost+found` and the agent's own names left out.
+fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if rel == "lost+found" {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(rel, fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn fill(data: &Path, version: u8) {
+    fs::create_dir_all(data.join("db/pages")).unwrap();
+    fs::write(
+        data.join("db/pages/0001"),
+        noise(600_000, u64::from(version)),
+    )
+    .unwrap();
+    fs::write(data.join("db/pages/0002"), noise(300_000, 99)).unwrap();
+    fs::write(data.join("version"), format!("v{version}\n")).unwrap();
+    fs::write(data.join("config.yaml"), "replicas: 3\n").unwrap();
+}
+
+/// Backs up, backs up unchanged, restores into a second volume, checks and
+/// verifies: the whole source and destination cycle of one Job pair.
+fn full_cycle(source: &Job) {
+    fill(&source.data(), 1);
+    let first = source.ok(&["unlock", "backup"]);
+    assert_eq!(first.action(0)["action"], "unlock");
+    assert_eq!(first.action(0)["stale_locks_removed"], 0);
+    let backup = first.action(1);
+    assert_eq!(backup["action"], "backup");
+    assert_eq!(backup["repository_initialized"], true, "{}", first.log);
+    assert_eq!(backup["empty_source"], false);
+    assert_eq!(backup["files_new"], 4, "lost+found is left out: {backup}");
+    assert_eq!(backup["files_unreadable"], 0);
+    assert!(
+        backup["bytes_stored"].as_u64().unwrap() > 900_000,
+        "{backup}"
+    );
+    assert!(
+        backup["repository_bytes"].as_u64().unwrap() >= backup["bytes_stored"].as_u64().unwrap()
+    );
+    let first_id = backup["snapshot_id"].as_str().unwrap().to_owned();
+
+    let again = source.ok(&["unlock", "backup"]);
+    let backup = again.action(1);
+    assert_eq!(backup["repository_initialized"], false);
+    assert_eq!(backup["files_new"], 0);
+    assert_eq!(backup["files_changed"], 0);
+    assert_eq!(backup["files_unmodified"], 4, "{backup}");
+    assert_eq!(backup["parent_id"], first_id.as_str());
+    // Only directory listings above the volume changed (the test's own
+    // files beside it): a few small tree blobs, no file content.
+    assert!(backup["bytes_added"].as_u64().unwrap() < 8192, "{backup}");
+
+    // The destination: another volume, same repository and host.
+    let mut destination =
+        Job::with_repository(tempfile::tempdir().unwrap(), source.repository.clone());
+    destination.env.extend(
+        source
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    fs::write(destination.data().join("stale"), "from an earlier restore").unwrap();
+    let restored = destination.ok(&["restore"]);
+    let restore = restored.action(0);
+    assert_eq!(restore["outcome"], "restored", "{}", restored.log);
+    assert_eq!(restore["snapshot_id"], again.action(1)["snapshot_id"]);
+    assert_eq!(restore["files"], 4);
+    let mut expected = files(&source.data());
+    expected.insert("stale".into(), b"from an earlier restore".to_vec());
+    assert_eq!(
+        files(&destination.data()),
+        expected,
+        "without --delete, extra files stay"
+    );
+    assert_eq!(
+        fs::read(destination.data().join("lost+found/#1234")).unwrap(),
+        b"fsck debris",
+        "the destination's own lost+found is left alone"
+    );
+
+    let checked = destination.ok(&["check", "verify"]);
+    assert_eq!(checked.action(0)["ok"], true);
+    let verify = checked.action(1);
+    assert_eq!(verify["snapshot_id"], again.action(1)["snapshot_id"]);
+    assert!(verify["blobs_verified"].as_u64().unwrap() >= 2, "{verify}");
+    assert_eq!(verify["bytes_verified"], 600_000 + 300_000 + 3 + 12);
+}
+
+#[test]
+fn full_cycle_local() {
+    full_cycle(&Job::local());
+}
+
+#[test]
+fn full_cycle_s3() {
+    if let Some(job) = Job::s3() {
+        full_cycle(&job);
+    }
+}
+
+/// Three backups, then every way of choosing one, and `--delete`.
+#[test]
+fn restore_selects_by_time_and_previous() {
+    let source = Job::local();
+    let mut cut = None;
+    let mut ids = Vec::new();
+    for version in 1..=3 {
+        fill(&source.data(), version);
+        let run = source.ok(&["backup"]);
+        ids.push(run.action(0)["snapshot_id"].as_str().unwrap().to_owned());
+        if version == 2 {
+            cut = Some(jiff::Timestamp::now());
+        }
+    }
+    let cut = cut.unwrap().to_string();
+    let restore_version = |settings: &[(&str, &str)]| -> (Value, Option<String>) {
+        let mut job = Job::with_repository(tempfile::tempdir().unwrap(), source.repository.clone());
+        for (key, value) in settings {
+            job.set(key, value);
+        }
+        let run = job.ok(&["restore"]);
+        let version = fs::read_to_string(job.data().join("version")).ok();
+        (run.action(0).clone(), version)
+    };
+    let (latest, version) = restore_version(&[]);
+    assert_eq!(
+        (latest["snapshot_id"].as_str().unwrap(), version.as_deref()),
+        (ids[2].as_str(), Some("v3\n"))
+    );
+    let (as_of, version) = restore_version(&[("RESTORE_AS_OF", &cut)]);
+    assert_eq!(
+        (as_of["snapshot_id"].as_str().unwrap(), version.as_deref()),
+        (ids[1].as_str(), Some("v2\n"))
+    );
+    let (previous, version) = restore_version(&[("SELECT_PREVIOUS", "2")]);
+    assert_eq!(
+        (
+            previous["snapshot_id"].as_str().unwrap(),
+            version.as_deref()
+        ),
+        (ids[0].as_str(), Some("v1\n"))
+    );
+    let (both, version) = restore_version(&[("RESTORE_AS_OF", &cut), ("SELECT_PREVIOUS", "1")]);
+    assert_eq!(
+        (both["snapshot_id"].as_str().unwrap(), version.as_deref()),
+        (ids[0].as_str(), Some("v1\n"))
+    );
+    let (none, version) = restore_version(&[("SELECT_PREVIOUS", "3")]);
+    assert_eq!(none["outcome"], "no_snapshot");
+    assert_eq!(version, None, "nothing restored");
+    let (other_host, version) = restore_version(&[("RESTIC_HOST", "elsewhere")]);
+    assert_eq!(other_host["outcome"], "no_snapshot");
+    assert_eq!(version, None);
+
+    // --delete: what the snapshot lacks goes, at the top and below.
+    let mut job = Job::with_repository(tempfile::tempdir().unwrap(), source.repository.clone());
+    fs::write(job.data().join("extra"), "x").unwrap();
+    fs::create_dir_all(job.data().join("db/pages")).unwrap();
+    fs::write(job.data().join("db/pages/9999"), "x").unwrap();
+    job.set("RESTORE_OPTIONS", "--delete");
+    let run = job.ok(&["restore"]);
+    assert_eq!(run.action(0)["deleted"], 1, "the top-level extra");
+    assert_eq!(files(&job.data()), files(&source.data()));
+    assert!(job.data().join("lost+found").is_dir());
+}
+
+#[test]
+fn empty_source_is_reported_not_backed_up() {
+    let job = Job::local();
+    let run = job.ok(&["backup"]);
+    let backup = run.action(0);
+    assert_eq!(backup["empty_source"], true);
+    assert!(backup.get("snapshot_id").is_none(), "{backup}");
+    assert!(
+        !Path::new(&job.repository).exists(),
+        "no repository created for nothing"
+    );
+}
+
+#[test]
+fn missing_repository_restores_nothing_and_checks_fail() {
+    let job = Job::local();
+    fs::write(job.data().join("keep"), "x").unwrap();
+    let run = job.ok(&["unlock", "restore"]);
+    assert_eq!(run.action(1)["outcome"], "no_repository");
+    assert_eq!(fs::read(job.data().join("keep")).unwrap(), b"x");
+    let check = job.run(&["check"]);
+    assert_eq!(check.code, Some(1), "{}", check.log);
+    assert_eq!(check.report()["failed_action"], "check");
+    assert!(
+        check.report()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an Arca repository")
+    );
+}
+
+#[test]
+fn wrong_password_is_fatal() {
+    let mut job = Job::local();
+    fill(&job.data(), 1);
+    job.ok(&["backup"]);
+    job.set("RESTIC_PASSWORD", "not-the-password");
+    let run = job.run(&["unlock", "backup"]);
+    assert_eq!(run.code, Some(12), "{}", run.log);
+    let report = run.report();
+    assert_eq!(report["outcome"], "failed");
+    assert_eq!(report["error_class"], "wrong_password");
+    assert_eq!(report["failed_action"], "unlock");
+    assert!(!run.log.contains("not-the-password"));
+}
+
+#[test]
+fn storage_outage_is_retryable() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = Job::with_repository(tmp, format!("s3:http://127.0.0.1:{port}/bucket/path"));
+    job.set("AWS_ACCESS_KEY_ID", "test");
+    job.set("AWS_SECRET_ACCESS_KEY", "test-secret");
+    job.set("AWS_DEFAULT_REGION", "us-east-1");
+    job.set("ARCA_STORAGE_RETRIES", "0");
+    fill(&job.data(), 1);
+    let run = job.run(&["backup"]);
+    assert_eq!(run.code, Some(11), "{}", run.log);
+    assert_eq!(run.report()["error_class"], "retryable");
+    assert!(!run.log.contains("test-secret"));
+}
+
+#[test]
+fn bad_environment_is_reported_as_config() {
+    let mut job = Job::local();
+    job.set("FORGET_OPTIONS", "--keep-daily seven");
+    let run = job.run(&["backup"]);
+    assert_eq!(run.code, Some(2), "{}", run.log);
+    assert_eq!(run.report()["error_class"], "config");
+    assert!(
+        run.report()["error"]
+            .as_str()
+            .unwrap()
+            .contains("FORGET_OPTIONS")
+    );
+    let run = Job::local().run(&["backup", "sync"]);
+    assert_eq!(run.code, Some(2), "{}", run.log);
+    assert!(run.report()["error"].as_str().unwrap().contains("sync"));
+}
+
+#[test]
+fn unreadable_files_make_a_partial_success() {
+    use std::os::unix::fs::PermissionsExt;
+    let job = Job::local();
+    fill(&job.data(), 1);
+    let secret = job.data().join("unreadable");
+    fs::write(&secret, "x").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+    if fs::read(&secret).is_ok() {
+        eprintln!("skipped: running as root, every file is readable");
+        return;
+    }
+    let run = job.run(&["backup"]);
+    assert_eq!(run.code, Some(3), "{}", run.log);
+    let report = run.report();
+    assert_eq!(report["outcome"], "partial");
+    assert!(report.get("error_class").is_none());
+    assert_eq!(run.action(0)["files_unreadable"], 1);
+    assert!(
+        run.action(0)["snapshot_id"].is_string(),
+        "the snapshot is saved"
+    );
+}
+
+/// A restore killed with SIGKILL before it finishes writes no result and
+/// leaves the volume as it was; the next run cleans up and restores.
+#[test]
+fn killed_restore_writes_no_result() {
+    let source = Job::local();
+    fs::write(source.data().join("big"), noise(3 << 20, 7)).unwrap();
+    source.ok(&["backup"]);
+    let mut job = Job::with_repository(tempfile::tempdir().unwrap(), source.repository.clone());
+    fs::write(job.data().join("old"), "before").unwrap();
+    // 3 MiB at 256 KiB/s: the restore is still reading when it is killed.
+    job.set("ARCA_LIMIT_DOWNLOAD", "256");
+    let mut child = job.command(&["restore"]).spawn().unwrap();
+    let staging = job.data().join(".arca-restore-staging/tree");
+    while !staging.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the restore ended before it was killed: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let killed = job.finished(status.code(), log);
+    assert_eq!(killed.code, None, "killed by a signal");
+    assert!(killed.report.is_none(), "no result written");
+    assert!(
+        !job.data().join("big").exists(),
+        "nothing restored into the volume"
+    );
+    assert_eq!(fs::read(job.data().join("old")).unwrap(), b"before");
+    assert!(
+        !job.data().join(".arca-restore-incomplete").exists(),
+        "killed before the swap"
+    );
+
+    job.env.remove("ARCA_LIMIT_DOWNLOAD");
+    job.ok(&["restore"]);
+    assert_eq!(fs::read(job.data().join("big")).unwrap(), noise(3 << 20, 7));
+    assert!(!job.data().join(".arca-restore-staging").exists());
+}
+
+/// The seed's ExternalSecret template, `RESTIC_REPOSITORY: "/repository/${APP}"`,
+/// with APP substituted as Flux does; `/repository` is the mount point of the
+/// repository volume in the pod, here a directory of the test's own.
+#[test]
+fn the_seeds_secret_template_works() {
+    let template = "/repository/${APP}";
+    let tmp = tempfile::tempdir().unwrap();
+    let repository = format!(
+        "{}{}",
+        tmp.path().display(),
+        template.replace("${APP}", "example-app")
+    );
+    let job = Job::with_repository(tmp, repository.clone());
+    fill(&job.data(), 1);
+    job.ok(&["backup"]);
+    assert!(Path::new(&repository).join("config").is_file());
+    assert!(repository.ends_with("/repository/example-app"));
+}

@@ -1,0 +1,673 @@
+//! The mover's environment (VolSync's restic mover contract, docs/AGENT.md)
+//! as typed data: [`MoverConfig::from_env`] reads it through a lookup
+//! function, so it is pure and table-tested, and every malformed variable is
+//! reported by name before anything touches the repository or the volume.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use arca_repo::check::ReadData;
+use arca_repo::retention::{Count, Duration as Period, RetentionPolicy};
+use arca_store::{RetryPolicy, StoreOptions};
+
+use crate::secret::PasswordSource;
+use crate::{Error, Result};
+
+/// One step of a Job, given as an argument (`arca-agent unlock backup prune`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Remove stale locks; a harmless no-op when there are none.
+    Unlock,
+    /// Back up `DATA_DIR` (initialising a missing repository), then forget
+    /// per `FORGET_OPTIONS`.
+    Backup,
+    /// Remove data no snapshot needs.
+    Prune,
+    /// Restore the selected snapshot into `DATA_DIR`.
+    Restore,
+    /// Check the repository's structure (and with a subset, its data).
+    Check,
+    /// Read and authenticate every blob the latest snapshot references,
+    /// without restoring it.
+    Verify,
+}
+
+impl Action {
+    /// Every action, in the order the docs list them.
+    pub const ALL: [Action; 6] = [
+        Action::Unlock,
+        Action::Backup,
+        Action::Prune,
+        Action::Restore,
+        Action::Check,
+        Action::Verify,
+    ];
+
+    /// The argument naming this action.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Unlock => "unlock",
+            Action::Backup => "backup",
+            Action::Prune => "prune",
+            Action::Restore => "restore",
+            Action::Check => "check",
+            Action::Verify => "verify",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Action {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Action::ALL
+            .into_iter()
+            .find(|action| action.name() == s)
+            .ok_or_else(|| {
+                Error::config(
+                    "action",
+                    format!(
+                        "unknown action {s:?}; expected one of unlock, backup, prune, restore, check, verify"
+                    ),
+                )
+            })
+    }
+}
+
+/// Parses `FORGET_OPTIONS` (restic's `forget` flags, as VolSync writes them
+/// from `spec.restic.retain`, `--keep-last 1` when retain is empty) into
+/// the retention policy `arca_repo::retention` applies. Both `--flag value`
+/// and `--flag=value` are accepted; every `--keep-tag a,b` is one AND-list.
+pub fn parse_forget_options(text: &str) -> Result<RetentionPolicy> {
+    let bad = |reason: String| Error::config("FORGET_OPTIONS", reason);
+    let mut policy = RetentionPolicy::default();
+    let mut words = text.split_whitespace();
+    while let Some(word) = words.next() {
+        let (flag, value) = match word.split_once('=') {
+            Some((flag, value)) => (flag, value),
+            None => {
+                let value = words
+                    .next()
+                    .ok_or_else(|| bad(format!("{word} needs a value")))?;
+                (word, value)
+            }
+        };
+        let count = |value: &str| -> Result<Option<Count>> {
+            value
+                .parse::<Count>()
+                .map(Some)
+                .map_err(|err| bad(format!("{flag}: {err}")))
+        };
+        let period = |value: &str| -> Result<Option<Period>> {
+            value
+                .parse::<Period>()
+                .map(Some)
+                .map_err(|err| bad(format!("{flag}: {err}")))
+        };
+        match flag {
+            "--keep-last" | "-l" => policy.keep_last = count(value)?,
+            "--keep-hourly" | "-H" => policy.keep_hourly = count(value)?,
+            "--keep-daily" | "-d" => policy.keep_daily = count(value)?,
+            "--keep-weekly" | "-w" => policy.keep_weekly = count(value)?,
+            "--keep-monthly" | "-m" => policy.keep_monthly = count(value)?,
+            "--keep-yearly" | "-y" => policy.keep_yearly = count(value)?,
+            "--keep-within" => policy.keep_within = period(value)?,
+            "--keep-within-hourly" => policy.keep_within_hourly = period(value)?,
+            "--keep-within-daily" => policy.keep_within_daily = period(value)?,
+            "--keep-within-weekly" => policy.keep_within_weekly = period(value)?,
+            "--keep-within-monthly" => policy.keep_within_monthly = period(value)?,
+            "--keep-within-yearly" => policy.keep_within_yearly = period(value)?,
+            "--keep-tag" => policy
+                .keep_tags
+                .push(value.split(',').map(String::from).collect()),
+            other => {
+                return Err(bad(format!(
+                    "unsupported option {other:?}; supported: --keep-last, --keep-hourly, \
+                     --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, \
+                     --keep-within[-hourly|-daily|-weekly|-monthly|-yearly], --keep-tag"
+                )));
+            }
+        }
+    }
+    Ok(policy)
+}
+
+/// The storage credentials and settings the backends read, by variable name.
+/// `Debug` shows the names only: most values are secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct BackendEnv(BTreeMap<String, String>);
+
+impl std::fmt::Debug for BackendEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl BackendEnv {
+    /// The variables the storage backends read (arca-store's credential
+    /// chain; VolSync passes these keys of the repository Secret through).
+    pub const NAMES: &[&str] = &[
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_ROLE_SESSION_NAME",
+        "GOOGLE_PROJECT_ID",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "AZURE_ACCOUNT_NAME",
+        "AZURE_ACCOUNT_KEY",
+        "AZURE_ACCOUNT_SAS",
+        "AZURE_ENDPOINT_SUFFIX",
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_ID",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "HOME",
+    ];
+
+    /// The value of `name`, if set and not empty.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+
+    /// The names that are set.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+/// HTTP proxies (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`, either case), as the
+/// controller copies them into the Job. The HTTP client of the cloud backends
+/// reads them from the process environment itself; they are recorded here so
+/// the run can log which are in effect. `Debug` hides the values (a proxy URL
+/// may carry credentials).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Proxies {
+    /// `HTTP_PROXY` / `http_proxy`.
+    pub http: Option<String>,
+    /// `HTTPS_PROXY` / `https_proxy`.
+    pub https: Option<String>,
+    /// `NO_PROXY` / `no_proxy`.
+    pub no_proxy: Option<String>,
+}
+
+impl std::fmt::Debug for Proxies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxies")
+            .field("http", &self.http.is_some())
+            .field("https", &self.https.is_some())
+            .field("no_proxy", &self.no_proxy.is_some())
+            .finish()
+    }
+}
+
+/// Default `DATA_DIR`.
+pub const DEFAULT_DATA_DIR: &str = "/data";
+/// Default `RESTIC_CACHE_DIR`.
+pub const DEFAULT_CACHE_DIR: &str = "/cache";
+/// Default host recorded in snapshots and selected on restore.
+pub const DEFAULT_HOST: &str = "volsync";
+/// Default result path: the container's termination log.
+pub const DEFAULT_RESULT_PATH: &str = "/dev/termination-log";
+/// VolSync's progress rate: one line every ten seconds.
+pub const DEFAULT_PROGRESS_FPS: f64 = 0.1;
+
+/// Everything a run needs from its environment.
+#[derive(Debug, Clone)]
+pub struct MoverConfig {
+    /// The volume: backed up, or restored into (`DATA_DIR`, default `/data`).
+    pub data_dir: PathBuf,
+    /// The metadata cache (`ARCA_CACHE_DIR` / `RESTIC_CACHE_DIR`, default `/cache`).
+    pub cache_dir: PathBuf,
+    /// The repository location (`ARCA_REPOSITORY` / `RESTIC_REPOSITORY`, required).
+    pub repository: String,
+    /// Where the password comes from.
+    pub password: PasswordSource,
+    /// Host recorded in snapshots and selected on restore (`ARCA_HOST` /
+    /// `RESTIC_HOST`, default `volsync`).
+    pub host: String,
+    /// Retention applied after each backup (`FORGET_OPTIONS`); `None` when
+    /// unset or empty: no forget.
+    pub forget: Option<RetentionPolicy>,
+    /// Restore the newest snapshot not after this time (`RESTORE_AS_OF`, RFC 3339).
+    pub restore_as_of: Option<jiff::Timestamp>,
+    /// Skip this many newer eligible snapshots (`SELECT_PREVIOUS`, default 0).
+    pub select_previous: usize,
+    /// Delete files the snapshot does not have (`RESTORE_OPTIONS=--delete`).
+    pub restore_delete: bool,
+    /// Extra CA certificates for https backends (`CUSTOM_CA`, a PEM file).
+    pub custom_ca: Option<PathBuf>,
+    /// The proxies in effect.
+    pub proxies: Proxies,
+    /// Storage credentials and settings for the backend.
+    pub backend_env: BackendEnv,
+    /// How often a progress line is logged (`ARCA_PROGRESS_FPS` /
+    /// `RESTIC_PROGRESS_FPS`, lines per second, default 0.1).
+    pub progress_interval: Duration,
+    /// Retries of each failed storage request (`ARCA_STORAGE_RETRIES`,
+    /// default arca-store's: 10, backing off up to 30 s).
+    pub storage_retries: Option<u32>,
+    /// Upload limit in KiB/s (`ARCA_LIMIT_UPLOAD`, restic's `--limit-upload`).
+    pub limit_upload_kib: Option<u64>,
+    /// Download limit in KiB/s (`ARCA_LIMIT_DOWNLOAD`, restic's `--limit-download`).
+    pub limit_download_kib: Option<u64>,
+    /// What `check` downloads and authenticates (`ARCA_CHECK_READ_DATA_SUBSET`:
+    /// `n/m` or `P%`; default none).
+    pub check_read_data: ReadData,
+    /// Where the result document goes (`ARCA_RESULT_PATH`, default `/dev/termination-log`).
+    pub result_path: PathBuf,
+}
+
+impl MoverConfig {
+    /// Reads the configuration through `env` (a variable's value, `None` when
+    /// unset). An empty value counts as unset, as VolSync sets some variables
+    /// to `""` when the field is not given.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<MoverConfig> {
+        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let either = |arca: &str, restic: &str| get(arca).or_else(|| get(restic));
+        let repository = either("ARCA_REPOSITORY", "RESTIC_REPOSITORY").ok_or_else(|| {
+            Error::config(
+                "RESTIC_REPOSITORY",
+                "not set: the repository Secret must define RESTIC_REPOSITORY",
+            )
+        })?;
+        let password = PasswordSource::from_env(&env)?;
+        let forget = get("FORGET_OPTIONS")
+            .map(|text| parse_forget_options(&text))
+            .transpose()?;
+        let restore_as_of = get("RESTORE_AS_OF")
+            .map(|text| {
+                text.trim().parse::<jiff::Timestamp>().map_err(|_| {
+                    Error::config(
+                        "RESTORE_AS_OF",
+                        format!("{text:?} is not an RFC 3339 time such as 2026-01-02T03:04:05Z"),
+                    )
+                })
+            })
+            .transpose()?;
+        let select_previous = get("SELECT_PREVIOUS")
+            .map(|text| {
+                text.trim().parse::<usize>().map_err(|_| {
+                    Error::config(
+                        "SELECT_PREVIOUS",
+                        format!("{text:?} is not a whole number of snapshots to skip"),
+                    )
+                })
+            })
+            .transpose()?
+            .unwrap_or(0);
+        let restore_delete = match get("RESTORE_OPTIONS") {
+            None => false,
+            Some(text) => parse_restore_options(&text)?,
+        };
+        let progress_interval = match either("ARCA_PROGRESS_FPS", "RESTIC_PROGRESS_FPS") {
+            None => Duration::from_secs_f64(1.0 / DEFAULT_PROGRESS_FPS),
+            Some(text) => progress_interval(&text)?,
+        };
+        let storage_retries = get("ARCA_STORAGE_RETRIES")
+            .map(|text| {
+                text.trim().parse::<u32>().map_err(|_| {
+                    Error::config(
+                        "ARCA_STORAGE_RETRIES",
+                        format!("{text:?} is not a whole number"),
+                    )
+                })
+            })
+            .transpose()?;
+        let kib_per_second = |name: &str| {
+            get(name)
+                .map(|text| {
+                    text.trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| {
+                            Error::config(
+                                name,
+                                format!("{text:?} is not a positive number of KiB/s"),
+                            )
+                        })
+                })
+                .transpose()
+        };
+        let limit_upload_kib = kib_per_second("ARCA_LIMIT_UPLOAD")?;
+        let limit_download_kib = kib_per_second("ARCA_LIMIT_DOWNLOAD")?;
+        let check_read_data = match get("ARCA_CHECK_READ_DATA_SUBSET") {
+            None => ReadData::None,
+            Some(text) => text.trim().parse().map_err(|e: arca_repo::Error| {
+                Error::config("ARCA_CHECK_READ_DATA_SUBSET", e.to_string())
+            })?,
+        };
+        let proxy = |upper: &str, lower: &str| get(upper).or_else(|| get(lower));
+        Ok(MoverConfig {
+            data_dir: get("DATA_DIR")
+                .map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), PathBuf::from),
+            cache_dir: either("ARCA_CACHE_DIR", "RESTIC_CACHE_DIR")
+                .map_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR), PathBuf::from),
+            repository,
+            password,
+            host: either("ARCA_HOST", "RESTIC_HOST").unwrap_or_else(|| DEFAULT_HOST.to_owned()),
+            forget,
+            restore_as_of,
+            select_previous,
+            restore_delete,
+            custom_ca: get("CUSTOM_CA").map(PathBuf::from),
+            proxies: Proxies {
+                http: proxy("HTTP_PROXY", "http_proxy"),
+                https: proxy("HTTPS_PROXY", "https_proxy"),
+                no_proxy: proxy("NO_PROXY", "no_proxy"),
+            },
+            backend_env: BackendEnv(
+                BackendEnv::NAMES
+                    .iter()
+                    .filter_map(|name| get(name).map(|value| ((*name).to_owned(), value)))
+                    .collect(),
+            ),
+            progress_interval,
+            storage_retries,
+            limit_upload_kib,
+            limit_download_kib,
+            check_read_data,
+            result_path: MoverConfig::result_path_from_env(&env),
+        })
+    }
+
+    /// Where the result document goes, read on its own so that a run whose
+    /// environment is otherwise broken can still report that.
+    pub fn result_path_from_env(env: impl Fn(&str) -> Option<String>) -> PathBuf {
+        env("ARCA_RESULT_PATH")
+            .filter(|v| !v.trim().is_empty())
+            .map_or_else(|| PathBuf::from(DEFAULT_RESULT_PATH), PathBuf::from)
+    }
+
+    /// The storage options this configuration implies (CA bundle, retries).
+    pub fn store_options(&self) -> StoreOptions {
+        let mut options = StoreOptions::default();
+        options.cacert.clone_from(&self.custom_ca);
+        options.limit_upload_kib = self.limit_upload_kib;
+        options.limit_download_kib = self.limit_download_kib;
+        if let Some(retries) = self.storage_retries {
+            let default = RetryPolicy::default();
+            options.retry = RetryPolicy::new(retries, default.base_delay, default.max_delay);
+        }
+        options
+    }
+}
+
+/// `RESTORE_OPTIONS`: VolSync passes `--delete` or nothing.
+fn parse_restore_options(text: &str) -> Result<bool> {
+    let mut delete = false;
+    for word in text.split_whitespace() {
+        match word {
+            "--delete" => delete = true,
+            other => {
+                return Err(Error::config(
+                    "RESTORE_OPTIONS",
+                    format!("unsupported restore option {other:?}; supported: --delete"),
+                ));
+            }
+        }
+    }
+    Ok(delete)
+}
+
+/// Lines per second → the interval between lines; 0 means the default, as in restic.
+fn progress_interval(text: &str) -> Result<Duration> {
+    let fps: f64 = text.trim().parse().map_err(|_| {
+        Error::config(
+            "RESTIC_PROGRESS_FPS",
+            format!("{text:?} is not a number of progress lines per second"),
+        )
+    })?;
+    if fps == 0.0 {
+        return Ok(Duration::from_secs_f64(1.0 / DEFAULT_PROGRESS_FPS));
+    }
+    if !(fps.is_finite() && fps > 0.0 && fps <= 60.0) {
+        return Err(Error::config(
+            "RESTIC_PROGRESS_FPS",
+            format!("{text:?} is out of range (0 to 60 lines per second)"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(1.0 / fps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    const MINIMAL: [(&str, &str); 2] = [
+        ("RESTIC_REPOSITORY", "/repository/app"),
+        ("RESTIC_PASSWORD", "pw"),
+    ];
+
+    fn with(extra: &[(&str, &str)]) -> Result<MoverConfig> {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.extend_from_slice(extra);
+        MoverConfig::from_env(env_of(&pairs))
+    }
+
+    #[test]
+    fn defaults_are_volsyncs() {
+        let config = with(&[]).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/data"));
+        assert_eq!(config.cache_dir, PathBuf::from("/cache"));
+        assert_eq!(config.repository, "/repository/app");
+        assert_eq!(config.host, "volsync");
+        assert_eq!(config.forget, None);
+        assert_eq!(config.restore_as_of, None);
+        assert_eq!(config.select_previous, 0);
+        assert!(!config.restore_delete);
+        assert_eq!(config.custom_ca, None);
+        assert_eq!(config.progress_interval, Duration::from_secs(10));
+        assert_eq!(config.storage_retries, None);
+        assert_eq!(config.check_read_data, ReadData::None);
+        assert_eq!(config.result_path, PathBuf::from("/dev/termination-log"));
+        assert_eq!(config.backend_env.names().count(), 0);
+    }
+
+    #[test]
+    fn a_volsync_source_job_environment() {
+        let config = with(&[
+            ("DATA_DIR", "/data"),
+            ("RESTIC_CACHE_DIR", "/cache"),
+            ("FORGET_OPTIONS", "--keep-hourly 6 --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --keep-yearly 1 --keep-within 3d"),
+            ("RESTORE_AS_OF", ""),
+            ("SELECT_PREVIOUS", "0"),
+            ("RESTORE_OPTIONS", ""),
+            ("PRIVILEGED_MOVER", "0"),
+            ("CUSTOM_CA", "/customCA/ca.crt"),
+            ("HTTPS_PROXY", "http://user:secret@proxy:3128"),
+            ("no_proxy", "10.0.0.0/8"),
+            ("AWS_ACCESS_KEY_ID", "AKIA"),
+            ("AWS_SECRET_ACCESS_KEY", "s3cr3t"),
+            ("RCLONE_CONFIG", "ignored"),
+        ])
+        .unwrap();
+        let forget = config.forget.clone().unwrap();
+        assert_eq!(forget.keep_hourly, Some(Count::Limited(6)));
+        assert_eq!(forget.keep_daily, Some(Count::Limited(7)));
+        assert_eq!(forget.keep_weekly, Some(Count::Limited(4)));
+        assert_eq!(forget.keep_monthly, Some(Count::Limited(12)));
+        assert_eq!(forget.keep_yearly, Some(Count::Limited(1)));
+        assert_eq!(forget.keep_last, None);
+        assert_eq!(forget.keep_within, Some("3d".parse().unwrap()));
+        assert_eq!(config.custom_ca, Some(PathBuf::from("/customCA/ca.crt")));
+        assert_eq!(config.store_options().cacert, config.custom_ca);
+        assert_eq!(
+            config.proxies.https.as_deref(),
+            Some("http://user:secret@proxy:3128")
+        );
+        assert_eq!(config.proxies.no_proxy.as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(config.proxies.http, None);
+        assert_eq!(
+            config.backend_env.names().collect::<Vec<_>>(),
+            ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+        );
+        assert_eq!(
+            config.backend_env.get("AWS_SECRET_ACCESS_KEY").as_deref(),
+            Some("s3cr3t")
+        );
+        let debug = format!("{config:?}");
+        for secret in ["s3cr3t", "user:secret", "\"pw\""] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+
+    #[test]
+    fn a_volsync_destination_job_environment() {
+        let config = with(&[
+            ("RESTORE_AS_OF", "2026-03-04T05:06:07-02:00"),
+            ("SELECT_PREVIOUS", "2"),
+            ("RESTORE_OPTIONS", "--delete"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.restore_as_of,
+            Some("2026-03-04T07:06:07Z".parse().unwrap())
+        );
+        assert_eq!(config.select_previous, 2);
+        assert!(config.restore_delete);
+    }
+
+    #[test]
+    fn arca_variables_win_over_restic_ones() {
+        let config = with(&[
+            ("ARCA_REPOSITORY", "s3:http://127.0.0.1:9000/b/p"),
+            ("ARCA_CACHE_DIR", "/arca-cache"),
+            ("RESTIC_CACHE_DIR", "/cache"),
+            ("RESTIC_HOST", "restic-host"),
+            ("ARCA_HOST", "arca-host"),
+            ("RESTIC_PROGRESS_FPS", "2"),
+            ("ARCA_PROGRESS_FPS", "4"),
+            ("ARCA_STORAGE_RETRIES", "0"),
+            ("ARCA_CHECK_READ_DATA_SUBSET", "1/5"),
+            ("ARCA_RESULT_PATH", "/tmp/result.json"),
+            ("ARCA_LIMIT_DOWNLOAD", "512"),
+        ])
+        .unwrap();
+        assert_eq!(config.repository, "s3:http://127.0.0.1:9000/b/p");
+        assert_eq!(config.cache_dir, PathBuf::from("/arca-cache"));
+        assert_eq!(config.host, "arca-host");
+        assert_eq!(config.progress_interval, Duration::from_millis(250));
+        assert_eq!(config.store_options().retry.max_retries, 0);
+        assert_eq!(config.check_read_data, ReadData::Nth { n: 1, m: 5 });
+        assert_eq!(config.result_path, PathBuf::from("/tmp/result.json"));
+        assert_eq!(config.store_options().limit_download_kib, Some(512));
+        assert_eq!(config.store_options().limit_upload_kib, None);
+        let restic_host = with(&[("RESTIC_HOST", "restic-host")]).unwrap();
+        assert_eq!(restic_host.host, "restic-host");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let table: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("FORGET_OPTIONS", "--keep-daily seven")],
+                "FORGET_OPTIONS",
+            ),
+            (&[("FORGET_OPTIONS", "--keep-daily")], "FORGET_OPTIONS"),
+            (&[("FORGET_OPTIONS", "--prune")], "FORGET_OPTIONS"),
+            (&[("FORGET_OPTIONS", "--keep-within 3w")], "FORGET_OPTIONS"),
+            (&[("FORGET_OPTIONS", "--keep-within 3")], "FORGET_OPTIONS"),
+            (&[("RESTORE_AS_OF", "yesterday")], "RESTORE_AS_OF"),
+            (&[("SELECT_PREVIOUS", "-1")], "SELECT_PREVIOUS"),
+            (
+                &[("RESTORE_OPTIONS", "--delete --force")],
+                "RESTORE_OPTIONS",
+            ),
+            (&[("RESTIC_PROGRESS_FPS", "fast")], "RESTIC_PROGRESS_FPS"),
+            (&[("RESTIC_PROGRESS_FPS", "-1")], "RESTIC_PROGRESS_FPS"),
+            (&[("ARCA_STORAGE_RETRIES", "many")], "ARCA_STORAGE_RETRIES"),
+            (&[("ARCA_LIMIT_UPLOAD", "0")], "ARCA_LIMIT_UPLOAD"),
+            (
+                &[("ARCA_CHECK_READ_DATA_SUBSET", "0/5")],
+                "ARCA_CHECK_READ_DATA_SUBSET",
+            ),
+        ];
+        for (extra, variable) in table {
+            let err = with(extra).unwrap_err();
+            assert!(
+                matches!(&err, Error::Config { variable: v, .. } if v == variable),
+                "{extra:?}: {err}"
+            );
+            assert_eq!(err.class(), crate::ErrorClass::Config);
+        }
+        let err = MoverConfig::from_env(env_of(&[("RESTIC_PASSWORD", "pw")])).unwrap_err();
+        assert!(err.to_string().contains("RESTIC_REPOSITORY"), "{err}");
+        let err = MoverConfig::from_env(env_of(&[("RESTIC_REPOSITORY", "/r")])).unwrap_err();
+        assert!(err.to_string().contains("RESTIC_PASSWORD"), "{err}");
+    }
+
+    #[test]
+    fn forget_options_in_every_spelling() {
+        let parsed = parse_forget_options(
+            "--keep-last=3 -d 2 --keep-monthly unlimited --keep-tag a,b --keep-tag c \
+             --keep-within 1y2m3d4h --keep-within-daily=7d",
+        )
+        .unwrap();
+        assert_eq!(parsed.keep_last, Some(Count::Limited(3)));
+        assert_eq!(parsed.keep_daily, Some(Count::Limited(2)));
+        assert_eq!(parsed.keep_monthly, Some(Count::Unlimited));
+        assert_eq!(parsed.keep_tags, [vec!["a", "b"], vec!["c"]]);
+        let within = parsed.keep_within.unwrap();
+        assert_eq!(
+            (within.years, within.months, within.days, within.hours),
+            (1, 2, 3, 4)
+        );
+        assert_eq!(parsed.keep_within_daily.unwrap().days, 7);
+        assert!(parse_forget_options("").unwrap().is_empty());
+        assert!(!parse_forget_options("--keep-last 1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn actions_parse_by_name() {
+        for action in Action::ALL {
+            assert_eq!(action.name().parse::<Action>().unwrap(), action);
+        }
+        assert!("sync".parse::<Action>().is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keep_counts_round_trip(last in 0u32..1000, daily in 0u32..1000, hours in 0u32..10_000) {
+            let text = format!("--keep-last {last} --keep-daily={daily} --keep-within {hours}h");
+            let parsed = parse_forget_options(&text).unwrap();
+            proptest::prop_assert_eq!(parsed.keep_last, Some(Count::Limited(last)));
+            proptest::prop_assert_eq!(parsed.keep_daily, Some(Count::Limited(daily)));
+            proptest::prop_assert_eq!(parsed.keep_within.unwrap().hours, hours);
+        }
+
+        #[test]
+        fn from_env_never_panics(value in ".{0,40}") {
+            for variable in ["FORGET_OPTIONS", "RESTORE_AS_OF", "SELECT_PREVIOUS", "RESTORE_OPTIONS", "RESTIC_PROGRESS_FPS"] {
+                let _ = with(&[(variable, value.as_str())]);
+            }
+        }
+    }
+}

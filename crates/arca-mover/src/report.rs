@@ -1,0 +1,381 @@
+//! The result document: what a finished run did, as JSON in the Job's
+//! termination log. It is the controller's only knowledge of a finished Job,
+//! so its shape is a contract (docs/AGENT.md, "Result document"): fields are
+//! added, never renamed or removed, and `version` changes if that must ever
+//! happen.
+//!
+//! Kubernetes keeps at most 4096 bytes of a termination message;
+//! [`MoverReport::to_json`] shortens samples and the error message until the
+//! document fits, so the controller always gets valid JSON.
+
+use arca_repo::Id;
+
+use crate::{Action, ErrorClass};
+
+/// Version of the document's shape.
+pub const REPORT_VERSION: u32 = 1;
+/// Kubernetes truncates termination messages beyond this many bytes.
+pub const MAX_REPORT_BYTES: usize = 4096;
+/// Sample paths kept in a report (unreadable files, check errors).
+pub const SAMPLE_LEN: usize = 3;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every action succeeded.
+    Success,
+    /// Every action finished, but a backup could not read some files (they
+    /// are missing from its snapshot, which was saved). Exit code 3: report
+    /// it, do not retry.
+    Partial,
+    /// An action failed; `error_class` says whether retrying may help.
+    Failed,
+}
+
+/// The result document of one run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MoverReport {
+    /// [`REPORT_VERSION`].
+    pub version: u32,
+    /// How the run ended.
+    pub outcome: Outcome,
+    /// The process's exit code (0 success, 3 partial, else
+    /// [`ErrorClass::exit_code`]).
+    pub exit_code: u8,
+    /// When the run started.
+    pub started: jiff::Timestamp,
+    /// Seconds the whole run took.
+    pub duration_seconds: f64,
+    /// The host recorded in snapshots and selected on restore.
+    pub host: String,
+    /// A report per finished action, in order.
+    pub actions: Vec<ActionReport>,
+    /// The action that failed, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_action: Option<Action>,
+    /// What kind of failure, if the run failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
+    /// The error message, if the run failed (never holds secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What one action did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ActionReport {
+    /// `unlock`.
+    Unlock(UnlockReport),
+    /// `backup` (and its forget).
+    Backup(BackupReport),
+    /// `prune`.
+    Prune(PruneReport),
+    /// `restore`.
+    Restore(RestoreReport),
+    /// `check`.
+    Check(CheckSummary),
+    /// `verify`.
+    Verify(VerifyReport),
+}
+
+/// What `unlock` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UnlockReport {
+    /// Stale locks removed (0 when there were none, or no repository).
+    pub stale_locks_removed: u64,
+}
+
+/// What `backup` did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BackupReport {
+    /// The volume held nothing (but `lost+found`): no snapshot was taken and
+    /// nothing was forgotten, so an unmounted or wiped volume never replaces
+    /// good history.
+    pub empty_source: bool,
+    /// The repository did not exist and was created.
+    pub repository_initialized: bool,
+    /// The new snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<Id>,
+    /// Its parent (the snapshot compared against), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<Id>,
+    /// Files not in the parent snapshot.
+    pub files_new: u64,
+    /// Files changed since the parent.
+    pub files_changed: u64,
+    /// Files unchanged since the parent.
+    pub files_unmodified: u64,
+    /// Files that could not be read and are missing from the snapshot.
+    pub files_unreadable: u64,
+    /// Up to [`SAMPLE_LEN`] of those, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_sample: Vec<String>,
+    /// Directories new, changed, unmodified.
+    pub dirs_new: u64,
+    /// Directories changed.
+    pub dirs_changed: u64,
+    /// Directories unmodified.
+    pub dirs_unmodified: u64,
+    /// Bytes of file content in the snapshot.
+    pub bytes_processed: u64,
+    /// Bytes of new blobs, uncompressed.
+    pub bytes_added: u64,
+    /// Bytes those blobs took in the repository (compressed, encrypted).
+    pub bytes_stored: u64,
+    /// Seconds the backup took.
+    pub duration_seconds: f64,
+    /// What forget did, if `FORGET_OPTIONS` asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forget: Option<ForgetReport>,
+    /// Bytes of the repository's packs, index and snapshot files after the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_bytes: Option<u64>,
+}
+
+/// What the forget after a backup did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ForgetReport {
+    /// Snapshots of this host kept.
+    pub kept: u64,
+    /// Snapshots of this host removed.
+    pub removed: u64,
+}
+
+/// What `prune` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PruneReport {
+    /// Packs deleted (marked by an earlier prune whose grace period has passed).
+    pub packs_deleted: u64,
+    /// Bytes those packs held.
+    pub bytes_freed: u64,
+    /// Packs marked for deletion by this prune (deleted by a later one).
+    pub packs_marked: u64,
+    /// Bytes the marked packs hold.
+    pub bytes_marked: u64,
+    /// Packs whose used blobs were copied into new packs.
+    pub packs_repacked: u64,
+}
+
+/// Why a restore restored nothing, or that it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreOutcome {
+    /// The snapshot is in the volume, synced to disk.
+    Restored,
+    /// The repository holds no snapshot matching host, `RESTORE_AS_OF` and
+    /// `SELECT_PREVIOUS`; the volume was not touched.
+    NoSnapshot,
+    /// There is no repository at the location; the volume was not touched.
+    NoRepository,
+}
+
+/// What `restore` did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RestoreReport {
+    /// Whether anything was restored.
+    pub outcome: RestoreOutcome,
+    /// The snapshot restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<Id>,
+    /// When it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_time: Option<jiff::Timestamp>,
+    /// Regular files restored.
+    pub files: u64,
+    /// Directories restored.
+    pub dirs: u64,
+    /// Bytes of file content restored.
+    pub bytes_restored: u64,
+    /// Bytes read from the repository.
+    pub bytes_read: u64,
+    /// Entries of the volume removed because the snapshot lacks them (`--delete`).
+    pub deleted: u64,
+    /// Items deliberately not restored (sockets, devices without root, …).
+    pub skipped: u64,
+    /// Seconds the restore took, including the swap and the sync.
+    pub duration_seconds: f64,
+}
+
+/// What `check` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckSummary {
+    /// No damage found.
+    pub ok: bool,
+    /// Problems found.
+    pub errors: u64,
+    /// Up to [`SAMPLE_LEN`] of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_sample: Vec<String>,
+    /// Snapshots decoded.
+    pub snapshots_checked: u64,
+    /// Packs whose presence and size were checked.
+    pub packs_checked: u64,
+    /// Packs downloaded and authenticated in full.
+    pub packs_read: u64,
+    /// Bytes downloaded for that.
+    pub bytes_read: u64,
+}
+
+/// What `verify` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VerifyReport {
+    /// The snapshot verified (`None`: the repository has none of this host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<Id>,
+    /// Trees loaded and authenticated.
+    pub trees_verified: u64,
+    /// Data blobs read and authenticated.
+    pub blobs_verified: u64,
+    /// Bytes of file content they hold.
+    pub bytes_verified: u64,
+}
+
+/// The longest error message kept before the size limit forces less.
+const MAX_ERROR_CHARS: usize = 1500;
+/// The longest sample entry kept.
+const MAX_SAMPLE_CHARS: usize = 200;
+
+impl MoverReport {
+    /// The report of a run that failed before any action ran (a bad
+    /// environment) or was stopped by a signal: no action reports.
+    pub fn failed(
+        started: jiff::Timestamp,
+        duration_seconds: f64,
+        host: String,
+        class: ErrorClass,
+        error: String,
+    ) -> MoverReport {
+        MoverReport {
+            version: REPORT_VERSION,
+            outcome: Outcome::Failed,
+            exit_code: class.exit_code(),
+            started,
+            duration_seconds,
+            host,
+            actions: Vec::new(),
+            failed_action: None,
+            error_class: Some(class),
+            error: Some(error),
+        }
+    }
+
+    /// The document as JSON of at most [`MAX_REPORT_BYTES`] bytes: long
+    /// samples and messages are cut (with `…`), then dropped, if needed.
+    pub fn to_json(&self) -> String {
+        let mut report = self.clone();
+        report.bound(MAX_ERROR_CHARS, MAX_SAMPLE_CHARS, SAMPLE_LEN);
+        let mut text = serde_json::to_string(&report).expect("a report serialises");
+        for (error_chars, sample_len) in [(800, 1), (300, 0), (100, 0)] {
+            if text.len() <= MAX_REPORT_BYTES {
+                break;
+            }
+            report.bound(error_chars, MAX_SAMPLE_CHARS, sample_len);
+            text = serde_json::to_string(&report).expect("a report serialises");
+        }
+        text
+    }
+
+    fn bound(&mut self, error_chars: usize, sample_chars: usize, sample_len: usize) {
+        if let Some(error) = &mut self.error {
+            shorten(error, error_chars);
+        }
+        shorten(&mut self.host, sample_chars);
+        for action in &mut self.actions {
+            let sample = match action {
+                ActionReport::Backup(backup) => &mut backup.unreadable_sample,
+                ActionReport::Check(check) => &mut check.error_sample,
+                _ => continue,
+            };
+            sample.truncate(sample_len);
+            for entry in sample {
+                shorten(entry, sample_chars);
+            }
+        }
+    }
+}
+
+/// Cuts `text` to at most `chars` characters, marking the cut.
+pub(crate) fn shorten(text: &mut String, chars: usize) {
+    if let Some((cut, _)) = text.char_indices().nth(chars) {
+        text.truncate(cut);
+        text.push('…');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn report(error: String, host: String, sample: Vec<String>) -> MoverReport {
+        let backup = BackupReport {
+            unreadable_sample: sample.clone(),
+            files_unreadable: sample.len() as u64,
+            forget: Some(ForgetReport {
+                kept: 3,
+                removed: 1,
+            }),
+            ..BackupReport::default()
+        };
+        let check = CheckSummary {
+            errors: sample.len() as u64,
+            error_sample: sample,
+            ..CheckSummary::default()
+        };
+        MoverReport {
+            version: REPORT_VERSION,
+            outcome: Outcome::Failed,
+            exit_code: 13,
+            started: jiff::Timestamp::UNIX_EPOCH,
+            duration_seconds: 1.5,
+            host,
+            actions: vec![
+                ActionReport::Unlock(UnlockReport::default()),
+                ActionReport::Backup(backup),
+                ActionReport::Check(check),
+            ],
+            failed_action: Some(Action::Check),
+            error_class: Some(ErrorClass::Corrupt),
+            error: Some(error),
+        }
+    }
+
+    #[test]
+    fn the_document_round_trips_and_names_its_parts() {
+        let report = report(
+            "damaged".into(),
+            "volsync".into(),
+            vec!["/data/a: denied".into()],
+        );
+        let json = report.to_json();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["version"], 1);
+        assert_eq!(value["outcome"], "failed");
+        assert_eq!(value["error_class"], "corrupt");
+        assert_eq!(value["failed_action"], "check");
+        assert_eq!(value["actions"][0]["action"], "unlock");
+        assert_eq!(value["actions"][1]["action"], "backup");
+        assert_eq!(value["actions"][1]["forget"]["removed"], 1);
+        assert_eq!(
+            value["actions"][1]["unreadable_sample"][0],
+            "/data/a: denied"
+        );
+        assert_eq!(serde_json::from_str::<MoverReport>(&json).unwrap(), report);
+    }
+
+    proptest! {
+        #[test]
+        fn the_document_always_fits_a_termination_message(
+            error in ".{0,6000}",
+            host in ".{0,300}",
+            sample in proptest::collection::vec(".{0,3000}", 0..8),
+        ) {
+            let json = report(error, host, sample).to_json();
+            prop_assert!(json.len() <= MAX_REPORT_BYTES, "{} bytes", json.len());
+            prop_assert!(serde_json::from_str::<MoverReport>(&json).is_ok());
+        }
+    }
+}
