@@ -1,7 +1,11 @@
-//! Local stand-ins for cloud services the tests need: an S3 server (moto).
+//! Local stand-ins for cloud services the tests need: an S3 server (moto)
+//! and an Azure Blob service (Azurite).
 //!
 //! moto is a Python package, so it lives in a virtualenv under
-//! `target/moto-venv`, created on first use and reused afterwards.
+//! `target/moto-venv`; Azurite is an npm package, installed under
+//! `target/azurite`. Both are installed on first use and reused afterwards.
+//! No GCS emulator is started: neither one on the package registries works
+//! with object_store 0.12 (see docs/backends/gcs.md).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -10,63 +14,175 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use base64::Engine as _;
 
 /// How long to wait for the server to answer: 300 polls, 100 ms apart.
 const READY_POLLS: u32 = 300;
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// A running moto S3 server on 127.0.0.1; stopped when dropped.
-pub(crate) struct S3Server {
-    /// `http://127.0.0.1:PORT`, for `ARCA_TEST_S3_ENDPOINT` and `s3:` URLs.
+/// Azurite's account and its documented development key (public, not a secret).
+pub(crate) const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+pub(crate) const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+/// The container the Azure tests use (each under its own prefix).
+const AZURE_TEST_CONTAINER: &str = "arca-test";
+/// The Azurite release line installed (its npm major version).
+const AZURITE_PACKAGE: &str = "azurite@3";
+
+/// The moto server's handle (the name other modules use).
+pub(crate) type S3Server = Server;
+
+/// A running local service on 127.0.0.1; stopped when dropped.
+pub(crate) struct Server {
+    /// `http://127.0.0.1:PORT` (for Azurite with the account's path:
+    /// `http://127.0.0.1:PORT/devstoreaccount1`).
     pub(crate) endpoint: String,
     child: Child,
 }
 
 /// Installs moto if needed and starts it on a free port, waiting until it answers HTTP.
-pub(crate) fn start(workspace_root: &Path) -> anyhow::Result<S3Server> {
+pub(crate) fn start(workspace_root: &Path) -> anyhow::Result<Server> {
     let target = workspace_root.join("target");
     let moto_server = install_moto(&target)?;
     let port = free_port()?;
-    let log_path = target.join("moto.log");
-    let log = std::fs::File::create(&log_path)
+    let mut command = Command::new(&moto_server);
+    command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    spawn_and_wait(
+        command,
+        "moto_server",
+        port,
+        &target.join("moto.log"),
+        format!("http://127.0.0.1:{port}"),
+    )
+}
+
+/// Installs Azurite if needed, starts its blob service on a free port with
+/// its data in a fresh directory, waits until it answers and creates the
+/// test container. The endpoint is the account URL.
+pub(crate) fn start_azurite(workspace_root: &Path) -> anyhow::Result<Server> {
+    let target = workspace_root.join("target");
+    let azurite = install_azurite(&target)?;
+    let port = free_port()?;
+    let data = target.join("azurite-data");
+    // Each run starts empty; a leftover directory only holds an old run's blobs.
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data)?;
+    let mut command = Command::new(&azurite);
+    command
+        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+        .arg("--location")
+        .arg(&data)
+        .args(["--silent", "--skipApiVersionCheck"]);
+    let server = spawn_and_wait(
+        command,
+        "azurite-blob",
+        port,
+        &target.join("azurite.log"),
+        format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
+    )?;
+    create_azure_container(port, AZURE_TEST_CONTAINER)?;
+    Ok(server)
+}
+
+/// Starts `command` (output to `log_path`) and waits until it answers HTTP on `port`.
+fn spawn_and_wait(
+    mut command: Command,
+    name: &str,
+    port: u16,
+    log_path: &Path,
+    endpoint: String,
+) -> anyhow::Result<Server> {
+    let log = std::fs::File::create(log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
-    let child = Command::new(&moto_server)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let child = command
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .with_context(|| format!("starting {}", moto_server.display()))?;
+        .with_context(|| format!("starting {name}"))?;
     // From here on Drop stops the server, also when it never becomes ready.
-    let mut server = S3Server {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        child,
-    };
+    let mut server = Server { endpoint, child };
     for _ in 0..READY_POLLS {
         if answers_http(port) {
             return Ok(server);
         }
         if let Some(status) = server.child.try_wait()? {
-            bail!(
-                "moto_server exited with {status}; see {}",
-                log_path.display()
-            );
+            bail!("{name} exited with {status}; see {}", log_path.display());
         }
         std::thread::sleep(POLL_INTERVAL);
     }
     bail!(
-        "moto_server did not answer on port {port} within {:?}; see {}",
+        "{name} did not answer on port {port} within {:?}; see {}",
         POLL_INTERVAL * READY_POLLS,
         log_path.display()
     )
 }
 
-impl Drop for S3Server {
+impl Drop for Server {
     fn drop(&mut self) {
         // Already exited is fine; either way reap it so no zombie is left.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `target/azurite/node_modules/.bin/azurite-blob`, installing Azurite with npm first if it is missing.
+fn install_azurite(target: &Path) -> anyhow::Result<PathBuf> {
+    let prefix = target.join("azurite");
+    let binary = prefix.join("node_modules/.bin/azurite-blob");
+    if binary.exists() {
+        return Ok(binary);
+    }
+    std::fs::create_dir_all(&prefix)?;
+    run_logged(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .arg(AZURITE_PACKAGE),
+        &target.join("azurite-install.log"),
+    )
+    .context("installing Azurite with npm (are node and npm installed?)")?;
+    if !binary.exists() {
+        bail!("npm installed Azurite but {} is missing", binary.display());
+    }
+    Ok(binary)
+}
+
+/// Creates `container` in Azurite with a Shared Key signed `PUT ?restype=container`
+/// (object_store cannot create containers).
+fn create_azure_container(port: u16, container: &str) -> anyhow::Result<()> {
+    const VERSION: &str = "2021-08-06";
+    let date = jiff::Timestamp::now()
+        .strftime("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    // Path-style emulator URLs carry the account, so it appears twice in the resource.
+    let string_to_sign = format!(
+        "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{VERSION}\n/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{container}\nrestype:container"
+    );
+    let key = base64::engine::general_purpose::STANDARD.decode(AZURITE_KEY)?;
+    let signature = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
+        string_to_sign.as_bytes(),
+    );
+    let signature = base64::engine::general_purpose::STANDARD.encode(signature.as_ref());
+    let mut stream =
+        TcpStream::connect((Ipv4Addr::LOCALHOST, port)).context("connecting to Azurite")?;
+    write!(
+        stream,
+        "PUT /{AZURITE_ACCOUNT}/{container}?restype=container HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         x-ms-date: {date}\r\nx-ms-version: {VERSION}\r\n\
+         Authorization: SharedKey {AZURITE_ACCOUNT}:{signature}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    if !response.starts_with("HTTP/1.1 201") {
+        bail!(
+            "Azurite refused to create container {container}: {}",
+            response.lines().next().unwrap_or("no answer")
+        );
+    }
+    Ok(())
 }
 
 /// `target/moto-venv/bin/moto_server`, installing `moto[server]` first if it is missing.

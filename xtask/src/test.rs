@@ -39,8 +39,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     })?;
     steps.run("deploy manifests", deploy::check)?;
     let s3 = steps.run("start S3 server", || services::start(&project_root()))?;
-    steps.run("tests", || run_tests(&s3.endpoint))?;
-    drop(s3);
+    let azure = steps.run("start Azure server", || {
+        services::start_azurite(&project_root())
+    })?;
+    steps.run("tests", || run_tests(&s3.endpoint, &azure.endpoint))?;
+    drop((s3, azure));
     steps.run("fuzz targets build", fuzz::build_for_ci)?;
     steps.run("benchmark smoke run", || {
         bench::run(&["--smoke".to_string()])
@@ -49,12 +52,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The workspace test suite, S3 variants included (they skip without
-/// `ARCA_TEST_S3_ENDPOINT`, so plain `cargo test` works offline).
-fn run_tests(s3_endpoint: &str) -> anyhow::Result<()> {
+/// The workspace test suite, S3 and Azure variants included (they skip without
+/// `ARCA_TEST_S3_ENDPOINT` / `ARCA_TEST_AZURE_ENDPOINT`, so plain `cargo test`
+/// works offline).
+fn run_tests(s3_endpoint: &str, azure_endpoint: &str) -> anyhow::Result<()> {
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"])
         .env("ARCA_TEST_S3_ENDPOINT", s3_endpoint)
+        .env("ARCA_TEST_AZURE_ENDPOINT", azure_endpoint)
         .envs(S3_TEST_ENV);
     run_command(&mut cmd)
 }

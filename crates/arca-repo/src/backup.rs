@@ -349,6 +349,7 @@ async fn backup_with(
         time,
         time_offset_seconds: jiff::tz::TimeZone::system().to_offset(time).seconds(),
         parent: parent.map(|(id, _)| id),
+        original: None,
         tree: root,
         paths: targets.paths,
         hostname,

@@ -810,6 +810,7 @@ mod tests {
             time: jiff::Timestamp::from_second(seconds).unwrap(),
             time_offset_seconds: 0,
             parent: None,
+            original: None,
             tree,
             paths: vec!["/data".into()],
             hostname: "host".into(),

@@ -18,6 +18,10 @@ pub struct Snapshot {
     /// The snapshot this backup compared against, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Id>,
+    /// For a snapshot made by `copy`: the ID of the snapshot it was copied
+    /// from in the first repository it was taken in (restic's `original`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
     /// Root tree: its nodes are the backed-up paths.
     pub tree: Id,
     /// The paths given to backup, absolute.
@@ -134,6 +138,7 @@ mod tests {
                 any_timestamp(),
                 -86_400i32..86_400,
                 proptest::option::of(any_id()),
+                proptest::option::of(any_id()),
                 any_id(),
             ),
             (strings(), ".{0,12}", ".{0,12}", any::<u32>(), any::<u32>()),
@@ -146,13 +151,14 @@ mod tests {
         )
             .prop_map(
                 |(
-                    (time, time_offset_seconds, parent, tree),
+                    (time, time_offset_seconds, parent, original, tree),
                     (paths, hostname, username, uid, gid),
                     (tags, excludes, program_version, summary),
                 )| Snapshot {
                     time,
                     time_offset_seconds,
                     parent,
+                    original,
                     tree,
                     paths,
                     hostname,
@@ -173,6 +179,7 @@ mod tests {
             time: "2026-11-23T22:09:00.5Z".parse().unwrap(),
             time_offset_seconds: 3600,
             parent: None,
+            original: None,
             tree: Id([3; 32]),
             paths: vec!["/data".into()],
             hostname: "node-1".into(),
@@ -188,6 +195,7 @@ mod tests {
         assert_eq!(json["time"], "2026-11-23T22:09:00.5Z");
         assert_eq!(json["tree"], Id([3; 32]).to_hex());
         assert!(json.get("parent").is_none());
+        assert!(json.get("original").is_none());
     }
 
     proptest! {

@@ -143,6 +143,7 @@ async fn backup_by_hand(repo: &Repository, content: &[u8]) -> Id {
         time: "2026-11-23T22:09:00Z".parse().unwrap(),
         time_offset_seconds: 3600,
         parent: None,
+        original: None,
         tree: tree_ids[1],
         paths: vec!["/data".into()],
         hostname: "node-a".into(),

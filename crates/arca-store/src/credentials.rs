@@ -222,19 +222,78 @@ fn region_of_aws_endpoint(endpoint: &str) -> Option<String> {
     (!region.is_empty() && !region.contains('.')).then(|| region.to_owned())
 }
 
+/// Names the environment variable that overrides the GCS endpoint.
+pub(crate) const GCS_ENDPOINT_VAR: &str = "ARCA_GCS_ENDPOINT";
+/// Names the environment variable that overrides the Azure Blob account URL.
+pub(crate) const AZURE_ENDPOINT_VAR: &str = "ARCA_AZURE_ENDPOINT";
+
+/// An endpoint override from `variable`: an `https://` URL, or `http://` when
+/// the user wrote that scheme (the only way Arca ever talks plain http to a
+/// cloud store). Returns the URL without a trailing `/` and whether it is http.
+fn endpoint_override(url: &str, variable: &str, value: &str) -> Result<(String, bool)> {
+    let invalid = |reason: String| Error::InvalidUrl {
+        url: url.to_owned(),
+        reason: format!("{variable}={value:?}: {reason}"),
+    };
+    let (allow_http, rest) = if let Some(rest) = value.strip_prefix("https://") {
+        (false, rest)
+    } else if let Some(rest) = value.strip_prefix("http://") {
+        (true, rest)
+    } else {
+        return Err(invalid(
+            "an endpoint override must start with https:// (or http://, to allow plain http)"
+                .into(),
+        ));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') || value.contains(['?', '#']) {
+        return Err(invalid(
+            "expected scheme://host[:port][/path], without credentials, query or fragment".into(),
+        ));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("contains whitespace".into()));
+    }
+    Ok((value.trim_end_matches('/').to_owned(), allow_http))
+}
+
 pub(crate) fn gcs(
     url: &str,
     bucket: &str,
     options: &StoreOptions,
     env: EnvLookup<'_>,
 ) -> Result<BuiltStore> {
+    let endpoint = var(env, GCS_ENDPOINT_VAR)
+        .map(|value| endpoint_override(url, GCS_ENDPOINT_VAR, &value))
+        .transpose()?;
+    let allow_http = endpoint.as_ref().is_some_and(|(_, http)| *http);
     let mut builder = GoogleCloudStorageBuilder::new()
         .with_bucket_name(bucket)
         .with_retry(no_retries())
-        .with_client_options(client_options(url, options, false)?);
-    // GOOGLE_PROJECT_ID is only needed to create buckets, which Arca never does.
-    if let Some(path) = var(env, "GOOGLE_APPLICATION_CREDENTIALS") {
-        builder = builder.with_application_credentials(path);
+        .with_client_options(client_options(url, options, allow_http)?);
+    let mut secrets = Vec::new();
+    let credentials = var(env, "GOOGLE_APPLICATION_CREDENTIALS");
+    match (endpoint, credentials) {
+        // object_store takes another base URL only from a service account key.
+        (Some((endpoint, _)), Some(path)) => {
+            let key = service_account_with_endpoint(url, &path, &endpoint)?;
+            secrets.push(key.private_key);
+            builder = builder.with_service_account_key(key.json);
+        }
+        // An emulator or a gateway that does not authenticate: no OAuth at all.
+        (Some((endpoint, _)), None) => {
+            let key = serde_json::json!({
+                "gcs_base_url": endpoint,
+                "disable_oauth": true,
+                "client_email": "",
+                "private_key": "",
+                "private_key_id": "",
+            });
+            builder = builder.with_service_account_key(key.to_string());
+        }
+        // GOOGLE_PROJECT_ID is only needed to create buckets, which Arca never does.
+        (None, Some(path)) => builder = builder.with_application_credentials(path),
+        (None, None) => {}
     }
     let store = builder.build().map_err(|err| Error::InvalidUrl {
         url: url.to_owned(),
@@ -242,7 +301,40 @@ pub(crate) fn gcs(
     })?;
     Ok(BuiltStore {
         store: Arc::new(store),
-        secrets: Vec::new(),
+        secrets,
+    })
+}
+
+/// A service account key file's JSON with `gcs_base_url` set to `endpoint`,
+/// and its private key (a secret to scrub from messages).
+struct EndpointKey {
+    json: String,
+    private_key: String,
+}
+
+fn service_account_with_endpoint(url: &str, path: &str, endpoint: &str) -> Result<EndpointKey> {
+    let invalid = |reason: String| Error::InvalidUrl {
+        url: url.to_owned(),
+        reason: format!("GOOGLE_APPLICATION_CREDENTIALS={path}: {reason}"),
+    };
+    let text = std::fs::read_to_string(path).map_err(|err| invalid(format!("{err}")))?;
+    let mut key: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+        // serde_json's message names a position, never the content.
+        .map_err(|err| invalid(format!("not a JSON object: {err}")))?;
+    if key.get("type").and_then(|t| t.as_str()) != Some("service_account") {
+        return Err(invalid(format!(
+            "with {GCS_ENDPOINT_VAR} the credentials must be a service account key file"
+        )));
+    }
+    let private_key = key
+        .get("private_key")
+        .and_then(|k| k.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    key.insert("gcs_base_url".into(), endpoint.into());
+    Ok(EndpointKey {
+        json: serde_json::Value::Object(key).to_string(),
+        private_key,
     })
 }
 
@@ -256,11 +348,29 @@ pub(crate) fn azure(
         url: url.to_owned(),
         reason: "AZURE_ACCOUNT_NAME is not set".into(),
     })?;
+    // restic's AZURE_ENDPOINT_SUFFIX (sovereign clouds, Azure Stack Hub) or a
+    // whole account URL (Azurite, gateways, private clouds).
+    let endpoint = match (
+        var(env, AZURE_ENDPOINT_VAR),
+        var(env, "AZURE_ENDPOINT_SUFFIX"),
+    ) {
+        (Some(value), _) => Some(endpoint_override(url, AZURE_ENDPOINT_VAR, &value)?),
+        (None, Some(suffix)) => Some(endpoint_override(
+            url,
+            "AZURE_ENDPOINT_SUFFIX",
+            &format!("https://{account}.blob.{}", suffix.trim_matches(['.', '/'])),
+        )?),
+        (None, None) => None,
+    };
+    let allow_http = endpoint.as_ref().is_some_and(|(_, http)| *http);
     let mut builder = MicrosoftAzureBuilder::new()
         .with_account(account)
         .with_container_name(container)
         .with_retry(no_retries())
-        .with_client_options(client_options(url, options, false)?);
+        .with_client_options(client_options(url, options, allow_http)?);
+    if let Some((endpoint, _)) = endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
     let mut secrets = Vec::new();
     if let Some(key) = var(env, "AZURE_ACCOUNT_KEY") {
         secrets.push(key.clone());
@@ -420,6 +530,88 @@ mod tests {
         )
         .unwrap();
         assert_eq!(built.secrets, vec!["sv=1&sig=abc".to_owned()]);
+    }
+
+    #[test]
+    fn endpoint_overrides_need_a_scheme_and_say_if_http() {
+        let ok = |value| endpoint_override("gs:b", GCS_ENDPOINT_VAR, value).unwrap();
+        assert_eq!(
+            ok("https://gw.example:8443/"),
+            ("https://gw.example:8443".to_owned(), false)
+        );
+        assert_eq!(
+            ok("http://127.0.0.1:10000/devstoreaccount1"),
+            ("http://127.0.0.1:10000/devstoreaccount1".to_owned(), true)
+        );
+        for bad in [
+            "gw.example:8443",
+            "ftp://gw.example",
+            "https://",
+            "https://user:pw@gw.example",
+            "https://gw.example/?x=1",
+        ] {
+            let err = endpoint_override("gs:b", GCS_ENDPOINT_VAR, bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(GCS_ENDPOINT_VAR), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn endpoint_overrides_build_clients() {
+        let options = StoreOptions::default();
+        gcs(
+            "gs:b:/",
+            "b",
+            &options,
+            &env_of(&[(GCS_ENDPOINT_VAR, "http://127.0.0.1:4443")]),
+        )
+        .unwrap();
+        for (name, value) in [
+            (AZURE_ENDPOINT_VAR, "http://127.0.0.1:10000/acct"),
+            ("AZURE_ENDPOINT_SUFFIX", "core.chinacloudapi.cn"),
+        ] {
+            let pairs = [
+                ("AZURE_ACCOUNT_NAME", "acct"),
+                ("AZURE_ACCOUNT_KEY", "a2V5"),
+                (name, value),
+            ];
+            let env = env_of(&pairs);
+            azure("azure:c:/", "c", &options, &env).unwrap();
+        }
+        let pairs = [
+            ("AZURE_ACCOUNT_NAME", "acct"),
+            ("AZURE_ACCOUNT_KEY", "a2V5"),
+            (AZURE_ENDPOINT_VAR, "127.0.0.1:10000"),
+        ];
+        let env = env_of(&pairs);
+        let err = azure("azure:c:/", "c", &options, &env).err().unwrap();
+        assert!(err.to_string().contains("https://"), "{err}");
+    }
+
+    #[test]
+    fn gcs_endpoint_with_credentials_needs_a_service_account_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("user.json");
+        std::fs::write(
+            &file,
+            r#"{"type": "authorized_user", "refresh_token": "hunter2"}"#,
+        )
+        .unwrap();
+        let err = gcs(
+            "gs:b:/",
+            "b",
+            &StoreOptions::default(),
+            &env_of(&[
+                (GCS_ENDPOINT_VAR, "https://gw.example"),
+                ("GOOGLE_APPLICATION_CREDENTIALS", file.to_str().unwrap()),
+            ]),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("service account key file"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]
