@@ -150,6 +150,35 @@ pub enum Error {
         /// The held snapshots.
         snapshots: Vec<Id>,
     },
+    /// `forget` was given neither a policy nor snapshot IDs.
+    #[error(
+        "no policy was specified, no snapshots will be removed (give --keep-* options or snapshot IDs)"
+    )]
+    NoPolicy,
+    /// Two options that exclude each other were given together.
+    #[error("{first} cannot be used together with {second}")]
+    ConflictingOptions {
+        /// One option (as the user wrote it, e.g. `snapshot IDs`).
+        first: String,
+        /// The other option.
+        second: String,
+    },
+    /// A retention policy would remove every snapshot of a group.
+    #[error(
+        "refusing to delete the last snapshot of snapshot group {group}; forget them by ID if that is meant"
+    )]
+    WouldRemoveAll {
+        /// The group, as `host [h], paths [/p]`.
+        group: String,
+    },
+    /// A path does not exist in a snapshot.
+    #[error("{path}: no such file or directory in snapshot {snapshot}")]
+    PathNotFound {
+        /// The snapshot.
+        snapshot: Id,
+        /// The path asked for.
+        path: String,
+    },
 }
 
 /// `ab12cd34, ef56…`: the IDs' short forms for a message.

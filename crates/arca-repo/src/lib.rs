@@ -14,6 +14,7 @@ mod cache;
 pub mod check;
 pub mod config;
 mod error;
+pub mod forget;
 pub mod hold;
 pub mod index;
 pub mod keys;
