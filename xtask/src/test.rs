@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::process::{cargo, project_root, run as run_command};
+use crate::process::{cargo, ensure_debian_packages, project_root, run as run_command};
 use crate::{bench, deploy, fuzz, services};
 
 /// Credentials the local S3 server accepts. Set explicitly so tests can never
@@ -56,6 +56,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 /// `ARCA_TEST_S3_ENDPOINT` / `ARCA_TEST_AZURE_ENDPOINT`, so plain `cargo test`
 /// works offline).
 fn run_tests(s3_endpoint: &str, azure_endpoint: &str) -> anyhow::Result<()> {
+    // restic writes the repositories arca-restic's tests read (they skip without it).
+    ensure_debian_packages(&[(&["restic", "version"], "restic")])?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"])
         .env("ARCA_TEST_S3_ENDPOINT", s3_endpoint)
