@@ -567,3 +567,78 @@ fn the_seeds_secret_template_works() {
     assert!(Path::new(&repository).join("config").is_file());
     assert!(repository.ends_with("/repository/example-app"));
 }
+
+/// `FORGET_OPTIONS` after each backup, as the controller writes it from
+/// `retain`, then a prune in the same Job.
+#[test]
+fn forget_per_forget_options_then_prune() {
+    let mut job = Job::local();
+    job.set("FORGET_OPTIONS", "--keep-last 2");
+    let mut ids = Vec::new();
+    for version in 1..=3 {
+        fill(&job.data(), version);
+        let run = job.ok(&["backup"]);
+        let backup = run.action(0);
+        ids.push(backup["snapshot_id"].as_str().unwrap().to_owned());
+        let kept = version.min(2);
+        assert_eq!(backup["forget"]["kept"], kept, "{backup}");
+        assert_eq!(backup["forget"]["removed"], version - kept, "{backup}");
+    }
+    let snapshots: Vec<String> = fs::read_dir(Path::new(&job.repository).join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(snapshots.len(), 2);
+    assert!(!snapshots.contains(&ids[0]), "the oldest is forgotten");
+
+    let run = job.ok(&["unlock", "backup", "prune"]);
+    assert_eq!(run.action(2)["action"], "prune", "{}", run.log);
+    // v1's unique page is used by no snapshot any more: marked now, deleted by a later prune.
+    assert!(
+        run.action(2)["packs_marked"].as_u64().unwrap() >= 1,
+        "{}",
+        run.action(2)
+    );
+    job.ok(&["check"]);
+}
+
+/// Damaged data: `verify` and a full-read `check` say so with the corrupt class.
+#[test]
+fn damage_is_reported_as_corrupt() {
+    let mut job = Job::local();
+    fill(&job.data(), 1);
+    job.ok(&["backup"]);
+    job.ok(&["verify"]);
+    // Flip a byte in the middle of the largest pack.
+    let mut packs = Vec::new();
+    let mut stack = vec![Path::new(&job.repository).join("data")];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                packs.push((fs::metadata(&path).unwrap().len(), path));
+            }
+        }
+    }
+    let (len, pack) = packs.into_iter().max().unwrap();
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[(len / 2) as usize] ^= 0x40;
+    fs::write(&pack, bytes).unwrap();
+
+    let run = job.run(&["verify"]);
+    assert_eq!(run.code, Some(13), "{}", run.log);
+    assert_eq!(run.report()["error_class"], "corrupt");
+    job.set("ARCA_CHECK_READ_DATA_SUBSET", "100%");
+    let run = job.run(&["check"]);
+    assert_eq!(run.code, Some(13), "{}", run.log);
+    assert_eq!(run.report()["error_class"], "corrupt");
+    let check = run.action(0);
+    assert_eq!(check["ok"], false);
+    assert!(check["errors"].as_u64().unwrap() >= 1);
+    assert!(
+        !check["error_sample"].as_array().unwrap().is_empty(),
+        "{check}"
+    );
+}

@@ -5,10 +5,13 @@
 
 use arca_repo::Repository;
 use arca_repo::backup::{BackupOptions, PreparedBackup};
+use arca_repo::forget::ForgetOptions;
 use arca_repo::repository::{DATA_DIR, INDEX_DIR, SNAPSHOTS_DIR};
+use arca_repo::retention::RetentionPolicy;
+use arca_repo::select::GroupBy;
 
 use super::{Mover, RESTORE_MARKER, RESTORE_STAGING, is_empty_volume};
-use crate::report::{BackupReport, SAMPLE_LEN};
+use crate::report::{BackupReport, ForgetReport, SAMPLE_LEN};
 use crate::{Action, Error, Result};
 
 pub(super) async fn run(mover: &mut Mover<'_>) -> Result<BackupReport> {
@@ -59,16 +62,8 @@ pub(super) async fn run(mover: &mut Mover<'_>) -> Result<BackupReport> {
         "snapshot saved"
     );
     let forget = match &mover.config.forget {
-        Some(rules) if !rules.is_empty() => {
-            // arca_repo has no forget yet: say so on every run rather than
-            // pretend the retention was applied.
-            tracing::warn!(
-                "FORGET_OPTIONS is set but this build cannot forget snapshots yet; \
-                 none were removed"
-            );
-            None
-        }
-        _ => None,
+        Some(policy) => Some(forget(mover, &repository, policy).await?),
+        None => None,
     };
     let duration = summary
         .backup_end
@@ -99,6 +94,33 @@ pub(super) async fn run(mover: &mut Mover<'_>) -> Result<BackupReport> {
         forget,
         repository_bytes: repository_bytes(&repository).await,
     })
+}
+
+/// Forgets the host's snapshots per `policy`, grouped by host and paths as
+/// `restic forget --host volsync` does. Snapshots under a legal hold are kept.
+async fn forget(
+    mover: &Mover<'_>,
+    repository: &Repository,
+    policy: &RetentionPolicy,
+) -> Result<ForgetReport> {
+    let options = ForgetOptions {
+        policy: policy.clone(),
+        filter: mover.host_filter(),
+        group_by: GroupBy::HOST_PATHS,
+        unsafe_allow_remove_all: false,
+    };
+    let plan =
+        arca_repo::forget::forget(repository, &options, jiff::Timestamp::now(), false).await?;
+    let report = ForgetReport {
+        kept: plan.groups.iter().map(|g| g.keep.len() as u64).sum(),
+        removed: plan.groups.iter().map(|g| g.remove.len() as u64).sum(),
+    };
+    tracing::info!(
+        kept = report.kept,
+        removed = report.removed,
+        "forgot per FORGET_OPTIONS"
+    );
+    Ok(report)
 }
 
 /// Bytes of packs, index and snapshot files; `None` if listing fails (the
