@@ -53,6 +53,8 @@ pub enum ObjectKind {
     Snapshot = 6,
     /// A file in `locks/` (later issues).
     Lock = 7,
+    /// A deletion mark in `marks/` (packs pending deletion by prune).
+    DeletionMark = 8,
     /// A legal-hold record in `holds/`.
     Hold = 9,
     /// An audit-trail record in `audit/`.

@@ -274,7 +274,8 @@ async fn backup_with(
     } else {
         opts.hostname.clone()
     };
-    let index = repo.load_index().await?;
+    // Blobs only in packs pending deletion count as absent (see marks.rs).
+    let (index, write_start) = repo.load_index_for_writing().await?;
     tracing::debug!(blobs = index.len(), "index loaded");
     let parent = find_parent(repo, opts.parent, &hostname, &targets.paths).await?;
     let previous_root = match &parent {
@@ -361,7 +362,7 @@ async fn backup_with(
         program_version: concat!("arca ", env!("CARGO_PKG_VERSION")).to_owned(),
         summary: Some(summary),
     };
-    let snapshot_id = repo.save_snapshot(&snapshot).await?;
+    let snapshot_id = repo.commit_snapshot(&snapshot, write_start).await?;
     Ok(BackupOutcome {
         snapshot_id,
         snapshot,

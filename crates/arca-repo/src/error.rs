@@ -97,6 +97,27 @@ pub enum Error {
         /// Why it stopped.
         reason: String,
     },
+    /// Another prune holds an unexpired lease on the repository.
+    #[error(
+        "another prune is running on this repository (host {hostname:?}, pid {pid}, lease until {expires}); try again later, or run `arca unlock` if it is known to be dead"
+    )]
+    PruneRunning {
+        /// Host name recorded in the other lease.
+        hostname: String,
+        /// Process ID recorded in the other lease.
+        pid: u32,
+        /// When the other lease expires unless refreshed.
+        expires: jiff::Timestamp,
+    },
+    /// This prune could not refresh its lease in time and stopped before
+    /// deleting anything further.
+    #[error(
+        "the prune's lease expired before it could be refreshed ({reason}); nothing more was deleted, run prune again"
+    )]
+    LeaseLost {
+        /// Why the refresh failed.
+        reason: String,
+    },
     /// The repository was opened with an append-only key, which may not
     /// delete, rewrite or release anything.
     #[error(

@@ -7,7 +7,7 @@
 //! stored once in a side table, so a repository of 10 million blobs needs
 //! about 480 MB and no per-blob heap allocation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::blob::BlobType;
 use crate::pack::{FLAG_COMPRESSED, PackEntry, decode_blob_record};
@@ -237,6 +237,10 @@ pub struct Index {
     pack_numbers: HashMap<Id, u32>,
     /// Empty until [`Index::finish`], and again after [`Index::add_file`].
     prefixes: PrefixTable,
+    /// By pack number: packs pending deletion, whose blobs
+    /// [`Index::contains`] treats as absent (see [`Index::hide_packs`]);
+    /// empty when none are hidden.
+    hidden: Vec<bool>,
 }
 
 /// Where each leading-bits prefix of the IDs starts in a sorted list of
@@ -334,19 +338,7 @@ impl Index {
     }
 
     fn find(&self, blob_type: BlobType, id: &Id) -> Option<&Entry> {
-        if !self.prefixes.is_built() {
-            assert!(
-                self.entries.is_empty(),
-                "Index::finish must be called after Index::add_file and before lookups"
-            );
-            return None;
-        }
-        let range = &self.entries[self.prefixes.range(&id.0)];
-        let key = (&id.0, blob_type == BlobType::Tree);
-        range
-            .binary_search_by(|e| e.sort_key().cmp(&key))
-            .ok()
-            .map(|i| &range[i])
+        self.position(blob_type, id).map(|i| &self.entries[i])
     }
 
     fn location(&self, entry: &Entry) -> BlobLocation {
@@ -367,12 +359,44 @@ impl Index {
         self.find(blob_type, id).map(|e| self.location(e))
     }
 
-    /// Whether the index knows the blob.
+    /// Whether the index knows the blob (in a pack not hidden by
+    /// [`Index::hide_packs`]): what writers deduplicate against.
     ///
     /// # Panics
     /// If blobs were added since the last [`Index::finish`].
     pub fn contains(&self, blob_type: BlobType, id: &Id) -> bool {
-        self.find(blob_type, id).is_some()
+        self.find(blob_type, id).is_some_and(|entry| {
+            let pack = (entry.pack_and_type & !TREE_BIT) as usize;
+            !self.hidden.get(pack).copied().unwrap_or(false)
+        })
+    }
+
+    /// Makes [`Index::contains`] answer `false` for blobs located in `packs`
+    /// (packs pending deletion, which writers must not deduplicate
+    /// against); [`Index::get`] still finds them, so they stay readable.
+    /// Of duplicated blobs the first-added copy is the one kept, so a
+    /// caller adds the other packs' files first (see
+    /// `Repository::load_index_for_writing`).
+    pub fn hide_packs(&mut self, packs: &HashSet<Id>) {
+        self.hidden = self.packs.iter().map(|id| packs.contains(id)).collect();
+    }
+
+    /// Position of the blob in [`Index::iter`]'s order (after
+    /// [`Index::finish`]): a dense number for per-blob bitsets.
+    pub(crate) fn position(&self, blob_type: BlobType, id: &Id) -> Option<usize> {
+        if !self.prefixes.is_built() {
+            assert!(
+                self.entries.is_empty(),
+                "Index::finish must be called after Index::add_file and before lookups"
+            );
+            return None;
+        }
+        let range = self.prefixes.range(&id.0);
+        let key = (&id.0, blob_type == BlobType::Tree);
+        self.entries[range.clone()]
+            .binary_search_by(|e| e.sort_key().cmp(&key))
+            .ok()
+            .map(|i| range.start + i)
     }
 
     /// Number of distinct blobs (after [`Index::finish`]).

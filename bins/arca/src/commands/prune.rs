@@ -1,0 +1,120 @@
+//! `arca prune`: delete data no snapshot uses, beside running backups.
+
+use std::time::Duration;
+
+use arca_repo::prune::{MaxUnused, PruneOptions, PruneReport, parse_size, prune};
+use serde::Serialize;
+
+use crate::Exit;
+use crate::context::Context;
+use crate::output::{self, Output};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Unused space to tolerate in partly used packs: a percentage of the
+    /// used data (5%) or a size (500M); packs beyond it are repacked
+    #[arg(long, value_name = "LIMIT", default_value = "5%", value_parser = parse_max_unused)]
+    max_unused: MaxUnused,
+    /// Repack at most this much per run (e.g. 1G)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+    max_repack_size: Option<u64>,
+    /// Repack only tree packs (those a cache holds)
+    #[arg(long)]
+    repack_cacheable_only: bool,
+    /// Also repack packs smaller than half the target pack size
+    #[arg(long)]
+    repack_small: bool,
+    /// Print what would be marked, repacked and deleted; change nothing
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+    /// How long marked packs wait before a later prune deletes them (e.g.
+    /// 2h, 30m); at least 10m
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration)]
+    grace: Duration,
+}
+
+fn parse_max_unused(text: &str) -> Result<MaxUnused, String> {
+    text.parse().map_err(|e: arca_repo::Error| e.to_string())
+}
+
+fn parse_size_arg(text: &str) -> Result<u64, String> {
+    parse_size(text).ok_or_else(|| format!("{text:?} is not a size like 500M or 2G"))
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration like 2h or 30m: {e}"))?;
+    Duration::try_from(parsed).map_err(|_| format!("{text:?} is negative"))
+}
+
+/// The `--json` summary (schema in docs/CLI.md; keep it stable).
+#[derive(Debug, Serialize)]
+struct SummaryJson<'a> {
+    message_type: &'static str,
+    #[serde(flatten)]
+    report: &'a PruneReport,
+}
+
+pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
+    let opened = context.open_repository().await?;
+    let opts = PruneOptions {
+        max_unused: args.max_unused,
+        max_repack_bytes: args.max_repack_size,
+        repack_cacheable_only: args.repack_cacheable_only,
+        repack_small: args.repack_small,
+        dry_run: args.dry_run,
+        grace: args.grace,
+    };
+    let report = prune(&opened.repository, &opts).await?;
+    print_report(context.output, &report)?;
+    Ok(Exit::Success)
+}
+
+/// Prints a prune's report (also used by `forget --prune`).
+pub(crate) fn print_report(output: Output, report: &PruneReport) -> anyhow::Result<()> {
+    if output.is_json() {
+        return output.json(&SummaryJson {
+            message_type: "summary",
+            report,
+        });
+    }
+    let would = if report.dry_run { "would " } else { "" };
+    if report.marks_swept > 0 {
+        output.info(format_args!(
+            "{would}delete {} packs ({}) marked at least a grace period ago; {} found in use again and kept",
+            report.packs_deleted,
+            output::bytes(report.bytes_deleted),
+            report.packs_resurrected
+        ))?;
+    }
+    output.info(format_args!(
+        "{} snapshots use {} blobs",
+        report.snapshots, report.blobs_used
+    ))?;
+    if report.packs_repacked > 0 {
+        output.info(format_args!(
+            "{would}repack {} blobs ({}) out of {} partly used packs",
+            report.blobs_repacked,
+            output::bytes(report.bytes_repacked),
+            report.packs_repacked
+        ))?;
+    }
+    output.info(format_args!(
+        "{would}mark {} packs ({}) for deletion by a prune after the grace period{}",
+        report.packs_marked,
+        output::bytes(report.bytes_marked),
+        if report.unindexed_packs_marked > 0 {
+            format!(", {} of them in no index", report.unindexed_packs_marked)
+        } else {
+            String::new()
+        }
+    ))?;
+    if report.bytes_unused_kept > 0 {
+        output.info(format_args!(
+            "{} unused left in partly used packs (within --max-unused)",
+            output::bytes(report.bytes_unused_kept)
+        ))?;
+    }
+    Ok(())
+}
