@@ -68,6 +68,20 @@ pub(crate) struct Opened {
     pub(crate) requests: Arc<RequestCounters>,
 }
 
+/// A repository the read-only verbs can read: Arca's own, or restic's.
+pub(crate) enum AnyRepository {
+    Arca(Opened),
+    Restic(arca_restic::ResticRepository),
+}
+
+enum ArcaOrRestic {
+    Arca(Opened),
+    Restic {
+        backend: Arc<dyn arca_store::Backend>,
+        password: Password,
+    },
+}
+
 /// Everything a command needs from the global options.
 #[derive(Debug)]
 pub(crate) struct Context {
@@ -146,7 +160,40 @@ impl Context {
 
     /// Opens the repository: storage, then the password, then the key. Like
     /// restic, a missing repository is reported before asking for a password.
+    /// A restic repository is refused with a pointer to migration: only the
+    /// read-only verbs ([`Context::open_any_repository`]) read one.
     pub(crate) async fn open_repository(&self) -> anyhow::Result<Opened> {
+        match self.open_arca_or_restic().await? {
+            ArcaOrRestic::Arca(opened) => Ok(opened),
+            ArcaOrRestic::Restic { backend, .. } => bail!(
+                "{backend} is a restic repository: Arca reads it (snapshots, ls, cat, restore, \
+                 check) but never writes into it; migrate its snapshots into an Arca repository \
+                 with `arca copy --from-repo` (docs/MIGRATING.md)"
+            ),
+        }
+    }
+
+    /// Opens the repository, an Arca one or a restic one, for the read-only verbs.
+    pub(crate) async fn open_any_repository(&self) -> anyhow::Result<AnyRepository> {
+        match self.open_arca_or_restic().await? {
+            ArcaOrRestic::Arca(opened) => Ok(AnyRepository::Arca(opened)),
+            ArcaOrRestic::Restic { backend, password } => {
+                let opened = arca_restic::ResticRepository::open(backend, password.as_bytes())
+                    .await
+                    .map_err(|e| match e {
+                        // The same error (and exit code 12) as for an Arca repository.
+                        arca_restic::Error::WrongPassword => arca_repo::Error::WrongPassword.into(),
+                        other => anyhow::Error::from(other),
+                    })?;
+                Ok(AnyRepository::Restic(opened))
+            }
+        }
+    }
+
+    /// The one detection point: an Arca repository opens; if it does not and
+    /// the location holds restic's format, that is said instead of the error
+    /// (so opening an Arca repository costs no extra request).
+    async fn open_arca_or_restic(&self) -> anyhow::Result<ArcaOrRestic> {
         let store = self.open_store()?;
         if let Err(arca_store::Error::NotFound { .. }) = store.backend.head(CONFIG_PATH).await {
             return Err(arca_repo::Error::NotARepository {
@@ -155,16 +202,31 @@ impl Context {
             .into());
         }
         let password = self.password(Purpose::Open).await?;
-        let mut repository = Repository::open(store.backend, password.as_bytes()).await?;
+        let mut repository =
+            match Repository::open(store.backend.clone(), password.as_bytes()).await {
+                Ok(repository) => repository,
+                Err(err) => {
+                    if arca_restic::is_restic_repository(store.backend.as_ref())
+                        .await
+                        .unwrap_or(false)
+                    {
+                        return Ok(ArcaOrRestic::Restic {
+                            backend: store.backend,
+                            password,
+                        });
+                    }
+                    return Err(err.into());
+                }
+            };
         if let Some(cache) = self.cache(&repository) {
             tracing::debug!(cache = %cache.dir().display(), "using the local metadata cache");
             repository = repository.with_cache(cache);
         }
         self.audit.opened(&repository, &store.requests);
-        Ok(Opened {
+        Ok(ArcaOrRestic::Arca(Opened {
             repository,
             requests: store.requests,
-        })
+        }))
     }
 
     /// The cache for `repository`: a directory named by its ID under the

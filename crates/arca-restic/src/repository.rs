@@ -216,6 +216,22 @@ impl ResticRepository {
         }
     }
 
+    /// Every snapshot as Arca's type, oldest first (for printing with Arca's code).
+    pub async fn arca_snapshots(&self) -> Result<Vec<(Id, arca_repo::snapshot::Snapshot)>> {
+        self.snapshots()
+            .await?
+            .into_iter()
+            .map(|(id, snapshot)| Ok((id, snapshot.to_arca()?)))
+            .collect()
+    }
+
+    /// One tree as Arca's type, validated (see [`ResticTree::to_arca`]).
+    pub async fn arca_tree(&self, index: &Index, id: &Id) -> Result<arca_repo::tree::Tree> {
+        Ok(arca_repo::tree::Tree {
+            nodes: self.tree(index, id).await?.to_arca()?,
+        })
+    }
+
     /// One index file.
     pub async fn load_index_file(&self, id: &Id) -> Result<IndexFile> {
         IndexFile::decode(&self.read_unpacked(INDEX_DIR, id).await?)

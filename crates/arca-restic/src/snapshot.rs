@@ -86,7 +86,7 @@ impl ResticSnapshot {
             time: self.timestamp()?,
             time_offset_seconds: self.offset_seconds(),
             parent: self.parent,
-            original: None,
+            original: self.original,
             tree: self.tree,
             paths: self.paths.clone().unwrap_or_default(),
             hostname: self.hostname.clone(),

@@ -2,15 +2,16 @@
 //! For debugging and for people curious about the format (docs/FORMAT.md).
 
 use anyhow::{Context as _, bail};
+use arca_repo::Id;
 use arca_repo::blob::BlobType;
 use arca_repo::pack::PackEntry;
 use arca_repo::repository::{INDEX_DIR, KEYS_DIR};
-use arca_repo::{Id, Repository};
 use serde::Serialize;
 
 use crate::Exit;
 use crate::commands::snapshots::SnapshotJson;
-use crate::context::Context;
+use crate::context::{AnyRepository, Context};
+use crate::output::Output;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Kind {
@@ -37,12 +38,15 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
-    let opened = context.open_repository().await?;
-    let repository = &opened.repository;
-    let output = context.output;
     if matches!(args.kind, Kind::Config) && args.id.is_some() {
         bail!("`cat config` takes no ID");
     }
+    let output = context.output;
+    let opened = match context.open_any_repository().await? {
+        AnyRepository::Arca(opened) => opened,
+        AnyRepository::Restic(restic) => return cat_restic(&args, &restic, output).await,
+    };
+    let repository = &opened.repository;
     let spec = || {
         args.id
             .as_deref()
@@ -55,7 +59,7 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
             output.json_pretty(&SnapshotJson::new(&id, &snapshot))?;
         }
         Kind::Index => {
-            let id = resolve(repository, INDEX_DIR, spec()?).await?;
+            let id = resolve(repository.backend().as_ref(), INDEX_DIR, spec()?).await?;
             let file = repository.load_index_file(&id).await?;
             let packs: Vec<_> = file
                 .packs
@@ -68,13 +72,8 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
             output.json_pretty(&serde_json::json!({ "packs": packs }))?;
         }
         Kind::Pack => {
-            // Packs are sharded by their first two hex digits; list only the shard when we can.
             let spec = spec()?;
-            let shard = spec.get(..2).map_or_else(
-                || "data".to_string(),
-                |first| format!("data/{}", first.to_ascii_lowercase()),
-            );
-            let id = resolve(repository, &shard, spec).await?;
+            let id = resolve(repository.backend().as_ref(), &pack_shard(spec), spec).await?;
             let entries = repository.load_pack_header(&id).await?;
             output.json_pretty(&PackJson {
                 id,
@@ -82,7 +81,7 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
             })?;
         }
         Kind::Key => {
-            let id = resolve(repository, KEYS_DIR, spec()?).await?;
+            let id = resolve(repository.backend().as_ref(), KEYS_DIR, spec()?).await?;
             let bytes = repository.read_raw(&format!("{KEYS_DIR}/{id}")).await?;
             let key: serde_json::Value = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{KEYS_DIR}/{id} is not JSON"))?;
@@ -92,13 +91,61 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
+/// `cat` of a restic repository: restic's own structures, decrypted (a
+/// snapshot as Arca prints its own).
+async fn cat_restic(
+    args: &Args,
+    restic: &arca_restic::ResticRepository,
+    output: Output,
+) -> anyhow::Result<Exit> {
+    let spec = || {
+        args.id
+            .as_deref()
+            .context("give the ID of the file to print (or a unique prefix of it)")
+    };
+    let backend = restic.backend().as_ref();
+    match args.kind {
+        Kind::Config => output.json_pretty(restic.config())?,
+        Kind::Snapshot => {
+            let (id, snapshot) = restic.find_snapshot(spec()?).await?;
+            output.json_pretty(&SnapshotJson::new(&id, &snapshot.to_arca()?))?;
+        }
+        Kind::Index => {
+            let id = resolve(backend, INDEX_DIR, spec()?).await?;
+            output.json_pretty(&restic.load_index_file(&id).await?)?;
+        }
+        Kind::Pack => {
+            let spec = spec()?;
+            let id = resolve(backend, &pack_shard(spec), spec).await?;
+            let blobs = restic.pack_header(&id, None).await?;
+            output.json_pretty(&serde_json::json!({ "id": id, "blobs": blobs }))?;
+        }
+        Kind::Key => {
+            let id = resolve(backend, KEYS_DIR, spec()?).await?;
+            let bytes = backend.get(&format!("{KEYS_DIR}/{id}")).await?;
+            let key: serde_json::Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{KEYS_DIR}/{id} is not JSON"))?;
+            output.json_pretty(&key)?;
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// Packs are sharded by their first two hex digits; list only the shard when we can.
+fn pack_shard(spec: &str) -> String {
+    spec.get(..2).map_or_else(
+        || "data".to_string(),
+        |first| format!("data/{}", first.to_ascii_lowercase()),
+    )
+}
+
 /// The one file under `dir` whose name starts with `spec`.
-async fn resolve(repository: &Repository, dir: &str, spec: &str) -> anyhow::Result<Id> {
+async fn resolve(backend: &dyn arca_store::Backend, dir: &str, spec: &str) -> anyhow::Result<Id> {
     if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("{spec:?} is not a hex ID or ID prefix");
     }
     let spec = spec.to_ascii_lowercase();
-    let listing = repository.backend().list(&format!("{dir}/")).await?;
+    let listing = backend.list(&format!("{dir}/")).await?;
     let mut matches = listing
         .iter()
         .filter_map(|meta| meta.path.rsplit('/').next())

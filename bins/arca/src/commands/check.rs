@@ -5,7 +5,7 @@ use arca_repo::check::{CheckOptions, CheckReport, ReadData, check};
 use serde::Serialize;
 
 use crate::Exit;
-use crate::context::Context;
+use crate::context::{AnyRepository, Context};
 use crate::output::{self, Output};
 use crate::progress::Reporter;
 
@@ -40,19 +40,24 @@ struct ReportJson {
 }
 
 pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
-    let opened = context.open_repository().await?;
+    let repository = context.open_any_repository().await?;
     let read_data = match (args.read_data, args.read_data_subset) {
         (true, _) => ReadData::All,
         (false, Some(subset)) => subset,
         (false, None) => ReadData::None,
     };
     let reporter = Reporter::start(context.output);
-    let report = check(
-        &opened.repository,
-        &CheckOptions { read_data },
-        reporter.progress(),
-    )
-    .await;
+    let options = CheckOptions { read_data };
+    let report = match &repository {
+        AnyRepository::Arca(opened) => check(&opened.repository, &options, reporter.progress())
+            .await
+            .map_err(anyhow::Error::from),
+        AnyRepository::Restic(restic) => {
+            arca_restic::check::check(restic, &options, reporter.progress())
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    };
     reporter.finish();
     let report = report?;
     print_report(context.output, &report)?;

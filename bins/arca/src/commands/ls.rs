@@ -4,12 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use arca_repo::tree::{Node, NodeType};
+use arca_repo::tree::{Node, NodeType, Tree};
+use arca_repo::{Id, Repository};
 use serde::Serialize;
 
 use crate::Exit;
 use crate::commands::snapshots::SnapshotJson;
-use crate::context::Context;
+use crate::context::{AnyRepository, Context};
 use crate::output::Output;
 
 #[derive(Debug, clap::Args)]
@@ -23,9 +24,14 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
-    let opened = context.open_repository().await?;
-    let repository = &opened.repository;
-    let (id, snapshot) = repository.find_snapshot(&args.snapshot).await?;
+    let repository = context.open_any_repository().await?;
+    let (id, snapshot) = match &repository {
+        AnyRepository::Arca(opened) => opened.repository.find_snapshot(&args.snapshot).await?,
+        AnyRepository::Restic(restic) => {
+            let (id, snapshot) = restic.find_snapshot(&args.snapshot).await?;
+            (id, snapshot.to_arca()?)
+        }
+    };
     let output = context.output;
     if output.is_json() {
         output.json(&Tagged {
@@ -33,8 +39,13 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
             inner: SnapshotJson::new(&id, &snapshot),
         })?;
     }
-    let index = repository.load_index().await?;
-    let root = repository.load_tree(&index, &snapshot.tree).await?;
+    let trees = match &repository {
+        AnyRepository::Arca(opened) => {
+            Trees::Arca(&opened.repository, opened.repository.load_index().await?)
+        }
+        AnyRepository::Restic(restic) => Trees::Restic(restic, restic.load_index().await?),
+    };
+    let root = trees.load(&snapshot.tree).await?;
     // Pending nodes, last one first, each with the path of its directory.
     let mut pending: Vec<(PathBuf, Node)> = root
         .nodes
@@ -46,7 +57,7 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
         let path = dir.join(node.name.as_os_str());
         print_node(output, args.long, &path, &node)?;
         if let (NodeType::Dir, Some(subtree)) = (node.node_type, node.subtree) {
-            let tree = repository.load_tree(&index, &subtree).await?;
+            let tree = trees.load(&subtree).await?;
             pending.extend(
                 tree.nodes
                     .into_iter()
@@ -56,6 +67,21 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::Success)
+}
+
+/// Where trees come from: an Arca repository or a restic one (as Arca's type).
+enum Trees<'a> {
+    Arca(&'a Repository, arca_repo::index::Index),
+    Restic(&'a arca_restic::ResticRepository, arca_restic::index::Index),
+}
+
+impl Trees<'_> {
+    async fn load(&self, id: &Id) -> anyhow::Result<Tree> {
+        Ok(match self {
+            Trees::Arca(repository, index) => repository.load_tree(index, id).await?,
+            Trees::Restic(restic, index) => restic.arca_tree(index, id).await?,
+        })
+    }
 }
 
 #[derive(Serialize)]

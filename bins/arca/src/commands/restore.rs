@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::Exit;
 use crate::commands::snapshots::local_time;
-use crate::context::Context;
+use crate::context::{AnyRepository, Context};
 use crate::output;
 use crate::progress::Reporter;
 
@@ -58,9 +58,32 @@ struct SkippedJson {
     reason: String,
 }
 
+/// The snapshot to restore and where it is: restic's snapshot type is kept
+/// for restic's restore, Arca's (converted) for printing.
+enum Source<'a> {
+    Arca(&'a arca_repo::Repository),
+    Restic(
+        &'a arca_restic::ResticRepository,
+        Box<arca_restic::ResticSnapshot>,
+    ),
+}
+
 pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
-    let opened = context.open_repository().await?;
-    let (id, snapshot) = opened.repository.find_snapshot(&args.snapshot).await?;
+    let repository = context.open_any_repository().await?;
+    let (id, snapshot, source) = match &repository {
+        AnyRepository::Arca(opened) => {
+            let (id, snapshot) = opened.repository.find_snapshot(&args.snapshot).await?;
+            (id, snapshot, Source::Arca(&opened.repository))
+        }
+        AnyRepository::Restic(restic) => {
+            let (id, snapshot) = restic.find_snapshot(&args.snapshot).await?;
+            (
+                id,
+                snapshot.to_arca()?,
+                Source::Restic(restic, Box::new(snapshot)),
+            )
+        }
+    };
     let output = context.output;
     if !output.is_json() {
         output.info(format_args!(
@@ -77,7 +100,16 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
     options.verify = args.verify;
     let started = Instant::now();
     let reporter = Reporter::start(output);
-    let summary = restore(&opened.repository, &snapshot, &options, reporter.progress()).await;
+    let summary = match &source {
+        Source::Arca(repository) => restore(repository, &snapshot, &options, reporter.progress())
+            .await
+            .map_err(anyhow::Error::from),
+        Source::Restic(restic, restic_snapshot) => {
+            arca_restic::restore::restore(restic, restic_snapshot, &options, reporter.progress())
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    };
     reporter.finish();
     let summary = summary?;
     let took = started.elapsed();

@@ -6,14 +6,16 @@ use arca_repo::snapshot::{Snapshot, SnapshotSummary};
 use serde::Serialize;
 
 use crate::Exit;
-use crate::context::Context;
+use crate::context::{AnyRepository, Context};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {}
 
 pub(crate) async fn run(_args: Args, context: &Context) -> anyhow::Result<Exit> {
-    let opened = context.open_repository().await?;
-    let snapshots = opened.repository.list_snapshots().await?;
+    let snapshots = match context.open_any_repository().await? {
+        AnyRepository::Arca(opened) => opened.repository.list_snapshots().await?,
+        AnyRepository::Restic(restic) => restic.arca_snapshots().await?,
+    };
     let output = context.output;
     if output.is_json() {
         let views: Vec<_> = snapshots
