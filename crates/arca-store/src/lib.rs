@@ -12,8 +12,9 @@
 //!   Storage and Azure Blob through the `object_store` crate.
 //!
 //! Everything else is a decorator wrapping any backend: [`RetryBackend`],
-//! [`ConcurrencyLimitBackend`], [`BandwidthLimitBackend`], [`CountingBackend`] and,
-//! for tests, [`FaultBackend`]. [`open`] parses a restic-style URL into a
+//! [`ConcurrencyLimitBackend`], [`BandwidthLimitBackend`], [`CountingBackend`],
+//! [`AppendOnlyBackend`] (refuses deletes and overwrites) and, for tests,
+//! [`FaultBackend`]. [`open`] parses a restic-style URL into a
 //! [`Location`], builds the backend and stacks the standard decorators.
 //! [`SpoolFile`] and [`Backend::put_file`] let a writer build a large object
 //! on disk instead of in memory. [`DiskCache`] is a separate local metadata cache the repository layer uses
@@ -40,6 +41,7 @@
 //! - [`Error::NotFound`] for missing objects; [`Error::is_transient`] says whether a retry may help.
 //! - [`open`] turns a repository URL into a ready backend plus its request counters.
 
+mod append_only;
 mod cache;
 mod cloud;
 pub mod conformance;
@@ -60,6 +62,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use append_only::AppendOnlyBackend;
 pub use cache::DiskCache;
 pub use cloud::{MULTIPART_PART_SIZE, MULTIPART_THRESHOLD, ObjectStoreBackend, WriteCheck};
 pub use counting::{CountingBackend, RequestCounters, RequestCounts};
