@@ -4,6 +4,7 @@ pub(crate) mod audit;
 mod backup;
 mod cat;
 mod check;
+mod forget;
 mod hold;
 mod init;
 mod key;
@@ -33,6 +34,8 @@ pub(crate) enum Command {
     Cat(cat::Args),
     /// Verify the repository's structure and, optionally, every stored byte
     Check(check::Args),
+    /// Remove snapshots by a retention policy or by ID
+    Forget(forget::Args),
     /// Remove data no snapshot uses (safe beside running backups)
     Prune(prune::Args),
     /// Remove leases left behind by prunes that died
@@ -64,6 +67,7 @@ async fn dispatch(command: Command, context: &Context) -> anyhow::Result<Exit> {
         Command::Ls(args) => ls::run(args, context).await,
         Command::Cat(args) => cat::run(args, context).await,
         Command::Check(args) => check::run(args, context).await,
+        Command::Forget(args) => forget::run(args, context).await,
         Command::Prune(args) => prune::run(args, context).await,
         Command::Unlock(args) => unlock::run(args, context).await,
         Command::Key(args) => key::run(args, context).await,

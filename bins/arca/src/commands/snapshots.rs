@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::Exit;
 use crate::context::{AnyRepository, Context};
+use crate::output::Output;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {}
@@ -25,25 +26,65 @@ pub(crate) async fn run(_args: Args, context: &Context) -> anyhow::Result<Exit> 
         output.json(&views)?;
         return Ok(Exit::Success);
     }
+    print_table(output, &snapshots, None)?;
+    Ok(Exit::Success)
+}
+
+/// Prints snapshots as restic's table, with a count at the end. With
+/// `reasons` (one list per snapshot, as `forget` keeps them) a Reasons
+/// column shows why each is kept.
+pub(crate) fn print_table(
+    output: Output,
+    snapshots: &[(Id, Snapshot)],
+    reasons: Option<&[Vec<String>]>,
+) -> anyhow::Result<()> {
+    let reason_width = reasons.map(|reasons| {
+        reasons
+            .iter()
+            .flatten()
+            .map(String::len)
+            .chain(["Reasons".len()])
+            .max()
+            .unwrap_or_default()
+    });
+    let reason_column =
+        |text: &str| reason_width.map_or(String::new(), |w| format!("{text:<w$}  "));
     let header = format!(
-        "{:<8}  {:<19}  {:<12}  {:<12}  Paths",
-        "ID", "Time", "Host", "Tags"
+        "{:<8}  {:<19}  {:<12}  {:<12}  {}Paths",
+        "ID",
+        "Time",
+        "Host",
+        "Tags",
+        reason_column("Reasons")
     );
     let rule = "-".repeat(header.len() + 20);
     output.result(&header)?;
     output.result(&rule)?;
-    for (id, snapshot) in &snapshots {
-        let mut paths = snapshot.paths.iter();
+    let indent = 59 + reason_width.map_or(0, |w| w + 2);
+    for (number, (id, snapshot)) in snapshots.iter().enumerate() {
+        let kept_for = reasons.and_then(|reasons| reasons.get(number));
+        let mut paths = snapshot.paths.iter().map(String::as_str);
+        let mut why = kept_for.into_iter().flatten().map(String::as_str);
         output.result(format_args!(
-            "{:<8}  {:<19}  {:<12}  {:<12}  {}",
+            "{:<8}  {:<19}  {:<12}  {:<12}  {}{}",
             id.short(),
             local_time(snapshot),
             snapshot.hostname,
             snapshot.tags.join(","),
-            paths.next().map_or("", String::as_str),
+            reason_column(why.next().unwrap_or("")),
+            paths.next().unwrap_or(""),
         ))?;
-        for path in paths {
-            output.result(format_args!("{:59}{path}", ""))?;
+        loop {
+            match (why.next(), paths.next()) {
+                (None, None) => break,
+                (Some(reason), path) => output.result(format_args!(
+                    "{:59}{}{}",
+                    "",
+                    reason_column(reason),
+                    path.unwrap_or("")
+                ))?,
+                (None, Some(path)) => output.result(format_args!("{:indent$}{path}", ""))?,
+            }
         }
     }
     output.result(&rule)?;
@@ -51,8 +92,7 @@ pub(crate) async fn run(_args: Args, context: &Context) -> anyhow::Result<Exit> 
         "{} snapshot{}",
         snapshots.len(),
         if snapshots.len() == 1 { "" } else { "s" }
-    ))?;
-    Ok(Exit::Success)
+    ))
 }
 
 /// When the snapshot was taken, in the UTC offset of the machine that took it.
@@ -80,6 +120,9 @@ pub(crate) struct SnapshotJson<'a> {
     tags: &'a [String],
     excludes: &'a [String],
     parent: Option<Id>,
+    /// The snapshot this one was copied or rewritten from (restic omits it when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    original: Option<Id>,
     tree: Id,
     program_version: &'a str,
     summary: Option<&'a SnapshotSummary>,
@@ -99,6 +142,7 @@ impl<'a> SnapshotJson<'a> {
             tags: &snapshot.tags,
             excludes: &snapshot.excludes,
             parent: snapshot.parent,
+            original: snapshot.original,
             tree: snapshot.tree,
             program_version: &snapshot.program_version,
             summary: snapshot.summary.as_ref(),
