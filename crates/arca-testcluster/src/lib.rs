@@ -22,12 +22,17 @@
 //! - finalizers and `deletionTimestamp`, and garbage collection of dependents
 //!   through `ownerReferences` (background cascade, or orphaning).
 //!
+//! [`start_kubelet`] adds a stand-in for the kubelet and the storage
+//! drivers: claims bound to directories, snapshots as copies, and Jobs run as
+//! local processes (see its module for how paths reach them).
+//!
 //! What it is not: there is no authentication or authorisation, no admission,
 //! no version conversion (one stored version per resource), no field-level
 //! conflict detection in server-side apply (every apply is forced), and lists
 //! are never paginated. It is test tooling and is not published.
 
 mod http;
+mod kubelet;
 mod patch;
 mod registry;
 mod selector;
@@ -39,6 +44,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use kubelet::{KubeletConfig, claim_dir, start_kubelet};
 pub use registry::ResourceKey;
 pub use store::Store;
 

@@ -121,6 +121,38 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Every change from now on (the kubelet stand-in follows them).
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<WatchEvent>> {
+        self.events.subscribe()
+    }
+
+    /// Waits until the object exists and `done` holds for it, woken by every
+    /// change in the store; `None` if `timeout` passes first.
+    pub async fn wait_until(
+        &self,
+        key: &ResourceKey,
+        namespace: Option<&str>,
+        name: &str,
+        done: impl Fn(&Value) -> bool,
+        timeout: std::time::Duration,
+    ) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Subscribed before the first look, so no change between the look and
+        // the wait is missed.
+        let mut changes = self.subscribe();
+        loop {
+            if let Ok(object) = self.get(key, namespace, name)
+                && done(&object)
+            {
+                return Some(object);
+            }
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
+                Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// The current resource version.
     pub fn revision(&self) -> u64 {
         self.lock().revision
