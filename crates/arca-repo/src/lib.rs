@@ -13,6 +13,7 @@ pub mod blob;
 mod cache;
 pub mod check;
 pub mod config;
+pub mod copy;
 mod error;
 pub mod forget;
 pub mod hold;

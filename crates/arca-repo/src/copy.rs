@@ -1,0 +1,442 @@
+//! Copying snapshots from one repository into another (`arca copy`).
+//!
+//! The two repositories have their own master keys, so their own keyed
+//! content IDs: the same plaintext has another ID in the destination. A
+//! snapshot is copied by walking its trees bottom-up: every data blob is read
+//! from the source (ranged reads, decoded on the blocking pool), its
+//! destination ID computed, and only if the destination lacks it, sealed
+//! with the destination's key and packed; each tree is then re-encoded with
+//! the destination's IDs and stored the same way. Packs are uploaded as they
+//! fill, the index is written every few packs (so an interrupted copy, run
+//! again, uploads only what is still missing), and the snapshot last, with
+//! `original` naming the snapshot it came from.
+//!
+//! Chunks are not re-cut: a copied file keeps the source's chunk boundaries,
+//! so it deduplicates against data backed up into the destination directly
+//! only if both repositories chunk alike.
+//!
+//! A snapshot whose origin (its `original`, or its own ID) is already the
+//! origin of a destination snapshot is skipped.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use futures::{StreamExt, TryStreamExt};
+use tokio::task::JoinSet;
+
+use crate::blob::{BlobType, EncodedBlob, encode_blob};
+use crate::index::{Index, IndexFile, IndexPack};
+use crate::pack::PackWriter;
+use crate::select::SnapshotFilter;
+use crate::snapshot::Snapshot;
+use crate::tree::Tree;
+use crate::{Id, Repository, Result};
+
+/// Blobs read, hashed and sealed at once.
+const BLOB_CONCURRENCY: usize = 8;
+/// Packs uploading at once at most.
+const CONCURRENT_UPLOADS: usize = 4;
+/// The index is written after this many packs: an interrupted copy uploads
+/// at most this many packs again.
+const INDEX_FLUSH_PACKS: usize = 8;
+/// Source → destination IDs remembered at most (about 100 bytes each); the
+/// map is emptied when full, which only costs re-reading blobs.
+const MAX_MAPPED_IDS: usize = 1 << 18;
+/// Headroom over the pack size in a pack writer's buffer (a blob may end past it).
+const PACK_SLACK: usize = 1 << 20;
+
+/// What [`copy`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CopyReport {
+    /// Snapshots written into the destination.
+    pub copied: Vec<CopiedSnapshot>,
+    /// Source snapshots skipped because the destination already has a copy.
+    pub skipped: Vec<Id>,
+    /// Data blobs added to the destination.
+    pub data_blobs: u64,
+    /// Tree blobs added to the destination.
+    pub tree_blobs: u64,
+    /// Packs uploaded.
+    pub packs: u64,
+    /// Stored bytes of the blobs added.
+    pub bytes_added: u64,
+}
+
+/// One copied snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CopiedSnapshot {
+    /// Its ID in the source.
+    pub source: Id,
+    /// The new snapshot's ID in the destination.
+    pub destination: Id,
+}
+
+/// The source snapshots to copy: those named by `specs` (IDs, unique
+/// prefixes or `latest`; unknown ones are [`Error::SnapshotNotFound`]), or
+/// every snapshot if there are none, narrowed by `filter`. Oldest first.
+pub async fn select(
+    source: &Repository,
+    specs: &[String],
+    filter: &SnapshotFilter,
+) -> Result<Vec<(Id, Snapshot)>> {
+    let mut chosen = if specs.is_empty() {
+        source.list_snapshots().await?
+    } else {
+        let mut found = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let (id, snapshot) = source.find_snapshot(spec).await?;
+            if !found.iter().any(|(known, _)| *known == id) {
+                found.push((id, snapshot));
+            }
+        }
+        found
+    };
+    chosen.retain(|(_, snapshot)| filter.matches(snapshot));
+    chosen.sort_by(crate::select::chronological);
+    Ok(chosen)
+}
+
+/// The snapshot a snapshot was first taken as: its `original`, or itself.
+fn origin(id: &Id, snapshot: &Snapshot) -> Id {
+    snapshot.original.unwrap_or(*id)
+}
+
+/// Copies `snapshots` (from [`select`]) from `source` into `destination`,
+/// skipping those already copied. Nothing is written into the source. A
+/// failed or interrupted copy leaves the destination valid: the snapshots
+/// copied so far are complete, and what was uploaded and indexed for the
+/// rest is reused by the next run.
+pub async fn copy(
+    source: &Repository,
+    destination: &Repository,
+    snapshots: &[(Id, Snapshot)],
+) -> Result<CopyReport> {
+    let mut report = CopyReport::default();
+    let existing: HashSet<Id> = destination
+        .list_snapshots()
+        .await?
+        .iter()
+        .map(|(id, snapshot)| origin(id, snapshot))
+        .collect();
+    let todo: Vec<&(Id, Snapshot)> = snapshots
+        .iter()
+        .filter(|(id, snapshot)| {
+            let copied = existing.contains(&origin(id, snapshot));
+            if copied {
+                report.skipped.push(*id);
+            }
+            !copied
+        })
+        .collect();
+    if todo.is_empty() {
+        return Ok(report);
+    }
+    // Blobs only in packs a prune marked for deletion count as absent.
+    let (source_index, (destination_index, started)) =
+        futures::try_join!(source.load_index(), destination.load_index_for_writing())?;
+    let probe = b"arca copy: are the content IDs keyed alike?";
+    let mut copier = Copier {
+        source: source.clone(),
+        destination: destination.clone(),
+        source_index: Arc::new(source_index),
+        shared: Arc::new(Shared {
+            destination_index,
+            added: Mutex::default(),
+        }),
+        same_ids: source.key().content_id(probe) == destination.key().content_id(probe),
+        mapped: HashMap::new(),
+        pack_size: destination.config().pack_size as usize,
+        data_pack: None,
+        tree_pack: None,
+        uploads: JoinSet::new(),
+        unindexed: IndexFile::default(),
+        report,
+    };
+    for (id, snapshot) in todo {
+        let tree = match copier.copy_tree(snapshot.tree).await {
+            Ok(tree) => tree,
+            Err(error) => return Err(copier.salvage(error).await),
+        };
+        if let Err(error) = copier.finish_packs().await {
+            return Err(copier.salvage(error).await);
+        }
+        let mut copied = snapshot.clone();
+        copied.tree = tree;
+        // The parent is a snapshot of the source: meaningless here.
+        copied.parent = None;
+        copied.original = Some(origin(id, snapshot));
+        let new_id = destination.commit_snapshot(&copied, started).await?;
+        tracing::info!(source = %id, destination = %new_id, "copied snapshot");
+        copier.report.copied.push(CopiedSnapshot {
+            source: *id,
+            destination: new_id,
+        });
+    }
+    Ok(copier.report)
+}
+
+/// What blob tasks on the blocking pool read.
+struct Shared {
+    destination_index: Index,
+    /// Blobs packed in this run (indexed or not yet).
+    added: Mutex<HashSet<(BlobType, Id)>>,
+}
+
+impl Shared {
+    fn has(&self, blob_type: BlobType, id: &Id) -> bool {
+        self.destination_index.contains(blob_type, id)
+            || self
+                .added
+                .lock()
+                .expect("copy's blob set lock poisoned")
+                .contains(&(blob_type, *id))
+    }
+}
+
+/// A blob's destination ID and, if the destination lacks it, its sealed form.
+type Mapped = (Id, Option<EncodedBlob>);
+
+struct Copier {
+    source: Repository,
+    destination: Repository,
+    source_index: Arc<Index>,
+    shared: Arc<Shared>,
+    /// Whether both repositories key content IDs alike (then a blob keeps its ID).
+    same_ids: bool,
+    /// Source → destination IDs of blobs and trees handled in this run.
+    mapped: HashMap<(BlobType, Id), Id>,
+    pack_size: usize,
+    data_pack: Option<PackWriter>,
+    tree_pack: Option<PackWriter>,
+    uploads: JoinSet<Result<IndexPack>>,
+    /// Packs uploaded but not yet in an index file.
+    unindexed: IndexFile,
+    report: CopyReport,
+}
+
+impl Copier {
+    /// Copies the tree `id` and everything below it; returns its destination ID.
+    async fn copy_tree(&mut self, id: Id) -> Result<Id> {
+        if let Some(known) = self.mapped.get(&(BlobType::Tree, id)) {
+            return Ok(*known);
+        }
+        let tree = self.source.load_tree(&self.source_index, &id).await?;
+        let mut nodes = tree.nodes;
+        for node in &mut nodes {
+            if let Some(subtree) = node.subtree {
+                node.subtree = Some(Box::pin(self.copy_tree(subtree)).await?);
+            }
+        }
+        // Every data blob of the directory's files, through one bounded pipeline.
+        let mut directory_map: HashMap<Id, Id> = HashMap::new();
+        let mut wanted = Vec::new();
+        for content in nodes.iter().flat_map(|node| node.content.iter()) {
+            if directory_map.contains_key(content) {
+                continue;
+            }
+            match self.mapped.get(&(BlobType::Data, *content)) {
+                Some(known) => directory_map.insert(*content, *known),
+                None => {
+                    wanted.push(*content);
+                    // A placeholder, so a blob two files share is read once.
+                    directory_map.insert(*content, *content)
+                }
+            };
+        }
+        let mut results = futures::stream::iter(wanted)
+            .map(|source_id| {
+                let job = self.map_data_blob(source_id);
+                async move { job.await.map(|mapped| (source_id, mapped)) }
+            })
+            .buffered(BLOB_CONCURRENCY);
+        let mut found = Vec::new();
+        while let Some((source_id, (destination_id, blob))) = results.try_next().await? {
+            found.push((source_id, destination_id, blob));
+        }
+        drop(results);
+        for (source_id, destination_id, blob) in found {
+            if let Some(blob) = blob {
+                self.store(blob).await?;
+            }
+            self.remember(BlobType::Data, source_id, destination_id);
+            directory_map.insert(source_id, destination_id);
+        }
+        for node in &mut nodes {
+            for content in &mut node.content {
+                *content = directory_map[content];
+            }
+        }
+        let (shared, destination) = (Arc::clone(&self.shared), self.destination.clone());
+        let (new_id, blob) = blocking(move || {
+            let plaintext = Tree { nodes }.encode();
+            let key = destination.key();
+            let new_id = key.content_id(&plaintext);
+            if shared.has(BlobType::Tree, &new_id) {
+                return Ok((new_id, None));
+            }
+            let blob = encode_blob(
+                key,
+                BlobType::Tree,
+                new_id,
+                &plaintext,
+                destination.compression(),
+            )?;
+            Ok((new_id, Some(blob)))
+        })
+        .await?;
+        if let Some(blob) = blob {
+            self.store(blob).await?;
+        }
+        self.remember(BlobType::Tree, id, new_id);
+        Ok(new_id)
+    }
+
+    fn remember(&mut self, blob_type: BlobType, source: Id, destination: Id) {
+        if self.mapped.len() >= MAX_MAPPED_IDS {
+            self.mapped.clear();
+        }
+        self.mapped.insert((blob_type, source), destination);
+    }
+
+    /// The future that maps one source data blob (runs concurrently with others).
+    fn map_data_blob(
+        &self,
+        source_id: Id,
+    ) -> impl Future<Output = Result<Mapped>> + Send + 'static {
+        let (source, index, shared, same_ids) = (
+            self.source.clone(),
+            Arc::clone(&self.source_index),
+            Arc::clone(&self.shared),
+            self.same_ids,
+        );
+        let destination = self.destination.clone();
+        async move {
+            if same_ids && shared.has(BlobType::Data, &source_id) {
+                return Ok((source_id, None));
+            }
+            let plaintext = source.read_blob(&index, BlobType::Data, &source_id).await?;
+            blocking(move || {
+                let key = destination.key();
+                let id = key.content_id(&plaintext);
+                if shared.has(BlobType::Data, &id) {
+                    return Ok((id, None));
+                }
+                let blob = encode_blob(
+                    key,
+                    BlobType::Data,
+                    id,
+                    &plaintext,
+                    destination.compression(),
+                )?;
+                Ok((id, Some(blob)))
+            })
+            .await
+        }
+    }
+
+    /// Adds a blob to its pack (unless this run packed it already),
+    /// starting the pack's upload once it is full.
+    async fn store(&mut self, blob: EncodedBlob) -> Result<()> {
+        let fresh = self
+            .shared
+            .added
+            .lock()
+            .expect("copy's blob set lock poisoned")
+            .insert((blob.blob_type, blob.id));
+        if !fresh {
+            return Ok(());
+        }
+        match blob.blob_type {
+            BlobType::Data => self.report.data_blobs += 1,
+            BlobType::Tree => self.report.tree_blobs += 1,
+        }
+        self.report.bytes_added += blob.bytes.len() as u64;
+        let capacity = self.pack_size + PACK_SLACK;
+        let slot = match blob.blob_type {
+            BlobType::Data => &mut self.data_pack,
+            BlobType::Tree => &mut self.tree_pack,
+        };
+        let pack = slot.get_or_insert_with(|| PackWriter::with_capacity(blob.blob_type, capacity));
+        pack.add(&blob)?;
+        if pack.len() >= self.pack_size {
+            let full = slot.take().expect("just filled");
+            self.upload(full).await?;
+        }
+        Ok(())
+    }
+
+    /// Finishes and uploads a pack in the background, waiting first while
+    /// [`CONCURRENT_UPLOADS`] are under way.
+    async fn upload(&mut self, pack: PackWriter) -> Result<()> {
+        while self.uploads.len() >= CONCURRENT_UPLOADS {
+            self.collect_one().await?;
+        }
+        let destination = self.destination.clone();
+        self.uploads.spawn(async move {
+            let sealing = destination.clone();
+            let finished = blocking(move || pack.finish(sealing.key())).await?;
+            destination.save_pack(finished).await
+        });
+        self.report.packs += 1;
+        Ok(())
+    }
+
+    /// Waits for one upload; writes the index once enough packs are waiting for it.
+    async fn collect_one(&mut self) -> Result<()> {
+        let Some(joined) = self.uploads.join_next().await else {
+            return Ok(());
+        };
+        let pack = joined.expect("pack upload task panicked")?;
+        self.unindexed.packs.push(pack);
+        if self.unindexed.packs.len() >= INDEX_FLUSH_PACKS {
+            self.write_index().await?;
+        }
+        Ok(())
+    }
+
+    /// After `error`: waits for the uploads under way and indexes every
+    /// pack that made it, so a run after this one reuses them; returns `error`.
+    async fn salvage(&mut self, error: crate::Error) -> crate::Error {
+        while let Some(joined) = self.uploads.join_next().await {
+            if let Ok(Ok(pack)) = joined {
+                self.unindexed.packs.push(pack);
+            }
+        }
+        if let Err(index_error) = self.write_index().await {
+            tracing::warn!(%index_error, "could not index the packs uploaded before the copy failed");
+        }
+        error
+    }
+
+    async fn write_index(&mut self) -> Result<()> {
+        let file = std::mem::take(&mut self.unindexed);
+        if !file.packs.is_empty() {
+            self.destination.save_indexes(file).await?;
+        }
+        Ok(())
+    }
+
+    /// Uploads the partly filled packs, waits for every upload and indexes
+    /// them all: afterwards a snapshot may refer to anything stored so far.
+    async fn finish_packs(&mut self) -> Result<()> {
+        for pack in [self.data_pack.take(), self.tree_pack.take()]
+            .into_iter()
+            .flatten()
+        {
+            self.upload(pack).await?;
+        }
+        while !self.uploads.is_empty() {
+            self.collect_one().await?;
+        }
+        self.write_index().await
+    }
+}
+
+/// Runs CPU-bound work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("blocking copy task panicked")
+}

@@ -1,0 +1,425 @@
+//! `copy` between real repositories with different passwords and master
+//! keys: local directories always, and S3 (moto) and Azure (Azurite) when
+//! `ARCA_TEST_S3_ENDPOINT` / `ARCA_TEST_AZURE_ENDPOINT` are set (`cargo
+//! xtask test` sets both; GCS too with `ARCA_TEST_GCS_ENDPOINT`). Copies
+//! must restore byte for byte, pass `check --read-data`, record their
+//! origin, skip what was copied before and, interrupted, upload only what is
+//! still missing when run again.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use arca_repo::check::ReadData;
+use arca_repo::copy::{CopyReport, copy, select};
+use arca_repo::select::SnapshotFilter;
+use arca_repo::snapshot::Snapshot;
+use arca_repo::{Error, Id, Repository};
+use arca_store::{Backend, CountingBackend, LocalBackend, RequestCounters, StoreOptions};
+use bytes::Bytes;
+use repo_fixtures::{
+    InterceptPuts, PutHook, assert_same_files, backup_dir, check_reading, new_repo, noise,
+    restore_into, restored, small_repo_options,
+};
+
+mod repo_fixtures;
+
+const OTHER_PASSWORD: &[u8] = b"another password entirely";
+
+/// A tree with large files (several chunks), a file twice (dedup), small
+/// files, an empty file, a symlink and nested directories.
+fn make_tree(root: &Path) {
+    fs::create_dir_all(root.join("a/b/c")).unwrap();
+    fs::write(root.join("big.bin"), noise(700 * 1024, 1)).unwrap();
+    fs::write(root.join("a/copy-of-big.bin"), noise(700 * 1024, 1)).unwrap();
+    fs::write(root.join("a/b/medium.bin"), noise(150 * 1024, 2)).unwrap();
+    for i in 0..20u64 {
+        fs::write(
+            root.join(format!("a/b/c/small-{i}.txt")),
+            format!("file {i}\n").repeat(i as usize + 1),
+        )
+        .unwrap();
+    }
+    fs::write(root.join("a/empty"), b"").unwrap();
+    std::os::unix::fs::symlink("b/medium.bin", root.join("a/link")).unwrap();
+}
+
+async fn init_with(backend: Arc<dyn Backend>, password: &[u8]) -> Repository {
+    Repository::init(backend, password, small_repo_options())
+        .await
+        .unwrap()
+}
+
+fn counting(dir: &Path) -> (Arc<dyn Backend>, Arc<RequestCounters>) {
+    let requests = Arc::new(RequestCounters::default());
+    let backend = CountingBackend::new(Arc::new(LocalBackend::new(dir)), Arc::clone(&requests));
+    (Arc::new(backend), requests)
+}
+
+async fn copy_all(source: &Repository, destination: &Repository) -> CopyReport {
+    let snapshots = select(source, &[], &SnapshotFilter::default())
+        .await
+        .unwrap();
+    copy(source, destination, &snapshots).await.unwrap()
+}
+
+/// Restores the destination's copy of `source_id` and compares it with `tree`.
+async fn assert_restores(destination: &Repository, source_id: &Id, tree: &Path, scratch: &Path) {
+    let (_, copied) = destination
+        .list_snapshots()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(_, snapshot)| snapshot.original == Some(*source_id))
+        .expect("a snapshot copied from the source");
+    let target = scratch.join(format!("restore-{}", source_id.short()));
+    restore_into(destination, &copied, &target).await.unwrap();
+    assert_same_files(tree, &restored(&target, tree));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_restore_byte_for_byte_and_a_second_copy_uploads_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("data");
+    make_tree(&tree);
+    let source = new_repo(&dir.path().join("source")).await;
+    let (source_id, source_snapshot) = backup_dir(&source, &tree).await;
+    let (backend, requests) = counting(&dir.path().join("destination"));
+    let destination = init_with(backend, OTHER_PASSWORD).await;
+
+    let report = copy_all(&source, &destination).await;
+    assert_eq!(report.copied.len(), 1, "{report:?}");
+    assert_eq!(report.copied[0].source, source_id);
+    assert!(report.skipped.is_empty());
+    assert!(report.data_blobs > 0 && report.tree_blobs > 0, "{report:?}");
+    let copied = destination
+        .load_snapshot(&report.copied[0].destination)
+        .await
+        .unwrap();
+    assert_eq!(copied.original, Some(source_id));
+    assert_eq!(copied.parent, None);
+    assert_eq!(
+        (copied.hostname.as_str(), &copied.paths, copied.time),
+        (
+            source_snapshot.hostname.as_str(),
+            &source_snapshot.paths,
+            source_snapshot.time
+        )
+    );
+    // Keyed content IDs differ between the repositories.
+    assert_ne!(copied.tree, source_snapshot.tree);
+    assert_restores(&destination, &source_id, &tree, dir.path()).await;
+    let report = check_reading(&destination, ReadData::All).await;
+    assert!(report.is_ok(), "{report:?}");
+
+    let before = requests.snapshot();
+    let again = copy_all(&source, &destination).await;
+    assert!(again.copied.is_empty(), "{again:?}");
+    assert_eq!(again.skipped, vec![source_id]);
+    let after = requests.snapshot();
+    assert_eq!(after.put, before.put, "a second copy writes nothing");
+    assert_eq!(after.bytes_up, before.bytes_up);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_snapshot_copies_only_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("data");
+    make_tree(&tree);
+    let source = new_repo(&dir.path().join("source")).await;
+    backup_dir(&source, &tree).await;
+    let destination = init_with(
+        Arc::new(LocalBackend::new(dir.path().join("destination"))),
+        OTHER_PASSWORD,
+    )
+    .await;
+    let first = copy_all(&source, &destination).await;
+
+    fs::write(tree.join("a/b/new.bin"), noise(100 * 1024, 9)).unwrap();
+    let (second_id, _) = backup_dir(&source, &tree).await;
+    let second = copy_all(&source, &destination).await;
+    assert_eq!(second.copied.len(), 1, "{second:?}");
+    assert_eq!(second.copied[0].source, second_id);
+    assert_eq!(second.skipped.len(), 1);
+    // The new file's chunks (100 KiB: one or two), nothing of the rest.
+    assert!(
+        (1..=2).contains(&second.data_blobs),
+        "first {first:?}, second {second:?}"
+    );
+    assert_restores(&destination, &second_id, &tree, dir.path()).await;
+    assert!(check_reading(&destination, ReadData::All).await.is_ok());
+}
+
+/// Fails every write under `prefix` after `allowed` of them succeeded.
+#[derive(Debug)]
+struct FailAfter {
+    prefix: &'static str,
+    allowed: usize,
+    seen: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl PutHook for FailAfter {
+    async fn put(&self, inner: &dyn Backend, path: &str, data: Bytes) -> arca_store::Result<()> {
+        if path.starts_with(self.prefix) && self.seen.fetch_add(1, Ordering::SeqCst) >= self.allowed
+        {
+            return Err(arca_store::Error::Permanent {
+                location: path.to_owned(),
+                message: "injected failure".into(),
+            });
+        }
+        inner.put(path, data).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_copy_uploads_only_what_is_missing_when_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("data");
+    make_tree(&tree);
+    // Twelve more megabytes, so the copy spans more 1 MiB packs than it
+    // uploads between two index files.
+    for i in 0..12u64 {
+        fs::write(
+            tree.join(format!("more-{i}.bin")),
+            noise(1024 * 1024, 20 + i),
+        )
+        .unwrap();
+    }
+    let source = new_repo(&dir.path().join("source")).await;
+    let (source_id, _) = backup_dir(&source, &tree).await;
+    let destination_dir = dir.path().join("destination");
+    let plain: Arc<dyn Backend> = Arc::new(LocalBackend::new(&destination_dir));
+    init_with(Arc::clone(&plain), OTHER_PASSWORD).await;
+
+    // The snapshot write fails: everything else was stored and indexed.
+    let failing = Arc::new(InterceptPuts {
+        inner: Arc::clone(&plain),
+        hook: FailAfter {
+            prefix: "snapshots/",
+            allowed: 0,
+            seen: AtomicUsize::new(0),
+        },
+    });
+    let destination = Repository::open(failing, OTHER_PASSWORD).await.unwrap();
+    let snapshots = select(&source, &[], &SnapshotFilter::default())
+        .await
+        .unwrap();
+    let err = copy(&source, &destination, &snapshots).await.unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    let destination = Repository::open(Arc::clone(&plain), OTHER_PASSWORD)
+        .await
+        .unwrap();
+    assert!(destination.list_snapshots().await.unwrap().is_empty());
+    let rerun = copy_all(&source, &destination).await;
+    assert_eq!(rerun.copied.len(), 1);
+    assert_eq!(
+        (rerun.data_blobs, rerun.tree_blobs, rerun.packs),
+        (0, 0, 0),
+        "everything was already there: {rerun:?}"
+    );
+    assert_restores(&destination, &source_id, &tree, dir.path()).await;
+
+    // Now fail after nine packs (the index is written after eight), in a
+    // fresh destination: the run again stores exactly the blobs the index
+    // does not list yet.
+    let destination_dir = dir.path().join("destination-2");
+    let plain: Arc<dyn Backend> = Arc::new(LocalBackend::new(&destination_dir));
+    init_with(Arc::clone(&plain), OTHER_PASSWORD).await;
+    let failing = Arc::new(InterceptPuts {
+        inner: Arc::clone(&plain),
+        hook: FailAfter {
+            prefix: "data/",
+            allowed: 9,
+            seen: AtomicUsize::new(0),
+        },
+    });
+    let destination = Repository::open(failing, OTHER_PASSWORD).await.unwrap();
+    copy(&source, &destination, &snapshots).await.unwrap_err();
+    let destination = Repository::open(Arc::clone(&plain), OTHER_PASSWORD)
+        .await
+        .unwrap();
+    let indexed = destination.load_index().await.unwrap().len() as u64;
+    assert!(indexed > 0, "the packs before the failure were indexed");
+    let full = copy_all(
+        &source,
+        &init_with(
+            Arc::new(LocalBackend::new(dir.path().join("reference"))),
+            OTHER_PASSWORD,
+        )
+        .await,
+    )
+    .await;
+    let rerun = copy_all(&source, &destination).await;
+    assert_eq!(
+        rerun.data_blobs + rerun.tree_blobs + indexed,
+        full.data_blobs + full.tree_blobs,
+        "indexed before {indexed}, rerun {rerun:?}, full copy {full:?}"
+    );
+    assert!(rerun.data_blobs < full.data_blobs, "{rerun:?} vs {full:?}");
+    assert_restores(&destination, &source_id, &tree, dir.path()).await;
+    assert!(check_reading(&destination, ReadData::All).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_chosen_by_id_and_filter_and_unknown_ids_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("data");
+    make_tree(&tree);
+    let source = new_repo(&dir.path().join("source")).await;
+    let (first, _) = backup_dir(&source, &tree).await;
+    let (second, _) = backup_dir(&source, &tree).await;
+    let by_prefix = select(
+        &source,
+        &[first.to_hex()[..10].to_owned()],
+        &SnapshotFilter::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        by_prefix.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![first]
+    );
+    let latest = select(&source, &["latest".to_owned()], &SnapshotFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(latest[0].0, second);
+    let nobody = SnapshotFilter {
+        hosts: vec!["no-such-host".into()],
+        ..SnapshotFilter::default()
+    };
+    assert!(select(&source, &[], &nobody).await.unwrap().is_empty());
+    let err = select(
+        &source,
+        &["deadbeef".to_owned()],
+        &SnapshotFilter::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::SnapshotNotFound { .. }), "{err}");
+
+    // A copy of a copy keeps the first original, and copying back is skipped.
+    let middle = init_with(
+        Arc::new(LocalBackend::new(dir.path().join("middle"))),
+        OTHER_PASSWORD,
+    )
+    .await;
+    copy(&source, &middle, &by_prefix).await.unwrap();
+    let last = new_repo(&dir.path().join("last")).await;
+    copy_all(&middle, &last).await;
+    let (_, in_last): (Id, Snapshot) = last.list_snapshots().await.unwrap().remove(0);
+    assert_eq!(in_last.original, Some(first));
+    let back = copy_all(&middle, &source).await;
+    assert!(back.copied.is_empty(), "{back:?}");
+}
+
+// ---- Cloud backends ----------------------------------------------------
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+
+fn unique(test: &str) -> String {
+    format!(
+        "{test}-{}-{}",
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh bucket on the moto server (unsigned `PUT /<bucket>`, which moto accepts).
+fn s3_bucket(endpoint: &str, test: &str) -> String {
+    use std::io::{Read, Write};
+    let bucket = unique(&format!("arca-{test}"));
+    let authority = endpoint.strip_prefix("http://").expect("plain http");
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    write!(
+        stream,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    bucket
+}
+
+/// Azurite's documented development key (public, not a secret).
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+fn cloud_env(name: &str) -> Option<String> {
+    match name {
+        "AWS_ACCESS_KEY_ID" => Some("test".into()),
+        "AWS_SECRET_ACCESS_KEY" => Some("test".into()),
+        "AWS_DEFAULT_REGION" => Some("us-east-1".into()),
+        "ARCA_AZURE_ENDPOINT" => env("ARCA_TEST_AZURE_ENDPOINT"),
+        "AZURE_ACCOUNT_NAME" => Some("devstoreaccount1".into()),
+        "AZURE_ACCOUNT_KEY" => Some(AZURITE_KEY.into()),
+        "ARCA_GCS_ENDPOINT" => env("ARCA_TEST_GCS_ENDPOINT"),
+        _ => None,
+    }
+}
+
+async fn init_url(url: &str, password: &[u8]) -> Repository {
+    let opened = arca_store::open_with_env(url, &StoreOptions::default(), &cloud_env).unwrap();
+    init_with(opened.backend, password).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_to_s3_and_back_and_across_clouds() {
+    let Some(s3) = env("ARCA_TEST_S3_ENDPOINT") else {
+        #[allow(clippy::print_stderr, reason = "a skipped test must say so")]
+        {
+            eprintln!("skipping: set ARCA_TEST_S3_ENDPOINT to copy through S3");
+        }
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("data");
+    make_tree(&tree);
+    let source = new_repo(&dir.path().join("source")).await;
+    let (source_id, _) = backup_dir(&source, &tree).await;
+
+    let mut chain = vec![
+        init_url(
+            &format!("s3:{s3}/{}", s3_bucket(&s3, "copy")),
+            OTHER_PASSWORD,
+        )
+        .await,
+    ];
+    if env("ARCA_TEST_AZURE_ENDPOINT").is_some() {
+        let url = format!("azure:arca-test:/{}", unique("copy"));
+        chain.push(init_url(&url, b"azure password").await);
+    }
+    if env("ARCA_TEST_GCS_ENDPOINT").is_some() {
+        let url = format!("gs:arca-test:/{}", unique("copy"));
+        chain.push(init_url(&url, b"gcs password").await);
+    }
+    chain.push(
+        init_with(
+            Arc::new(LocalBackend::new(dir.path().join("back"))),
+            b"back home",
+        )
+        .await,
+    );
+
+    let mut from = source.clone();
+    for to in &chain {
+        let report = copy_all(&from, to).await;
+        assert_eq!(report.copied.len(), 1, "{to:?}: {report:?}");
+        assert_restores(to, &source_id, &tree, dir.path()).await;
+        let checked = check_reading(to, ReadData::All).await;
+        assert!(checked.is_ok(), "{to:?}: {checked:?}");
+        // Run again: nothing to do.
+        let again = copy_all(&from, to).await;
+        assert!(
+            again.copied.is_empty() && again.data_blobs == 0,
+            "{again:?}"
+        );
+        from = to.clone();
+    }
+}
