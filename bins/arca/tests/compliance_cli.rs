@@ -1,0 +1,458 @@
+//! Keys, holds, the audit trail and append-only keys through the real
+//! `arca` binary, on a local repository and, when `ARCA_TEST_S3_ENDPOINT`
+//! is set, on S3. Every run checks that the repository password appears
+//! nowhere in the output (see `support`); the other passwords used here are
+//! checked the same way.
+
+// Skipped variants say so on the test's stderr.
+#![allow(clippy::print_stderr)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde_json::Value;
+use support::{PASSWORD, Repo, Run, on_every_backend};
+
+mod support;
+
+const SECOND_PASSWORD: &str = "second-password-91c2e7";
+const LIMITED_PASSWORD: &str = "append-only-password-4d1b";
+
+on_every_backend!(
+    keys_round_trip,
+    holds_round_trip,
+    audit_records_and_verifies
+);
+
+/// A run that must not print any of this file's passwords either.
+fn no_secrets(run: &Run) {
+    for secret in [SECOND_PASSWORD, LIMITED_PASSWORD] {
+        assert!(
+            !run.stdout.contains(secret) && !run.stderr.contains(secret),
+            "password printed:\n{run}"
+        );
+    }
+}
+
+fn run(repo: &Repo, args: &[&str]) -> Run {
+    let run = repo.run(args);
+    no_secrets(&run);
+    run
+}
+
+fn ok(repo: &Repo, args: &[&str]) -> Run {
+    let run = run(repo, args);
+    assert_eq!(run.code, Some(0), "arca {args:?} failed:\n{run}");
+    run
+}
+
+fn json(repo: &Repo, args: &[&str]) -> Value {
+    let mut with_json = vec!["--json"];
+    with_json.extend_from_slice(args);
+    let run = ok(repo, &with_json);
+    serde_json::from_str(run.stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{run}"))
+}
+
+/// `arca` with another password than the repository's usual one.
+fn as_password(repo: &Repo, password: &str, args: &[&str]) -> Run {
+    let mut command = repo.command(args);
+    command.env("ARCA_PASSWORD", password);
+    let run = Run::of(command);
+    no_secrets(&run);
+    run
+}
+
+fn password_file(repo: &Repo, name: &str, password: &str) -> String {
+    let path = repo.path(name);
+    fs::write(&path, format!("{password}\n")).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn backed_up(repo: &Repo) -> String {
+    let data = repo.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a.txt"), "alpha\n".repeat(1000)).unwrap();
+    ok(repo, &["init"]);
+    let summary = json(repo, &["backup", data.to_str().unwrap()]);
+    summary["snapshot_id"].as_str().unwrap().to_owned()
+}
+
+fn keys_round_trip(repo: &Repo) {
+    ok(repo, &["init"]);
+    let keys = json(repo, &["key", "list"]);
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    let first = keys[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(keys[0]["current"], true);
+
+    let second_file = password_file(repo, "second", SECOND_PASSWORD);
+    let added = json(
+        repo,
+        &[
+            "key",
+            "add",
+            "--new-password-file",
+            &second_file,
+            "--host",
+            "vault",
+            "--user",
+            "ops",
+        ],
+    );
+    assert_eq!(added["message_type"], "key_added");
+    let second = added["id"].as_str().unwrap().to_owned();
+    let keys = json(repo, &["key", "list"]);
+    let listed = keys.as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    let entry = listed.iter().find(|k| k["id"] == second.as_str()).unwrap();
+    assert_eq!(
+        (&entry["hostname"], &entry["username"]),
+        (&"vault".into(), &"ops".into())
+    );
+    assert_eq!(entry["current"], false);
+    let human = ok(repo, &["key", "list"]);
+    assert!(
+        human.stdout.contains(&format!("*{}", &first[..8])),
+        "{human}"
+    );
+
+    // The second password opens the repository; it cannot remove itself
+    // without --force, and the first key cannot be given by a wrong ID.
+    assert_eq!(
+        as_password(repo, SECOND_PASSWORD, &["snapshots"]).code,
+        Some(0)
+    );
+    let in_use = as_password(repo, SECOND_PASSWORD, &["key", "remove", &second[..10]]);
+    assert_eq!(in_use.code, Some(1), "{in_use}");
+    assert!(in_use.stderr.contains("key in use"), "{in_use}");
+    let wrong = run(repo, &["key", "remove", "0123456789abcdef"]);
+    assert_eq!(wrong.code, Some(1), "{wrong}");
+    assert!(wrong.stderr.contains("no key matches"), "{wrong}");
+
+    ok(repo, &["key", "remove", &second]);
+    assert_eq!(
+        as_password(repo, SECOND_PASSWORD, &["snapshots"]).code,
+        Some(12)
+    );
+    let last = run(repo, &["key", "remove", &first, "--force"]);
+    assert_eq!(last.code, Some(1), "{last}");
+    assert!(last.stderr.contains("only key"), "{last}");
+
+    // passwd: the old password stops working, the new one opens.
+    let new_file = password_file(repo, "new", SECOND_PASSWORD);
+    let changed = json(repo, &["key", "passwd", "--new-password-file", &new_file]);
+    assert_eq!(changed["message_type"], "password_changed");
+    assert_eq!(run(repo, &["snapshots"]).code, Some(12));
+    let keys = as_password(repo, SECOND_PASSWORD, &["--json", "key", "list"]);
+    let keys: Value = serde_json::from_str(keys.stdout.trim()).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    assert_eq!(keys[0]["id"], changed["id"]);
+
+    // No new password without a file and no terminal.
+    let missing = as_password(repo, SECOND_PASSWORD, &["key", "add"]);
+    assert_eq!(missing.code, Some(1), "{missing}");
+    assert!(missing.stderr.contains("--new-password-file"), "{missing}");
+}
+
+fn holds_round_trip(repo: &Repo) {
+    let snapshot = backed_up(repo);
+    let placed = json(
+        repo,
+        &[
+            "hold",
+            "add",
+            &snapshot[..8],
+            "--reason",
+            "case 2026-17",
+            "--until",
+            "2999-01-01",
+        ],
+    );
+    assert_eq!(placed["message_type"], "hold_placed");
+    assert_eq!(placed["snapshot"], snapshot.as_str());
+    assert_eq!(placed["until"], "2999-01-01T00:00:00Z");
+    let holds = json(repo, &["hold", "list"]);
+    assert_eq!(holds.as_array().unwrap().len(), 1);
+    assert_eq!(holds[0]["snapshot"], snapshot.as_str());
+    assert_eq!(holds[0]["reason"], "case 2026-17");
+    let human = ok(repo, &["hold", "list"]);
+    assert!(human.stdout.contains("1 held snapshot"), "{human}");
+
+    let past = run(
+        repo,
+        &[
+            "hold",
+            "add",
+            "latest",
+            "--reason",
+            "x",
+            "--until",
+            "2001-01-01",
+        ],
+    );
+    assert_eq!(past.code, Some(1), "{past}");
+    assert!(past.stderr.contains("already have expired"), "{past}");
+    let bad_date = run(
+        repo,
+        &["hold", "add", "latest", "--reason", "x", "--until", "soon"],
+    );
+    assert_eq!(bad_date.code, Some(1), "{bad_date}");
+    let no_reason = run(repo, &["hold", "add", "latest"]);
+    assert_eq!(no_reason.code, Some(1), "{no_reason}");
+
+    ok(
+        repo,
+        &["hold", "release", &snapshot, "--reason", "case closed"],
+    );
+    assert_eq!(json(repo, &["hold", "list"]).as_array().unwrap().len(), 0);
+    let again = run(repo, &["hold", "release", &snapshot, "--reason", "again"]);
+    assert_eq!(again.code, Some(1), "{again}");
+    assert!(again.stderr.contains("no active hold"), "{again}");
+    let history = json(repo, &["hold", "list", "--all"]);
+    let actions: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["place", "release"]);
+}
+
+fn audit_records_and_verifies(repo: &Repo) {
+    let snapshot = backed_up(repo);
+    ok(repo, &["hold", "add", &snapshot, "--reason", "audit"]);
+    let target = repo.path("restore");
+    ok(
+        repo,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    let failed = run(
+        repo,
+        &[
+            "hold",
+            "add",
+            "latest",
+            "--reason",
+            "x",
+            "--until",
+            "2001-01-01",
+        ],
+    );
+    assert_eq!(failed.code, Some(1));
+
+    let records = json(repo, &["audit"]);
+    let operations: Vec<(&str, &str)> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["record"]["operation"].as_str().unwrap(),
+                r["record"]["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        operations,
+        [
+            ("backup", "success"),
+            ("hold add", "success"),
+            ("restore", "success"),
+            ("hold add", "failure"),
+        ]
+    );
+    let hold = &records[1]["record"];
+    assert_eq!(hold["snapshots"][0], snapshot.as_str());
+    assert!(
+        hold["arguments"]
+            .as_array()
+            .unwrap()
+            .contains(&"audit".into())
+    );
+    assert!(records[0]["record"]["bytes_written"].as_u64().unwrap() > 0);
+    assert!(records[2]["record"]["bytes_read"].as_u64().unwrap() > 0);
+    let holds_only = json(repo, &["audit", "--operation", "hold"]);
+    assert_eq!(holds_only.as_array().unwrap().len(), 2);
+
+    let verified = json(repo, &["audit", "--verify"]);
+    assert_eq!(verified["gaps"].as_array().unwrap().len(), 0, "{verified}");
+    assert_eq!(verified["records"], 4);
+    let human = ok(repo, &["audit", "--verify"]);
+    assert!(human.stdout.contains("no gaps or alterations"), "{human}");
+}
+
+/// The ID of the `index`-th audit record in time order.
+fn audit_record_id(repo: &Repo, index: usize) -> String {
+    json(repo, &["audit"])[index]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn audit_verify_detects_a_deleted_and_a_modified_record() {
+    let repo = Repo::local();
+    backed_up(&repo);
+    ok(&repo, &["snapshots"]);
+    ok(&repo, &["snapshots"]);
+    ok(&repo, &["snapshots"]);
+    let dir = repo.local_dir.clone().unwrap().join("audit");
+
+    let second = audit_record_id(&repo, 1);
+    fs::remove_file(dir.join(&second)).unwrap();
+    let gap = run(&repo, &["audit", "--verify"]);
+    assert_eq!(gap.code, Some(1), "{gap}");
+    assert!(
+        gap.stdout
+            .contains(&format!("missing record {}", &second[..8])),
+        "{gap}"
+    );
+    assert!(gap.stdout.contains("NOT intact"), "{gap}");
+
+    let third = audit_record_id(&repo, 1);
+    let path = dir.join(&third);
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&path, bytes).unwrap();
+    let damaged = run(&repo, &["--json", "audit", "--verify"]);
+    assert_eq!(damaged.code, Some(1), "{damaged}");
+    let report: Value = serde_json::from_str(damaged.stdout.trim()).unwrap();
+    assert_eq!(report["damaged"][0]["id"], third.as_str(), "{report}");
+}
+
+#[test]
+fn an_append_only_key_backs_up_and_restores_but_removes_nothing() {
+    let repo = Repo::local();
+    let snapshot = backed_up(&repo);
+    let limited = password_file(&repo, "limited", LIMITED_PASSWORD);
+    ok(
+        &repo,
+        &[
+            "key",
+            "add",
+            "--append-only",
+            "--new-password-file",
+            &limited,
+        ],
+    );
+    let keys = json(&repo, &["key", "list"]);
+    assert_eq!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["append_only"] == true)
+            .count(),
+        1
+    );
+    ok(&repo, &["hold", "add", &snapshot, "--reason", "keep"]);
+
+    let data = repo.path("data");
+    fs::write(data.join("b.txt"), "beta").unwrap();
+    let backup = as_password(&repo, LIMITED_PASSWORD, &["backup", data.to_str().unwrap()]);
+    assert_eq!(backup.code, Some(0), "{backup}");
+    let target = repo.path("restore");
+    let restore = as_password(
+        &repo,
+        LIMITED_PASSWORD,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    assert_eq!(restore.code, Some(0), "{restore}");
+    assert_eq!(
+        fs::read_to_string(target.join(data.strip_prefix("/").unwrap()).join("b.txt")).unwrap(),
+        "beta"
+    );
+    let keys = json(&repo, &["key", "list"]);
+    let full = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["append_only"] == false)
+        .unwrap();
+    let full_id = full["id"].as_str().unwrap();
+    for args in [
+        vec!["key", "remove", full_id, "--force"],
+        vec!["key", "add", "--new-password-file", limited.as_str()],
+        vec!["key", "passwd", "--new-password-file", limited.as_str()],
+        vec!["hold", "release", snapshot.as_str(), "--reason", "ransom"],
+    ] {
+        let refused = as_password(&repo, LIMITED_PASSWORD, &args);
+        assert_eq!(refused.code, Some(1), "{args:?}: {refused}");
+        assert!(
+            refused.stderr.contains("append-only key"),
+            "{args:?}: {refused}"
+        );
+    }
+    assert_eq!(json(&repo, &["key", "list"]).as_array().unwrap().len(), 2);
+    assert_eq!(json(&repo, &["hold", "list"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_storage_refusing_audit_writes_still_restores_and_warns() {
+    let repo = Repo::local();
+    backed_up(&repo);
+    // Nothing can be created under audit/ any more (a file where the
+    // directory was; chmod would not stop root).
+    let audit = repo.local_dir.clone().unwrap().join("audit");
+    fs::remove_dir_all(&audit).unwrap();
+    fs::write(&audit, "not a directory").unwrap();
+    let target = repo.path("restore");
+    let restore = run(
+        &repo,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    assert_eq!(restore.code, Some(0), "{restore}");
+    assert!(
+        restore
+            .stderr
+            .contains("could not record this access in the audit trail"),
+        "{restore}"
+    );
+    assert!(
+        target
+            .join(repo.path("data").strip_prefix("/").unwrap())
+            .join("a.txt")
+            .exists()
+    );
+}
+
+/// Passwords from a secret manager: ARCA_PASSWORD_COMMAND (Vault's CLI,
+/// say), and the file an External Secrets `ExternalSecret` mounts (key
+/// `RESTIC_PASSWORD`), by path or as the environment variable a
+/// `secretRef` sets.
+#[test]
+fn passwords_come_from_commands_and_mounted_secrets() {
+    let repo = Repo::local();
+    ok(&repo, &["init"]);
+    let secrets = repo.path("secret-volume");
+    fs::create_dir_all(&secrets).unwrap();
+    let mounted = secrets.join("RESTIC_PASSWORD");
+    // Secrets mount without a trailing newline; both forms work.
+    fs::write(&mounted, PASSWORD).unwrap();
+    let vault = repo.path("vault-kv-get");
+    fs::write(&vault, format!("#!/bin/sh\nprintf '%s\\n' '{PASSWORD}'\n")).unwrap();
+    fs::set_permissions(&vault, fs::Permissions::from_mode(0o755)).unwrap();
+
+    let sources: [(&str, &Path); 3] = [
+        ("ARCA_PASSWORD_COMMAND", &vault),
+        ("RESTIC_PASSWORD_FILE", &mounted),
+        ("ARCA_PASSWORD_FILE", &mounted),
+    ];
+    for (variable, value) in sources {
+        let mut command = repo.command(&["snapshots"]);
+        command.env_remove("ARCA_PASSWORD").env(variable, value);
+        let run = Run::of(command);
+        assert_eq!(run.code, Some(0), "{variable}: {run}");
+    }
+    let mut from_env = repo.command(&["snapshots"]);
+    from_env
+        .env_remove("ARCA_PASSWORD")
+        .env("RESTIC_PASSWORD", PASSWORD);
+    assert_eq!(Run::of(from_env).code, Some(0));
+    let mut wrong = repo.command(&["snapshots"]);
+    wrong
+        .env_remove("ARCA_PASSWORD")
+        .env("ARCA_PASSWORD_COMMAND", "printf wrong");
+    assert_eq!(Run::of(wrong).code, Some(12));
+}
