@@ -33,22 +33,13 @@ pub enum DataClass {
     Archival,
 }
 
-impl DataClass {
-    /// The recovery point objective of the class.
-    pub fn rpo(self) -> jiff::SignedDuration {
-        match self {
-            Self::Critical => jiff::SignedDuration::from_hours(1),
-            Self::Important => jiff::SignedDuration::from_hours(4),
-            Self::Archival => jiff::SignedDuration::from_hours(24),
-        }
-    }
-
-    /// The class's name as written in manifests and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Critical => "critical",
-            Self::Important => "important",
-            Self::Archival => "archival",
+/// The scheduler's class of the same name, which holds each class's RPO, RTO and queue order.
+impl From<DataClass> for arca_sched::DataClass {
+    fn from(class: DataClass) -> Self {
+        match class {
+            DataClass::Critical => arca_sched::DataClass::Critical,
+            DataClass::Important => arca_sched::DataClass::Important,
+            DataClass::Archival => arca_sched::DataClass::Archival,
         }
     }
 }

@@ -18,6 +18,7 @@ mod destination;
 mod engine;
 mod names;
 mod objects;
+mod observe;
 mod observed;
 mod source;
 

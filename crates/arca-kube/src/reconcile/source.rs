@@ -787,7 +787,11 @@ fn finish_with_rpo(
     now: Timestamp,
 ) -> SourceDecision {
     let class = class.unwrap_or_default();
-    let evaluated = arca_sched::RpoStatus::evaluate(class.rpo(), state.last_sync_time, now);
+    let evaluated = arca_sched::RpoStatus::evaluate(
+        arca_sched::DataClass::from(class),
+        state.last_sync_time,
+        now,
+    );
     let arca = status.arca.get_or_insert_with(ArcaSourceStatus::default);
     arca.rpo = Some(RpoStatus {
         data_class: class,
