@@ -12,6 +12,8 @@ use arca_repo::snapshot::Snapshot;
 use arca_repo::{Error, Id, Repository};
 use arca_store::{Backend, StoreOptions};
 
+mod repo_fixtures;
+
 const PASSWORD: &[u8] = b"hold test password";
 
 fn backend(dir: &Path) -> Arc<dyn Backend> {
@@ -232,4 +234,90 @@ async fn a_damaged_hold_record_is_an_error_naming_it() {
         Err(Error::Corrupt { what, .. }) => assert!(what.contains(&placed[0].to_hex()), "{what}"),
         other => panic!("expected Corrupt, got {other:?}"),
     }
+}
+
+/// Forget and prune with holds, on real backups: a hold placed while a
+/// prune runs; forget by policy keeps the held snapshot (saying why) and
+/// refuses to remove it by ID; after prunes that delete what the forgotten
+/// snapshot alone used, the held snapshot still restores byte for byte.
+#[tokio::test]
+async fn forget_keeps_held_snapshots_and_prune_keeps_their_data() {
+    use arca_repo::check::ReadData;
+    use arca_repo::forget::{self, ForgetOptions, HELD_REASON};
+    use arca_repo::prune::{PruneOptions, prune};
+    use arca_repo::retention::{Count, RetentionPolicy};
+    use repo_fixtures::{
+        assert_same_files, backup_dir, check_reading, noise, restore_into, restored,
+    };
+    const GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_fixtures::new_repo(&dir.path().join("repo"))
+        .await
+        .with_grace_floor(GRACE);
+    let source = dir.path().join("source");
+    let expected = dir.path().join("expected");
+    let write_version = |seed: u64| {
+        for path in [&source, &expected] {
+            std::fs::create_dir_all(path).unwrap();
+            for i in 0..3u64 {
+                std::fs::write(path.join(format!("f{i}")), noise(300_000, seed * 10 + i)).unwrap();
+            }
+        }
+    };
+    write_version(1);
+    let (held, held_snapshot) = backup_dir(&repo, &source).await;
+    let kept_copy = dir.path().join("expected-held");
+    std::fs::rename(&expected, &kept_copy).unwrap();
+    write_version(2);
+    let (forgotten, _) = backup_dir(&repo, &source).await;
+    write_version(3);
+    let (newest, _) = backup_dir(&repo, &source).await;
+
+    let opts = PruneOptions {
+        grace: GRACE,
+        ..PruneOptions::default()
+    };
+    let now = jiff::Timestamp::now();
+    let placing = Actor {
+        hostname: "legal".into(),
+        username: "counsel".into(),
+        now,
+    };
+    let to_hold = [held];
+    let (pruned, placed) = tokio::join!(
+        prune(&repo, &opts),
+        hold::place(&repo, &to_hold, "case 7", None, &placing)
+    );
+    pruned.unwrap();
+    placed.unwrap();
+
+    let policy = ForgetOptions {
+        policy: RetentionPolicy {
+            keep_last: Some(Count::Limited(1)),
+            ..RetentionPolicy::default()
+        },
+        ..ForgetOptions::default()
+    };
+    let plan = forget::forget(&repo, &policy, now, false).await.unwrap();
+    assert_eq!(plan.to_remove(), [forgotten]);
+    let reasons = &plan.groups[0].reasons;
+    let held_reason = reasons.iter().find(|r| r.id == held).unwrap();
+    assert_eq!(held_reason.matches, [HELD_REASON]);
+    assert!(reasons.iter().any(|r| r.id == newest));
+    assert!(matches!(
+        forget::remove(&repo, &[held], now).await,
+        Err(Error::SnapshotsHeld { snapshots }) if snapshots == [held]
+    ));
+
+    // Mark, wait out the grace (the protocol's own clock), sweep.
+    prune(&repo, &opts).await.unwrap();
+    tokio::time::sleep(GRACE).await;
+    let swept = prune(&repo, &opts).await.unwrap();
+    assert!(swept.packs_deleted > 0, "{swept:?}");
+    let target = dir.path().join("target");
+    restore_into(&repo, &held_snapshot, &target).await.unwrap();
+    assert_same_files(&kept_copy, &restored(&target, &source));
+    let report = check_reading(&repo, ReadData::All).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
