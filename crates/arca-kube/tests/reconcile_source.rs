@@ -1084,3 +1084,22 @@ fn partial_and_empty_backups_are_reported() {
     assert!(decision.status.arca.as_ref().unwrap().source_empty);
     assert!(decision.events.iter().any(|e| e.reason == "SourceEmpty"));
 }
+
+#[test]
+fn the_data_class_defaults_to_important_and_names_itself() {
+    let mut source = seed_source();
+    assert_eq!(source.spec.data_class(), DataClass::Important);
+    source.spec.arca = Some(ArcaSourceSpec {
+        data_class: Some(DataClass::Archival),
+        ..Default::default()
+    });
+    assert_eq!(source.spec.data_class(), DataClass::Archival);
+    let names: Vec<&str> = [
+        DataClass::Critical,
+        DataClass::Important,
+        DataClass::Archival,
+    ]
+    .map(DataClass::as_str)
+    .to_vec();
+    assert_eq!(names, ["critical", "important", "archival"]);
+}

@@ -33,6 +33,13 @@ pub enum DataClass {
     Archival,
 }
 
+impl DataClass {
+    /// The class's name as manifests and metric labels write it.
+    pub fn as_str(self) -> &'static str {
+        arca_sched::DataClass::from(self).as_str()
+    }
+}
+
 /// The scheduler's class of the same name, which holds each class's RPO, RTO and queue order.
 impl From<DataClass> for arca_sched::DataClass {
     fn from(class: DataClass) -> Self {

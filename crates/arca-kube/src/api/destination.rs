@@ -56,6 +56,14 @@ pub struct ReplicationDestinationSpec {
 }
 
 impl ReplicationDestinationSpec {
+    /// `spec.arca.dataClass`, or the default class (`important`).
+    pub fn data_class(&self) -> super::DataClass {
+        self.arca
+            .as_ref()
+            .and_then(|a| a.data_class)
+            .unwrap_or_default()
+    }
+
     /// Which mover this object asks for (the first section present, in VolSync's catalog order).
     pub fn mover_kind(&self) -> MoverKind {
         if self.restic.is_some() {
