@@ -1,4 +1,4 @@
-//! `arca prune` beside running backups and under `kill -9`, through the real
+//! `arca forget --prune` and `arca prune` beside running backups and under `kill -9`, through the real
 //! binary, against a local directory and the S3 test server.
 //!
 //! Every process runs with `ARCA_TEST_GRACE_FLOOR` lowered to a couple of
@@ -161,10 +161,19 @@ fn backups_and_prunes_run_side_by_side(repo: &Repo) {
             let mut random = Random::seeded();
             while Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(random.below(1500)));
-                ok(repo, &["forget", "--keep-last", "2"]);
                 let pruned = ok(
                     repo,
-                    &["--json", "prune", "--grace", GRACE, "--max-unused", "0%"],
+                    &[
+                        "--json",
+                        "forget",
+                        "--keep-last",
+                        "2",
+                        "--prune",
+                        "--grace",
+                        GRACE,
+                        "--max-unused",
+                        "0%",
+                    ],
                 );
                 let report = summary(&pruned);
                 deleted.fetch_add(report["packs_deleted"].as_u64().unwrap(), Ordering::Relaxed);

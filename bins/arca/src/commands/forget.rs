@@ -68,6 +68,11 @@ pub(crate) struct Args {
     /// Print what would be removed; remove nothing
     #[arg(short = 'n', long)]
     dry_run: bool,
+    /// Then run `arca prune` (with the prune options below)
+    #[arg(long)]
+    prune: bool,
+    #[command(flatten)]
+    prune_options: crate::commands::prune::PruneFlags,
 }
 
 /// restic's snapshot filter flags, shared by the commands that select
@@ -263,6 +268,11 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
     remove(repository, &ids, now, context).await?;
     if !output.is_json() && !ids.is_empty() {
         output.info(format_args!("removed {} snapshot(s)", ids.len()))?;
+    }
+    if args.prune {
+        let options = args.prune_options.to_options(false);
+        let report = arca_repo::prune::prune(repository, &options).await?;
+        crate::commands::prune::print_report(output, &report)?;
     }
     Ok(Exit::Success)
 }

@@ -11,6 +11,16 @@ use crate::output::{self, Output};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    #[command(flatten)]
+    options: PruneFlags,
+    /// Print what would be marked, repacked and deleted; change nothing
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+}
+
+/// How to prune (shared with `forget --prune`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct PruneFlags {
     /// Unused space to tolerate in partly used packs: a percentage of the
     /// used data (5%) or a size (500M); packs beyond it are repacked
     #[arg(long, value_name = "LIMIT", default_value = "5%", value_parser = parse_max_unused)]
@@ -24,9 +34,6 @@ pub(crate) struct Args {
     /// Also repack packs smaller than half the target pack size
     #[arg(long)]
     repack_small: bool,
-    /// Print what would be marked, repacked and deleted; change nothing
-    #[arg(long, short = 'n')]
-    dry_run: bool,
     /// How long marked packs wait before a later prune deletes them (e.g.
     /// 2h, 30m); at least 10m
     #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration)]
@@ -58,17 +65,24 @@ struct SummaryJson<'a> {
 
 pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
     let opened = context.open_repository().await?;
-    let opts = PruneOptions {
-        max_unused: args.max_unused,
-        max_repack_bytes: args.max_repack_size,
-        repack_cacheable_only: args.repack_cacheable_only,
-        repack_small: args.repack_small,
-        dry_run: args.dry_run,
-        grace: args.grace,
-    };
+    let opts = args.options.to_options(args.dry_run);
     let report = prune(&opened.repository, &opts).await?;
     print_report(context.output, &report)?;
     Ok(Exit::Success)
+}
+
+impl PruneFlags {
+    /// The library's options.
+    pub(crate) fn to_options(&self, dry_run: bool) -> PruneOptions {
+        PruneOptions {
+            max_unused: self.max_unused,
+            max_repack_bytes: self.max_repack_size,
+            repack_cacheable_only: self.repack_cacheable_only,
+            repack_small: self.repack_small,
+            dry_run,
+            grace: self.grace,
+        }
+    }
 }
 
 /// Prints a prune's report (also used by `forget --prune`).
