@@ -4,6 +4,9 @@ pub(crate) mod audit;
 mod backup;
 mod cat;
 mod check;
+mod diff;
+mod dump;
+mod find;
 mod forget;
 mod hold;
 mod init;
@@ -12,6 +15,8 @@ mod ls;
 pub(crate) mod prune;
 mod restore;
 mod snapshots;
+mod stats;
+mod tag;
 mod unlock;
 
 use crate::Exit;
@@ -36,6 +41,16 @@ pub(crate) enum Command {
     Check(check::Args),
     /// Remove snapshots by a retention policy or by ID
     Forget(forget::Args),
+    /// Add, remove or set snapshot tags
+    Tag(tag::Args),
+    /// Show how big snapshots are
+    Stats(stats::Args),
+    /// Show what changed between two snapshots
+    Diff(diff::Args),
+    /// Find files in snapshots by name
+    Find(find::Args),
+    /// Print a file, or a directory as tar, from a snapshot
+    Dump(dump::Args),
     /// Remove data no snapshot uses (safe beside running backups)
     Prune(prune::Args),
     /// Remove leases left behind by prunes that died
@@ -68,6 +83,11 @@ async fn dispatch(command: Command, context: &Context) -> anyhow::Result<Exit> {
         Command::Cat(args) => cat::run(args, context).await,
         Command::Check(args) => check::run(args, context).await,
         Command::Forget(args) => forget::run(args, context).await,
+        Command::Tag(args) => tag::run(args, context).await,
+        Command::Stats(args) => stats::run(args, context).await,
+        Command::Diff(args) => diff::run(args, context).await,
+        Command::Find(args) => find::run(args, context).await,
+        Command::Dump(args) => dump::run(args, context).await,
         Command::Prune(args) => prune::run(args, context).await,
         Command::Unlock(args) => unlock::run(args, context).await,
         Command::Key(args) => key::run(args, context).await,

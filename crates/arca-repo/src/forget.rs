@@ -179,6 +179,24 @@ pub async fn resolve(repo: &Repository, specs: &[String]) -> Result<Vec<(Id, Sna
     Ok(found)
 }
 
+/// The snapshots a command works on: those named by `specs` (see
+/// [`resolve`]), or every snapshot if there are none, narrowed by `filter`;
+/// oldest first.
+pub async fn snapshots_for(
+    repo: &Repository,
+    specs: &[String],
+    filter: &SnapshotFilter,
+) -> Result<Vec<(Id, Snapshot)>> {
+    let mut chosen = if specs.is_empty() {
+        repo.list_snapshots().await?
+    } else {
+        resolve(repo, specs).await?
+    };
+    chosen.retain(|(_, snapshot)| filter.matches(snapshot));
+    chosen.sort_by(crate::select::chronological);
+    Ok(chosen)
+}
+
 /// Removes the snapshot files `ids` (a plan's [`ForgetPlan::to_remove`], or
 /// resolved IDs). Refuses, removing nothing, with an append-only key or when
 /// any of them is under a legal hold at `now`. A snapshot already gone

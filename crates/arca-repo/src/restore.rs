@@ -27,7 +27,7 @@
 mod content;
 mod filter;
 mod fsops;
-mod plan;
+pub(crate) mod plan;
 mod verify;
 
 use std::fmt;

@@ -359,7 +359,10 @@ pub(crate) mod tests {
     #[test]
     fn group_by_parses_restic_syntax() {
         assert_eq!("".parse::<GroupBy>().unwrap(), GroupBy::default());
-        assert_eq!("host,paths".parse::<GroupBy>().unwrap(), GroupBy::HOST_PATHS);
+        assert_eq!(
+            "host,paths".parse::<GroupBy>().unwrap(),
+            GroupBy::HOST_PATHS
+        );
         let all: GroupBy = "host,paths,tags".parse().unwrap();
         assert!(all.host && all.paths && all.tags);
         assert_eq!(all.to_string(), "host,paths,tags");

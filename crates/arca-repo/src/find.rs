@@ -1,0 +1,170 @@
+//! Walking a snapshot's trees by path, and `find`: the nodes whose name (or
+//! full path) matches a glob.
+//!
+//! [`walk`] is the one depth-first, name-ordered walk that `find`, `stats`
+//! and `dump` share; it loads each tree through the repository's cache.
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::index::Index;
+use crate::tree::{Node, NodeType};
+use crate::{Error, Id, Repository, Result};
+
+/// The path of `name` inside the directory `dir` (`/` is the root).
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// Visits every node under the tree `root`, depth first in name order, with
+/// its absolute path (`/a/b`; names that are not UTF-8 are shown lossily).
+/// `visit` returns whether to descend into a directory.
+pub async fn walk(
+    repo: &Repository,
+    index: &Index,
+    root: &Id,
+    base: &str,
+    mut visit: impl FnMut(&str, &Node) -> Result<bool>,
+) -> Result<()> {
+    let tree = repo.load_tree(index, root).await?;
+    // Pending nodes, next one last, each with the path of its directory.
+    let mut pending: Vec<(String, Node)> = tree
+        .nodes
+        .into_iter()
+        .rev()
+        .map(|node| (base.to_owned(), node))
+        .collect();
+    while let Some((dir, node)) = pending.pop() {
+        let path = join(&dir, &node.name.to_string());
+        let descend = visit(&path, &node)?;
+        if let (true, NodeType::Dir, Some(subtree)) = (descend, node.node_type, node.subtree) {
+            let tree = repo.load_tree(index, &subtree).await?;
+            pending.extend(
+                tree.nodes
+                    .into_iter()
+                    .rev()
+                    .map(|child| (path.clone(), child)),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// restic's `find` patterns: a pattern without `/` matches a node's name, one
+/// with `/` its whole path; `*` does not cross `/`.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    names: GlobSet,
+    paths: GlobSet,
+}
+
+impl Matcher {
+    /// Compiles `patterns` (any one must match), optionally ignoring case.
+    pub fn new(patterns: &[String], ignore_case: bool) -> Result<Matcher> {
+        if patterns.is_empty() {
+            return Err(Error::InvalidOptions(
+                "find needs at least one pattern".into(),
+            ));
+        }
+        let mut names = GlobSetBuilder::new();
+        let mut paths = GlobSetBuilder::new();
+        for pattern in patterns {
+            let glob = GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .case_insensitive(ignore_case)
+                .build()
+                .map_err(|e| Error::InvalidOptions(format!("pattern {pattern:?}: {e}")))?;
+            if pattern.contains('/') {
+                paths.add(glob);
+            } else {
+                names.add(glob);
+            }
+        }
+        let build = |set: GlobSetBuilder| {
+            set.build()
+                .map_err(|e| Error::InvalidOptions(format!("patterns: {e}")))
+        };
+        Ok(Matcher {
+            names: build(names)?,
+            paths: build(paths)?,
+        })
+    }
+
+    /// Whether the node at `path` named `name` matches.
+    pub fn matches(&self, path: &str, name: &str) -> bool {
+        self.names.is_match(name) || self.paths.is_match(path)
+    }
+}
+
+/// One node `find` found.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Its absolute path in the snapshot.
+    pub path: String,
+    /// The node.
+    pub node: Node,
+}
+
+/// The nodes of the snapshot tree `root` that `matcher` matches, in walk
+/// order.
+pub async fn find(
+    repo: &Repository,
+    index: &Index,
+    root: &Id,
+    matcher: &Matcher,
+) -> Result<Vec<Found>> {
+    let mut found = Vec::new();
+    walk(repo, index, root, "/", |path, node| {
+        if matcher.matches(path, &node.name.to_string()) {
+            found.push(Found {
+                path: path.to_owned(),
+                node: node.clone(),
+            });
+        }
+        Ok(true)
+    })
+    .await?;
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matcher(patterns: &[&str], ignore_case: bool) -> Matcher {
+        let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
+        Matcher::new(&patterns, ignore_case).unwrap()
+    }
+
+    #[test]
+    fn names_or_whole_paths() {
+        let m = matcher(&["*.txt"], false);
+        assert!(m.matches("/a/b/c.txt", "c.txt"));
+        assert!(!m.matches("/a/b.txt/c", "c"));
+        let m = matcher(&["/a/*/c"], false);
+        assert!(m.matches("/a/b/c", "c"));
+        assert!(!m.matches("/a/b/x/c", "c"), "* does not cross /");
+        let m = matcher(&["/a/**/c"], false);
+        assert!(m.matches("/a/b/x/c", "c"));
+    }
+
+    #[test]
+    fn case_and_bad_patterns() {
+        assert!(!matcher(&["README*"], false).matches("/readme.md", "readme.md"));
+        assert!(matcher(&["README*"], true).matches("/readme.md", "readme.md"));
+        assert!(matches!(
+            Matcher::new(&["a[".to_string()], false),
+            Err(Error::InvalidOptions(_))
+        ));
+        assert!(Matcher::new(&[], false).is_err());
+    }
+
+    #[test]
+    fn join_handles_the_root() {
+        assert_eq!(join("/", "a"), "/a");
+        assert_eq!(join("/a", "b"), "/a/b");
+    }
+}
