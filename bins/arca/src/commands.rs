@@ -4,6 +4,7 @@ pub(crate) mod audit;
 mod backup;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod dump;
 mod find;
@@ -39,6 +40,8 @@ pub(crate) enum Command {
     Cat(cat::Args),
     /// Verify the repository's structure and, optionally, every stored byte
     Check(check::Args),
+    /// Copy snapshots from another repository into this one
+    Copy(copy::Args),
     /// Remove snapshots by a retention policy or by ID
     Forget(forget::Args),
     /// Add, remove or set snapshot tags
@@ -82,6 +85,7 @@ async fn dispatch(command: Command, context: &Context) -> anyhow::Result<Exit> {
         Command::Ls(args) => ls::run(args, context).await,
         Command::Cat(args) => cat::run(args, context).await,
         Command::Check(args) => check::run(args, context).await,
+        Command::Copy(args) => copy::run(args, context).await,
         Command::Forget(args) => forget::run(args, context).await,
         Command::Tag(args) => tag::run(args, context).await,
         Command::Stats(args) => stats::run(args, context).await,

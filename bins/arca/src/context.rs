@@ -94,6 +94,8 @@ pub(crate) struct Context {
     pub(crate) output: Output,
     /// What this run did, for its audit record (see `commands::run`).
     pub(crate) audit: Recorder,
+    /// Whose password [`Context::open_repository`] asks for.
+    open_purpose: Purpose,
 }
 
 impl Context {
@@ -132,7 +134,28 @@ impl Context {
             cache_base,
             output,
             audit: Recorder::default(),
+            open_purpose: Purpose::Open,
         })
+    }
+
+    /// The same storage, cache and output options for another repository,
+    /// the one `copy --from-repo` reads: its own location and password
+    /// sources (`ARCA_FROM_PASSWORD` rather than `ARCA_PASSWORD`). It keeps
+    /// no audit record: it is only read.
+    pub(crate) fn source_repository(
+        &self,
+        location: String,
+        passwords: PasswordSources,
+    ) -> Context {
+        Context {
+            location: Some(location),
+            passwords,
+            store_options: self.store_options.clone(),
+            cache_base: self.cache_base.clone(),
+            output: self.output,
+            audit: Recorder::default(),
+            open_purpose: Purpose::OpenSource,
+        }
     }
 
     /// The repository location as given.
@@ -201,7 +224,7 @@ impl Context {
             }
             .into());
         }
-        let password = self.password(Purpose::Open).await?;
+        let password = self.password(self.open_purpose).await?;
         let mut repository =
             match Repository::open(store.backend.clone(), password.as_bytes()).await {
                 Ok(repository) => repository,

@@ -20,6 +20,8 @@ use crate::context::env_either;
 pub(crate) enum Purpose {
     Open,
     Create,
+    /// Opening the repository `copy` reads from (`ARCA_FROM_PASSWORD`).
+    OpenSource,
 }
 
 /// A password, wiped from memory when dropped.
@@ -59,11 +61,22 @@ impl PasswordSources {
             }
             (Some(command), None) => from_command(command)?,
             (None, Some(file)) => from_file(file)?,
-            (None, None) => match env_either("ARCA_PASSWORD", "RESTIC_PASSWORD") {
-                Some(password) => Password::trimmed(password.into_bytes()),
-                None if std::io::stdin().is_terminal() => prompt(purpose)?,
-                None => bail!("no password given: set ARCA_PASSWORD or --password-file"),
-            },
+            (None, None) => {
+                let (arca, restic, flag) = if purpose == Purpose::OpenSource {
+                    (
+                        "ARCA_FROM_PASSWORD",
+                        "RESTIC_FROM_PASSWORD",
+                        "--from-password-file",
+                    )
+                } else {
+                    ("ARCA_PASSWORD", "RESTIC_PASSWORD", "--password-file")
+                };
+                match env_either(arca, restic) {
+                    Some(password) => Password::trimmed(password.into_bytes()),
+                    None if std::io::stdin().is_terminal() => prompt(purpose)?,
+                    None => bail!("no password given: set {arca} or {flag}"),
+                }
+            }
         };
         if password.as_bytes().is_empty() {
             bail!("the password is empty; an empty password cannot protect a repository");
@@ -110,10 +123,10 @@ fn from_command(command: &str) -> anyhow::Result<Password> {
 }
 
 fn prompt(purpose: Purpose) -> anyhow::Result<Password> {
-    let question = if purpose == Purpose::Create {
-        "enter password for new repository: "
-    } else {
-        "enter password for repository: "
+    let question = match purpose {
+        Purpose::Create => "enter password for new repository: ",
+        Purpose::Open => "enter password for repository: ",
+        Purpose::OpenSource => "enter password for source repository: ",
     };
     let password = read_hidden(question)?;
     if purpose == Purpose::Create

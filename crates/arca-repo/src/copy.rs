@@ -36,9 +36,10 @@ use crate::{Id, Repository, Result};
 const BLOB_CONCURRENCY: usize = 8;
 /// Packs uploading at once at most.
 const CONCURRENT_UPLOADS: usize = 4;
-/// The index is written after this many packs: an interrupted copy uploads
-/// at most this many packs again.
+/// The index is written after this many packs, or this many bytes of them,
+/// whichever comes first: a killed copy uploads at most that much again.
 const INDEX_FLUSH_PACKS: usize = 8;
+const INDEX_FLUSH_BYTES: u64 = 32 * 1024 * 1024;
 /// Source → destination IDs remembered at most (about 100 bytes each); the
 /// map is emptied when full, which only costs re-reading blobs.
 const MAX_MAPPED_IDS: usize = 1 << 18;
@@ -388,7 +389,11 @@ impl Copier {
         };
         let pack = joined.expect("pack upload task panicked")?;
         self.unindexed.packs.push(pack);
-        if self.unindexed.packs.len() >= INDEX_FLUSH_PACKS {
+        let unindexed_bytes: u64 = (self.unindexed.packs.iter())
+            .flat_map(|pack| &pack.blobs)
+            .map(|blob| u64::from(blob.length))
+            .sum();
+        if self.unindexed.packs.len() >= INDEX_FLUSH_PACKS || unindexed_bytes >= INDEX_FLUSH_BYTES {
             self.write_index().await?;
         }
         Ok(())
