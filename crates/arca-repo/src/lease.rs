@@ -4,9 +4,9 @@
 //! start time and an expiry. A prune writes its lease, then lists `locks/`:
 //! if another unexpired prune lease started earlier (ties broken by file
 //! ID), it withdraws its own and stops with [`Error::PruneRunning`]. While it
-//! runs it refreshes the lease (a new file with the same start time and a
-//! later expiry, then the old file deleted) and checks, before each step
-//! that deletes, that the lease has not run out. Expired leases, and leases
+//! runs it refreshes the lease every [`LEASE_REFRESH`] (a new file with the
+//! same start time and a later expiry, then the old file deleted) and
+//! checks, before each step that deletes, that the lease has not run out. Expired leases, and leases
 //! of dead processes on this host, are ignored and removed. Backups never
 //! write or look at leases, so no lease ever blocks one.
 
@@ -148,15 +148,6 @@ impl HeldLease {
                 reason: format!("it expires at {}", self.lease.expires),
             })
         }
-    }
-
-    /// Refreshes the lease if half of it has run out.
-    pub async fn refresh_if_due(&mut self) -> Result<()> {
-        let half = jiff::SignedDuration::try_from(LEASE_DURATION / 2).expect("fits");
-        if jiff::Timestamp::now() + half >= self.lease.expires {
-            self.refresh().await?;
-        }
-        Ok(())
     }
 
     /// Gives the lease up.

@@ -27,7 +27,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::blob::{BlobType, EncodedBlob, decode_blob};
 use crate::index::{Index, IndexFile, IndexPack};
-use crate::lease::{self, HeldLease};
+use crate::lease::{self, HeldLease, LEASE_REFRESH};
 use crate::marks::{
     self, DeletionMark, delete_if_present, delete_mark, list_marks, pending_packs, save_mark,
     walk_trees,
@@ -188,27 +188,44 @@ pub async fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport
         mark(repo, opts, None, &mut report).await?;
         return Ok(report);
     }
-    let mut lease = lease::acquire(repo, "prune").await?;
-    let result = async {
-        sweep(repo, opts, Some(&mut lease), &mut report).await?;
-        mark(repo, opts, Some(&mut lease), &mut report).await
-    }
-    .await;
+    let lease = tokio::sync::Mutex::new(lease::acquire(repo, "prune").await?);
+    let work = async {
+        sweep(repo, opts, Some(&lease), &mut report).await?;
+        mark(repo, opts, Some(&lease), &mut report).await
+    };
+    // Refreshes the lease while the work runs; a failed refresh stops the
+    // work where it is, which the protocol treats like a crash.
+    let keep_lease = async {
+        loop {
+            tokio::time::sleep(LEASE_REFRESH).await;
+            if let Err(error) = lease.lock().await.refresh().await {
+                return Error::LeaseLost {
+                    reason: error.to_string(),
+                };
+            }
+        }
+    };
+    let result = tokio::select! {
+        result = work => result,
+        error = keep_lease => Err(error),
+    };
     // A lease left behind by a failure expires by itself anyway.
-    if let Err(error) = lease.release().await {
+    if let Err(error) = lease.into_inner().release().await {
         tracing::warn!(%error, "could not remove the prune's lease; it expires by itself");
     }
     result.map(|()| report)
 }
 
-/// Refreshes the lease if due and checks it is still valid.
-async fn checkpoint(lease: &mut Option<&mut HeldLease>) -> Result<()> {
+/// Checks the lease is still valid (before each step that deletes).
+async fn checkpoint(lease: Option<&Lease>) -> Result<()> {
     if let Some(lease) = lease {
-        lease.refresh_if_due().await?;
-        lease.ensure_valid()?;
+        lease.lock().await.ensure_valid()?;
     }
     Ok(())
 }
+
+/// The prune's lease, shared with the task refreshing it.
+type Lease = tokio::sync::Mutex<HeldLease>;
 
 /// A set of blob positions in an [`Index`].
 #[derive(Debug, Clone)]
@@ -353,7 +370,7 @@ fn pack_entries(files: &[(Id, IndexFile)]) -> HashMap<Id, &[PackEntry]> {
 async fn sweep(
     repo: &Repository,
     opts: &PruneOptions,
-    mut lease: Option<&mut HeldLease>,
+    lease: Option<&Lease>,
     report: &mut PruneReport,
 ) -> Result<()> {
     let marks = list_marks(repo).await?;
@@ -414,7 +431,7 @@ async fn sweep(
     if opts.dry_run {
         return Ok(());
     }
-    checkpoint(&mut lease).await?;
+    checkpoint(lease).await?;
     futures::stream::iter(&delete)
         .map(|pack| async move { delete_if_present(repo, &Repository::pack_path(pack)).await })
         .buffer_unordered(CONCURRENCY)
@@ -433,7 +450,7 @@ async fn sweep(
     if !kept.packs.is_empty() {
         repo.save_indexes(kept).await?;
     }
-    checkpoint(&mut lease).await?;
+    checkpoint(lease).await?;
     for (id, _) in &rewrite {
         delete_if_present(repo, &format!("{INDEX_DIR}/{id}")).await?;
     }
@@ -461,10 +478,10 @@ struct PackUse {
 async fn mark(
     repo: &Repository,
     opts: &PruneOptions,
-    mut lease: Option<&mut HeldLease>,
+    lease: Option<&Lease>,
     report: &mut PruneReport,
 ) -> Result<()> {
-    checkpoint(&mut lease).await?;
+    checkpoint(lease).await?;
     let marks = list_marks(repo).await?;
     let mut pending = pending_packs(marks.iter().map(|(_, m)| m));
     if opts.dry_run {
@@ -539,7 +556,7 @@ async fn mark(
     }
     let repack = choose_repacks(opts, repo.config().pack_size, used_total, partly, report);
     if !repack.is_empty() && !opts.dry_run {
-        checkpoint(&mut lease).await?;
+        checkpoint(lease).await?;
         repack_packs(repo, &state, &entries, &repack, report).await?;
     } else {
         for pack in &repack {
@@ -556,7 +573,7 @@ async fn mark(
     if to_mark.is_empty() || opts.dry_run {
         return Ok(());
     }
-    checkpoint(&mut lease).await?;
+    checkpoint(lease).await?;
     let mark = DeletionMark {
         time: jiff::Timestamp::now(),
         hostname: nix::unistd::gethostname()

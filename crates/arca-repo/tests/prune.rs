@@ -382,6 +382,29 @@ async fn unlock_removes_only_what_it_is_asked_to() {
 }
 
 #[tokio::test]
+async fn a_refreshed_lease_keeps_its_place_and_moves_its_expiry() {
+    let f = TwoSnapshots::new().await;
+    let mut held = lease::acquire(&f.repo, "prune").await.unwrap();
+    let before = lease::list_leases(&f.repo).await.unwrap();
+    let (first_id, first) = (before[0].0, before[0].1.as_ref().unwrap().clone());
+    held.refresh().await.unwrap();
+    held.ensure_valid().unwrap();
+    let after = lease::list_leases(&f.repo).await.unwrap();
+    assert_eq!(after.len(), 1);
+    let (second_id, second) = (after[0].0, after[0].1.as_ref().unwrap().clone());
+    assert_ne!(second_id, first_id);
+    assert_eq!(second.time, first.time);
+    assert!(second.expires >= first.expires);
+    assert!(!second.is_stale(jiff::Timestamp::now()));
+    // Another prune still backs off.
+    assert!(matches!(
+        prune(&f.repo, &opts()).await,
+        Err(Error::PruneRunning { .. })
+    ));
+    held.release().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_sweep_cut_short_leaves_a_checkable_repository_that_the_next_prune_finishes() {
     let f = TwoSnapshots::new().await;
     let only_a = f.packs_only_a_uses().await;
