@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arca_mover::progress::{ProgressLine, ProgressSink};
+use arca_mover::push::ProgressPush;
 use arca_mover::{Action, ErrorClass, MoverConfig, MoverReport};
 
 const USAGE: &str = "usage: arca-agent ACTION... (unlock, backup, prune, restore, check, verify)
@@ -155,7 +156,7 @@ async fn run_until_signalled(
         biased;
         _ = terminate.recv() => stopped("SIGTERM"),
         _ = interrupt.recv() => stopped("SIGINT"),
-        report = arca_mover::actions::run(config, actions, Arc::new(StderrSink)) => report,
+        report = arca_mover::actions::run(config, actions, sink(config)) => report,
     }
 }
 
@@ -175,6 +176,14 @@ fn finish(report: &MoverReport, result_path: &Path) -> ExitCode {
         None => eprintln!("arca-agent completed in {:.1} s", report.duration_seconds),
     }
     ExitCode::from(report.exit_code)
+}
+
+/// The pod log, and the controller's progress receiver when it gave one.
+fn sink(config: &MoverConfig) -> Arc<dyn ProgressSink> {
+    match &config.progress_url {
+        Some(target) => Arc::new(ProgressPush::new(target.clone(), Arc::new(StderrSink))),
+        None => Arc::new(StderrSink),
+    }
 }
 
 /// Progress lines and warnings go to the pod log.

@@ -12,6 +12,7 @@ use arca_repo::check::ReadData;
 use arca_repo::retention::{Count, Duration as Period, RetentionPolicy};
 use arca_store::{RetryPolicy, StoreOptions};
 
+use crate::push::PushTarget;
 use crate::secret::PasswordSource;
 use crate::{Error, Result};
 
@@ -260,6 +261,9 @@ pub struct MoverConfig {
     /// Retries of each failed storage request (`ARCA_STORAGE_RETRIES`,
     /// default arca-store's: 10, backing off up to 30 s).
     pub storage_retries: Option<u32>,
+    /// Where live progress is pushed (`ARCA_PROGRESS_URL`, plain http; the
+    /// controller sets it when it collects progress).
+    pub progress_url: Option<PushTarget>,
     /// Upload limit in KiB/s (`ARCA_LIMIT_UPLOAD`, restic's `--limit-upload`).
     pub limit_upload_kib: Option<u64>,
     /// Download limit in KiB/s (`ARCA_LIMIT_DOWNLOAD`, restic's `--limit-download`).
@@ -343,6 +347,9 @@ impl MoverConfig {
                 })
                 .transpose()
         };
+        let progress_url = get("ARCA_PROGRESS_URL")
+            .map(|url| url.trim().parse::<PushTarget>())
+            .transpose()?;
         let limit_upload_kib = kib_per_second("ARCA_LIMIT_UPLOAD")?;
         let limit_download_kib = kib_per_second("ARCA_LIMIT_DOWNLOAD")?;
         let check_read_data = match get("ARCA_CHECK_READ_DATA_SUBSET") {
@@ -378,6 +385,7 @@ impl MoverConfig {
             ),
             progress_interval,
             storage_retries,
+            progress_url,
             limit_upload_kib,
             limit_download_kib,
             check_read_data,
@@ -488,6 +496,7 @@ mod tests {
         assert_eq!(config.storage_retries, None);
         assert_eq!(config.check_read_data, ReadData::None);
         assert_eq!(config.result_path, PathBuf::from("/dev/termination-log"));
+        assert_eq!(config.progress_url, None);
         assert_eq!(config.backend_env.names().count(), 0);
     }
 
@@ -569,6 +578,7 @@ mod tests {
             ("ARCA_CHECK_READ_DATA_SUBSET", "1/5"),
             ("ARCA_RESULT_PATH", "/tmp/result.json"),
             ("ARCA_LIMIT_DOWNLOAD", "512"),
+            ("ARCA_PROGRESS_URL", "http://arca:8080/progress/ns/rs/app"),
         ])
         .unwrap();
         assert_eq!(config.repository, "s3:http://127.0.0.1:9000/b/p");
@@ -580,6 +590,7 @@ mod tests {
         assert_eq!(config.result_path, PathBuf::from("/tmp/result.json"));
         assert_eq!(config.store_options().limit_download_kib, Some(512));
         assert_eq!(config.store_options().limit_upload_kib, None);
+        assert_eq!(config.progress_url.unwrap().path, "/progress/ns/rs/app");
         let restic_host = with(&[("RESTIC_HOST", "restic-host")]).unwrap();
         assert_eq!(restic_host.host, "restic-host");
     }
@@ -605,6 +616,10 @@ mod tests {
             (&[("RESTIC_PROGRESS_FPS", "-1")], "RESTIC_PROGRESS_FPS"),
             (&[("ARCA_STORAGE_RETRIES", "many")], "ARCA_STORAGE_RETRIES"),
             (&[("ARCA_LIMIT_UPLOAD", "0")], "ARCA_LIMIT_UPLOAD"),
+            (
+                &[("ARCA_PROGRESS_URL", "https://controller/p")],
+                "ARCA_PROGRESS_URL",
+            ),
             (
                 &[("ARCA_CHECK_READ_DATA_SUBSET", "0/5")],
                 "ARCA_CHECK_READ_DATA_SUBSET",

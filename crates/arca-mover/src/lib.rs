@@ -19,6 +19,7 @@ pub mod config;
 mod error;
 pub mod open;
 pub mod progress;
+pub mod push;
 pub mod report;
 pub mod secret;
 
