@@ -456,3 +456,39 @@ fn passwords_come_from_commands_and_mounted_secrets() {
         .env("ARCA_PASSWORD_COMMAND", "printf wrong");
     assert_eq!(Run::of(wrong).code, Some(12));
 }
+
+#[test]
+fn rotate_then_back_up_and_restore_across_generations() {
+    let repo = Repo::local();
+    let first = backed_up(&repo);
+    let rotated = json(&repo, &["key", "rotate"]);
+    assert_eq!(rotated["message_type"], "key_rotated");
+    let data = repo.path("data");
+    fs::write(data.join("a.txt"), "after rotation").unwrap();
+    let second = json(&repo, &["backup", data.to_str().unwrap()]);
+    let second = second["snapshot_id"].as_str().unwrap();
+    // The new snapshot is sealed with the new data key.
+    let stored = fs::read(
+        repo.local_dir
+            .clone()
+            .unwrap()
+            .join("snapshots")
+            .join(second),
+    )
+    .unwrap();
+    let data_key = u32::from_le_bytes(stored[1..5].try_into().unwrap());
+    assert_eq!(u64::from(data_key), rotated["data_key"].as_u64().unwrap());
+    for (snapshot, content) in [
+        (first.as_str(), "alpha\n".repeat(1000)),
+        (second, "after rotation".into()),
+    ] {
+        let target = repo.path(&format!("restore-{snapshot}"));
+        ok(
+            &repo,
+            &["restore", snapshot, "--target", target.to_str().unwrap()],
+        );
+        let restored = target.join(data.strip_prefix("/").unwrap()).join("a.txt");
+        assert_eq!(fs::read_to_string(restored).unwrap(), content);
+    }
+    ok(&repo, &["check", "--read-data"]);
+}

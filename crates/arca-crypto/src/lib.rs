@@ -38,6 +38,19 @@
 //! `key_count` ≥ 1, key ids strictly increasing, `current_key_id` among them,
 //! no trailing bytes.
 //!
+//! Data keys added after a key file was written travel in *keyrings*
+//! ([`MasterKey::rotate_into_keyring`], [`MasterKey::adopt_keyrings`]):
+//!
+//! ```text
+//! nonce [12] | AES-256-GCM(kek, nonce, aad = "arca keyring v1", plaintext) | tag [16]
+//! kek       = HKDF-SHA256(salt = empty, ikm = id_key | chunker_key, info = "arca v1 keyring key")
+//! plaintext = version u8 = 1 | generation u64 | current_key_id u32 | key_count u32
+//!             | key_count × ( key_id u32 | key [32] )
+//! ```
+//!
+//! A rotation picks a random unused key id; adopting keyrings adds their
+//! keys and makes current the current key of the highest generation.
+//!
 //! # Envelope
 //!
 //! Every encrypted object (config, pack blobs, pack header, index, snapshot,

@@ -33,6 +33,15 @@ const MATERIAL_FIXED_LEN: usize = 1 + 32 + 32 + 4 + 4;
 /// `key_id u32 LE | key [32]` per data key.
 const MATERIAL_KEY_LEN: usize = 4 + 32;
 
+/// Version byte of a serialised keyring (see the crate docs).
+const KEYRING_VERSION: u8 = 1;
+/// `version | generation | current_key_id | key_count`.
+const KEYRING_FIXED_LEN: usize = 1 + 8 + 4 + 4;
+/// HKDF `info` of the key that seals keyrings.
+const KEYRING_KEY_INFO: &[u8] = b"arca v1 keyring key";
+/// AEAD associated data of a sealed keyring.
+const KEYRING_AAD: &[u8] = b"arca keyring v1";
+
 /// What an encrypted object is; bound into the AEAD as associated data so one
 /// kind of object can never be passed off as another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +158,154 @@ impl MasterKey {
         self.data_keys.push(fresh);
         self.current = id;
         Ok(id)
+    }
+
+    /// A second copy of this key material (for a rotation, which changes a
+    /// copy while the repository goes on using the original).
+    pub fn duplicate(&self) -> Result<MasterKey> {
+        MasterKey::from_material(&self.to_material())
+    }
+
+    /// Adds a fresh data key with a random unused id, makes it current and
+    /// returns the sealed keyring (every data key, `generation`, the current
+    /// id) to store in `keyring/`. Random ids keep two concurrent rotations
+    /// from minting different keys under one id.
+    pub fn rotate_into_keyring(&mut self, generation: u64) -> Result<(u32, Vec<u8>)> {
+        let rng = SystemRandom::new();
+        let mut fresh = DataKey {
+            id: 0,
+            key: [0; 32],
+        };
+        loop {
+            let mut id = [0u8; 4];
+            fill_random(&rng, &mut id)?;
+            fresh.id = u32::from_le_bytes(id);
+            if self.data_key(fresh.id).is_none() {
+                break;
+            }
+        }
+        fill_random(&rng, &mut fresh.key)?;
+        let id = fresh.id;
+        self.insert_data_key(fresh);
+        self.current = id;
+        Ok((id, self.seal_keyring(generation)?))
+    }
+
+    /// Takes in the data keys of sealed keyrings (from `keyring/`) and makes
+    /// current the current key of the one with the highest generation (ties:
+    /// the last given). Returns that generation, 0 for none.
+    ///
+    /// [`Error::Authentication`] if a keyring was modified or belongs to
+    /// another repository; [`Error::Malformed`] if it does not parse or gives
+    /// a known key id other key bytes.
+    pub fn adopt_keyrings(&mut self, sealed: &[&[u8]]) -> Result<u64> {
+        let mut newest: Option<(u64, u32)> = None;
+        for keyring in sealed {
+            let plaintext = self.open_keyring(keyring)?;
+            let (generation, current, keys) = parse_keyring(&plaintext)?;
+            for entry in keys {
+                match self.data_key(entry.id) {
+                    Some(known) if known.key != entry.key => {
+                        return Err(Error::Malformed {
+                            what: "keyring",
+                            reason: format!(
+                                "data key {} differs from the one already held",
+                                entry.id
+                            ),
+                        });
+                    }
+                    Some(_) => {}
+                    None => self.insert_data_key(entry.clone()),
+                }
+            }
+            if newest.is_none_or(|(best, _)| generation >= best) {
+                newest = Some((generation, current));
+            }
+        }
+        match newest {
+            Some((generation, current)) => {
+                self.current = current;
+                Ok(generation)
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// The key-encryption key of keyrings: derived from the two keys that
+    /// never rotate, so every key file's master key opens every keyring.
+    fn keyring_key(&self) -> LessSafeKey {
+        let mut ikm = Zeroizing::new([0u8; 64]);
+        ikm[..32].copy_from_slice(&self.id_key);
+        ikm[32..].copy_from_slice(&self.chunker_key);
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(ikm.as_ref());
+        let okm = prk
+            .expand(&[KEYRING_KEY_INFO], &AES_256_GCM)
+            .expect("a 32-byte output is within HKDF-SHA256's limit");
+        LessSafeKey::new(UnboundKey::from(okm))
+    }
+
+    /// `nonce [12] | AES-256-GCM(keyring) | tag [16]`.
+    fn seal_keyring(&self, generation: u64) -> Result<Vec<u8>> {
+        let mut plaintext = Zeroizing::new(Vec::with_capacity(
+            KEYRING_FIXED_LEN + MATERIAL_KEY_LEN * self.data_keys.len(),
+        ));
+        plaintext.push(KEYRING_VERSION);
+        plaintext.extend_from_slice(&generation.to_le_bytes());
+        plaintext.extend_from_slice(&self.current.to_le_bytes());
+        let count =
+            u32::try_from(self.data_keys.len()).expect("key ids are u32, so fewer than 2^32 keys");
+        plaintext.extend_from_slice(&count.to_le_bytes());
+        for data_key in &self.data_keys {
+            plaintext.extend_from_slice(&data_key.id.to_le_bytes());
+            plaintext.extend_from_slice(&data_key.key);
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&SystemRandom::new(), &mut nonce)?;
+        let mut sealed = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&plaintext);
+        let tag = self
+            .keyring_key()
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(KEYRING_AAD),
+                &mut sealed[NONCE_LEN..],
+            )
+            .expect("a keyring is far below AES-GCM's message limit");
+        sealed.extend_from_slice(tag.as_ref());
+        Ok(sealed)
+    }
+
+    fn open_keyring(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        if sealed.len() < NONCE_LEN + TAG_LEN {
+            return Err(Error::Malformed {
+                what: "keyring",
+                reason: format!("{} bytes is too short", sealed.len()),
+            });
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).expect("split at NONCE_LEN");
+        let mut plaintext = Zeroizing::new(rest.to_vec());
+        let len = self
+            .keyring_key()
+            .open_in_place(nonce, Aad::from(KEYRING_AAD), &mut plaintext)
+            .map_err(|_| Error::Authentication)?
+            .len();
+        plaintext.truncate(len);
+        Ok(plaintext)
+    }
+
+    /// Inserts a key whose id is not in the ring, keeping ids sorted and
+    /// never leaving key bytes in a freed buffer.
+    fn insert_data_key(&mut self, key: DataKey) {
+        if self.data_keys.len() == self.data_keys.capacity() {
+            let mut grown = Vec::with_capacity(self.data_keys.len() * 2 + 1);
+            grown.extend_from_slice(&self.data_keys);
+            let mut old = std::mem::replace(&mut self.data_keys, grown);
+            old.zeroize();
+        }
+        let at = self.data_keys.partition_point(|k| k.id < key.id);
+        self.data_keys.insert(at, key);
     }
 
     /// Appends the sealed envelope of `plaintext` to `out`.
@@ -359,6 +516,48 @@ impl MasterKey {
     }
 }
 
+/// Parses a keyring's plaintext: generation, current id, keys.
+fn parse_keyring(plaintext: &[u8]) -> Result<(u64, u32, Vec<DataKey>)> {
+    let malformed = |reason: String| Error::Malformed {
+        what: "keyring",
+        reason,
+    };
+    if plaintext.len() < KEYRING_FIXED_LEN || plaintext[0] != KEYRING_VERSION {
+        return Err(malformed(
+            "too short or an unknown version (upgrade arca?)".to_owned(),
+        ));
+    }
+    let generation = u64::from_le_bytes(plaintext[1..9].try_into().expect("8 bytes"));
+    let current = read_u32(plaintext, 9);
+    let count = read_u32(plaintext, 13) as usize;
+    let expected = count
+        .checked_mul(MATERIAL_KEY_LEN)
+        .and_then(|keys| keys.checked_add(KEYRING_FIXED_LEN));
+    if expected != Some(plaintext.len()) {
+        return Err(malformed(format!(
+            "{} bytes do not hold the {count} keys announced",
+            plaintext.len()
+        )));
+    }
+    let keys: Vec<DataKey> = plaintext[KEYRING_FIXED_LEN..]
+        .chunks_exact(MATERIAL_KEY_LEN)
+        .map(|entry| {
+            let mut key = DataKey {
+                id: read_u32(entry, 0),
+                key: [0; 32],
+            };
+            key.key.copy_from_slice(&entry[4..]);
+            key
+        })
+        .collect();
+    if !keys.iter().any(|k| k.id == current) {
+        return Err(malformed(format!(
+            "current key {current} is not in the keyring"
+        )));
+    }
+    Ok((generation, current, keys))
+}
+
 /// `version | key_id LE`, the envelope's first bytes.
 fn envelope_header(key_id: u32) -> [u8; HEADER_LEN] {
     let mut header = [ENVELOPE_VERSION, 0, 0, 0, 0];
@@ -492,6 +691,51 @@ mod tests {
                 "prefix of {len} bytes parsed"
             );
         }
+    }
+
+    #[test]
+    fn keyrings_carry_rotated_keys_to_every_copy_of_the_master_key() {
+        let original = MasterKey::generate().unwrap();
+        let old_sealed = original.seal(ObjectKind::Snapshot, b"before").unwrap();
+        let mut rotating = original.duplicate().unwrap();
+        let (first, keyring1) = rotating.rotate_into_keyring(1).unwrap();
+        let (second, keyring2) = rotating.rotate_into_keyring(2).unwrap();
+        assert_ne!(first, second);
+        let new_sealed = rotating.seal(ObjectKind::Snapshot, b"after").unwrap();
+        assert_eq!(new_sealed[1..5], second.to_le_bytes());
+        // A master key from a key file written before the rotations.
+        let mut reader = original.duplicate().unwrap();
+        assert!(reader.open(ObjectKind::Snapshot, &new_sealed).is_err());
+        // Order does not matter: the highest generation's key is current.
+        assert_eq!(reader.adopt_keyrings(&[&keyring2, &keyring1]).unwrap(), 2);
+        assert_eq!(reader.current_data_key_id(), second);
+        assert_eq!(
+            reader.open(ObjectKind::Snapshot, &new_sealed).unwrap(),
+            b"after"
+        );
+        assert_eq!(
+            reader.open(ObjectKind::Snapshot, &old_sealed).unwrap(),
+            b"before"
+        );
+        // Adopting again changes nothing.
+        assert_eq!(reader.adopt_keyrings(&[&keyring1, &keyring2]).unwrap(), 2);
+        assert_eq!(reader.data_keys.len(), 3);
+        // Tampered keyrings and another repository's keyrings are refused.
+        let mut tampered = keyring2.clone();
+        tampered[20] ^= 1;
+        assert!(matches!(
+            reader.adopt_keyrings(&[&tampered]),
+            Err(Error::Authentication)
+        ));
+        let mut stranger = MasterKey::generate().unwrap();
+        assert!(matches!(
+            stranger.adopt_keyrings(&[&keyring1]),
+            Err(Error::Authentication)
+        ));
+        assert!(matches!(
+            stranger.adopt_keyrings(&[&keyring1[..10]]),
+            Err(Error::Malformed { .. })
+        ));
     }
 
     proptest! {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use zeroize::Zeroizing;
 
-use crate::repository::{KEYS_DIR, blocking, id_from_path};
+use crate::repository::{KEYRING_DIR, KEYS_DIR, blocking, id_from_path};
 use crate::{Error, Id, Repository, Result};
 
 /// How many key files are read at once by [`list`].
@@ -172,4 +172,33 @@ pub async fn change_password(repo: &Repository, new: NewKey<'_>) -> Result<Id> {
     let id = add(repo, new).await?;
     remove(repo, &old, true).await?;
     Ok(id)
+}
+
+/// Rotates the data key: writes a keyring in `keyring/` with a fresh data
+/// key that every client opening the repository afterwards seals new data
+/// with. Older data stays readable (its keys stay in the keyring); nothing
+/// is re-encrypted. Returns the new data key's id and the keyring's ID.
+/// The content-ID and chunker keys do not rotate (docs/FORMAT.md §20).
+pub async fn rotate(repo: &Repository) -> Result<(u32, Id)> {
+    repo.require_full_access("key rotate")?;
+    let metas = repo.backend().list(&format!("{KEYRING_DIR}/")).await?;
+    let mut keyrings = Vec::with_capacity(metas.len());
+    for meta in &metas {
+        if id_from_path(&meta.path).is_ok() {
+            keyrings.push(repo.backend().get(&meta.path).await?);
+        }
+    }
+    let worker = repo.clone();
+    let (key_id, sealed) = blocking(move || {
+        let mut key = worker.key().duplicate()?;
+        let all: Vec<&[u8]> = keyrings.iter().map(|bytes| &bytes[..]).collect();
+        let generation = key.adopt_keyrings(&all)?;
+        Ok(key.rotate_into_keyring(generation + 1)?)
+    })
+    .await?;
+    let id = Id::storage_id(&sealed);
+    repo.backend()
+        .put(&format!("{KEYRING_DIR}/{id}"), Bytes::from(sealed))
+        .await?;
+    Ok((key_id, id))
 }

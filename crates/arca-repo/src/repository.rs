@@ -41,6 +41,8 @@ pub const SNAPSHOTS_DIR: &str = "snapshots";
 pub const INDEX_DIR: &str = "index";
 /// Directory of packs.
 pub const DATA_DIR: &str = "data";
+/// Directory of data keyrings written by `key rotate` (docs/FORMAT.md §20).
+pub const KEYRING_DIR: &str = "keyring";
 
 /// zstd level for index and snapshot files (small, written rarely).
 const FILE_COMPRESSION_LEVEL: i32 = 3;
@@ -162,6 +164,7 @@ impl Repository {
             Err(e) => return Err(e.into()),
         };
         let (key, key_file, config) = Repository::unlock(&backend, password, sealed_config).await?;
+        let key = Repository::adopt_keyrings(&backend, key).await?;
         Repository::assemble(backend, key, key_file, config)
     }
 
@@ -216,6 +219,35 @@ impl Repository {
         // The password matched a key but no key opened the config: the
         // config is damaged (or every matching key is an orphan).
         Err(config_error.unwrap_or(Error::WrongPassword))
+    }
+
+    /// Adds the data keys of every keyring in `keyring/` to `key` (the
+    /// rotations made after its key file was written). A keyring that does
+    /// not open is an error naming it: data sealed under its keys would not
+    /// open either.
+    async fn adopt_keyrings(backend: &Arc<dyn Backend>, key: MasterKey) -> Result<MasterKey> {
+        let metas = backend.list(&format!("{KEYRING_DIR}/")).await?;
+        let mut keyrings = Vec::with_capacity(metas.len());
+        for meta in metas {
+            if id_from_path(&meta.path).is_ok() {
+                keyrings.push((backend.get(&meta.path).await?, meta.path));
+            }
+        }
+        if keyrings.is_empty() {
+            return Ok(key);
+        }
+        blocking(move || {
+            let mut key = key;
+            for (bytes, path) in &keyrings {
+                key.adopt_keyrings(&[bytes])
+                    .map_err(|e| Error::corrupt(path, e))?;
+            }
+            // Once more, all together: the newest generation's key is current.
+            let all: Vec<&[u8]> = keyrings.iter().map(|(bytes, _)| &bytes[..]).collect();
+            key.adopt_keyrings(&all)?;
+            Ok(key)
+        })
+        .await
     }
 
     fn assemble(

@@ -10,6 +10,8 @@ use arca_repo::repository::InitOptions;
 use arca_repo::{Error, Repository};
 use arca_store::{Backend, StoreOptions};
 
+mod repo_fixtures;
+
 const PASSWORD: &[u8] = b"first password";
 
 fn backend(dir: &Path) -> Arc<dyn Backend> {
@@ -197,4 +199,81 @@ async fn damaged_key_files_are_left_out_of_the_list() {
     let listed = keys::list(&repo).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, repo.key_file_id());
+}
+
+/// Rotate, back up, rotate again, back up: every generation's snapshot
+/// restores through any key file, new data is sealed with the newest data
+/// key, and an append-only key cannot rotate.
+#[tokio::test]
+async fn rotation_keeps_every_generation_readable() {
+    use repo_fixtures::{assert_same_files, backup_dir, noise, restore_into, restored};
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(&dir.path().join("repo")).await;
+    let limited = keys::add(&repo, new_key(b"backup only", KeyAccess::AppendOnly))
+        .await
+        .unwrap();
+    let source = dir.path().join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    let mut generations = Vec::new();
+    let mut current = repo.clone();
+    for generation in 0..3u64 {
+        std::fs::write(source.join("file"), noise(200_000, generation)).unwrap();
+        let copy = dir.path().join(format!("expected-{generation}"));
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::copy(source.join("file"), copy.join("file")).unwrap();
+        let (id, snapshot) = backup_dir(&current, &source).await;
+        // The snapshot file is sealed with the data key current at the time.
+        let stored = std::fs::read(dir.path().join("repo/snapshots").join(id.to_hex())).unwrap();
+        assert_eq!(
+            stored[1..5],
+            current.key().current_data_key_id().to_le_bytes()
+        );
+        generations.push((snapshot, copy, current.key().current_data_key_id()));
+        if generation < 2 {
+            let (data_key, _) = keys::rotate(&current).await.unwrap();
+            current = Repository::open(backend(&dir.path().join("repo")), PASSWORD)
+                .await
+                .unwrap();
+            assert_eq!(current.key().current_data_key_id(), data_key);
+        }
+    }
+    let key_ids: std::collections::BTreeSet<u32> = generations.iter().map(|g| g.2).collect();
+    assert_eq!(key_ids.len(), 3);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("repo/keyring"))
+            .unwrap()
+            .count(),
+        2
+    );
+    // The append-only key file predates both rotations and reads everything.
+    let client = Repository::open(backend(&dir.path().join("repo")), b"backup only")
+        .await
+        .unwrap();
+    assert_eq!(client.key_file_id(), limited);
+    for (i, (snapshot, expected, _)) in generations.iter().enumerate() {
+        let target = dir.path().join(format!("restored-{i}"));
+        restore_into(&client, snapshot, &target).await.unwrap();
+        assert_same_files(expected, &restored(&target, &source));
+    }
+    assert!(matches!(
+        keys::rotate(&client).await,
+        Err(Error::AppendOnlyKey {
+            operation: "key rotate"
+        })
+    ));
+    // A damaged keyring stops the repository from opening, naming it.
+    let keyring = std::fs::read_dir(dir.path().join("repo/keyring"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&keyring).unwrap();
+    bytes[20] ^= 1;
+    std::fs::write(&keyring, bytes).unwrap();
+    match Repository::open(backend(&dir.path().join("repo")), PASSWORD).await {
+        Err(Error::Corrupt { what, .. }) => assert!(what.starts_with("keyring/"), "{what}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
 }

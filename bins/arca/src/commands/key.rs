@@ -32,6 +32,9 @@ enum Action {
     /// Change the password of the key in use (adds a new key file, then
     /// removes the old one)
     Passwd(PasswordArgs),
+    /// Start a new data key: data written from now on is sealed with it,
+    /// older data stays readable (nothing is re-encrypted; docs/FORMAT.md §20)
+    Rotate,
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,6 +120,19 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
             )
             .await?;
             report(context, "password_changed", id, "saved new key")?;
+        }
+        Action::Rotate => {
+            let (data_key, keyring) = keys::rotate(repo).await?;
+            if output.is_json() {
+                output.json(&serde_json::json!({
+                    "message_type": "key_rotated", "data_key": data_key, "keyring": keyring,
+                }))?;
+            } else {
+                output.info(format_args!(
+                    "new data key {data_key:08x} in keyring {}; data written from now on uses it",
+                    keyring.short()
+                ))?;
+            }
         }
     }
     Ok(Exit::Success)
