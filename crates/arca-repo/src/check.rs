@@ -6,7 +6,10 @@
 //! imply, every snapshot must decode, every tree reachable from a snapshot must
 //! load, and every blob a tree refers to must be in the index. Packs in `data/`
 //! that no index mentions are reported as warnings (harmless leftovers of an
-//! interrupted backup). With [`ReadData`] other than `None`, packs are also
+//! interrupted backup). Packs a deletion mark names may be missing (a prune
+//! deletes them before it rewrites the index files naming them): their
+//! index entries are left out, so only a snapshot still needing one of their
+//! blobs is an error. With [`ReadData`] other than `None`, packs are also
 //! downloaded whole and authenticated: the storage ID must match the name, the
 //! header must decode and agree with the index, and every blob must decrypt,
 //! decompress and hash to its ID.
