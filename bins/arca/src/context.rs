@@ -186,7 +186,7 @@ impl Context {
     /// A restic repository is refused with a pointer to migration: only the
     /// read-only verbs ([`Context::open_any_repository`]) read one.
     pub(crate) async fn open_repository(&self) -> anyhow::Result<Opened> {
-        match self.open_arca_or_restic().await? {
+        match self.open_arca_or_restic(false).await? {
             ArcaOrRestic::Arca(opened) => Ok(opened),
             ArcaOrRestic::Restic { backend, .. } => bail!(
                 "{backend} is a restic repository: Arca reads it (snapshots, ls, cat, restore, \
@@ -198,7 +198,7 @@ impl Context {
 
     /// Opens the repository, an Arca one or a restic one, for the read-only verbs.
     pub(crate) async fn open_any_repository(&self) -> anyhow::Result<AnyRepository> {
-        match self.open_arca_or_restic().await? {
+        match self.open_arca_or_restic(true).await? {
             ArcaOrRestic::Arca(opened) => Ok(AnyRepository::Arca(opened)),
             ArcaOrRestic::Restic { backend, password } => {
                 let opened = arca_restic::ResticRepository::open(backend, password.as_bytes())
@@ -213,10 +213,12 @@ impl Context {
         }
     }
 
-    /// The one detection point: an Arca repository opens; if it does not and
-    /// the location holds restic's format, that is said instead of the error
-    /// (so opening an Arca repository costs no extra request).
-    async fn open_arca_or_restic(&self) -> anyhow::Result<ArcaOrRestic> {
+    /// The one detection point. With `restic_first` (the read-only verbs) the
+    /// key files are looked at before opening, so a restic repository opens
+    /// without Arca's warnings about key files it cannot read (three more
+    /// requests); otherwise only a repository that fails to open as Arca's is
+    /// looked at, so opening one costs no extra request.
+    async fn open_arca_or_restic(&self, restic_first: bool) -> anyhow::Result<ArcaOrRestic> {
         let store = self.open_store()?;
         if let Err(arca_store::Error::NotFound { .. }) = store.backend.head(CONFIG_PATH).await {
             return Err(arca_repo::Error::NotARepository {
@@ -225,14 +227,22 @@ impl Context {
             .into());
         }
         let password = self.password(self.open_purpose).await?;
+        let is_restic = || async {
+            arca_restic::is_restic_repository(store.backend.as_ref())
+                .await
+                .unwrap_or(false)
+        };
+        if restic_first && is_restic().await {
+            return Ok(ArcaOrRestic::Restic {
+                backend: store.backend,
+                password,
+            });
+        }
         let mut repository =
             match Repository::open(store.backend.clone(), password.as_bytes()).await {
                 Ok(repository) => repository,
                 Err(err) => {
-                    if arca_restic::is_restic_repository(store.backend.as_ref())
-                        .await
-                        .unwrap_or(false)
-                    {
+                    if !restic_first && is_restic().await {
                         return Ok(ArcaOrRestic::Restic {
                             backend: store.backend,
                             password,

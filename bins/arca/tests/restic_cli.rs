@@ -89,8 +89,11 @@ fn snapshots_ls_cat_restore_and_check_read_restic_repositories() {
             };
             assert_eq!(time(ours), time(theirs));
         }
-        // The table lists both.
-        let table = repo.ok(&["snapshots"]).stdout;
+        // The table lists both, and nothing is said about key files Arca's own
+        // format could not read.
+        let run = repo.ok(&["snapshots"]);
+        assert!(!run.stderr.contains("key file"), "{run}");
+        let table = run.stdout;
         assert!(
             table.contains("node-a") && table.contains("second,x") && table.contains("2 snapshots"),
             "{table}"
