@@ -383,6 +383,23 @@ async fn blobs_are_verified_and_cat_shows_restics_structures() {
             assert_eq!(plain.len() as u64, location.plaintext_len());
         }
     }
+    // --read-data-subset n/m: the three slices together read every pack once.
+    let mut read = 0;
+    for n in 1..=3 {
+        let subset = CheckOptions {
+            read_data: ReadData::Nth { n, m: 3 },
+        };
+        let report = arca_restic::check::check(&repo, &subset, Arc::new(NoProgress))
+            .await
+            .unwrap();
+        assert!(report.is_ok(), "{:?}", report.errors);
+        read += report.packs_read;
+        assert_eq!(
+            report.packs_checked,
+            repo.list_packs().await.unwrap().len() as u64
+        );
+    }
+    assert_eq!(read, repo.list_packs().await.unwrap().len() as u64);
     // restic's `cat config` shows the same config.
     let theirs: serde_json::Value =
         serde_json::from_slice(&fixture.restic(&["cat".as_ref(), "config".as_ref()])).unwrap();
