@@ -7,6 +7,11 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(key) = KeyFile::decode(data) {
         assert!(key.n.is_power_of_two() && key.r > 0 && key.p > 0);
-        assert!(128u64.saturating_mul(u64::from(key.r)).saturating_mul(key.n) <= 1 << 30);
+        assert!(
+            128u64
+                .saturating_mul(u64::from(key.r))
+                .saturating_mul(key.n)
+                <= 1 << 30
+        );
     }
 });

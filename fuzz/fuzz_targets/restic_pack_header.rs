@@ -18,7 +18,9 @@ fuzz_target!(|data: &[u8]| {
     let blobs_end = u64::from(u32::from_le_bytes(trailer));
     if let Ok(blobs) = parse_header(header, blobs_end) {
         assert_eq!(encode_header(&blobs), header);
-        let end = blobs.last().map_or(0, |b| u64::from(b.offset) + u64::from(b.length));
+        let end = blobs
+            .last()
+            .map_or(0, |b| u64::from(b.offset) + u64::from(b.length));
         assert_eq!(end, blobs_end);
     }
 });
