@@ -19,21 +19,27 @@
 //! origin of a destination snapshot is skipped.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
 
-use crate::blob::{BlobType, EncodedBlob, encode_blob};
-use crate::index::{Index, IndexFile, IndexPack};
+use crate::blob::{BlobType, EncodedBlob, decode_blob, encode_blob};
+use crate::index::{BlobLocation, Index, IndexFile, IndexPack};
 use crate::pack::PackWriter;
 use crate::select::SnapshotFilter;
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
 use crate::{Id, Repository, Result};
 
-/// Blobs read, hashed and sealed at once.
-const BLOB_CONCURRENCY: usize = 8;
+/// Ranged reads (each decoded, hashed and sealed on the blocking pool) at once.
+const RUN_CONCURRENCY: usize = 4;
+/// Blobs of a pack at most this far apart are read with one request
+/// (reading the bytes between costs less than another request).
+const RUN_GAP: u64 = 256 * 1024;
+/// Bytes one ranged read covers at most.
+const RUN_BYTES: u64 = 8 * 1024 * 1024;
 /// Packs uploading at once at most.
 const CONCURRENT_UPLOADS: usize = 4;
 /// The index is written after this many packs, or this many bytes of them,
@@ -194,8 +200,17 @@ impl Shared {
     }
 }
 
-/// A blob's destination ID and, if the destination lacks it, its sealed form.
-type Mapped = (Id, Option<EncodedBlob>);
+/// A source blob's ID, its destination ID and, if the destination lacks it,
+/// its sealed form.
+type MappedBlob = (Id, Id, Option<EncodedBlob>);
+
+/// Blobs read with one ranged request of one source pack (`pack: None`:
+/// blobs that need no reading at all).
+struct ReadRun {
+    pack: Option<Id>,
+    range: Range<u64>,
+    blobs: Vec<(Id, Option<BlobLocation>)>,
+}
 
 struct Copier {
     source: Repository,
@@ -244,23 +259,22 @@ impl Copier {
                 }
             };
         }
-        let mut results = futures::stream::iter(wanted)
-            .map(|source_id| {
-                let job = self.map_data_blob(source_id);
-                async move { job.await.map(|mapped| (source_id, mapped)) }
-            })
-            .buffered(BLOB_CONCURRENCY);
-        let mut found = Vec::new();
-        while let Some((source_id, (destination_id, blob))) = results.try_next().await? {
-            found.push((source_id, destination_id, blob));
-        }
-        drop(results);
-        for (source_id, destination_id, blob) in found {
-            if let Some(blob) = blob {
-                self.store(blob).await?;
+        // Futures made up front (they hold no borrow of `self`), so each
+        // result is packed as it arrives while the next reads run.
+        let jobs: Vec<_> = self
+            .read_runs(wanted)?
+            .into_iter()
+            .map(|run| self.map_run(run))
+            .collect();
+        let mut results = futures::stream::iter(jobs).buffered(RUN_CONCURRENCY);
+        while let Some(mapped) = results.try_next().await? {
+            for (source_id, destination_id, blob) in mapped {
+                if let Some(blob) = blob {
+                    self.store(blob).await?;
+                }
+                self.remember(BlobType::Data, source_id, destination_id);
+                directory_map.insert(source_id, destination_id);
             }
-            self.remember(BlobType::Data, source_id, destination_id);
-            directory_map.insert(source_id, destination_id);
         }
         for node in &mut nodes {
             for content in &mut node.content {
@@ -299,37 +313,123 @@ impl Copier {
         self.mapped.insert((blob_type, source), destination);
     }
 
-    /// The future that maps one source data blob (runs concurrently with others).
-    fn map_data_blob(
-        &self,
-        source_id: Id,
-    ) -> impl Future<Output = Result<Mapped>> + Send + 'static {
-        let (source, index, shared, same_ids) = (
-            self.source.clone(),
-            Arc::clone(&self.source_index),
-            Arc::clone(&self.shared),
-            self.same_ids,
-        );
-        let destination = self.destination.clone();
-        async move {
-            if same_ids && shared.has(BlobType::Data, &source_id) {
-                return Ok((source_id, None));
+    /// The blobs in `wanted` that need reading, as ranged reads: blobs of
+    /// one pack that lie close together are read with one request.
+    fn read_runs(&self, wanted: Vec<Id>) -> Result<Vec<ReadRun>> {
+        let mut located = Vec::with_capacity(wanted.len());
+        for id in wanted {
+            if self.same_ids && self.shared.has(BlobType::Data, &id) {
+                // Known under the same ID: nothing to read.
+                located.push((id, None));
+                continue;
             }
-            let plaintext = source.read_blob(&index, BlobType::Data, &source_id).await?;
-            blocking(move || {
-                let key = destination.key();
-                let id = key.content_id(&plaintext);
-                if shared.has(BlobType::Data, &id) {
-                    return Ok((id, None));
+            let location =
+                self.source_index
+                    .get(BlobType::Data, &id)
+                    .ok_or(crate::Error::BlobNotFound {
+                        blob_type: BlobType::Data,
+                        id,
+                    })?;
+            located.push((id, Some(location)));
+        }
+        let mut known = Vec::new();
+        let mut reads: Vec<(Id, BlobLocation)> = Vec::new();
+        for (id, location) in located {
+            match location {
+                Some(location) => reads.push((id, location)),
+                None => known.push(id),
+            }
+        }
+        reads.sort_by_key(|(_, location)| (location.pack, location.offset));
+        let mut runs: Vec<ReadRun> = Vec::new();
+        if !known.is_empty() {
+            runs.push(ReadRun {
+                pack: None,
+                range: 0..0,
+                blobs: known.into_iter().map(|id| (id, None)).collect(),
+            });
+        }
+        for (id, location) in reads {
+            let start = u64::from(location.offset);
+            let end = start + u64::from(location.length);
+            match runs.last_mut() {
+                Some(run)
+                    if run.pack == Some(location.pack)
+                        && start <= run.range.end + RUN_GAP
+                        && end - run.range.start <= RUN_BYTES =>
+                {
+                    run.range.end = run.range.end.max(end);
+                    run.blobs.push((id, Some(location)));
                 }
-                let blob = encode_blob(
-                    key,
-                    BlobType::Data,
-                    id,
-                    &plaintext,
-                    destination.compression(),
-                )?;
-                Ok((id, Some(blob)))
+                _ => runs.push(ReadRun {
+                    pack: Some(location.pack),
+                    range: start..end,
+                    blobs: vec![(id, Some(location))],
+                }),
+            }
+        }
+        Ok(runs)
+    }
+
+    /// The future that reads one run and maps its blobs: decoded with the
+    /// source's key, identified and, where the destination lacks them,
+    /// sealed with the destination's key, all on the blocking pool.
+    fn map_run(
+        &self,
+        run: ReadRun,
+    ) -> impl Future<Output = Result<Vec<MappedBlob>>> + Send + 'static {
+        let (source, shared, destination) = (
+            self.source.clone(),
+            Arc::clone(&self.shared),
+            self.destination.clone(),
+        );
+        async move {
+            let Some(pack) = run.pack else {
+                // Same IDs in both repositories, and the destination has them.
+                return Ok(run
+                    .blobs
+                    .into_iter()
+                    .map(|(id, _)| (id, id, None))
+                    .collect());
+            };
+            let path = Repository::pack_path(&pack);
+            let bytes = source.backend().get_range(&path, run.range.clone()).await?;
+            if bytes.len() as u64 != run.range.end - run.range.start {
+                return Err(crate::Error::corrupt(
+                    path,
+                    "a ranged read returned fewer bytes than asked for (truncated?)",
+                ));
+            }
+            blocking(move || {
+                let mut mapped = Vec::with_capacity(run.blobs.len());
+                for (source_id, location) in run.blobs {
+                    let location = location.expect("runs of a pack locate every blob");
+                    let start = (u64::from(location.offset) - run.range.start) as usize;
+                    let stored = &bytes[start..start + location.length as usize];
+                    let plaintext = decode_blob(
+                        source.key(),
+                        BlobType::Data,
+                        stored,
+                        location.uncompressed_length,
+                        &source_id,
+                    )
+                    .map_err(|e| e.in_file(&path))?;
+                    let key = destination.key();
+                    let id = key.content_id(&plaintext);
+                    let blob = if shared.has(BlobType::Data, &id) {
+                        None
+                    } else {
+                        Some(encode_blob(
+                            key,
+                            BlobType::Data,
+                            id,
+                            &plaintext,
+                            destination.compression(),
+                        )?)
+                    };
+                    mapped.push((source_id, id, blob));
+                }
+                Ok(mapped)
             })
             .await
         }

@@ -88,9 +88,20 @@ async fn copies_restore_byte_for_byte_and_a_second_copy_uploads_nothing() {
     let (backend, requests) = counting(&dir.path().join("destination"));
     let destination = init_with(backend, OTHER_PASSWORD).await;
 
+    // The source read through counters: blobs of one pack come in few requests.
+    let (source_backend, source_requests) = counting(&dir.path().join("source"));
+    let source = Repository::open(source_backend, repo_fixtures::PASSWORD)
+        .await
+        .unwrap();
     let report = copy_all(&source, &destination).await;
     assert_eq!(report.copied.len(), 1, "{report:?}");
     assert_eq!(report.copied[0].source, source_id);
+    let ranged_reads = source_requests.snapshot().get_range;
+    assert!(
+        ranged_reads < report.data_blobs,
+        "{ranged_reads} ranged reads for {} data blobs",
+        report.data_blobs
+    );
     assert!(report.skipped.is_empty());
     assert!(report.data_blobs > 0 && report.tree_blobs > 0, "{report:?}");
     let copied = destination
