@@ -793,6 +793,22 @@ mod tests {
 
     proptest! {
         #[test]
+        fn blob_sets_behave_like_sets(
+            len in 1usize..500,
+            inserts in proptest::collection::vec(0usize..500, 0..200),
+        ) {
+            let mut set = BlobSet::new(len);
+            let mut model = std::collections::BTreeSet::new();
+            for position in inserts.into_iter().filter(|p| *p < len) {
+                prop_assert_eq!(set.insert(position), model.insert(position));
+            }
+            for position in 0..len {
+                prop_assert_eq!(set.contains(position), model.contains(&position));
+            }
+            prop_assert_eq!(set.count(), model.len() as u64);
+        }
+
+        #[test]
         fn chosen_packs_fit_the_budget_and_leave_at_most_what_is_allowed_when_unbudgeted(
             tallies in proptest::collection::vec((1u64..10_000, 0u64..10_000), 0..30),
             allowed in 0u64..50_000,
