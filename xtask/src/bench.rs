@@ -408,6 +408,18 @@ fn side_by_side(
 
             let sample = runner.step(repo, &["check", "--read-data"], Step::Check.slug())?;
             record(&mut results, Step::Check, tool, sample, None);
+
+            // Forgetting is not measured; arca's prune marks what restic's
+            // deletes (a later prune deletes it, docs/FORMAT.md §16).
+            runner.step(repo, &["forget", "--keep-last", "1"], "forget")?;
+            let sample = runner.step(repo, &["prune"], Step::Prune.slug())?;
+            record(
+                &mut results,
+                Step::Prune,
+                tool,
+                sample,
+                Some(storage.size(repo)?),
+            );
         }
     }
     if !options.keep {

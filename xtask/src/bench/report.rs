@@ -29,17 +29,20 @@ pub(crate) enum Step {
     Restore,
     /// `check --read-data`.
     Check,
+    /// `prune` after forgetting all but the latest snapshot.
+    Prune,
 }
 
 impl Step {
     /// All steps in the order they run.
-    pub(crate) const ALL: [Step; 6] = [
+    pub(crate) const ALL: [Step; 7] = [
         Step::Init,
         Step::FirstBackup,
         Step::Unchanged,
         Step::AfterMutate,
         Step::Restore,
         Step::Check,
+        Step::Prune,
     ];
 
     /// How the table names the step.
@@ -51,6 +54,7 @@ impl Step {
             Step::AfterMutate => "backup after 5 % change",
             Step::Restore => "full restore",
             Step::Check => "check --read-data",
+            Step::Prune => "prune after forget --keep-last 1",
         }
     }
 
@@ -63,6 +67,7 @@ impl Step {
             Step::AfterMutate => "backup-mutated",
             Step::Restore => "restore",
             Step::Check => "check",
+            Step::Prune => "prune",
         }
     }
 }
@@ -149,7 +154,7 @@ pub(crate) struct Report {
 }
 
 /// The targets: step, metric, the largest Arca/restic ratio that meets it.
-const TARGETS: [(Step, Metric, f64, &str); 7] = [
+const TARGETS: [(Step, Metric, f64, &str); 9] = [
     (
         Step::FirstBackup,
         Metric::Wall,
@@ -179,6 +184,18 @@ const TARGETS: [(Step, Metric, f64, &str); 7] = [
         Metric::Wall,
         1.0 / 2.0,
         "check --read-data ≥ 2× faster",
+    ),
+    (
+        Step::Prune,
+        Metric::Wall,
+        1.0 / 2.0,
+        "prune after forgetting ≥ 2× faster",
+    ),
+    (
+        Step::Prune,
+        Metric::Rss,
+        1.0,
+        "peak RSS during prune ≤ restic's",
     ),
     (
         Step::FirstBackup,
