@@ -639,6 +639,46 @@ mod tests {
         assert!(err.to_string().contains("RESTIC_PASSWORD"), "{err}");
     }
 
+    /// The seed's Secrets (its ExternalSecret template with APP substituted,
+    /// and its S3 and NFS examples) give the locations they mean.
+    #[test]
+    fn the_seeds_secret_values() {
+        use arca_store::Location;
+        let table = [
+            (
+                "/repository/${APP}",
+                Location::Local {
+                    path: "/repository/example-app".into(),
+                },
+            ),
+            (
+                "/mnt/backup-nfs/repositories/${APP}",
+                Location::Local {
+                    path: "/mnt/backup-nfs/repositories/example-app".into(),
+                },
+            ),
+            (
+                "s3:https://backup-storage.example.com/bucket/path",
+                Location::S3 {
+                    endpoint: "https://backup-storage.example.com".into(),
+                    bucket: "bucket".into(),
+                    prefix: "path".into(),
+                },
+            ),
+        ];
+        for (template, expected) in table {
+            let value = template.replace("${APP}", "example-app");
+            let config = MoverConfig::from_env(env_of(&[
+                ("RESTIC_REPOSITORY", &value),
+                ("RESTIC_PASSWORD", "rendered-from-vault"),
+                ("AWS_ACCESS_KEY_ID", "access"),
+                ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ]))
+            .unwrap();
+            assert_eq!(Location::parse(&config.repository).unwrap(), expected);
+        }
+    }
+
     #[test]
     fn forget_options_in_every_spelling() {
         let parsed = parse_forget_options(
