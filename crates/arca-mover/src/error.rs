@@ -82,14 +82,15 @@ impl Error {
     /// What kind of failure this is, for the exit code and the report.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Config { .. } | Error::Password { .. } | Error::Unavailable { .. } => {
-                ErrorClass::Config
-            }
+            // A snapshot the agent cannot restore stays so: retrying cannot help.
+            Error::Config { .. }
+            | Error::Password { .. }
+            | Error::Unavailable { .. }
+            | Error::Unrestorable { .. } => ErrorClass::Config,
             Error::Repo(repo) => repo_class(repo),
             Error::Store(store) => store_class(store),
             Error::Io { source, .. } => io_class(source),
             Error::Damaged { .. } => ErrorClass::Corrupt,
-            Error::Unrestorable { .. } => ErrorClass::Failed,
         }
     }
 }
@@ -130,7 +131,8 @@ pub enum ErrorClass {
     /// Storage unreachable, timeouts, throttling: the same Job may succeed later.
     Retryable,
     /// The environment is wrong (missing or malformed variable, unreadable
-    /// password source, unavailable action): retrying cannot help.
+    /// password source, unavailable action, a selected snapshot the agent
+    /// cannot restore): retrying cannot help.
     Config,
     /// The password opens no key of the repository: retrying cannot help.
     WrongPassword,
