@@ -524,3 +524,89 @@ async fn a_grace_below_the_floor_is_refused() {
     );
     let _: PruneReport = prune(&f.repo, &opts()).await.unwrap();
 }
+
+/// Stores `blobs` of one type in a new pack; indexes it only if `index`.
+async fn store_pack(
+    repo: &Repository,
+    blob_type: BlobType,
+    blobs: &[Vec<u8>],
+    index: bool,
+) -> arca_repo::index::IndexPack {
+    let mut writer = PackWriter::new(blob_type);
+    for plaintext in blobs {
+        let id = repo.key().content_id(plaintext);
+        writer
+            .add_encoding(repo.key(), blob_type, id, plaintext, repo.compression())
+            .unwrap();
+    }
+    let pack = repo
+        .save_pack(writer.finish(repo.key()).unwrap())
+        .await
+        .unwrap();
+    if index {
+        repo.save_index(&arca_repo::index::IndexFile {
+            packs: vec![pack.clone()],
+        })
+        .await
+        .unwrap();
+    }
+    pack
+}
+
+#[tokio::test]
+async fn a_writer_that_stalled_past_a_sweep_of_its_own_pack_commits_nothing() {
+    let f = TwoSnapshots::new().await;
+    let (_, start) = f.repo.load_index_for_writing().await.unwrap();
+    // The writer uploads a pack and stalls before indexing it...
+    let content = noise(50_000, 77);
+    let pack = store_pack(
+        &f.repo,
+        BlobType::Data,
+        std::slice::from_ref(&content),
+        false,
+    )
+    .await;
+    // ...while a prune marks it (in no index) and a later one deletes it.
+    prune(&f.repo, &opts()).await.unwrap();
+    tokio::time::sleep(GRACE).await;
+    let swept = prune(&f.repo, &opts()).await.unwrap();
+    assert_eq!(swept.packs_deleted, 1, "{swept:?}");
+    // The writer wakes up, indexes its pack and a tree using it, and commits.
+    f.repo
+        .save_index(&arca_repo::index::IndexFile {
+            packs: vec![pack.clone()],
+        })
+        .await
+        .unwrap();
+    let mut node = f.a.1.clone();
+    let tree = arca_repo::tree::Tree::new(vec![arca_repo::tree::Node {
+        name: "file".into(),
+        node_type: arca_repo::tree::NodeType::File,
+        mode: 0o600,
+        uid: 0,
+        gid: 0,
+        user: None,
+        group: None,
+        mtime_ns: 0,
+        atime_ns: 0,
+        ctime_ns: 0,
+        size: content.len() as u64,
+        inode: 1,
+        device: 1,
+        links: 1,
+        rdev: 0,
+        link_target: None,
+        xattrs: vec![],
+        content: vec![f.repo.key().content_id(&content)],
+        subtree: None,
+    }]);
+    let encoded = tree.encode();
+    store_pack(&f.repo, BlobType::Tree, &[encoded.clone()], true).await;
+    node.tree = f.repo.key().content_id(&encoded);
+    let result = f.repo.commit_snapshot(&node, start).await;
+    assert!(
+        matches!(&result, Err(Error::BackupIncomplete { reason }) if reason.contains(&pack.id.to_string())),
+        "{result:?}"
+    );
+    assert_eq!(f.repo.list_snapshots().await.unwrap().len(), 2);
+}
