@@ -601,7 +601,13 @@ async fn a_writer_that_stalled_past_a_sweep_of_its_own_pack_commits_nothing() {
         subtree: None,
     }]);
     let encoded = tree.encode();
-    store_pack(&f.repo, BlobType::Tree, &[encoded.clone()], true).await;
+    store_pack(
+        &f.repo,
+        BlobType::Tree,
+        std::slice::from_ref(&encoded),
+        true,
+    )
+    .await;
     node.tree = f.repo.key().content_id(&encoded);
     let result = f.repo.commit_snapshot(&node, start).await;
     assert!(
