@@ -11,12 +11,12 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![ReplicationSource::crd(), ReplicationDestination::crd()]
 }
 
-/// The file a CRD is kept in under `deploy/crds/` (kubebuilder's `<group>_<plural>.yaml`).
+/// The file a CRD is kept in under `deploy/helm/arca/crds/` (kubebuilder's `<group>_<plural>.yaml`).
 pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural)
 }
 
-/// A CRD as the YAML document committed under `deploy/crds/`, with a header saying where it
+/// A CRD as the YAML document committed under `deploy/helm/arca/crds/`, with a header saying where it
 /// comes from.
 pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, Error> {
     let body = serde_norway::to_string(crd).map_err(|source| Error::CrdYaml {

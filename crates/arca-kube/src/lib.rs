@@ -6,7 +6,7 @@
 //!   every field of VolSync's API (so manifests written for VolSync's restic mover apply as they
 //!   are) and Arca's additions under an optional `arca:` section of spec and status.
 //! - [`crds`]: the CustomResourceDefinitions generated from those types (committed under
-//!   `deploy/crds/`, with a test that fails when they drift).
+//!   `deploy/helm/arca/crds/`, with a test that fails when they drift).
 //! - [`reconcile_source`] / [`reconcile_destination`]: VolSync's state machine as pure
 //!   functions of what the controller observed and the time, returning the objects to apply or
 //!   delete, the new status, the events and when to look again.

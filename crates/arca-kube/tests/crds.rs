@@ -1,4 +1,4 @@
-//! The generated CRDs: committed copies under `deploy/crds/` match the types (run with
+//! The generated CRDs: committed copies under `deploy/helm/arca/crds/` match the types (run with
 //! `ARCA_BLESS=1` to rewrite them), the schemas are structural, and real manifests — the
 //! seed's and VolSync's documented shapes — deserialize, round-trip and validate against them,
 //! while invalid ones are rejected.
@@ -15,7 +15,7 @@ fn crate_dir() -> PathBuf {
 }
 
 fn crd_dir() -> PathBuf {
-    crate_dir().join("../../deploy/crds")
+    crate_dir().join("../../deploy/helm/arca/crds")
 }
 
 #[test]
@@ -43,11 +43,11 @@ fn committed_crds_match_the_types() {
         .collect();
     assert!(
         stale.is_empty(),
-        "deploy/crds is out of date for {stale:?}: run `ARCA_BLESS=1 cargo test -p arca-kube --test crds` and commit the result"
+        "deploy/helm/arca/crds is out of date for {stale:?}: run `ARCA_BLESS=1 cargo test -p arca-kube --test crds` and commit the result"
     );
     assert_eq!(
         present, expected_names,
-        "deploy/crds holds files the types do not generate"
+        "deploy/helm/arca/crds holds files the types do not generate"
     );
 }
 
