@@ -8,9 +8,9 @@
 //! - A Job gets a Pod whose container runs as a local process: the command is
 //!   looked up among the programs the test registered (the real
 //!   `arca-agent`, say), environment values come from the container's `env`
-//!   and `envFrom` (Secrets and ConfigMaps resolved), and every environment
-//!   value that names a path under a volume mount is rewritten to the
-//!   directory backing that volume — the stand-in cannot give a process its
+//!   and `envFrom` (Secrets and ConfigMaps resolved), and every literal `env`
+//!   value of the pod spec that names a path under a volume mount is
+//!   rewritten to the directory backing that volume — the stand-in cannot give a process its
 //!   own mount namespace, so the program must take its paths from the
 //!   environment, as the mover contract does. The termination message file
 //!   becomes the Pod's `terminated.message`; the Job completes, or fails once
@@ -367,7 +367,9 @@ async fn run_container(
     for var in container["env"].as_array().into_iter().flatten() {
         let name = var["name"].as_str().unwrap_or_default().to_string();
         if let Some(value) = var["value"].as_str() {
-            env.insert(name, value.to_string());
+            // Only the pod spec's own values name paths inside the
+            // container; Secrets and ConfigMaps hold outside configuration.
+            env.insert(name, translate(value));
             continue;
         }
         let source = &var["valueFrom"];
@@ -405,7 +407,6 @@ async fn run_container(
             }
         }
     }
-    let env: BTreeMap<String, String> = env.into_iter().map(|(k, v)| (k, translate(&v))).collect();
 
     let mut child = Command::new(program);
     child

@@ -1,0 +1,591 @@
+//! The controller's hands: fetch what arca-kube's decisions look at, call
+//! them, and carry the decision out (actions in order, then the status, the
+//! events and the metrics). Every choice is the decision's; this module only
+//! talks to the API server.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arca_kube::api::{CustomCaSpec, ReplicationDestination, ReplicationSource, VolumeSnapshot};
+use arca_kube::reconcile::{
+    EventType, HookPhase, JobObserved, OWNER_LABEL, Object, ObjectKind, OwnedObserved, PvcObserved,
+    Requeue, SecretObserved, SyncOutcome, mover_account_name,
+};
+use arca_kube::{Action, ControllerConfig, Decision, DestinationObserved, SourceObserved};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as Requeued;
+use kube::runtime::events::{Event, EventType as KubeEventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::metrics::{Metrics, ObjectLabels, StatusLabels};
+
+/// The field manager of everything the controller applies.
+const FIELD_MANAGER: &str = "arca-controller";
+
+/// What every reconcile shares.
+pub(crate) struct Context {
+    pub(crate) client: Client,
+    pub(crate) config: ControllerConfig,
+    pub(crate) metrics: Metrics,
+    pub(crate) recorder: Recorder,
+    /// Consecutive failed mover runs per object (`volsync_repository_connection_failures`).
+    pub(crate) failures: Mutex<HashMap<String, i64>>,
+}
+
+/// Why a reconcile stopped; the object is retried.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReconcileError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type Result<T, E = ReconcileError> = std::result::Result<T, E>;
+
+pub(crate) async fn reconcile_source(
+    source: Arc<ReplicationSource>,
+    context: Arc<Context>,
+) -> Result<Requeued> {
+    let namespace = namespace_of(&*source)?;
+    let client = &context.client;
+    let restic = source.spec.restic.as_ref();
+    let observed = SourceObserved {
+        source: (*source).clone(),
+        source_pvc: pvc(client, &namespace, source.spec.source_pvc.as_deref()).await?,
+        repository_secret: secret(client, &namespace, restic.map(|r| r.repository.as_str()))
+            .await?,
+        custom_ca_found: custom_ca_found(
+            client,
+            &namespace,
+            restic.and_then(|r| r.custom_ca.as_ref()),
+        )
+        .await?,
+        owned: owned(client, &namespace, &*source, true).await?,
+    };
+    let decision = arca_kube::reconcile_source(&observed, jiff::Timestamp::now(), &context.config);
+    let labels = labels(
+        &*source,
+        "source",
+        restic.map(|r| r.repository.clone()),
+        data_class_source(&source),
+    );
+    record_metrics(&context, &labels, &decision, &observed.owned, true);
+    carry_out(
+        &context,
+        &*source,
+        &namespace,
+        decision,
+        |object, status| {
+            object.status = Some(status);
+        },
+    )
+    .await
+}
+
+pub(crate) async fn reconcile_destination(
+    destination: Arc<ReplicationDestination>,
+    context: Arc<Context>,
+) -> Result<Requeued> {
+    let namespace = namespace_of(&*destination)?;
+    let client = &context.client;
+    let restic = destination.spec.restic.as_ref();
+    let observed = DestinationObserved {
+        destination: (*destination).clone(),
+        destination_pvc: pvc(
+            client,
+            &namespace,
+            restic.and_then(|r| r.destination_pvc.as_deref()),
+        )
+        .await?,
+        repository_secret: secret(client, &namespace, restic.map(|r| r.repository.as_str()))
+            .await?,
+        custom_ca_found: custom_ca_found(
+            client,
+            &namespace,
+            restic.and_then(|r| r.custom_ca.as_ref()),
+        )
+        .await?,
+        owned: owned(client, &namespace, &*destination, false).await?,
+    };
+    let decision =
+        arca_kube::reconcile_destination(&observed, jiff::Timestamp::now(), &context.config);
+    let labels = labels(
+        &*destination,
+        "destination",
+        restic.map(|r| r.repository.clone()),
+        "important",
+    );
+    record_metrics(&context, &labels, &decision, &observed.owned, false);
+    carry_out(
+        &context,
+        &*destination,
+        &namespace,
+        decision,
+        |object, status| {
+            object.status = Some(status);
+        },
+    )
+    .await
+}
+
+/// How long to wait after a failed reconcile.
+pub(crate) fn retry_after_error<K>(
+    _object: Arc<K>,
+    error: &ReconcileError,
+    _context: Arc<Context>,
+) -> Requeued {
+    tracing::warn!("reconcile failed: {error}");
+    Requeued::requeue(Duration::from_secs(15))
+}
+
+fn namespace_of<K: Resource>(object: &K) -> Result<String> {
+    object
+        .meta()
+        .namespace
+        .clone()
+        .ok_or_else(|| ReconcileError::Invalid("the object has no namespace".into()))
+}
+
+fn data_class_source(source: &ReplicationSource) -> &'static str {
+    match source.spec.arca.as_ref().and_then(|a| a.data_class) {
+        Some(arca_kube::api::DataClass::Critical) => "critical",
+        Some(arca_kube::api::DataClass::Archival) => "archival",
+        _ => "important",
+    }
+}
+
+fn labels<K: Resource>(
+    object: &K,
+    role: &'static str,
+    repository: Option<String>,
+    data_class: &'static str,
+) -> ObjectLabels {
+    let meta = object.meta();
+    let name = meta.name.clone().unwrap_or_default();
+    ObjectLabels {
+        app: meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app.kubernetes.io/name").cloned())
+            .unwrap_or_else(|| name.clone()),
+        obj_name: name,
+        obj_namespace: meta.namespace.clone().unwrap_or_default(),
+        role,
+        method: "restic",
+        repository: repository.unwrap_or_default(),
+        data_class,
+    }
+}
+
+async fn pvc(client: &Client, namespace: &str, name: Option<&str>) -> Result<Option<PvcObserved>> {
+    let Some(name) = name else { return Ok(None) };
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    Ok(api.get_opt(name).await?.as_ref().map(PvcObserved::from_pvc))
+}
+
+async fn secret(
+    client: &Client,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<Option<SecretObserved>> {
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .get_opt(name)
+        .await?
+        .as_ref()
+        .map(SecretObserved::from_secret))
+}
+
+async fn custom_ca_found(
+    client: &Client,
+    namespace: &str,
+    ca: Option<&CustomCaSpec>,
+) -> Result<bool> {
+    let Some(ca) = ca.filter(|ca| ca.is_configured()) else {
+        return Ok(true);
+    };
+    let key = ca.key.clone().unwrap_or_default();
+    if let Some(name) = ca.secret_name.as_deref().filter(|n| !n.is_empty()) {
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        return Ok(api
+            .get_opt(name)
+            .await?
+            .is_some_and(|s| SecretObserved::from_secret(&s).keys.contains(&key)));
+    }
+    let name = ca.config_map_name.clone().unwrap_or_default();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .get_opt(&name)
+        .await?
+        .is_some_and(|m| m.data.is_some_and(|d| d.contains_key(&key))))
+}
+
+/// What the operator made for the object: found by its owner label, the
+/// mover's RBAC objects by name.
+async fn owned<K: Resource>(
+    client: &Client,
+    namespace: &str,
+    object: &K,
+    source: bool,
+) -> Result<OwnedObserved> {
+    let uid = object.meta().uid.clone().unwrap_or_default();
+    let name = object.meta().name.clone().unwrap_or_default();
+    let by_owner = ListParams::default().labels(&format!("{OWNER_LABEL}={uid}"));
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut observed_jobs = Vec::new();
+    for job in jobs.list(&by_owner).await?.items {
+        let job_name = job.name_any();
+        let job_pods = pods
+            .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+            .await?
+            .items;
+        observed_jobs.push(JobObserved::from_job(&job, &job_pods));
+    }
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let snapshots: Api<VolumeSnapshot> = Api::namespaced(client.clone(), namespace);
+    let account = mover_account_name(source, &name);
+    let present = |found: bool| -> BTreeSet<String> {
+        if found {
+            BTreeSet::from([account.clone()])
+        } else {
+            BTreeSet::new()
+        }
+    };
+    let service_accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let roles: Api<Role> = Api::namespaced(client.clone(), namespace);
+    let role_bindings: Api<RoleBinding> = Api::namespaced(client.clone(), namespace);
+    Ok(OwnedObserved {
+        jobs: observed_jobs,
+        pvcs: pvcs
+            .list(&by_owner)
+            .await?
+            .items
+            .iter()
+            .map(PvcObserved::from_pvc)
+            .collect(),
+        snapshots: match snapshots.list(&by_owner).await {
+            Ok(list) => list
+                .items
+                .iter()
+                .map(arca_kube::reconcile::SnapshotObserved::from_snapshot)
+                .collect(),
+            // No CSI snapshot support in this cluster: nothing of that kind exists.
+            Err(kube::Error::Api(status)) if status.is_not_found() => Vec::new(),
+            Err(err) => return Err(err.into()),
+        },
+        service_accounts: present(service_accounts.get_opt(&account).await?.is_some()),
+        roles: present(roles.get_opt(&account).await?.is_some()),
+        role_bindings: present(role_bindings.get_opt(&account).await?.is_some()),
+    })
+}
+
+fn record_metrics<S>(
+    context: &Context,
+    labels: &ObjectLabels,
+    decision: &Decision<S>,
+    owned: &OwnedObserved,
+    source: bool,
+) {
+    let metrics = &context.metrics;
+    metrics
+        .out_of_sync
+        .get_or_create(labels)
+        .set(i64::from(decision.out_of_sync));
+    let starts_job = decision
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Apply(Object::Job(job)) if !owned.jobs.iter().any(|j| Some(&j.name) == job.metadata.name.as_ref())));
+    if source && starts_job {
+        metrics.backup_jobs.get_or_create(labels).inc();
+    }
+    if source {
+        let running = owned
+            .jobs
+            .iter()
+            .any(|j| j.phase == arca_kube::reconcile::JobPhase::Active);
+        metrics
+            .pending_backups
+            .get_or_create(labels)
+            .set(i64::from(decision.out_of_sync && !running));
+    }
+    let Some(report) = decision.report else {
+        return;
+    };
+    let seconds = report.duration.as_secs_f64().max(0.0);
+    metrics.sync_duration.get_or_create(labels).observe(seconds);
+    if report.missed_interval {
+        metrics.missed_intervals.get_or_create(labels).inc();
+    }
+    let key = format!(
+        "{}/{}/{}",
+        labels.role, labels.obj_namespace, labels.obj_name
+    );
+    let mut failures = context.failures.lock().unwrap_or_else(|p| p.into_inner());
+    let count = failures.entry(key).or_default();
+    let succeeded = report.outcome == SyncOutcome::Succeeded;
+    *count = if succeeded { 0 } else { *count + 1 };
+    metrics
+        .connection_failures
+        .get_or_create(labels)
+        .set(*count);
+    if source {
+        let status = if succeeded { "success" } else { "failed" };
+        let with_status = StatusLabels {
+            obj_name: labels.obj_name.clone(),
+            obj_namespace: labels.obj_namespace.clone(),
+            role: labels.role,
+            method: labels.method,
+            app: labels.app.clone(),
+            repository: labels.repository.clone(),
+            data_class: labels.data_class,
+            status,
+        };
+        metrics
+            .backup_jobs_completed
+            .get_or_create(&with_status)
+            .inc();
+        metrics
+            .backup_duration
+            .get_or_create(labels)
+            .observe(seconds);
+        if succeeded {
+            let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+            metrics.last_backup.get_or_create(labels).set(now);
+        }
+    }
+}
+
+/// Carries a decision out: actions in order, then the status (replaced
+/// through the status subresource with the object's resourceVersion, so a
+/// stale decision is refused and retried), events, and the requeue.
+async fn carry_out<K, S>(
+    context: &Context,
+    object: &K,
+    namespace: &str,
+    decision: Decision<S>,
+    set_status: impl FnOnce(&mut K, S),
+) -> Result<Requeued>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug,
+    S: Serialize,
+{
+    let client = &context.client;
+    let name = object.name_any();
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let mut removed_finalizer = false;
+    for action in &decision.actions {
+        match action {
+            Action::AddFinalizer | Action::RemoveFinalizer => {
+                let mut finalizers = object.finalizers().to_vec();
+                finalizers.retain(|f| f != arca_kube::reconcile::FINALIZER);
+                if matches!(action, Action::AddFinalizer) {
+                    finalizers.push(arca_kube::reconcile::FINALIZER.to_string());
+                } else {
+                    removed_finalizer = true;
+                }
+                let patch = json!({"metadata": {"finalizers": finalizers,
+                    "resourceVersion": object.resource_version()}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await?;
+            }
+            Action::Apply(owned) => apply(client, namespace, owned).await?,
+            Action::Delete { kind, name } => {
+                delete(client, namespace, *kind, Some(name), None).await?
+            }
+            Action::DeleteAllOf {
+                kind,
+                label_selector,
+            } => {
+                delete(client, namespace, *kind, None, Some(label_selector)).await?;
+            }
+            Action::SetJobParallelism { name, parallelism } => {
+                let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+                jobs.patch(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"parallelism": parallelism}})),
+                )
+                .await?;
+            }
+            Action::RunHook(phase) => {
+                // Running commands in application pods needs pods/exec; until
+                // the controller has it, say so rather than pretend.
+                let phase = match phase {
+                    HookPhase::PreBackup => "pre-backup",
+                    HookPhase::PostBackup => "post-backup",
+                };
+                publish(
+                    context,
+                    object,
+                    EventType::Warning,
+                    "HookNotRun",
+                    "RunHook",
+                    format!(
+                        "the {phase} hook was not run: this controller build does not run hooks yet"
+                    ),
+                )
+                .await;
+            }
+        }
+    }
+    if !removed_finalizer {
+        let mut updated = object.clone();
+        set_status(&mut updated, decision.status);
+        if serde_json::to_value(&updated).ok() != serde_json::to_value(object).ok() {
+            api.replace_status(&name, &PostParams::default(), &updated)
+                .await?;
+        }
+    }
+    for event in &decision.events {
+        publish(
+            context,
+            object,
+            event.type_,
+            event.reason,
+            event.action,
+            event.note.clone(),
+        )
+        .await;
+    }
+    Ok(match decision.requeue {
+        Requeue::After(after) => {
+            Requeued::requeue(after.unsigned_abs().max(Duration::from_secs(1)))
+        }
+        Requeue::AwaitChange => Requeued::await_change(),
+    })
+}
+
+async fn publish<K: Resource<DynamicType = ()>>(
+    context: &Context,
+    object: &K,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_: match type_ {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        },
+        reason: reason.to_string(),
+        note: Some(note),
+        action: action.to_string(),
+        secondary: None,
+    };
+    if let Err(err) = context
+        .recorder
+        .publish(&event, &object.object_ref(&()))
+        .await
+    {
+        tracing::warn!("publishing an event: {err}");
+    }
+}
+
+async fn apply(client: &Client, namespace: &str, object: &Object) -> Result<()> {
+    async fn apply_one<K>(client: &Client, namespace: &str, object: &K) -> Result<()>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + Debug,
+    {
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        let name = object.meta().name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await?;
+        Ok(())
+    }
+    match object {
+        Object::Job(job) => apply_one(client, namespace, job.as_ref()).await,
+        Object::PersistentVolumeClaim(pvc) => apply_one(client, namespace, pvc.as_ref()).await,
+        Object::VolumeSnapshot(snapshot) => apply_one(client, namespace, snapshot.as_ref()).await,
+        Object::ServiceAccount(account) => apply_one(client, namespace, account.as_ref()).await,
+        Object::Role(role) => apply_one(client, namespace, role.as_ref()).await,
+        Object::RoleBinding(binding) => apply_one(client, namespace, binding.as_ref()).await,
+    }
+}
+
+/// Deletes one object by name, or every object matching a selector; absent
+/// is fine. Jobs go with their pods.
+async fn delete(
+    client: &Client,
+    namespace: &str,
+    kind: ObjectKind,
+    name: Option<&str>,
+    selector: Option<&str>,
+) -> Result<()> {
+    async fn delete_in<K>(api: Api<K>, name: Option<&str>, selector: Option<&str>) -> Result<()>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    {
+        let names = match (name, selector) {
+            (Some(name), _) => vec![name.to_string()],
+            (None, Some(selector)) => api
+                .list(&ListParams::default().labels(selector))
+                .await?
+                .items
+                .iter()
+                .map(ResourceExt::name_any)
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        for name in names {
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.is_not_found() => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(())
+    }
+    match kind {
+        ObjectKind::Job => {
+            delete_in(
+                Api::<Job>::namespaced(client.clone(), namespace),
+                name,
+                selector,
+            )
+            .await
+        }
+        ObjectKind::PersistentVolumeClaim => {
+            delete_in(
+                Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace),
+                name,
+                selector,
+            )
+            .await
+        }
+        ObjectKind::VolumeSnapshot => {
+            delete_in(
+                Api::<VolumeSnapshot>::namespaced(client.clone(), namespace),
+                name,
+                selector,
+            )
+            .await
+        }
+    }
+}
