@@ -25,7 +25,7 @@
 //! a mount and never deletes files that are not in the snapshot.
 
 mod content;
-mod filter;
+pub mod filter;
 mod fsops;
 pub(crate) mod plan;
 mod verify;

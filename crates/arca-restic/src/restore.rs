@@ -13,7 +13,6 @@
 //! Every item that fails is collected and the restore ends with
 //! [`Error::RestoreFailed`] naming them; the others are restored.
 
-mod filter;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -26,11 +25,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arca_repo::Id;
 use arca_repo::blob::BlobType;
 use arca_repo::progress::Progress;
+use arca_repo::restore::filter::{Decision, PathFilter};
 use arca_repo::restore::{RestoreFailure, RestoreOptions, RestoreSummary};
 use arca_repo::tree::{Node, NodeType};
 use futures::StreamExt as _;
 
-use self::filter::{Decision, PathFilter};
 use crate::index::{BlobLocation, Index};
 use crate::repository::{blocking, pack_path, sha256};
 use crate::{Error, ResticRepository, ResticSnapshot, Result};
@@ -66,7 +65,10 @@ pub async fn restore(
     opts: &RestoreOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreSummary> {
-    let filter = PathFilter::new(&opts.includes, &opts.excludes)?;
+    let filter = PathFilter::new(&opts.includes, &opts.excludes).map_err(|err| match err {
+        arca_repo::Error::InvalidOptions(message) => Error::InvalidOptions(message),
+        other => Error::InvalidOptions(other.to_string()),
+    })?;
     let index = repo.load_index().await?;
     let (items, mut failures) = plan(repo, &index, &snapshot.tree, &filter).await?;
     let files: Vec<usize> = (0..items.len())

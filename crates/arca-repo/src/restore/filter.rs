@@ -14,14 +14,14 @@ use crate::{Error, Result};
 
 /// Compiled include and exclude patterns.
 #[derive(Debug)]
-pub(crate) struct PathFilter {
+pub struct PathFilter {
     includes: Option<GlobSet>,
     excludes: GlobSet,
 }
 
 /// What the filter decided for one item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Decision {
+pub enum Decision {
     /// Excluded: skip the item and, for a directory, everything below it.
     Excluded,
     /// Restore the item (and, for a directory, everything below it that is not excluded).
@@ -33,7 +33,7 @@ pub(crate) enum Decision {
 
 impl PathFilter {
     /// Compiles the patterns; an empty include list means "include everything".
-    pub(crate) fn new(includes: &[String], excludes: &[String]) -> Result<Self> {
+    pub fn new(includes: &[String], excludes: &[String]) -> Result<Self> {
         let includes = if includes.is_empty() {
             None
         } else {
@@ -48,7 +48,7 @@ impl PathFilter {
     /// Decides for `path` (absolute, inside the snapshot) given the decision
     /// for its parent directory (`Included` at the root when there are no
     /// includes).
-    pub(crate) fn decide(&self, path: &Path, parent: Decision) -> Decision {
+    pub fn decide(&self, path: &Path, parent: Decision) -> Decision {
         if parent == Decision::Excluded || self.excludes.is_match(path) {
             return Decision::Excluded;
         }
@@ -63,7 +63,7 @@ impl PathFilter {
     }
 
     /// The decision for the snapshot root itself.
-    pub(crate) fn root_decision(&self) -> Decision {
+    pub fn root_decision(&self) -> Decision {
         if self.includes.is_some() {
             Decision::Undecided
         } else {
