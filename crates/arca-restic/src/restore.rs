@@ -13,7 +13,6 @@
 //! Every item that fails is collected and the restore ends with
 //! [`Error::RestoreFailed`] naming them; the others are restored.
 
-
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read as _;
