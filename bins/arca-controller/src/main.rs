@@ -84,40 +84,12 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(serve::metrics(args.metrics_address, Arc::clone(&context)));
     tokio::spawn(serve::health(args.health_address, ready.clone()));
 
-    let sources = Controller::new(
-        Api::<ReplicationSource>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(Api::<Job>::all(client.clone()), watcher::Config::default())
-    .owns(
-        Api::<PersistentVolumeClaim>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<VolumeSnapshot>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .shutdown_on_signal()
-    .run(
+    let sources = controller::<ReplicationSource>(&client).run(
         reconcile::reconcile_source,
         reconcile::retry_after_error,
         Arc::clone(&context),
     );
-    let destinations = Controller::new(
-        Api::<ReplicationDestination>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(Api::<Job>::all(client.clone()), watcher::Config::default())
-    .owns(
-        Api::<PersistentVolumeClaim>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<VolumeSnapshot>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .shutdown_on_signal()
-    .run(
+    let destinations = controller::<ReplicationDestination>(&client).run(
         reconcile::reconcile_destination,
         reconcile::retry_after_error,
         Arc::clone(&context),
@@ -135,6 +107,31 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     Ok(())
+}
+
+/// A controller over every `K` that also wakes for the Jobs, PVCs and
+/// VolumeSnapshots it owns, and stops on SIGTERM.
+fn controller<K>(client: &Client) -> Controller<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    Controller::new(Api::<K>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<Job>::all(client.clone()), watcher::Config::default())
+        .owns(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<VolumeSnapshot>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .shutdown_on_signal()
 }
 
 async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {

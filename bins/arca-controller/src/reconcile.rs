@@ -562,30 +562,18 @@ async fn delete(
         }
         Ok(())
     }
+    let client = client.clone();
     match kind {
         ObjectKind::Job => {
-            delete_in(
-                Api::<Job>::namespaced(client.clone(), namespace),
-                name,
-                selector,
-            )
-            .await
+            delete_in(Api::<Job>::namespaced(client, namespace), name, selector).await
         }
         ObjectKind::PersistentVolumeClaim => {
-            delete_in(
-                Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace),
-                name,
-                selector,
-            )
-            .await
+            let api = Api::<PersistentVolumeClaim>::namespaced(client, namespace);
+            delete_in(api, name, selector).await
         }
         ObjectKind::VolumeSnapshot => {
-            delete_in(
-                Api::<VolumeSnapshot>::namespaced(client.clone(), namespace),
-                name,
-                selector,
-            )
-            .await
+            let api = Api::<VolumeSnapshot>::namespaced(client, namespace);
+            delete_in(api, name, selector).await
         }
     }
 }
