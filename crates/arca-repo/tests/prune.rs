@@ -315,7 +315,10 @@ async fn partly_used_packs_are_repacked() {
 
     let report = prune(&repo, &options).await.unwrap();
     assert_eq!(report.packs_repacked, dry.packs_repacked);
-    assert!(report.blobs_repacked >= 20, "{report:?}");
+    // How many kept blobs share packs with dropped ones depends on how the
+    // parallel encoders filled the packs; what must hold is that some were
+    // repacked and (below) none of the snapshot's blobs stays behind.
+    assert!(report.blobs_repacked > 0, "{report:?}");
     assert_eq!(report.bytes_unused_kept, 0);
     // Every blob the snapshot uses has a copy outside the marked packs.
     let marked = marked_packs(&repo).await;
