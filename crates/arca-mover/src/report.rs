@@ -60,6 +60,56 @@ pub struct MoverReport {
     /// The error message, if the run failed (never holds secrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the `drill` action found, if it ran (absent in older documents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillSummary>,
+    /// Per secondary repository, what replication did (after `backup`, or
+    /// the `replicate` action); empty when none is configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// The outcome of a recovery drill: restore into scratch space, verify, run
+/// the optional consistency command, compare the time with the RTO.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DrillSummary {
+    /// Verified, the command (if any) succeeded, and the RTO (if any) was met.
+    pub passed: bool,
+    /// Seconds from the drill's start until the restored copy was verified.
+    pub measured_seconds: f64,
+    /// The recovery time objective compared with, if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_seconds: Option<f64>,
+    /// Bytes of file content restored and verified.
+    pub bytes_verified: u64,
+    /// Files (of every kind) restored and verified.
+    pub files_verified: u64,
+    /// The snapshot drilled (`None`: there was none to drill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Id>,
+    /// Why the drill failed, if it did (never holds secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What replication to one secondary repository did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaStatus {
+    /// `ARCA_REPLICA_<N>_NAME`, or `replica-<N>`.
+    pub name: String,
+    /// Snapshots copied to the replica by this run.
+    pub copied: u64,
+    /// Primary snapshots (of this host) still missing on the replica after
+    /// the copy; `None` if the replica could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_snapshots: Option<u64>,
+    /// Primary's newest snapshot time minus the replica's newest (0 when up
+    /// to date); `None` if either has no snapshot or the replica failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// Why replication to this replica failed, if it did (never holds secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What one action did.
@@ -78,6 +128,10 @@ pub enum ActionReport {
     Check(CheckSummary),
     /// `verify`.
     Verify(VerifyReport),
+    /// `drill`; its findings are the document's `drill` section.
+    Drill,
+    /// `replicate`; per replica in the document's `replicas` section.
+    Replicate,
 }
 
 /// What `unlock` did.
@@ -259,6 +313,8 @@ impl MoverReport {
             failed_action: None,
             error_class: Some(class),
             error: Some(error),
+            drill: None,
+            replicas: Vec::new(),
         }
     }
 
@@ -268,7 +324,7 @@ impl MoverReport {
         let mut report = self.clone();
         report.bound(MAX_ERROR_CHARS, MAX_SAMPLE_CHARS, SAMPLE_LEN);
         let mut text = serde_json::to_string(&report).expect("a report serialises");
-        for (error_chars, sample_len) in [(800, 1), (300, 0), (100, 0)] {
+        for (error_chars, sample_len) in [(800, 1), (300, 0), (100, 0), (20, 0)] {
             if text.len() <= MAX_REPORT_BYTES {
                 break;
             }
@@ -283,6 +339,15 @@ impl MoverReport {
             shorten(error, error_chars);
         }
         shorten(&mut self.host, sample_chars);
+        if let Some(reason) = self.drill.as_mut().and_then(|drill| drill.reason.as_mut()) {
+            shorten(reason, error_chars);
+        }
+        for replica in &mut self.replicas {
+            shorten(&mut replica.name, sample_chars.min(error_chars.max(40)));
+            if let Some(error) = &mut replica.error {
+                shorten(error, sample_chars.min(error_chars));
+            }
+        }
         for action in &mut self.actions {
             let sample = match action {
                 ActionReport::Backup(backup) => &mut backup.unreadable_sample,
@@ -339,7 +404,25 @@ mod tests {
             ],
             failed_action: Some(Action::Check),
             error_class: Some(ErrorClass::Corrupt),
-            error: Some(error),
+            error: Some(error.clone()),
+            drill: Some(DrillSummary {
+                passed: false,
+                measured_seconds: 2.5,
+                rto_seconds: Some(900.0),
+                bytes_verified: 10,
+                files_verified: 2,
+                snapshot: None,
+                reason: Some(error.clone()),
+            }),
+            replicas: (0..8)
+                .map(|n| ReplicaStatus {
+                    name: format!("replica-{n}"),
+                    copied: 1,
+                    lag_snapshots: Some(0),
+                    lag_seconds: Some(0.0),
+                    error: Some(error.clone()),
+                })
+                .collect(),
         }
     }
 
@@ -363,7 +446,26 @@ mod tests {
             value["actions"][1]["unreadable_sample"][0],
             "/data/a: denied"
         );
+        assert_eq!(value["drill"]["passed"], false);
+        assert_eq!(value["drill"]["rto_seconds"], 900.0);
+        assert_eq!(value["replicas"][7]["name"], "replica-7");
+        assert_eq!(value["replicas"][0]["lag_snapshots"], 0);
         assert_eq!(serde_json::from_str::<MoverReport>(&json).unwrap(), report);
+    }
+
+    #[test]
+    fn a_document_without_drill_or_replicas_still_parses() {
+        let old = r#"{"version":1,"outcome":"success","exit_code":0,
+            "started":"2026-01-01T00:00:00Z","duration_seconds":1.0,"host":"h",
+            "actions":[{"action":"unlock","stale_locks_removed":0}]}"#;
+        let report: MoverReport = serde_json::from_str(old).unwrap();
+        assert_eq!(report.drill, None);
+        assert!(report.replicas.is_empty());
+        let json = report.to_json();
+        assert!(
+            !json.contains("drill") && !json.contains("replicas"),
+            "{json}"
+        );
     }
 
     proptest! {

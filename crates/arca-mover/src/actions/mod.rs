@@ -99,6 +99,8 @@ pub async fn run(
         failed_action,
         error_class,
         error,
+        drill: None,
+        replicas: Vec::new(),
     }
 }
 
