@@ -37,17 +37,20 @@ fn no_retries() -> RetryConfig {
     }
 }
 
+/// A 16 MiB object on a slow uplink needs far longer than the 30 s default.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// HTTP client settings shared by every cloud backend.
 pub(crate) fn client_options(
     url: &str,
     options: &StoreOptions,
     allow_http: bool,
 ) -> Result<ClientOptions> {
-    // A 16 MiB object on a slow uplink needs far longer than the 30 s default.
     let mut client = ClientOptions::new()
         .with_allow_http(allow_http)
-        .with_timeout(Duration::from_secs(600))
-        .with_connect_timeout(Duration::from_secs(15));
+        .with_timeout(REQUEST_TIMEOUT)
+        .with_connect_timeout(CONNECT_TIMEOUT);
     if let Some(connections) = options.connections {
         client = client.with_pool_max_idle_per_host(connections);
     }
@@ -57,6 +60,70 @@ pub(crate) fn client_options(
         }
     }
     Ok(client)
+}
+
+/// The HTTP client of a store opened with [`StoreOptions::require_tls13`].
+///
+/// object_store's [`ClientOptions`] cannot restrict the TLS version, so the
+/// store gets its own reqwest client through
+/// [`object_store::client::HttpConnector`], built with the same settings as
+/// [`client_options`] plus TLS 1.3 as the minimum (rustls then offers and
+/// accepts nothing older) and https only unless plain http is allowed.
+#[derive(Debug)]
+pub(crate) struct Tls13Connector {
+    client: reqwest::Client,
+}
+
+impl object_store::client::HttpConnector for Tls13Connector {
+    fn connect(&self, _: &ClientOptions) -> object_store::Result<object_store::client::HttpClient> {
+        Ok(object_store::client::HttpClient::new(self.client.clone()))
+    }
+}
+
+/// The TLS 1.3 connector when `options` require it; `http` says whether the
+/// endpoint is plain http, which is then refused unless `options.allow_http`.
+pub(crate) fn tls13_connector(
+    url: &str,
+    options: &StoreOptions,
+    http: bool,
+) -> Result<Option<Tls13Connector>> {
+    if !options.require_tls13 {
+        return Ok(None);
+    }
+    let invalid = |reason: String| Error::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    if http && !options.allow_http {
+        return Err(invalid(
+            "TLS 1.3 is required but the endpoint is plain http; use https, or allow plain \
+             http explicitly (--allow-http / ARCA_ALLOW_HTTP) for a local test server"
+                .into(),
+        ));
+    }
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .min_tls_version(reqwest::tls::Version::TLS_1_3)
+        .https_only(!http)
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT);
+    if let Some(connections) = options.connections {
+        builder = builder.pool_max_idle_per_host(connections);
+    }
+    if let Some(path) = &options.cacert {
+        // Already checked by `read_ca_bundle` (client_options runs first).
+        let pem = std::fs::read(path)
+            .map_err(|err| invalid(format!("cannot read CA bundle {}: {err}", path.display())))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|err| invalid(format!("CA bundle {}: {err}", path.display())))?;
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    let client = builder
+        .build()
+        .map_err(|err| invalid(format!("cannot build a TLS 1.3 client: {err}")))?;
+    Ok(Some(Tls13Connector { client }))
 }
 
 fn read_ca_bundle(url: &str, path: &Path) -> Result<Vec<Certificate>> {
@@ -169,6 +236,9 @@ pub(crate) fn s3(
         .with_region(region)
         .with_retry(no_retries())
         .with_client_options(client_options(url, options, allow_http)?);
+    if let Some(connector) = tls13_connector(url, options, allow_http)? {
+        builder = builder.with_http_connector(connector);
+    }
     if !is_aws {
         // MinIO, Ceph RGW and most S3-compatible services want path-style requests.
         builder = builder
@@ -271,6 +341,9 @@ pub(crate) fn gcs(
         .with_bucket_name(bucket)
         .with_retry(no_retries())
         .with_client_options(client_options(url, options, allow_http)?);
+    if let Some(connector) = tls13_connector(url, options, allow_http)? {
+        builder = builder.with_http_connector(connector);
+    }
     let mut secrets = Vec::new();
     let credentials = var(env, "GOOGLE_APPLICATION_CREDENTIALS");
     match (endpoint, credentials) {
@@ -368,6 +441,9 @@ pub(crate) fn azure(
         .with_container_name(container)
         .with_retry(no_retries())
         .with_client_options(client_options(url, options, allow_http)?);
+    if let Some(connector) = tls13_connector(url, options, allow_http)? {
+        builder = builder.with_http_connector(connector);
+    }
     if let Some((endpoint, _)) = endpoint {
         builder = builder.with_endpoint(endpoint);
     }
@@ -643,5 +719,27 @@ mod tests {
         options.cacert = Some(dir.path().join("empty.pem"));
         let err = client_options("s3:x", &options, false).err().unwrap();
         assert!(err.to_string().contains("empty.pem"), "{err}");
+    }
+
+    #[test]
+    fn requiring_tls13_refuses_plain_http_unless_it_is_allowed_explicitly() {
+        let env = env_of(&[("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")]);
+        let mut options = StoreOptions {
+            require_tls13: true,
+            ..StoreOptions::default()
+        };
+        let url = "s3:http://127.0.0.1:9/b";
+        let err = s3(url, "http://127.0.0.1:9", "b", &options, &env)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("TLS 1.3 is required"), "{err}");
+        assert!(err.contains("--allow-http"), "{err}");
+        assert!(s3(url, "https://127.0.0.1:9", "b", &options, &env).is_ok());
+        options.allow_http = true;
+        assert!(s3(url, "http://127.0.0.1:9", "b", &options, &env).is_ok());
+        assert!(tls13_connector(url, &options, false).unwrap().is_some());
+        options.require_tls13 = false;
+        assert!(tls13_connector(url, &options, true).unwrap().is_none());
     }
 }

@@ -50,6 +50,7 @@ mod credentials;
 mod direct;
 mod error;
 mod fault;
+mod key_location;
 mod limit;
 mod local;
 mod location;
@@ -69,6 +70,7 @@ pub use counting::{CountingBackend, RequestCounters, RequestCounts};
 pub use direct::{DIRECT_IO_ALIGN, set_direct};
 pub use error::{Error, Result};
 pub use fault::{FaultBackend, FaultConfig, OutageSwitch};
+pub use key_location::{KEY_DIRS, KeyLocationBackend};
 pub use limit::{BandwidthLimitBackend, ConcurrencyLimitBackend, TokenBucket};
 pub use local::LocalBackend;
 pub use location::Location;
@@ -163,6 +165,13 @@ pub struct StoreOptions {
     pub limit_download_kib: Option<u64>,
     /// PEM bundle of extra CA certificates for https endpoints.
     pub cacert: Option<std::path::PathBuf>,
+    /// Refuse every cloud storage connection that is not TLS 1.3 (and plain
+    /// http unless [`StoreOptions::allow_http`]).
+    pub require_tls13: bool,
+    /// With [`StoreOptions::require_tls13`], still talk plain http to an
+    /// `http://` endpoint (a local test server); without it such an endpoint
+    /// is refused.
+    pub allow_http: bool,
     /// How transient failures are retried.
     pub retry: RetryPolicy,
 }
