@@ -11,6 +11,11 @@
 //!   functions of what the controller observed and the time, returning the objects to apply or
 //!   delete, the new status, the events and when to look again.
 //!
+//! - [`queue`]: whether a sync that wants to start gets a mover slot (arca-sched's queue under
+//!   the controller's global and per-node limits), and [`reconcile::hold_for_slot`] for one that
+//!   does not.
+//! - [`lease`]: scale-out over shard Leases: which replica reconciles which object.
+//!
 //! It is not a client: nothing here talks to an API server, reads a clock or touches a file.
 //! `bins/arca-controller` watches the cluster, fills the observed state, calls the decisions and
 //! carries them out; `bins/arca-agent` is the mover the Jobs run, and its result document is all
@@ -20,6 +25,8 @@
 pub mod api;
 mod crd;
 mod error;
+pub mod lease;
+pub mod queue;
 pub mod reconcile;
 
 pub use crd::{crd_file_name, crd_yaml, crds};

@@ -1103,3 +1103,61 @@ fn the_data_class_defaults_to_important_and_names_itself() {
     .to_vec();
     assert_eq!(names, ["critical", "important", "archival"]);
 }
+
+#[test]
+fn a_due_sync_without_a_mover_slot_waits_and_makes_nothing() {
+    let mut source = seed_source();
+    source.metadata.finalizers = None;
+    let observed = source_observed(source);
+    let decision = reconcile_source(&observed, t0(), &config());
+    assert!(arca_kube::reconcile::starts_sync(&observed, &decision));
+    let held = arca_kube::reconcile::hold_for_slot(
+        &observed,
+        decision.clone(),
+        t0(),
+        SignedDuration::from_secs(10),
+    );
+    assert_eq!(held.actions, vec![Action::AddFinalizer]);
+    assert_eq!(held.status.last_sync_start_time, None);
+    assert_eq!(condition_reason(&held.status), "WaitingForSlot");
+    assert_eq!(held.requeue, Requeue::After(SignedDuration::from_secs(10)));
+    assert!(held.events.is_empty());
+    assert_eq!(held.out_of_sync, decision.out_of_sync);
+    assert!(held.status.arca.and_then(|a| a.rpo).is_some());
+
+    // Once it gets its slot, the next decision starts the sync as before.
+    let mut waiting = seed_source();
+    waiting.status = Some(arca_kube::api::ReplicationSourceStatus {
+        conditions: None,
+        ..Default::default()
+    });
+    let observed = source_observed(waiting);
+    let decision = reconcile_source(&observed, t0(), &config());
+    assert!(arca_kube::reconcile::starts_sync(&observed, &decision));
+    assert!(!applied(&decision.actions).is_empty());
+}
+
+#[test]
+fn a_running_sync_is_never_held_for_a_slot() {
+    let mut source = seed_source();
+    source.status = Some(arca_kube::api::ReplicationSourceStatus {
+        last_sync_start_time: Some(Time(t0())),
+        ..Default::default()
+    });
+    let mut observed = source_observed(source);
+    observed.owned.jobs = vec![job(
+        &job_name(true, NAME),
+        JobPhase::Active,
+        &["backup"],
+        None,
+    )];
+    let decision = reconcile_source(&observed, t0(), &config());
+    assert!(!arca_kube::reconcile::starts_sync(&observed, &decision));
+    let held = arca_kube::reconcile::hold_for_slot(
+        &observed,
+        decision.clone(),
+        t0(),
+        SignedDuration::from_secs(10),
+    );
+    assert_eq!(held, decision);
+}

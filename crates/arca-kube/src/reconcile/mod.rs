@@ -32,7 +32,7 @@ pub use observed::{
     AgentResult, DestinationObserved, ErrorClass, JobObserved, JobPhase, OwnedObserved,
     PvcObserved, SecretObserved, SnapshotObserved, SourceObserved,
 };
-pub use source::reconcile_source;
+pub use source::{hold_for_slot, reconcile_source, starts_sync};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::Job;

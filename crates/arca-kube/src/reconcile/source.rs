@@ -809,3 +809,58 @@ fn finish_with_rpo(
     let out_of_sync = timing.out_of_sync(&state, now);
     finish(status, state, out, requeue, out_of_sync)
 }
+
+/// Whether `decision` starts a new sync of the observed source: it was idle, no mover Job
+/// exists, and the decision records a sync start. Such a decision needs a mover slot
+/// ([`crate::queue::claim_slot`]) before it is carried out.
+pub fn starts_sync(observed: &SourceObserved, decision: &SourceDecision) -> bool {
+    let was_idle = observed
+        .source
+        .status
+        .as_ref()
+        .is_none_or(|s| s.last_sync_start_time.is_none());
+    was_idle && observed.owned.jobs.is_empty() && decision.status.last_sync_start_time.is_some()
+}
+
+/// The decision for a source whose sync wants to start but got no mover slot: nothing is made
+/// and the sync stays unstarted (the next decision asks again); the `Synchronizing` condition
+/// says `WaitingForSlot`; the finalizer is still added; look again after `retry`. Any other
+/// decision is returned unchanged.
+pub fn hold_for_slot(
+    observed: &SourceObserved,
+    decision: SourceDecision,
+    now: Timestamp,
+    retry: SignedDuration,
+) -> SourceDecision {
+    if !starts_sync(observed, &decision) {
+        return decision;
+    }
+    let mut status = observed.source.status.clone().unwrap_or_default();
+    let mut state = state_of(&status);
+    set_condition(
+        &mut state,
+        Reason::WaitingForSlot,
+        "due, waiting for a free mover slot (the controller's concurrency limits)".to_owned(),
+        observed.source.metadata.generation,
+        now,
+    );
+    store(state, &mut status);
+    if let Some(rpo) = decision.status.arca.as_ref().and_then(|a| a.rpo.clone()) {
+        status
+            .arca
+            .get_or_insert_with(ArcaSourceStatus::default)
+            .rpo = Some(rpo);
+    }
+    SourceDecision {
+        actions: decision
+            .actions
+            .into_iter()
+            .filter(|a| *a == Action::AddFinalizer)
+            .collect(),
+        status,
+        events: Vec::new(),
+        requeue: Requeue::After(retry),
+        report: None,
+        out_of_sync: decision.out_of_sync,
+    }
+}
