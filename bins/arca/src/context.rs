@@ -203,11 +203,7 @@ impl Context {
             ArcaOrRestic::Restic { backend, password } => {
                 let opened = arca_restic::ResticRepository::open(backend, password.as_bytes())
                     .await
-                    .map_err(|e| match e {
-                        // The same error (and exit code 12) as for an Arca repository.
-                        arca_restic::Error::WrongPassword => arca_repo::Error::WrongPassword.into(),
-                        other => anyhow::Error::from(other),
-                    })?;
+                    .map_err(restic_error)?;
                 Ok(AnyRepository::Restic(opened))
             }
         }
@@ -277,6 +273,17 @@ impl Context {
             },
         };
         Some(DiskCache::new(dir))
+    }
+}
+
+/// An error of `arca_restic` as the CLI reports it: a wrong password, and
+/// a failure of the Arca repository a migration writes into, as the same
+/// errors (and exit codes) as with Arca repositories alone.
+pub(crate) fn restic_error(error: arca_restic::Error) -> anyhow::Error {
+    match error {
+        arca_restic::Error::WrongPassword => arca_repo::Error::WrongPassword.into(),
+        arca_restic::Error::Destination(inner) => inner.into(),
+        other => other.into(),
     }
 }
 

@@ -142,31 +142,26 @@ pub async fn copy(
     let (source_index, (destination_index, started)) =
         futures::try_join!(source.load_index(), destination.load_index_for_writing())?;
     let probe = b"arca copy: are the content IDs keyed alike?";
+    let sink = PackSink::new(destination, destination_index);
     let mut copier = Copier {
         source: source.clone(),
         destination: destination.clone(),
         source_index: Arc::new(source_index),
-        shared: Arc::new(Shared {
-            destination_index,
-            added: Mutex::default(),
-        }),
+        shared: sink.known(),
         same_ids: source.key().content_id(probe) == destination.key().content_id(probe),
         mapped: HashMap::new(),
-        pack_size: destination.config().pack_size as usize,
-        data_pack: None,
-        tree_pack: None,
-        uploads: JoinSet::new(),
-        unindexed: IndexFile::default(),
+        sink,
         report,
     };
     for (id, snapshot) in todo {
         let tree = match copier.copy_tree(snapshot.tree).await {
             Ok(tree) => tree,
-            Err(error) => return Err(copier.salvage(error).await),
+            Err(error) => return Err(copier.sink.salvage(error).await),
         };
-        if let Err(error) = copier.finish_packs().await {
-            return Err(copier.salvage(error).await);
+        if let Err(error) = copier.sink.finish_packs().await {
+            return Err(copier.sink.salvage(error).await);
         }
+        copier.report.add(copier.sink.take_counts());
         let mut copied = snapshot.clone();
         copied.tree = tree;
         // The parent is a snapshot of the source: meaningless here.
@@ -182,15 +177,28 @@ pub async fn copy(
     Ok(copier.report)
 }
 
-/// What blob tasks on the blocking pool read.
-struct Shared {
+impl CopyReport {
+    fn add(&mut self, counts: SinkCounts) {
+        self.data_blobs += counts.data_blobs;
+        self.tree_blobs += counts.tree_blobs;
+        self.packs += counts.packs;
+        self.bytes_added += counts.bytes_added;
+    }
+}
+
+/// The blobs a destination has: its index when the writer started, and
+/// what the writer packed since. Shared with tasks on the blocking pool,
+/// which skip sealing blobs already present.
+#[derive(Debug)]
+pub struct KnownBlobs {
     destination_index: Index,
     /// Blobs packed in this run (indexed or not yet).
     added: Mutex<HashSet<(BlobType, Id)>>,
 }
 
-impl Shared {
-    fn has(&self, blob_type: BlobType, id: &Id) -> bool {
+impl KnownBlobs {
+    /// Whether the destination has, or this run packed, the blob.
+    pub fn has(&self, blob_type: BlobType, id: &Id) -> bool {
         self.destination_index.contains(blob_type, id)
             || self
                 .added
@@ -216,18 +224,45 @@ struct Copier {
     source: Repository,
     destination: Repository,
     source_index: Arc<Index>,
-    shared: Arc<Shared>,
+    shared: Arc<KnownBlobs>,
     /// Whether both repositories key content IDs alike (then a blob keeps its ID).
     same_ids: bool,
     /// Source → destination IDs of blobs and trees handled in this run.
     mapped: HashMap<(BlobType, Id), Id>,
+    sink: PackSink,
+    report: CopyReport,
+}
+
+/// Packs blobs into a destination repository the way [`copy`] does: data
+/// and tree blobs in packs of their own, uploaded as they fill (a few at
+/// once), indexed every few packs and after a failure, so an interrupted
+/// writer, run again, uploads only what is still missing. Writing a
+/// snapshot that refers to the blobs is the caller's job, after
+/// [`PackSink::finish_packs`].
+#[derive(Debug)]
+pub struct PackSink {
+    destination: Repository,
+    known: Arc<KnownBlobs>,
     pack_size: usize,
     data_pack: Option<PackWriter>,
     tree_pack: Option<PackWriter>,
     uploads: JoinSet<Result<IndexPack>>,
     /// Packs uploaded but not yet in an index file.
     unindexed: IndexFile,
-    report: CopyReport,
+    counts: SinkCounts,
+}
+
+/// What a [`PackSink`] added.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkCounts {
+    /// Data blobs packed.
+    pub data_blobs: u64,
+    /// Tree blobs packed.
+    pub tree_blobs: u64,
+    /// Packs uploaded.
+    pub packs: u64,
+    /// Stored bytes of the blobs packed.
+    pub bytes_added: u64,
 }
 
 impl Copier {
@@ -270,7 +305,7 @@ impl Copier {
         while let Some(mapped) = results.try_next().await? {
             for (source_id, destination_id, blob) in mapped {
                 if let Some(blob) = blob {
-                    self.store(blob).await?;
+                    self.sink.store(blob).await?;
                 }
                 self.remember(BlobType::Data, source_id, destination_id);
                 directory_map.insert(source_id, destination_id);
@@ -300,7 +335,7 @@ impl Copier {
         })
         .await?;
         if let Some(blob) = blob {
-            self.store(blob).await?;
+            self.sink.store(blob).await?;
         }
         self.remember(BlobType::Tree, id, new_id);
         Ok(new_id)
@@ -434,12 +469,42 @@ impl Copier {
             .await
         }
     }
+}
+
+impl PackSink {
+    /// A sink into `destination`, whose blobs are `destination_index`
+    /// (from [`Repository::load_index_for_writing`]).
+    pub fn new(destination: &Repository, destination_index: Index) -> PackSink {
+        PackSink {
+            destination: destination.clone(),
+            known: Arc::new(KnownBlobs {
+                destination_index,
+                added: Mutex::default(),
+            }),
+            pack_size: destination.config().pack_size as usize,
+            data_pack: None,
+            tree_pack: None,
+            uploads: JoinSet::new(),
+            unindexed: IndexFile::default(),
+            counts: SinkCounts::default(),
+        }
+    }
+
+    /// The blobs the destination has, for tasks deciding what to seal.
+    pub fn known(&self) -> Arc<KnownBlobs> {
+        Arc::clone(&self.known)
+    }
+
+    /// What was packed since the last call.
+    pub fn take_counts(&mut self) -> SinkCounts {
+        std::mem::take(&mut self.counts)
+    }
 
     /// Adds a blob to its pack (unless this run packed it already),
     /// starting the pack's upload once it is full.
-    async fn store(&mut self, blob: EncodedBlob) -> Result<()> {
+    pub async fn store(&mut self, blob: EncodedBlob) -> Result<()> {
         let fresh = self
-            .shared
+            .known
             .added
             .lock()
             .expect("copy's blob set lock poisoned")
@@ -448,10 +513,10 @@ impl Copier {
             return Ok(());
         }
         match blob.blob_type {
-            BlobType::Data => self.report.data_blobs += 1,
-            BlobType::Tree => self.report.tree_blobs += 1,
+            BlobType::Data => self.counts.data_blobs += 1,
+            BlobType::Tree => self.counts.tree_blobs += 1,
         }
-        self.report.bytes_added += blob.bytes.len() as u64;
+        self.counts.bytes_added += blob.bytes.len() as u64;
         let capacity = self.pack_size + PACK_SLACK;
         let slot = match blob.blob_type {
             BlobType::Data => &mut self.data_pack,
@@ -478,7 +543,7 @@ impl Copier {
             let finished = blocking(move || pack.finish(sealing.key())).await?;
             destination.save_pack(finished).await
         });
-        self.report.packs += 1;
+        self.counts.packs += 1;
         Ok(())
     }
 
@@ -501,7 +566,7 @@ impl Copier {
 
     /// After `error`: waits for the uploads under way and indexes every
     /// pack that made it, so a run after this one reuses them; returns `error`.
-    async fn salvage(&mut self, error: crate::Error) -> crate::Error {
+    pub async fn salvage<E>(&mut self, error: E) -> E {
         while let Some(joined) = self.uploads.join_next().await {
             if let Ok(Ok(pack)) = joined {
                 self.unindexed.packs.push(pack);
@@ -523,7 +588,7 @@ impl Copier {
 
     /// Uploads the partly filled packs, waits for every upload and indexes
     /// them all: afterwards a snapshot may refer to anything stored so far.
-    async fn finish_packs(&mut self) -> Result<()> {
+    pub async fn finish_packs(&mut self) -> Result<()> {
         for pack in [self.data_pack.take(), self.tree_pack.take()]
             .into_iter()
             .flatten()

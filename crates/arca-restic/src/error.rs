@@ -10,6 +10,9 @@ pub enum Error {
     /// The storage backend failed.
     #[error(transparent)]
     Store(#[from] arca_store::Error),
+    /// The Arca repository a migration writes into failed.
+    #[error(transparent)]
+    Destination(#[from] arca_repo::Error),
     /// No key file opens with the given password.
     #[error("wrong password or no key file found in the restic repository")]
     WrongPassword,

@@ -14,9 +14,11 @@
 //! ([`ResticSnapshot::to_arca`], [`ResticTree::to_arca`]) so the CLI prints
 //! them with the same code as Arca's.
 //!
+//! [`migrate`] copies snapshots into an Arca repository (`arca copy
+//! --from-repo`), re-chunking files with Arca's chunker.
+//!
 //! This crate never writes into a restic repository (no locks, no backup,
-//! no prune) and is not a migration tool: copying into an Arca repository is
-//! `arca copy`'s job.
+//! no prune).
 //!
 //! CONTRACT:
 //! - Everything read is authenticated before use: a file by its MAC (and its
@@ -33,6 +35,7 @@ pub mod config;
 pub mod crypto;
 mod error;
 pub mod index;
+pub mod migrate;
 pub mod pack;
 pub mod repository;
 pub mod restore;

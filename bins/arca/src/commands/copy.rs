@@ -1,14 +1,18 @@
 //! `arca copy --from-repo SRC [SNAPSHOT...]`: copy snapshots from another
-//! repository into the one given by `-r` (see `arca_repo::copy`).
+//! repository into the one given by `-r` (see `arca_repo::copy`); from a
+//! restic repository, migrate them (see `arca_restic::migrate`).
 
 use std::path::PathBuf;
 
 use anyhow::bail;
+use arca_repo::Id;
 use arca_repo::copy::{copy, select};
+use arca_repo::snapshot::Snapshot;
+use arca_restic::migrate;
 
 use crate::Exit;
 use crate::commands::forget::FilterArgs;
-use crate::context::{Context, env_either};
+use crate::context::{AnyRepository, Context, env_either, restic_error};
 use crate::password::PasswordSources;
 
 #[derive(Debug, clap::Args)]
@@ -46,16 +50,51 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
             .from_password_command
             .or_else(|| env_either("ARCA_FROM_PASSWORD_COMMAND", "RESTIC_FROM_PASSWORD_COMMAND")),
     };
+    // Both ends keep a record of the copy: the source its own, of what was read.
+    let source_context = context.source_repository(from, passwords);
+    source_context.audit.set_operation("copy".to_owned());
+    let result = copy_between(&args.snapshots, &args.filter, &source_context, context).await;
+    source_context
+        .audit
+        .finish(&result, context.output.is_json())
+        .await;
+    result
+}
+
+async fn copy_between(
+    specs: &[String],
+    filter: &FilterArgs,
+    source_context: &Context,
+    context: &Context,
+) -> anyhow::Result<Exit> {
     // The source first: a wrong password for it stops the copy before
     // anything is written anywhere.
-    let source = context
-        .source_repository(from, passwords)
-        .open_repository()
-        .await?
-        .repository;
-    let snapshots = select(&source, &args.snapshots, &args.filter.to_filter()).await?;
-    let destination = context.open_repository().await?.repository;
-    let report = copy(&source, &destination, &snapshots).await?;
+    let note_sources = |snapshots: &[(Id, Snapshot)]| {
+        let source_ids: Vec<_> = snapshots.iter().map(|(id, _)| *id).collect();
+        source_context.audit.note_snapshots(&source_ids);
+    };
+    let report = match source_context.open_any_repository().await? {
+        AnyRepository::Arca(opened) => {
+            let source = opened.repository;
+            let snapshots = select(&source, specs, &filter.to_filter()).await?;
+            note_sources(&snapshots);
+            let destination = context.open_repository().await?.repository;
+            copy(&source, &destination, &snapshots).await?
+        }
+        // Migration: restic's snapshots re-chunked into the Arca repository.
+        AnyRepository::Restic(restic) => {
+            let snapshots = migrate::select(&restic, specs, &filter.to_filter())
+                .await
+                .map_err(restic_error)?;
+            note_sources(&snapshots);
+            let destination = context.open_repository().await?.repository;
+            migrate::migrate(&restic, &destination, &snapshots)
+                .await
+                .map_err(restic_error)?
+        }
+    };
+    let destination_ids: Vec<_> = report.copied.iter().map(|c| c.destination).collect();
+    context.audit.note_snapshots(&destination_ids);
     let output = context.output;
     if output.is_json() {
         output.json(&report)?;
