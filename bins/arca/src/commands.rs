@@ -14,6 +14,7 @@ mod init;
 mod key;
 mod ls;
 pub(crate) mod prune;
+mod repository;
 mod restore;
 mod snapshots;
 mod stats;
@@ -64,6 +65,8 @@ pub(crate) enum Command {
     Hold(hold::Args),
     /// List or verify the repository's audit trail
     Audit(audit::Args),
+    /// Destroy the whole repository (its keys and config)
+    Repository(repository::Args),
 }
 
 /// Runs the command, then appends its audit record if it opened a repository.
@@ -97,5 +100,6 @@ async fn dispatch(command: Command, context: &Context) -> anyhow::Result<Exit> {
         Command::Key(args) => key::run(args, context).await,
         Command::Hold(args) => hold::run(args, context).await,
         Command::Audit(args) => audit::run(args, context).await,
+        Command::Repository(args) => repository::run(args, context).await,
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use arca_repo::Repository;
 use arca_repo::repository::CONFIG_PATH;
-use arca_store::{DiskCache, RequestCounters, StoreOptions};
+use arca_store::{DiskCache, KeyLocationBackend, RequestCounters, StoreOptions};
 
 use crate::commands::audit::Recorder;
 use crate::output::Output;
@@ -21,6 +21,11 @@ pub(crate) struct GlobalOptions {
     /// [env: ARCA_REPOSITORY, RESTIC_REPOSITORY]
     #[arg(short = 'r', long = "repo", global = true, value_name = "REPOSITORY")]
     repository: Option<String>,
+    /// Keep the key files and keyrings (keys/, keyring/) here instead of in the
+    /// repository: another location of any kind, or a directory such as a
+    /// mounted Kubernetes Secret [env: ARCA_KEY_LOCATION]
+    #[arg(long, global = true, value_name = "LOCATION")]
+    key_location: Option<String>,
     /// Read the password from this file (surrounding whitespace is ignored)
     /// [env: ARCA_PASSWORD_FILE, RESTIC_PASSWORD_FILE]
     #[arg(long, global = true, value_name = "FILE")]
@@ -53,6 +58,14 @@ pub(crate) struct GlobalOptions {
     /// PEM file with extra CA certificates for https backends
     #[arg(long, global = true, value_name = "FILE")]
     cacert: Option<PathBuf>,
+    /// Refuse every storage connection that is not TLS 1.3, and plain http
+    /// unless --allow-http [env: ARCA_REQUIRE_TLS13=true]
+    #[arg(long, global = true)]
+    require_tls13: bool,
+    /// With --require-tls13, still talk plain http to an http:// endpoint
+    /// (a local test server) [env: ARCA_ALLOW_HTTP=true]
+    #[arg(long, global = true)]
+    allow_http: bool,
     /// Keep the local metadata cache (index files, snapshots, tree packs) under this
     /// directory instead of ~/.cache/arca [env: ARCA_CACHE_DIR, RESTIC_CACHE_DIR]
     #[arg(long, global = true, value_name = "DIR")]
@@ -86,6 +99,8 @@ enum ArcaOrRestic {
 #[derive(Debug)]
 pub(crate) struct Context {
     location: Option<String>,
+    /// Where keys/ and keyring/ live when not beside the data.
+    key_location: Option<String>,
     passwords: PasswordSources,
     store_options: StoreOptions,
     /// Where per-repository cache directories go: `None` = no cache,
@@ -103,6 +118,10 @@ impl Context {
         let location = global
             .repository
             .or_else(|| env_either("ARCA_REPOSITORY", "RESTIC_REPOSITORY"));
+        let key_location = global
+            .key_location
+            .or_else(|| std::env::var("ARCA_KEY_LOCATION").ok())
+            .filter(|location| !location.is_empty());
         let passwords = PasswordSources {
             file: global.password_file.or_else(|| {
                 env_either("ARCA_PASSWORD_FILE", "RESTIC_PASSWORD_FILE").map(PathBuf::from)
@@ -121,6 +140,8 @@ impl Context {
         store_options.limit_upload_kib = global.limit_upload;
         store_options.limit_download_kib = global.limit_download;
         store_options.cacert = global.cacert;
+        store_options.require_tls13 = global.require_tls13 || env_flag("ARCA_REQUIRE_TLS13")?;
+        store_options.allow_http = global.allow_http || env_flag("ARCA_ALLOW_HTTP")?;
         let cache_base = (!global.no_cache).then(|| {
             global
                 .cache_dir
@@ -129,6 +150,7 @@ impl Context {
         let output = Output::new(global.json, global.quiet);
         Ok(Context {
             location,
+            key_location,
             passwords,
             store_options,
             cache_base,
@@ -141,7 +163,7 @@ impl Context {
     /// The same storage, cache and output options for another repository,
     /// the one `copy --from-repo` reads: its own location and password
     /// sources (`ARCA_FROM_PASSWORD` rather than `ARCA_PASSWORD`). It keeps
-    /// no audit record: it is only read.
+    /// an audit record only when the caller names its operation.
     pub(crate) fn source_repository(
         &self,
         location: String,
@@ -149,6 +171,7 @@ impl Context {
     ) -> Context {
         Context {
             location: Some(location),
+            key_location: None,
             passwords,
             store_options: self.store_options.clone(),
             cache_base: self.cache_base.clone(),
@@ -174,11 +197,18 @@ impl Context {
         tokio::task::spawn_blocking(move || sources.read(purpose)).await?
     }
 
-    /// Connects to the storage backend (without reading anything yet).
+    /// Connects to the storage backend (without reading anything yet), and
+    /// to the key location if the keys live apart.
     pub(crate) fn open_store(&self) -> anyhow::Result<arca_store::OpenedStore> {
         let location = self.location()?;
-        arca_store::open(location, &self.store_options)
-            .with_context(|| format!("cannot open repository {location}"))
+        let mut store = arca_store::open(location, &self.store_options)
+            .with_context(|| format!("cannot open repository {location}"))?;
+        if let Some(key_location) = &self.key_location {
+            let keys = arca_store::open(key_location, &self.store_options)
+                .with_context(|| format!("cannot open key location {key_location}"))?;
+            store.backend = Arc::new(KeyLocationBackend::new(store.backend, keys.backend));
+        }
+        Ok(store)
     }
 
     /// Opens the repository: storage, then the password, then the key. Like
@@ -308,6 +338,20 @@ pub(crate) fn env_either(arca: &str, restic: &str) -> Option<String> {
     [arca, restic]
         .into_iter()
         .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
+/// A boolean environment variable: `true`/`1`/`yes` or `false`/`0`/`no`
+/// (unset or empty is false).
+fn env_flag(name: &str) -> anyhow::Result<bool> {
+    match std::env::var(name)
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "" | "false" | "0" | "no" => Ok(false),
+        "true" | "1" | "yes" => Ok(true),
+        other => bail!("{name}={other:?}: expected true or false"),
+    }
 }
 
 /// restic's `-o KEY=VALUE`; the backend prefix (`s3.connections`) is optional.

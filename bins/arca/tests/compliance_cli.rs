@@ -22,7 +22,8 @@ const LIMITED_PASSWORD: &str = "append-only-password-4d1b";
 on_every_backend!(
     keys_round_trip,
     holds_round_trip,
-    audit_records_and_verifies
+    audit_records_and_verifies,
+    keys_live_in_a_separate_location
 );
 
 /// A run that must not print any of this file's passwords either.
@@ -256,13 +257,14 @@ fn audit_records_and_verifies(repo: &Repo) {
     assert_eq!(
         operations,
         [
+            ("init", "success"),
             ("backup", "success"),
             ("hold add", "success"),
             ("restore", "success"),
             ("hold add", "failure"),
         ]
     );
-    let hold = &records[1]["record"];
+    let hold = &records[2]["record"];
     assert_eq!(hold["snapshots"][0], snapshot.as_str());
     assert!(
         hold["arguments"]
@@ -271,15 +273,104 @@ fn audit_records_and_verifies(repo: &Repo) {
             .contains(&"audit".into())
     );
     assert!(records[0]["record"]["bytes_written"].as_u64().unwrap() > 0);
-    assert!(records[2]["record"]["bytes_read"].as_u64().unwrap() > 0);
+    assert!(records[1]["record"]["bytes_written"].as_u64().unwrap() > 0);
+    assert!(records[3]["record"]["bytes_read"].as_u64().unwrap() > 0);
     let holds_only = json(repo, &["audit", "--operation", "hold"]);
     assert_eq!(holds_only.as_array().unwrap().len(), 2);
 
     let verified = json(repo, &["audit", "--verify"]);
     assert_eq!(verified["gaps"].as_array().unwrap().len(), 0, "{verified}");
-    assert_eq!(verified["records"], 4);
+    assert_eq!(verified["records"], 5);
     let human = ok(repo, &["audit", "--verify"]);
     assert!(human.stdout.contains("no gaps or alterations"), "{human}");
+}
+
+/// The audit records of `repo` as (operation, outcome, snapshot IDs), in time order.
+fn audit_trail(repo: &Repo) -> Vec<(String, String, Vec<String>)> {
+    let field = |record: &Value, name: &str| record[name].as_str().unwrap().to_owned();
+    json(repo, &["audit"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let record = &entry["record"];
+            // Left out of the JSON when there are none.
+            let snapshots = record["snapshots"]
+                .as_array()
+                .map(|ids| {
+                    ids.iter()
+                        .map(|id| id.as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                field(record, "operation"),
+                field(record, "outcome"),
+                snapshots,
+            )
+        })
+        .collect()
+}
+
+/// Every operation that reads or changes snapshots records which: backup
+/// the new one, restore and dump the one read, copy the source's in the
+/// source's trail and the new ones in the destination's, forget the removed
+/// ones; init is recorded too.
+#[test]
+fn every_operation_records_its_snapshot_ids() {
+    let repo = Repo::local();
+    let first = backed_up(&repo);
+    let data = repo.path("data");
+    fs::write(data.join("b.txt"), "beta\n".repeat(500)).unwrap();
+    let second = json(&repo, &["backup", data.to_str().unwrap()])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let target = repo.path("restore");
+    ok(
+        &repo,
+        &["restore", &first, "--target", target.to_str().unwrap()],
+    );
+    let file = data.join("a.txt");
+    ok(&repo, &["dump", &second, file.to_str().unwrap()]);
+
+    let destination = Repo::local();
+    ok(&destination, &["init"]);
+    let mut copy = destination.command(&["--json", "copy", "--from-repo", &repo.url, &first]);
+    copy.env("ARCA_FROM_PASSWORD", support::PASSWORD);
+    let copied = Run::of(copy);
+    assert_eq!(copied.code, Some(0), "{copied}");
+    let report: Value = serde_json::from_str(copied.stdout.trim()).unwrap();
+    let copy_id = report["copied"][0]["destination"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    ok(&repo, &["forget", &second]);
+
+    let expected = |operation: &str, ids: &[&str]| {
+        (
+            operation.to_owned(),
+            "success".to_owned(),
+            ids.iter().map(|id| (*id).to_owned()).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        audit_trail(&repo),
+        [
+            expected("init", &[]),
+            expected("backup", &[&first]),
+            expected("backup", &[&second]),
+            expected("restore", &[&first]),
+            expected("dump", &[&second]),
+            expected("copy", &[&first]),
+            expected("forget", &[&second]),
+        ]
+    );
+    assert_eq!(
+        audit_trail(&destination),
+        [expected("init", &[]), expected("copy", &[&copy_id])]
+    );
 }
 
 /// The ID of the `index`-th audit record in time order.
@@ -491,4 +582,104 @@ fn rotate_then_back_up_and_restore_across_generations() {
         assert_eq!(fs::read_to_string(restored).unwrap(), content);
     }
     ok(&repo, &["check", "--read-data"]);
+}
+
+/// `repository destroy` removes nothing without the repository's full ID
+/// (none given and no terminal, or a wrong one), and with it leaves nothing
+/// that opens the repository: not the password, not a rotated keyring.
+#[test]
+fn repository_destroy_needs_the_id_and_then_nothing_opens_the_repository() {
+    let repo = Repo::local();
+    backed_up(&repo);
+    ok(&repo, &["key", "rotate"]);
+    let dir = repo.local_dir.clone().unwrap();
+    let listing = |sub: &str| fs::read_dir(dir.join(sub)).map_or(0, Iterator::count);
+    let id = repo.json(&["cat", "config"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let unconfirmed = run(&repo, &["repository", "destroy"]);
+    assert_eq!(unconfirmed.code, Some(1), "{unconfirmed}");
+    assert!(unconfirmed.stderr.contains("--confirm"), "{unconfirmed}");
+    let wrong = run(&repo, &["repository", "destroy", "--confirm", &id[..12]]);
+    assert_eq!(wrong.code, Some(1), "{wrong}");
+    assert!(wrong.stderr.contains("nothing was removed"), "{wrong}");
+    assert_eq!((listing("keys"), listing("keyring")), (1, 1));
+    ok(&repo, &["snapshots"]);
+
+    let destroyed = json(&repo, &["repository", "destroy", "--confirm", &id]);
+    assert_eq!(destroyed["key_files"], 1, "{destroyed}");
+    assert_eq!(destroyed["keyrings"], 1, "{destroyed}");
+    assert_eq!((listing("keys"), listing("keyring")), (0, 0));
+    assert!(!dir.join("config").exists());
+    assert!(listing("data") > 0, "the data stays, unreadable");
+    for args in [&["snapshots"][..], &["cat", "config"], &["check"]] {
+        let after = run(&repo, args);
+        assert_ne!(after.code, Some(0), "arca {args:?} after destroy:\n{after}");
+    }
+}
+
+/// `arca` with the key files and keyrings in a local directory apart from
+/// the repository's data.
+fn with_keys_in(repo: &Repo, key_dir: &Path, args: &[&str]) -> Run {
+    let mut command = repo.command(args);
+    command.env("ARCA_KEY_LOCATION", key_dir);
+    let run = Run::of(command);
+    no_secrets(&run);
+    run
+}
+
+/// With `ARCA_KEY_LOCATION` the key files and keyrings are written to and
+/// read from that directory only: the data storage alone (local, or an S3
+/// bucket) holds no key and opens with no password, while with the key
+/// location backups, rotation and restores work as usual; a destroy deletes
+/// the keys there.
+fn keys_live_in_a_separate_location(repo: &Repo) {
+    let key_dir = repo.path("key-location");
+    let keyed = |args: &[&str]| {
+        let run = with_keys_in(repo, &key_dir, args);
+        assert_eq!(run.code, Some(0), "arca {args:?} failed:\n{run}");
+        run
+    };
+    let data = repo.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a.txt"), "alpha\n".repeat(1000)).unwrap();
+    keyed(&["init"]);
+    keyed(&["backup", data.to_str().unwrap()]);
+    keyed(&["key", "rotate"]);
+    fs::write(data.join("b.txt"), "beta\n".repeat(1000)).unwrap();
+    keyed(&["backup", data.to_str().unwrap()]);
+    let count = |dir: &Path| fs::read_dir(dir).map_or(0, Iterator::count);
+    assert_eq!(count(&key_dir.join("keys")), 1);
+    assert_eq!(count(&key_dir.join("keyring")), 1);
+    if let Some(local) = &repo.local_dir {
+        assert!(local.join("config").exists());
+        assert_eq!(
+            count(&local.join("keys")) + count(&local.join("keyring")),
+            0
+        );
+    }
+
+    let without_keys = run(repo, &["snapshots"]);
+    assert_ne!(without_keys.code, Some(0), "{without_keys}");
+
+    let target = repo.path("restore");
+    keyed(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    support::assert_same_tree(&data, &support::restored(&target, &data));
+
+    let config = with_keys_in(repo, &key_dir, &["--json", "cat", "config"]);
+    let id: Value = serde_json::from_str(config.stdout.trim()).unwrap();
+    keyed(&[
+        "repository",
+        "destroy",
+        "--confirm",
+        id["id"].as_str().unwrap(),
+    ]);
+    assert_eq!(
+        count(&key_dir.join("keys")) + count(&key_dir.join("keyring")),
+        0
+    );
+    let after = with_keys_in(repo, &key_dir, &["snapshots"]);
+    assert_ne!(after.code, Some(0), "{after}");
 }

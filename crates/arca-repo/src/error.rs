@@ -192,6 +192,16 @@ pub enum Error {
         /// The group, as `host [h], paths [/p]`.
         group: String,
     },
+    /// `repository destroy` was not confirmed with the repository's ID.
+    #[error(
+        "not destroying repository {repository}: the confirmation {given:?} is not its full ID; nothing was removed"
+    )]
+    DestroyNotConfirmed {
+        /// The repository's ID.
+        repository: Id,
+        /// What was given instead.
+        given: String,
+    },
     /// A path does not exist in a snapshot.
     #[error("{path}: no such file or directory in snapshot {snapshot}")]
     PathNotFound {

@@ -14,6 +14,7 @@ mod cache;
 pub mod check;
 pub mod config;
 pub mod copy;
+pub mod destroy;
 pub mod diff;
 pub mod dump;
 mod error;

@@ -157,6 +157,12 @@ impl Recorder {
         self.state().repository = Some((repository.clone(), Arc::clone(requests)));
     }
 
+    /// The command destroyed the repository it opened: there is nothing
+    /// left to record into.
+    pub(crate) fn forget_repository(&self) {
+        self.state().repository = None;
+    }
+
     /// Snapshots the command created, read or changed.
     pub(crate) fn note_snapshots(&self, ids: &[Id]) {
         self.state().snapshots.extend_from_slice(ids);

@@ -74,6 +74,7 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
     let outcome = prepared.run(repository, reporter.progress()).await;
     reporter.finish();
     let outcome = outcome?;
+    context.audit.note_snapshots(&[outcome.snapshot_id]);
     print_summary(context.output, &outcome, opened.requests.snapshot())?;
     if outcome.unreadable.is_empty() {
         Ok(Exit::Success)

@@ -30,6 +30,7 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
     let opened = context.open_repository().await?;
     let repository = &opened.repository;
     let (id, snapshot) = repository.find_snapshot(&args.snapshot).await?;
+    context.audit.note_snapshots(&[id]);
     let index = repository.load_index().await?;
     let node = find_node(repository, &index, &id, &snapshot, &args.path).await?;
     let open_target = |path: &PathBuf| {

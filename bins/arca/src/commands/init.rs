@@ -42,6 +42,7 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
     let store = context.open_store()?;
     let password = context.password(Purpose::Create).await?;
     let repository = Repository::init(store.backend, password.as_bytes(), options).await?;
+    context.audit.opened(&repository, &store.requests);
     let id = repository.config().id;
     let output = context.output;
     if output.is_json() {

@@ -84,6 +84,7 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
             )
         }
     };
+    context.audit.note_snapshots(&[id]);
     let output = context.output;
     if !output.is_json() {
         output.info(format_args!(
