@@ -148,4 +148,43 @@ mod tests {
         assert!(keys.list("keys/").await.unwrap().is_empty());
         assert!(format!("{both}").contains("keys in"));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Through the router, every listing is what one store holding all
+        /// the objects would list, and the key location holds exactly the
+        /// key objects.
+        #[test]
+        fn listings_match_a_single_store(
+            objects in proptest::collection::btree_set(
+                (
+                    proptest::sample::select(vec!["keys/", "keyring/", "keysake/", "data/ab/", "k", ""]),
+                    "[a-z]{1,3}",
+                ),
+                0..12,
+            ),
+            prefix in proptest::sample::select(vec!["", "k", "key", "keys", "keys/", "keyring/", "d", "data/"]),
+        ) {
+            let paths: std::collections::BTreeSet<String> =
+                objects.iter().map(|(dir, name)| format!("{dir}{name}")).collect();
+            let (data_dir, key_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let keys: Arc<dyn Backend> = Arc::new(LocalBackend::new(key_dir.path()));
+            let both = KeyLocationBackend::new(Arc::new(LocalBackend::new(data_dir.path())), keys.clone());
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (listed, in_keys) = runtime.block_on(async {
+                for path in &paths {
+                    both.put(path, Bytes::new()).await.unwrap();
+                }
+                (both.list(prefix).await.unwrap(), keys.list("").await.unwrap())
+            });
+            let listed: Vec<String> = listed.into_iter().map(|meta| meta.path).collect();
+            let expected: Vec<String> =
+                paths.iter().filter(|path| path.starts_with(prefix)).cloned().collect();
+            proptest::prop_assert_eq!(listed, expected);
+            let in_keys: Vec<String> = in_keys.into_iter().map(|meta| meta.path).collect();
+            let expected_keys: Vec<String> =
+                paths.iter().filter(|path| is_key_path(path)).cloned().collect();
+            proptest::prop_assert_eq!(in_keys, expected_keys);
+        }
+    }
 }
