@@ -34,17 +34,26 @@ pub enum Action {
     /// Read and authenticate every blob the latest snapshot references,
     /// without restoring it.
     Verify,
+    /// A recovery drill: restore the selected snapshot into `DATA_DIR`
+    /// (scratch space), verify it, run `ARCA_DRILL_COMMAND`, compare the
+    /// time with the RTO, clean up and record the result.
+    Drill,
+    /// Copy new snapshots to every `ARCA_REPLICA_<N>_…` repository and apply
+    /// each replica's retention (also done after every `backup`).
+    Replicate,
 }
 
 impl Action {
     /// Every action, in the order the docs list them.
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 8] = [
         Action::Unlock,
         Action::Backup,
         Action::Prune,
         Action::Restore,
         Action::Check,
         Action::Verify,
+        Action::Drill,
+        Action::Replicate,
     ];
 
     /// The argument naming this action.
@@ -56,6 +65,8 @@ impl Action {
             Action::Restore => "restore",
             Action::Check => "check",
             Action::Verify => "verify",
+            Action::Drill => "drill",
+            Action::Replicate => "replicate",
         }
     }
 }
@@ -77,7 +88,7 @@ impl FromStr for Action {
                 Error::config(
                     "action",
                     format!(
-                        "unknown action {s:?}; expected one of unlock, backup, prune, restore, check, verify"
+                        "unknown action {s:?}; expected one of unlock, backup, prune, restore, check, verify, drill, replicate"
                     ),
                 )
             })
@@ -273,6 +284,127 @@ pub struct MoverConfig {
     pub check_read_data: ReadData,
     /// Where the result document goes (`ARCA_RESULT_PATH`, default `/dev/termination-log`).
     pub result_path: PathBuf,
+    /// Secondary repositories every backup is copied to (`ARCA_REPLICA_<N>_…`).
+    pub replicas: Vec<ReplicaConfig>,
+    /// The `drill` action's settings.
+    pub drill: DrillConfig,
+}
+
+/// The `drill` action's settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DrillConfig {
+    /// The data class whose RTO applies (`ARCA_DATA_CLASS`).
+    pub class: Option<arca_sched::DataClass>,
+    /// An explicit RTO, overriding the class's (`ARCA_RTO`: `900`, `15m`, `PT1H`).
+    pub rto: Option<jiff::SignedDuration>,
+    /// The application's consistency check, run with `sh -c` in the
+    /// restored tree (`ARCA_DRILL_COMMAND`).
+    pub command: Option<String>,
+}
+
+impl DrillConfig {
+    /// The RTO the drill is held to: `ARCA_RTO`, else the class's.
+    pub fn rto(&self) -> Option<jiff::SignedDuration> {
+        self.rto.or(self.class.map(arca_sched::DataClass::rto))
+    }
+}
+
+/// Prefix of the variables of secondary repository `N`.
+pub fn replica_prefix(n: usize) -> String {
+    format!("ARCA_REPLICA_{n}_")
+}
+
+/// One secondary repository, from the variables prefixed
+/// `ARCA_REPLICA_<N>_` (the controller mounts each secondary's Secret with
+/// `envFrom.prefix`): the same names the primary accepts.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// `ARCA_REPLICA_<N>_NAME`, default `replica-<N>`.
+    pub name: String,
+    /// Its location (`…_RESTIC_REPOSITORY` / `…_ARCA_REPOSITORY`).
+    pub repository: String,
+    /// Its password (`…_RESTIC_PASSWORD`, `…_PASSWORD_FILE`, …).
+    pub password: PasswordSource,
+    /// Its storage credentials (`…_AWS_ACCESS_KEY_ID`, …).
+    pub backend_env: BackendEnv,
+    /// Its CA bundle (`…_CUSTOM_CA`).
+    pub custom_ca: Option<PathBuf>,
+    /// Its own retention (`…_FORGET_OPTIONS`); `None`: keeps everything copied.
+    pub forget: Option<RetentionPolicy>,
+}
+
+/// Reads the replica groups `ARCA_REPLICA_0_…`, `ARCA_REPLICA_1_…`, … up to
+/// the first number without a repository; a group after a gap is an error
+/// (it would be silently ignored otherwise).
+fn replicas_from_env(env: &impl Fn(&str) -> Option<String>) -> Result<Vec<ReplicaConfig>> {
+    let mut replicas = Vec::new();
+    for n in 0.. {
+        let prefix = replica_prefix(n);
+        let get = |name: &str| env(&format!("{prefix}{name}")).filter(|v| !v.trim().is_empty());
+        let Some(repository) = get("ARCA_REPOSITORY").or_else(|| get("RESTIC_REPOSITORY")) else {
+            let next = replica_prefix(n + 1);
+            if ["ARCA_REPOSITORY", "RESTIC_REPOSITORY"]
+                .iter()
+                .any(|name| env(&format!("{next}{name}")).is_some_and(|v| !v.trim().is_empty()))
+            {
+                return Err(Error::config(
+                    &format!("{next}RESTIC_REPOSITORY"),
+                    format!(
+                        "replicas are numbered from 0 without gaps, but {prefix}RESTIC_REPOSITORY is not set"
+                    ),
+                ));
+            }
+            break;
+        };
+        let prefixed = |name: &str| env(&format!("{prefix}{name}"));
+        let renamed = |err: Error| match err {
+            Error::Config { variable, reason } => Error::Config {
+                variable: format!("{prefix}{variable}"),
+                reason,
+            },
+            other => other,
+        };
+        let password = PasswordSource::from_env(&prefixed).map_err(renamed)?;
+        let forget = get("FORGET_OPTIONS")
+            .map(|text| parse_forget_options(&text))
+            .transpose()
+            .map_err(renamed)?;
+        replicas.push(ReplicaConfig {
+            name: get("NAME").unwrap_or_else(|| format!("replica-{n}")),
+            repository,
+            password,
+            backend_env: BackendEnv(
+                BackendEnv::NAMES
+                    .iter()
+                    .filter_map(|name| get(name).map(|value| ((*name).to_owned(), value)))
+                    .collect(),
+            ),
+            custom_ca: get("CUSTOM_CA").map(PathBuf::from),
+            forget,
+        });
+    }
+    Ok(replicas)
+}
+
+fn drill_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<DrillConfig> {
+    let class = get("ARCA_DATA_CLASS")
+        .map(|text| {
+            text.trim().parse::<arca_sched::DataClass>().map_err(|_| {
+                Error::config(
+                    "ARCA_DATA_CLASS",
+                    format!("{text:?} is not a data class (critical, important, archival)"),
+                )
+            })
+        })
+        .transpose()?;
+    let rto = get("ARCA_RTO")
+        .map(|text| arca_dr::parse_duration(&text).map_err(|e| Error::config("ARCA_RTO", e)))
+        .transpose()?;
+    Ok(DrillConfig {
+        class,
+        rto,
+        command: get("ARCA_DRILL_COMMAND"),
+    })
 }
 
 impl MoverConfig {
@@ -390,6 +522,8 @@ impl MoverConfig {
             limit_download_kib,
             check_read_data,
             result_path: MoverConfig::result_path_from_env(&env),
+            replicas: replicas_from_env(&env)?,
+            drill: drill_from_env(&get)?,
         })
     }
 
@@ -403,8 +537,14 @@ impl MoverConfig {
 
     /// The storage options this configuration implies (CA bundle, retries).
     pub fn store_options(&self) -> StoreOptions {
+        self.store_options_with(self.custom_ca.as_ref())
+    }
+
+    /// The storage options with another CA bundle (a replica's); limits
+    /// and retries are the run's.
+    pub fn store_options_with(&self, custom_ca: Option<&PathBuf>) -> StoreOptions {
         let mut options = StoreOptions::default();
-        options.cacert.clone_from(&self.custom_ca);
+        options.cacert = custom_ca.cloned();
         options.limit_upload_kib = self.limit_upload_kib;
         options.limit_download_kib = self.limit_download_kib;
         if let Some(retries) = self.storage_retries {
@@ -455,6 +595,7 @@ fn progress_interval(text: &str) -> Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let pairs: Vec<(String, String)> = pairs
@@ -722,6 +863,115 @@ mod tests {
         fn from_env_never_panics(value in ".{0,40}") {
             for variable in ["FORGET_OPTIONS", "RESTORE_AS_OF", "SELECT_PREVIOUS", "RESTORE_OPTIONS", "RESTIC_PROGRESS_FPS"] {
                 let _ = with(&[(variable, value.as_str())]);
+            }
+        }
+    }
+
+    #[test]
+    fn replica_groups_are_read_in_order_with_their_own_settings() {
+        let config = with(&[
+            (
+                "ARCA_REPLICA_0_RESTIC_REPOSITORY",
+                "s3:https://dr.example/bucket/app",
+            ),
+            ("ARCA_REPLICA_0_RESTIC_PASSWORD", "dr-pw"),
+            ("ARCA_REPLICA_0_AWS_ACCESS_KEY_ID", "AKIA"),
+            ("ARCA_REPLICA_0_AWS_SECRET_ACCESS_KEY", "very-secret"),
+            ("ARCA_REPLICA_0_NAME", "dr-site"),
+            ("ARCA_REPLICA_0_FORGET_OPTIONS", "--keep-daily 30"),
+            ("ARCA_REPLICA_1_ARCA_REPOSITORY", "/nfs/app"),
+            ("ARCA_REPLICA_1_RESTIC_PASSWORD_FILE", "/secret/pw"),
+            ("ARCA_REPLICA_1_CUSTOM_CA", "/ca/dr.crt"),
+            ("AWS_ACCESS_KEY_ID", "primary"),
+        ])
+        .unwrap();
+        assert_eq!(config.replicas.len(), 2);
+        let dr = &config.replicas[0];
+        assert_eq!(dr.name, "dr-site");
+        assert_eq!(dr.repository, "s3:https://dr.example/bucket/app");
+        assert_eq!(
+            dr.backend_env.get("AWS_ACCESS_KEY_ID").as_deref(),
+            Some("AKIA")
+        );
+        assert_eq!(
+            dr.forget.as_ref().unwrap().keep_daily,
+            Some("30".parse().unwrap())
+        );
+        assert!(!format!("{dr:?}").contains("very-secret"));
+        assert!(!format!("{dr:?}").contains("dr-pw"));
+        let nfs = &config.replicas[1];
+        assert_eq!(nfs.name, "replica-1");
+        assert_eq!(nfs.repository, "/nfs/app");
+        assert!(
+            matches!(&nfs.password, PasswordSource::File(path) if path == Path::new("/secret/pw"))
+        );
+        assert_eq!(nfs.custom_ca.as_deref(), Some(Path::new("/ca/dr.crt")));
+        assert_eq!(
+            nfs.backend_env.names().count(),
+            0,
+            "the primary's credentials are not inherited"
+        );
+        assert_eq!(nfs.forget, None);
+        assert!(with(&[]).unwrap().replicas.is_empty());
+    }
+
+    #[test]
+    fn bad_replica_groups_name_the_prefixed_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("ARCA_REPLICA_0_RESTIC_REPOSITORY", "/r0")],
+                "ARCA_REPLICA_0_RESTIC_PASSWORD",
+            ),
+            (
+                &[
+                    ("ARCA_REPLICA_0_RESTIC_REPOSITORY", "/r0"),
+                    ("ARCA_REPLICA_0_RESTIC_PASSWORD", "pw"),
+                    ("ARCA_REPLICA_0_FORGET_OPTIONS", "--keep-forever 1"),
+                ],
+                "ARCA_REPLICA_0_FORGET_OPTIONS",
+            ),
+            (
+                &[
+                    ("ARCA_REPLICA_1_RESTIC_REPOSITORY", "/r1"),
+                    ("ARCA_REPLICA_1_RESTIC_PASSWORD", "pw"),
+                ],
+                "ARCA_REPLICA_1_RESTIC_REPOSITORY",
+            ),
+        ];
+        for (extra, variable) in cases {
+            match with(extra) {
+                Err(Error::Config {
+                    variable: found, ..
+                }) => assert_eq!(found, *variable),
+                other => panic!("{extra:?}: expected a config error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn drill_settings_come_from_the_class_or_an_explicit_rto() {
+        let config = with(&[("ARCA_DATA_CLASS", "critical")]).unwrap();
+        assert_eq!(
+            config.drill.rto(),
+            Some(jiff::SignedDuration::from_mins(15))
+        );
+        let config = with(&[
+            ("ARCA_DATA_CLASS", "archival"),
+            ("ARCA_RTO", "30m"),
+            ("ARCA_DRILL_COMMAND", "pg_verify"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.drill.rto(),
+            Some(jiff::SignedDuration::from_mins(30))
+        );
+        assert_eq!(config.drill.command.as_deref(), Some("pg_verify"));
+        assert_eq!(with(&[]).unwrap().drill, DrillConfig::default());
+        assert_eq!(with(&[]).unwrap().drill.rto(), None);
+        for (name, value) in [("ARCA_DATA_CLASS", "vital"), ("ARCA_RTO", "soon")] {
+            match with(&[(name, value)]) {
+                Err(Error::Config { variable, .. }) => assert_eq!(variable, name),
+                other => panic!("{name}={value}: {other:?}"),
             }
         }
     }

@@ -52,6 +52,20 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A recovery drill ran and failed: damage found, the consistency
+    /// command failed, or the RTO was missed (the report's `drill` section
+    /// has the details).
+    #[error("drill failed: {reason}")]
+    DrillFailed {
+        /// Why, one line.
+        reason: String,
+        /// Whether the repository's data was found damaged.
+        damaged: bool,
+    },
+    /// A drill could not run (no snapshot to drill, scratch space unusable,
+    /// repository unreadable).
+    #[error(transparent)]
+    Drill(#[from] arca_dr::Error),
     /// The action is not available in this build.
     #[error("action {action:?} is not available: {reason}")]
     Unavailable {
@@ -91,6 +105,12 @@ impl Error {
             Error::Store(store) => store_class(store),
             Error::Io { source, .. } => io_class(source),
             Error::Damaged { .. } => ErrorClass::Corrupt,
+            Error::DrillFailed { damaged: true, .. } => ErrorClass::Corrupt,
+            Error::DrillFailed { damaged: false, .. } => ErrorClass::Failed,
+            Error::Drill(arca_dr::Error::Repo(repo)) => repo_class(repo),
+            Error::Drill(arca_dr::Error::Io { source, .. }) => io_class(source),
+            Error::Drill(arca_dr::Error::TargetNotEmpty { .. }) => ErrorClass::Config,
+            Error::Drill(_) => ErrorClass::Failed,
         }
     }
 }

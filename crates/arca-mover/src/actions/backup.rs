@@ -98,7 +98,7 @@ pub(super) async fn run(mover: &mut Mover<'_>) -> Result<BackupReport> {
 
 /// Forgets the host's snapshots per `policy`, grouped by host and paths as
 /// `restic forget --host volsync` does. Snapshots under a legal hold are kept.
-async fn forget(
+pub(super) async fn forget(
     mover: &Mover<'_>,
     repository: &Repository,
     policy: &RetentionPolicy,

@@ -3,6 +3,8 @@
 //! a [`MoverReport`].
 
 mod backup;
+mod drill;
+mod replicate;
 mod restore;
 mod verify;
 
@@ -21,8 +23,8 @@ use crate::config::MoverConfig;
 use crate::open;
 use crate::progress::{ProgressSink, Ticker};
 use crate::report::{
-    ActionReport, CheckSummary, MoverReport, Outcome, PruneReport, REPORT_VERSION, SAMPLE_LEN,
-    UnlockReport,
+    ActionReport, CheckSummary, DrillSummary, MoverReport, Outcome, PruneReport, REPORT_VERSION,
+    ReplicaStatus, SAMPLE_LEN, UnlockReport,
 };
 use crate::secret::Password;
 use crate::{Action, Error, Result};
@@ -44,6 +46,8 @@ pub async fn run(
         store: None,
         password: None,
         repository: None,
+        drill: None,
+        replicas: Vec::new(),
     };
     let mut reports = Vec::with_capacity(actions.len());
     let mut failure = None;
@@ -71,9 +75,10 @@ pub async fn run(
             }
         }
     }
+    // A failed secondary never fails the run: the primary has the data.
     let partial = reports.iter().any(
         |report| matches!(report, ActionReport::Backup(backup) if backup.files_unreadable > 0),
-    );
+    ) || mover.replicas.iter().any(|replica| replica.error.is_some());
     let (outcome, exit_code, failed_action, error_class, error) = match failure {
         Some((action, err)) => {
             let class = err.class();
@@ -99,8 +104,8 @@ pub async fn run(
         failed_action,
         error_class,
         error,
-        drill: None,
-        replicas: Vec::new(),
+        drill: mover.drill,
+        replicas: mover.replicas,
     }
 }
 
@@ -112,17 +117,35 @@ struct Mover<'a> {
     store: Option<OpenedStore>,
     password: Option<Password>,
     repository: Option<Repository>,
+    /// What `drill` found.
+    drill: Option<DrillSummary>,
+    /// What replication did (after `backup`, or `replicate`).
+    replicas: Vec<ReplicaStatus>,
 }
 
 impl Mover<'_> {
     async fn run_one(&mut self, action: Action) -> Result<ActionReport> {
         Ok(match action {
             Action::Unlock => ActionReport::Unlock(self.unlock().await?),
-            Action::Backup => ActionReport::Backup(backup::run(self).await?),
+            Action::Backup => {
+                let report = backup::run(self).await?;
+                if !self.config.replicas.is_empty() {
+                    self.replicas = replicate::run(self).await?;
+                }
+                ActionReport::Backup(report)
+            }
             Action::Prune => ActionReport::Prune(self.prune().await?),
             Action::Restore => ActionReport::Restore(restore::run(self).await?),
             Action::Check => ActionReport::Check(self.check().await?),
             Action::Verify => ActionReport::Verify(verify::run(self).await?),
+            Action::Drill => {
+                drill::run(self).await?;
+                ActionReport::Drill
+            }
+            Action::Replicate => {
+                self.replicas = replicate::run(self).await?;
+                ActionReport::Replicate
+            }
         })
     }
 
