@@ -12,6 +12,8 @@ mod bench;
 mod dataset;
 mod demo;
 mod deploy;
+mod e2e;
+mod e2e_cluster;
 mod fuzz;
 mod process;
 mod services;
@@ -28,6 +30,9 @@ tasks:
   bench [--smoke] ...  arca and restic side by side; writes docs/PERFORMANCE.md
                        (cargo xtask bench --help for the options)
   demo                 build arca, back up and restore a sample directory
+  e2e [--manifests DIR] [--kubeconfig FILE] [--keep] [--scale N]
+                       the real controller and agent on the in-memory API server
+                       (or a real cluster): backups, restores, DR, metrics
   deploy               check deploy/ only: promtool rule tests, helm lint and
                        render, manifests against the Kubernetes schemas, hadolint
   fuzz [TARGET] [--seconds N] [--build-only]
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
         "bench" => bench::run(rest),
         "demo" => demo::run(rest),
         "deploy" => deploy::run(rest),
+        "e2e" => e2e::run(rest),
         "fuzz" => fuzz::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

@@ -185,6 +185,28 @@ fn create_azure_container(port: u16, container: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates `bucket` on the local S3 server with a plain, unsigned `PUT
+/// /<bucket>` (moto accepts it; object_store cannot create buckets).
+pub(crate) fn create_s3_bucket(endpoint: &str, bucket: &str) -> anyhow::Result<()> {
+    let authority = endpoint
+        .strip_prefix("http://")
+        .context("the local S3 endpoint is plain http")?;
+    let mut stream = TcpStream::connect(authority).context("connecting to the S3 server")?;
+    write!(
+        stream,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    if !response.starts_with("HTTP/1.1 200") {
+        bail!(
+            "the S3 server refused to create bucket {bucket}: {}",
+            response.lines().next().unwrap_or("no answer")
+        );
+    }
+    Ok(())
+}
+
 /// `target/moto-venv/bin/moto_server`, installing `moto[server]` first if it is missing.
 fn install_moto(target: &Path) -> anyhow::Result<PathBuf> {
     let venv = target.join("moto-venv");
@@ -234,7 +256,7 @@ fn run_logged(command: &mut Command, log_path: &Path) -> anyhow::Result<()> {
 }
 
 /// A port nobody listens on right now (the OS picks it).
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }

@@ -153,6 +153,37 @@ impl Store {
         }
     }
 
+    /// Waits until `done` holds for every object of a resource in
+    /// `namespace` (all namespaces with `None`), woken by every change in the
+    /// store; `None` if `timeout` passes first. The objects are read in
+    /// process, so a test that waits for many objects does not load the HTTP
+    /// server its controller uses.
+    pub async fn wait_until_all(
+        &self,
+        key: &ResourceKey,
+        namespace: Option<&str>,
+        done: impl Fn(&[Value]) -> bool,
+        timeout: std::time::Duration,
+    ) -> Option<Vec<Value>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.subscribe();
+        let everything = (
+            LabelSelector::parse("").ok()?,
+            FieldSelector::parse("").ok()?,
+        );
+        loop {
+            if let Ok((objects, _)) = self.list(key, namespace, &everything.0, &everything.1)
+                && done(&objects)
+            {
+                return Some(objects);
+            }
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
+                Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// The current resource version.
     pub fn revision(&self) -> u64 {
         self.lock().revision

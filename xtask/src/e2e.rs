@@ -1,0 +1,1020 @@
+//! `cargo xtask e2e`: the real `arca-controller` and `arca-agent` binaries,
+//! unmodified, against a cluster — by default the in-memory API server of
+//! `arca-testcluster` with its kubelet stand-in and a local S3 server (moto),
+//! or a real cluster with `--kubeconfig`.
+//!
+//! The default scenario applies the seed's two manifests (deploy/examples/)
+//! and drives them with VolSync's manual triggers:
+//!
+//! 1. every ReplicationSource backs its volume up, the volume changes, and it
+//!    backs up again; the status fields and the metrics are checked;
+//! 2. every ReplicationDestination (the seed's is in another namespace, as a
+//!    DR cluster's would be) restores the latest snapshot, the one as of a
+//!    time between the two backups (`restoreAsOf`) and the one before the
+//!    latest (`previous: 1`), each compared byte for byte with what the
+//!    source held then;
+//! 3. complete cluster loss: a fresh cluster with nothing but the repository
+//!    Secrets restores every application's volume (own cluster only);
+//! 4. controller fail-over: pending until the controller shares work through
+//!    Leases (said so in the output).
+//!
+//! `--scale N` instead loads N ReplicationSources and measures the
+//! controller's memory and how fast it brings them to a steady state.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail, ensure};
+use serde_json::{Value, json};
+
+use crate::e2e_cluster::{
+    Cluster, ControllerProcess, Digest, digest_files, identity, yaml_documents_in,
+};
+use crate::process::{cargo, project_root, run as run_command};
+use crate::services;
+
+const USAGE: &str = "\
+usage: cargo xtask e2e [--manifests DIR] [--kubeconfig FILE] [--agent-image IMAGE] [--keep]
+       cargo xtask e2e --scale N
+
+  --manifests DIR     the manifests to apply (default: deploy/examples, the seed's two);
+                      Secrets they name but do not hold are created for the local S3 server
+  --kubeconfig FILE   run against a real cluster instead of the in-memory one (the CRDs,
+                      the Secrets and the agent image must be there already)
+  --agent-image IMG   the mover image the controller puts in Jobs (default arca/arca-agent:0.1.0)
+  --keep              keep the work directory (target/e2e) for inspection
+  --scale N           load N ReplicationSources into the in-memory cluster and report the
+                      controller's peak memory and reconcile throughput
+";
+
+const API_VOLSYNC: &str = "volsync.backube/v1alpha1";
+const SOURCE: &str = "ReplicationSource";
+const DESTINATION: &str = "ReplicationDestination";
+/// The namespace of manifests that name none (the kubeconfig's default).
+const DEFAULT_NAMESPACE: &str = "default";
+/// The local S3 server's bucket for the run's repositories.
+const BUCKET: &str = "arca-e2e";
+/// The repository password of the Secrets the harness creates (a test value).
+const TEST_PASSWORD: &str = "arca-e2e-test-password";
+
+#[derive(Debug)]
+struct Options {
+    manifests: PathBuf,
+    kubeconfig: Option<PathBuf>,
+    agent_image: String,
+    keep: bool,
+    scale: Option<usize>,
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Options> {
+    let mut options = Options {
+        manifests: project_root().join("deploy/examples"),
+        kubeconfig: None,
+        agent_image: "arca/arca-agent:0.1.0".into(),
+        keep: false,
+        scale: None,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .with_context(|| format!("{arg} needs a value\n\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--manifests" => options.manifests = PathBuf::from(value()?),
+            "--kubeconfig" => options.kubeconfig = Some(PathBuf::from(value()?)),
+            "--agent-image" => options.agent_image = value()?.clone(),
+            "--keep" => options.keep = true,
+            "--scale" => options.scale = Some(value()?.parse().context("--scale takes a count")?),
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown option {other:?}\n\n{USAGE}"),
+        }
+    }
+    if options.scale.is_some() && options.kubeconfig.is_some() {
+        bail!("--scale runs on the in-memory cluster only");
+    }
+    Ok(options)
+}
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let options = parse(args)?;
+    run_command(cargo().args(["build", "-p", "arca-controller", "-p", "arca-agent"]))?;
+    let binaries = target_dir().join("debug");
+    let work = target_dir().join("e2e");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        match options.scale {
+            Some(count) => scale(&binaries, &work, count).await,
+            None => scenario(&options, &binaries, &work).await,
+        }
+    });
+    if options.keep || result.is_err() {
+        println!("work directory kept: {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    result
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| project_root().join("target"), PathBuf::from)
+}
+
+/// One application of the manifests: the sources and destinations that
+/// share its repository.
+#[derive(Debug, Default)]
+struct App {
+    sources: Vec<Value>,
+    destinations: Vec<Value>,
+}
+
+/// The application an object belongs to: its repository Secret's name
+/// without the seed's suffixes (`example-app-volsync-secret` and
+/// `example-app-dr-secret` are both `example-app`).
+fn app_of(object: &Value) -> String {
+    let secret = object["spec"]["restic"]["repository"]
+        .as_str()
+        .unwrap_or_default();
+    ["-volsync-secret", "-dr-secret", "-secret"]
+        .iter()
+        .find_map(|suffix| secret.strip_suffix(suffix))
+        .unwrap_or(secret)
+        .to_string()
+}
+
+fn namespace_of(object: &Value) -> String {
+    object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or(DEFAULT_NAMESPACE)
+        .to_string()
+}
+
+fn name_of(object: &Value) -> String {
+    object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The files of an application's volume at a version of the scenario: a
+/// database-like file that changes in place, a config that changes, and a
+/// log that is replaced (so a restore of the older version must also remove
+/// a file).
+fn volume_content(app: &str, version: u32) -> BTreeMap<String, Vec<u8>> {
+    let mut state = app.bytes().fold(0x9e37_79b9_7f4a_7c15_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut pages: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let mut files = BTreeMap::new();
+    if version > 1 {
+        pages[200_000..265_536].fill(version as u8);
+        files.insert(
+            format!("logs/backup-{version}.log"),
+            format!("version {version}\n").into_bytes(),
+        );
+    } else {
+        files.insert("logs/first.log".into(), b"first\n".to_vec());
+    }
+    files.insert("db/pages".into(), pages);
+    files.insert(
+        "config.yaml".into(),
+        format!("app: {app}\nversion: {version}\n").into_bytes(),
+    );
+    files.insert("empty".into(), Vec::new());
+    files
+}
+
+/// What each step saw, printed at the end.
+#[derive(Default)]
+struct Summary {
+    lines: Vec<String>,
+}
+
+impl Summary {
+    fn passed(&mut self, line: String) {
+        println!("  ok: {line}");
+        self.lines.push(format!("ok       {line}"));
+    }
+
+    fn pending(&mut self, line: String) {
+        println!("  PENDING: {line}");
+        self.lines.push(format!("PENDING  {line}"));
+    }
+}
+
+async fn scenario(options: &Options, binaries: &Path, work: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let manifests = yaml_documents_in(&options.manifests)?;
+    let mut apps: BTreeMap<String, App> = BTreeMap::new();
+    let mut others = Vec::new();
+    for manifest in manifests {
+        let (api_version, kind, _) = identity(&manifest)?;
+        match (api_version.as_str(), kind.as_str()) {
+            (API_VOLSYNC, SOURCE) => apps
+                .entry(app_of(&manifest))
+                .or_default()
+                .sources
+                .push(manifest),
+            (API_VOLSYNC, DESTINATION) => apps
+                .entry(app_of(&manifest))
+                .or_default()
+                .destinations
+                .push(manifest),
+            _ => others.push(manifest),
+        }
+    }
+    ensure!(
+        apps.values().any(|a| !a.sources.is_empty()),
+        "{} holds no ReplicationSource to drive",
+        options.manifests.display()
+    );
+
+    let s3 = match options.kubeconfig {
+        None => {
+            let s3 = services::start(&project_root())?;
+            services::create_s3_bucket(&s3.endpoint, BUCKET)?;
+            Some(s3)
+        }
+        Some(_) => None,
+    };
+    let crds = project_root().join("deploy/helm/arca/crds");
+    let cluster = match &options.kubeconfig {
+        Some(kubeconfig) => Cluster::connect(kubeconfig).await?,
+        None => {
+            Cluster::start_local(
+                &work.join("primary"),
+                Some(&binaries.join("arca-agent")),
+                &crds,
+            )
+            .await?
+        }
+    };
+    let controller_binary = binaries.join("arca-controller");
+    let controller = ControllerProcess::start(
+        &controller_binary,
+        &cluster,
+        &options.agent_image,
+        &work.join("controller.log"),
+        &[],
+    )?;
+    let mut summary = Summary::default();
+    let s3_endpoint = s3.as_ref().map(|s| s.endpoint.as_str());
+
+    println!("\n==> setup: namespaces, Secrets, volumes");
+    for manifest in &others {
+        cluster.apply(manifest, Some(DEFAULT_NAMESPACE)).await?;
+    }
+    for (app, objects) in &apps {
+        for object in objects.sources.iter().chain(&objects.destinations) {
+            prepare(&cluster, object, app, s3_endpoint).await?;
+        }
+    }
+
+    println!("\n==> backups: two manual syncs per source, the volume changed in between");
+    let mut snapshots: BTreeMap<String, (String, String, String)> = BTreeMap::new();
+    for (app, objects) in &apps {
+        for source in &objects.sources {
+            let (namespace, name) = (namespace_of(source), name_of(source));
+            let claim = source["spec"]["sourcePVC"]
+                .as_str()
+                .context("a source without sourcePVC")?;
+            cluster
+                .write_volume(&namespace, claim, &volume_content(app, 1))
+                .await?;
+            cluster.apply(source, Some(&namespace)).await?;
+            let first = sync(
+                &cluster,
+                &controller,
+                SOURCE,
+                &namespace,
+                &name,
+                "e2e-backup-1",
+            )
+            .await?;
+            let first_id = check_source_status(&first)?;
+            // Between the two snapshots' times: what `restoreAsOf` selects the first by.
+            let as_of = jiff::Timestamp::now().to_string();
+            cluster
+                .write_volume(&namespace, claim, &volume_content(app, 2))
+                .await?;
+            let second = sync(
+                &cluster,
+                &controller,
+                SOURCE,
+                &namespace,
+                &name,
+                "e2e-backup-2",
+            )
+            .await?;
+            let second_id = check_source_status(&second)?;
+            ensure!(
+                first_id != second_id,
+                "{name}: the second backup reported the first's snapshot {first_id}"
+            );
+            check_backup_metrics(&controller.metrics()?, &second, 2)?;
+            summary.passed(format!(
+                "{namespace}/{name}: backups {first_id} and {second_id}; status and metrics (jobs 2, completed success 2, duration count 2, last backup time) agree"
+            ));
+            snapshots.insert(app.clone(), (first_id, second_id, as_of));
+        }
+    }
+
+    println!("\n==> restores: latest, restoreAsOf, previous");
+    for (app, objects) in &apps {
+        let Some((first_id, second_id, as_of)) = snapshots.get(app) else {
+            continue;
+        };
+        for destination in &objects.destinations {
+            let (namespace, name) = (namespace_of(destination), name_of(destination));
+            cluster.apply(destination, Some(&namespace)).await?;
+            let cases = [
+                (
+                    "latest",
+                    json!({"restoreAsOf": null, "previous": null}),
+                    second_id,
+                    2,
+                ),
+                (
+                    "restoreAsOf",
+                    json!({"restoreAsOf": as_of, "previous": null}),
+                    first_id,
+                    1,
+                ),
+                (
+                    "previous",
+                    json!({"restoreAsOf": null, "previous": 1}),
+                    first_id,
+                    1,
+                ),
+            ];
+            for (case, selection, snapshot, version) in cases {
+                cluster
+                    .merge_patch(
+                        API_VOLSYNC,
+                        DESTINATION,
+                        Some(&namespace),
+                        &name,
+                        &json!({"spec": {"restic": selection}}),
+                    )
+                    .await?;
+                let restored = sync(
+                    &cluster,
+                    &controller,
+                    DESTINATION,
+                    &namespace,
+                    &name,
+                    &format!("e2e-restore-{case}"),
+                )
+                .await?;
+                let claim = check_destination_status(&restored, snapshot)?;
+                compare(
+                    &cluster,
+                    &namespace,
+                    &claim,
+                    &volume_content(app, version),
+                    &format!("{name} ({case})"),
+                )
+                .await?;
+                summary.passed(format!("{namespace}/{name}: restore {case} = snapshot {snapshot}, byte for byte into {claim}"));
+            }
+        }
+    }
+
+    if cluster.is_local() {
+        println!("\n==> complete cluster loss: a fresh cluster with only the repository Secrets");
+        cluster_loss(&apps, binaries, work, options, s3_endpoint, &mut summary).await?;
+    } else {
+        summary.pending(
+            "complete cluster loss needs a second, empty cluster (own cluster only)".into(),
+        );
+    }
+
+    summary.pending(
+        "fail-over: two controller replicas, one SIGKILLed mid-sync, the other completes — \
+         needs the controller's Leases (issue 21), not in arca-controller yet"
+            .into(),
+    );
+
+    println!("\n==> objects");
+    for kind in [SOURCE, DESTINATION] {
+        for object in cluster.list(API_VOLSYNC, kind, None).await? {
+            println!(
+                "{kind} {}/{}:\n{:#}",
+                namespace_of(&object),
+                name_of(&object),
+                object["status"]
+            );
+        }
+    }
+    println!("\n==> metrics");
+    for line in controller
+        .metrics()?
+        .lines()
+        .filter(|l| l.starts_with("volsync_"))
+    {
+        println!("{line}");
+    }
+    println!("\n==> summary ({:.1} s)", started.elapsed().as_secs_f64());
+    for line in &summary.lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Creates what `object` needs and the manifests may lack: its namespace,
+/// its repository Secret (for the local S3 server only) and its volume.
+async fn prepare(
+    cluster: &Cluster,
+    object: &Value,
+    app: &str,
+    s3_endpoint: Option<&str>,
+) -> anyhow::Result<()> {
+    let namespace = namespace_of(object);
+    cluster
+        .create_if_missing(
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+            None,
+        )
+        .await?;
+    let secret = object["spec"]["restic"]["repository"]
+        .as_str()
+        .context("a mover without spec.restic.repository")?;
+    if cluster
+        .get("v1", "Secret", Some(&namespace), secret)
+        .await?
+        .is_none()
+    {
+        let endpoint = s3_endpoint.with_context(|| {
+            format!("Secret {namespace}/{secret} is missing: with --kubeconfig the manifests or the cluster must hold it")
+        })?;
+        cluster
+            .apply(&repository_secret(&namespace, secret, endpoint, app), None)
+            .await?;
+    }
+    let claim = object["spec"]["sourcePVC"]
+        .as_str()
+        .or(object["spec"]["restic"]["destinationPVC"].as_str());
+    if let Some(claim) = claim {
+        let capacity = object["spec"]["restic"]["capacity"]
+            .as_str()
+            .unwrap_or("1Gi");
+        cluster
+            .create_if_missing(
+                &json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": claim, "namespace": namespace},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": capacity}}}}),
+                Some(&namespace),
+            )
+            .await?;
+        if cluster.is_local() {
+            cluster
+                .wait_for(
+                    "v1",
+                    "PersistentVolumeClaim",
+                    Some(&namespace),
+                    claim,
+                    "binding",
+                    |c| c["status"]["phase"] == "Bound",
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A repository Secret as the seed's ExternalSecret template makes it, for
+/// the local S3 server: one repository per application.
+fn repository_secret(namespace: &str, name: &str, endpoint: &str, app: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": {
+            "RESTIC_REPOSITORY": format!("s3:{endpoint}/{BUCKET}/{app}"),
+            "RESTIC_PASSWORD": TEST_PASSWORD,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1"}})
+}
+
+/// Sets `spec.trigger.manual` to `tag` and waits for the controller to
+/// finish that sync (`status.lastManualSync == tag`).
+async fn sync(
+    cluster: &Cluster,
+    controller: &ControllerProcess,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    tag: &str,
+) -> anyhow::Result<Value> {
+    cluster
+        .merge_patch(
+            API_VOLSYNC,
+            kind,
+            Some(namespace),
+            name,
+            &json!({"spec": {"trigger": {"manual": tag}}}),
+        )
+        .await?;
+    cluster
+        .wait_for(
+            API_VOLSYNC,
+            kind,
+            Some(namespace),
+            name,
+            &format!("manual sync {tag}"),
+            |o| o["status"]["lastManualSync"] == tag,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "controller log:\n{}\nagent logs:\n{}",
+                controller.log_tail(),
+                cluster.agent_logs()
+            )
+        })
+}
+
+/// The checks every finished backup's status passes; returns its snapshot ID.
+fn check_source_status(source: &Value) -> anyhow::Result<String> {
+    let status = &source["status"];
+    let name = name_of(source);
+    ensure!(
+        status["latestMoverStatus"]["result"] == "Successful",
+        "{name}: the backup did not succeed:\n{status:#}"
+    );
+    for field in ["lastSyncTime", "lastSyncStartTime", "lastSyncDuration"] {
+        ensure!(
+            status[field].is_string(),
+            "{name}: status.{field} is not set:\n{status:#}"
+        );
+    }
+    let start: jiff::Timestamp = status["lastSyncStartTime"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()?;
+    let end: jiff::Timestamp = status["lastSyncTime"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()?;
+    ensure!(
+        start <= end,
+        "{name}: lastSyncStartTime {start} after lastSyncTime {end}"
+    );
+    let synchronizing = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Synchronizing"))
+        .with_context(|| format!("{name}: no Synchronizing condition:\n{status:#}"))?;
+    ensure!(
+        synchronizing["status"] == "False",
+        "{name}: still Synchronizing after the sync finished:\n{status:#}"
+    );
+    let arca = &status["arca"];
+    ensure!(
+        arca["bytesProcessed"]
+            .as_u64()
+            .is_some_and(|b| b >= 1 << 20),
+        "{name}: status.arca.bytesProcessed does not count the volume's 1 MiB:\n{status:#}"
+    );
+    arca["lastSnapshotId"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .with_context(|| format!("{name}: no status.arca.lastSnapshotId:\n{status:#}"))
+}
+
+/// The checks every finished restore's status passes; returns the claim it
+/// restored into.
+fn check_destination_status(destination: &Value, snapshot: &str) -> anyhow::Result<String> {
+    let status = &destination["status"];
+    let name = name_of(destination);
+    ensure!(
+        status["latestMoverStatus"]["result"] == "Successful",
+        "{name}: the restore did not succeed:\n{status:#}"
+    );
+    ensure!(
+        status["lastSyncTime"].is_string(),
+        "{name}: status.lastSyncTime is not set:\n{status:#}"
+    );
+    ensure!(
+        status["arca"]["lastSnapshotId"] == snapshot,
+        "{name}: restored {} instead of snapshot {snapshot}:\n{status:#}",
+        status["arca"]["lastSnapshotId"]
+    );
+    ensure!(
+        status["latestImage"]["kind"] == "PersistentVolumeClaim",
+        "{name}: status.latestImage names no claim:\n{status:#}"
+    );
+    status["latestImage"]["name"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("{name}: status.latestImage has no name"))
+}
+
+async fn compare(
+    cluster: &Cluster,
+    namespace: &str,
+    claim: &str,
+    expected: &BTreeMap<String, Vec<u8>>,
+    what: &str,
+) -> anyhow::Result<()> {
+    let restored: Digest = cluster.volume_digest(namespace, claim).await?;
+    let expected = digest_files(expected);
+    if restored != expected {
+        let differing: Vec<&String> = expected
+            .keys()
+            .chain(restored.keys())
+            .filter(|path| expected.get(*path) != restored.get(*path))
+            .collect();
+        bail!(
+            "{what}: volume {namespace}/{claim} differs from the snapshot's files in {differing:?}"
+        );
+    }
+    Ok(())
+}
+
+/// The seed's metrics after `syncs` successful backups of `source` (its
+/// status as read after the last): the counters count each sync once, the
+/// histogram observed each, and the last-backup time lies between the
+/// sync's start and now.
+fn check_backup_metrics(text: &str, source: &Value, syncs: u32) -> anyhow::Result<()> {
+    let name = name_of(source);
+    let namespace = namespace_of(source);
+    let labels = [
+        ("obj_name", name.as_str()),
+        ("obj_namespace", namespace.as_str()),
+        ("role", "source"),
+    ];
+    let value = |metric: &str, extra: &[(&str, &str)]| {
+        let mut all = labels.to_vec();
+        all.extend_from_slice(extra);
+        metric_value(text, metric, &all)
+    };
+    let expected = f64::from(syncs);
+    for (metric, extra) in [
+        ("volsync_backup_jobs_total", &[][..]),
+        (
+            "volsync_backup_jobs_completed_total",
+            &[("status", "success")][..],
+        ),
+        ("volsync_backup_duration_seconds_count", &[][..]),
+        ("volsync_sync_duration_seconds_count", &[][..]),
+    ] {
+        ensure!(
+            value(metric, extra) == Some(expected),
+            "{name}: {metric}{extra:?} is {:?}, not {expected}",
+            value(metric, extra)
+        );
+    }
+    ensure!(
+        value(
+            "volsync_backup_jobs_completed_total",
+            &[("status", "failed")]
+        )
+        .unwrap_or(0.0)
+            == 0.0,
+        "{name}: a failed backup was counted"
+    );
+    let last =
+        value("volsync_last_backup_timestamp", &[]).context("no volsync_last_backup_timestamp")?;
+    let started: jiff::Timestamp = source["status"]["lastSyncStartTime"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()?;
+    let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+    ensure!(
+        (started.as_second() as f64) <= last && last <= now,
+        "{name}: volsync_last_backup_timestamp {last} is not between the sync's start {started} and now"
+    );
+    Ok(())
+}
+
+/// The sum of the samples of `name` whose labels include `labels`, from
+/// Prometheus/OpenMetrics text; `None` when no sample matches.
+fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut sum = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(parts) => parts,
+            None => continue,
+        };
+        let (metric, label_text) = match series.split_once('{') {
+            Some((metric, rest)) => (metric, rest.strip_suffix('}').unwrap_or(rest)),
+            None => (series, ""),
+        };
+        if metric != name {
+            continue;
+        }
+        let present = parse_labels(label_text);
+        if labels
+            .iter()
+            .all(|(k, v)| present.get(*k).map(String::as_str) == Some(*v))
+            && let Ok(value) = value.parse::<f64>()
+        {
+            *sum.get_or_insert(0.0) += value;
+        }
+    }
+    sum
+}
+
+/// `a="x",b="y \" z"` → {a: x, b: y " z}.
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = text;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(if escaped == 'n' { '\n' } else { escaped });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.insert(key.trim_start_matches(',').trim().to_string(), value);
+        rest = &after[end..];
+    }
+    labels
+}
+
+/// A fresh cluster (new API server, kubelet, controller) that has lost
+/// everything but the repositories: with only the Secrets applied, a
+/// ReplicationDestination per source restores into a claim of the source's
+/// name, which must hold the last backup's files.
+async fn cluster_loss(
+    apps: &BTreeMap<String, App>,
+    binaries: &Path,
+    work: &Path,
+    options: &Options,
+    s3_endpoint: Option<&str>,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let crds = project_root().join("deploy/helm/arca/crds");
+    let fresh = Cluster::start_local(
+        &work.join("rebuilt"),
+        Some(&binaries.join("arca-agent")),
+        &crds,
+    )
+    .await?;
+    let controller = ControllerProcess::start(
+        &binaries.join("arca-controller"),
+        &fresh,
+        &options.agent_image,
+        &work.join("controller-rebuilt.log"),
+        &[],
+    )?;
+    for (app, objects) in apps {
+        for source in &objects.sources {
+            let (namespace, name) = (namespace_of(source), name_of(source));
+            let claim = source["spec"]["sourcePVC"]
+                .as_str()
+                .context("a source without sourcePVC")?;
+            let recovery = json!({"apiVersion": API_VOLSYNC, "kind": DESTINATION,
+                "metadata": {"name": format!("{name}-recovery"), "namespace": namespace},
+                "spec": {"trigger": {"manual": "recover"},
+                    "restic": {"repository": source["spec"]["restic"]["repository"], "destinationPVC": claim,
+                        "copyMethod": "Direct", "capacity": "1Gi", "accessModes": ["ReadWriteOnce"]}}});
+            // Only the Secret (and the namespace it lives in) comes from outside the cluster.
+            prepare(&fresh, &recovery, app, s3_endpoint).await?;
+            fresh.apply(&recovery, None).await?;
+            let restored = fresh
+                .wait_for(
+                    API_VOLSYNC,
+                    DESTINATION,
+                    Some(&namespace),
+                    &format!("{name}-recovery"),
+                    "the recovery restore",
+                    |d| d["status"]["lastManualSync"] == "recover",
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "controller log:\n{}\nagent logs:\n{}",
+                        controller.log_tail(),
+                        fresh.agent_logs()
+                    )
+                })?;
+            ensure!(
+                restored["status"]["latestMoverStatus"]["result"] == "Successful",
+                "{name}: the recovery restore failed:\n{:#}",
+                restored["status"]
+            );
+            compare(
+                &fresh,
+                &namespace,
+                claim,
+                &volume_content(app, 2),
+                &format!("{name} (recovery)"),
+            )
+            .await?;
+            summary.passed(format!("cluster loss: {namespace}/{claim} restored from the repository alone, byte for byte"));
+        }
+    }
+    Ok(())
+}
+
+/// `--scale N`: N ReplicationSources (the seed's, each with its own claim)
+/// in the in-memory cluster, no kubelet (Jobs are created, never run): the
+/// time until the controller has given every source a status, and its
+/// memory (peak and at the end, from /proc).
+async fn scale(binaries: &Path, work: &Path, count: usize) -> anyhow::Result<()> {
+    let crds = project_root().join("deploy/helm/arca/crds");
+    let cluster = Cluster::start_local(work, None, &crds).await?;
+    let store = cluster
+        .local_store()
+        .context("the scale run needs the in-memory cluster")?
+        .clone();
+    let namespace = "scale";
+    cluster
+        .apply(
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+            None,
+        )
+        .await?;
+    cluster
+        .apply(
+            &repository_secret(
+                namespace,
+                "example-app-volsync-secret",
+                "http://127.0.0.1:9",
+                "scale",
+            ),
+            None,
+        )
+        .await?;
+    let seed = yaml_documents_in(&project_root().join("deploy/examples"))?
+        .into_iter()
+        .find(|m| m["kind"] == SOURCE)
+        .context("deploy/examples holds no ReplicationSource")?;
+    let controller = ControllerProcess::start(
+        &binaries.join("arca-controller"),
+        &cluster,
+        "arca/arca-agent:0.1.0",
+        &work.join("controller.log"),
+        &[],
+    )?;
+    let idle_rss = memory_kib(controller.pid(), "VmRSS")?;
+    let sources_key =
+        arca_testcluster::ResourceKey::new("volsync.backube", "v1alpha1", "replicationsources");
+    let claims_key = arca_testcluster::ResourceKey::new("", "v1", "persistentvolumeclaims");
+    let started = Instant::now();
+    for i in 0..count {
+        let claim = format!("app-{i}-data");
+        store.create(&claims_key, Some(namespace), json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))?;
+        let mut source = seed.clone();
+        source["metadata"]["name"] = json!(format!("app-{i}-backup"));
+        source["spec"]["sourcePVC"] = json!(claim);
+        store.create(&sources_key, Some(namespace), source)?;
+    }
+    let loaded = started.elapsed();
+    // Steady state: every source carries a status with conditions. Read in
+    // process (no polling over HTTP, which would load the controller's server).
+    let reconciled = |sources: &[Value]| {
+        sources.len() == count
+            && sources.iter().all(|s| {
+                s["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| !c.is_empty())
+            })
+    };
+    if store
+        .wait_until_all(
+            &sources_key,
+            Some(namespace),
+            reconciled,
+            std::time::Duration::from_secs(600),
+        )
+        .await
+        .is_none()
+    {
+        bail!(
+            "not every source was reconciled within 600 s:\n{}",
+            controller.log_tail()
+        );
+    }
+    let steady = started.elapsed();
+    let peak = memory_kib(controller.pid(), "VmHWM")?;
+    let rss = memory_kib(controller.pid(), "VmRSS")?;
+    println!("\n==> scale: {count} ReplicationSources");
+    println!(
+        "loaded into the API server in {:.2} s",
+        loaded.as_secs_f64()
+    );
+    println!(
+        "every source reconciled (status with conditions) after {:.2} s: {:.0} sources/s",
+        steady.as_secs_f64(),
+        count as f64 / steady.as_secs_f64()
+    );
+    println!(
+        "controller memory: idle {:.1} MiB, at steady state {:.1} MiB, peak {:.1} MiB (VmHWM)",
+        idle_rss as f64 / 1024.0,
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// A `/proc/PID/status` memory line (`VmRSS`, `VmHWM`) in KiB.
+fn memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "# TYPE volsync_backup_jobs counter\n\
+        volsync_backup_jobs_total{obj_name=\"a\",obj_namespace=\"n\",role=\"source\",app=\"x \\\"q\\\"\"} 2\n\
+        volsync_backup_jobs_total{obj_name=\"b\",obj_namespace=\"n\",role=\"source\",app=\"y\"} 5\n\
+        volsync_backup_duration_seconds_count{obj_name=\"a\",obj_namespace=\"n\",role=\"source\"} 2\n\
+        volsync_backup_duration_seconds_bucket{obj_name=\"a\",le=\"10.0\"} 1\n\
+        # EOF\n";
+
+    #[test]
+    fn a_metric_is_found_by_its_labels_and_others_are_not_mixed_in() {
+        assert_eq!(
+            metric_value(SAMPLE, "volsync_backup_jobs_total", &[("obj_name", "a")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            metric_value(SAMPLE, "volsync_backup_jobs_total", &[("role", "source")]),
+            Some(7.0)
+        );
+        assert_eq!(
+            metric_value(SAMPLE, "volsync_backup_jobs_total", &[("app", "x \"q\"")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            metric_value(SAMPLE, "volsync_backup_jobs_total", &[("obj_name", "c")]),
+            None
+        );
+        assert_eq!(
+            metric_value(SAMPLE, "volsync_backup_duration_seconds", &[]),
+            None
+        );
+        assert_eq!(
+            metric_value(SAMPLE, "volsync_backup_duration_seconds_count", &[]),
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn the_seed_secret_names_map_to_one_application() {
+        let object = |secret: &str| json!({"spec": {"restic": {"repository": secret}}});
+        assert_eq!(app_of(&object("example-app-volsync-secret")), "example-app");
+        assert_eq!(app_of(&object("example-app-dr-secret")), "example-app");
+        assert_eq!(app_of(&object("billing")), "billing");
+    }
+
+    #[test]
+    fn the_two_volume_versions_differ_in_place_and_in_which_files_exist() {
+        let (first, second) = (volume_content("a", 1), volume_content("a", 2));
+        assert_eq!(first["db/pages"].len(), second["db/pages"].len());
+        assert_ne!(first["db/pages"], second["db/pages"]);
+        assert_eq!(first["db/pages"][..200_000], second["db/pages"][..200_000]);
+        assert!(first.contains_key("logs/first.log") && !second.contains_key("logs/first.log"));
+        assert_ne!(volume_content("b", 1)["db/pages"], first["db/pages"]);
+    }
+
+    #[test]
+    fn options_parse_and_reject_what_they_do_not_know() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let options = parse(&args(&["--manifests", "m", "--keep", "--scale", "10"])).unwrap();
+        assert_eq!(options.manifests, PathBuf::from("m"));
+        assert!(options.keep);
+        assert_eq!(options.scale, Some(10));
+        assert!(parse(&args(&["--bogus"])).is_err());
+        assert!(parse(&args(&["--scale"])).is_err());
+        assert!(parse(&args(&["--scale", "5", "--kubeconfig", "k"])).is_err());
+    }
+}
