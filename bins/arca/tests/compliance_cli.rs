@@ -683,3 +683,38 @@ fn keys_live_in_a_separate_location(repo: &Repo) {
     let after = with_keys_in(repo, &key_dir, &["snapshots"]);
     assert_ne!(after.code, Some(0), "{after}");
 }
+
+/// `key reencrypt` after a rotation: the packs written before are rewritten
+/// and marked, a later prune deletes them, and both snapshots restore.
+#[test]
+fn key_reencrypt_rewrites_old_packs_and_everything_restores() {
+    let repo = Repo::local();
+    backed_up(&repo);
+    ok(&repo, &["key", "rotate"]);
+    let data = repo.path("data");
+    fs::write(data.join("b.txt"), "beta\n".repeat(1000)).unwrap();
+    ok(&repo, &["backup", data.to_str().unwrap()]);
+    let report = json(&repo, &["key", "reencrypt"]);
+    assert!(report["packs_rewritten"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["marks"].as_array().unwrap().len(), 1, "{report}");
+    let again = json(&repo, &["key", "reencrypt"]);
+    assert_eq!(again["packs_rewritten"], 0, "{again}");
+    for snapshot in json(&repo, &["snapshots"]).as_array().unwrap() {
+        let target = repo.path(&format!(
+            "restore-{}",
+            snapshot["short_id"].as_str().unwrap()
+        ));
+        let id = snapshot["id"].as_str().unwrap();
+        ok(
+            &repo,
+            &[
+                "restore",
+                id,
+                "--target",
+                target.to_str().unwrap(),
+                "--verify",
+            ],
+        );
+    }
+    ok(&repo, &["check", "--read-data"]);
+}

@@ -28,6 +28,7 @@ pub mod marks;
 pub mod pack;
 pub mod progress;
 pub mod prune;
+pub mod rekey;
 mod records;
 pub mod repository;
 pub mod restore;

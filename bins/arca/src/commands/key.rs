@@ -35,6 +35,11 @@ enum Action {
     /// Start a new data key: data written from now on is sealed with it,
     /// older data stays readable (nothing is re-encrypted; docs/FORMAT.md §20)
     Rotate,
+    /// Seal every pack and index file still under an older data key again
+    /// under the current one (old packs are deleted by a prune after the
+    /// grace period). Snapshots, holds, the audit trail and the old keys
+    /// themselves are not rewritten yet (docs/FORMAT.md §20)
+    Reencrypt,
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,6 +136,25 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
                 output.info(format_args!(
                     "new data key {data_key:08x} in keyring {}; data written from now on uses it",
                     keyring.short()
+                ))?;
+            }
+        }
+        Action::Reencrypt => {
+            let report = arca_repo::rekey::reencrypt_data(repo).await?;
+            if output.is_json() {
+                output.json(&report)?;
+            } else {
+                output.result(format_args!(
+                    "checked {} packs: re-encrypted {} ({} blobs, {} bytes) under data key {:08x}, \
+                     resealed {} index files; the old packs are marked and a prune deletes them \
+                     after the grace period; {} snapshot file(s) remain under older keys",
+                    report.packs_checked,
+                    report.packs_rewritten,
+                    report.blobs_rewritten,
+                    report.bytes_rewritten,
+                    report.data_key,
+                    report.index_files_resealed,
+                    report.snapshots_under_old_keys,
                 ))?;
             }
         }

@@ -1,0 +1,245 @@
+//! Re-encryption under the current data key (`rekey::reencrypt_data`) on
+//! the real local backend: after a rotation, every pack and index file is
+//! sealed under the new key once the old packs' marks are swept; snapshots
+//! from before and after restore byte for byte; and a run cut off at any
+//! write (a store that stops accepting writes and deletes, as a killed
+//! process stops sending them) is finished by the next run.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use arca_repo::keys;
+use arca_repo::lease::unlock;
+use arca_repo::prune::{PruneOptions, prune};
+use arca_repo::rekey::reencrypt_data;
+use arca_repo::{Error, Repository};
+use arca_store::{Backend, LocalBackend, ObjectMeta};
+use bytes::Bytes;
+
+mod repo_fixtures;
+use repo_fixtures::{
+    PASSWORD, assert_same_files, backup_dir, check_reading, new_repo, noise, restore_into, restored,
+};
+
+/// The data key id every envelope under `dir` names (bytes 1..5), per object
+/// kind that is sealed as a whole (index files, snapshots), and per blob
+/// for packs.
+async fn key_ids(repo: &Repository) -> Vec<(String, u32)> {
+    let mut ids = Vec::new();
+    let envelope = |bytes: &[u8]| u32::from_le_bytes(bytes[1..5].try_into().unwrap());
+    for meta in repo.list_index_files().await.unwrap() {
+        let sealed = repo.read_raw(&meta.path).await.unwrap();
+        ids.push((meta.path.clone(), envelope(&sealed)));
+        let id = meta.path.rsplit('/').next().unwrap().parse().unwrap();
+        for pack in repo.load_index_file(&id).await.unwrap().packs {
+            let path = Repository::pack_path(&pack.id);
+            let Ok(bytes) = repo.read_raw(&path).await else {
+                continue; // swept after this index file was listed: not stored
+            };
+            for blob in &pack.blobs {
+                let start = blob.offset as usize;
+                ids.push((format!("{path}#{}", blob.id), envelope(&bytes[start..])));
+            }
+        }
+    }
+    ids
+}
+
+fn write_source(dir: &Path, seed: u64) {
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    for i in 0..6u64 {
+        std::fs::write(dir.join(format!("f{i}")), noise(40_000, seed + i)).unwrap();
+    }
+    std::fs::write(dir.join("sub/small"), format!("small {seed}")).unwrap();
+}
+
+/// The grace floor of these repositories: a mark becomes due after it,
+/// which the tests wait out (the protocol's own clock), as prune's do.
+const GRACE: Duration = Duration::from_millis(300);
+
+/// A repository with a snapshot under the first data key and one under a
+/// rotated key; returned reopened (so it seals with the new key), with a
+/// short grace floor.
+async fn rotated_repo(
+    dir: &Path,
+    source: &Path,
+) -> (Repository, Vec<arca_repo::snapshot::Snapshot>) {
+    let repo = new_repo(dir).await;
+    write_source(source, 1);
+    let (_, first) = backup_dir(&repo, source).await;
+    keys::rotate(&repo).await.unwrap();
+    let repo = Repository::open(Arc::new(LocalBackend::new(dir)), PASSWORD)
+        .await
+        .unwrap()
+        .with_grace_floor(GRACE);
+    std::fs::write(source.join("f0"), noise(40_000, 99)).unwrap();
+    let (_, second) = backup_dir(&repo, source).await;
+    (repo, vec![first, second])
+}
+
+/// Sweeps the re-encryption's marks once their grace has passed.
+async fn sweep(repo: &Repository) {
+    tokio::time::sleep(GRACE).await;
+    let options = PruneOptions {
+        grace: GRACE,
+        ..PruneOptions::default()
+    };
+    prune(repo, &options).await.unwrap();
+}
+
+async fn assert_all_under(repo: &Repository, key: u32) {
+    let ids = key_ids(repo).await;
+    assert!(!ids.is_empty());
+    let old: Vec<_> = ids.iter().filter(|(_, id)| *id != key).collect();
+    assert!(old.is_empty(), "still under an older key: {old:?}");
+}
+
+#[tokio::test]
+async fn packs_and_index_files_end_up_under_the_current_key_and_everything_restores() {
+    let (dir, source, target) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (repo, snapshots) = rotated_repo(dir.path(), source.path()).await;
+    let current = repo.key().current_data_key_id();
+    assert!(
+        key_ids(&repo).await.iter().any(|(_, id)| *id != current),
+        "the first backup is under the first key"
+    );
+
+    let report = reencrypt_data(&repo).await.unwrap();
+    assert_eq!(report.data_key, current);
+    assert!(report.packs_rewritten > 0, "{report:?}");
+    assert!(report.blobs_rewritten > 0, "{report:?}");
+    assert!(report.index_files_resealed > 0, "{report:?}");
+    assert!(!report.marks.is_empty(), "{report:?}");
+    assert_eq!(report.snapshots_under_old_keys, 1, "{report:?}");
+    sweep(&repo).await;
+    assert_all_under(&repo, current).await;
+
+    let again = reencrypt_data(&repo).await.unwrap();
+    assert_eq!((again.packs_rewritten, again.index_files_resealed), (0, 0));
+    assert!(again.marks.is_empty());
+
+    assert!(
+        check_reading(&repo, arca_repo::check::ReadData::All)
+            .await
+            .errors
+            .is_empty()
+    );
+    // The last snapshot restores as the source is now; the first one's files
+    // that did not change since restore as they are too.
+    restore_into(&repo, &snapshots[1], target.path())
+        .await
+        .unwrap();
+    assert_same_files(source.path(), &restored(target.path(), source.path()));
+    let first_target = tempfile::tempdir().unwrap();
+    restore_into(&repo, &snapshots[0], first_target.path())
+        .await
+        .unwrap();
+    let first = restored(first_target.path(), source.path());
+    assert_eq!(std::fs::read(first.join("f0")).unwrap(), noise(40_000, 1));
+    assert_eq!(std::fs::read(first.join("f5")).unwrap(), noise(40_000, 6));
+}
+
+/// Lets `budget` writes and deletes through, then refuses all of them.
+#[derive(Debug)]
+struct PowerCut {
+    inner: Arc<dyn Backend>,
+    budget: AtomicI64,
+}
+
+impl PowerCut {
+    fn spend(&self, path: &str) -> arca_store::Result<()> {
+        if self.budget.fetch_sub(1, Ordering::SeqCst) > 0 {
+            Ok(())
+        } else {
+            Err(arca_store::Error::Permanent {
+                location: path.to_owned(),
+                message: "power cut".into(),
+            })
+        }
+    }
+}
+
+impl std::fmt::Display for PowerCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for PowerCut {
+    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
+        self.inner.get(path).await
+    }
+    async fn get_range(
+        &self,
+        path: &str,
+        range: std::ops::Range<u64>,
+    ) -> arca_store::Result<Bytes> {
+        self.inner.get_range(path, range).await
+    }
+    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
+        self.spend(path)?;
+        self.inner.put(path, data).await
+    }
+    async fn delete(&self, path: &str) -> arca_store::Result<()> {
+        self.spend(path)?;
+        self.inner.delete(path).await
+    }
+    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
+        self.inner.head(path).await
+    }
+}
+
+#[tokio::test]
+async fn a_run_cut_off_at_any_write_is_finished_by_the_next_one() {
+    // Cut after 0, 1, 2, … writes until a run gets through whole: every
+    // write of a run is a cut point once.
+    for budget in 0.. {
+        let (dir, source, target) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let (repo, snapshots) = rotated_repo(dir.path(), source.path()).await;
+        let current = repo.key().current_data_key_id();
+        let cut = Arc::new(PowerCut {
+            inner: Arc::new(LocalBackend::new(dir.path())),
+            budget: AtomicI64::new(budget),
+        });
+        let cut_repo = Repository::open(cut, PASSWORD).await.unwrap();
+        let finished = match reencrypt_data(&cut_repo).await {
+            Ok(_) => true,
+            Err(Error::Store(_)) => false,
+            Err(other) => panic!("budget {budget}: {other}"),
+        };
+        // The dead run's lease is this process's, so not stale by itself.
+        unlock(&repo, true).await.unwrap();
+        assert!(
+            check_reading(&repo, arca_repo::check::ReadData::None)
+                .await
+                .errors
+                .is_empty(),
+            "budget {budget}: the cut left damage"
+        );
+        reencrypt_data(&repo).await.unwrap();
+        sweep(&repo).await;
+        assert_all_under(&repo, current).await;
+        restore_into(&repo, &snapshots[1], target.path())
+            .await
+            .unwrap();
+        assert_same_files(source.path(), &restored(target.path(), source.path()));
+        if finished {
+            assert!(budget > 4, "a whole run took only {budget} writes");
+            break;
+        }
+    }
+}
