@@ -42,8 +42,13 @@ fn restic_installed() -> bool {
 }
 
 fn restic(repo: &Path, args: &[&str]) -> Vec<u8> {
+    restic_with(repo, &["--quiet"], args)
+}
+
+fn restic_with(repo: &Path, options: &[&str], args: &[&str]) -> Vec<u8> {
     let out = Command::new("restic")
-        .args(["--no-cache", "--quiet", "--repo", repo.to_str().unwrap()])
+        .args(["--no-cache", "--repo", repo.to_str().unwrap()])
+        .args(options)
         .args(args)
         .env("RESTIC_PASSWORD", RESTIC_PASSWORD)
         .env_remove("RESTIC_REPOSITORY")
@@ -406,4 +411,163 @@ fn a_migration_killed_with_sigkill_finishes_when_run_again() {
     assert_same_tree(&data, &restored(&target, &data));
     let again = migrate(&arca, &restic_repo, &[]);
     assert!(again["copied"].as_array().unwrap().is_empty(), "{again}");
+}
+
+/// `arca ARGS` on the restic repository itself.
+fn on_restic(arca: &Repo, restic_repo: &Path, args: &[&str]) -> support::Run {
+    let mut cmd = arca.command(args);
+    cmd.env("ARCA_REPOSITORY", restic_repo)
+        .env("ARCA_PASSWORD", RESTIC_PASSWORD);
+    let run = support::Run::of(cmd);
+    assert_eq!(run.code, Some(0), "arca {args:?} on restic:\n{run}");
+    run
+}
+
+#[test]
+fn find_diff_stats_and_dump_read_restic_repositories_like_migrated_ones() {
+    if !restic_installed() {
+        return;
+    }
+    let arca = Repo::local();
+    arca.ok(&["init"]);
+    let (restic_repo, data, _) = restic_repo(arca.tmp.path(), "2", Some("auto"));
+    migrate(&arca, &restic_repo, &[]);
+    let theirs: Value =
+        serde_json::from_slice(&restic(&restic_repo, &["snapshots", "--json"])).unwrap();
+    let restic_ids: Vec<String> = theirs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    let ours = arca.json(&["snapshots"]);
+    let arca_id = |restic_id: &str| -> String {
+        ours.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["original"] == restic_id)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (first, second) = (&restic_ids[0], &restic_ids[1]);
+
+    // find: the same matches, snapshot by snapshot.
+    let find_on = |run: support::Run| -> Vec<Value> {
+        let all: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        all.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["matches"].clone())
+            .collect()
+    };
+    let on_restic_find = find_on(on_restic(
+        &arca,
+        &restic_repo,
+        &["--json", "find", "*.md", "shared"],
+    ));
+    let on_arca_find = find_on(arca.ok(&["--json", "find", "*.md", "shared"]));
+    assert_eq!(on_restic_find.len(), 4);
+    assert_eq!(on_restic_find, on_arca_find);
+    let text = on_restic(&arca, &restic_repo, &["find", "notes.md"]).stdout;
+    assert!(text.contains("/docs/deep/notes.md"), "{text}");
+
+    // diff: the same changes (block counts differ: the files were re-chunked).
+    let changes = |lines: Vec<Value>| -> (Vec<Value>, Value) {
+        let (changes, stats): (Vec<Value>, Vec<Value>) = lines
+            .into_iter()
+            .partition(|l| l["message_type"] == "change");
+        let stats = &stats[0];
+        let counts = serde_json::json!([
+            stats["changed_files"],
+            stats["added"]["files"],
+            stats["added"]["dirs"],
+            stats["removed"]["files"],
+        ]);
+        (changes, counts)
+    };
+    let on_restic_diff =
+        changes(on_restic(&arca, &restic_repo, &["--json", "diff", first, second]).json_lines());
+    let on_arca_diff = changes(
+        arca.ok(&["--json", "diff", &arca_id(first), &arca_id(second)])
+            .json_lines(),
+    );
+    assert!(!on_restic_diff.0.is_empty());
+    assert_eq!(on_restic_diff, on_arca_diff);
+    // And the changed paths restic itself reports.
+    let restic_diff =
+        String::from_utf8(restic_with(&restic_repo, &[], &["diff", first, second])).unwrap();
+    for change in &on_restic_diff.0 {
+        let line = format!(
+            "{}    {}",
+            change["modifier"].as_str().unwrap(),
+            change["path"].as_str().unwrap()
+        );
+        assert!(
+            restic_diff.contains(&line),
+            "{line:?} not in restic's diff:\n{restic_diff}"
+        );
+    }
+
+    // stats: restore size and file counts as on the migrated repository and as restic says.
+    let size = |v: &Value| (v["total_size"].clone(), v["total_file_count"].clone());
+    let on_restic_stats: Value = serde_json::from_str(
+        on_restic(
+            &arca,
+            &restic_repo,
+            &["--json", "stats", "--mode", "restore-size"],
+        )
+        .stdout
+        .trim(),
+    )
+    .unwrap();
+    let on_arca_stats = arca.json(&["stats", "--mode", "restore-size"]);
+    assert_eq!(size(&on_restic_stats), size(&on_arca_stats));
+    let restic_stats: Value = serde_json::from_slice(&restic(
+        &restic_repo,
+        &["stats", "--json", "--mode", "restore-size"],
+    ))
+    .unwrap();
+    assert_eq!(size(&on_restic_stats), size(&restic_stats));
+    let raw: Value = serde_json::from_str(
+        on_restic(
+            &arca,
+            &restic_repo,
+            &["--json", "stats", "--mode", "raw-data"],
+        )
+        .stdout
+        .trim(),
+    )
+    .unwrap();
+    assert!(raw["total_blob_count"].as_u64().unwrap() > 0, "{raw}");
+
+    // dump: a file's bytes as restic dumps them; a directory's tar as from
+    // the migrated repository.
+    let file = format!("{}/noise.bin", data.display());
+    let bytes_of = |mut cmd: Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let restic_command = |args: &[&str]| {
+        let mut cmd = arca.command(args);
+        cmd.env("ARCA_REPOSITORY", &restic_repo)
+            .env("ARCA_PASSWORD", RESTIC_PASSWORD);
+        cmd
+    };
+    let on_restic_dump = bytes_of(restic_command(&["dump", second, &file]));
+    let restic_dump = restic(&restic_repo, &["dump", second, &file]);
+    assert!(on_restic_dump == restic_dump, "dumped file differs");
+    let dir = format!("{}/docs", data.display());
+    let tar_restic = bytes_of(restic_command(&["dump", second, &dir]));
+    let tar_arca = bytes_of(arca.command(&["dump", &arca_id(second), &dir]));
+    assert!(
+        !tar_restic.is_empty() && tar_restic == tar_arca,
+        "dumped tar differs"
+    );
 }

@@ -8,11 +8,10 @@
 use std::collections::HashSet;
 
 use crate::blob::BlobType;
+use crate::find::TreeReader;
 use crate::find::join;
-use crate::index::Index;
-use crate::restore::plan::plaintext_len;
 use crate::tree::{Node, NodeType};
-use crate::{Id, Repository, Result};
+use crate::{Id, Result};
 
 /// One changed path.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -74,9 +73,9 @@ fn display_path(dir: &str, node: &Node) -> String {
 
 /// Compares the trees `from` and `to` (two snapshots' root trees).
 /// `metadata` also reports nodes whose metadata alone changed (`U`).
-pub async fn diff(
-    repo: &Repository,
-    index: &Index,
+pub async fn diff<R: TreeReader>(
+    repo: &R,
+    index: &R::Index,
     from: &Id,
     to: &Id,
     metadata: bool,
@@ -175,8 +174,8 @@ pub async fn diff(
                 BlobType::Data => stat.data_blobs += 1,
                 BlobType::Tree => stat.tree_blobs += 1,
             }
-            if let Some(location) = index.get(*blob_type, id) {
-                stat.bytes += plaintext_len(&location).unwrap_or(0);
+            if let Some(location) = R::locate(index, *blob_type, id) {
+                stat.bytes += R::plaintext_len(&location).unwrap_or(0);
             }
         }
     }
@@ -193,7 +192,11 @@ fn metadata_differs(a: &Node, b: &Node) -> bool {
 }
 
 /// Every blob the tree `root` references, each tree read once.
-async fn blobs_of(repo: &Repository, index: &Index, root: &Id) -> Result<HashSet<(BlobType, Id)>> {
+async fn blobs_of<R: TreeReader>(
+    repo: &R,
+    index: &R::Index,
+    root: &Id,
+) -> Result<HashSet<(BlobType, Id)>> {
     let mut blobs = HashSet::from([(BlobType::Tree, *root)]);
     crate::find::walk(repo, index, root, "/", |_, node| {
         if let Some(subtree) = node.subtree {

@@ -13,21 +13,20 @@ use futures::StreamExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::blob::BlobType;
+use crate::find::TreeReader;
 use crate::find::walk;
-use crate::index::Index;
 use crate::snapshot::Snapshot;
 use crate::tree::{FileName, Node, NodeType};
-use crate::{Error, Id, Repository, Result};
+use crate::{Error, Id, Result};
 
 /// How many blobs of a file are read ahead.
 const READ_AHEAD: usize = 4;
 
 /// Looks up `path` (absolute, `/` separated) in the snapshot. The root `/`
 /// is a directory node named `/` whose subtree is the snapshot's root tree.
-pub async fn find_node(
-    repo: &Repository,
-    index: &Index,
+pub async fn find_node<R: TreeReader>(
+    repo: &R,
+    index: &R::Index,
     id: &Id,
     snapshot: &Snapshot,
     path: &str,
@@ -79,20 +78,20 @@ fn root_node(snapshot: &Snapshot) -> Node {
 }
 
 /// The blobs of a file's content, in order, read a few ahead.
-fn content<'a>(
-    repo: &'a Repository,
-    index: &'a Index,
+fn content<'a, R: TreeReader>(
+    repo: &'a R,
+    index: &'a R::Index,
     node: &'a Node,
 ) -> impl futures::Stream<Item = Result<Bytes>> + 'a {
     futures::stream::iter(node.content.iter())
-        .map(move |id| repo.read_blob(index, BlobType::Data, id))
+        .map(move |id| repo.read_data(index, id))
         .buffered(READ_AHEAD)
 }
 
 /// Writes a file node's content to `out`.
-pub async fn write_file(
-    repo: &Repository,
-    index: &Index,
+pub async fn write_file<R: TreeReader>(
+    repo: &R,
+    index: &R::Index,
     node: &Node,
     out: &mut (impl AsyncWrite + Unpin),
 ) -> Result<()> {
@@ -117,9 +116,9 @@ enum Piece {
 
 /// Writes the directory node `dir` and everything under it to `out` as a
 /// tar archive, entries named `NAME/...` where NAME is the directory's name.
-pub async fn write_tar<W: Write + Send + 'static>(
-    repo: &Repository,
-    index: &Index,
+pub async fn write_tar<R: TreeReader, W: Write + Send + 'static>(
+    repo: &R,
+    index: &R::Index,
     dir: &Node,
     out: W,
 ) -> Result<W> {
@@ -139,9 +138,9 @@ pub async fn write_tar<W: Write + Send + 'static>(
     })
 }
 
-async fn send_tree(
-    repo: &Repository,
-    index: &Index,
+async fn send_tree<R: TreeReader>(
+    repo: &R,
+    index: &R::Index,
     dir: &Node,
     sender: &mpsc::Sender<Piece>,
 ) -> Result<()> {

@@ -3,12 +3,59 @@
 //!
 //! [`walk`] is the one depth-first, name-ordered walk that `find`, `stats`
 //! and `dump` share; it loads each tree through the repository's cache.
+//! These verbs and `diff` read through [`TreeReader`], which Arca's
+//! [`Repository`] and `arca_restic`'s restic repository both implement, so
+//! they work on either format with the same output.
 
+use bytes::Bytes;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::index::Index;
-use crate::tree::{Node, NodeType};
+use crate::blob::BlobType;
+use crate::index::{BlobLocation, Index};
+use crate::tree::{Node, NodeType, Tree};
 use crate::{Error, Id, Repository, Result};
+
+/// What the read-only verbs (`find`, `diff`, `stats`, `dump`) need from a
+/// repository: trees and data blobs by ID through its loaded index, and
+/// where a blob is stored.
+pub trait TreeReader: Sync {
+    /// The repository's loaded index.
+    type Index: Sync;
+    /// Bytes sealing adds to a blob's stored (and compressed) form.
+    const SEAL_OVERHEAD: u64;
+    /// One tree, decoded and validated.
+    fn load_tree(&self, index: &Self::Index, id: &Id) -> impl Future<Output = Result<Tree>> + Send;
+    /// One data blob's plaintext, verified.
+    fn read_data(&self, index: &Self::Index, id: &Id)
+    -> impl Future<Output = Result<Bytes>> + Send;
+    /// Where a blob is stored, with its stored and plaintext lengths.
+    fn locate(index: &Self::Index, blob_type: BlobType, id: &Id) -> Option<BlobLocation>;
+    /// A located blob's plaintext length (`None` if its stored length is
+    /// shorter than sealing makes any blob).
+    fn plaintext_len(location: &BlobLocation) -> Option<u64> {
+        match location.uncompressed_length {
+            Some(len) => Some(u64::from(len)),
+            None => u64::from(location.length).checked_sub(Self::SEAL_OVERHEAD),
+        }
+    }
+}
+
+impl TreeReader for Repository {
+    type Index = Index;
+    const SEAL_OVERHEAD: u64 = arca_crypto::SEAL_OVERHEAD as u64;
+
+    fn load_tree(&self, index: &Index, id: &Id) -> impl Future<Output = Result<Tree>> + Send {
+        Repository::load_tree(self, index, id)
+    }
+
+    fn read_data(&self, index: &Index, id: &Id) -> impl Future<Output = Result<Bytes>> + Send {
+        self.read_blob(index, BlobType::Data, id)
+    }
+
+    fn locate(index: &Index, blob_type: BlobType, id: &Id) -> Option<BlobLocation> {
+        index.get(blob_type, id)
+    }
+}
 
 /// The path of `name` inside the directory `dir` (`/` is the root).
 pub fn join(dir: &str, name: &str) -> String {
@@ -22,9 +69,9 @@ pub fn join(dir: &str, name: &str) -> String {
 /// Visits every node under the tree `root`, depth first in name order, with
 /// its absolute path (`/a/b`; names that are not UTF-8 are shown lossily).
 /// `visit` returns whether to descend into a directory.
-pub async fn walk(
-    repo: &Repository,
-    index: &Index,
+pub async fn walk<R: TreeReader>(
+    repo: &R,
+    index: &R::Index,
     root: &Id,
     base: &str,
     mut visit: impl FnMut(&str, &Node) -> Result<bool>,
@@ -110,9 +157,9 @@ pub struct Found {
 
 /// The nodes of the snapshot tree `root` that `matcher` matches, in walk
 /// order.
-pub async fn find(
-    repo: &Repository,
-    index: &Index,
+pub async fn find<R: TreeReader>(
+    repo: &R,
+    index: &R::Index,
     root: &Id,
     matcher: &Matcher,
 ) -> Result<Vec<Found>> {

@@ -4,15 +4,13 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
-use arca_crypto::SEAL_OVERHEAD;
-
 use crate::blob::BlobType;
+use crate::find::TreeReader;
 use crate::find::walk;
-use crate::index::{BlobLocation, Index};
-use crate::restore::plan::plaintext_len;
+use crate::index::BlobLocation;
 use crate::snapshot::Snapshot;
 use crate::tree::NodeType;
-use crate::{Error, Id, Repository, Result};
+use crate::{Error, Id, Result};
 
 /// What `stats` counts (restic's `--mode`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -92,16 +90,14 @@ fn is_zero_f64(n: &f64) -> bool {
     *n == 0.0
 }
 
-fn lookup(index: &Index, blob_type: BlobType, id: &Id) -> Result<BlobLocation> {
-    index
-        .get(blob_type, id)
-        .ok_or(Error::BlobNotFound { blob_type, id: *id })
+fn lookup<R: TreeReader>(index: &R::Index, blob_type: BlobType, id: &Id) -> Result<BlobLocation> {
+    R::locate(index, blob_type, id).ok_or(Error::BlobNotFound { blob_type, id: *id })
 }
 
 /// Counts `snapshots` in `mode`.
-pub async fn stats(
-    repo: &Repository,
-    index: &Index,
+pub async fn stats<R: TreeReader>(
+    repo: &R,
+    index: &R::Index,
     snapshots: &[(Id, Snapshot)],
     mode: StatsMode,
 ) -> Result<Stats> {
@@ -144,8 +140,8 @@ pub async fn stats(
                         });
                         for id in &node.content {
                             if seen.insert(*id) {
-                                let location = lookup(index, BlobType::Data, id)?;
-                                stats.total_size += plaintext_len(&location).unwrap_or(0);
+                                let location = lookup::<R>(index, BlobType::Data, id)?;
+                                stats.total_size += R::plaintext_len(&location).unwrap_or(0);
                                 stats.total_blob_count += 1;
                             }
                         }
@@ -168,13 +164,13 @@ pub async fn stats(
     if mode == StatsMode::RawData {
         let (mut compressed_stored, mut compressed_plain) = (0u64, 0u64);
         for (blob_type, id) in &blobs {
-            let location = lookup(index, *blob_type, id)?;
+            let location = lookup::<R>(index, *blob_type, id)?;
             let stored = u64::from(location.length);
             stats.total_size += stored;
             stats.total_blob_count += 1;
             match location.uncompressed_length {
                 Some(plain) => {
-                    let sealed = u64::from(plain) + SEAL_OVERHEAD as u64;
+                    let sealed = u64::from(plain) + R::SEAL_OVERHEAD;
                     stats.total_uncompressed_size += sealed;
                     compressed_stored += stored;
                     compressed_plain += sealed;

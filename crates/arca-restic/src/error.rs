@@ -86,6 +86,26 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error as `arca_repo`'s, for code shared with Arca repositories:
+    /// the variants both have keep their meaning (missing blob, wrong
+    /// password, storage failure); damage and the rest become
+    /// [`arca_repo::Error::Corrupt`] naming what failed.
+    pub fn into_repo(self) -> arca_repo::Error {
+        match self {
+            Error::Store(e) => arca_repo::Error::Store(e),
+            Error::Destination(e) => e,
+            Error::WrongPassword => arca_repo::Error::WrongPassword,
+            Error::BlobNotFound { blob_type, id } => {
+                arca_repo::Error::BlobNotFound { blob_type, id }
+            }
+            Error::Corrupt { what, reason } => arca_repo::Error::Corrupt { what, reason },
+            other => arca_repo::Error::Corrupt {
+                what: "restic repository".to_owned(),
+                reason: other.to_string(),
+            },
+        }
+    }
+
     pub(crate) fn corrupt(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         Error::Corrupt {
             what: what.into(),

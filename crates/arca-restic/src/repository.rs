@@ -360,3 +360,39 @@ pub(crate) fn open_blob(
     }
     Ok(plaintext)
 }
+
+/// restic's sealing: a 16-byte IV before and a 16-byte MAC after.
+const RESTIC_SEAL_OVERHEAD: u64 = 32;
+
+/// `find`, `diff`, `stats` and `dump` read a restic repository with the
+/// same code as Arca's (see [`arca_repo::find::TreeReader`]).
+impl arca_repo::find::TreeReader for ResticRepository {
+    type Index = Index;
+    const SEAL_OVERHEAD: u64 = RESTIC_SEAL_OVERHEAD;
+
+    async fn load_tree(&self, index: &Index, id: &Id) -> arca_repo::Result<arca_repo::tree::Tree> {
+        self.arca_tree(index, id).await.map_err(Error::into_repo)
+    }
+
+    async fn read_data(&self, index: &Index, id: &Id) -> arca_repo::Result<bytes::Bytes> {
+        self.read_blob(index, BlobType::Data, id)
+            .await
+            .map(bytes::Bytes::from)
+            .map_err(Error::into_repo)
+    }
+
+    fn locate(
+        index: &Index,
+        blob_type: BlobType,
+        id: &Id,
+    ) -> Option<arca_repo::index::BlobLocation> {
+        let location = index.get(blob_type, id)?;
+        Some(arca_repo::index::BlobLocation {
+            pack: location.pack,
+            blob_type,
+            offset: location.offset,
+            length: location.length,
+            uncompressed_length: location.uncompressed_length,
+        })
+    }
+}

@@ -4,7 +4,7 @@ use arca_repo::diff::{DiffStat, diff};
 use serde::Serialize;
 
 use crate::Exit;
-use crate::context::Context;
+use crate::context::{AnyRepository, Context, restic_error};
 use crate::output;
 
 #[derive(Debug, clap::Args)]
@@ -39,12 +39,23 @@ struct StatisticsJson<'a> {
 }
 
 pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
-    let opened = context.open_repository().await?;
-    let repository = &opened.repository;
-    let (first_id, first) = repository.find_snapshot(&args.first).await?;
-    let (second_id, second) = repository.find_snapshot(&args.second).await?;
-    let index = repository.load_index().await?;
-    let result = diff(repository, &index, &first.tree, &second.tree, args.metadata).await?;
+    let (first_id, second_id, result) = match context.open_any_repository().await? {
+        AnyRepository::Arca(opened) => {
+            let repository = &opened.repository;
+            let (first_id, first) = repository.find_snapshot(&args.first).await?;
+            let (second_id, second) = repository.find_snapshot(&args.second).await?;
+            let index = repository.load_index().await?;
+            let result = diff(repository, &index, &first.tree, &second.tree, args.metadata).await?;
+            (first_id, second_id, result)
+        }
+        AnyRepository::Restic(restic) => {
+            let (first_id, first) = restic.find_snapshot(&args.first).await?;
+            let (second_id, second) = restic.find_snapshot(&args.second).await?;
+            let index = restic.load_index().await.map_err(restic_error)?;
+            let result = diff(&restic, &index, &first.tree, &second.tree, args.metadata).await?;
+            (first_id, second_id, result)
+        }
+    };
     let out = context.output;
     if out.is_json() {
         for change in &result.changes {

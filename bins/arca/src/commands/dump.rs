@@ -4,11 +4,14 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use arca_repo::Id;
 use arca_repo::dump::{find_node, write_file, write_tar};
+use arca_repo::find::TreeReader;
+use arca_repo::snapshot::Snapshot;
 use arca_repo::tree::NodeType;
 
 use crate::Exit;
-use crate::context::Context;
+use crate::context::{AnyRepository, Context, restic_error};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -27,12 +30,30 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
-    let opened = context.open_repository().await?;
-    let repository = &opened.repository;
-    let (id, snapshot) = repository.find_snapshot(&args.snapshot).await?;
-    context.audit.note_snapshots(&[id]);
-    let index = repository.load_index().await?;
-    let node = find_node(repository, &index, &id, &snapshot, &args.path).await?;
+    match context.open_any_repository().await? {
+        AnyRepository::Arca(opened) => {
+            let repository = &opened.repository;
+            let (id, snapshot) = repository.find_snapshot(&args.snapshot).await?;
+            context.audit.note_snapshots(&[id]);
+            let index = repository.load_index().await?;
+            dump(repository, &index, &id, &snapshot, &args).await
+        }
+        AnyRepository::Restic(restic) => {
+            let (id, snapshot) = restic.find_snapshot(&args.snapshot).await?;
+            let index = restic.load_index().await.map_err(restic_error)?;
+            dump(&restic, &index, &id, &snapshot.to_arca()?, &args).await
+        }
+    }
+}
+
+async fn dump<R: TreeReader>(
+    repository: &R,
+    index: &R::Index,
+    id: &Id,
+    snapshot: &Snapshot,
+    args: &Args,
+) -> anyhow::Result<Exit> {
+    let node = find_node(repository, index, id, snapshot, &args.path).await?;
     let open_target = |path: &PathBuf| {
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))
     };
@@ -42,19 +63,19 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
                 Some(path) => Box::new(std::io::BufWriter::new(open_target(path)?)),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout())),
             };
-            let mut out = write_tar(repository, &index, &node, out).await?;
+            let mut out = write_tar(repository, index, &node, out).await?;
             out.flush()?;
         }
         NodeType::File => match &args.target {
             Some(path) => {
                 let mut file = tokio::fs::File::from_std(open_target(path)?);
-                write_file(repository, &index, &node, &mut file).await?;
+                write_file(repository, index, &node, &mut file).await?;
             }
             None => {
                 // Stdout as a file (tokio's stdout would need another feature).
                 let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
                 let mut file = tokio::fs::File::from_std(std::fs::File::from(stdout));
-                write_file(repository, &index, &node, &mut file).await?;
+                write_file(repository, index, &node, &mut file).await?;
             }
         },
         other => anyhow::bail!("{}: a {other:?} node has no content to dump", args.path),

@@ -1,14 +1,16 @@
 //! `arca find`: the files whose name (or path) matches a glob, per snapshot.
 
-use arca_repo::find::{Found, Matcher, find};
+use arca_repo::Id;
+use arca_repo::find::{Found, Matcher, TreeReader, find};
 use arca_repo::forget::snapshots_for;
+use arca_repo::snapshot::Snapshot;
 use arca_repo::tree::NodeType;
 use serde::Serialize;
 
 use crate::Exit;
 use crate::commands::forget::FilterArgs;
 use crate::commands::snapshots::local_time;
-use crate::context::Context;
+use crate::context::{AnyRepository, Context, restic_error};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -61,14 +63,35 @@ impl<'a> MatchJson<'a> {
 
 pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
     let matcher = Matcher::new(&args.patterns, args.ignore_case)?;
-    let opened = context.open_repository().await?;
-    let repository = &opened.repository;
-    let snapshots = snapshots_for(repository, &args.snapshots, &args.filter.to_filter()).await?;
-    let index = repository.load_index().await?;
+    let filter = args.filter.to_filter();
+    match context.open_any_repository().await? {
+        AnyRepository::Arca(opened) => {
+            let repository = &opened.repository;
+            let snapshots = snapshots_for(repository, &args.snapshots, &filter).await?;
+            let index = repository.load_index().await?;
+            search(repository, &index, &snapshots, &matcher, context).await
+        }
+        AnyRepository::Restic(restic) => {
+            let snapshots = arca_restic::migrate::select(&restic, &args.snapshots, &filter)
+                .await
+                .map_err(restic_error)?;
+            let index = restic.load_index().await.map_err(restic_error)?;
+            search(&restic, &index, &snapshots, &matcher, context).await
+        }
+    }
+}
+
+async fn search<R: TreeReader>(
+    repository: &R,
+    index: &R::Index,
+    snapshots: &[(Id, Snapshot)],
+    matcher: &Matcher,
+    context: &Context,
+) -> anyhow::Result<Exit> {
     let out = context.output;
     let mut results = Vec::new();
-    for (id, snapshot) in &snapshots {
-        let found = find(repository, &index, &snapshot.tree, &matcher).await?;
+    for (id, snapshot) in snapshots {
+        let found = find(repository, index, &snapshot.tree, matcher).await?;
         if found.is_empty() {
             continue;
         }

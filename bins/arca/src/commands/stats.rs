@@ -5,7 +5,7 @@ use arca_repo::stats::{StatsMode, stats};
 
 use crate::Exit;
 use crate::commands::forget::FilterArgs;
-use crate::context::Context;
+use crate::context::{AnyRepository, Context, restic_error};
 use crate::output;
 
 #[derive(Debug, clap::Args)]
@@ -25,11 +25,22 @@ fn parse_mode(text: &str) -> Result<StatsMode, String> {
 }
 
 pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
-    let opened = context.open_repository().await?;
-    let repository = &opened.repository;
-    let snapshots = snapshots_for(repository, &args.snapshots, &args.filter.to_filter()).await?;
-    let index = repository.load_index().await?;
-    let result = stats(repository, &index, &snapshots, args.mode).await?;
+    let filter = args.filter.to_filter();
+    let result = match context.open_any_repository().await? {
+        AnyRepository::Arca(opened) => {
+            let repository = &opened.repository;
+            let snapshots = snapshots_for(repository, &args.snapshots, &filter).await?;
+            let index = repository.load_index().await?;
+            stats(repository, &index, &snapshots, args.mode).await?
+        }
+        AnyRepository::Restic(restic) => {
+            let snapshots = arca_restic::migrate::select(&restic, &args.snapshots, &filter)
+                .await
+                .map_err(restic_error)?;
+            let index = restic.load_index().await.map_err(restic_error)?;
+            stats(&restic, &index, &snapshots, args.mode).await?
+        }
+    };
     let out = context.output;
     if out.is_json() {
         out.json(&result)?;
