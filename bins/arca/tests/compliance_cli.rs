@@ -697,6 +697,7 @@ fn key_reencrypt_rewrites_old_packs_and_everything_restores() {
     let report = json(&repo, &["key", "reencrypt"]);
     assert!(report["packs_rewritten"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["marks"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["snapshots"].as_array().unwrap().len(), 1, "{report}");
     let again = json(&repo, &["key", "reencrypt"]);
     assert_eq!(again["packs_rewritten"], 0, "{again}");
     for snapshot in json(&repo, &["snapshots"]).as_array().unwrap() {

@@ -15,15 +15,19 @@
 //! still under an old key; a kill between a batch's index and its mark
 //! leaves that batch's blobs stored twice, never missing.
 //!
-//! What this does not do yet: snapshots, holds and audit records are named
-//! by the hash of their sealed bytes, so sealing them again renames them
-//! (holds would have to move to the new snapshot IDs, the audit chain be
-//! rewritten); they are counted, not rewritten. Nor does it drop old data
-//! keys from the key files and keyrings. Both are the second half.
+//! Snapshots are named by the hash of their sealed bytes, so sealing one
+//! again renames it: the new one records the old as `original` (as a `tag`
+//! rewrite does) and the holds on the old ID move to the new one.
+//!
+//! What this does not do yet: hold records, audit records and deletion
+//! marks stay under their keys (audit records are linked by their names,
+//! so re-sealing breaks the chain: docs/FORMAT.md §20), and the old data
+//! keys stay in the key files and keyrings. That is the second half.
 
 use std::collections::HashSet;
 
 use crate::blob::{EncodedBlob, decode_blob, encode_blob};
+use crate::hold;
 use crate::index::{IndexFile, IndexPack};
 use crate::lease::{self, HeldLease, LEASE_REFRESH};
 use crate::marks::{DeletionMark, delete_if_present, list_marks, pending_packs, save_mark};
@@ -51,8 +55,11 @@ pub struct ReencryptReport {
     pub index_files_resealed: u64,
     /// Deletion marks written for the old packs.
     pub marks: Vec<Id>,
-    /// Snapshot files still sealed under an older key (not rewritten yet).
-    pub snapshots_under_old_keys: u64,
+    /// Snapshots sealed again, each under a new ID recording the old one
+    /// (or its own origin) as `original`, like a `tag` rewrite.
+    pub snapshots: Vec<crate::rewrite::Rewritten>,
+    /// Holds moved from an old snapshot ID to its new one.
+    pub holds_moved: u64,
 }
 
 /// The data key id an envelope names (its bytes 1..5), if it has one.
@@ -185,18 +192,87 @@ async fn rewrite(repo: &Repository, lease: &mut HeldLease) -> Result<ReencryptRe
         delete_if_present(repo, &format!("{INDEX_DIR}/{id}")).await?;
         report.index_files_resealed += 1;
     }
-    for meta in repo.backend().list(&format!("{SNAPSHOTS_DIR}/")).await? {
-        let sealed = repo.read_raw(&meta.path).await?;
-        if envelope_key_id(&sealed) != Some(current) {
-            report.snapshots_under_old_keys += 1;
-        }
-    }
+    keep(lease, &mut refreshed).await?;
+    reseal_snapshots(repo, current, &mut report).await?;
     tracing::info!(
         packs = report.packs_rewritten,
         index_files = report.index_files_resealed,
         "re-encrypted under data key {current}"
     );
     Ok(report)
+}
+
+/// Seals every snapshot under an older key again: the new file first, then
+/// each active hold placed again on the new ID (same reason and end, in the
+/// name of whoever placed it) and released on the old one, then the old
+/// file deleted. At every moment the held snapshot's data is named by a
+/// held snapshot; a run killed in between finds the new file again by its
+/// contents rather than writing another one.
+async fn reseal_snapshots(
+    repo: &Repository,
+    current: u32,
+    report: &mut ReencryptReport,
+) -> Result<()> {
+    let snapshots = repo.list_snapshots().await?;
+    let mut under_current = Vec::new();
+    let mut under_old = Vec::new();
+    for (id, snapshot) in snapshots {
+        let sealed = repo.read_raw(&format!("{SNAPSHOTS_DIR}/{id}")).await?;
+        if envelope_key_id(&sealed) == Some(current) {
+            under_current.push((id, snapshot));
+        } else {
+            under_old.push((id, snapshot));
+        }
+    }
+    for (old, snapshot) in under_old {
+        let mut resealed = snapshot.clone();
+        resealed.original = Some(snapshot.original.unwrap_or(old));
+        let new = match under_current.iter().find(|(_, s)| *s == resealed) {
+            Some((id, _)) => *id,
+            None => {
+                let id = repo.save_snapshot(&resealed).await?;
+                under_current.push((id, resealed));
+                id
+            }
+        };
+        let now = jiff::Timestamp::now();
+        let holds = hold::active_holds(repo, now).await?;
+        let on_new: Vec<&hold::Hold> = holds
+            .values()
+            .filter(|h| h.record.snapshot == new)
+            .collect();
+        for held in holds.values().filter(|h| h.record.snapshot == old) {
+            let reason = format!("{} (moved from {old} by key reencrypt)", held.record.reason);
+            let already = on_new
+                .iter()
+                .any(|h| h.record.reason == reason && h.record.until == held.record.until);
+            if !already {
+                let actor = hold::Actor {
+                    hostname: held.record.hostname.clone(),
+                    username: held.record.username.clone(),
+                    now,
+                };
+                hold::place(repo, &[new], &reason, held.record.until, &actor).await?;
+                report.holds_moved += 1;
+            }
+        }
+        if holds.values().any(|h| h.record.snapshot == old) {
+            let actor = hold::Actor {
+                hostname: nix::unistd::gethostname()
+                    .map(|name| name.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                username: String::new(),
+                now,
+            };
+            let reason = format!("moved to {new} by key reencrypt");
+            hold::release(repo, &[old], &reason, &actor).await?;
+        }
+        delete_if_present(repo, &format!("{SNAPSHOTS_DIR}/{old}")).await?;
+        report
+            .snapshots
+            .push(crate::rewrite::Rewritten { old, new });
+    }
+    Ok(())
 }
 
 /// The data key id of one stored blob in a pack's bytes.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use arca_repo::hold::{self, Actor, active_holds};
 use arca_repo::keys;
 use arca_repo::lease::unlock;
 use arca_repo::prune::{PruneOptions, prune};
@@ -23,12 +24,16 @@ use repo_fixtures::{
     PASSWORD, assert_same_files, backup_dir, check_reading, new_repo, noise, restore_into, restored,
 };
 
-/// The data key id every envelope under `dir` names (bytes 1..5), per object
-/// kind that is sealed as a whole (index files, snapshots), and per blob
-/// for packs.
+/// The data key id every envelope names (bytes 1..5): of snapshot and index
+/// files, and of each blob in the packs the index lists.
 async fn key_ids(repo: &Repository) -> Vec<(String, u32)> {
     let mut ids = Vec::new();
     let envelope = |bytes: &[u8]| u32::from_le_bytes(bytes[1..5].try_into().unwrap());
+    for id in repo.list_snapshot_ids().await.unwrap() {
+        let path = format!("snapshots/{id}");
+        let sealed = repo.read_raw(&path).await.unwrap();
+        ids.push((path, envelope(&sealed)));
+    }
     for meta in repo.list_index_files().await.unwrap() {
         let sealed = repo.read_raw(&meta.path).await.unwrap();
         ids.push((meta.path.clone(), envelope(&sealed)));
@@ -96,6 +101,46 @@ async fn assert_all_under(repo: &Repository, key: u32) {
     assert!(old.is_empty(), "still under an older key: {old:?}");
 }
 
+/// Places a hold (ending in a day) on the snapshot other than `second`;
+/// returns its ID and the hold's end.
+async fn hold_first(
+    repo: &Repository,
+    second: &arca_repo::snapshot::Snapshot,
+) -> (arca_repo::Id, jiff::Timestamp) {
+    let second_id = repo
+        .list_snapshots()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(_, snapshot)| *snapshot == *second)
+        .unwrap()
+        .0;
+    let first_id = repo
+        .list_snapshot_ids()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|id| *id != second_id)
+        .unwrap();
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    let actor = Actor {
+        hostname: "counsel-host".into(),
+        username: "counsel".into(),
+        now: jiff::Timestamp::now(),
+    };
+    hold::place(repo, &[first_id], "case 7", Some(until), &actor)
+        .await
+        .unwrap();
+    (first_id, until)
+}
+
+/// Whether some snapshot that exists is under an active hold.
+async fn some_snapshot_held(repo: &Repository) -> bool {
+    let ids = repo.list_snapshot_ids().await.unwrap();
+    let holds = active_holds(repo, jiff::Timestamp::now()).await.unwrap();
+    holds.values().any(|h| ids.contains(&h.record.snapshot))
+}
+
 #[tokio::test]
 async fn packs_and_index_files_end_up_under_the_current_key_and_everything_restores() {
     let (dir, source, target) = (
@@ -110,13 +155,32 @@ async fn packs_and_index_files_end_up_under_the_current_key_and_everything_resto
         "the first backup is under the first key"
     );
 
+    let (first_id, until) = hold_first(&repo, &snapshots[1]).await;
     let report = reencrypt_data(&repo).await.unwrap();
     assert_eq!(report.data_key, current);
     assert!(report.packs_rewritten > 0, "{report:?}");
     assert!(report.blobs_rewritten > 0, "{report:?}");
     assert!(report.index_files_resealed > 0, "{report:?}");
     assert!(!report.marks.is_empty(), "{report:?}");
-    assert_eq!(report.snapshots_under_old_keys, 1, "{report:?}");
+    assert_eq!(report.snapshots.len(), 1, "{report:?}");
+    assert_eq!(report.holds_moved, 1, "{report:?}");
+    let moved = report.snapshots[0];
+    assert_eq!(moved.old, first_id);
+    let holds = active_holds(&repo, jiff::Timestamp::now()).await.unwrap();
+    let held: Vec<_> = holds
+        .values()
+        .map(|h| (h.record.snapshot, h.record.until))
+        .collect();
+    assert_eq!(held, [(moved.new, Some(until))]);
+    let ids = repo.list_snapshot_ids().await.unwrap();
+    assert!(
+        ids.contains(&moved.new) && !ids.contains(&first_id),
+        "{ids:?}"
+    );
+    assert_eq!(
+        repo.load_snapshot(&moved.new).await.unwrap().original,
+        Some(first_id)
+    );
     sweep(&repo).await;
     assert_all_under(&repo, current).await;
 
@@ -215,12 +279,17 @@ async fn a_run_cut_off_at_any_write_is_finished_by_the_next_one() {
             inner: Arc::new(LocalBackend::new(dir.path())),
             budget: AtomicI64::new(budget),
         });
+        hold_first(&repo, &snapshots[1]).await;
         let cut_repo = Repository::open(cut, PASSWORD).await.unwrap();
         let finished = match reencrypt_data(&cut_repo).await {
             Ok(_) => true,
             Err(Error::Store(_)) => false,
             Err(other) => panic!("budget {budget}: {other}"),
         };
+        assert!(
+            some_snapshot_held(&repo).await,
+            "budget {budget}: the hold was lost"
+        );
         // The dead run's lease is this process's, so not stale by itself.
         unlock(&repo, true).await.unwrap();
         assert!(
@@ -233,6 +302,10 @@ async fn a_run_cut_off_at_any_write_is_finished_by_the_next_one() {
         reencrypt_data(&repo).await.unwrap();
         sweep(&repo).await;
         assert_all_under(&repo, current).await;
+        assert!(
+            some_snapshot_held(&repo).await,
+            "budget {budget}: the hold was lost"
+        );
         restore_into(&repo, &snapshots[1], target.path())
             .await
             .unwrap();

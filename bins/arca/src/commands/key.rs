@@ -146,15 +146,16 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
             } else {
                 output.result(format_args!(
                     "checked {} packs: re-encrypted {} ({} blobs, {} bytes) under data key {:08x}, \
-                     resealed {} index files; the old packs are marked and a prune deletes them \
-                     after the grace period; {} snapshot file(s) remain under older keys",
+                     resealed {} index files and {} snapshots (new IDs, {} holds moved); the old \
+                     packs are marked and a prune deletes them after the grace period",
                     report.packs_checked,
                     report.packs_rewritten,
                     report.blobs_rewritten,
                     report.bytes_rewritten,
                     report.data_key,
                     report.index_files_resealed,
-                    report.snapshots_under_old_keys,
+                    report.snapshots.len(),
+                    report.holds_moved,
                 ))?;
             }
         }
