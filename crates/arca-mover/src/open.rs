@@ -52,7 +52,28 @@ pub async fn open(
     password: &Password,
     cache_base: Option<&Path>,
 ) -> Result<Repository> {
-    let repository = Repository::open(Arc::clone(&store.backend), password.as_bytes()).await?;
+    let repository = match Repository::open(Arc::clone(&store.backend), password.as_bytes()).await {
+        Ok(repository) => repository,
+        // Only a repository that does not open as Arca's is looked at, so
+        // opening one costs no extra request.
+        Err(err) => {
+            if arca_restic::is_restic_repository(store.backend.as_ref())
+                .await
+                .unwrap_or(false)
+            {
+                return Err(Error::config(
+                    "RESTIC_REPOSITORY",
+                    format!(
+                        "{} is a restic repository: the agent restores from it but never \
+                         writes into it; migrate its snapshots into an Arca repository with \
+                         `arca copy --from-repo` and point the Secret at that (docs/MIGRATING.md)",
+                        store.backend
+                    ),
+                ));
+            }
+            return Err(err.into());
+        }
+    };
     Ok(with_cache(repository, cache_base))
 }
 

@@ -99,6 +99,8 @@ impl Error {
                 arca_repo::Error::BlobNotFound { blob_type, id }
             }
             Error::Corrupt { what, reason } => arca_repo::Error::Corrupt { what, reason },
+            Error::RestoreFailed { failures } => arca_repo::Error::RestoreFailed { failures },
+            Error::Io { path, source } => arca_repo::Error::Io { path, source },
             other => arca_repo::Error::Corrupt {
                 what: "restic repository".to_owned(),
                 reason: other.to_string(),

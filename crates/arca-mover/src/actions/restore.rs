@@ -10,6 +10,10 @@
 //! that says so instead of one that looks restored. A failed or killed
 //! restore before the swap leaves the volume as it was (plus the staging
 //! directory, which the next run removes).
+//!
+//! The repository may be a restic one (a VolSync user's existing history):
+//! it is read with `arca_restic`, with the same selection, staging, swap and
+//! report; nothing is written into it.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -19,10 +23,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
-use arca_repo::Id;
-use arca_repo::restore::{RestoreOptions, restore};
+use std::sync::Arc;
+
+use arca_repo::progress::Progress;
+use arca_repo::restore::{RestoreOptions, RestoreSummary, restore};
 use arca_repo::select;
 use arca_repo::snapshot::Snapshot;
+use arca_repo::{Id, Repository};
+use arca_restic::ResticRepository;
 
 use super::Mover;
 use crate::report::{RestoreOutcome, RestoreReport};
@@ -57,8 +65,8 @@ pub(super) async fn run(mover: &mut Mover<'_>) -> Result<RestoreReport> {
         tracing::warn!("there is no repository at the location: nothing restored");
         return Ok(nothing(RestoreOutcome::NoRepository));
     }
-    let repository = mover.repository().await?;
-    let snapshots = repository.list_snapshots().await?;
+    let source = Source::open(mover).await?;
+    let snapshots = source.snapshots().await?;
     let Some((id, snapshot)) = select::pick(
         &snapshots,
         &mover.host_filter(),
@@ -82,20 +90,21 @@ pub(super) async fn run(mover: &mut Mover<'_>) -> Result<RestoreReport> {
         "restoring into the staging directory"
     );
     let ticker = mover.ticker(Action::Restore);
-    let summary = restore(
-        &repository,
-        &snapshot,
-        &RestoreOptions::new(staging.join("tree")),
-        ticker.progress(),
-    )
-    .await;
+    let summary = source
+        .restore(
+            &id,
+            &snapshot,
+            &RestoreOptions::new(staging.join("tree")),
+            ticker.progress(),
+        )
+        .await;
     ticker.finish();
     let summary = match summary {
         Ok(summary) => summary,
         Err(err) => {
             // The volume is untouched; free the space the staging took.
             let _ = blocking(move || remove_tree(&staging)).await;
-            return Err(err.into());
+            return Err(err);
         }
     };
     let staged_root = staging.join("tree").join(&volume_in_snapshot);
@@ -123,6 +132,63 @@ pub(super) async fn run(mover: &mut Mover<'_>) -> Result<RestoreReport> {
         skipped: summary.skipped.len() as u64,
         duration_seconds: clock.elapsed().as_secs_f64(),
     })
+}
+
+/// The repository restored from: Arca's own, or restic's (read only).
+enum Source {
+    Arca(Repository),
+    Restic(ResticRepository),
+}
+
+impl Source {
+    /// Opens the repository: as restic's if it is one (three small reads
+    /// to tell), else as Arca's.
+    async fn open(mover: &mut Mover<'_>) -> Result<Source> {
+        let backend = Arc::clone(&mover.store()?.backend);
+        let is_restic = arca_restic::is_restic_repository(backend.as_ref())
+            .await
+            .map_err(restic_error)?;
+        if !is_restic {
+            return Ok(Source::Arca(mover.repository().await?));
+        }
+        let password = mover.password().await?;
+        let restic = ResticRepository::open(backend, password.as_bytes())
+            .await
+            .map_err(restic_error)?;
+        tracing::info!("the repository is a restic repository: restoring from it read-only");
+        Ok(Source::Restic(restic))
+    }
+
+    async fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        match self {
+            Source::Arca(repository) => Ok(repository.list_snapshots().await?),
+            Source::Restic(restic) => restic.arca_snapshots().await.map_err(restic_error),
+        }
+    }
+
+    async fn restore(
+        &self,
+        id: &Id,
+        snapshot: &Snapshot,
+        options: &RestoreOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<RestoreSummary> {
+        match self {
+            Source::Arca(repository) => Ok(restore(repository, snapshot, options, progress).await?),
+            Source::Restic(restic) => {
+                let original = restic.load_snapshot(id).await.map_err(restic_error)?;
+                arca_restic::restore::restore(restic, &original, options, progress)
+                    .await
+                    .map_err(restic_error)
+            }
+        }
+    }
+}
+
+/// A restic error as the mover's, classed as the same failure of an Arca
+/// repository would be (wrong password 12, damage 13, storage 11).
+fn restic_error(error: arca_restic::Error) -> Error {
+    Error::Repo(error.into_repo())
 }
 
 /// Where the volume is inside the snapshot's tree: its one path, relative.
