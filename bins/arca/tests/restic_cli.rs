@@ -1,7 +1,8 @@
 //! The read-only verbs of the `arca` binary on repositories restic itself
 //! wrote (Debian's `restic`, installed by `cargo xtask test`): the same
 //! output as for an Arca repository, compared with restic's own. Skipped
-//! with a message when `restic` is not installed.
+//! with a message when `restic` is not installed, except under `CI=true`,
+//! where that is a failure.
 
 #![allow(clippy::print_stderr)]
 
@@ -39,6 +40,10 @@ fn restic_repo(version: &str) -> Option<(Repo, std::path::PathBuf)> {
         .output()
         .is_ok_and(|o| o.status.success())
     {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "`restic` is not installed, and under CI it must be (cargo xtask test installs it)"
+        );
         eprintln!("skipped: `restic` is not installed (cargo xtask test installs it)");
         return None;
     }
