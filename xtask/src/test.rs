@@ -56,8 +56,12 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 /// `ARCA_TEST_S3_ENDPOINT` / `ARCA_TEST_AZURE_ENDPOINT`, so plain `cargo test`
 /// works offline).
 fn run_tests(s3_endpoint: &str, azure_endpoint: &str) -> anyhow::Result<()> {
-    // restic writes the repositories arca-restic's tests read (they skip without it).
-    ensure_debian_packages(&[(&["restic", "version"], "restic")])?;
+    // restic writes the repositories arca-restic's tests read (they skip without it);
+    // Chromium renders the HTML report in arca's dr_cli test (it fails without it on CI).
+    ensure_debian_packages(&[
+        (&["restic", "version"], "restic"),
+        (&["chromium", "--version"], "chromium"),
+    ])?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"])
         .env("ARCA_TEST_S3_ENDPOINT", s3_endpoint)

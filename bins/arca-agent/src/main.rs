@@ -6,12 +6,12 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success |
-//! | 1    | failed (local I/O and anything unclassified; may be retried) |
+//! | 1    | failed (local I/O and anything unclassified; may be retried); a drill whose consistency command failed or that missed its RTO |
 //! | 2    | bad environment or arguments (fatal) |
-//! | 3    | partial: a backup saved its snapshot without some unreadable files (do not retry) |
+//! | 3    | partial: a backup saved its snapshot without some unreadable files, or a secondary repository could not be replicated to (do not retry) |
 //! | 11   | retryable: storage unreachable, timeouts, throttling |
 //! | 12   | wrong password (fatal) |
-//! | 13   | repository damaged (fatal) |
+//! | 13   | repository damaged (fatal); a drill found the restored data damaged |
 //! | 143  | stopped by SIGTERM/SIGINT (nothing committed) |
 //!
 //! All behaviour lives in `arca-mover`; this binary only wires and prints.
@@ -27,7 +27,8 @@ use arca_mover::progress::{ProgressLine, ProgressSink};
 use arca_mover::push::ProgressPush;
 use arca_mover::{Action, ErrorClass, MoverConfig, MoverReport};
 
-const USAGE: &str = "usage: arca-agent ACTION... (unlock, backup, prune, restore, check, verify)
+const USAGE: &str =
+    "usage: arca-agent ACTION... (unlock, backup, prune, restore, check, verify, drill, replicate)
        [--read-data-subset n/m|P%]  (for check; or ARCA_CHECK_READ_DATA_SUBSET)
 The environment is VolSync's restic mover contract; see docs/AGENT.md.";
 
