@@ -6,6 +6,7 @@ mod cat;
 mod check;
 mod copy;
 mod diff;
+mod drill;
 mod dump;
 mod find;
 mod forget;
@@ -14,6 +15,7 @@ mod init;
 mod key;
 mod ls;
 pub(crate) mod prune;
+mod report;
 mod repository;
 mod restore;
 mod snapshots;
@@ -67,6 +69,10 @@ pub(crate) enum Command {
     Audit(audit::Args),
     /// Destroy the whole repository (its keys and config)
     Repository(repository::Args),
+    /// Rehearse a recovery: restore into scratch space, verify, time against the RTO
+    Drill(drill::Args),
+    /// Recovery and compliance report: RPO, drills, retention, holds, keys, audit trail
+    Report(report::Args),
 }
 
 /// Runs the command, then appends its audit record if it opened a repository.
@@ -101,5 +107,7 @@ async fn dispatch(command: Command, context: &Context) -> anyhow::Result<Exit> {
         Command::Hold(args) => hold::run(args, context).await,
         Command::Audit(args) => audit::run(args, context).await,
         Command::Repository(args) => repository::run(args, context).await,
+        Command::Drill(args) => drill::run(args, context).await,
+        Command::Report(args) => report::run(args, context).await,
     }
 }

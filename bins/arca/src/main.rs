@@ -39,6 +39,10 @@ pub(crate) enum Exit {
     Failure = 1,
     /// A backup was saved, but some files could not be read and are missing from it.
     IncompleteBackup = 3,
+    /// `drill`: the restored copy did not verify, or the consistency command failed.
+    DrillFailed = 4,
+    /// `drill`: the copy verified, but later than the RTO allows.
+    RtoMissed = 5,
     /// The repository does not exist.
     NoRepository = 10,
     /// The password does not open the repository.

@@ -31,7 +31,9 @@ fn bytes(n: u64) -> String {
 
 /// `42 s`, `12 min`, `3.5 h`, `2.0 d`.
 fn duration(seconds: f64) -> String {
-    if seconds < 120.0 {
+    if seconds < 10.0 {
+        format!("{seconds:.1} s")
+    } else if seconds < 120.0 {
         format!("{seconds:.0} s")
     } else if seconds < 7200.0 {
         format!("{:.0} min", seconds / 60.0)
@@ -669,6 +671,7 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(3 << 30), "3.0 GiB");
         assert_eq!(duration(42.0), "42 s");
+        assert_eq!(duration(0.3), "0.3 s");
         assert_eq!(duration(900.0), "15 min");
         assert_eq!(duration(7200.0), "2.0 h");
         assert_eq!(duration(3.0 * 86_400.0), "3.0 d");

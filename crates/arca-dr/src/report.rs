@@ -102,8 +102,8 @@ pub struct GroupReport {
     pub success_rate: Option<f64>,
     /// The newest snapshot.
     pub last_backup: Option<Timestamp>,
-    /// The longest time between successive snapshots in the window
-    /// (from the window's start or the last earlier snapshot).
+    /// The longest time between successive snapshots in the window (the
+    /// first one's gap counts from the last snapshot before the window).
     pub longest_gap_seconds: Option<f64>,
     /// Time since the newest snapshot.
     pub since_last_seconds: Option<f64>,
@@ -132,7 +132,8 @@ pub struct BackupPoint {
     pub duration_seconds: Option<f64>,
     /// Stored bytes it added, if recorded.
     pub bytes_added: Option<u64>,
-    /// Time since the previous snapshot (the gap it closed).
+    /// Time since the previous snapshot (the gap it closed); `None` for
+    /// the application's first.
     pub gap_seconds: Option<f64>,
 }
 
@@ -351,12 +352,12 @@ fn group_report(
         .filter(|(_, s)| s.time >= options.since && s.time <= options.now)
         .collect();
     // The gap closed by the window's first backup starts at the last
-    // earlier snapshot, or at the window's start.
+    // earlier snapshot; without one, the application's history starts there.
     let mut previous = snapshots
         .iter()
         .rev()
         .find(|(_, s)| s.time < options.since)
-        .map_or(options.since, |(_, s)| s.time);
+        .map(|(_, s)| s.time);
     let mut backups = Vec::with_capacity(in_window.len());
     for (id, snapshot) in &in_window {
         let summary = snapshot.summary.as_ref();
@@ -365,9 +366,9 @@ fn group_report(
             time: snapshot.time,
             duration_seconds: summary.map(|s| seconds(s.backup_end.duration_since(s.backup_start))),
             bytes_added: summary.map(|s| s.data_added_packed),
-            gap_seconds: Some(seconds(snapshot.time.duration_since(previous))),
+            gap_seconds: previous.map(|previous| seconds(snapshot.time.duration_since(previous))),
         });
-        previous = snapshot.time;
+        previous = Some(snapshot.time);
     }
     let last_backup = snapshots.last().map(|(_, s)| s.time);
     let since_last = last_backup.map(|last| options.now.duration_since(last));
@@ -478,4 +479,65 @@ fn growth(snapshots: &[(Id, Snapshot)]) -> Vec<GrowthPoint> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn snapshot(second: i64) -> Snapshot {
+        let json = serde_json::json!({
+            "time": Timestamp::from_second(second).unwrap(),
+            "tree": Id([1; 32]),
+            "paths": ["/data"],
+            "hostname": "db-1",
+            "username": "root",
+            "uid": 0,
+            "gid": 0,
+            "program_version": "test",
+        });
+        Snapshot::decode(&serde_json::to_vec(&json).unwrap()).unwrap()
+    }
+
+    proptest! {
+        /// The longest gap is the largest distance between successive
+        /// snapshots in the window, and the RPO verdict follows it and the
+        /// time since the last backup.
+        #[test]
+        fn rpo_compliance_follows_the_gaps(
+            mut times in proptest::collection::vec(0i64..200_000, 1..20),
+            since in 0i64..100_000,
+            after in 0i64..20_000,
+        ) {
+            times.sort_unstable();
+            let snapshots: Vec<(Id, Snapshot)> = times
+                .iter()
+                .enumerate()
+                .map(|(n, &t)| (Id([n as u8; 32]), snapshot(1_700_000_000 + t)))
+                .collect();
+            let now = 1_700_000_000 + times[times.len() - 1] + after;
+            let options = ReportOptions {
+                since: Timestamp::from_second(1_700_000_000 + since).unwrap(),
+                now: Timestamp::from_second(now).unwrap(),
+                class: Some(DataClass::Critical),
+                policy: None,
+                rotation_period: DEFAULT_ROTATION_PERIOD,
+            };
+            let input = ReportInput { snapshots, ..ReportInput::default() };
+            let report = build(&input, &options);
+            let group = &report.groups[0];
+            let expected_gap = times
+                .windows(2)
+                .filter(|pair| pair[1] >= since)
+                .map(|pair| (pair[1] - pair[0]) as f64)
+                .fold(None, |max: Option<f64>, gap| Some(max.map_or(gap, |m| m.max(gap))));
+            prop_assert_eq!(group.longest_gap_seconds, expected_gap);
+            prop_assert_eq!(group.backups_in_window as usize, times.iter().filter(|&&t| t >= since).count());
+            let rpo = 3600.0;
+            let within = expected_gap.is_none_or(|gap| gap <= rpo) && (after as f64) <= rpo;
+            prop_assert_eq!(group.rpo_met, Some(within));
+            prop_assert_eq!(report.compliant, within);
+        }
+    }
 }

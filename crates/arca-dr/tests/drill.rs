@@ -301,8 +301,10 @@ async fn the_report_covers_backups_gaps_drills_holds_retention_and_renders() {
     assert_eq!(report.groups.len(), 1);
     let group = &report.groups[0];
     assert_eq!(group.backups_in_window, 3);
-    // Window start → t0 is 1 h, t0 → t1 1 h, t1 → t5 4 h: over the 1 h RPO.
+    // t0 starts the history, t0 → t1 is 1 h, t1 → t5 4 h: over the 1 h RPO.
     assert_eq!(group.longest_gap_seconds, Some(4.0 * 3600.0));
+    assert_eq!(group.backups[0].gap_seconds, None);
+    assert_eq!(group.backups[1].gap_seconds, Some(3600.0));
     assert_eq!(group.rpo_met, Some(false));
     assert_eq!(group.holds, 1);
     let drill = group.last_drill.as_ref().unwrap();

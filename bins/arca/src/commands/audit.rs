@@ -157,8 +157,9 @@ impl Recorder {
         self.state().repository = Some((repository.clone(), Arc::clone(requests)));
     }
 
-    /// The command destroyed the repository it opened: there is nothing
-    /// left to record into.
+    /// The command destroyed the repository it opened (there is nothing
+    /// left to record into), or appended its own record (`drill`, with its
+    /// measurements).
     pub(crate) fn forget_repository(&self) {
         self.state().repository = None;
     }

@@ -17,6 +17,31 @@ pub(crate) struct Args {
     /// Snapshots to remove (IDs, unique prefixes or "latest") instead of a policy
     #[arg(value_name = "SNAPSHOT")]
     snapshots: Vec<String>,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Allow removing every snapshot a filter selects when no --keep-* is given
+    #[arg(long)]
+    unsafe_allow_remove_all: bool,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Group by host, paths and/or tags, comma-separated ('' disables grouping)
+    /// [default: host,paths]
+    #[arg(short = 'g', long, value_name = "GROUP", value_parser = parse_group_by)]
+    group_by: Option<GroupBy>,
+    /// Print what would be removed; remove nothing
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// Then run `arca prune` (with the prune options below)
+    #[arg(long)]
+    prune: bool,
+    #[command(flatten)]
+    prune_options: crate::commands::prune::PruneFlags,
+}
+
+/// restic's `--keep-*` retention flags, shared by `forget` and `report`
+/// (which checks conformance with a policy).
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct PolicyArgs {
     /// Keep the last N snapshots ('unlimited' keeps all)
     #[arg(short = 'l', long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
     keep_last: Option<Count>,
@@ -56,23 +81,27 @@ pub(crate) struct Args {
     /// Keep snapshots with all of these tags (TAG[,TAG...]; repeat for alternatives; '' = untagged)
     #[arg(long, value_name = "TAGLIST")]
     keep_tag: Vec<String>,
-    /// Allow removing every snapshot a filter selects when no --keep-* is given
-    #[arg(long)]
-    unsafe_allow_remove_all: bool,
-    #[command(flatten)]
-    filter: FilterArgs,
-    /// Group by host, paths and/or tags, comma-separated ('' disables grouping)
-    /// [default: host,paths]
-    #[arg(short = 'g', long, value_name = "GROUP", value_parser = parse_group_by)]
-    group_by: Option<GroupBy>,
-    /// Print what would be removed; remove nothing
-    #[arg(short = 'n', long)]
-    dry_run: bool,
-    /// Then run `arca prune` (with the prune options below)
-    #[arg(long)]
-    prune: bool,
-    #[command(flatten)]
-    prune_options: crate::commands::prune::PruneFlags,
+}
+
+impl PolicyArgs {
+    /// The retention policy the flags give (empty when none is given).
+    pub(crate) fn policy(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: self.keep_within,
+            keep_within_hourly: self.keep_within_hourly,
+            keep_within_daily: self.keep_within_daily,
+            keep_within_weekly: self.keep_within_weekly,
+            keep_within_monthly: self.keep_within_monthly,
+            keep_within_yearly: self.keep_within_yearly,
+            keep_tags: self.keep_tag.iter().map(|list| tag_list(list)).collect(),
+        }
+    }
 }
 
 /// restic's snapshot filter flags, shared by the commands that select
@@ -133,21 +162,7 @@ fn parse_group_by(text: &str) -> Result<GroupBy, String> {
 
 impl Args {
     fn policy(&self) -> RetentionPolicy {
-        RetentionPolicy {
-            keep_last: self.keep_last,
-            keep_hourly: self.keep_hourly,
-            keep_daily: self.keep_daily,
-            keep_weekly: self.keep_weekly,
-            keep_monthly: self.keep_monthly,
-            keep_yearly: self.keep_yearly,
-            keep_within: self.keep_within,
-            keep_within_hourly: self.keep_within_hourly,
-            keep_within_daily: self.keep_within_daily,
-            keep_within_weekly: self.keep_within_weekly,
-            keep_within_monthly: self.keep_within_monthly,
-            keep_within_yearly: self.keep_within_yearly,
-            keep_tags: self.keep_tag.iter().map(|list| tag_list(list)).collect(),
-        }
+        self.policy.policy()
     }
 
     /// Snapshot IDs select exactly what to remove, so no flag that selects
