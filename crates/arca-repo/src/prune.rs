@@ -24,6 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use tokio::task::JoinSet;
 
 use crate::blob::{BlobType, EncodedBlob, decode_blob};
 use crate::index::{Index, IndexFile, IndexPack};
@@ -38,6 +39,12 @@ use crate::{Error, Id, Repository, Result};
 
 /// How many packs are deleted, or index files loaded, at once.
 const CONCURRENCY: usize = 8;
+/// Packs a repack fetches and verifies ahead of the one it is packing.
+const REPACK_READ_AHEAD: usize = 2;
+/// New packs a repack seals and uploads at once.
+const REPACK_UPLOADS: usize = 2;
+/// Headroom over the pack size in a repack writer's buffer (a blob may end past it).
+const PACK_SLACK: usize = 1 << 20;
 
 /// How much unused space prune may leave in partly used packs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -268,6 +275,8 @@ struct State {
 
 /// Lists the snapshots, loads the index and walks every tree.
 async fn load_state(repo: &Repository, pending: &HashSet<Id>) -> Result<State> {
+    // The index after the snapshots: every index file a listed snapshot
+    // needs was written before it (docs/FORMAT.md §16).
     let snapshots = repo.list_snapshots().await?;
     let metas = repo.list_index_files().await?;
     let files: Vec<(Id, IndexFile)> = futures::stream::iter(metas)
@@ -639,6 +648,11 @@ fn choose_repacks(
 
 /// Copies the used blobs of `packs` into new packs (each pack read whole,
 /// blobs authenticated, then copied as stored), and indexes the new packs.
+///
+/// A pipeline: [`REPACK_READ_AHEAD`] packs are fetched and verified (on the
+/// blocking pool) while earlier ones are packed, and up to
+/// [`REPACK_UPLOADS`] new packs seal and upload meanwhile, so fetching,
+/// verifying and uploading overlap instead of taking turns.
 async fn repack_packs(
     repo: &Repository,
     state: &State,
@@ -646,73 +660,117 @@ async fn repack_packs(
     packs: &[Id],
     report: &mut PruneReport,
 ) -> Result<()> {
+    // Which blobs each pack gives, decided in order up front, so a blob two
+    // repacked packs hold is copied once.
     let mut copied = BlobSet::new(state.index.len());
+    let plans: Vec<(Id, Vec<PackEntry>)> = packs
+        .iter()
+        .map(|pack| {
+            let wanted = entries[pack]
+                .iter()
+                .filter(|blob| {
+                    state
+                        .index
+                        .position(blob.blob_type, &blob.id)
+                        .is_some_and(|p| state.used.contains(p) && copied.insert(p))
+                })
+                .copied()
+                .collect();
+            (*pack, wanted)
+        })
+        .collect();
+    let mut reads = futures::stream::iter(plans)
+        .map(|(pack, wanted)| read_verified(repo, pack, wanted))
+        .buffered(REPACK_READ_AHEAD);
     let mut writers: [Option<PackWriter>; 2] = [None, None];
+    let mut uploads: JoinSet<Result<IndexPack>> = JoinSet::new();
     let mut saved: Vec<IndexPack> = Vec::new();
     let pack_size = repo.config().pack_size as usize;
-    for pack in packs {
-        let wanted: Vec<PackEntry> = entries[pack]
-            .iter()
-            .filter(|blob| {
-                state
-                    .index
-                    .position(blob.blob_type, &blob.id)
-                    .is_some_and(|p| state.used.contains(p) && copied.insert(p))
-            })
-            .copied()
-            .collect();
-        let path = Repository::pack_path(pack);
-        let bytes = repo.backend().get(&path).await?;
-        let key_repo = repo.clone();
-        let blobs: Vec<EncodedBlob> = blocking(move || {
-            wanted
-                .iter()
-                .map(|blob| {
-                    let range = blob.offset as usize..(blob.offset + blob.length) as usize;
-                    let stored = bytes.get(range).ok_or_else(|| {
-                        Error::corrupt(&path, format!("blob {} lies past the pack's end", blob.id))
-                    })?;
-                    decode_blob(
-                        key_repo.key(),
-                        blob.blob_type,
-                        stored,
-                        blob.uncompressed_length,
-                        &blob.id,
-                    )
-                    .map_err(|e| e.in_file(&path))?;
-                    Ok(EncodedBlob {
-                        id: blob.id,
-                        blob_type: blob.blob_type,
-                        bytes: stored.to_vec(),
-                        uncompressed_length: blob.uncompressed_length,
-                    })
-                })
-                .collect()
-        })
-        .await?;
-        report.packs_repacked += 1;
-        for blob in blobs {
-            report.blobs_repacked += 1;
-            report.bytes_repacked += blob.bytes.len() as u64;
-            let slot = usize::from(blob.blob_type == BlobType::Tree);
-            let writer = writers[slot].get_or_insert_with(|| PackWriter::new(blob.blob_type));
-            writer.add(&blob)?;
-            if writer.len() >= pack_size {
-                let full = writers[slot].take().expect("just used");
-                saved.push(save_writer(repo, full).await?);
+    let result = async {
+        while let Some(blobs) = reads.try_next().await? {
+            report.packs_repacked += 1;
+            for blob in blobs {
+                report.blobs_repacked += 1;
+                report.bytes_repacked += blob.bytes.len() as u64;
+                let slot = usize::from(blob.blob_type == BlobType::Tree);
+                let writer = writers[slot].get_or_insert_with(|| {
+                    PackWriter::with_capacity(blob.blob_type, pack_size + PACK_SLACK)
+                });
+                writer.add(&blob)?;
+                if writer.len() >= pack_size {
+                    let full = writers[slot].take().expect("just used");
+                    if uploads.len() >= REPACK_UPLOADS {
+                        let done = uploads.join_next().await.expect("uploads are running");
+                        saved.push(joined(done)?);
+                    }
+                    uploads.spawn(save_writer(repo.clone(), full));
+                }
             }
         }
+        for writer in writers.iter_mut().filter_map(Option::take) {
+            uploads.spawn(save_writer(repo.clone(), writer));
+        }
+        while let Some(done) = uploads.join_next().await {
+            saved.push(joined(done)?);
+        }
+        Ok::<_, Error>(())
     }
-    for writer in writers.into_iter().flatten() {
-        saved.push(save_writer(repo, writer).await?);
-    }
+    .await;
+    // On failure the uploads still running are cancelled with the set; what
+    // they wrote is unindexed, which the next prune marks.
+    result?;
     if !saved.is_empty() {
         repo.save_indexes(IndexFile { packs: saved }).await?;
     }
     Ok(())
 }
 
-async fn save_writer(repo: &Repository, writer: PackWriter) -> Result<IndexPack> {
+/// Fetches one pack and verifies the blobs in `wanted` (decrypted,
+/// decompressed, hashed), returning them as stored.
+async fn read_verified(
+    repo: &Repository,
+    pack: Id,
+    wanted: Vec<PackEntry>,
+) -> Result<Vec<EncodedBlob>> {
+    let path = Repository::pack_path(&pack);
+    let bytes = repo.backend().get(&path).await?;
+    let key_repo = repo.clone();
+    blocking(move || {
+        wanted
+            .iter()
+            .map(|blob| {
+                let range = blob.offset as usize..(blob.offset + blob.length) as usize;
+                let stored = bytes.get(range).ok_or_else(|| {
+                    Error::corrupt(&path, format!("blob {} lies past the pack's end", blob.id))
+                })?;
+                decode_blob(
+                    key_repo.key(),
+                    blob.blob_type,
+                    stored,
+                    blob.uncompressed_length,
+                    &blob.id,
+                )
+                .map_err(|e| e.in_file(&path))?;
+                Ok(EncodedBlob {
+                    id: blob.id,
+                    blob_type: blob.blob_type,
+                    bytes: stored.to_vec(),
+                    uncompressed_length: blob.uncompressed_length,
+                })
+            })
+            .collect()
+    })
+    .await
+}
+
+/// The result of a finished upload task (a panic in it goes on here).
+fn joined(
+    done: std::result::Result<Result<IndexPack>, tokio::task::JoinError>,
+) -> Result<IndexPack> {
+    done.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+}
+
+async fn save_writer(repo: Repository, writer: PackWriter) -> Result<IndexPack> {
     let key_repo = repo.clone();
     let pack = blocking(move || writer.finish(key_repo.key())).await?;
     repo.save_pack(pack).await
