@@ -558,23 +558,16 @@ fn check_source_status(source: &Value) -> anyhow::Result<String> {
         status["latestMoverStatus"]["result"] == "Successful",
         "{name}: the backup did not succeed:\n{status:#}"
     );
-    for field in ["lastSyncTime", "lastSyncStartTime", "lastSyncDuration"] {
+    for field in ["lastSyncTime", "lastSyncDuration"] {
         ensure!(
             status[field].is_string(),
             "{name}: status.{field} is not set:\n{status:#}"
         );
     }
-    let start: jiff::Timestamp = status["lastSyncStartTime"]
-        .as_str()
-        .unwrap_or_default()
-        .parse()?;
-    let end: jiff::Timestamp = status["lastSyncTime"]
-        .as_str()
-        .unwrap_or_default()
-        .parse()?;
+    // VolSync clears the start time once a sync has finished.
     ensure!(
-        start <= end,
-        "{name}: lastSyncStartTime {start} after lastSyncTime {end}"
+        status["lastSyncStartTime"].is_null(),
+        "{name}: status.lastSyncStartTime still set after the sync:\n{status:#}"
     );
     let synchronizing = status["conditions"]
         .as_array()
@@ -591,11 +584,11 @@ fn check_source_status(source: &Value) -> anyhow::Result<String> {
             .is_some_and(|b| b >= 1 << 20),
         "{name}: status.arca.bytesProcessed does not count the volume's 1 MiB:\n{status:#}"
     );
-    arca["lastSnapshotId"]
+    arca["lastSnapshotID"]
         .as_str()
         .filter(|id| !id.is_empty())
         .map(str::to_string)
-        .with_context(|| format!("{name}: no status.arca.lastSnapshotId:\n{status:#}"))
+        .with_context(|| format!("{name}: no status.arca.lastSnapshotID:\n{status:#}"))
 }
 
 /// The checks every finished restore's status passes; returns the claim it
@@ -612,9 +605,9 @@ fn check_destination_status(destination: &Value, snapshot: &str) -> anyhow::Resu
         "{name}: status.lastSyncTime is not set:\n{status:#}"
     );
     ensure!(
-        status["arca"]["lastSnapshotId"] == snapshot,
+        status["arca"]["lastSnapshotID"] == snapshot,
         "{name}: restored {} instead of snapshot {snapshot}:\n{status:#}",
-        status["arca"]["lastSnapshotId"]
+        status["arca"]["lastSnapshotID"]
     );
     ensure!(
         status["latestImage"]["kind"] == "PersistentVolumeClaim",
@@ -692,14 +685,16 @@ fn check_backup_metrics(text: &str, source: &Value, syncs: u32) -> anyhow::Resul
     );
     let last =
         value("volsync_last_backup_timestamp", &[]).context("no volsync_last_backup_timestamp")?;
-    let started: jiff::Timestamp = source["status"]["lastSyncStartTime"]
+    // Set as the sync's end was recorded: not before lastSyncTime (whole
+    // seconds), not after this scrape.
+    let synced: jiff::Timestamp = source["status"]["lastSyncTime"]
         .as_str()
         .unwrap_or_default()
         .parse()?;
     let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
     ensure!(
-        (started.as_second() as f64) <= last && last <= now,
-        "{name}: volsync_last_backup_timestamp {last} is not between the sync's start {started} and now"
+        (synced.as_second() as f64) - 1.0 <= last && last <= now,
+        "{name}: volsync_last_backup_timestamp {last} is not between lastSyncTime {synced} and now"
     );
     Ok(())
 }

@@ -55,7 +55,7 @@ pub fn start_kubelet(store: Arc<Store>, config: KubeletConfig) -> tokio::task::J
                 Ok(event) if event.kind != "DELETED" => {
                     handle(&store, &config, &event.object).await;
                 }
-                Ok(_) => {}
+                Ok(event) => release(&config, &event.object).await,
                 Err(RecvError::Lagged(_)) => {
                     for object in store.dump() {
                         handle(&store, &config, &object).await;
@@ -105,6 +105,25 @@ async fn handle(store: &Arc<Store>, config: &KubeletConfig, object: &Value) {
             object["kind"].as_str().unwrap_or_default(),
             object["metadata"]["name"].as_str().unwrap_or_default()
         );
+    }
+}
+
+/// Frees the directory behind a deleted claim or snapshot, as a storage
+/// driver with the `Delete` reclaim policy does: a later object of the same
+/// name (the controller reuses its temporary names every sync) starts empty.
+async fn release(config: &KubeletConfig, object: &Value) {
+    let (namespace, name) = meta(object);
+    let dir = match (object["apiVersion"].as_str(), object["kind"].as_str()) {
+        (Some("v1"), Some("PersistentVolumeClaim")) => claim_dir(&config.root, &namespace, &name),
+        (Some("snapshot.storage.k8s.io/v1"), Some("VolumeSnapshot")) => {
+            snapshot_dir(&config.root, &namespace, &name)
+        }
+        _ => return,
+    };
+    if let Err(err) = tokio::fs::remove_dir_all(&dir).await
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("kubelet stand-in: removing {}: {err}", dir.display());
     }
 }
 
@@ -562,9 +581,15 @@ fn decode_base64(text: &str) -> Result<String> {
 }
 
 /// `cp -a`: a snapshot or clone keeps modes, times and links.
+/// Makes `to` a copy of `from`, replacing whatever `to` held (`cp -a` into an
+/// existing directory would nest the copy inside it instead).
 async fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
         tokio::fs::create_dir_all(parent).await?;
+    }
+    match tokio::fs::remove_dir_all(to).await {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err.into()),
+        _ => {}
     }
     let status = Command::new("cp")
         .arg("-a")

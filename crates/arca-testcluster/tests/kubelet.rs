@@ -103,6 +103,58 @@ async fn claims_bind_to_directories_and_snapshots_copy_them() {
     kubelet.abort();
 }
 
+/// The controller names its temporary snapshot and claim the same every
+/// sync: once deleted, a new one of the same name holds only the new copy.
+#[tokio::test]
+async fn a_snapshot_and_a_claim_made_again_under_a_deleted_ones_name_hold_only_the_new_copy() {
+    let (store, root, config) = setup();
+    let kubelet = start_kubelet(Arc::clone(&store), config);
+    let pvcs = key("", "persistentvolumeclaims");
+    let snapshots = ResourceKey::new("snapshot.storage.k8s.io", "v1", "volumesnapshots");
+    store
+        .create(&pvcs, Some("app"), claim("data", Value::Null))
+        .unwrap();
+    until(&store, &pvcs, "data", |c| c["status"]["phase"] == "Bound").await;
+    let data = claim_dir(root.path(), "app", "data");
+    for version in ["v1", "v2"] {
+        std::fs::write(data.join("file"), version).unwrap();
+        store
+            .create(
+                &snapshots,
+                Some("app"),
+                json!({"metadata": {"name": "snap"},
+                "spec": {"source": {"persistentVolumeClaimName": "data"}}}),
+            )
+            .unwrap();
+        until(&store, &snapshots, "snap", |s| {
+            s["status"]["readyToUse"] == true
+        })
+        .await;
+        let from_snapshot = json!({"kind": "VolumeSnapshot", "name": "snap",
+            "apiGroup": "snapshot.storage.k8s.io"});
+        store
+            .create(&pvcs, Some("app"), claim("copy", from_snapshot))
+            .unwrap();
+        until(&store, &pvcs, "copy", |c| c["status"]["phase"] == "Bound").await;
+        let copy = claim_dir(root.path(), "app", "copy");
+        let mut names: Vec<String> = std::fs::read_dir(&copy)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["file"], "{version}");
+        assert_eq!(
+            std::fs::read(copy.join("file")).unwrap(),
+            version.as_bytes()
+        );
+        store.delete(&pvcs, Some("app"), "copy", false).unwrap();
+        store
+            .delete(&snapshots, Some("app"), "snap", false)
+            .unwrap();
+    }
+    kubelet.abort();
+}
+
 #[tokio::test]
 async fn jobs_run_with_their_environment_volumes_and_secrets_and_retry_until_the_backoff_limit() {
     let (store, root, config) = setup();
