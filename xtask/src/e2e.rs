@@ -344,27 +344,39 @@ async fn scenario(options: &Options, binaries: &Path, work: &Path) -> anyhow::Re
         for destination in &objects.destinations {
             let (namespace, name) = (namespace_of(destination), name_of(destination));
             cluster.apply(destination, Some(&namespace)).await?;
+            // VolSync's semantics: without enableFileDeletion a restore
+            // keeps the files the snapshot lacks (restoring the first
+            // backup over the second leaves the second's new log), with it
+            // the volume becomes exactly the snapshot.
+            let (first, second) = (volume_content(app, 1), volume_content(app, 2));
+            let mut merged = first.clone();
+            merged.extend(
+                second
+                    .iter()
+                    .filter(|(path, _)| !first.contains_key(*path))
+                    .map(|(p, c)| (p.clone(), c.clone())),
+            );
             let cases = [
                 (
                     "latest",
                     json!({"restoreAsOf": null, "previous": null}),
                     second_id,
-                    2,
+                    &second,
                 ),
                 (
                     "restoreAsOf",
                     json!({"restoreAsOf": as_of, "previous": null}),
                     first_id,
-                    1,
+                    &merged,
                 ),
                 (
                     "previous",
-                    json!({"restoreAsOf": null, "previous": 1}),
+                    json!({"restoreAsOf": null, "previous": 1, "enableFileDeletion": true}),
                     first_id,
-                    1,
+                    &first,
                 ),
             ];
-            for (case, selection, snapshot, version) in cases {
+            for (case, selection, snapshot, expected) in cases {
                 cluster
                     .merge_patch(
                         API_VOLSYNC,
@@ -388,7 +400,7 @@ async fn scenario(options: &Options, binaries: &Path, work: &Path) -> anyhow::Re
                     &cluster,
                     &namespace,
                     &claim,
-                    &volume_content(app, version),
+                    expected,
                     &format!("{name} ({case})"),
                 )
                 .await?;
