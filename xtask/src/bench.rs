@@ -4,7 +4,9 @@
 //! One run = a fresh copy of the generated tree and a fresh repository per tool:
 //! init, first backup, unchanged re-backup, `mutate`, backup after the change,
 //! restore of the latest snapshot into an empty directory (compared byte for
-//! byte with the source), `check --read-data`. Every step is measured (wall,
+//! byte with the source), `check --read-data`, with `--s3` a `copy` of the
+//! local repository into an empty one on the S3 server, then `forget
+//! --keep-last 1` and `prune`. Every step is measured (wall,
 //! user+sys CPU, peak RSS via GNU time) and the report shows medians over runs.
 //! The order of the tools alternates between runs so neither always goes first.
 //!
@@ -352,6 +354,11 @@ fn side_by_side(
         reset_dir(&run_dir)?;
         // A fresh server per run: moto keeps every object in memory.
         let storage = Storage::start(backend, &run_dir)?;
+        // With --s3, the local run also copies its repositories into a bucket.
+        let copy_server = match (backend, options.s3) {
+            (Backend::Local, true) => Some(s3::Server::start()?),
+            _ => None,
+        };
         let source = run_dir.join("source");
         copy_tree(base, &source)?;
         let source_arg = source.to_string_lossy().into_owned();
@@ -409,6 +416,27 @@ fn side_by_side(
             let sample = runner.step(repo, &["check", "--read-data"], Step::Check.slug())?;
             record(&mut results, Step::Check, tool, sample, None);
 
+            if tool == Tool::Restic {
+                restic_repository_steps(&mut results, &repos, repo, &run_dir, &source, backend)?;
+            }
+
+            if let Some(server) = &copy_server {
+                let (destination, mut env) = server.repository(&format!("copy-{}", tool.name()))?;
+                env.push(("RESTIC_FROM_PASSWORD".into(), measure::PASSWORD.into()));
+                let copier = Runner {
+                    env,
+                    ..runner.clone()
+                };
+                copier.step(&destination, &["init"], "copy-init")?;
+                let sample = copier.step(
+                    &destination,
+                    &["copy", "--from-repo", repo],
+                    Step::CopyToS3.slug(),
+                )?;
+                let copied = server.repository_bytes(&destination)?;
+                record(&mut results, Step::CopyToS3, tool, sample, Some(copied));
+            }
+
             // Forgetting is not measured; arca's prune marks what restic's
             // deletes (a later prune deletes it, docs/FORMAT.md §16).
             runner.step(repo, &["forget", "--keep-last", "1"], "forget")?;
@@ -426,6 +454,74 @@ fn side_by_side(
         fs::remove_dir_all(&run_dir)?;
     }
     Ok(results)
+}
+
+/// Arca reading the repository restic wrote: `restore latest` (the snapshot
+/// restic's own restore just restored, whose sample is recorded beside it)
+/// compared with the source, and, on a local run, its migration into an
+/// empty Arca repository. Nothing without arca among the tools.
+fn restic_repository_steps(
+    results: &mut Results,
+    repos: &[(Runner, String)],
+    restic_repo: &str,
+    run_dir: &Path,
+    source: &Path,
+    backend: Backend,
+) -> Result<()> {
+    let Some((arca, _)) = repos.iter().find(|(runner, _)| runner.tool == Tool::Arca) else {
+        return Ok(());
+    };
+    if let Some(restic_restore) = results
+        .samples
+        .get(&(Step::Restore, Tool::Restic))
+        .and_then(|samples| samples.last().copied())
+    {
+        record(
+            results,
+            Step::RestoreFromRestic,
+            Tool::Restic,
+            restic_restore,
+            None,
+        );
+    }
+    let target = run_dir.join("restore-arca-from-restic");
+    let target_arg = target.to_string_lossy();
+    let sample = arca.step(
+        restic_repo,
+        &["restore", "latest", "--target", &target_arg],
+        Step::RestoreFromRestic.slug(),
+    )?;
+    record(results, Step::RestoreFromRestic, Tool::Arca, sample, None);
+    dataset::compare_trees(source, &restored_root(&target, source))
+        .context("arca restored a different tree from restic's repository")?;
+    println!("    arca's restore from restic's repository is identical to the source");
+    fs::remove_dir_all(&target)?;
+    if let Backend::Local = backend {
+        let migrated = run_dir.join("repo-migrated");
+        let migrated_arg = migrated.to_string_lossy();
+        let mut env = arca.env.clone();
+        env.push(("RESTIC_FROM_PASSWORD".into(), measure::PASSWORD.into()));
+        let migrator = Runner {
+            env,
+            ..arca.clone()
+        };
+        migrator.step(&migrated_arg, &["init"], "migrate-init")?;
+        let sample = migrator.step(
+            &migrated_arg,
+            &["copy", "--from-repo", restic_repo],
+            Step::MigrateFromRestic.slug(),
+        )?;
+        let bytes = dataset::tree_bytes(&migrated)?;
+        record(
+            results,
+            Step::MigrateFromRestic,
+            Tool::Arca,
+            sample,
+            Some(bytes),
+        );
+        fs::remove_dir_all(&migrated)?;
+    }
+    Ok(())
 }
 
 fn runner(

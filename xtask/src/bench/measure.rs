@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 /// The password both tools get, through `RESTIC_PASSWORD` (which arca reads too).
-const PASSWORD: &str = "arca-bench-password";
+pub(crate) const PASSWORD: &str = "arca-bench-password";
 
 /// The two programs compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -31,17 +31,29 @@ pub(crate) enum Step {
     Check,
     /// `prune` after forgetting all but the latest snapshot.
     Prune,
+    /// `restore latest` from the repository restic wrote (arca reading
+    /// restic's format; restic's own restore of the same snapshot beside it).
+    RestoreFromRestic,
+    /// `copy --from-repo` of restic's repository (every snapshot) into an
+    /// empty local Arca repository: the migration (arca only).
+    MigrateFromRestic,
+    /// `copy --from-repo` of the local repository (all its snapshots) into
+    /// an empty repository on the S3 server.
+    CopyToS3,
 }
 
 impl Step {
     /// All steps in the order they run.
-    pub(crate) const ALL: [Step; 7] = [
+    pub(crate) const ALL: [Step; 10] = [
         Step::Init,
         Step::FirstBackup,
         Step::Unchanged,
         Step::AfterMutate,
         Step::Restore,
         Step::Check,
+        Step::RestoreFromRestic,
+        Step::MigrateFromRestic,
+        Step::CopyToS3,
         Step::Prune,
     ];
 
@@ -54,7 +66,10 @@ impl Step {
             Step::AfterMutate => "backup after 5 % change",
             Step::Restore => "full restore",
             Step::Check => "check --read-data",
+            Step::RestoreFromRestic => "restore from restic's repository",
+            Step::MigrateFromRestic => "migration of restic's repository (copy --from-repo)",
             Step::Prune => "prune after forget --keep-last 1",
+            Step::CopyToS3 => "copy of the repository to S3",
         }
     }
 
@@ -67,7 +82,10 @@ impl Step {
             Step::AfterMutate => "backup-mutated",
             Step::Restore => "restore",
             Step::Check => "check",
+            Step::RestoreFromRestic => "restore-restic",
+            Step::MigrateFromRestic => "migrate-restic",
             Step::Prune => "prune",
+            Step::CopyToS3 => "copy-s3",
         }
     }
 }
@@ -154,7 +172,13 @@ pub(crate) struct Report {
 }
 
 /// The targets: step, metric, the largest Arca/restic ratio that meets it.
-const TARGETS: [(Step, Metric, f64, &str); 9] = [
+const TARGETS: [(Step, Metric, f64, &str); 11] = [
+    (
+        Step::RestoreFromRestic,
+        Metric::Wall,
+        1.0,
+        "restore from a restic repository at least as fast as restic",
+    ),
     (
         Step::FirstBackup,
         Metric::Wall,
@@ -196,6 +220,12 @@ const TARGETS: [(Step, Metric, f64, &str); 9] = [
         Metric::Rss,
         1.0,
         "peak RSS during prune ≤ restic's",
+    ),
+    (
+        Step::CopyToS3,
+        Metric::Wall,
+        1.0 / 2.0,
+        "copy local → S3 ≥ 2× faster",
     ),
     (
         Step::FirstBackup,
