@@ -37,14 +37,11 @@ pub(crate) enum Step {
     /// `copy --from-repo` of restic's repository (every snapshot) into an
     /// empty local Arca repository: the migration (arca only).
     MigrateFromRestic,
-    /// `copy --from-repo` of the local repository (all its snapshots) into
-    /// an empty repository on the S3 server.
-    CopyToS3,
 }
 
 impl Step {
     /// All steps in the order they run.
-    pub(crate) const ALL: [Step; 10] = [
+    pub(crate) const ALL: [Step; 9] = [
         Step::Init,
         Step::FirstBackup,
         Step::Unchanged,
@@ -53,7 +50,6 @@ impl Step {
         Step::Check,
         Step::RestoreFromRestic,
         Step::MigrateFromRestic,
-        Step::CopyToS3,
         Step::Prune,
     ];
 
@@ -69,7 +65,6 @@ impl Step {
             Step::RestoreFromRestic => "restore from restic's repository",
             Step::MigrateFromRestic => "migration of restic's repository (copy --from-repo)",
             Step::Prune => "prune after forget --keep-last 1",
-            Step::CopyToS3 => "copy of the repository to S3",
         }
     }
 
@@ -85,7 +80,6 @@ impl Step {
             Step::RestoreFromRestic => "restore-restic",
             Step::MigrateFromRestic => "migrate-restic",
             Step::Prune => "prune",
-            Step::CopyToS3 => "copy-s3",
         }
     }
 }
@@ -172,7 +166,7 @@ pub(crate) struct Report {
 }
 
 /// The targets: step, metric, the largest Arca/restic ratio that meets it.
-const TARGETS: [(Step, Metric, f64, &str); 11] = [
+const TARGETS: [(Step, Metric, f64, &str); 10] = [
     (
         Step::RestoreFromRestic,
         Metric::Wall,
@@ -220,12 +214,6 @@ const TARGETS: [(Step, Metric, f64, &str); 11] = [
         Metric::Rss,
         1.0,
         "peak RSS during prune ≤ restic's",
-    ),
-    (
-        Step::CopyToS3,
-        Metric::Wall,
-        1.0 / 2.0,
-        "copy local → S3 ≥ 2× faster",
     ),
     (
         Step::FirstBackup,
