@@ -571,3 +571,30 @@ fn find_diff_stats_and_dump_read_restic_repositories_like_migrated_ones() {
         "dumped tar differs"
     );
 }
+
+#[test]
+fn migration_into_an_s3_repository() {
+    if !restic_installed() {
+        return;
+    }
+    let Some(arca) = Repo::s3() else {
+        return;
+    };
+    arca.ok(&["init"]);
+    let (restic_repo, data, _) = restic_repo(arca.tmp.path(), "2", Some("auto"));
+    let report = migrate(&arca, &restic_repo, &[]);
+    assert_eq!(report["copied"].as_array().unwrap().len(), 4, "{report}");
+    let check = arca.json_summary(&["check", "--read-data"]);
+    assert_eq!(check["ok"], true, "{check}");
+    let (ours, theirs) = (arca.path("arca"), arca.path("restic"));
+    arca.ok(&["restore", "latest", "--target", ours.to_str().unwrap()]);
+    restic(
+        &restic_repo,
+        &["restore", "latest", "--target", theirs.to_str().unwrap()],
+    );
+    let (theirs_root, ours_root) = (restored(&theirs, &data), restored(&ours, &data));
+    assert_same_tree(&theirs_root, &ours_root);
+    assert_same_metadata(&theirs_root, &ours_root);
+    let again = migrate(&arca, &restic_repo, &[]);
+    assert!(again["copied"].as_array().unwrap().is_empty(), "{again}");
+}
