@@ -45,6 +45,9 @@ const READ_AHEAD: usize = 4;
 /// Remembered restic → Arca mappings at most (trees and files each); the
 /// maps are emptied when full, which only costs reading again.
 const MAX_REMEMBERED: usize = 1 << 18;
+/// Arca content IDs remembered for files at most (32 bytes each), so a few
+/// huge files cannot make the file map large.
+const MAX_REMEMBERED_CONTENT_IDS: usize = 1 << 20;
 
 /// The restic snapshots to migrate, as Arca's type (root tree and IDs still
 /// restic's): those named by `specs` (full IDs, unique prefixes or
@@ -114,6 +117,7 @@ pub async fn migrate(
         sink,
         trees: HashMap::new(),
         files: HashMap::new(),
+        remembered_content_ids: 0,
     };
     for (id, snapshot) in todo {
         let tree = match migrator.tree(snapshot.tree).await {
@@ -157,6 +161,8 @@ struct Migrator {
     trees: HashMap<Id, Id>,
     /// SHA-256 of a file's restic content list → its Arca content list.
     files: HashMap<Id, Vec<Id>>,
+    /// Content IDs held in `files`.
+    remembered_content_ids: usize,
 }
 
 impl Migrator {
@@ -272,9 +278,13 @@ impl Migrator {
         .await;
         reader.abort();
         result?;
-        if self.files.len() >= MAX_REMEMBERED {
+        if self.files.len() >= MAX_REMEMBERED
+            || self.remembered_content_ids + ids.len() > MAX_REMEMBERED_CONTENT_IDS
+        {
             self.files.clear();
+            self.remembered_content_ids = 0;
         }
+        self.remembered_content_ids += ids.len();
         self.files.insert(list_id, ids.clone());
         Ok(ids)
     }
