@@ -4,7 +4,9 @@
 //! One run = a fresh copy of the generated tree and a fresh repository per tool:
 //! init, first backup, unchanged re-backup, `mutate`, backup after the change,
 //! restore of the latest snapshot into an empty directory (compared byte for
-//! byte with the source), `check --read-data`. Every step is measured (wall,
+//! byte with the source), `check --read-data`, with `--s3` a `copy` of the
+//! local repository into an empty one on the S3 server, then `forget
+//! --keep-last 1` and `prune`. Every step is measured (wall,
 //! user+sys CPU, peak RSS via GNU time) and the report shows medians over runs.
 //! The order of the tools alternates between runs so neither always goes first.
 //!
@@ -352,6 +354,11 @@ fn side_by_side(
         reset_dir(&run_dir)?;
         // A fresh server per run: moto keeps every object in memory.
         let storage = Storage::start(backend, &run_dir)?;
+        // With --s3, the local run also copies its repositories into a bucket.
+        let copy_server = match (backend, options.s3) {
+            (Backend::Local, true) => Some(s3::Server::start()?),
+            _ => None,
+        };
         let source = run_dir.join("source");
         copy_tree(base, &source)?;
         let source_arg = source.to_string_lossy().into_owned();
@@ -411,6 +418,23 @@ fn side_by_side(
 
             if tool == Tool::Restic {
                 restic_repository_steps(&mut results, &repos, repo, &run_dir, &source, backend)?;
+            }
+
+            if let Some(server) = &copy_server {
+                let (destination, mut env) = server.repository(&format!("copy-{}", tool.name()))?;
+                env.push(("RESTIC_FROM_PASSWORD".into(), measure::PASSWORD.into()));
+                let copier = Runner {
+                    env,
+                    ..runner.clone()
+                };
+                copier.step(&destination, &["init"], "copy-init")?;
+                let sample = copier.step(
+                    &destination,
+                    &["copy", "--from-repo", repo],
+                    Step::CopyToS3.slug(),
+                )?;
+                let copied = server.repository_bytes(&destination)?;
+                record(&mut results, Step::CopyToS3, tool, sample, Some(copied));
             }
 
             // Forgetting is not measured; arca's prune marks what restic's
