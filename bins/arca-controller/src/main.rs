@@ -7,6 +7,7 @@
 mod metrics;
 mod reconcile;
 mod serve;
+mod shards;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,12 +41,27 @@ struct Args {
     /// The image mover Jobs run (`arca-agent`).
     #[arg(long, default_value = "arca/arca-agent:0.1.0")]
     agent_image: String,
-    /// Mover Jobs that may run at once, cluster-wide (not enforced yet).
+    /// Mover Jobs that may run at once, cluster-wide: a due backup beyond it waits
+    /// (condition reason `WaitingForSlot`), most urgent first.
     #[arg(long, default_value_t = 10)]
     max_concurrent_jobs: usize,
-    /// Mover Jobs that may run at once on one node (not enforced yet).
+    /// Mover Jobs that may run at once on one node (a mover's node: where its pod runs; a
+    /// waiting backup's: where its source volume is in use).
     #[arg(long, default_value_t = 2)]
     max_jobs_per_node: usize,
+    /// Namespace of the shard Leases that let several replicas share the work; without it
+    /// this replica reconciles every object (run one replica only).
+    #[arg(long, env = "ARCA_POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// This replica's Lease holder identity (its pod name).
+    #[arg(long, env = "ARCA_POD_NAME")]
+    identity: Option<String>,
+    /// Shards the objects are spread over; the same on every replica.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    lease_shards: u32,
+    /// Lease duration: a dead replica's objects are taken over within about this long.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(2..=3600))]
+    lease_duration_seconds: u32,
     /// Refuse storage connections below TLS 1.3 (accepted; not enforced by this build yet).
     #[arg(long)]
     require_tls13: bool,
@@ -65,9 +81,16 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let client = client(args.kubeconfig.as_deref()).await?;
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "arca-controller".into()),
+            std::process::id()
+        )
+    });
     let reporter = Reporter {
         controller: "arca-controller".into(),
-        instance: std::env::var("ARCA_POD_NAME").ok(),
+        instance: Some(identity.clone()),
     };
     let config = ControllerConfig {
         mover_image: args.agent_image.clone(),
@@ -79,21 +102,53 @@ async fn main() -> anyhow::Result<()> {
         metrics: Metrics::new(),
         recorder: Recorder::new(client.clone(), reporter),
         failures: Mutex::new(HashMap::new()),
+        limits: arca_sched::Limits {
+            global: args.max_concurrent_jobs,
+            per_node: args.max_jobs_per_node,
+        },
+        queue: Mutex::new(arca_kube::queue::SlotQueue::new(reconcile::SLOT_FORGET)),
+        shards: match args.lease_namespace {
+            Some(_) => shards::Shards::leased(args.lease_shards),
+            None => shards::Shards::all(),
+        },
     });
+    let (gained, _) = tokio::sync::watch::channel(());
+    if let Some(namespace) = args.lease_namespace.clone() {
+        let config = shards::LeaseConfig {
+            namespace,
+            identity: identity.clone(),
+            shards: args.lease_shards,
+            duration: jiff::SignedDuration::from_secs(i64::from(args.lease_duration_seconds)),
+        };
+        tracing::info!(%identity, shards = config.shards, namespace = %config.namespace, "sharing the work over Leases");
+        let context = Arc::clone(&context);
+        let gained = gained.clone();
+        tokio::spawn(async move {
+            shards::run(context.client.clone(), config, &context.shards, gained).await
+        });
+    } else {
+        tracing::info!(
+            "no --lease-namespace/ARCA_POD_NAMESPACE: reconciling every object (one replica)"
+        );
+    }
     let ready = serve::Readiness::default();
     tokio::spawn(serve::metrics(args.metrics_address, Arc::clone(&context)));
     tokio::spawn(serve::health(args.health_address, ready.clone()));
 
-    let sources = controller::<ReplicationSource>(&client).run(
-        reconcile::reconcile_source,
-        reconcile::retry_after_error,
-        Arc::clone(&context),
-    );
-    let destinations = controller::<ReplicationDestination>(&client).run(
-        reconcile::reconcile_destination,
-        reconcile::retry_after_error,
-        Arc::clone(&context),
-    );
+    let sources = controller::<ReplicationSource>(&client)
+        .reconcile_all_on(on_change(gained.subscribe()))
+        .run(
+            reconcile::reconcile_source,
+            reconcile::retry_after_error,
+            Arc::clone(&context),
+        );
+    let destinations = controller::<ReplicationDestination>(&client)
+        .reconcile_all_on(on_change(gained.subscribe()))
+        .run(
+            reconcile::reconcile_destination,
+            reconcile::retry_after_error,
+            Arc::clone(&context),
+        );
     ready.set();
     tracing::info!("arca-controller running");
     futures::stream::select(
@@ -132,6 +187,16 @@ where
             watcher::Config::default(),
         )
         .shutdown_on_signal()
+}
+
+/// A stream with an item each time `receiver`'s sender signals.
+fn on_change(
+    receiver: tokio::sync::watch::Receiver<()>,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.changed().await.ok()?;
+        Some(((), receiver))
+    })
 }
 
 async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {

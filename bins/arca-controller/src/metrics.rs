@@ -52,6 +52,10 @@ pub(crate) struct Metrics {
     pub(crate) missed_intervals: Family<ObjectLabels, Counter>,
     pub(crate) out_of_sync: Family<ObjectLabels, Gauge>,
     pub(crate) sync_duration: Family<ObjectLabels, Histogram, fn() -> Histogram>,
+    /// Shards this replica holds (`arca_controller_shards_held`; 1 without Leases).
+    pub(crate) shards_held: Gauge,
+    /// Backups waiting for a mover slot in this replica's queue (`arca_controller_queue_length`).
+    pub(crate) queue_length: Gauge,
 }
 
 impl Metrics {
@@ -68,6 +72,8 @@ impl Metrics {
             missed_intervals: Family::default(),
             out_of_sync: Family::default(),
             sync_duration: Family::new_with_constructor(duration_histogram),
+            shards_held: Gauge::default(),
+            queue_length: Gauge::default(),
             registry: Registry::default(),
         };
         // OpenMetrics adds `_total` to counters itself.
@@ -120,6 +126,16 @@ impl Metrics {
             "volsync_sync_duration_seconds",
             "Durations of synchronizations",
             metrics.sync_duration.clone(),
+        );
+        registry.register(
+            "arca_controller_shards_held",
+            "Shard Leases this replica holds (1 when it runs without Leases)",
+            metrics.shards_held.clone(),
+        );
+        registry.register(
+            "arca_controller_queue_length",
+            "Backups due and waiting for a mover slot in this replica's queue",
+            metrics.queue_length.clone(),
         );
         Metrics {
             registry,

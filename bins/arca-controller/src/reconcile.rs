@@ -27,6 +27,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::metrics::{Metrics, ObjectLabels, StatusLabels};
+use crate::shards::Shards;
+use arca_kube::queue::{Slot, SlotQueue, node_of_claim};
+use arca_sched::{Limits, RunningItem, WorkItem};
 
 /// The field manager of everything the controller applies.
 const FIELD_MANAGER: &str = "arca-controller";
@@ -39,7 +42,18 @@ pub(crate) struct Context {
     pub(crate) recorder: Recorder,
     /// Consecutive failed mover runs per object (`volsync_repository_connection_failures`).
     pub(crate) failures: Mutex<HashMap<String, i64>>,
+    /// `--max-concurrent-jobs` and `--max-jobs-per-node`.
+    pub(crate) limits: Limits,
+    /// Backups that are due and wait for a mover slot.
+    pub(crate) queue: Mutex<SlotQueue>,
+    /// The shards this replica reconciles.
+    pub(crate) shards: Shards,
 }
+
+/// How soon a backup waiting for a mover slot asks again.
+const SLOT_RETRY: jiff::SignedDuration = jiff::SignedDuration::from_secs(10);
+/// A waiting backup that has not asked for this long is dropped from the queue.
+pub(crate) const SLOT_FORGET: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 
 /// Why a reconcile stopped; the object is retried.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +71,13 @@ pub(crate) async fn reconcile_source(
     context: Arc<Context>,
 ) -> Result<Requeued> {
     let namespace = namespace_of(&*source)?;
+    let name = source.name_any();
+    let key = format!("{namespace}/{name}");
+    let now = jiff::Timestamp::now();
+    if !context.shards.owns(&namespace, &name, now) {
+        lock(&context.queue).remove(&key);
+        return Ok(Requeued::await_change());
+    }
     let client = &context.client;
     let restic = source.spec.restic.as_ref();
     let observed = SourceObserved {
@@ -72,14 +93,41 @@ pub(crate) async fn reconcile_source(
         .await?,
         owned: owned(client, &namespace, &*source, true).await?,
     };
-    let decision = arca_kube::reconcile_source(&observed, jiff::Timestamp::now(), &context.config);
+    let mut decision = arca_kube::reconcile_source(&observed, now, &context.config);
+    let mut waiting_for_slot = false;
+    if arca_kube::reconcile::starts_sync(&observed, &decision) {
+        let item = WorkItem {
+            key: key.clone(),
+            node: source_node(client, &namespace, source.spec.source_pvc.as_deref()).await?,
+            class: data_class_of(&source).into(),
+            due: source
+                .status
+                .as_ref()
+                .and_then(|s| s.next_sync_time.as_ref())
+                .map_or(now, |t| t.0.min(now)),
+        };
+        let running = running_movers(client).await?;
+        let slot = lock(&context.queue).claim(item, &running, context.limits, now);
+        if slot == Slot::Waiting {
+            decision = arca_kube::reconcile::hold_for_slot(&observed, decision, now, SLOT_RETRY);
+            waiting_for_slot = true;
+        }
+    } else {
+        lock(&context.queue).remove(&key);
+    }
     let labels = labels(
         &*source,
         "source",
         restic.map(|r| r.repository.clone()),
         data_class_source(&source),
     );
-    record_metrics(&context, &labels, &decision, &observed.owned, true);
+    record_metrics(
+        &context,
+        &labels,
+        &decision,
+        &observed.owned,
+        Some(waiting_for_slot),
+    );
     carry_out(
         &context,
         &*source,
@@ -97,6 +145,12 @@ pub(crate) async fn reconcile_destination(
     context: Arc<Context>,
 ) -> Result<Requeued> {
     let namespace = namespace_of(&*destination)?;
+    if !context
+        .shards
+        .owns(&namespace, &destination.name_any(), jiff::Timestamp::now())
+    {
+        return Ok(Requeued::await_change());
+    }
     let client = &context.client;
     let restic = destination.spec.restic.as_ref();
     let observed = DestinationObserved {
@@ -125,7 +179,7 @@ pub(crate) async fn reconcile_destination(
         restic.map(|r| r.repository.clone()),
         "important",
     );
-    record_metrics(&context, &labels, &decision, &observed.owned, false);
+    record_metrics(&context, &labels, &decision, &observed.owned, None);
     carry_out(
         &context,
         &*destination,
@@ -156,12 +210,86 @@ fn namespace_of<K: Resource>(object: &K) -> Result<String> {
         .ok_or_else(|| ReconcileError::Invalid("the object has no namespace".into()))
 }
 
+fn data_class_of(source: &ReplicationSource) -> arca_kube::api::DataClass {
+    source
+        .spec
+        .arca
+        .as_ref()
+        .and_then(|a| a.data_class)
+        .unwrap_or_default()
+}
+
 fn data_class_source(source: &ReplicationSource) -> &'static str {
-    match source.spec.arca.as_ref().and_then(|a| a.data_class) {
-        Some(arca_kube::api::DataClass::Critical) => "critical",
-        Some(arca_kube::api::DataClass::Archival) => "archival",
-        _ => "important",
+    data_class_of(source).as_str()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The node of a source's volume, for the per-node limit (`arca_kube::queue::node_of_claim`).
+async fn source_node(
+    client: &Client,
+    namespace: &str,
+    claim: Option<&str>,
+) -> Result<Option<String>> {
+    let Some(claim) = claim else { return Ok(None) };
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let Some(claim) = claims.get_opt(claim).await? else {
+        return Ok(None);
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pods = pods.list(&ListParams::default()).await?.items;
+    Ok(node_of_claim(&claim, &pods))
+}
+
+/// The operator's mover Jobs that have not finished, cluster-wide, with the node their pod
+/// runs on.
+async fn running_movers(client: &Client) -> Result<Vec<RunningItem>> {
+    let jobs: Api<Job> = Api::all(client.clone());
+    let selector = format!(
+        "{}={}",
+        arca_kube::reconcile::CREATED_BY_LABEL,
+        arca_kube::reconcile::CREATED_BY_VALUE
+    );
+    let mut running = Vec::new();
+    for job in jobs
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+    {
+        let finished = job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+            });
+        if finished {
+            continue;
+        }
+        let namespace = job.namespace().unwrap_or_default();
+        let owner = job
+            .owner_references()
+            .first()
+            .map(|o| format!("{}:{}", o.kind, o.name))
+            .unwrap_or_else(|| job.name_any());
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let node = pods
+            .list(&ListParams::default().labels(&format!("job-name={}", job.name_any())))
+            .await?
+            .items
+            .into_iter()
+            .find_map(|p| p.spec.and_then(|s| s.node_name));
+        // Sources are queued by `namespace/name`; a running backup has the same key.
+        let key = match owner.strip_prefix("ReplicationSource:") {
+            Some(name) => format!("{namespace}/{name}"),
+            None => format!("{namespace}/{owner}"),
+        };
+        running.push(RunningItem { key, node });
     }
+    Ok(running)
 }
 
 fn labels<K: Resource>(
@@ -298,8 +426,9 @@ fn record_metrics<S>(
     labels: &ObjectLabels,
     decision: &Decision<S>,
     owned: &OwnedObserved,
-    source: bool,
+    waiting_for_slot: Option<bool>,
 ) {
+    let source = waiting_for_slot.is_some();
     let metrics = &context.metrics;
     metrics
         .out_of_sync
@@ -317,10 +446,9 @@ fn record_metrics<S>(
             .jobs
             .iter()
             .any(|j| j.phase == arca_kube::reconcile::JobPhase::Active);
-        metrics
-            .pending_backups
-            .get_or_create(labels)
-            .set(i64::from(decision.out_of_sync && !running));
+        metrics.pending_backups.get_or_create(labels).set(i64::from(
+            waiting_for_slot == Some(true) || (decision.out_of_sync && !running),
+        ));
     }
     let Some(report) = decision.report else {
         return;

@@ -67,7 +67,16 @@ pub(crate) async fn metrics(address: SocketAddr, context: Arc<Context>) {
         "/metrics" => text(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            context.metrics.encode(),
+            {
+                let now = jiff::Timestamp::now();
+                let metrics = &context.metrics;
+                metrics
+                    .shards_held
+                    .set(context.shards.held_count(now) as i64);
+                let waiting = context.queue.lock().map_or(0, |q| q.len());
+                metrics.queue_length.set(waiting as i64);
+                metrics.encode()
+            },
         ),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     })

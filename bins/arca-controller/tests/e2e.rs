@@ -42,6 +42,28 @@ impl Drop for Running {
     }
 }
 
+/// Starts the real controller against `kubeconfig`, logging to `log`, with `extra` arguments.
+fn controller(kubeconfig: &Path, log: &Path, extra: &[&str]) -> Running {
+    Running(
+        Command::new(env!("CARGO_BIN_EXE_arca-controller"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args([
+                "--metrics-address",
+                "127.0.0.1:0",
+                "--health-address",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env("ARCA_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 fn key(group: &str, version: &str, plural: &str) -> ResourceKey {
     ResourceKey::new(group, version, plural)
 }
@@ -141,23 +163,7 @@ async fn a_source_backs_up_and_a_destination_restores_through_the_real_controlle
 
     let kubeconfig = work.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
-    let _controller = Running(
-        Command::new(env!("CARGO_BIN_EXE_arca-controller"))
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args([
-                "--metrics-address",
-                "127.0.0.1:0",
-                "--health-address",
-                "127.0.0.1:0",
-            ])
-            .env("ARCA_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(work.path().join("controller.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let _controller = controller(&kubeconfig, &work.path().join("controller.log"), &[]);
 
     // The seed's ReplicationSource, with a manual trigger so the test need not wait for 2 AM.
     let sources = key("volsync.backube", "v1alpha1", "replicationsources");
@@ -257,4 +263,164 @@ async fn a_source_backs_up_and_a_destination_restores_through_the_real_controlle
     let restored_dir = claim_dir(&work.path().join("cluster"), "app", "example-app-dr-data");
     assert_eq!(read_tree(&restored_dir), expected);
     kubelet.abort();
+}
+
+/// Two replicas share the objects through shard Leases (half each), a due backup with no free
+/// mover slot waits visibly without a Job, and when one replica dies the other takes its shards
+/// over within about a lease period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_shards_through_leases_and_a_backup_waits_for_a_mover_slot() {
+    let server = ApiServer::start().await.unwrap();
+    let store = Arc::clone(server.store());
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    for crd in arca_kube::crds() {
+        store
+            .create(
+                &key("apiextensions.k8s.io", "v1", "customresourcedefinitions"),
+                None,
+                serde_json::to_value(crd).unwrap(),
+            )
+            .unwrap();
+    }
+    for namespace in ["app", "arca-system"] {
+        store
+            .create(
+                &key("", "v1", "namespaces"),
+                None,
+                json!({"metadata": {"name": namespace}}),
+            )
+            .unwrap();
+    }
+    let kubeconfig = work.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+    // No mover may run at all: every due backup must wait for a slot.
+    let replica = |identity: &str| {
+        controller(
+            &kubeconfig,
+            &work.path().join(format!("{identity}.log")),
+            &[
+                "--lease-namespace",
+                "arca-system",
+                "--identity",
+                identity,
+                "--lease-shards",
+                "4",
+                "--lease-duration-seconds",
+                "2",
+                "--max-concurrent-jobs",
+                "0",
+            ],
+        )
+    };
+    let replica_a = replica("replica-a");
+    let _replica_b = replica("replica-b");
+    let logs = || {
+        ["replica-a", "replica-b"]
+            .iter()
+            .map(|r| {
+                std::fs::read_to_string(work.path().join(format!("{r}.log"))).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+    let leases = key("coordination.k8s.io", "v1", "leases");
+    // The shard Leases' holders (the namespace also holds each replica's member Lease).
+    let holders = |all: &[Value]| -> Vec<String> {
+        all.iter()
+            .filter(|l| {
+                l["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("arca-controller-shard-"))
+            })
+            .map(|l| {
+                l["spec"]["holderIdentity"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect()
+    };
+    let split = store
+        .wait_until_all(
+            &leases,
+            Some("arca-system"),
+            |all| {
+                let h = holders(all);
+                h.len() == 4
+                    && h.iter().filter(|h| *h == "replica-a").count() == 2
+                    && h.iter().filter(|h| *h == "replica-b").count() == 2
+            },
+            WAIT,
+        )
+        .await;
+    assert!(
+        split.is_some(),
+        "the shards were never split 2/2:\n{}",
+        logs()
+    );
+
+    let sources = key("volsync.backube", "v1alpha1", "replicationsources");
+    store
+        .create(
+            &sources,
+            Some("app"),
+            json!({
+            "apiVersion": "volsync.backube/v1alpha1", "kind": "ReplicationSource",
+            "metadata": {"name": "waits"},
+            "spec": {"sourcePVC": "data", "trigger": {"manual": "now"},
+                "restic": {"repository": "secret", "copyMethod": "Direct"}}}),
+        )
+        .unwrap();
+    let waiting = store
+        .wait_until(
+            &sources,
+            Some("app"),
+            "waits",
+            |s| {
+                s["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["reason"] == "WaitingForSlot"))
+            },
+            WAIT,
+        )
+        .await;
+    let Some(waiting) = waiting else {
+        panic!("the source never waited for a slot:\n{}", logs());
+    };
+    assert!(
+        waiting["status"]["lastSyncStartTime"].is_null(),
+        "{waiting:#}"
+    );
+    let jobs = key("batch", "v1", "jobs");
+    let no_jobs = store
+        .wait_until_all(&jobs, Some("app"), |all| all.is_empty(), WAIT)
+        .await;
+    assert!(no_jobs.is_some(), "a Job was made without a slot");
+
+    // Replica a dies: b holds all four shards once a's leases expire.
+    drop(replica_a);
+    let taken_over = store
+        .wait_until_all(
+            &leases,
+            Some("arca-system"),
+            |all| {
+                let h = holders(all);
+                h.len() == 4 && h.iter().all(|h| h == "replica-b")
+            },
+            WAIT,
+        )
+        .await;
+    assert!(
+        taken_over.is_some(),
+        "replica-b never took over:\n{}",
+        logs()
+    );
+    for lease in taken_over
+        .unwrap()
+        .iter()
+        .filter(|l| l["metadata"]["name"] != "arca-controller-member-replica-a")
+    {
+        assert_eq!(lease["spec"]["leaseDurationSeconds"], 2, "{lease:#}");
+        assert!(lease["spec"]["renewTime"].is_string(), "{lease:#}");
+    }
 }

@@ -15,8 +15,9 @@
 //! A dead replica's shards are free after one lease duration and taken at the next round of any
 //! live replica (rounds run every quarter of the duration).
 //!
-//! Balancing: the live holders are the distinct holders of unexpired Leases, plus this replica;
-//! each aims at `ceil(shards / live)`. A replica holding more releases its highest shards (it
+//! Balancing: every replica also keeps a member Lease ([`member_lease_name`]) renewed, so a new
+//! replica is seen before it holds any shard. The live replicas are the live members, the
+//! holders of unexpired shard Leases and this one; each aims at `ceil(shards / live)`. A replica holding more releases its highest shards (it
 //! stops reconciling them before the release is written); one holding fewer takes free shards,
 //! lowest first.
 
@@ -32,6 +33,14 @@ pub const HOLD_FRACTION: f64 = 0.75;
 pub const SHARD_LEASE_LABEL: &str = "app.kubernetes.io/component";
 /// The value of [`SHARD_LEASE_LABEL`].
 pub const SHARD_LEASE_LABEL_VALUE: &str = "arca-controller-shard";
+
+/// The label of every member Lease (value: [`MEMBER_LEASE_LABEL_VALUE`]).
+pub const MEMBER_LEASE_LABEL_VALUE: &str = "arca-controller-member";
+
+/// The name of the member Lease of the replica `identity`.
+pub fn member_lease_name(identity: &str) -> String {
+    format!("arca-controller-member-{identity}")
+}
 
 /// The name of shard `shard`'s Lease.
 pub fn lease_name(shard: u32) -> String {
@@ -124,13 +133,21 @@ pub fn held_until(written: Timestamp, duration: SignedDuration) -> Timestamp {
 
 /// Which Leases `me` acquires, renews and releases now (see the [module docs](self)). `leases`
 /// holds the listed shard Leases (missing shards are created free by the controller first and
-/// simply not considered here); `shards` is the configured shard count.
-pub fn plan_leases(leases: &[ShardLease], me: &str, now: Timestamp, shards: u32) -> Vec<LeaseStep> {
+/// simply not considered here); `members` the identities of live member Leases (see
+/// [`ShardLease::live_holder`]); `shards` is the configured shard count.
+pub fn plan_leases(
+    leases: &[ShardLease],
+    members: &[&str],
+    me: &str,
+    now: Timestamp,
+    shards: u32,
+) -> Vec<LeaseStep> {
     let mut leases: Vec<&ShardLease> = leases.iter().filter(|l| l.shard < shards).collect();
     leases.sort_by_key(|l| l.shard);
     let live: BTreeSet<&str> = leases
         .iter()
         .filter_map(|l| l.live_holder(now))
+        .chain(members.iter().copied())
         .chain([me])
         .collect();
     let fair = (shards as usize).div_ceil(live.len());
@@ -222,7 +239,8 @@ mod tests {
     #[test]
     fn plans() {
         let now = 100;
-        let cases: Vec<(&str, Vec<ShardLease>, Vec<(char, u32)>)> = vec![
+        type Case = (&'static str, Vec<ShardLease>, Vec<(char, u32)>);
+        let cases: Vec<Case> = vec![
             (
                 "alone, all free: take every shard",
                 (0..4).map(|s| lease(s, None, None)).collect(),
@@ -277,6 +295,13 @@ mod tests {
                 vec![('r', 2), ('a', 3)],
             ),
             (
+                "a live member holding nothing yet counts: release down to half",
+                (0..4)
+                    .map(|s| lease(s, Some("me"), Some(now - 5)))
+                    .collect(),
+                vec![('r', 0), ('r', 1), ('x', 2), ('x', 3)],
+            ),
+            (
                 "an empty holder string is free",
                 vec![lease(0, Some(""), Some(now))],
                 vec![('a', 0)],
@@ -284,8 +309,13 @@ mod tests {
         ];
         for (name, leases, expected) in cases {
             let shards = leases.len() as u32;
+            let members: &[&str] = if name.starts_with("a live member") {
+                &["newcomer"]
+            } else {
+                &[]
+            };
             assert_eq!(
-                kinds(&plan_leases(&leases, "me", t(now), shards)),
+                kinds(&plan_leases(&leases, members, "me", t(now), shards)),
                 expected,
                 "{name}"
             );
@@ -364,7 +394,8 @@ mod tests {
                     read[replica] = store.leases.clone();
                 } else {
                     let me = names[replica];
-                    for step in plan_leases(&read[replica], me, now, shards) {
+                    let members: Vec<&str> = (0..3).filter(|r| !dead[*r]).map(|r| names[r]).collect();
+                    for step in plan_leases(&read[replica], &members, me, now, shards) {
                         if matches!(step, LeaseStep::Release { .. }) {
                             held[replica].remove(&step.shard());
                         }
@@ -386,7 +417,7 @@ mod tests {
             now += DURATION * 2;
             for _ in 0..3 {
                 read[0] = store.leases.clone();
-                for step in plan_leases(&read[0], "a", now, shards) {
+                for step in plan_leases(&read[0], &[], "a", now, shards) {
                     if store.write(&step, "a", now) && !matches!(step, LeaseStep::Release { .. }) {
                         held[0].insert(step.shard(), held_until(now, DURATION));
                     }

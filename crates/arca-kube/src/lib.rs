@@ -14,6 +14,8 @@
 //! - [`queue`]: whether a sync that wants to start gets a mover slot (arca-sched's queue under
 //!   the controller's global and per-node limits), and [`reconcile::hold_for_slot`] for one that
 //!   does not.
+//! - [`changes`]: which spec fields changed since the controller last recorded the object
+//!   (for an Event and the repository's audit trail).
 //! - [`lease`]: scale-out over shard Leases: which replica reconciles which object.
 //!
 //! It is not a client: nothing here talks to an API server, reads a clock or touches a file.
@@ -23,6 +25,7 @@
 //! data classes) comes from `arca-sched`.
 
 pub mod api;
+pub mod changes;
 mod crd;
 mod error;
 pub mod lease;

@@ -14,8 +14,10 @@
 //! else unknown, and an unknown node counts against the global limit only ([`node_of_claim`]).
 //! Restores (ReplicationDestinations) are never queued: a restore is what the RTO measures.
 
+use std::collections::HashMap;
+
 use arca_sched::{Limits, RunningItem, WorkItem, WorkQueue};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 
 /// The answer of [`claim_slot`].
@@ -43,6 +45,70 @@ pub fn claim_slot(
         Slot::Granted
     } else {
         Slot::Waiting
+    }
+}
+
+/// The controller's queue of waiting syncs. A waiting sync asks again every few seconds; one
+/// that has not asked for `forget_after` (its object was deleted, or moved to another replica's
+/// shard) is dropped before the next claim, so it cannot hold a slot it will never use.
+#[derive(Clone, Debug)]
+pub struct SlotQueue {
+    queue: WorkQueue,
+    asked: HashMap<String, Timestamp>,
+    forget_after: SignedDuration,
+}
+
+impl SlotQueue {
+    /// An empty queue forgetting items not asked for within `forget_after`.
+    pub fn new(forget_after: SignedDuration) -> SlotQueue {
+        SlotQueue {
+            queue: WorkQueue::new(),
+            asked: HashMap::new(),
+            forget_after,
+        }
+    }
+
+    /// [`claim_slot`], after dropping the items no longer asked for.
+    pub fn claim(
+        &mut self,
+        item: WorkItem,
+        running: &[RunningItem],
+        limits: Limits,
+        now: Timestamp,
+    ) -> Slot {
+        let forget_after = self.forget_after;
+        let stale: Vec<String> = self
+            .asked
+            .iter()
+            .filter(|(_, at)| now.duration_since(**at) > forget_after)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            self.remove(&key);
+        }
+        self.asked.insert(item.key.clone(), now);
+        let key = item.key.clone();
+        let slot = claim_slot(&mut self.queue, item, running, limits, now);
+        if slot == Slot::Granted {
+            self.asked.remove(&key);
+        }
+        slot
+    }
+
+    /// Drops the item of `key` (its object no longer waits).
+    pub fn remove(&mut self, key: &str) {
+        self.queue.remove(key);
+        self.asked.remove(key);
+    }
+
+    /// How many syncs wait.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether no sync waits.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
     }
 }
 
@@ -183,6 +249,32 @@ mod tests {
                 case.name
             );
         }
+    }
+
+    #[test]
+    fn items_no_longer_asked_for_are_forgotten() {
+        let mut queue = SlotQueue::new(SignedDuration::from_secs(60));
+        let one = Limits {
+            global: 1,
+            per_node: 1,
+        };
+        let critical = item("ns/crit", None, DataClass::Critical, 5);
+        let important = item("ns/imp", None, DataClass::Important, 5);
+        assert_eq!(
+            queue.claim(critical, &[running("ns/x", None)], one, now()),
+            Slot::Waiting
+        );
+        // The critical item outranks it while it keeps asking ...
+        let later = now() + SignedDuration::from_secs(30);
+        assert_eq!(
+            queue.claim(important.clone(), &[], one, later),
+            Slot::Waiting
+        );
+        assert_eq!(queue.len(), 2);
+        // ... and stops blocking it once it has not asked for a minute.
+        let much_later = now() + SignedDuration::from_secs(61);
+        assert_eq!(queue.claim(important, &[], one, much_later), Slot::Granted);
+        assert!(queue.is_empty());
     }
 
     #[test]
