@@ -15,8 +15,10 @@
 //!    source held then;
 //! 3. complete cluster loss: a fresh cluster with nothing but the repository
 //!    Secrets restores every application's volume (own cluster only);
-//! 4. controller fail-over: pending until the controller shares work through
-//!    Leases (said so in the output).
+//! 4. controller fail-over: two replicas share the work through Leases; the
+//!    one holding the source's shard is SIGKILLed while its mover Job runs,
+//!    and the other must take the shard over and finish the sync (pending,
+//!    and said so, while the controller binary has no `--lease-namespace`).
 //!
 //! `--scale N` instead loads N ReplicationSources and measures the
 //! controller's memory and how fast it brings them to a steady state.
@@ -418,12 +420,6 @@ async fn scenario(options: &Options, binaries: &Path, work: &Path) -> anyhow::Re
         );
     }
 
-    summary.pending(
-        "fail-over: two controller replicas, one SIGKILLed mid-sync, the other completes — \
-         needs the controller's Leases (issue 21), not in arca-controller yet"
-            .into(),
-    );
-
     println!("\n==> objects");
     for kind in [SOURCE, DESTINATION] {
         for object in cluster.list(API_VOLSYNC, kind, None).await? {
@@ -443,6 +439,19 @@ async fn scenario(options: &Options, binaries: &Path, work: &Path) -> anyhow::Re
     {
         println!("{line}");
     }
+    drop(controller);
+
+    println!("\n==> fail-over: two replicas sharing the work, the busy one SIGKILLed mid-sync");
+    failover(
+        &cluster,
+        &apps,
+        &controller_binary,
+        work,
+        options,
+        &mut summary,
+    )
+    .await?;
+
     println!("\n==> summary ({:.1} s)", started.elapsed().as_secs_f64());
     for line in &summary.lines {
         println!("{line}");
@@ -840,6 +849,157 @@ async fn cluster_loss(
             summary.passed(format!("cluster loss: {namespace}/{claim} restored from the repository alone, byte for byte"));
         }
     }
+    Ok(())
+}
+
+/// The namespace of the controller replicas' Leases in the fail-over step.
+const LEASE_NAMESPACE: &str = "arca-system";
+/// The lease duration the replicas run with: short, so the take-over is quick.
+const LEASE_SECONDS: &str = "3";
+
+/// Two controller replicas with one shard between them: the one holding it
+/// is SIGKILLed as soon as it has started the first source's mover Job; the
+/// other must take the shard over, see the Job finish and record the sync.
+async fn failover(
+    cluster: &Cluster,
+    apps: &BTreeMap<String, App>,
+    controller_binary: &Path,
+    work: &Path,
+    options: &Options,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let help = std::process::Command::new(controller_binary)
+        .arg("--help")
+        .output()?;
+    if !String::from_utf8_lossy(&help.stdout).contains("--lease-namespace") {
+        summary.pending(
+            "fail-over: arca-controller has no --lease-namespace (Leases, issue 21) yet".into(),
+        );
+        return Ok(());
+    }
+    let Some((app, source)) = apps
+        .iter()
+        .find_map(|(app, a)| a.sources.first().map(|s| (app, s)))
+    else {
+        return Ok(());
+    };
+    let (namespace, name) = (namespace_of(source), name_of(source));
+    cluster
+        .create_if_missing(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LEASE_NAMESPACE}}), None)
+        .await?;
+    let mut replicas = BTreeMap::new();
+    for identity in ["replica-a", "replica-b"] {
+        let args = [
+            "--lease-namespace",
+            LEASE_NAMESPACE,
+            "--lease-shards",
+            "1",
+            "--lease-duration-seconds",
+            LEASE_SECONDS,
+            "--identity",
+            identity,
+        ]
+        .map(String::from);
+        let log = work.join(format!("controller-{identity}.log"));
+        replicas.insert(
+            identity,
+            ControllerProcess::start(
+                controller_binary,
+                cluster,
+                &options.agent_image,
+                &log,
+                &args,
+            )?,
+        );
+    }
+    let lease = "arca-controller-shard-0";
+    let held = cluster
+        .wait_for(
+            "coordination.k8s.io/v1",
+            "Lease",
+            Some(LEASE_NAMESPACE),
+            lease,
+            "a replica holding the shard",
+            |l| {
+                l["spec"]["holderIdentity"]
+                    .as_str()
+                    .is_some_and(|h| h.starts_with("replica-"))
+            },
+        )
+        .await?;
+    let holder = held["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let survivor = if holder == "replica-a" {
+        "replica-b"
+    } else {
+        "replica-a"
+    };
+    let claim = source["spec"]["sourcePVC"]
+        .as_str()
+        .context("a source without sourcePVC")?;
+    cluster
+        .write_volume(&namespace, claim, &volume_content(app, 3))
+        .await?;
+    cluster
+        .merge_patch(
+            API_VOLSYNC,
+            SOURCE,
+            Some(&namespace),
+            &name,
+            &json!({"spec": {"trigger": {"manual": "e2e-failover"}}}),
+        )
+        .await?;
+    let job = format!("volsync-src-{name}");
+    cluster
+        .wait_for(
+            "batch/v1",
+            "Job",
+            Some(&namespace),
+            &job,
+            "the mover Job",
+            |_| true,
+        )
+        .await?;
+    replicas
+        .get_mut(holder.as_str())
+        .context("the holder is one of the replicas")?
+        .kill()?;
+    let synced = cluster
+        .wait_for(
+            API_VOLSYNC,
+            SOURCE,
+            Some(&namespace),
+            &name,
+            "the sync finished by the surviving replica",
+            |s| s["status"]["lastManualSync"] == "e2e-failover",
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "surviving replica's log:\n{}",
+                replicas[survivor].log_tail()
+            )
+        })?;
+    check_source_status(&synced)?;
+    let lease_now = cluster
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            Some(LEASE_NAMESPACE),
+            lease,
+        )
+        .await?
+        .context("the shard Lease is gone")?;
+    ensure!(
+        lease_now["spec"]["holderIdentity"] == survivor,
+        "after the kill the shard is held by {} instead of {survivor}",
+        lease_now["spec"]["holderIdentity"]
+    );
+    summary.passed(format!(
+        "fail-over: {holder} SIGKILLed with the mover Job running; {survivor} took the shard over and recorded the sync"
+    ));
     Ok(())
 }
 

@@ -558,6 +558,13 @@ impl ControllerProcess {
         }
     }
 
+    /// Kills the process with SIGKILL (no shutdown, no lease released) and reaps it.
+    pub(crate) fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// The process id (for /proc).
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()

@@ -179,7 +179,11 @@ impl Store {
             }
             match tokio::time::timeout_at(deadline, changes.recv()).await {
                 Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return None,
-                Ok(_) => {}
+                Ok(_) => {
+                    // One look for a burst of changes, not one per change:
+                    // listing many objects after each would be quadratic.
+                    while changes.try_recv().is_ok() {}
+                }
             }
         }
     }
