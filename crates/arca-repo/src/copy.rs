@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use crate::blob::{BlobType, EncodedBlob, decode_blob, encode_blob};
 use crate::index::{BlobLocation, Index, IndexFile, IndexPack};
 use crate::pack::PackWriter;
+use crate::repository::blocking;
 use crate::select::SnapshotFilter;
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
@@ -316,27 +317,7 @@ impl Copier {
                 *content = directory_map[content];
             }
         }
-        let (shared, destination) = (Arc::clone(&self.shared), self.destination.clone());
-        let (new_id, blob) = blocking(move || {
-            let plaintext = Tree { nodes }.encode();
-            let key = destination.key();
-            let new_id = key.content_id(&plaintext);
-            if shared.has(BlobType::Tree, &new_id) {
-                return Ok((new_id, None));
-            }
-            let blob = encode_blob(
-                key,
-                BlobType::Tree,
-                new_id,
-                &plaintext,
-                destination.compression(),
-            )?;
-            Ok((new_id, Some(blob)))
-        })
-        .await?;
-        if let Some(blob) = blob {
-            self.sink.store(blob).await?;
-        }
+        let new_id = self.sink.store_tree(Tree { nodes }).await?;
         self.remember(BlobType::Tree, id, new_id);
         Ok(new_id)
     }
@@ -500,6 +481,33 @@ impl PackSink {
         std::mem::take(&mut self.counts)
     }
 
+    /// Seals `tree` as a tree blob of the destination (on the blocking pool)
+    /// and packs it unless the destination has it already; returns its ID.
+    pub async fn store_tree(&mut self, tree: Tree) -> Result<Id> {
+        let (known, destination) = (Arc::clone(&self.known), self.destination.clone());
+        let (id, blob) = blocking(move || {
+            let plaintext = tree.encode();
+            let key = destination.key();
+            let id = key.content_id(&plaintext);
+            if known.has(BlobType::Tree, &id) {
+                return Ok((id, None));
+            }
+            let blob = encode_blob(
+                key,
+                BlobType::Tree,
+                id,
+                &plaintext,
+                destination.compression(),
+            )?;
+            Ok((id, Some(blob)))
+        })
+        .await?;
+        if let Some(blob) = blob {
+            self.store(blob).await?;
+        }
+        Ok(id)
+    }
+
     /// Adds a blob to its pack (unless this run packed it already),
     /// starting the pack's upload once it is full.
     pub async fn store(&mut self, blob: EncodedBlob) -> Result<()> {
@@ -600,13 +608,4 @@ impl PackSink {
         }
         self.write_index().await
     }
-}
-
-/// Runs CPU-bound work on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .expect("blocking copy task panicked")
 }

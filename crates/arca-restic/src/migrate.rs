@@ -183,27 +183,7 @@ impl Migrator {
                 _ => node.content.clear(),
             }
         }
-        let (known, destination) = (Arc::clone(&self.known), self.destination.clone());
-        let (new_id, blob) = blocking(move || {
-            let plaintext = Tree { nodes }.encode();
-            let key = destination.key();
-            let new_id = key.content_id(&plaintext);
-            if known.has(BlobType::Tree, &new_id) {
-                return Ok::<_, Error>((new_id, None));
-            }
-            let blob = encode_blob(
-                key,
-                BlobType::Tree,
-                new_id,
-                &plaintext,
-                destination.compression(),
-            )?;
-            Ok((new_id, Some(blob)))
-        })
-        .await?;
-        if let Some(blob) = blob {
-            self.sink.store(blob).await?;
-        }
+        let new_id = self.sink.store_tree(Tree { nodes }).await?;
         if self.trees.len() >= MAX_REMEMBERED {
             self.trees.clear();
         }
