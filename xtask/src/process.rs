@@ -87,9 +87,16 @@ pub(crate) fn ensure_debian_packages(wanted: &[(&[&str], &str)]) -> anyhow::Resu
     if missing.is_empty() {
         return Ok(());
     }
-    run(Command::new("apt-get").arg("update"))
+    // Another apt-get (an unattended upgrade, a second xtask) may hold apt's
+    // locks for a while: wait for them instead of failing the whole run.
+    let apt_get = || {
+        let mut command = Command::new("apt-get");
+        command.args(["-o", "DPkg::Lock::Timeout=600"]);
+        command
+    };
+    run(apt_get().arg("update"))
         .and_then(|()| {
-            run(Command::new("apt-get")
+            run(apt_get()
                 .args(["install", "-y", "--no-install-recommends"])
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .args(&missing))
