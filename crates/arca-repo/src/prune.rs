@@ -770,7 +770,9 @@ fn joined(
     done.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
 }
 
-async fn save_writer(repo: Repository, writer: PackWriter) -> Result<IndexPack> {
+/// Seals a finished pack writer's header on the blocking pool and stores
+/// the pack (also re-encryption's way of saving the packs it fills).
+pub(crate) async fn save_writer(repo: Repository, writer: PackWriter) -> Result<IndexPack> {
     let key_repo = repo.clone();
     let pack = blocking(move || writer.finish(key_repo.key())).await?;
     repo.save_pack(pack).await

@@ -32,6 +32,7 @@ use crate::index::{IndexFile, IndexPack};
 use crate::lease::{self, HeldLease, LEASE_REFRESH};
 use crate::marks::{DeletionMark, delete_if_present, list_marks, pending_packs, save_mark};
 use crate::pack::{PackEntry, PackWriter};
+use crate::prune::save_writer;
 use crate::repository::{DATA_DIR, INDEX_DIR, SNAPSHOTS_DIR, blocking, id_from_path};
 use crate::{Error, Id, Repository, Result};
 
@@ -298,7 +299,7 @@ impl Batch {
         writer.add(&blob)?;
         if writer.len() >= repo.config().pack_size as usize {
             let full = self.writers[slot].take().expect("just used");
-            self.saved.push(save_writer(repo, full).await?);
+            self.saved.push(save_writer(repo.clone(), full).await?);
         }
         Ok(())
     }
@@ -307,7 +308,7 @@ impl Batch {
     /// order prune's repack uses, so no blob is ever only in a marked pack.
     async fn commit(&mut self, repo: &Repository) -> Result<Option<Id>> {
         for writer in self.writers.iter_mut().filter_map(Option::take) {
-            self.saved.push(save_writer(repo, writer).await?);
+            self.saved.push(save_writer(repo.clone(), writer).await?);
         }
         if !self.saved.is_empty() {
             repo.save_indexes(IndexFile {
@@ -328,12 +329,6 @@ impl Batch {
         self.old_bytes = 0;
         Ok(Some(save_mark(repo, &mark).await?))
     }
-}
-
-async fn save_writer(repo: &Repository, writer: PackWriter) -> Result<IndexPack> {
-    let key_repo = repo.clone();
-    let pack = blocking(move || writer.finish(key_repo.key())).await?;
-    repo.save_pack(pack).await
 }
 
 #[cfg(test)]
