@@ -2,17 +2,12 @@
 //! ReplicationSource and ReplicationDestination (and the Jobs, PVCs and
 //! VolumeSnapshots it makes for them), asks `arca-kube` what to do, does it,
 //! and serves Prometheus metrics and health checks. Decisions live in
-//! `arca-kube`; this binary only wires the API server to them.
+//! `arca-kube`, the reconcile loop in this package's library; this binary only
+//! parses its arguments and wires the API server to them.
 
-mod metrics;
-mod reconcile;
-mod serve;
-mod shards;
-
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use arca_kube::ControllerConfig;
@@ -21,12 +16,12 @@ use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Config};
 
-use crate::metrics::Metrics;
-use crate::reconcile::Context;
+use arca_controller::reconcile::{self, Context};
+use arca_controller::{serve, shards};
 
 /// Arca's operator for VolSync-compatible backups.
 #[derive(Debug, Parser)]
@@ -96,22 +91,21 @@ async fn main() -> anyhow::Result<()> {
         mover_image: args.agent_image.clone(),
         ..ControllerConfig::default()
     };
-    let context = Arc::new(Context {
-        client: client.clone(),
+    let limits = arca_sched::Limits {
+        global: args.max_concurrent_jobs,
+        per_node: args.max_jobs_per_node,
+    };
+    let shards = match args.lease_namespace {
+        Some(_) => shards::Shards::leased(args.lease_shards),
+        None => shards::Shards::all(),
+    };
+    let context = Arc::new(Context::new(
+        client.clone(),
         config,
-        metrics: Metrics::new(),
-        recorder: Recorder::new(client.clone(), reporter),
-        failures: Mutex::new(HashMap::new()),
-        limits: arca_sched::Limits {
-            global: args.max_concurrent_jobs,
-            per_node: args.max_jobs_per_node,
-        },
-        queue: Mutex::new(arca_kube::queue::SlotQueue::new(reconcile::SLOT_FORGET)),
-        shards: match args.lease_namespace {
-            Some(_) => shards::Shards::leased(args.lease_shards),
-            None => shards::Shards::all(),
-        },
-    });
+        reporter,
+        limits,
+        shards,
+    ));
     let (gained, _) = tokio::sync::watch::channel(());
     if let Some(namespace) = args.lease_namespace.clone() {
         let config = shards::LeaseConfig {

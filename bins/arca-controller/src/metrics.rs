@@ -40,7 +40,7 @@ fn duration_histogram() -> Histogram {
 }
 
 /// Every metric the controller exports.
-pub(crate) struct Metrics {
+pub struct Metrics {
     pub(crate) registry: Registry,
     pub(crate) backup_jobs: Family<ObjectLabels, Counter>,
     pub(crate) backup_jobs_completed: Family<StatusLabels, Counter>,
@@ -144,7 +144,7 @@ impl Metrics {
     }
 
     /// The OpenMetrics text of every metric.
-    pub(crate) fn encode(&self) -> String {
+    pub fn encode(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, 
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeued;
-use kube::runtime::events::{Event, EventType as KubeEventType, Recorder};
+use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -35,38 +35,68 @@ use arca_sched::{Limits, RunningItem, WorkItem};
 const FIELD_MANAGER: &str = "arca-controller";
 
 /// What every reconcile shares.
-pub(crate) struct Context {
-    pub(crate) client: Client,
-    pub(crate) config: ControllerConfig,
-    pub(crate) metrics: Metrics,
-    pub(crate) recorder: Recorder,
+pub struct Context {
+    /// The API server.
+    pub client: Client,
+    /// What the decisions are configured with (the mover image, ...).
+    pub config: ControllerConfig,
+    /// What `/metrics` serves.
+    pub metrics: Metrics,
+    /// Publishes the decisions' Events.
+    pub recorder: Recorder,
     /// Consecutive failed mover runs per object (`volsync_repository_connection_failures`).
-    pub(crate) failures: Mutex<HashMap<String, i64>>,
+    pub failures: Mutex<HashMap<String, i64>>,
     /// `--max-concurrent-jobs` and `--max-jobs-per-node`.
-    pub(crate) limits: Limits,
+    pub limits: Limits,
     /// Backups that are due and wait for a mover slot.
-    pub(crate) queue: Mutex<SlotQueue>,
+    pub queue: Mutex<SlotQueue>,
     /// The shards this replica reconciles.
-    pub(crate) shards: Shards,
+    pub shards: Shards,
+}
+
+impl Context {
+    /// A context with fresh metrics, no failures and an empty queue; Events are published as
+    /// `reporter`.
+    pub fn new(
+        client: Client,
+        config: ControllerConfig,
+        reporter: Reporter,
+        limits: Limits,
+        shards: Shards,
+    ) -> Context {
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            metrics: Metrics::new(),
+            failures: Mutex::new(HashMap::new()),
+            limits,
+            queue: Mutex::new(SlotQueue::new(SLOT_FORGET)),
+            shards,
+        }
+    }
 }
 
 /// How soon a backup waiting for a mover slot asks again.
 const SLOT_RETRY: jiff::SignedDuration = jiff::SignedDuration::from_secs(10);
 /// A waiting backup that has not asked for this long is dropped from the queue.
-pub(crate) const SLOT_FORGET: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+const SLOT_FORGET: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 
 /// Why a reconcile stopped; the object is retried.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ReconcileError {
+pub enum ReconcileError {
+    /// The API server refused or failed a request (a 409 on a stale write among them).
     #[error(transparent)]
     Kube(#[from] kube::Error),
+    /// The object cannot be reconciled as it is.
     #[error("{0}")]
     Invalid(String),
 }
 
 type Result<T, E = ReconcileError> = std::result::Result<T, E>;
 
-pub(crate) async fn reconcile_source(
+/// Reconciles one ReplicationSource: observe, decide, carry out.
+pub async fn reconcile_source(
     source: Arc<ReplicationSource>,
     context: Arc<Context>,
 ) -> Result<Requeued> {
@@ -140,7 +170,8 @@ pub(crate) async fn reconcile_source(
     .await
 }
 
-pub(crate) async fn reconcile_destination(
+/// Reconciles one ReplicationDestination: observe, decide, carry out.
+pub async fn reconcile_destination(
     destination: Arc<ReplicationDestination>,
     context: Arc<Context>,
 ) -> Result<Requeued> {
@@ -193,7 +224,7 @@ pub(crate) async fn reconcile_destination(
 }
 
 /// How long to wait after a failed reconcile.
-pub(crate) fn retry_after_error<K>(
+pub fn retry_after_error<K>(
     _object: Arc<K>,
     error: &ReconcileError,
     _context: Arc<Context>,

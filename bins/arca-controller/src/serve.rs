@@ -17,10 +17,11 @@ use crate::reconcile::Context;
 
 /// Ready once the controllers run.
 #[derive(Clone, Default)]
-pub(crate) struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<AtomicBool>);
 
 impl Readiness {
-    pub(crate) fn set(&self) {
+    /// The controllers run: `/readyz` answers 200 from now on.
+    pub fn set(&self) {
         self.0.store(true, Ordering::Release);
     }
 }
@@ -62,7 +63,7 @@ where
 }
 
 /// Serves the metrics in the OpenMetrics text format.
-pub(crate) async fn metrics(address: SocketAddr, context: Arc<Context>) {
+pub async fn metrics(address: SocketAddr, context: Arc<Context>) {
     serve(address, move |path| match path {
         "/metrics" => text(
             StatusCode::OK,
@@ -84,7 +85,7 @@ pub(crate) async fn metrics(address: SocketAddr, context: Arc<Context>) {
 }
 
 /// Liveness (the process answers) and readiness (the controllers run).
-pub(crate) async fn health(address: SocketAddr, ready: Readiness) {
+pub async fn health(address: SocketAddr, ready: Readiness) {
     serve(address, move |path| match path {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" if ready.0.load(Ordering::Acquire) => {

@@ -21,19 +21,19 @@ use tokio::sync::watch;
 
 /// Where and as whom this replica takes part in sharding.
 #[derive(Clone, Debug)]
-pub(crate) struct LeaseConfig {
+pub struct LeaseConfig {
     /// The namespace of the shard Leases (the controller's own).
-    pub(crate) namespace: String,
+    pub namespace: String,
     /// This replica's `holderIdentity` (its pod name).
-    pub(crate) identity: String,
+    pub identity: String,
     /// How many shards the objects are spread over (the same on every replica).
-    pub(crate) shards: u32,
+    pub shards: u32,
     /// `leaseDurationSeconds` of every hold.
-    pub(crate) duration: SignedDuration,
+    pub duration: SignedDuration,
 }
 
 /// The shards this replica may reconcile now.
-pub(crate) struct Shards {
+pub struct Shards {
     /// `None`: sharding is off and every object is this replica's.
     count: Option<u32>,
     /// Shard → until when this replica trusts its hold.
@@ -42,7 +42,7 @@ pub(crate) struct Shards {
 
 impl Shards {
     /// Every object is this replica's (a single replica, no Leases).
-    pub(crate) fn all() -> Shards {
+    pub fn all() -> Shards {
         Shards {
             count: None,
             held: Mutex::new(HashMap::new()),
@@ -50,7 +50,7 @@ impl Shards {
     }
 
     /// Only the objects of shards held through Leases.
-    pub(crate) fn leased(count: u32) -> Shards {
+    pub fn leased(count: u32) -> Shards {
         Shards {
             count: Some(count),
             held: Mutex::new(HashMap::new()),
@@ -58,7 +58,7 @@ impl Shards {
     }
 
     /// Whether this replica reconciles `namespace/name` now.
-    pub(crate) fn owns(&self, namespace: &str, name: &str, now: Timestamp) -> bool {
+    pub fn owns(&self, namespace: &str, name: &str, now: Timestamp) -> bool {
         let Some(count) = self.count else {
             return true;
         };
@@ -67,7 +67,7 @@ impl Shards {
     }
 
     /// How many shards this replica holds now.
-    pub(crate) fn held_count(&self, now: Timestamp) -> usize {
+    pub fn held_count(&self, now: Timestamp) -> usize {
         match self.count {
             None => 1,
             Some(_) => self.lock().values().filter(|until| **until > now).count(),
@@ -81,12 +81,7 @@ impl Shards {
 
 /// Keeps this replica's Leases: a round every quarter of the lease duration, forever. After a
 /// round in which this replica gained a shard, `gained` is signalled.
-pub(crate) async fn run(
-    client: Client,
-    config: LeaseConfig,
-    shards: &Shards,
-    gained: watch::Sender<()>,
-) {
+pub async fn run(client: Client, config: LeaseConfig, shards: &Shards, gained: watch::Sender<()>) {
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     let pause = Duration::from_millis((config.duration.as_millis() / 4).max(100) as u64);
     loop {
@@ -139,8 +134,9 @@ async fn members(api: &Api<Lease>, config: &LeaseConfig) -> kube::Result<Vec<Str
         .collect())
 }
 
-/// One round; whether a shard was gained.
-async fn round(api: &Api<Lease>, config: &LeaseConfig, shards: &Shards) -> kube::Result<bool> {
+/// One round: renew the member Lease, create missing shard Leases, carry out `plan_leases`;
+/// whether a shard was gained.
+pub async fn round(api: &Api<Lease>, config: &LeaseConfig, shards: &Shards) -> kube::Result<bool> {
     let members = members(api, config).await?;
     let selector = format!("{SHARD_LEASE_LABEL}={SHARD_LEASE_LABEL_VALUE}");
     let mut listed: HashMap<u32, Lease> = api
