@@ -19,21 +19,29 @@
 //! again renames it: the new one records the old as `original` (as a `tag`
 //! rewrite does) and the holds on the old ID move to the new one.
 //!
-//! What this does not do yet: hold records, audit records and deletion
-//! marks stay under their keys (audit records are linked by their names,
-//! so re-sealing breaks the chain: docs/FORMAT.md §20), and the old data
-//! keys stay in the key files and keyrings. That is the second half.
+//! Hold records and deletion marks are sealed again the same way (new
+//! record first, releases remapped to their placements' new IDs, old record
+//! deleted last), and `config` is replaced in place (its one fixed name).
+//!
+//! What this does not do yet: audit records stay under their keys (they
+//! are linked by their names, so re-sealing breaks the chain:
+//! docs/FORMAT.md §20), and the old data keys stay in the key files and
+//! keyrings, so nothing is erased yet.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+use arca_crypto::ObjectKind;
 
 use crate::blob::{EncodedBlob, decode_blob, encode_blob};
 use crate::hold;
 use crate::index::{IndexFile, IndexPack};
 use crate::lease::{self, HeldLease, LEASE_REFRESH};
-use crate::marks::{DeletionMark, delete_if_present, list_marks, pending_packs, save_mark};
+use crate::marks::{
+    DeletionMark, MARKS_DIR, delete_if_present, list_marks, pending_packs, save_mark,
+};
 use crate::pack::{PackEntry, PackWriter};
 use crate::prune::save_writer;
-use crate::repository::{DATA_DIR, INDEX_DIR, SNAPSHOTS_DIR, blocking, id_from_path};
+use crate::repository::{CONFIG_PATH, DATA_DIR, INDEX_DIR, SNAPSHOTS_DIR, blocking, id_from_path};
 use crate::{Error, Id, Repository, Result};
 
 /// Stored bytes of old packs rewritten per batch before the batch is committed.
@@ -61,6 +69,13 @@ pub struct ReencryptReport {
     pub snapshots: Vec<crate::rewrite::Rewritten>,
     /// Holds moved from an old snapshot ID to its new one.
     pub holds_moved: u64,
+    /// Hold records (placements and releases) sealed again under new IDs,
+    /// releases naming the placements' new IDs.
+    pub hold_records_resealed: u64,
+    /// Deletion marks sealed again (same packs, same time).
+    pub marks_resealed: u64,
+    /// Whether `config` was sealed again.
+    pub config_resealed: bool,
 }
 
 /// The data key id an envelope names (its bytes 1..5), if it has one.
@@ -195,6 +210,11 @@ async fn rewrite(repo: &Repository, lease: &mut HeldLease) -> Result<ReencryptRe
     }
     keep(lease, &mut refreshed).await?;
     reseal_snapshots(repo, current, &mut report).await?;
+    keep(lease, &mut refreshed).await?;
+    reseal_hold_records(repo, current, &mut report).await?;
+    keep(lease, &mut refreshed).await?;
+    reseal_marks(repo, current, &mut report).await?;
+    report.config_resealed = reseal_config(repo, current).await?;
     tracing::info!(
         packs = report.packs_rewritten,
         index_files = report.index_files_resealed,
@@ -274,6 +294,111 @@ async fn reseal_snapshots(
             .push(crate::rewrite::Rewritten { old, new });
     }
     Ok(())
+}
+
+/// Seals every hold record under an older key again, placements first,
+/// then releases with `ends` naming the placements' new IDs (also releases
+/// already under the current key that name an old placement), and deletes the
+/// old records only once all new ones are written. Until then a placement
+/// and its copy are both there; a copy whose release is not written yet
+/// holds its snapshot, so an interrupted run only ever holds more. A resumed
+/// run recognises a record already copied by its contents.
+async fn reseal_hold_records(
+    repo: &Repository,
+    current: u32,
+    report: &mut ReencryptReport,
+) -> Result<()> {
+    let history = hold::history(repo).await?;
+    let mut under_current: Vec<(Id, &hold::HoldRecord)> = Vec::new();
+    let mut under_old: Vec<(Id, &hold::HoldRecord)> = Vec::new();
+    for (id, record) in &history {
+        let sealed = repo.read_raw(&format!("{}/{id}", hold::HOLDS_DIR)).await?;
+        if envelope_key_id(&sealed) == Some(current) {
+            under_current.push((*id, record));
+        } else {
+            under_old.push((*id, record));
+        }
+    }
+    // A release under the current key that ends an old placement (one
+    // written by `reseal_snapshots` when it moved a hold) must name the
+    // placement's new ID too, so it is copied as well.
+    let old_ids: HashSet<Id> = under_old.iter().map(|(id, _)| *id).collect();
+    under_old.extend(
+        under_current
+            .iter()
+            .filter(|(_, record)| record.ends.iter().any(|end| old_ids.contains(end)))
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    // Placements before releases, so a release's placements are mapped.
+    under_old.sort_by_key(|(_, record)| record.action == hold::HoldAction::Release);
+    let mut renamed: HashMap<Id, Id> = HashMap::new();
+    let mut written: Vec<(Id, hold::HoldRecord)> = Vec::new();
+    for (old, record) in &under_old {
+        let mut copy = (*record).clone();
+        for end in &mut copy.ends {
+            if let Some(new) = renamed.get(end) {
+                *end = *new;
+            }
+        }
+        let existing = under_current
+            .iter()
+            .find(|(_, r)| **r == copy)
+            .map(|(id, _)| *id)
+            .or_else(|| written.iter().find(|(_, r)| *r == copy).map(|(id, _)| *id));
+        let new = match existing {
+            Some(id) => id,
+            None => {
+                let id =
+                    crate::records::save(repo, ObjectKind::Hold, hold::HOLDS_DIR, &copy).await?;
+                written.push((id, copy));
+                id
+            }
+        };
+        renamed.insert(*old, new);
+    }
+    for (old, _) in &under_old {
+        delete_if_present(repo, &format!("{}/{old}", hold::HOLDS_DIR)).await?;
+        report.hold_records_resealed += 1;
+    }
+    Ok(())
+}
+
+/// Seals every deletion mark under an older key again (the same packs and
+/// time, so the sweep is due when it was), new mark first.
+async fn reseal_marks(repo: &Repository, current: u32, report: &mut ReencryptReport) -> Result<()> {
+    for (id, mark) in list_marks(repo).await? {
+        let path = format!("{MARKS_DIR}/{id}");
+        let Ok(sealed) = repo.read_raw(&path).await else {
+            continue; // swept meanwhile
+        };
+        if envelope_key_id(&sealed) == Some(current) {
+            continue;
+        }
+        save_mark(repo, &mark).await?;
+        delete_if_present(repo, &path).await?;
+        report.marks_resealed += 1;
+    }
+    Ok(())
+}
+
+/// Seals `config` under the current key if it is not. `config` is the one
+/// object with a fixed name; `put` replaces it atomically, so readers see
+/// the old or the new envelope, each opening with the same keyring.
+async fn reseal_config(repo: &Repository, current: u32) -> Result<bool> {
+    let sealed = repo.read_raw(CONFIG_PATH).await?;
+    if envelope_key_id(&sealed) == Some(current) {
+        return Ok(false);
+    }
+    let worker = repo.clone();
+    let resealed = blocking(move || {
+        Ok(worker
+            .key()
+            .seal(ObjectKind::Config, &worker.config().encode())?)
+    })
+    .await?;
+    repo.backend().put(CONFIG_PATH, resealed.into()).await?;
+    Ok(true)
 }
 
 /// The data key id of one stored blob in a pack's bytes.

@@ -29,6 +29,14 @@ use repo_fixtures::{
 async fn key_ids(repo: &Repository) -> Vec<(String, u32)> {
     let mut ids = Vec::new();
     let envelope = |bytes: &[u8]| u32::from_le_bytes(bytes[1..5].try_into().unwrap());
+    let config = repo.read_raw("config").await.unwrap();
+    ids.push(("config".to_owned(), envelope(&config)));
+    for dir in ["holds/", "marks/"] {
+        for meta in repo.backend().list(dir).await.unwrap() {
+            let sealed = repo.read_raw(&meta.path).await.unwrap();
+            ids.push((meta.path.clone(), envelope(&sealed)));
+        }
+    }
     for id in repo.list_snapshot_ids().await.unwrap() {
         let path = format!("snapshots/{id}");
         let sealed = repo.read_raw(&path).await.unwrap();
@@ -73,7 +81,24 @@ async fn rotated_repo(
 ) -> (Repository, Vec<arca_repo::snapshot::Snapshot>) {
     let repo = new_repo(dir).await;
     write_source(source, 1);
-    let (_, first) = backup_dir(&repo, source).await;
+    let (first_id, first) = backup_dir(&repo, source).await;
+    // Hold records under the first key: a placement released again, and
+    // one still in force (ending before the one `hold_first` places).
+    let actor = Actor {
+        hostname: "counsel-host".into(),
+        username: "counsel".into(),
+        now: jiff::Timestamp::now(),
+    };
+    hold::place(&repo, &[first_id], "case 6", None, &actor)
+        .await
+        .unwrap();
+    hold::release(&repo, &[first_id], "case 6 closed", &actor)
+        .await
+        .unwrap();
+    let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    hold::place(&repo, &[first_id], "audit 2026", Some(soon), &actor)
+        .await
+        .unwrap();
     keys::rotate(&repo).await.unwrap();
     let repo = Repository::open(Arc::new(LocalBackend::new(dir)), PASSWORD)
         .await
@@ -164,6 +189,8 @@ async fn packs_and_index_files_end_up_under_the_current_key_and_everything_resto
     assert!(!report.marks.is_empty(), "{report:?}");
     assert_eq!(report.snapshots.len(), 1, "{report:?}");
     assert_eq!(report.holds_moved, 1, "{report:?}");
+    assert_eq!(report.hold_records_resealed, 4, "{report:?}");
+    assert!(report.config_resealed, "{report:?}");
     let moved = report.snapshots[0];
     assert_eq!(moved.old, first_id);
     let holds = active_holds(&repo, jiff::Timestamp::now()).await.unwrap();
