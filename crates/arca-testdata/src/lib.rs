@@ -484,6 +484,9 @@ pub struct Volume {
     log_clock: u64,
     /// Database and media files yielded so far, with their lengths: what copies copy.
     large_files: Vec<(String, u64)>,
+    /// Percent of the volume's bytes per kind ([`Kind::percent`] unless
+    /// [`Volume::with_percents`] chose other shares).
+    percent: fn(Kind) -> u64,
 }
 
 /// Database files hold about this much each.
@@ -494,12 +497,21 @@ const LOG_FILES: u64 = 8;
 impl Volume {
     /// The volume of about `size` bytes that `seed` determines.
     pub fn new(size: u64, seed: u64) -> Self {
+        Self::with_percents(size, seed, Kind::percent)
+    }
+
+    /// A volume whose kinds take `percent(kind)` percent of `size` instead of
+    /// [`Kind::percent`] (the shares should add up to 100): the benchmark's
+    /// other data mixes, such as database files only. A kind with no share
+    /// gets no files.
+    pub fn with_percents(size: u64, seed: u64, percent: fn(Kind) -> u64) -> Self {
         let mut volume = Volume {
             rng: Rng::new(seed),
             size,
             stage: None,
             log_clock: 0,
             large_files: Vec::new(),
+            percent,
         };
         volume.stage = Some(volume.start(Kind::Database));
         volume
@@ -509,7 +521,7 @@ impl Volume {
     fn start(&self, kind: Kind) -> Stage {
         let remaining = match kind {
             Kind::Database => self.database_files(),
-            Kind::Log => LOG_FILES,
+            Kind::Log if self.share(kind) > 0 => LOG_FILES,
             _ => self.share(kind),
         };
         Stage {
@@ -519,14 +531,18 @@ impl Volume {
         }
     }
 
-    /// How many database files share the database part (at least two).
+    /// How many database files share the database part (at least two,
+    /// unless it has none).
     fn database_files(&self) -> u64 {
-        (self.share(Kind::Database) / DATABASE_FILE).max(2)
+        match self.share(Kind::Database) {
+            0 => 0,
+            share => (share / DATABASE_FILE).max(2),
+        }
     }
 
     /// The bytes of this volume that are of `kind`.
     fn share(&self, kind: Kind) -> u64 {
-        self.size * kind.percent() / 100
+        self.size * (self.percent)(kind) / 100
     }
 
     /// The copies of this volume's database and media files (exact ones,
@@ -815,6 +831,31 @@ mod tests {
             Kind::ALL.iter().map(|kind| kind.percent()).sum::<u64>(),
             100
         );
+    }
+
+    #[test]
+    fn other_percents_give_only_the_kinds_that_have_a_share() {
+        let size = 8 * MIB;
+        let databases = Volume::with_percents(size, 4, |kind| match kind {
+            Kind::Database => 100,
+            _ => 0,
+        });
+        let files: Vec<VolumeFile> = databases.collect();
+        assert_eq!(files.len(), 2);
+        assert!(files.iter().all(|file| file.kind == Kind::Database));
+        let total: u64 = files.iter().map(|file| file.bytes.len() as u64).sum();
+        assert!(total <= size && total + 2 * PAGE as u64 > size, "{total}");
+        let small = Volume::with_percents(size, 4, |kind| match kind {
+            Kind::SmallFile => 100,
+            _ => 0,
+        });
+        assert!(small.copies().is_empty());
+        let small: Vec<VolumeFile> = Volume::with_percents(size, 4, |kind| match kind {
+            Kind::SmallFile => 100,
+            _ => 0,
+        })
+        .collect();
+        assert!(small.len() > 100 && small.iter().all(|file| file.kind == Kind::SmallFile));
     }
 
     #[test]
