@@ -550,6 +550,9 @@ where
     let name = object.name_any();
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let mut removed_finalizer = false;
+    // A finalizer patch moves the object's resourceVersion on: the status write carries the
+    // patched one, else it would always be refused as stale.
+    let mut resource_version = object.resource_version();
     for action in &decision.actions {
         match action {
             Action::AddFinalizer | Action::RemoveFinalizer => {
@@ -561,9 +564,11 @@ where
                     removed_finalizer = true;
                 }
                 let patch = json!({"metadata": {"finalizers": finalizers,
-                    "resourceVersion": object.resource_version()}});
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    "resourceVersion": resource_version}});
+                let patched = api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
                     .await?;
+                resource_version = patched.resource_version();
             }
             Action::Apply(owned) => apply(client, namespace, owned).await?,
             Action::Delete { kind, name } => {
@@ -609,6 +614,7 @@ where
         let mut updated = object.clone();
         set_status(&mut updated, decision.status);
         if serde_json::to_value(&updated).ok() != serde_json::to_value(object).ok() {
+            updated.meta_mut().resource_version = resource_version;
             api.replace_status(&name, &PostParams::default(), &updated)
                 .await?;
         }

@@ -5,13 +5,18 @@
 //! and so does a scripted request that never comes (the script is checked to the end once the
 //! controller's client is gone).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use arca_controller::reconcile::{self, Context, ReconcileError};
 use arca_controller::shards::{self, LeaseConfig, Shards};
+use arca_kube::ControllerConfig;
+use arca_kube::api::ReplicationSource;
 use http::{Request, Response};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::client::Body;
+use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -306,4 +311,253 @@ async fn a_lost_race_for_a_shard_is_a_409_and_the_shard_stays_someone_elses() {
     let now = jiff::Timestamp::now();
     assert!(!shards.owns("apps", &object_in_shard(0), now));
     assert!(!shards.owns("apps", &object_in_shard(1), now));
+}
+
+fn context(client: Client) -> Arc<Context> {
+    Arc::new(Context::new(
+        client,
+        ControllerConfig::default(),
+        Reporter {
+            controller: "arca-controller".into(),
+            instance: Some("replica-a".into()),
+        },
+        arca_sched::Limits {
+            global: 10,
+            per_node: 2,
+        },
+        Shards::all(),
+    ))
+}
+
+/// Runs one reconcile of `source` against `script`; the client goes when it returns.
+async fn reconcile_source(
+    source: Value,
+    script: Vec<Exchange>,
+) -> Result<kube::runtime::controller::Action, ReconcileError> {
+    let source: ReplicationSource = serde_json::from_value(source).expect("a ReplicationSource");
+    scripted(script, |client| {
+        reconcile::reconcile_source(Arc::new(source), context(client))
+    })
+    .await
+}
+
+const SOURCES: &str = "/apis/volsync.backube/v1alpha1/namespaces/apps/replicationsources";
+const OWNED: &str = "labelSelector=arca.dev%2Fowner-uid%3Duid-1";
+const APPLY: &str = "force=true&fieldManager=arca-controller";
+
+fn source(finalizers: &[&str], trigger: Value) -> Value {
+    json!({"apiVersion": "volsync.backube/v1alpha1", "kind": "ReplicationSource",
+        "metadata": {"name": "app", "namespace": "apps", "uid": "uid-1", "resourceVersion": "5",
+            "generation": 1, "finalizers": finalizers},
+        "spec": {"sourcePVC": "data", "trigger": trigger,
+            "restic": {"repository": "restic-secret", "copyMethod": "Direct"}}})
+}
+
+fn not_found() -> Value {
+    failure(404, "NotFound", "not found")
+}
+
+/// What a source's reconcile reads, in order: its volume, the repository Secret (key names
+/// only matter), what it owns (by owner label; the mover's RBAC objects by name), then for the
+/// mover queue the volume's node (the claim and the namespace's pods) and the running movers.
+fn source_reads(jobs: Vec<Value>, job_pods: Vec<Exchange>) -> Vec<Exchange> {
+    let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "apps"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
+            "resources": {"requests": {"storage": "1Gi"}}},
+        "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}}});
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "restic-secret", "namespace": "apps"},
+        "data": {"RESTIC_REPOSITORY": "czM6Ly94", "RESTIC_PASSWORD": "eA=="}});
+    let mut reads = vec![
+        expect("GET", "/api/v1/namespaces/apps/persistentvolumeclaims/data")
+            .answer(200, claim.clone()),
+        expect("GET", "/api/v1/namespaces/apps/secrets/restic-secret").answer(200, secret),
+        expect(
+            "GET",
+            format!("/apis/batch/v1/namespaces/apps/jobs?&{OWNED}"),
+        )
+        .answer(200, list("JobList", jobs)),
+    ];
+    reads.extend(job_pods);
+    reads.extend([
+        expect(
+            "GET",
+            format!("/api/v1/namespaces/apps/persistentvolumeclaims?&{OWNED}"),
+        )
+        .answer(200, list("PersistentVolumeClaimList", vec![])),
+        expect(
+            "GET",
+            format!("/apis/snapshot.storage.k8s.io/v1/namespaces/apps/volumesnapshots?&{OWNED}"),
+        )
+        .answer(200, list("VolumeSnapshotList", vec![])),
+        expect(
+            "GET",
+            "/api/v1/namespaces/apps/serviceaccounts/volsync-src-app",
+        )
+        .answer(404, not_found()),
+        expect(
+            "GET",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/apps/roles/volsync-src-app",
+        )
+        .answer(404, not_found()),
+        expect(
+            "GET",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/apps/rolebindings/volsync-src-app",
+        )
+        .answer(404, not_found()),
+    ]);
+    reads
+}
+
+/// The reads of the mover queue before a sync starts: the volume's node, the running movers.
+fn queue_reads() -> Vec<Exchange> {
+    let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "apps"}, "status": {"phase": "Bound"}});
+    vec![
+        expect("GET", "/api/v1/namespaces/apps/persistentvolumeclaims/data").answer(200, claim),
+        expect("GET", "/api/v1/namespaces/apps/pods?").answer(200, list("PodList", vec![])),
+        expect(
+            "GET",
+            "/apis/batch/v1/jobs?&labelSelector=app.kubernetes.io%2Fcreated-by%3Darca",
+        )
+        .answer(200, list("JobList", vec![])),
+    ]
+}
+
+/// Asserts an applied object is owned by the source (so garbage collection removes it) and
+/// labelled for cleanup.
+fn assert_owned(body: &Value, kind: &str, name: &str) {
+    assert_eq!(body["kind"], kind);
+    assert_eq!(body["metadata"]["name"], name);
+    assert_eq!(body["metadata"]["namespace"], "apps");
+    assert_eq!(body["metadata"]["labels"]["arca.dev/owner-uid"], "uid-1");
+    let owner = &body["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "ReplicationSource");
+    assert_eq!(owner["uid"], "uid-1");
+    assert_eq!(owner["controller"], true);
+}
+
+/// A new source with a manual trigger, up to its status write (answered `status_answer`).
+fn new_source_script(status: u16, status_answer: Value) -> Vec<Exchange> {
+    let mut script = source_reads(vec![], vec![]);
+    script.extend(queue_reads());
+    let mut patched = source(&["arca.dev/cleanup"], json!({"manual": "once"}));
+    patched["metadata"]["resourceVersion"] = json!("6");
+    script.extend([
+        expect("PATCH", format!("{SOURCES}/app?"))
+            .body(|body| {
+                assert_eq!(body["metadata"]["finalizers"], json!(["arca.dev/cleanup"]));
+                assert_eq!(body["metadata"]["resourceVersion"], "5", "guarded by the object's version");
+            })
+            .answer(200, patched),
+        expect("PATCH", format!("/api/v1/namespaces/apps/persistentvolumeclaims/volsync-src-app-cache?&{APPLY}"))
+            .body(|body| {
+                assert_owned(body, "PersistentVolumeClaim", "volsync-src-app-cache");
+                assert_eq!(body["spec"]["storageClassName"], "standard");
+            })
+            .answer(200, json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "volsync-src-app-cache"}})),
+        expect("PATCH", format!("/api/v1/namespaces/apps/serviceaccounts/volsync-src-app?&{APPLY}"))
+            .body(|body| {
+                assert_owned(body, "ServiceAccount", "volsync-src-app");
+                assert_eq!(body["automountServiceAccountToken"], false);
+            })
+            .answer(200, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "volsync-src-app"}})),
+        expect("PATCH", format!("/apis/rbac.authorization.k8s.io/v1/namespaces/apps/roles/volsync-src-app?&{APPLY}"))
+            .body(|body| {
+                assert_owned(body, "Role", "volsync-src-app");
+                assert_eq!(body["rules"], json!([]), "the mover needs no API access");
+            })
+            .answer(200, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "volsync-src-app"}})),
+        expect("PATCH", format!("/apis/rbac.authorization.k8s.io/v1/namespaces/apps/rolebindings/volsync-src-app?&{APPLY}"))
+            .body(|body| {
+                assert_owned(body, "RoleBinding", "volsync-src-app");
+                assert_eq!(body["subjects"][0]["name"], "volsync-src-app");
+            })
+            .answer(200, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "volsync-src-app"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "volsync-src-app"}})),
+        expect("PATCH", format!("/apis/batch/v1/namespaces/apps/jobs/volsync-src-app?&{APPLY}"))
+            .body(|body| {
+                assert_owned(body, "Job", "volsync-src-app");
+                let pod = &body["spec"]["template"]["spec"];
+                assert_eq!(pod["serviceAccountName"], "volsync-src-app");
+                let container = &pod["containers"][0];
+                assert_eq!(container["command"], json!(["arca-agent"]));
+                assert_eq!(container["args"], json!(["backup"]));
+                assert_eq!(container["securityContext"]["runAsNonRoot"], true);
+                let env = container["env"].as_array().unwrap();
+                let repository = env.iter().find(|e| e["name"] == "RESTIC_REPOSITORY").unwrap();
+                assert_eq!(
+                    repository["valueFrom"]["secretKeyRef"],
+                    json!({"name": "restic-secret", "key": "RESTIC_REPOSITORY", "optional": false}),
+                    "the repository comes from the Secret, never copied into the Job"
+                );
+                assert_eq!(pod["volumes"][0]["persistentVolumeClaim"], json!({"claimName": "data", "readOnly": true}));
+            })
+            .answer(200, json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "volsync-src-app"}})),
+        expect("PUT", format!("{SOURCES}/app/status?"))
+            .body(|body| {
+                assert_eq!(body["metadata"]["resourceVersion"], "6", "the version the finalizer patch returned");
+                let status = &body["status"];
+                assert!(status["lastSyncStartTime"].is_string(), "syncing");
+                assert_eq!(status["conditions"][0]["type"], "Synchronizing");
+                assert_eq!(status["conditions"][0]["status"], "True");
+                assert_eq!(status["conditions"][0]["reason"], "SyncInProgress");
+            })
+            .answer(status, status_answer),
+    ]);
+    script
+}
+
+#[tokio::test]
+async fn a_new_source_with_a_manual_trigger_gets_the_finalizer_then_its_mover_then_a_syncing_status()
+ {
+    let object = source(&[], json!({"manual": "once"}));
+    let mut script = new_source_script(200, object.clone());
+    script.push(
+        expect("POST", "/apis/events.k8s.io/v1/namespaces/apps/events?")
+            .body(|body| {
+                assert_eq!(body["reason"], "TransferStarted");
+                assert_eq!(body["regarding"]["uid"], "uid-1");
+                assert_eq!(body["reportingController"], "arca-controller");
+            })
+            .answer(201, json!({})),
+    );
+    let requeue = reconcile_source(object, script).await.expect("reconciled");
+    assert_eq!(
+        requeue,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(60))
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_on_the_status_write_is_an_error_and_the_object_is_retried() {
+    let object = source(&[], json!({"manual": "once"}));
+    // No Event after the refused status: the reconcile stops there.
+    let script = new_source_script(
+        409,
+        failure(
+            409,
+            "Conflict",
+            "the object has been modified; please apply your changes to the latest version and try again",
+        ),
+    );
+    let error = reconcile_source(object.clone(), script)
+        .await
+        .expect_err("a stale status write");
+    assert!(
+        matches!(&error, ReconcileError::Kube(kube::Error::Api(status)) if status.code == 409),
+        "{error:?}"
+    );
+    let source: ReplicationSource = serde_json::from_value(object).unwrap();
+    let (service, _handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let retry = reconcile::retry_after_error(
+        Arc::new(source),
+        &error,
+        context(Client::new(service, "default")),
+    );
+    assert_eq!(
+        retry,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(15))
+    );
 }
