@@ -32,21 +32,33 @@ use report::{ManyFiles, Report, Results, Step};
 
 const USAGE: &str = "\
 usage: cargo xtask bench [--size 2GiB] [--runs 3] [--s3] [--smoke] [--out docs/PERFORMANCE.md] [--keep]
-                         [--no-criterion] [--files 100000,1000000] [--tools arca,restic] [--seed 1] [--warm]
+                         [--no-criterion] [--files 100000,1000000] [--tools arca,restic] [--seed 1]
+                         [--mix default,db,media,small,dup|all] [--cache cold,warm] [--warm]
 
-  --size SIZE      size of the generated tree (KiB/MiB/GiB suffixes; default 2GiB)
+  --size SIZE      size of the generated tree of each mix (KiB/MiB/GiB suffixes; default 2GiB)
   --runs N         runs per step; the report shows medians (default 3; 0 skips the side-by-side run)
   --s3             also run against a local S3 server (xtask/src/services.rs)
-  --smoke          32MiB, 1 run, debug build of arca, no criterion, no --files;
-                   report to target/bench-smoke.md
+  --smoke          32MiB, 1 run, mix default, one cache state, debug build of arca,
+                   no criterion, no --files; report to target/bench-smoke.md
   --out FILE       where the report goes (default docs/PERFORMANCE.md)
   --keep           keep target/bench/ (tree, repositories, logs) and reuse the generated tree next time
   --no-criterion   skip the per-primitive criterion benches
   --files LIST     also measure a first backup of LIST tiny files each (default 100000; 0 = none)
   --tools LIST     which tools to run (default arca,restic)
   --seed N         dataset seed (default 1)
-  --warm           do not drop the page cache before each step
+  --mix LIST       data mixes to measure (default all): default (the volume of database files,
+                   small files, logs, media and copies), db (database files, ~3:1), media
+                   (incompressible), small (small text files, a quarter of SIZE), dup (a quarter
+                   of SIZE in four directories)
+  --cache LIST     page cache states: cold (dropped before every step; needs root), warm
+                   (default both where the cache can be dropped, else warm)
+  --warm           same as --cache warm
 ";
+
+/// Page cache state: dropped before every step, or left as it is.
+const COLD: &str = "cold";
+/// See [`COLD`].
+const WARM: &str = "warm";
 
 /// Parsed command line.
 #[derive(Debug, Clone)]
@@ -61,7 +73,9 @@ struct Options {
     files: Vec<u64>,
     tools: Vec<Tool>,
     seed: u64,
-    warm: bool,
+    mixes: Vec<dataset::Mix>,
+    /// [`COLD`] and/or [`WARM`], in the order they run.
+    caches: Vec<&'static str>,
 }
 
 impl Options {
@@ -77,7 +91,8 @@ impl Options {
             files: vec![100_000],
             tools: vec![Tool::Arca, Tool::Restic],
             seed: 1,
-            warm: false,
+            mixes: dataset::Mix::ALL.to_vec(),
+            caches: vec![COLD, WARM],
         };
         let mut explicit = Vec::new();
         let mut args = args.iter();
@@ -113,7 +128,26 @@ impl Options {
                 "--smoke" => options.smoke = true,
                 "--keep" => options.keep = true,
                 "--no-criterion" => options.criterion = false,
-                "--warm" => options.warm = true,
+                "--warm" => options.caches = vec![WARM],
+                "--mix" => {
+                    options.mixes = match value()?.as_str() {
+                        "all" => dataset::Mix::ALL.to_vec(),
+                        list => list
+                            .split(',')
+                            .map(|name| dataset::Mix::parse(name.trim()))
+                            .collect::<Result<_>>()?,
+                    }
+                }
+                "--cache" => {
+                    options.caches = value()?
+                        .split(',')
+                        .map(|state| match state.trim() {
+                            COLD => Ok(COLD),
+                            WARM => Ok(WARM),
+                            other => bail!("unknown cache state {other:?}; use cold and/or warm"),
+                        })
+                        .collect::<Result<_>>()?
+                }
                 "-h" | "--help" => bail!("{USAGE}"),
                 other => bail!("unknown option {other:?}\n\n{USAGE}"),
             }
@@ -133,7 +167,19 @@ impl Options {
             if !explicit.contains(&"--files") {
                 options.files.clear();
             }
+            if !explicit.contains(&"--mix") {
+                options.mixes = vec![dataset::Mix::Default];
+            }
+            if !explicit.contains(&"--cache") && !explicit.contains(&"--warm") {
+                options.caches.truncate(1);
+            }
             options.criterion = false;
+        }
+        options.mixes.sort();
+        options.mixes.dedup();
+        options.caches.dedup();
+        if options.mixes.is_empty() || options.caches.is_empty() {
+            bail!("need at least one mix and one cache state\n\n{USAGE}");
         }
         options.tools.sort();
         options.tools.dedup();
@@ -178,8 +224,13 @@ impl Options {
         if self.seed != 1 {
             line.push_str(&format!(" --seed {}", self.seed));
         }
-        if self.warm {
-            line.push_str(" --warm");
+        if self.mixes != dataset::Mix::ALL && !(self.smoke && self.mixes == [dataset::Mix::Default])
+        {
+            let names: Vec<&str> = self.mixes.iter().map(|mix| mix.name()).collect();
+            line.push_str(&format!(" --mix {}", names.join(",")));
+        }
+        if self.caches != [COLD, WARM] && !(self.smoke && self.caches == [COLD]) {
+            line.push_str(&format!(" --cache {}", self.caches.join(",")));
         }
         line
     }
@@ -221,17 +272,26 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let bench_dir = target_dir.join("bench");
     fs::create_dir_all(&bench_dir)?;
-    let cold = !options.warm;
-    if cold && !measure::can_drop_page_cache() {
-        bail!(
-            "cannot write /proc/sys/vm/drop_caches (needs root); pass --warm to benchmark with a warm page cache"
+    let mut options = options;
+    let mut cache_note = None;
+    if options.caches.contains(&COLD) && !measure::can_drop_page_cache() {
+        if options.caches == [COLD] {
+            bail!(
+                "cannot write /proc/sys/vm/drop_caches (needs root); pass --cache warm to benchmark with a warm page cache"
+            );
+        }
+        options.caches.retain(|&state| state != COLD);
+        cache_note = Some(
+            "the page cache could not be dropped (/proc/sys/vm/drop_caches needs root): warm runs only",
         );
     }
+    // The tiny-files trees are measured once, in the first cache state.
+    let cold = options.caches[0] == COLD;
 
     let programs = prepare_tools(&options.tools, &target_dir, options.smoke)?;
     let mut report = Report {
         command: options.command(),
-        environment: environment(&programs, cold, &options),
+        environment: environment(&programs, cache_note, &options),
         tools: options.tools.clone(),
         runs: options.runs,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -243,26 +303,44 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
 
     if options.runs > 0 {
-        let data_name = format!(
-            "data-v{}-{}-seed{}",
-            dataset::GENERATOR_VERSION,
-            format_size(options.size),
-            options.seed
-        );
-        let (base, summary) = cached_tree(&bench_dir, &data_name, |dir| {
-            dataset::generate(dir, options.size, options.seed)
-        })?;
-        report.dataset = Some(summary);
-        let mut backends = vec![Backend::Local];
-        if options.s3 {
-            backends.push(Backend::S3);
-        }
-        for backend in backends {
-            let results = side_by_side(&options, &programs, &bench_dir, &base, backend, cold)?;
-            report.backends.push((backend.title().to_string(), results));
-        }
-        if !options.keep {
-            fs::remove_dir_all(&base)?;
+        for &mix in &options.mixes {
+            let data_name = format!(
+                "data-v{}-{}-{}-seed{}",
+                dataset::GENERATOR_VERSION,
+                mix.name(),
+                format_size(options.size),
+                options.seed
+            );
+            let (base, summary) = cached_tree(&bench_dir, &data_name, |dir| {
+                dataset::generate(dir, mix, options.size, options.seed)
+            })?;
+            report.datasets.push((mix, summary));
+            for &cache in &options.caches {
+                let mut backends = vec![Backend::Local];
+                if options.s3 {
+                    backends.push(Backend::S3);
+                }
+                for backend in backends {
+                    println!("== mix {}, {cache} page cache", mix.name());
+                    let results = side_by_side(
+                        &options,
+                        &programs,
+                        &bench_dir,
+                        &base,
+                        backend,
+                        cache == COLD,
+                    )?;
+                    report.backends.push(report::Measured {
+                        mix,
+                        cache,
+                        local: matches!(backend, Backend::Local),
+                        results,
+                    });
+                }
+            }
+            if !options.keep {
+                fs::remove_dir_all(&base)?;
+            }
         }
     }
     for &count in &options.files {
@@ -711,7 +789,7 @@ fn prepare_tools(tools: &[Tool], target_dir: &Path, smoke: bool) -> Result<Vec<(
 /// Machine, versions and conditions, for the report.
 fn environment(
     programs: &[(Tool, PathBuf)],
-    cold: bool,
+    cache_note: Option<&str>,
     options: &Options,
 ) -> Vec<(String, String)> {
     let output = |program: &str, args: &[&str]| {
@@ -787,7 +865,9 @@ fn environment(
             "{}; both tools with their defaults (restic: compression auto, its local cache; arca: its defaults), \
              password from RESTIC_PASSWORD, caches under a fresh XDG_CACHE_HOME per run; the order of the tools \
              alternates between runs; {}",
-            if cold { "page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every step" } else { "warm page cache" },
+            cache_note.unwrap_or(
+                "cold: page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every step; warm: not dropped",
+            ),
             if options.smoke { "smoke run with a debug build of arca: numbers are not meaningful" } else { "the machine may be shared with builds of other work (see Notes)" }
         ),
     ));
@@ -836,6 +916,26 @@ mod tests {
         assert!(Options::parse(&args("--runs")).is_err());
         assert!(Options::parse(&args("--bogus")).is_err());
         assert!(Options::parse(&args("--tools rustic")).is_err());
+    }
+
+    #[test]
+    fn mixes_and_cache_states_parse_and_reproduce() {
+        let all = Options::parse(&args("--mix all")).unwrap();
+        assert_eq!(all.mixes, dataset::Mix::ALL);
+        assert_eq!(all.caches, [COLD, WARM]);
+        assert_eq!(
+            Options::parse(&args("--smoke")).unwrap().mixes,
+            [dataset::Mix::Default]
+        );
+        let some = Options::parse(&args("--mix media,db --cache warm --no-criterion")).unwrap();
+        assert_eq!(some.mixes, [dataset::Mix::Database, dataset::Mix::Media]);
+        assert_eq!(
+            some.command(),
+            "cargo xtask bench --size 2GiB --runs 3 --files 100000 --no-criterion --mix db,media --cache warm"
+        );
+        assert_eq!(Options::parse(&args("--warm")).unwrap().caches, [WARM]);
+        assert!(Options::parse(&args("--mix db,videos")).is_err());
+        assert!(Options::parse(&args("--cache lukewarm")).is_err());
     }
 
     #[test]

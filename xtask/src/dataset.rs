@@ -1,7 +1,9 @@
-//! Deterministic benchmark data: a tree that looks like a persistent volume of a
-//! database-backed application, a `mutate` step that changes about 5 % of it the
-//! way such an application does, a many-tiny-files tree, and a byte-for-byte tree
-//! comparison for checking restores.
+//! Deterministic benchmark data: trees of several data mixes ([`Mix`]: the
+//! persistent volume of a database-backed application, database files only,
+//! incompressible media only, many small text files, a volume duplicated
+//! across directories), a `mutate` step that changes about 5 % of any of them
+//! the way an application does, a many-tiny-files tree, and a byte-for-byte
+//! tree comparison for checking restores.
 //!
 //! The content comes from `arca-testdata`, which the criterion benches share:
 //! the same size and seed always give the same bytes. This is benchmark input,
@@ -15,7 +17,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 pub(crate) use arca_testdata::GENERATOR_VERSION;
-use arca_testdata::{Kind, PAGE, Rng, Volume, append_config, append_log, database_page};
+use arca_testdata::{
+    Kind, PAGE, Rng, Volume, append_config, append_log, append_text, database_page,
+};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -64,18 +68,127 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Writes the [`Volume`] of about `size` bytes that `seed` determines under
-/// `root` (which must not exist yet): its files, then its copies, read back
-/// from disk so that no more than one file is held at a time.
-pub(crate) fn generate(root: &Path, size: u64, seed: u64) -> Result<Summary> {
+/// What a benchmark tree holds. Each mix stresses another part of a backup:
+/// compression (database files, ~3:1), its absence (media), per-file costs
+/// (small files), deduplication (duplicates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Mix {
+    /// The [`Volume`]'s own shares: database files, small files, logs,
+    /// media, duplicates and shifted copies.
+    Default,
+    /// Database files only (8 KiB pages that zstd shrinks about 3:1).
+    Database,
+    /// Incompressible media files only.
+    Media,
+    /// Small text, configuration and JSON-ish files only (256 B to 32 KiB),
+    /// a quarter of the size so that their number stays in the tens of
+    /// thousands at the usual sizes.
+    Small,
+    /// A default volume of a quarter of the size in four directories: every
+    /// file exists four times.
+    Duplicates,
+}
+
+/// How many directories [`Mix::Duplicates`] holds its volume in.
+const DUPLICATE_SITES: u64 = 4;
+
+impl Mix {
+    /// Every mix, in the order `--mix all` runs them.
+    pub(crate) const ALL: [Mix; 5] = [
+        Mix::Default,
+        Mix::Database,
+        Mix::Media,
+        Mix::Small,
+        Mix::Duplicates,
+    ];
+
+    /// The name on the command line and in the report.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mix::Default => "default",
+            Mix::Database => "db",
+            Mix::Media => "media",
+            Mix::Small => "small",
+            Mix::Duplicates => "dup",
+        }
+    }
+
+    /// Parses a [`Mix::name`].
+    pub(crate) fn parse(name: &str) -> Result<Self> {
+        Mix::ALL
+            .into_iter()
+            .find(|mix| mix.name() == name)
+            .with_context(|| {
+                format!("unknown data mix {name:?}; use default, db, media, small, dup or all")
+            })
+    }
+
+    /// What the report says the mix is.
+    pub(crate) fn description(self) -> &'static str {
+        match self {
+            Mix::Default => "the default volume (database files, small files, logs, media, copies)",
+            Mix::Database => "database files only (8 KiB pages, zstd ~3:1)",
+            Mix::Media => "incompressible media only",
+            Mix::Small => "small text/config files only (a quarter of the size)",
+            Mix::Duplicates => {
+                "a default volume of a quarter of the size, four times in four directories"
+            }
+        }
+    }
+
+    /// The share of each kind of file in this mix's volume.
+    fn percents(self) -> fn(Kind) -> u64 {
+        match self {
+            Mix::Database => |kind| if kind == Kind::Database { 100 } else { 0 },
+            Mix::Media => |kind| if kind == Kind::Media { 100 } else { 0 },
+            Mix::Small => |kind| if kind == Kind::SmallFile { 100 } else { 0 },
+            Mix::Default | Mix::Duplicates => Kind::percent,
+        }
+    }
+}
+
+/// Writes the tree of data mix `mix` of about `size` bytes that `seed`
+/// determines under `root` (which must not exist yet).
+pub(crate) fn generate(root: &Path, mix: Mix, size: u64, seed: u64) -> Result<Summary> {
     if root.exists() {
         bail!(
             "{} already exists; remove it or pick another directory",
             root.display()
         );
     }
+    match mix {
+        Mix::Small => generate_volume(root, Volume::with_percents(size / 4, seed, mix.percents())),
+        Mix::Duplicates => {
+            let first = root.join("site-0");
+            let mut summary = generate_volume(&first, Volume::new(size / DUPLICATE_SITES, seed))?;
+            for site in 1..DUPLICATE_SITES {
+                for (path, len) in list_files(&first)? {
+                    let (from, to) = (
+                        first.join(&path),
+                        root.join(format!("site-{site}")).join(&path),
+                    );
+                    if let Some(parent) = to.parent() {
+                        fs::create_dir_all(parent)
+                            .with_context(|| format!("creating {}", parent.display()))?;
+                    }
+                    fs::copy(&from, &to).with_context(|| {
+                        format!("copying {} to {}", from.display(), to.display())
+                    })?;
+                    summary.add("copies of the whole volume", len);
+                }
+            }
+            Ok(summary)
+        }
+        Mix::Default | Mix::Database | Mix::Media => {
+            generate_volume(root, Volume::with_percents(size, seed, mix.percents()))
+        }
+    }
+}
+
+/// Writes `volume` under `root`: its files, then its copies, read back from
+/// disk so that no more than one file is held at a time.
+fn generate_volume(root: &Path, mut volume: Volume) -> Result<Summary> {
     let mut summary = Summary::default();
-    let mut volume = Volume::new(size, seed);
     for file in volume.by_ref() {
         write_file(&root.join(&file.path), &file.bytes)?;
         summary.add(file.kind.name(), file.bytes.len() as u64);
@@ -91,28 +204,50 @@ pub(crate) fn generate(root: &Path, size: u64, seed: u64) -> Result<Summary> {
     Ok(summary)
 }
 
-/// Changes about 5 % of a tree made by [`generate`] the way a database-backed
-/// application does: rewrites runs of random pages of the database files (3 %), appends
+/// The kind of a generated file, from the directories on its path (a
+/// [`Mix::Duplicates`] tree nests volumes one level down).
+fn kind_of(path: &Path) -> Option<Kind> {
+    Kind::ALL.into_iter().find(|kind| {
+        let dir = Path::new(kind.dir());
+        path.ancestors().any(|ancestor| ancestor.ends_with(dir))
+    })
+}
+
+/// `first`, or `other` if `first` is empty.
+fn or_else<T>(first: Vec<T>, other: Vec<T>) -> Vec<T> {
+    if first.is_empty() { other } else { first }
+}
+
+/// Changes about 5 % of a tree made by [`generate`] the way an application
+/// does: rewrites runs of random pages of the database files (3 %), appends
 /// to the logs (1 %), adds new small files (0.5 %) and deletes some (0.5 %).
+/// A mix without database files has pages of its other files rewritten with
+/// content of their kind; one without logs gets its appends on small files,
+/// else on those other files; one without small files loses none.
 /// Deterministic: the same tree and seed give the same result.
 pub(crate) fn mutate(root: &Path, seed: u64) -> Result<()> {
     let mut rng = Rng::new(seed ^ 0x6d75_7461_7465);
     let files = list_files(root)?;
     let total: u64 = files.iter().map(|(_, len)| len).sum();
-    let under = |dir: &str| -> Vec<&(PathBuf, u64)> {
+    let of_kind = |kind: Kind| -> Vec<&(PathBuf, u64)> {
         files
             .iter()
-            .filter(|(path, _)| path.starts_with(dir))
+            .filter(|(path, _)| kind_of(path) == Some(kind))
             .collect()
     };
-    let (db, logs, small) = (
-        under(Kind::Database.dir()),
-        under(Kind::Log.dir()),
-        under(Kind::SmallFile.dir()),
+    let paged: Vec<&(PathBuf, u64)> = files
+        .iter()
+        .filter(|(_, len)| *len >= PAGE as u64)
+        .collect();
+    let db = or_else(of_kind(Kind::Database), paged);
+    let logs = or_else(
+        of_kind(Kind::Log),
+        or_else(of_kind(Kind::SmallFile), db.clone()),
     );
-    if db.is_empty() || logs.is_empty() || small.is_empty() {
+    let small = of_kind(Kind::SmallFile);
+    if db.is_empty() {
         bail!(
-            "{} is not a tree made by the dataset generator",
+            "{} has no file of a page or more to change; is it a tree made by the dataset generator?",
             root.display()
         );
     }
@@ -133,7 +268,13 @@ pub(crate) fn mutate(root: &Path, seed: u64) -> Result<()> {
             .with_context(|| format!("opening {}", path.display()))?;
         file.seek(SeekFrom::Start(first * PAGE as u64))?;
         for page_no in first..first + run {
-            database_page(&mut rng, page_no, 2, &mut page);
+            match kind_of(path.strip_prefix(root).unwrap_or(&path)) {
+                Some(Kind::Database) => database_page(&mut rng, page_no, 2, &mut page),
+                kind => {
+                    page.clear();
+                    append_content(&mut rng, kind, &mut page, PAGE, &mut 0);
+                }
+            }
             file.write_all(&page)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
@@ -146,8 +287,11 @@ pub(crate) fn mutate(root: &Path, seed: u64) -> Result<()> {
     while appended < total / 100 {
         let (path, _) = logs[rng.below(logs.len() as u64) as usize];
         buf.clear();
-        let len = rng.range(4 * KIB, 256 * KIB) as usize;
-        append_log(&mut rng, &mut buf, len, &mut clock);
+        // At most what is left of the 1 %: small files must not grow by a lot.
+        let len = rng
+            .range(4 * KIB, 256 * KIB)
+            .min(total / 100 - appended + 1) as usize;
+        append_content(&mut rng, kind_of(path), &mut buf, len, &mut clock);
         let path = root.join(path);
         let mut file = OpenOptions::new()
             .append(true)
@@ -190,6 +334,26 @@ pub(crate) fn mutate(root: &Path, seed: u64) -> Result<()> {
         deleted += len;
     }
     Ok(())
+}
+
+/// Appends `len` bytes of content like a file of `kind` holds: log lines
+/// (continuing `clock`), text, or random bytes (media and copies of it).
+fn append_content(
+    rng: &mut Rng,
+    kind: Option<Kind>,
+    out: &mut Vec<u8>,
+    len: usize,
+    clock: &mut u64,
+) {
+    match kind {
+        Some(Kind::Log) => append_log(rng, out, len, clock),
+        Some(Kind::SmallFile | Kind::Database) => append_text(rng, out, len),
+        _ => {
+            let start = out.len();
+            out.resize(start + len, 0);
+            rng.fill(&mut out[start..]);
+        }
+    }
 }
 
 /// Builds a tree of `count` tiny text files (16..512 bytes, 1000 per directory)
@@ -316,8 +480,8 @@ mod tests {
     fn same_seed_same_tree_and_mutate_is_deterministic_and_restorable_by_copy() {
         let base = scratch("det");
         let (a, b) = (base.join("a"), base.join("b"));
-        let summary = generate(&a, 4 * MIB, 7).unwrap();
-        generate(&b, 4 * MIB, 7).unwrap();
+        let summary = generate(&a, Mix::Default, 4 * MIB, 7).unwrap();
+        generate(&b, Mix::Default, 4 * MIB, 7).unwrap();
         compare_trees(&a, &b).unwrap();
         assert_eq!(summary.bytes(), tree_bytes(&a).unwrap());
         assert!(summary.files() > 50, "{summary:?}");
@@ -333,15 +497,9 @@ mod tests {
         fs::remove_dir_all(&base).unwrap();
     }
 
-    #[test]
-    fn mutate_changes_about_five_percent() {
-        let base = scratch("mutate");
-        let (before, after) = (base.join("before"), base.join("after"));
-        generate(&before, 8 * MIB, 3).unwrap();
-        generate(&after, 8 * MIB, 3).unwrap();
-        mutate(&after, 3).unwrap();
-        // Count bytes in 8 KiB blocks that differ, plus files only on one side.
-        let (old, new) = (list_files(&before).unwrap(), list_files(&after).unwrap());
+    /// Bytes in differing 8 KiB blocks plus bytes of files only in `after`.
+    fn changed_bytes(before: &Path, after: &Path) -> u64 {
+        let (old, new) = (list_files(before).unwrap(), list_files(after).unwrap());
         let mut changed = 0u64;
         for (path, len) in &new {
             match old.iter().find(|(p, _)| p == path) {
@@ -362,11 +520,65 @@ mod tests {
                 }
             }
         }
-        let total = tree_bytes(&before).unwrap();
-        let percent = changed * 100 / total;
+        changed
+    }
+
+    #[test]
+    fn mutate_changes_about_five_percent_of_every_mix() {
+        let base = scratch("mutate");
+        for mix in Mix::ALL {
+            let (before, after) = (base.join("before"), base.join("after"));
+            let summary = generate(&before, mix, 8 * MIB, 3).unwrap();
+            generate(&after, mix, 8 * MIB, 3).unwrap();
+            mutate(&after, 3).unwrap();
+            let total = tree_bytes(&before).unwrap();
+            assert_eq!(summary.bytes(), total, "{}", mix.name());
+            let changed = changed_bytes(&before, &after);
+            let percent = changed * 100 / total;
+            assert!(
+                (3..=8).contains(&percent),
+                "{}: changed {changed} of {total} bytes ({percent} %)",
+                mix.name()
+            );
+            fs::remove_dir_all(&base).unwrap();
+        }
+    }
+
+    #[test]
+    fn mixes_hold_what_they_say() {
+        let base = scratch("mixes");
+        let kinds = |mix| {
+            let root = base.join(Mix::name(mix));
+            generate(&root, mix, 4 * MIB, 5).unwrap();
+            let files = list_files(&root).unwrap();
+            let kinds: std::collections::BTreeSet<Option<Kind>> =
+                files.iter().map(|(path, _)| kind_of(path)).collect();
+            (files, kinds)
+        };
+        assert_eq!(kinds(Mix::Database).1, [Some(Kind::Database)].into());
+        assert_eq!(kinds(Mix::Media).1, [Some(Kind::Media)].into());
+        let (small, small_kinds) = kinds(Mix::Small);
+        assert_eq!(small_kinds, [Some(Kind::SmallFile)].into());
+        assert!(small.len() > 50, "{}", small.len());
+        let (dup, _) = kinds(Mix::Duplicates);
+        let site = |n: u64| -> Vec<(PathBuf, u64)> {
+            dup.iter()
+                .filter_map(|(path, len)| {
+                    Some((
+                        path.strip_prefix(format!("site-{n}")).ok()?.to_path_buf(),
+                        *len,
+                    ))
+                })
+                .collect()
+        };
+        assert!(!site(0).is_empty());
+        assert!((1..DUPLICATE_SITES).all(|n| site(n) == site(0)));
+        compare_trees(&base.join("dup/site-0"), &base.join("dup/site-3")).unwrap();
+        assert!(Mix::parse("videos").is_err());
         assert!(
-            (3..=8).contains(&percent),
-            "changed {changed} of {total} bytes ({percent} %)"
+            Mix::ALL
+                .iter()
+                .all(|&mix| Mix::parse(mix.name()).unwrap() == mix)
         );
         fs::remove_dir_all(&base).unwrap();
     }

@@ -43,7 +43,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     };
 
     say("a sample directory to protect");
-    let sample = dataset::generate(&root.join(data), SAMPLE_BYTES, SEED)?;
+    let sample = dataset::generate(&root.join(data), dataset::Mix::Default, SAMPLE_BYTES, SEED)?;
     println!(
         "{} files, {:.1} MiB in {}",
         sample.files(),
