@@ -561,3 +561,32 @@ async fn a_conflict_on_the_status_write_is_an_error_and_the_object_is_retried() 
         kube::runtime::controller::Action::requeue(Duration::from_secs(15))
     );
 }
+
+#[tokio::test]
+async fn a_deleted_source_cleans_up_then_drops_its_finalizer_and_writes_no_status() {
+    let mut object = source(&["arca.dev/cleanup"], json!({"manual": "once"}));
+    object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    // VolSync's cleanup label, minus what a user marked to keep.
+    let cleanup =
+        "labelSelector=volsync.backube%2Fcleanup%3Duid-1%2C%21volsync.backube%2Fdo-not-delete";
+    let mut script = source_reads(vec![], vec![]);
+    script.extend([
+        expect("GET", format!("/api/v1/namespaces/apps/persistentvolumeclaims?&{cleanup}"))
+            .answer(200, list("PersistentVolumeClaimList", vec![json!({"apiVersion": "v1",
+                "kind": "PersistentVolumeClaim", "metadata": {"name": "volsync-src-app-snap", "namespace": "apps"}})])),
+        expect("DELETE", "/api/v1/namespaces/apps/persistentvolumeclaims/volsync-src-app-snap?")
+            .body(|body| assert_eq!(body["propagationPolicy"], "Background"))
+            // Gone meanwhile: absent is fine.
+            .answer(404, not_found()),
+        expect("GET", format!("/apis/snapshot.storage.k8s.io/v1/namespaces/apps/volumesnapshots?&{cleanup}"))
+            .answer(200, list("VolumeSnapshotList", vec![])),
+        expect("PATCH", format!("{SOURCES}/app?"))
+            .body(|body| {
+                assert_eq!(body["metadata"]["finalizers"], json!([]));
+                assert_eq!(body["metadata"]["resourceVersion"], "5");
+            })
+            .answer(200, object.clone()),
+    ]);
+    let requeue = reconcile_source(object, script).await.expect("cleaned up");
+    assert_eq!(requeue, kube::runtime::controller::Action::await_change());
+}
