@@ -335,8 +335,12 @@ async fn reconcile_source(
     script: Vec<Exchange>,
 ) -> Result<kube::runtime::controller::Action, ReconcileError> {
     let source: ReplicationSource = serde_json::from_value(source).expect("a ReplicationSource");
+    // Boxed: a reconcile's future is large (clippy's large_futures).
     scripted(script, |client| {
-        reconcile::reconcile_source(Arc::new(source), context(client))
+        Box::pin(reconcile::reconcile_source(
+            Arc::new(source),
+            context(client),
+        ))
     })
     .await
 }
