@@ -348,6 +348,9 @@ async fn reconcile_source(
 const SOURCES: &str = "/apis/volsync.backube/v1alpha1/namespaces/apps/replicationsources";
 const OWNED: &str = "labelSelector=arca.dev%2Fowner-uid%3Duid-1";
 const APPLY: &str = "force=true&fieldManager=arca-controller";
+/// VolSync's cleanup label, minus what a user marked to keep.
+const CLEANUP: &str =
+    "labelSelector=volsync.backube%2Fcleanup%3Duid-1%2C%21volsync.backube%2Fdo-not-delete";
 
 fn source(finalizers: &[&str], trigger: Value) -> Value {
     json!({"apiVersion": "volsync.backube/v1alpha1", "kind": "ReplicationSource",
@@ -570,19 +573,16 @@ async fn a_conflict_on_the_status_write_is_an_error_and_the_object_is_retried() 
 async fn a_deleted_source_cleans_up_then_drops_its_finalizer_and_writes_no_status() {
     let mut object = source(&["arca.dev/cleanup"], json!({"manual": "once"}));
     object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-    // VolSync's cleanup label, minus what a user marked to keep.
-    let cleanup =
-        "labelSelector=volsync.backube%2Fcleanup%3Duid-1%2C%21volsync.backube%2Fdo-not-delete";
     let mut script = source_reads(vec![], vec![]);
     script.extend([
-        expect("GET", format!("/api/v1/namespaces/apps/persistentvolumeclaims?&{cleanup}"))
+        expect("GET", format!("/api/v1/namespaces/apps/persistentvolumeclaims?&{CLEANUP}"))
             .answer(200, list("PersistentVolumeClaimList", vec![json!({"apiVersion": "v1",
                 "kind": "PersistentVolumeClaim", "metadata": {"name": "volsync-src-app-snap", "namespace": "apps"}})])),
         expect("DELETE", "/api/v1/namespaces/apps/persistentvolumeclaims/volsync-src-app-snap?")
             .body(|body| assert_eq!(body["propagationPolicy"], "Background"))
             // Gone meanwhile: absent is fine.
             .answer(404, not_found()),
-        expect("GET", format!("/apis/snapshot.storage.k8s.io/v1/namespaces/apps/volumesnapshots?&{cleanup}"))
+        expect("GET", format!("/apis/snapshot.storage.k8s.io/v1/namespaces/apps/volumesnapshots?&{CLEANUP}"))
             .answer(200, list("VolumeSnapshotList", vec![])),
         expect("PATCH", format!("{SOURCES}/app?"))
             .body(|body| {
@@ -593,4 +593,79 @@ async fn a_deleted_source_cleans_up_then_drops_its_finalizer_and_writes_no_statu
     ]);
     let requeue = reconcile_source(object, script).await.expect("cleaned up");
     assert_eq!(requeue, kube::runtime::controller::Action::await_change());
+}
+
+#[tokio::test]
+async fn a_finished_mover_is_recorded_in_the_status_and_its_job_deleted() {
+    let mut object = source(&["arca.dev/cleanup"], json!({"manual": "once"}));
+    object["status"] = json!({"lastSyncStartTime": "2026-12-06T17:00:00Z",
+        "conditions": [{"type": "Synchronizing", "status": "True", "reason": "SyncInProgress",
+            "message": "Synchronization in-progress", "lastTransitionTime": "2026-12-06T17:00:00Z"}]});
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "volsync-src-app", "namespace": "apps",
+            "labels": {"arca.dev/owner-uid": "uid-1"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "restic", "image": "arca-agent:latest"}]}}},
+        "status": {"completionTime": "2026-12-06T17:05:00Z", "conditions": [{"type": "Complete",
+            "status": "True", "lastTransitionTime": "2026-12-06T17:05:00Z"}]}});
+    // The agent's result document, as its pod's termination message.
+    let result = json!({"version": 1, "outcome": "success", "duration_seconds": 300.0,
+        "actions": [{"action": "backup", "snapshot_id": "5f1e2d3c", "bytes_added": 1024}]});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "volsync-src-app-x", "namespace": "apps", "labels": {"job-name": "volsync-src-app"}},
+        "spec": {"containers": [{"name": "restic", "image": "arca-agent:latest"}]},
+        "status": {"containerStatuses": [{"name": "restic", "image": "arca-agent:latest", "imageID": "",
+            "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0,
+                "finishedAt": "2026-12-06T17:05:00Z", "message": result.to_string()}}}]}});
+    let mut script = source_reads(
+        vec![job],
+        vec![
+            expect(
+                "GET",
+                "/api/v1/namespaces/apps/pods?&labelSelector=job-name%3Dvolsync-src-app",
+            )
+            .answer(200, list("PodList", vec![pod])),
+        ],
+    );
+    script.extend([
+        expect(
+            "DELETE",
+            "/apis/batch/v1/namespaces/apps/jobs/volsync-src-app?",
+        )
+        .body(|body| assert_eq!(body["propagationPolicy"], "Background", "with its pods"))
+        .answer(
+            200,
+            json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "metadata": {}}),
+        ),
+        // The sync's temporary objects (none left here) go by the cleanup label.
+        expect(
+            "GET",
+            format!("/api/v1/namespaces/apps/persistentvolumeclaims?&{CLEANUP}"),
+        )
+        .answer(200, list("PersistentVolumeClaimList", vec![])),
+        expect(
+            "GET",
+            format!("/apis/snapshot.storage.k8s.io/v1/namespaces/apps/volumesnapshots?&{CLEANUP}"),
+        )
+        .answer(200, list("VolumeSnapshotList", vec![])),
+        expect("PUT", format!("{SOURCES}/app/status?"))
+            .body(|body| {
+                assert_eq!(body["metadata"]["resourceVersion"], "5");
+                let status = &body["status"];
+                assert_eq!(status["latestMoverStatus"]["result"], "Successful");
+                assert!(status["lastSyncTime"].is_string());
+                assert!(status["lastSyncStartTime"].is_null(), "no longer syncing");
+                assert_eq!(status["lastManualSync"], "once", "the manual handshake");
+                assert_eq!(status["arca"]["lastSnapshotID"], "5f1e2d3c");
+                assert_eq!(status["conditions"][0]["status"], "False");
+            })
+            .answer(200, object.clone()),
+        expect("POST", "/apis/events.k8s.io/v1/namespaces/apps/events?")
+            .body(|body| {
+                assert_eq!(body["type"], "Normal");
+                assert_eq!(body["reason"], "SyncCompleted");
+                assert_eq!(body["regarding"]["name"], "app");
+            })
+            .answer(201, json!({})),
+    ]);
+    reconcile_source(object, script).await.expect("recorded");
 }
