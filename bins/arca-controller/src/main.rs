@@ -57,7 +57,8 @@ struct Args {
     /// Lease duration: a dead replica's objects are taken over within about this long.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(2..=3600))]
     lease_duration_seconds: u32,
-    /// Refuse storage connections below TLS 1.3 (accepted; not enforced by this build yet).
+    /// Every mover Job must use TLS 1.3 for storage (`ARCA_REQUIRE_TLS13=1`); plain http only
+    /// where a repository Secret sets `ARCA_ALLOW_HTTP`.
     #[arg(long)]
     require_tls13: bool,
     /// A kubeconfig file; by default the in-cluster configuration or `KUBECONFIG`.
@@ -89,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let config = ControllerConfig {
         mover_image: args.agent_image.clone(),
+        require_tls13: args.require_tls13,
         ..ControllerConfig::default()
     };
     let limits = arca_sched::Limits {

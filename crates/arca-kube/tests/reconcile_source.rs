@@ -1161,3 +1161,38 @@ fn a_running_sync_is_never_held_for_a_slot() {
     );
     assert_eq!(held, decision);
 }
+
+#[test]
+fn require_tls13_is_set_on_every_mover_job_and_the_secret_cannot_relax_it() {
+    let mut source = seed_source();
+    source.spec.restic.as_mut().unwrap().copy_method = Some(CopyMethod::Direct);
+    let mut observed = source_observed(source);
+    let secret = observed.repository_secret.as_mut().unwrap();
+    secret.keys.insert("ARCA_ALLOW_HTTP".to_owned());
+    secret.keys.insert("ARCA_REQUIRE_TLS13".to_owned());
+
+    let lax = reconcile_source(&observed, t0(), &config());
+    let job = applied_jobs(&lax.actions)[0];
+    assert_eq!(
+        env_value(job, "ARCA_REQUIRE_TLS13").as_deref(),
+        Some("secret:ARCA_REQUIRE_TLS13"),
+        "without the flag the Secret decides"
+    );
+
+    let strict_config = arca_kube::ControllerConfig {
+        require_tls13: true,
+        ..config()
+    };
+    let strict = reconcile_source(&observed, t0(), &strict_config);
+    let job = applied_jobs(&strict.actions)[0];
+    let tls: Vec<_> = common::job_env(job)
+        .into_iter()
+        .filter(|(name, _)| name == "ARCA_REQUIRE_TLS13")
+        .collect();
+    assert_eq!(tls, [("ARCA_REQUIRE_TLS13".to_owned(), "1".to_owned())]);
+    assert_eq!(
+        env_value(job, "ARCA_ALLOW_HTTP").as_deref(),
+        Some("secret:ARCA_ALLOW_HTTP"),
+        "plain http stays an explicit choice of the repository Secret"
+    );
+}

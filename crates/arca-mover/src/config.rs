@@ -288,6 +288,12 @@ pub struct MoverConfig {
     pub replicas: Vec<ReplicaConfig>,
     /// The `drill` action's settings.
     pub drill: DrillConfig,
+    /// Every storage connection must negotiate TLS 1.3 (`ARCA_REQUIRE_TLS13`; the controller
+    /// sets it on every mover Job with `--require-tls13`).
+    pub require_tls13: bool,
+    /// With `require_tls13`, still talk plain http to an `http://` endpoint
+    /// (`ARCA_ALLOW_HTTP`: a local test server, say).
+    pub allow_http: bool,
 }
 
 /// The `drill` action's settings.
@@ -524,6 +530,8 @@ impl MoverConfig {
             result_path: MoverConfig::result_path_from_env(&env),
             replicas: replicas_from_env(&env)?,
             drill: drill_from_env(&get)?,
+            require_tls13: flag(&get, "ARCA_REQUIRE_TLS13")?,
+            allow_http: flag(&get, "ARCA_ALLOW_HTTP")?,
         })
     }
 
@@ -545,6 +553,8 @@ impl MoverConfig {
     pub fn store_options_with(&self, custom_ca: Option<&PathBuf>) -> StoreOptions {
         let mut options = StoreOptions::default();
         options.cacert = custom_ca.cloned();
+        options.require_tls13 = self.require_tls13;
+        options.allow_http = self.allow_http;
         options.limit_upload_kib = self.limit_upload_kib;
         options.limit_download_kib = self.limit_download_kib;
         if let Some(retries) = self.storage_retries {
@@ -552,6 +562,18 @@ impl MoverConfig {
             options.retry = RetryPolicy::new(retries, default.base_delay, default.max_delay);
         }
         options
+    }
+}
+
+/// A yes/no variable, spelled as the CLI accepts it (`1`/`0`, `true`/`false`, `yes`/`no`).
+fn flag(get: &impl Fn(&str) -> Option<String>, name: &str) -> Result<bool> {
+    match get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(other) => Err(Error::config(
+            name,
+            format!("{other:?} is not true or false (1/0, yes/no)"),
+        )),
     }
 }
 
@@ -734,6 +756,24 @@ mod tests {
         assert_eq!(config.progress_url.unwrap().path, "/progress/ns/rs/app");
         let restic_host = with(&[("RESTIC_HOST", "restic-host")]).unwrap();
         assert_eq!(restic_host.host, "restic-host");
+    }
+
+    #[test]
+    fn tls13_and_plain_http_are_read_as_flags_and_reach_every_store() {
+        let defaults = with(&[]).unwrap().store_options();
+        assert!(!defaults.require_tls13 && !defaults.allow_http);
+        let config = with(&[("ARCA_REQUIRE_TLS13", "1"), ("ARCA_ALLOW_HTTP", "true")]).unwrap();
+        assert!(config.require_tls13 && config.allow_http);
+        let replica_ca = PathBuf::from("/replica/ca.crt");
+        let replica = config.store_options_with(Some(&replica_ca));
+        assert!(
+            replica.require_tls13 && replica.allow_http,
+            "a replica's store too"
+        );
+        let strict = with(&[("ARCA_REQUIRE_TLS13", "yes"), ("ARCA_ALLOW_HTTP", "0")]).unwrap();
+        assert!(strict.store_options().require_tls13 && !strict.store_options().allow_http);
+        let err = with(&[("ARCA_REQUIRE_TLS13", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("ARCA_REQUIRE_TLS13"), "{err}");
     }
 
     #[test]

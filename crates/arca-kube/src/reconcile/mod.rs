@@ -60,6 +60,9 @@ pub struct ControllerConfig {
     pub proxy_env: Vec<(String, String)>,
     /// Where movers push live progress (`ARCA_PROGRESS_URL` = this + `/<namespace>/<kind>/<name>`).
     pub progress_url: Option<String>,
+    /// Every mover must use TLS 1.3 for storage (`ARCA_REQUIRE_TLS13=1` on every Job; a
+    /// repository Secret can still allow plain http with `ARCA_ALLOW_HTTP`).
+    pub require_tls13: bool,
 }
 
 impl Default for ControllerConfig {
@@ -72,6 +75,7 @@ impl Default for ControllerConfig {
             retry_max: SignedDuration::from_hours(1),
             proxy_env: Vec::new(),
             progress_url: None,
+            require_tls13: false,
         }
     }
 }

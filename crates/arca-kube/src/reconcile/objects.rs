@@ -92,6 +92,8 @@ const OPTIONAL_SECRET_KEYS: &[&str] = &[
     "RESTIC_REST_PASSWORD",
 ];
 const GCS_CREDENTIALS_KEY: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+/// The agent's switch for TLS 1.3 on every storage connection.
+const REQUIRE_TLS13_ENV: &str = "ARCA_REQUIRE_TLS13";
 
 /// The ReplicationSource or ReplicationDestination that owns what is built.
 pub(crate) struct Owner<'a> {
@@ -291,9 +293,14 @@ pub(crate) fn job(owner: &Owner<'_>, spec: MoverJob<'_>, config: &ControllerConf
     // VolSync passes every RCLONE_* key (for restic's rclone backend); Arca also passes its own
     // ARCA_* equivalents. BTreeSet order keeps the Job stable from one reconcile to the next.
     for key in &spec.secret.keys {
-        if key.starts_with("RCLONE_") || key.starts_with("ARCA_") {
+        // The controller's TLS policy is not the Secret's to relax.
+        let overridden = config.require_tls13 && key == REQUIRE_TLS13_ENV;
+        if (key.starts_with("RCLONE_") || key.starts_with("ARCA_")) && !overridden {
             env.push(from_secret(key));
         }
+    }
+    if config.require_tls13 {
+        env.push(plain(REQUIRE_TLS13_ENV, "1".to_owned()));
     }
 
     let mut volumes = vec![
