@@ -101,32 +101,6 @@ impl Compression {
     pub fn is_off(self) -> bool {
         self.level == 0
     }
-
-    /// The compression a backup's encoder uses for its next blob (adaptive
-    /// compression): the configured level while the uploads are the
-    /// bottleneck, since then the CPU would otherwise wait and every byte
-    /// saved is upload time saved; [`Compression::FAST_LEVEL`] while the
-    /// encoders are not held up by the uploads, since then the backup is
-    /// CPU-bound and a harder level only adds CPU time for bytes that would
-    /// not have delayed it. The uploads count as the bottleneck once the
-    /// encoders spent at least a fifth as long waiting for a pack buffer or
-    /// room in the upload queue (`output_wait_nanos`) as encoding
-    /// (`encode_nanos`). Whether a blob is compressed at all is the probe's
-    /// decision ([`append_stored_form`]); both levels decode the same way.
-    pub fn adapted(self, encode_nanos: u64, output_wait_nanos: u64) -> Compression {
-        let upload_bound = output_wait_nanos.saturating_mul(5) >= encode_nanos;
-        if upload_bound || self.level <= Self::FAST_LEVEL {
-            self
-        } else {
-            Compression {
-                level: Self::FAST_LEVEL,
-            }
-        }
-    }
-
-    /// The level a CPU-bound backup compresses with (zstd 1: about twice
-    /// as fast as level 3 on text, for a few percent more bytes).
-    pub const FAST_LEVEL: i32 = 1;
 }
 
 impl Default for Compression {
@@ -500,49 +474,6 @@ mod tests {
     }
 
     #[test]
-    fn adapted_compression_is_fast_unless_the_uploads_hold_the_encoders_up() {
-        let configured = Compression::default();
-        // No encoding measured yet, or uploads holding the encoders up: the configured level.
-        assert_eq!(configured.adapted(0, 0), configured);
-        assert_eq!(configured.adapted(1_000, 200), configured);
-        assert_eq!(configured.adapted(1_000, 5_000), configured);
-        // Encoders not waiting for uploads: CPU-bound, the fast level.
-        assert_eq!(
-            configured.adapted(1_000, 199).level(),
-            Compression::FAST_LEVEL
-        );
-        assert_eq!(
-            configured.adapted(u64::MAX, 0).level(),
-            Compression::FAST_LEVEL
-        );
-        // Off stays off, and a level at or below the fast one is kept.
-        assert!(Compression::OFF.adapted(1_000, 0).is_off());
-        assert_eq!(Compression::new(1).unwrap().adapted(1_000, 0).level(), 1);
-    }
-
-    /// The fast level still compresses the volume's database pages and text
-    /// nearly as well as the configured one: the repository must stay no
-    /// larger than restic's (zstd "auto", about level 3) on compressible data.
-    #[test]
-    fn fast_level_keeps_most_of_the_saving_on_text() {
-        let plaintext = text(1 << 20);
-        let fast = encode(
-            BlobType::Data,
-            &plaintext,
-            Compression::default().adapted(1, 0),
-        );
-        let configured = encode(BlobType::Data, &plaintext, Compression::default());
-        assert!(fast.uncompressed_length.is_some());
-        assert!(
-            fast.bytes.len() < plaintext.len() / 10,
-            "{}",
-            fast.bytes.len()
-        );
-        assert_eq!(decode(&fast).unwrap(), plaintext);
-        assert!(configured.bytes.len() <= fast.bytes.len());
-    }
-
-    #[test]
     fn blob_type_serde_is_lowercase() {
         assert_eq!(serde_json::to_string(&BlobType::Tree).unwrap(), "\"tree\"");
         assert_eq!(
@@ -567,33 +498,6 @@ mod tests {
         ) {
             let blob = encode(blob_type, &plaintext, Compression::new(level).unwrap());
             prop_assert_eq!(blob.uncompressed_length.is_some(), blob.bytes.len() < plaintext.len() + arca_crypto::SEAL_OVERHEAD);
-            prop_assert_eq!(decode(&blob).unwrap(), plaintext);
-        }
-
-        /// Whatever level the adaptive choice takes, every blob (compressible,
-        /// random, or random with a compressible tail after the probe window)
-        /// round-trips and is stored in no more than its plaintext plus the envelope.
-        #[test]
-        fn adapted_blobs_round_trip(
-            blob_type in any_blob_type(),
-            plaintext in prop_oneof![
-                proptest::collection::vec(any::<u8>(), 0..5000),
-                (0usize..200_000).prop_map(text),
-                (0usize..PROBE_LEN * 2).prop_map(|len| {
-                    let mut mixed = random(PROBE_LEN + 1);
-                    mixed.extend(text(len));
-                    mixed
-                }),
-            ],
-            level in 0i32..=6,
-            encode_nanos in any::<u64>(),
-            output_wait_nanos in any::<u64>(),
-        ) {
-            let compression = Compression::new(level).unwrap().adapted(encode_nanos, output_wait_nanos);
-            prop_assert!(compression.level() <= level);
-            prop_assert_eq!(compression.is_off(), level == 0);
-            let blob = encode(blob_type, &plaintext, compression);
-            prop_assert!(blob.bytes.len() <= plaintext.len() + arca_crypto::SEAL_OVERHEAD);
             prop_assert_eq!(decode(&blob).unwrap(), plaintext);
         }
 

@@ -21,7 +21,6 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use arca_chunk::{READ_ALIGN, StreamChunker};
 use arca_store::SpoolFile;
@@ -592,18 +591,6 @@ pub(crate) struct Packer {
     pack_size: usize,
     /// Encoders still running; the last one to stop finishes the tree pack.
     encoders: AtomicUsize,
-    /// Nanoseconds the encoders spent compressing and sealing data blobs.
-    encode_nanos: AtomicU64,
-    /// Nanoseconds the encoders spent waiting for a pack buffer or for room
-    /// in the upload queue: with `encode_nanos`, whether the backup is
-    /// CPU-bound, which sets the compression level ([`Compression::adapted`]).
-    output_wait_nanos: AtomicU64,
-}
-
-/// Adds the time since `since` to `total`, in nanoseconds.
-fn add_elapsed(total: &AtomicU64, since: Instant) {
-    let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    total.fetch_add(nanos, Ordering::Relaxed);
 }
 
 /// A tree pack's buffer is reserved whole, like a data pack's, rather than
@@ -621,8 +608,6 @@ impl Packer {
             trees: Mutex::new(new_tree_pack(pack_size)),
             pack_size,
             encoders: AtomicUsize::new(encoders),
-            encode_nanos: AtomicU64::new(0),
-            output_wait_nanos: AtomicU64::new(0),
         }
     }
 
@@ -637,9 +622,8 @@ impl Packer {
 
     /// Encodes a data blob into the encoder's `open` pack, first queueing
     /// that pack for upload if it is full and taking a buffer for a new one
-    /// from the backup's pool (waiting while all are in use), at the level
-    /// [`Compression::adapted`] chooses from the encoders' times so far.
-    /// Returns the blob's stored size.
+    /// from the backup's pool (waiting while all are in use). Returns the
+    /// blob's stored size.
     fn add_data(
         &self,
         shared: &Shared,
@@ -649,7 +633,6 @@ impl Packer {
         packs: &tokio::sync::mpsc::Sender<FinishedPack>,
     ) -> Result<usize, Stopped> {
         let max_len = blob::max_sealed_len(job.plaintext.len());
-        let waiting = Instant::now();
         if let Some(full) = open.take_if(|writer| self.is_full(writer, max_len)) {
             upload(shared, full, packs)?;
         }
@@ -657,12 +640,6 @@ impl Packer {
             Some(writer) => writer,
             empty @ None => empty.insert(shared.new_data_pack()?),
         };
-        add_elapsed(&self.output_wait_nanos, waiting);
-        let compression = compression.adapted(
-            self.encode_nanos.load(Ordering::Relaxed),
-            self.output_wait_nanos.load(Ordering::Relaxed),
-        );
-        let encoding = Instant::now();
         let before = writer.len();
         writer
             .add_encoding(
@@ -673,7 +650,6 @@ impl Packer {
                 compression,
             )
             .map_err(|e| shared.fail(e))?;
-        add_elapsed(&self.encode_nanos, encoding);
         Ok(writer.len() - before)
     }
 
