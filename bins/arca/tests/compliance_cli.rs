@@ -684,8 +684,8 @@ fn keys_live_in_a_separate_location(repo: &Repo) {
     assert_ne!(after.code, Some(0), "{after}");
 }
 
-/// `key reencrypt` after a rotation: the packs written before are rewritten
-/// and marked, a later prune deletes them, and both snapshots restore.
+/// `key reencrypt` after a rotation, then `key rotate --reencrypt`: the packs
+/// written before are rewritten and marked, and both snapshots restore.
 #[test]
 fn key_reencrypt_rewrites_old_packs_and_everything_restores() {
     let repo = Repo::local();
@@ -698,8 +698,23 @@ fn key_reencrypt_rewrites_old_packs_and_everything_restores() {
     assert!(report["packs_rewritten"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["marks"].as_array().unwrap().len(), 1, "{report}");
     assert_eq!(report["snapshots"].as_array().unwrap().len(), 1, "{report}");
+    assert!(report["config_resealed"].as_bool().unwrap(), "{report}");
     let again = json(&repo, &["key", "reencrypt"]);
     assert_eq!(again["packs_rewritten"], 0, "{again}");
+    // `key rotate --reencrypt`: a new data key, then everything sealed under
+    // it in the same run (its last JSON line is the re-encryption's report).
+    let rotated = json(&repo, &["key", "rotate", "--reencrypt"]);
+    assert_ne!(rotated["data_key"], report["data_key"], "{rotated}");
+    assert!(
+        rotated["packs_rewritten"].as_u64().unwrap() > 0,
+        "{rotated}"
+    );
+    assert_eq!(
+        rotated["snapshots"].as_array().unwrap().len(),
+        2,
+        "{rotated}"
+    );
+    assert!(rotated["config_resealed"].as_bool().unwrap(), "{rotated}");
     for snapshot in json(&repo, &["snapshots"]).as_array().unwrap() {
         let target = repo.path(&format!(
             "restore-{}",

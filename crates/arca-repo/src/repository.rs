@@ -163,19 +163,23 @@ impl Repository {
             }
             Err(e) => return Err(e.into()),
         };
-        let (key, key_file, config) = Repository::unlock(&backend, password, sealed_config).await?;
-        let key = Repository::adopt_keyrings(&backend, key).await?;
+        let keyrings = Arc::new(Repository::load_keyrings(&backend).await?);
+        let (key, key_file, config) =
+            Repository::unlock(&backend, password, sealed_config, keyrings).await?;
         Repository::assemble(backend, key, key_file, config)
     }
 
     /// Tries the key files one by one until one opens with `password` and its
-    /// master key opens the config. A key file whose key does not open the
-    /// config is an orphan of an interrupted `init` (it wraps a master key of
-    /// a repository that was never completed) and is skipped.
+    /// master key, with the data keys of `keyrings` added (re-encryption may
+    /// have sealed the config under a rotated key), opens the config. A key
+    /// file whose key does not open the config is an orphan of an
+    /// interrupted `init` (it wraps a master key of a repository that was
+    /// never completed) and is skipped.
     async fn unlock(
         backend: &Arc<dyn Backend>,
         password: &[u8],
         sealed_config: Bytes,
+        keyrings: Arc<Vec<(Bytes, String)>>,
     ) -> Result<(MasterKey, (Id, KeyAccess), Config)> {
         let key_files = backend.list(&format!("{KEYS_DIR}/")).await?;
         let mut config_error = None;
@@ -184,12 +188,19 @@ impl Repository {
             let password = password.to_vec();
             let path = meta.path.clone();
             let sealed_config = sealed_config.clone();
+            let keyrings = Arc::clone(&keyrings);
             let attempt = blocking(move || {
                 let key_file_id = id_from_path(&path)?;
                 let key_file = KeyFile::from_bytes(&bytes).map_err(|e| Error::corrupt(&path, e))?;
                 let key = match key_file.open(&password) {
                     Ok(key) => key,
                     Err(e) => return Ok(Err(e)),
+                };
+                // A damaged keyring is the error to report, not a reason
+                // to try the next key file.
+                let key = match adopt_loaded_keyrings(key, &keyrings) {
+                    Ok(key) => key,
+                    Err(e) => return Ok(Ok(Err(e))),
                 };
                 let config = key
                     .open(ObjectKind::Config, &sealed_config)
@@ -226,6 +237,15 @@ impl Repository {
     /// not open is an error naming it: data sealed under its keys would not
     /// open either.
     async fn adopt_keyrings(backend: &Arc<dyn Backend>, key: MasterKey) -> Result<MasterKey> {
+        let keyrings = Repository::load_keyrings(backend).await?;
+        if keyrings.is_empty() {
+            return Ok(key);
+        }
+        blocking(move || adopt_loaded_keyrings(key, &keyrings)).await
+    }
+
+    /// The stored bytes and path of every keyring in `keyring/`.
+    async fn load_keyrings(backend: &Arc<dyn Backend>) -> Result<Vec<(Bytes, String)>> {
         let metas = backend.list(&format!("{KEYRING_DIR}/")).await?;
         let mut keyrings = Vec::with_capacity(metas.len());
         for meta in metas {
@@ -233,21 +253,24 @@ impl Repository {
                 keyrings.push((backend.get(&meta.path).await?, meta.path));
             }
         }
-        if keyrings.is_empty() {
-            return Ok(key);
-        }
-        blocking(move || {
-            let mut key = key;
-            for (bytes, path) in &keyrings {
-                key.adopt_keyrings(&[bytes])
-                    .map_err(|e| Error::corrupt(path, e))?;
-            }
-            // Once more, all together: the newest generation's key is current.
-            let all: Vec<&[u8]> = keyrings.iter().map(|(bytes, _)| &bytes[..]).collect();
-            key.adopt_keyrings(&all)?;
-            Ok(key)
-        })
-        .await
+        Ok(keyrings)
+    }
+
+    /// This repository with the keyrings in `keyring/` read again: after a
+    /// `key rotate`, its data key becomes the current one here too (a
+    /// repository otherwise seals with the key current when it was opened).
+    pub async fn reload_keyrings(&self) -> Result<Repository> {
+        let key = self.key().duplicate()?;
+        let key = Repository::adopt_keyrings(self.backend(), key).await?;
+        let mut reloaded = Repository::assemble(
+            Arc::clone(self.backend()),
+            key,
+            self.inner.key_file,
+            self.config().clone(),
+        )?;
+        reloaded.cache = self.cache.clone();
+        reloaded.grace_floor = self.grace_floor;
+        Ok(reloaded)
     }
 
     fn assemble(
@@ -780,6 +803,23 @@ impl Repository {
         }
         Ok(plaintext)
     }
+}
+
+/// `key` with the data keys of `keyrings` (bytes and path) added, the
+/// newest generation's current key current. Blocking: call from the
+/// blocking pool.
+fn adopt_loaded_keyrings(mut key: MasterKey, keyrings: &[(Bytes, String)]) -> Result<MasterKey> {
+    if keyrings.is_empty() {
+        return Ok(key);
+    }
+    for (bytes, path) in keyrings {
+        key.adopt_keyrings(&[bytes])
+            .map_err(|e| Error::corrupt(path, e))?;
+    }
+    // Once more, all together: the newest generation's key is current.
+    let all: Vec<&[u8]> = keyrings.iter().map(|(bytes, _)| &bytes[..]).collect();
+    key.adopt_keyrings(&all)?;
+    Ok(key)
 }
 
 /// The ID a file is named by (the last path component).

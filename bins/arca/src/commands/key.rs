@@ -33,12 +33,19 @@ enum Action {
     /// removes the old one)
     Passwd(PasswordArgs),
     /// Start a new data key: data written from now on is sealed with it,
-    /// older data stays readable (nothing is re-encrypted; docs/FORMAT.md §20)
-    Rotate,
-    /// Seal every pack and index file still under an older data key again
-    /// under the current one (old packs are deleted by a prune after the
-    /// grace period). Snapshots, holds, the audit trail and the old keys
-    /// themselves are not rewritten yet (docs/FORMAT.md §20)
+    /// older data stays readable (nothing is re-encrypted unless
+    /// --reencrypt; docs/FORMAT.md §20)
+    Rotate {
+        /// Then seal everything under the new key, as `key reencrypt` does
+        /// (resume an interrupted run with `key reencrypt`)
+        #[arg(long)]
+        reencrypt: bool,
+    },
+    /// Seal every pack, index file, snapshot, hold record, deletion mark
+    /// and the config still under an older data key again under the current
+    /// one (old packs are deleted by a prune after the grace period). The
+    /// audit trail and the old keys themselves are not rewritten yet
+    /// (docs/FORMAT.md §20)
     Reencrypt,
 }
 
@@ -126,7 +133,9 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
             .await?;
             report(context, "password_changed", id, "saved new key")?;
         }
-        Action::Rotate => {
+        Action::Rotate {
+            reencrypt: then_reencrypt,
+        } => {
             let (data_key, keyring) = keys::rotate(repo).await?;
             if output.is_json() {
                 output.json(&serde_json::json!({
@@ -138,29 +147,45 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
                     keyring.short()
                 ))?;
             }
-        }
-        Action::Reencrypt => {
-            let report = arca_repo::rekey::reencrypt_data(repo).await?;
-            if output.is_json() {
-                output.json(&report)?;
-            } else {
-                output.result(format_args!(
-                    "checked {} packs: re-encrypted {} ({} blobs, {} bytes) under data key {:08x}, \
-                     resealed {} index files and {} snapshots (new IDs, {} holds moved); the old \
-                     packs are marked and a prune deletes them after the grace period",
-                    report.packs_checked,
-                    report.packs_rewritten,
-                    report.blobs_rewritten,
-                    report.bytes_rewritten,
-                    report.data_key,
-                    report.index_files_resealed,
-                    report.snapshots.len(),
-                    report.holds_moved,
-                ))?;
+            if then_reencrypt {
+                reencrypt(&repo.reload_keyrings().await?, output).await?;
             }
         }
+        Action::Reencrypt => reencrypt(repo, output).await?,
     }
     Ok(Exit::Success)
+}
+
+/// `key reencrypt`, also the second half of `key rotate --reencrypt`.
+async fn reencrypt(
+    repo: &arca_repo::Repository,
+    output: crate::output::Output,
+) -> anyhow::Result<()> {
+    let report = arca_repo::rekey::reencrypt_data(repo).await?;
+    if output.is_json() {
+        return output.json(&report);
+    }
+    output.result(format_args!(
+        "checked {} packs: re-encrypted {} ({} blobs, {} bytes) under data key {:08x}, \
+         resealed {} index files, {} snapshots (new IDs, {} holds moved), {} hold records, \
+         {} deletion marks{}; the old packs are marked and a prune deletes them after the \
+         grace period",
+        report.packs_checked,
+        report.packs_rewritten,
+        report.blobs_rewritten,
+        report.bytes_rewritten,
+        report.data_key,
+        report.index_files_resealed,
+        report.snapshots.len(),
+        report.holds_moved,
+        report.hold_records_resealed,
+        report.marks_resealed,
+        if report.config_resealed {
+            " and the config"
+        } else {
+            ""
+        },
+    ))
 }
 
 fn new_key<'a>(args: &PasswordArgs, password: &'a [u8], access: KeyAccess) -> NewKey<'a> {
