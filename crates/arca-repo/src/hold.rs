@@ -196,7 +196,7 @@ pub async fn release(
 }
 
 /// The placement records in force at `now`: not ended by a release, not expired.
-fn placements_in_force(
+pub fn placements_in_force(
     history: &BTreeMap<Id, HoldRecord>,
     now: jiff::Timestamp,
 ) -> impl Iterator<Item = (&Id, &HoldRecord)> {

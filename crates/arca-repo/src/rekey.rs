@@ -257,27 +257,30 @@ async fn reseal_snapshots(
             }
         };
         let now = jiff::Timestamp::now();
-        let holds = hold::active_holds(repo, now).await?;
-        let on_new: Vec<&hold::Hold> = holds
-            .values()
-            .filter(|h| h.record.snapshot == new)
+        // Every placement in force moves, not only the longest-lasting one
+        // `active_holds` reports: each carries its own reason and end.
+        let history = hold::history(repo).await?;
+        let in_force: Vec<&hold::HoldRecord> = hold::placements_in_force(&history, now)
+            .map(|(_, record)| record)
             .collect();
-        for held in holds.values().filter(|h| h.record.snapshot == old) {
-            let reason = format!("{} (moved from {old} by key reencrypt)", held.record.reason);
+        let on_new: Vec<&&hold::HoldRecord> =
+            in_force.iter().filter(|h| h.snapshot == new).collect();
+        for held in in_force.iter().filter(|h| h.snapshot == old) {
+            let reason = format!("{} (moved from {old} by key reencrypt)", held.reason);
             let already = on_new
                 .iter()
-                .any(|h| h.record.reason == reason && h.record.until == held.record.until);
+                .any(|h| h.reason == reason && h.until == held.until);
             if !already {
                 let actor = hold::Actor {
-                    hostname: held.record.hostname.clone(),
-                    username: held.record.username.clone(),
+                    hostname: held.hostname.clone(),
+                    username: held.username.clone(),
                     now,
                 };
-                hold::place(repo, &[new], &reason, held.record.until, &actor).await?;
+                hold::place(repo, &[new], &reason, held.until, &actor).await?;
                 report.holds_moved += 1;
             }
         }
-        if holds.values().any(|h| h.record.snapshot == old) {
+        if in_force.iter().any(|h| h.snapshot == old) {
             let actor = hold::Actor {
                 hostname: nix::unistd::gethostname()
                     .map(|name| name.to_string_lossy().into_owned())

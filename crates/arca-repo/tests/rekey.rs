@@ -188,7 +188,8 @@ async fn packs_and_index_files_end_up_under_the_current_key_and_everything_resto
     assert!(report.index_files_resealed > 0, "{report:?}");
     assert!(!report.marks.is_empty(), "{report:?}");
     assert_eq!(report.snapshots.len(), 1, "{report:?}");
-    assert_eq!(report.holds_moved, 1, "{report:?}");
+    // Both placements in force ("audit 2026" and "case 7") move, each with its own end.
+    assert_eq!(report.holds_moved, 2, "{report:?}");
     assert_eq!(report.hold_records_resealed, 4, "{report:?}");
     assert!(report.config_resealed, "{report:?}");
     let moved = report.snapshots[0];
@@ -199,6 +200,24 @@ async fn packs_and_index_files_end_up_under_the_current_key_and_everything_resto
         .map(|h| (h.record.snapshot, h.record.until))
         .collect();
     assert_eq!(held, [(moved.new, Some(until))]);
+    let history = hold::history(&repo).await.unwrap();
+    let mut reasons: Vec<_> = hold::placements_in_force(&history, jiff::Timestamp::now())
+        .map(|(_, record)| (record.snapshot, record.reason.clone()))
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            (
+                moved.new,
+                format!("audit 2026 (moved from {first_id} by key reencrypt)")
+            ),
+            (
+                moved.new,
+                format!("case 7 (moved from {first_id} by key reencrypt)")
+            ),
+        ]
+    );
     let ids = repo.list_snapshot_ids().await.unwrap();
     assert!(
         ids.contains(&moved.new) && !ids.contains(&first_id),
