@@ -35,6 +35,11 @@ pub const TRAILER_LEN: usize = 4;
 /// Flag bit: the blob's stored bytes are zstd-compressed.
 pub(crate) const FLAG_COMPRESSED: u8 = 1;
 
+/// A data pack written to disk as it fills (where the backend takes spool
+/// files: a local repository) is written out whenever this much of it is
+/// buffered: large enough for fast direct writes, small beside a pack.
+pub(crate) const SPILL_BYTES: usize = 2 << 20;
+
 /// Where one blob sits inside a pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PackEntry {
@@ -316,9 +321,27 @@ impl PackWriter {
     /// # Errors
     /// Only a spooling writer fails, if its file cannot be written.
     pub fn add(&mut self, blob: &EncodedBlob) -> Result<()> {
-        let offset = self.start_blob(blob.blob_type, blob.id);
-        self.bytes.extend_from_slice(&blob.bytes);
-        self.end_blob(blob.blob_type, blob.id, offset, blob.uncompressed_length);
+        self.add_stored(
+            blob.blob_type,
+            blob.id,
+            &blob.bytes,
+            blob.uncompressed_length,
+        )
+    }
+
+    /// Appends a blob's stored form from a slice (a repack copies blobs out
+    /// of the pack it read, without a buffer per blob). Panics and fails as
+    /// [`PackWriter::add`].
+    pub fn add_stored(
+        &mut self,
+        blob_type: BlobType,
+        id: Id,
+        stored: &[u8],
+        uncompressed_length: Option<u32>,
+    ) -> Result<()> {
+        let offset = self.start_blob(blob_type, id);
+        self.bytes.extend_from_slice(stored);
+        self.end_blob(blob_type, id, offset, uncompressed_length);
         self.spill(false)
     }
 

@@ -23,17 +23,19 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use arca_store::SpoolFile;
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
 
-use crate::blob::{BlobType, EncodedBlob, decode_blob};
+use crate::blob::{BlobType, decode_blob};
 use crate::index::{Index, IndexFile, IndexPack};
 use crate::lease::{self, HeldLease, LEASE_REFRESH};
 use crate::marks::{
     self, DeletionMark, delete_if_present, delete_mark, list_marks, pending_packs, save_mark,
     walk_trees,
 };
-use crate::pack::{PackEntry, PackWriter};
+use crate::pack::{PackBuffers, PackEntry, PackWriter, SPILL_BYTES};
 use crate::repository::{DATA_DIR, INDEX_DIR, blocking, id_from_path};
 use crate::{Error, Id, Repository, Result};
 
@@ -682,23 +684,25 @@ async fn repack_packs(
     let mut reads = futures::stream::iter(plans)
         .map(|(pack, wanted)| read_verified(repo, pack, wanted))
         .buffered(REPACK_READ_AHEAD);
-    let mut writers: [Option<PackWriter>; 2] = [None, None];
+    let mut writers = RepackWriters::new(repo);
     let mut uploads: JoinSet<Result<IndexPack>> = JoinSet::new();
     let mut saved: Vec<IndexPack> = Vec::new();
     let pack_size = repo.config().pack_size as usize;
     let result = async {
-        while let Some(blobs) = reads.try_next().await? {
+        while let Some(read) = reads.try_next().await? {
             report.packs_repacked += 1;
-            for blob in blobs {
+            for blob in &read.blobs {
                 report.blobs_repacked += 1;
-                report.bytes_repacked += blob.bytes.len() as u64;
-                let slot = usize::from(blob.blob_type == BlobType::Tree);
-                let writer = writers[slot].get_or_insert_with(|| {
-                    PackWriter::with_capacity(blob.blob_type, pack_size + PACK_SLACK)
-                });
-                writer.add(&blob)?;
+                report.bytes_repacked += u64::from(blob.length);
+                let writer = writers.for_type(blob.blob_type)?;
+                writer.add_stored(
+                    blob.blob_type,
+                    blob.id,
+                    read.stored(blob),
+                    blob.uncompressed_length,
+                )?;
                 if writer.len() >= pack_size {
-                    let full = writers[slot].take().expect("just used");
+                    let full = writers.take(blob.blob_type);
                     if uploads.len() >= REPACK_UPLOADS {
                         let done = uploads.join_next().await.expect("uploads are running");
                         saved.push(joined(done)?);
@@ -707,7 +711,7 @@ async fn repack_packs(
                 }
             }
         }
-        for writer in writers.iter_mut().filter_map(Option::take) {
+        for writer in writers.drain() {
             uploads.spawn(save_writer(repo.clone(), writer));
         }
         while let Some(done) = uploads.join_next().await {
@@ -725,40 +729,111 @@ async fn repack_packs(
     Ok(())
 }
 
-/// Fetches one pack and verifies the blobs in `wanted` (decrypted,
-/// decompressed, hashed), returning them as stored.
+/// The open packs of a repack, one per blob type. Data packs spool to disk
+/// as they fill where the backend takes spool files (as a backup's do), so a
+/// repack holds a few MiB of them, not whole packs, in memory.
+struct RepackWriters {
+    /// Data, tree.
+    open: [Option<PackWriter>; 2],
+    spool_dir: Option<std::path::PathBuf>,
+    /// Buffers of the spooling data packs: two for the open one and two for
+    /// each still being finished by an upload task, so opening a pack never
+    /// waits.
+    buffers: std::sync::Arc<PackBuffers>,
+    pack_size: usize,
+}
+
+impl RepackWriters {
+    fn new(repo: &Repository) -> Self {
+        let config = repo.config();
+        RepackWriters {
+            open: [None, None],
+            spool_dir: repo.backend().spool_dir(),
+            buffers: PackBuffers::new(
+                SPILL_BYTES + config.chunker.max as usize + PACK_SLACK,
+                2 * (1 + REPACK_UPLOADS),
+            ),
+            pack_size: config.pack_size as usize,
+        }
+    }
+
+    /// The open pack for blobs of `blob_type`, opened if there is none.
+    fn for_type(&mut self, blob_type: BlobType) -> Result<&mut PackWriter> {
+        let slot = &mut self.open[usize::from(blob_type == BlobType::Tree)];
+        if slot.is_none() {
+            *slot = Some(match (&self.spool_dir, blob_type) {
+                (Some(dir), BlobType::Data) => {
+                    let file = SpoolFile::create(dir)?;
+                    PackWriter::spooling(blob_type, &self.buffers, file, SPILL_BYTES)?
+                        .expect("the repack's buffer pool is never closed")
+                }
+                _ => PackWriter::with_capacity(blob_type, self.pack_size + PACK_SLACK),
+            });
+        }
+        Ok(slot.as_mut().expect("just opened"))
+    }
+
+    /// The open pack for blobs of `blob_type`, which must exist.
+    fn take(&mut self, blob_type: BlobType) -> PackWriter {
+        self.open[usize::from(blob_type == BlobType::Tree)]
+            .take()
+            .expect("the pack a blob was just added to")
+    }
+
+    /// Every pack still open.
+    fn drain(&mut self) -> impl Iterator<Item = PackWriter> + '_ {
+        self.open.iter_mut().filter_map(Option::take)
+    }
+}
+
+/// A pack fetched for a repack, and the blobs to copy out of it, each
+/// verified (decrypted, decompressed, hashed) and kept as stored.
+struct VerifiedPack {
+    bytes: Bytes,
+    blobs: Vec<PackEntry>,
+}
+
+impl VerifiedPack {
+    /// A blob's stored bytes (in range: checked when it was verified).
+    fn stored(&self, blob: &PackEntry) -> &[u8] {
+        &self.bytes[stored_range(blob)]
+    }
+}
+
+/// Where a blob's stored bytes lie in its pack (in `usize`, so an index
+/// entry can't overflow it).
+fn stored_range(blob: &PackEntry) -> std::ops::Range<usize> {
+    let start = blob.offset as usize;
+    start..start + blob.length as usize
+}
+
+/// Fetches one pack and verifies the blobs in `wanted`.
 async fn read_verified(
     repo: &Repository,
     pack: Id,
     wanted: Vec<PackEntry>,
-) -> Result<Vec<EncodedBlob>> {
+) -> Result<VerifiedPack> {
     let path = Repository::pack_path(&pack);
     let bytes = repo.backend().get(&path).await?;
     let key_repo = repo.clone();
     blocking(move || {
-        wanted
-            .iter()
-            .map(|blob| {
-                let range = blob.offset as usize..(blob.offset + blob.length) as usize;
-                let stored = bytes.get(range).ok_or_else(|| {
-                    Error::corrupt(&path, format!("blob {} lies past the pack's end", blob.id))
-                })?;
-                decode_blob(
-                    key_repo.key(),
-                    blob.blob_type,
-                    stored,
-                    blob.uncompressed_length,
-                    &blob.id,
-                )
-                .map_err(|e| e.in_file(&path))?;
-                Ok(EncodedBlob {
-                    id: blob.id,
-                    blob_type: blob.blob_type,
-                    bytes: stored.to_vec(),
-                    uncompressed_length: blob.uncompressed_length,
-                })
-            })
-            .collect()
+        for blob in &wanted {
+            let stored = bytes.get(stored_range(blob)).ok_or_else(|| {
+                Error::corrupt(&path, format!("blob {} lies past the pack's end", blob.id))
+            })?;
+            decode_blob(
+                key_repo.key(),
+                blob.blob_type,
+                stored,
+                blob.uncompressed_length,
+                &blob.id,
+            )
+            .map_err(|e| e.in_file(&path))?;
+        }
+        Ok(VerifiedPack {
+            bytes,
+            blobs: wanted,
+        })
     })
     .await
 }

@@ -33,18 +33,13 @@ use super::claimed::ClaimedBlobs;
 use super::metadata::nanos;
 use crate::blob::{self, BlobType, Compression};
 use crate::index::Index;
-use crate::pack::{FinishedPack, PackBuffers, PackWriter};
+use crate::pack::{FinishedPack, PackBuffers, PackWriter, SPILL_BYTES};
 use crate::progress::Progress;
 use crate::{Error, Id, Repository};
 
 /// Room in a pack buffer beyond the pack size: the blob that fills a pack
 /// (usually ~1 MiB) lands in the same buffer.
 const PACK_SLACK: usize = 2 << 20;
-
-/// A data pack written to disk as it fills (where the backend takes spool
-/// files: a local repository) is written out whenever this much of it is
-/// buffered: large enough for fast direct writes, small beside a pack.
-const SPILL_BYTES: usize = 2 << 20;
 
 /// State every pipeline stage shares.
 pub(crate) struct Shared {
