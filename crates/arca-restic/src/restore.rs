@@ -29,6 +29,7 @@ use arca_repo::restore::{RestoreFailure, RestoreOptions, RestoreSummary};
 use arca_repo::tree::{Node, NodeType};
 use futures::StreamExt as _;
 
+use crate::crypto::MasterKey;
 use crate::index::{BlobLocation, Index};
 use crate::repository::{blocking, pack_path, sha256};
 use crate::{Error, ResticRepository, ResticSnapshot, Result};
@@ -90,40 +91,53 @@ pub async fn restore(
 
     let bytes_read = Arc::new(AtomicU64::new(0));
     let packs_read = Arc::new(std::sync::Mutex::new(HashSet::new()));
-    let written: Vec<(usize, Result<u64>)> = futures::stream::iter(
-        files
-            .iter()
-            .copied()
-            .filter(|&i| states[i].is_none() && !items[i].node.content.is_empty()),
-    )
-    .map(|i| {
-        let (index, items, target, progress) = (&index, &items, &target, &progress);
-        let (bytes_read, packs_read) = (&bytes_read, &packs_read);
-        async move {
-            let path = target.join(&items[i].path);
-            let result = write_content(
+    let mut work = Vec::new();
+    let mut small = Vec::new();
+    for &i in &files {
+        if states[i].is_some() || items[i].node.content.is_empty() {
+            continue;
+        }
+        match content_reads(&index, &items[i].node, &items[i].path) {
+            Ok(mut reads) if reads.len() == 1 => small.push((i, reads.remove(0))),
+            Ok(reads) => work.push(Work::File { item: i, reads }),
+            Err(e) => states[i] = Some(e.to_string()),
+        }
+    }
+    work.extend(batches(small));
+    let written: Vec<(usize, std::result::Result<u64, String>)> = futures::stream::iter(work)
+        .map(|work| {
+            let (items, target, progress) = (&items, &target, &progress);
+            let (bytes_read, packs_read) = (&bytes_read, &packs_read);
+            let reads = Reads {
                 repo,
-                index,
-                &items[i].node,
-                path,
                 bytes_read,
                 packs_read,
-                progress,
-            )
-            .await;
-            (i, result)
-        }
-    })
-    .buffer_unordered(FILE_CONCURRENCY)
-    .collect()
-    .await;
+            };
+            async move {
+                match work {
+                    Work::File {
+                        item,
+                        reads: file_reads,
+                    } => {
+                        let path = target.join(&items[item].path);
+                        let result = write_file(&reads, file_reads, path, progress).await;
+                        vec![(item, result.map_err(|e| e.to_string()))]
+                    }
+                    Work::Batch(batch) => write_batch(&reads, batch, items, target, progress).await,
+                }
+            }
+        })
+        .buffer_unordered(FILE_CONCURRENCY)
+        .flat_map(futures::stream::iter)
+        .collect()
+        .await;
     for (i, result) in written {
         match result {
             Ok(bytes) => {
                 summary.bytes_restored += bytes;
                 progress.add_file(&items[i].path);
             }
-            Err(e) => states[i] = Some(e.to_string()),
+            Err(reason) => states[i] = Some(reason),
         }
     }
     summary.bytes_read = bytes_read.load(Ordering::Relaxed);
@@ -404,16 +418,56 @@ fn reads(index: &Index, content: &[Id]) -> Result<Vec<Read>> {
     Ok(reads)
 }
 
-/// Fetches, opens and writes one file's blobs; returns the bytes written.
-async fn write_content(
-    repo: &ResticRepository,
-    index: &Index,
-    node: &Node,
-    path: PathBuf,
-    bytes_read: &AtomicU64,
-    packs_read: &std::sync::Mutex<HashSet<Id>>,
-    progress: &Arc<dyn Progress>,
-) -> Result<u64> {
+/// Content to fetch and write: a file's reads, or a batch of small files.
+enum Work {
+    File { item: usize, reads: Vec<Read> },
+    Batch(Batch),
+}
+
+/// Small files (one ranged read each) lying close together in one pack,
+/// fetched with one request: a backup stores a directory's small files one
+/// after another, so restoring them a request each would cost a round trip
+/// per file (restic's restorer, too, reads by pack rather than by file).
+struct Batch {
+    pack: Id,
+    start: u64,
+    end: u64,
+    /// `(item, its read)`.
+    files: Vec<(usize, Read)>,
+}
+
+/// Bytes between two small files' blobs that a batch reads rather than
+/// starting another request.
+const MAX_BATCH_GAP: u64 = 256 << 10;
+
+/// Groups single-read files into [`Batch`]es by pack and position.
+fn batches(mut small: Vec<(usize, Read)>) -> Vec<Work> {
+    small.sort_by_key(|(_, read)| (read.pack, read.start));
+    let mut batches: Vec<Batch> = Vec::new();
+    for (item, read) in small {
+        match batches.last_mut() {
+            Some(batch)
+                if batch.pack == read.pack
+                    && read.start <= batch.end + MAX_BATCH_GAP
+                    && read.end.max(batch.end) - batch.start <= MAX_READ =>
+            {
+                batch.end = batch.end.max(read.end);
+                batch.files.push((item, read));
+            }
+            _ => batches.push(Batch {
+                pack: read.pack,
+                start: read.start,
+                end: read.end,
+                files: vec![(item, read)],
+            }),
+        }
+    }
+    batches.into_iter().map(Work::Batch).collect()
+}
+
+/// The ranged reads that fetch a file's content, once its blobs are known to
+/// add up to the size the snapshot records.
+fn content_reads(index: &Index, node: &Node, path: &Path) -> Result<Vec<Read>> {
     let reads = reads(index, &node.content)?;
     let total: u64 = node
         .content
@@ -430,52 +484,95 @@ async fn write_content(
             ),
         ));
     }
+    Ok(reads)
+}
+
+/// Fetches ranges of packs, counting what was read.
+struct Reads<'a> {
+    repo: &'a ResticRepository,
+    bytes_read: &'a AtomicU64,
+    packs_read: &'a std::sync::Mutex<HashSet<Id>>,
+}
+
+impl Reads<'_> {
+    async fn fetch(&self, pack: Id, range: std::ops::Range<u64>) -> Result<bytes::Bytes> {
+        let stored = self
+            .repo
+            .backend()
+            .get_range(&pack_path(&pack), range)
+            .await?;
+        self.bytes_read
+            .fetch_add(stored.len() as u64, Ordering::Relaxed);
+        self.packs_read.lock().expect("not poisoned").insert(pack);
+        Ok(stored)
+    }
+}
+
+/// Opens a restored file (created empty by the create phase) for writing.
+fn open_for_content(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Opens, verifies and writes the blobs of `read` out of `stored`, which
+/// holds the pack's bytes from `base` on; returns the bytes written.
+fn write_blobs(
+    key: &MasterKey,
+    file: &File,
+    path: &Path,
+    read: &Read,
+    stored: &[u8],
+    base: u64,
+) -> Result<u64> {
+    let mut written = 0u64;
+    for (id, location, file_offset) in &read.blobs {
+        let at = (u64::from(location.offset) - base) as usize;
+        let sealed = &stored[at..at + location.length as usize];
+        let plain = crate::repository::open_blob(
+            key,
+            BlobType::Data,
+            id,
+            sealed,
+            location.uncompressed_length,
+        )?;
+        // All-zero blobs stay holes in the file set_len made.
+        if plain.iter().any(|&b| b != 0) {
+            file.write_all_at(&plain, *file_offset)
+                .map_err(|source| Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        }
+        written += plain.len() as u64;
+    }
+    Ok(written)
+}
+
+/// Fetches, opens and writes one file's blobs; returns the bytes written.
+async fn write_file(
+    reads: &Reads<'_>,
+    file_reads: Vec<Read>,
+    path: PathBuf,
+    progress: &Arc<dyn Progress>,
+) -> Result<u64> {
     let file = {
         let opening = path.clone();
-        let opened = blocking(move || std::fs::OpenOptions::new().write(true).open(opening)).await;
-        Arc::new(opened.map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?)
+        Arc::new(blocking(move || open_for_content(&opening)).await?)
     };
-    let results: Vec<Result<u64>> = futures::stream::iter(reads)
+    let results: Vec<Result<u64>> = futures::stream::iter(file_reads)
         .map(|read| {
-            let file = file.clone();
-            let path = path.clone();
+            let (file, path) = (file.clone(), path.clone());
             async move {
-                let stored = repo
-                    .backend()
-                    .get_range(&pack_path(&read.pack), read.start..read.end)
-                    .await?;
-                bytes_read.fetch_add(stored.len() as u64, Ordering::Relaxed);
-                packs_read.lock().expect("not poisoned").insert(read.pack);
-                let key = repo.key().clone();
-                let written = blocking(move || {
-                    let mut written = 0u64;
-                    for (id, location, file_offset) in &read.blobs {
-                        let at = (u64::from(location.offset) - read.start) as usize;
-                        let sealed = &stored[at..at + location.length as usize];
-                        let plain = crate::repository::open_blob(
-                            &key,
-                            BlobType::Data,
-                            id,
-                            sealed,
-                            location.uncompressed_length,
-                        )?;
-                        // All-zero blobs stay holes in the file set_len made.
-                        if plain.iter().any(|&b| b != 0) {
-                            file.write_all_at(&plain, *file_offset).map_err(|source| {
-                                Error::Io {
-                                    path: path.clone(),
-                                    source,
-                                }
-                            })?;
-                        }
-                        written += plain.len() as u64;
-                    }
-                    Ok::<_, Error>(written)
-                })
-                .await?;
+                let stored = reads.fetch(read.pack, read.start..read.end).await?;
+                let key = reads.repo.key().clone();
+                let written =
+                    blocking(move || write_blobs(&key, &file, &path, &read, &stored, read.start))
+                        .await?;
                 progress.add_bytes(written);
                 Ok(written)
             }
@@ -488,6 +585,46 @@ async fn write_content(
         written += result?;
     }
     Ok(written)
+}
+
+/// Fetches a batch of small files with one request and writes each; every
+/// file has its own result (a failed fetch fails them all, for one reason).
+async fn write_batch(
+    reads: &Reads<'_>,
+    batch: Batch,
+    items: &Arc<Vec<Item>>,
+    target: &Path,
+    progress: &Arc<dyn Progress>,
+) -> Vec<(usize, std::result::Result<u64, String>)> {
+    let stored = match reads.fetch(batch.pack, batch.start..batch.end).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            let reason = e.to_string();
+            return batch
+                .files
+                .into_iter()
+                .map(|(item, _)| (item, Err(reason.clone())))
+                .collect();
+        }
+    };
+    let key = reads.repo.key().clone();
+    let (items, target) = (items.clone(), target.to_path_buf());
+    let results = blocking(move || {
+        batch
+            .files
+            .iter()
+            .map(|(item, read)| {
+                let path = target.join(&items[*item].path);
+                let written = open_for_content(&path)
+                    .and_then(|file| write_blobs(&key, &file, &path, read, &stored, batch.start))
+                    .map_err(|e| e.to_string());
+                (*item, written)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    progress.add_bytes(results.iter().filter_map(|(_, r)| r.as_ref().ok()).sum());
+    results
 }
 
 /// Re-reads a restored file and checks every blob's SHA-256 and the length.
@@ -576,4 +713,85 @@ fn apply_metadata(
         }
     }
     (skipped, states)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A single-blob read of `pack` at `start..start + len`.
+    fn read(pack: u8, start: u32, len: u32) -> Read {
+        let location = BlobLocation {
+            pack: Id([pack; 32]),
+            offset: start,
+            length: len,
+            uncompressed_length: None,
+        };
+        Read {
+            pack: location.pack,
+            start: u64::from(start),
+            end: u64::from(start + len),
+            blobs: vec![(Id([0; 32]), location, 0)],
+        }
+    }
+
+    /// Each batch as (pack byte, start, end, items in order).
+    fn shape(work: Vec<Work>) -> Vec<(u8, u64, u64, Vec<usize>)> {
+        work.into_iter()
+            .map(|work| match work {
+                Work::Batch(b) => (
+                    b.pack.0[0],
+                    b.start,
+                    b.end,
+                    b.files.iter().map(|(item, _)| *item).collect(),
+                ),
+                Work::File { .. } => panic!("batches() makes only batches"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_files_close_together_in_one_pack_share_a_request() {
+        let gap = MAX_BATCH_GAP as u32;
+        let small = vec![
+            (0, read(1, 1000, 100)),
+            // Given out of order: batches follow the pack's order.
+            (2, read(1, 1200 + gap, 50)),
+            (1, read(1, 1100, 100)),
+            // Past the gap: a request of its own.
+            (3, read(1, 1300 + 3 * gap, 10)),
+            // Another pack.
+            (4, read(2, 1100, 100)),
+            // A blob two files share: the same range, one request.
+            (5, read(2, 1100, 100)),
+        ];
+        assert_eq!(
+            shape(batches(small)),
+            vec![
+                (1, 1000, u64::from(1250 + gap), vec![0, 1, 2]),
+                (
+                    1,
+                    u64::from(1300 + 3 * gap),
+                    u64::from(1310 + 3 * gap),
+                    vec![3]
+                ),
+                (2, 1100, 1200, vec![4, 5]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_stays_within_the_largest_read() {
+        let len = (MAX_READ / 3) as u32;
+        let small: Vec<_> = (0..4).map(|i| (i, read(7, i as u32 * len, len))).collect();
+        let shaped = shape(batches(small));
+        assert_eq!(shaped.len(), 2);
+        assert!(
+            shaped
+                .iter()
+                .all(|(_, start, end, _)| end - start <= MAX_READ)
+        );
+        assert_eq!(shaped[0].3, vec![0, 1, 2]);
+        assert_eq!(shaped[1].3, vec![3]);
+    }
 }
