@@ -125,7 +125,7 @@ mod master;
 pub use error::Error;
 pub use id::{Id, StorageIdHasher};
 pub use keyfile::{KdfParams, KeyAccess, KeyFile};
-pub use master::{MasterKey, ObjectKind, SEAL_OVERHEAD};
+pub use master::{AUDIT_KEY_ID, Adopted, MasterKey, ObjectKind, SEAL_OVERHEAD};
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
