@@ -15,6 +15,7 @@ pub mod check;
 pub mod config;
 pub mod copy;
 pub mod destroy;
+pub mod erase;
 pub mod diff;
 pub mod dump;
 mod error;

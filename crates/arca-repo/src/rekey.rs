@@ -79,7 +79,7 @@ pub struct ReencryptReport {
 }
 
 /// The data key id an envelope names (its bytes 1..5), if it has one.
-fn envelope_key_id(sealed: &[u8]) -> Option<u32> {
+pub(crate) fn envelope_key_id(sealed: &[u8]) -> Option<u32> {
     sealed
         .get(1..5)
         .map(|bytes| u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
@@ -405,7 +405,7 @@ async fn reseal_config(repo: &Repository, current: u32) -> Result<bool> {
 }
 
 /// The data key id of one stored blob in a pack's bytes.
-fn stored_key_id(pack: &[u8], blob: &PackEntry) -> Option<u32> {
+pub(crate) fn stored_key_id(pack: &[u8], blob: &PackEntry) -> Option<u32> {
     let start = blob.offset as usize;
     envelope_key_id(pack.get(start..start.checked_add(blob.length as usize)?)?)
 }
