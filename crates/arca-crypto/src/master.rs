@@ -462,7 +462,31 @@ impl MasterKey {
         out: &mut Vec<u8>,
         write_plaintext: impl FnOnce(&mut Vec<u8>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        let (key_id, key_bytes) = if kind == ObjectKind::AuditRecord {
+        self.seal_envelope(kind, kind == ObjectKind::AuditRecord, out, write_plaintext)
+    }
+
+    /// An audit record sealed as builds before the audit key sealed them:
+    /// under the current data key. Only for tests of repositories such
+    /// builds wrote (an erasure seals these records again).
+    #[doc(hidden)]
+    pub fn seal_audit_record_under_data_key(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+        self.seal_envelope(ObjectKind::AuditRecord, false, &mut out, |out| {
+            out.extend_from_slice(plaintext);
+            Ok::<_, Error>(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`MasterKey::seal_with`] under the audit key or the current data key.
+    fn seal_envelope<T, E: From<Error>>(
+        &self,
+        kind: ObjectKind,
+        under_audit_key: bool,
+        out: &mut Vec<u8>,
+        write_plaintext: impl FnOnce(&mut Vec<u8>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let (key_id, key_bytes) = if under_audit_key {
             (AUDIT_KEY_ID, self.audit_key())
         } else {
             let data_key = self

@@ -326,7 +326,8 @@ async fn old_packs(
 /// Seals every audit record under a data key again under the audit key,
 /// and every record that links to one (its links change), oldest first
 /// with links remapped; then deletes the old records. A rerun finds copies
-/// already written by their `resealed_from`. Returns how many were sealed.
+/// already written by their `resealed_from` (and deletes what they copy).
+/// Returns how many records were replaced.
 async fn reseal_audit_trail(repo: &Repository) -> Result<u64> {
     let repo = repo.without_cache();
     let loaded = records::load_all(&repo, AUDIT_DIR, |repo, path, stored| {
@@ -364,7 +365,12 @@ async fn reseal_audit_trail(repo: &Repository) -> Result<u64> {
             if !ready {
                 return true;
             }
-            if !under_audit_key || record.previous.iter().any(|p| rewrite.contains(p)) {
+            // Under a data key, linking to a record sealed again, or
+            // already copied by an interrupted run (then only deleted).
+            if !under_audit_key
+                || copies.contains_key(id)
+                || record.previous.iter().any(|p| rewrite.contains(p))
+            {
                 rewrite.insert(*id);
                 order.push(*id);
             }
