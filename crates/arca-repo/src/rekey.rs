@@ -23,10 +23,9 @@
 //! record first, releases remapped to their placements' new IDs, old record
 //! deleted last), and `config` is replaced in place (its one fixed name).
 //!
-//! What this does not do yet: audit records stay under their keys (they
-//! are linked by their names, so re-sealing breaks the chain:
-//! docs/FORMAT.md §20), and the old data keys stay in the key files and
-//! keyrings, so nothing is erased yet.
+//! Audit records are not touched: they are sealed under the audit key,
+//! which never rotates (docs/FORMAT.md §18). The old data keys stay in the
+//! key files and keyrings; [`crate::erase`] destroys them.
 
 use std::collections::{HashMap, HashSet};
 
