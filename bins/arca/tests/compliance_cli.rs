@@ -734,3 +734,145 @@ fn key_reencrypt_rewrites_old_packs_and_everything_restores() {
     }
     ok(&repo, &["check", "--read-data"]);
 }
+
+/// `arca` with the grace floor lowered to a second (test-only).
+fn with_short_grace(repo: &Repo, args: &[&str]) -> Run {
+    let mut command = repo.command(args);
+    command.env("ARCA_TEST_GRACE_FLOOR", "1");
+    let run = Run::of(command);
+    no_secrets(&run);
+    run
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// `key reencrypt` killed (SIGKILL) at several points and run again, then
+/// `prune --erase`: the first run re-encrypts nothing more and waits for the
+/// grace period, the second destroys data key 0; afterwards every file is
+/// sealed under the kept key (`check --read-data` reads every blob with only
+/// that key), a copy of the old key file alone no longer opens the
+/// repository, and bad input is refused with a clear message.
+#[test]
+fn reencrypt_killed_and_resumed_then_prune_erase_destroys_the_old_key() {
+    let repo = Repo::local();
+    let dir = repo.local_dir.clone().unwrap();
+    backed_up(&repo);
+    let data = repo.path("data");
+    for i in 0..4 {
+        fs::write(
+            data.join(format!("noise-{i}")),
+            support::noise(512 << 10, i + 1),
+        )
+        .unwrap();
+    }
+    ok(&repo, &["backup", data.to_str().unwrap()]);
+    let only_key = |dir: &Path| {
+        let keys: Vec<_> = fs::read_dir(dir.join("keys")).unwrap().collect();
+        assert_eq!(keys.len(), 1);
+        keys.into_iter().next().unwrap().unwrap().path()
+    };
+    let old_key_file = only_key(&dir);
+    let old_key_bytes = fs::read(&old_key_file).unwrap();
+    ok(&repo, &["key", "rotate"]);
+    let mut killed = 0;
+    for delay in [0, 40, 120, 300] {
+        let mut reencrypt = repo.command(&["key", "reencrypt"]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        if reencrypt.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = reencrypt.kill();
+        reencrypt.wait().unwrap();
+        ok(&repo, &["check"]);
+    }
+    assert!(killed > 0, "every re-encryption finished before its kill");
+    ok(&repo, &["key", "reencrypt"]);
+
+    let erase = |args: &[&str]| {
+        let mut all = vec!["--json", "prune", "--erase", "--grace", "1s"];
+        all.extend_from_slice(args);
+        let run = with_short_grace(&repo, &all);
+        assert_eq!(run.code, Some(0), "prune --erase failed:\n{run}");
+        run.json_lines().pop().unwrap()
+    };
+    let first = erase(&[]);
+    assert_eq!(first["message_type"], "erase_summary", "{first}");
+    assert!(first["waiting"]["packs"].as_u64().unwrap() > 0, "{first}");
+    assert_eq!(first["destroyed"], serde_json::json!([]), "{first}");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let second = erase(&[]);
+    assert_eq!(second["waiting"], Value::Null, "{second}");
+    assert_eq!(second["destroyed"], serde_json::json!([0]), "{second}");
+    let kept = u32::try_from(second["kept"].as_u64().unwrap()).unwrap();
+
+    let key_of =
+        |path: &Path| u32::from_le_bytes(fs::read(path).unwrap()[1..5].try_into().unwrap());
+    assert_eq!(key_of(&dir.join("config")), kept);
+    for sub in ["snapshots", "index", "marks", "holds"] {
+        for entry in fs::read_dir(dir.join(sub)).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            assert_eq!(key_of(&path), kept, "{}", path.display());
+        }
+    }
+    ok(&repo, &["check", "--read-data"]);
+    assert_ne!(only_key(&dir), old_key_file);
+    assert_eq!(fs::read_dir(dir.join("keyring")).unwrap().count(), 1);
+    let target = repo.path("restored");
+    ok(
+        &repo,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    support::assert_same_tree(&data, &support::restored(&target, &data));
+
+    // A copy of the repository with only the old key file does not open.
+    let stale = Repo::local();
+    let stale_dir = stale.local_dir.clone().unwrap();
+    copy_dir(&dir, &stale_dir);
+    fs::remove_dir_all(stale_dir.join("keys")).unwrap();
+    fs::create_dir_all(stale_dir.join("keys")).unwrap();
+    fs::write(
+        stale_dir
+            .join("keys")
+            .join(old_key_file.file_name().unwrap()),
+        old_key_bytes,
+    )
+    .unwrap();
+    let refused = run(&stale, &["snapshots"]);
+    assert_ne!(refused.code, Some(0), "{refused}");
+    assert!(refused.stderr.contains("before an erasure"), "{refused}");
+
+    // Bad input.
+    let nothing = with_short_grace(&repo, &["prune", "--erase", "--grace", "1s"]);
+    assert_eq!(nothing.code, Some(1), "{nothing}");
+    assert!(nothing.stderr.contains("nothing to erase"), "{nothing}");
+    let without_erase = run(&repo, &["prune", "--remove-other-keys"]);
+    assert_eq!(without_erase.code, Some(1), "{without_erase}");
+    assert!(without_erase.stderr.contains("--erase"), "{without_erase}");
+    let file = password_file(&repo, "limited", LIMITED_PASSWORD);
+    ok(
+        &repo,
+        &["key", "add", "--append-only", "--new-password-file", &file],
+    );
+    ok(&repo, &["key", "rotate"]);
+    let limited = as_password(&repo, LIMITED_PASSWORD, &["prune", "--erase"]);
+    assert_eq!(limited.code, Some(1), "{limited}");
+    assert!(
+        limited
+            .stderr
+            .contains("not allowed with an append-only key"),
+        "{limited}"
+    );
+    let others = with_short_grace(&repo, &["prune", "--erase", "--grace", "1s"]);
+    assert_eq!(others.code, Some(1), "{others}");
+    assert!(others.stderr.contains("--remove-other-keys"), "{others}");
+}

@@ -28,28 +28,45 @@
 //!   opens envelopes that name it. Key ids start at 0 and a rotation adds the
 //!   next id ([`MasterKey::rotate_data_key`]).
 //!
-//! Serialised (only ever inside a key file's encrypted `data`):
+//! - a *keyring key* `(keyring_key_id [16], keyring_key [32])` that seals
+//!   keyrings; unlike the two above it is replaced by an erasure
+//!   ([`MasterKey::erased`]).
+//!
+//! Serialised (only ever inside a key file's encrypted `data`), version 2:
 //!
 //! ```text
-//! version u8 = 1 | id_key [32] | chunker_key [32] | current_key_id u32 | key_count u32
-//!   | key_count × ( key_id u32 | key [32] )
+//! version u8 = 2 | id_key [32] | chunker_key [32] | keyring_key_id [16] | keyring_key [32]
+//!   | current_key_id u32 | key_count u32 | key_count × ( key_id u32 | key [32] )
 //! ```
 //!
-//! `key_count` ≥ 1, key ids strictly increasing, `current_key_id` among them,
-//! no trailing bytes.
+//! `key_count` ≥ 1, key ids strictly increasing and never [`AUDIT_KEY_ID`],
+//! `current_key_id` among them, no trailing bytes. Version 1, written before
+//! keyring keys existed, has no keyring key; it is still read, and written
+//! back as version 1.
 //!
 //! Data keys added after a key file was written travel in *keyrings*
 //! ([`MasterKey::rotate_into_keyring`], [`MasterKey::adopt_keyrings`]):
 //!
 //! ```text
-//! nonce [12] | AES-256-GCM(kek, nonce, aad = "arca keyring v1", plaintext) | tag [16]
-//! kek       = HKDF-SHA256(salt = empty, ikm = id_key | chunker_key, info = "arca v1 keyring key")
+//! "arcakr02" [8] | keyring_key_id [16] | nonce [12]
+//!   | AES-256-GCM(kek, nonce, aad = "arcakr02" | keyring_key_id, plaintext) | tag [16]
+//! kek       = HKDF-SHA256(salt = keyring_key_id, ikm = keyring_key, info = "arca v2 keyring key")
 //! plaintext = version u8 = 1 | generation u64 | current_key_id u32 | key_count u32
 //!             | key_count × ( key_id u32 | key [32] )
 //! ```
 //!
+//! For version 1 material the legacy format: `nonce [12] | AES-256-GCM(kek,
+//! nonce, aad = "arca keyring v1", plaintext) | tag [16]` with `kek =
+//! HKDF-SHA256(salt = empty, ikm = id_key | chunker_key, info = "arca v1
+//! keyring key")`. A keyring sealed under another keyring key (or a legacy
+//! one, for version 2 material) is left alone ([`Adopted::foreign`]).
 //! A rotation picks a random unused key id; adopting keyrings adds their
 //! keys and makes current the current key of the highest generation.
+//!
+//! Audit records ([`ObjectKind::AuditRecord`]) are sealed under the *audit
+//! key* `HKDF-SHA256(salt = empty, ikm = id_key | chunker_key, info = "arca v1
+//! audit key")`, named in the envelope by key id [`AUDIT_KEY_ID`], so erasing
+//! data keys never makes the audit trail unreadable.
 //!
 //! # Envelope
 //!
@@ -125,7 +142,7 @@ mod master;
 pub use error::Error;
 pub use id::{Id, StorageIdHasher};
 pub use keyfile::{KdfParams, KeyAccess, KeyFile};
-pub use master::{MasterKey, ObjectKind, SEAL_OVERHEAD};
+pub use master::{AUDIT_KEY_ID, Adopted, MasterKey, ObjectKind, SEAL_OVERHEAD};
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

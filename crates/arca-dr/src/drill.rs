@@ -679,6 +679,7 @@ mod tests {
             bytes_written: 0,
             bytes_read: 0,
             previous: Vec::new(),
+            resealed_from: None,
         };
         let back = DrillRecord::from_audit(&record).unwrap();
         assert!(!back.passed);

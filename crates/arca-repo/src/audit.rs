@@ -60,6 +60,11 @@ pub struct AuditRecord {
     pub bytes_read: u64,
     /// The records that were heads of the trail when this one was written.
     pub previous: Vec<Id>,
+    /// For a record an erasure sealed again (`prune --erase`, which
+    /// destroys the data key it was sealed under): the ID it had before, so
+    /// heads kept elsewhere still identify it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resealed_from: Option<Id>,
 }
 
 /// What a caller knows of an operation; [`append`] adds the links.
@@ -110,6 +115,7 @@ pub async fn append(repo: &Repository, entry: Entry) -> Result<Id> {
         bytes_written: entry.bytes_written,
         bytes_read: entry.bytes_read,
         previous,
+        resealed_from: None,
     };
     records::save(repo, ObjectKind::AuditRecord, AUDIT_DIR, &record).await
 }
@@ -410,6 +416,7 @@ mod tests {
             bytes_written: 0,
             bytes_read: 0,
             previous: previous.to_vec(),
+            resealed_from: None,
         }
     }
 

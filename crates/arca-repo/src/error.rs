@@ -153,6 +153,40 @@ pub enum Error {
         /// The key file's ID.
         id: Id,
     },
+    /// The key file opens, but an erasure replaced its keyrings and
+    /// destroyed the keys it holds.
+    #[error(
+        "{path} was written before an erasure (`arca prune --erase`) destroyed the data keys it holds; open the repository with a key file written since"
+    )]
+    KeyFileSuperseded {
+        /// The key file.
+        path: String,
+    },
+    /// `prune --erase` found no old data key and no old keyring to destroy.
+    #[error(
+        "nothing to erase: the repository holds only its current data key {current:08x} (rotate with `arca key rotate` first)"
+    )]
+    NothingToErase {
+        /// The current data key's id.
+        current: u32,
+    },
+    /// `prune --erase` would leave other key files holding the old keys.
+    #[error(
+        "not erasing: {} other key file(s) ({}) hold the old data keys and cannot be rewritten without their passwords; remove them (`arca key remove`) or pass --remove-other-keys, then add new ones afterwards. Nothing was changed",
+        .ids.len(), .ids.iter().map(Id::short).collect::<Vec<_>>().join(", ")
+    )]
+    OtherKeysHoldOldKeys {
+        /// The other key files.
+        ids: Vec<Id>,
+    },
+    /// A key rotation wrote a keyring while an erasure ran.
+    #[error(
+        "a keyring ({keyring}) appeared while erasing; a key rotation ran at the same time. Run `arca prune --erase` again"
+    )]
+    KeyringChanged {
+        /// The keyring that appeared.
+        keyring: String,
+    },
     /// A hold release names a snapshot that has no active hold.
     #[error("snapshot {snapshot} has no active hold to release; `arca hold list` lists them")]
     NotHeld {

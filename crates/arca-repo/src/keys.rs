@@ -192,7 +192,7 @@ pub async fn rotate(repo: &Repository) -> Result<(u32, Id)> {
     let (key_id, sealed) = blocking(move || {
         let mut key = worker.key().duplicate()?;
         let all: Vec<&[u8]> = keyrings.iter().map(|bytes| &bytes[..]).collect();
-        let generation = key.adopt_keyrings(&all)?;
+        let generation = key.adopt_keyrings(&all)?.generation;
         Ok(key.rotate_into_keyring(generation + 1)?)
     })
     .await?;

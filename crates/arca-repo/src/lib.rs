@@ -17,6 +17,7 @@ pub mod copy;
 pub mod destroy;
 pub mod diff;
 pub mod dump;
+pub mod erase;
 mod error;
 pub mod find;
 pub mod forget;

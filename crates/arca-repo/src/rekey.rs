@@ -23,10 +23,9 @@
 //! record first, releases remapped to their placements' new IDs, old record
 //! deleted last), and `config` is replaced in place (its one fixed name).
 //!
-//! What this does not do yet: audit records stay under their keys (they
-//! are linked by their names, so re-sealing breaks the chain:
-//! docs/FORMAT.md §20), and the old data keys stay in the key files and
-//! keyrings, so nothing is erased yet.
+//! Audit records are not touched: they are sealed under the audit key,
+//! which never rotates (docs/FORMAT.md §18). The old data keys stay in the
+//! key files and keyrings; [`crate::erase`] destroys them.
 
 use std::collections::{HashMap, HashSet};
 
@@ -79,7 +78,7 @@ pub struct ReencryptReport {
 }
 
 /// The data key id an envelope names (its bytes 1..5), if it has one.
-fn envelope_key_id(sealed: &[u8]) -> Option<u32> {
+pub(crate) fn envelope_key_id(sealed: &[u8]) -> Option<u32> {
     sealed
         .get(1..5)
         .map(|bytes| u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
@@ -405,7 +404,7 @@ async fn reseal_config(repo: &Repository, current: u32) -> Result<bool> {
 }
 
 /// The data key id of one stored blob in a pack's bytes.
-fn stored_key_id(pack: &[u8], blob: &PackEntry) -> Option<u32> {
+pub(crate) fn stored_key_id(pack: &[u8], blob: &PackEntry) -> Option<u32> {
     let start = blob.offset as usize;
     envelope_key_id(pack.get(start..start.checked_add(blob.length as usize)?)?)
 }

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arca_chunk::{Chunker, ChunkerParams};
-use arca_crypto::{KdfParams, KeyAccess, KeyFile, MasterKey, ObjectKind};
+use arca_crypto::{Adopted, KdfParams, KeyAccess, KeyFile, MasterKey, ObjectKind};
 use arca_store::{Backend, DiskCache, ObjectMeta};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -198,13 +198,21 @@ impl Repository {
                 };
                 // A damaged keyring is the error to report, not a reason
                 // to try the next key file.
-                let key = match adopt_loaded_keyrings(key, &keyrings) {
-                    Ok(key) => key,
+                let (key, adopted) = match adopt_loaded_keyrings(key, &keyrings) {
+                    Ok(adopted) => adopted,
                     Err(e) => return Ok(Ok(Err(e))),
                 };
                 let config = key
                     .open(ObjectKind::Config, &sealed_config)
-                    .map_err(|e| Error::corrupt(CONFIG_PATH, e))
+                    .map_err(|e| match e {
+                        // Its keyrings were replaced and the config is
+                        // under a key it does not hold: an erasure
+                        // destroyed this key file's keys.
+                        arca_crypto::Error::Malformed { .. } if adopted.foreign > 0 => {
+                            Error::KeyFileSuperseded { path: path.clone() }
+                        }
+                        e => Error::corrupt(CONFIG_PATH, e),
+                    })
                     .and_then(|plaintext| {
                         Config::decode(&plaintext).map_err(|e| e.in_file(CONFIG_PATH))
                     });
@@ -241,7 +249,7 @@ impl Repository {
         if keyrings.is_empty() {
             return Ok(key);
         }
-        blocking(move || adopt_loaded_keyrings(key, &keyrings)).await
+        blocking(move || Ok(adopt_loaded_keyrings(key, &keyrings)?.0)).await
     }
 
     /// The stored bytes and path of every keyring in `keyring/`.
@@ -806,11 +814,14 @@ impl Repository {
 }
 
 /// `key` with the data keys of `keyrings` (bytes and path) added, the
-/// newest generation's current key current. Blocking: call from the
-/// blocking pool.
-fn adopt_loaded_keyrings(mut key: MasterKey, keyrings: &[(Bytes, String)]) -> Result<MasterKey> {
+/// newest generation's current key current, and what was adopted.
+/// Blocking: call from the blocking pool.
+fn adopt_loaded_keyrings(
+    mut key: MasterKey,
+    keyrings: &[(Bytes, String)],
+) -> Result<(MasterKey, Adopted)> {
     if keyrings.is_empty() {
-        return Ok(key);
+        return Ok((key, Adopted::default()));
     }
     for (bytes, path) in keyrings {
         key.adopt_keyrings(&[bytes])
@@ -818,8 +829,8 @@ fn adopt_loaded_keyrings(mut key: MasterKey, keyrings: &[(Bytes, String)]) -> Re
     }
     // Once more, all together: the newest generation's key is current.
     let all: Vec<&[u8]> = keyrings.iter().map(|(bytes, _)| &bytes[..]).collect();
-    key.adopt_keyrings(&all)?;
-    Ok(key)
+    let adopted = key.adopt_keyrings(&all)?;
+    Ok((key, adopted))
 }
 
 /// The ID a file is named by (the last path component).

@@ -1,21 +1,36 @@
-//! `arca prune`: delete data no snapshot uses, beside running backups.
+//! `arca prune`: delete data no snapshot uses, beside running backups;
+//! with `--erase`, then destroy the old data keys (cryptographic erasure).
 
 use std::time::Duration;
 
+use arca_crypto::{KdfParams, KeyAccess};
+use arca_repo::erase::{EraseOptions, EraseReport, erase};
+use arca_repo::keys::NewKey;
 use arca_repo::prune::{MaxUnused, PruneOptions, PruneReport, parse_size, prune};
 use serde::Serialize;
 
 use crate::Exit;
-use crate::context::Context;
+use crate::context::{Context, hostname, username};
 use crate::output::{self, Output};
+use crate::password::Purpose;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
     options: PruneFlags,
     /// Print what would be marked, repacked and deleted; change nothing
-    #[arg(long, short = 'n')]
+    #[arg(long, short = 'n', conflicts_with = "erase")]
     dry_run: bool,
+    /// Then re-encrypt what is still under an old data key and, once the
+    /// old packs are deleted (after the grace period: run it again then),
+    /// destroy every data key but the current one: the key file in use is
+    /// rewritten, the old keyrings deleted (docs/FORMAT.md §20)
+    #[arg(long)]
+    erase: bool,
+    /// With --erase: also delete the other key files, which hold the old
+    /// keys and cannot be rewritten without their passwords
+    #[arg(long, requires = "erase")]
+    remove_other_keys: bool,
 }
 
 /// How to prune (shared with `forget --prune`).
@@ -66,9 +81,103 @@ struct SummaryJson<'a> {
 pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
     let opened = context.open_repository().await?;
     let opts = args.options.to_options(args.dry_run);
+    if args.erase {
+        // The key file in use is rewritten for the same password.
+        let password = context.password(Purpose::Open).await?;
+        let opts = EraseOptions {
+            prune: opts,
+            new_key: NewKey {
+                password: password.as_bytes(),
+                hostname: hostname(),
+                username: username(),
+                access: KeyAccess::Full,
+                kdf: KdfParams::default(),
+            },
+            remove_other_keys: args.remove_other_keys,
+        };
+        let report = erase(&opened.repository, &opts).await?;
+        print_erase_report(context.output, &report)?;
+        return Ok(Exit::Success);
+    }
     let report = prune(&opened.repository, &opts).await?;
     print_report(context.output, &report)?;
     Ok(Exit::Success)
+}
+
+/// The `--erase` summary (schema in docs/CLI.md).
+#[derive(Debug, Serialize)]
+struct EraseJson<'a> {
+    message_type: &'static str,
+    #[serde(flatten)]
+    report: &'a EraseReport,
+}
+
+fn print_erase_report(output: Output, report: &EraseReport) -> anyhow::Result<()> {
+    if output.is_json() {
+        return output.json(&EraseJson {
+            message_type: "erase_summary",
+            report,
+        });
+    }
+    print_report(output, &report.prune)?;
+    let reencrypt = &report.reencrypt;
+    if reencrypt.packs_rewritten > 0 {
+        output.info(format_args!(
+            "re-encrypted {} packs ({}) under data key {:08x}",
+            reencrypt.packs_rewritten,
+            output::bytes(reencrypt.bytes_rewritten),
+            reencrypt.data_key
+        ))?;
+    }
+    if let Some(waiting) = &report.waiting {
+        let when = match waiting.due {
+            Some(due) => format!(
+                "a prune --erase after {} (the grace period) can finish",
+                due.strftime("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            None => "some are not marked yet: run prune --erase again, and once more after the grace period".to_owned(),
+        };
+        output.result(format_args!(
+            "nothing erased yet: {} packs ({}) under old data keys wait for deletion; {when}",
+            waiting.packs,
+            output::bytes(waiting.bytes)
+        ))?;
+        return Ok(());
+    }
+    if report.audit_records_resealed > 0 {
+        output.info(format_args!(
+            "sealed {} audit records again under the audit key (each names its old ID in resealed_from)",
+            report.audit_records_resealed
+        ))?;
+    }
+    let destroyed: Vec<String> = report
+        .destroyed
+        .iter()
+        .map(|id| format!("{id:08x}"))
+        .collect();
+    if destroyed.is_empty() {
+        output.result(format_args!(
+            "finished an interrupted erasure: deleted {} old keyrings and {} key files; data key {:08x} kept",
+            report.keyrings_deleted,
+            report.key_files_removed.len(),
+            report.kept
+        ))?;
+    } else {
+        output.result(format_args!(
+            "destroyed data keys {} (deleted {} keyrings, {} key files); data key {:08x} kept",
+            destroyed.join(", "),
+            report.keyrings_deleted,
+            report.key_files_removed.len(),
+            report.kept
+        ))?;
+    }
+    if let Some(key_file) = report.key_file {
+        output.info(format_args!(
+            "the password in use now opens key file {} (copies of the old key files and keyrings still open what they held)",
+            key_file.short()
+        ))?;
+    }
+    Ok(())
 }
 
 impl PruneFlags {

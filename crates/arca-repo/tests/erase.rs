@@ -1,0 +1,546 @@
+//! Cryptographic erasure (`erase::erase`, what `arca prune --erase` runs) on
+//! the real local backend: a copy of the data storage taken before the
+//! erasure, combined with all key material that exists after it (kept in a
+//! separate key location), decrypts nothing sealed under the destroyed key,
+//! while the snapshots that were not erased still restore; a run cut off
+//! at any write (a store that stops accepting writes and deletes, as a
+//! killed process stops sending them) leaves a repository that opens with
+//! the password in use, and the next run finishes; afterwards no object is
+//! under the old key and a copy of the old key file no longer opens the
+//! repository. Bad input: nothing to erase, an append-only key, other key
+//! files, and a run before the grace period has passed.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use arca_crypto::{AUDIT_KEY_ID, KeyAccess, KeyFile, MasterKey, ObjectKind};
+use arca_repo::audit::{self, AuditRecord, Entry, Outcome};
+use arca_repo::erase::{EraseOptions, EraseReport, erase};
+use arca_repo::keys::{self, NewKey};
+use arca_repo::lease::unlock;
+use arca_repo::prune::PruneOptions;
+use arca_repo::{Error, Id, Repository};
+use arca_store::{Backend, KeyLocationBackend, LocalBackend, ObjectMeta};
+use bytes::Bytes;
+
+mod repo_fixtures;
+use repo_fixtures::{
+    PASSWORD, assert_same_files, backup_dir, noise, restore_into, restored, small_repo_options,
+};
+
+/// The grace floor of these repositories: a mark becomes due after it,
+/// which the tests wait out (the protocol's own clock), as prune's do.
+const GRACE: Duration = Duration::from_millis(300);
+
+fn options(remove_other_keys: bool) -> EraseOptions<'static> {
+    EraseOptions {
+        prune: PruneOptions {
+            grace: GRACE,
+            ..PruneOptions::default()
+        },
+        new_key: NewKey {
+            password: PASSWORD,
+            hostname: "eraser".into(),
+            username: "root".into(),
+            access: KeyAccess::Full,
+            kdf: small_repo_options().kdf,
+        },
+        remove_other_keys,
+    }
+}
+
+async fn open(backend: Arc<dyn Backend>) -> Repository {
+    Repository::open(backend, PASSWORD)
+        .await
+        .unwrap()
+        .with_grace_floor(GRACE)
+}
+
+fn write_source(dir: &Path, seed: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..4u64 {
+        std::fs::write(dir.join(format!("f{i}")), noise(30_000, seed + i)).unwrap();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// An audit record as builds before the audit key wrote them: sealed under
+/// the current data key (zstd-compressed JSON, named by its storage ID).
+async fn legacy_record(repo: &Repository, previous: &[Id]) -> Id {
+    let record = AuditRecord {
+        time: jiff::Timestamp::now(),
+        hostname: "h".into(),
+        username: "u".into(),
+        operation: "backup".into(),
+        arguments: vec!["backup".into()],
+        snapshots: vec![],
+        outcome: Outcome::Success,
+        error: None,
+        bytes_written: 1,
+        bytes_read: 2,
+        previous: previous.to_vec(),
+        resealed_from: None,
+    };
+    let json = zstd::bulk::compress(&serde_json::to_vec(&record).unwrap(), 3).unwrap();
+    let sealed = repo.key().seal_audit_record_under_data_key(&json).unwrap();
+    let id = Id::storage_id(&sealed);
+    repo.backend()
+        .put(&format!("audit/{id}"), Bytes::from(sealed))
+        .await
+        .unwrap();
+    id
+}
+
+async fn record(repo: &Repository, operation: &str) {
+    let entry = Entry {
+        time: jiff::Timestamp::now(),
+        hostname: "h".into(),
+        username: "u".into(),
+        operation: operation.into(),
+        arguments: vec![operation.into()],
+        snapshots: vec![],
+        outcome: Outcome::Success,
+        error: None,
+        bytes_written: 0,
+        bytes_read: 0,
+    };
+    audit::append(repo, entry).await.unwrap();
+}
+
+/// The snapshots of a repository ready to be erased.
+struct Prepared {
+    /// The stored file of the snapshot backed up under the first data key,
+    /// then forgotten: to be erased (a versioned bucket keeps the file).
+    erased_file: Bytes,
+    /// Backed up under the first data key and kept: re-encrypted, restores.
+    kept: arca_repo::snapshot::Snapshot,
+    /// Backed up under the rotated key.
+    after: arca_repo::snapshot::Snapshot,
+    /// The first data key's id.
+    first_key: u32,
+}
+
+/// Two snapshots and two audit records under the first data key (as older
+/// builds sealed them), a rotation, a record linking to them, a snapshot
+/// under the new key, the first snapshot forgotten.
+/// Returns the repository reopened (sealing with the new key).
+async fn prepare(backend: Arc<dyn Backend>, sources: &Path) -> (Repository, Prepared) {
+    let repo = Repository::init(backend.clone(), PASSWORD, small_repo_options())
+        .await
+        .unwrap();
+    let first_key = repo.key().current_data_key_id();
+    write_source(&sources.join("erased"), 1);
+    write_source(&sources.join("kept"), 100);
+    write_source(&sources.join("after"), 200);
+    let (erased, _) = backup_dir(&repo, &sources.join("erased")).await;
+    let first = legacy_record(&repo, &[]).await;
+    let (_, kept) = backup_dir(&repo, &sources.join("kept")).await;
+    legacy_record(&repo, &[first]).await;
+    keys::rotate(&repo).await.unwrap();
+    let repo = open(backend).await;
+    // Links to a record under the first key, so it is sealed again too.
+    record(&repo, "key rotate").await;
+    let (_, after) = backup_dir(&repo, &sources.join("after")).await;
+    let erased_file = repo.read_raw(&format!("snapshots/{erased}")).await.unwrap();
+    arca_repo::forget::remove(&repo, &[erased], jiff::Timestamp::now())
+        .await
+        .unwrap();
+    (
+        repo,
+        Prepared {
+            erased_file,
+            kept,
+            after,
+            first_key,
+        },
+    )
+}
+
+/// Every blob envelope in the packs `repo`'s index lists: its pack path,
+/// offset and length (positions that stay valid in a copy of `data/`).
+async fn blob_positions(repo: &Repository) -> Vec<(String, usize, usize)> {
+    let mut positions = Vec::new();
+    for meta in repo.list_index_files().await.unwrap() {
+        let id = meta.path.rsplit('/').next().unwrap().parse().unwrap();
+        for pack in repo.load_index_file(&id).await.unwrap().packs {
+            for blob in pack.blobs {
+                positions.push((
+                    Repository::pack_path(&pack.id),
+                    blob.offset as usize,
+                    blob.length as usize,
+                ));
+            }
+        }
+    }
+    positions
+}
+
+/// All the key material under `keys` (a key location): every key file
+/// that opens with the password, with every keyring adopted.
+fn key_material(keys: &Path) -> Vec<MasterKey> {
+    let keyrings: Vec<Vec<u8>> = std::fs::read_dir(keys.join("keyring"))
+        .map(|dir| {
+            dir.map(|e| std::fs::read(e.unwrap().path()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    let all: Vec<&[u8]> = keyrings.iter().map(Vec::as_slice).collect();
+    std::fs::read_dir(keys.join("keys"))
+        .unwrap()
+        .filter_map(|entry| {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let mut key = KeyFile::from_bytes(&bytes).unwrap().open(PASSWORD).ok()?;
+            key.adopt_keyrings(&all).unwrap();
+            Some(key)
+        })
+        .collect()
+}
+
+/// How many of the blob envelopes at `positions` in the copy `data` some
+/// key of `keys` opens.
+fn openable(data: &Path, positions: &[(String, usize, usize)], keys: &[MasterKey]) -> usize {
+    positions
+        .iter()
+        .filter(|(path, offset, length)| {
+            let pack = std::fs::read(data.join(path)).unwrap();
+            let sealed = &pack[*offset..offset + length];
+            keys.iter().any(|key| {
+                key.open(ObjectKind::DataBlob, sealed).is_ok()
+                    || key.open(ObjectKind::TreeBlob, sealed).is_ok()
+            })
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_copy_of_the_data_from_before_with_the_keys_from_after_decrypts_nothing_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    let backend: Arc<dyn Backend> = Arc::new(KeyLocationBackend::new(
+        Arc::new(LocalBackend::new(&data)),
+        Arc::new(LocalBackend::new(&keys)),
+    ));
+    let (repo, prepared) = prepare(backend.clone(), &dir.path().join("src")).await;
+    // What a versioned bucket or a replica keeps: the data storage and
+    // its blob positions as they were before the erasure.
+    let positions = blob_positions(&repo).await;
+    let data_before = dir.path().join("data-before");
+    copy_dir(&data, &data_before);
+    let keys_before = dir.path().join("keys-before");
+    copy_dir(&keys, &keys_before);
+
+    // The first run re-encrypts and marks the old packs, then waits.
+    let first = erase(&repo, &options(false)).await.unwrap();
+    let waiting = first
+        .waiting
+        .as_ref()
+        .expect("old packs wait for the grace");
+    assert!(waiting.packs > 0 && waiting.due.is_some(), "{waiting:?}");
+    assert!(first.destroyed.is_empty() && first.key_file.is_none());
+    assert!(first.reencrypt.packs_rewritten > 0);
+    tokio::time::sleep(GRACE).await;
+    let second = erase(&repo, &options(false)).await.unwrap();
+    assert_eq!(second.waiting, None);
+    assert_eq!(second.destroyed, [prepared.first_key]);
+    assert_eq!(second.kept, repo.key().current_data_key_id());
+    assert_eq!(second.keyrings_deleted, 1);
+    assert_eq!(second.key_files_removed, [repo.key_file_id()]);
+    assert_eq!(second.audit_records_resealed, 3);
+
+    // Everything the keys from before open in the old copy, the keys from
+    // after open none of it that was under the destroyed key.
+    let before = key_material(&keys_before);
+    let after = key_material(&keys);
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].data_key_ids(), [second.kept]);
+    assert_eq!(openable(&data_before, &positions, &before), positions.len());
+    let under_first: Vec<_> = positions
+        .iter()
+        .filter(|(path, offset, _)| {
+            let pack = std::fs::read(data_before.join(path)).unwrap();
+            pack[offset + 1..offset + 5] == prepared.first_key.to_le_bytes()
+        })
+        .cloned()
+        .collect();
+    assert!(!under_first.is_empty());
+    assert_eq!(openable(&data_before, &under_first, &after), 0);
+    // The erased snapshot's file in the copy does not open either.
+    let erased_file = &prepared.erased_file;
+    assert!(before[0].open(ObjectKind::Snapshot, erased_file).is_ok());
+    assert!(after[0].open(ObjectKind::Snapshot, erased_file).is_err());
+
+    // What was not erased restores, through the new key file.
+    let repo = open(backend.clone()).await;
+    for (snapshot, source) in [(&prepared.kept, "kept"), (&prepared.after, "after")] {
+        let target = dir.path().join(format!("restored-{source}"));
+        restore_into(&repo, snapshot, &target).await.unwrap();
+        let source = dir.path().join("src").join(source);
+        assert_same_files(&source, &restored(&target, &source));
+    }
+    // The audit trail survives, sealed under the audit key, still intact.
+    let verification = audit::verify(&repo).await.unwrap();
+    assert!(verification.is_intact(), "{verification:?}");
+    assert_eq!(verification.records, 3);
+    for entry in std::fs::read_dir(data.join("audit")).unwrap() {
+        let sealed = std::fs::read(entry.unwrap().path()).unwrap();
+        assert_eq!(sealed[1..5], AUDIT_KEY_ID.to_le_bytes());
+    }
+    // A third run has nothing left to do.
+    assert!(matches!(
+        erase(&repo, &options(false)).await,
+        Err(Error::NothingToErase { .. })
+    ));
+}
+
+/// Lets `budget` writes and deletes through, then refuses all of them.
+#[derive(Debug)]
+struct PowerCut {
+    inner: Arc<dyn Backend>,
+    budget: AtomicI64,
+}
+
+impl PowerCut {
+    fn spend(&self, path: &str) -> arca_store::Result<()> {
+        if self.budget.fetch_sub(1, Ordering::SeqCst) > 0 {
+            Ok(())
+        } else {
+            Err(arca_store::Error::Permanent {
+                location: path.to_owned(),
+                message: "power cut".into(),
+            })
+        }
+    }
+}
+
+impl std::fmt::Display for PowerCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for PowerCut {
+    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
+        self.inner.get(path).await
+    }
+    async fn get_range(
+        &self,
+        path: &str,
+        range: std::ops::Range<u64>,
+    ) -> arca_store::Result<Bytes> {
+        self.inner.get_range(path, range).await
+    }
+    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
+        self.spend(path)?;
+        self.inner.put(path, data).await
+    }
+    async fn delete(&self, path: &str) -> arca_store::Result<()> {
+        self.spend(path)?;
+        self.inner.delete(path).await
+    }
+    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
+        self.inner.head(path).await
+    }
+}
+
+/// The data key id of every envelope in `dir` (a repository with its keys
+/// beside the data) but the packs': config, snapshots, index files, holds,
+/// marks, audit records; and of every blob the index lists.
+async fn envelope_keys(repo: &Repository, dir: &Path) -> Vec<(String, u32)> {
+    let key_of = |bytes: &[u8]| u32::from_le_bytes(bytes[1..5].try_into().unwrap());
+    let mut keys = vec![(
+        "config".to_owned(),
+        key_of(&std::fs::read(dir.join("config")).unwrap()),
+    )];
+    for sub in ["snapshots", "index", "holds", "marks", "audit"] {
+        for entry in std::fs::read_dir(dir.join(sub)).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            keys.push((
+                path.display().to_string(),
+                key_of(&std::fs::read(&path).unwrap()),
+            ));
+        }
+    }
+    for (path, offset, _) in blob_positions(repo).await {
+        if let Ok(pack) = std::fs::read(dir.join(&path)) {
+            keys.push((format!("{path}@{offset}"), key_of(&pack[offset..])));
+        }
+    }
+    keys
+}
+
+#[tokio::test]
+async fn an_erasure_cut_off_at_any_write_is_finished_by_the_next_run() {
+    let template = tempfile::tempdir().unwrap();
+    let repo_dir = template.path().join("repo");
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(&repo_dir));
+    let (repo, prepared) = prepare(backend, &template.path().join("src")).await;
+    let old_key_file = repo.key_file_id();
+    let old_key_bytes = std::fs::read(repo_dir.join("keys").join(old_key_file.to_hex())).unwrap();
+    let first = erase(&repo, &options(false)).await.unwrap();
+    assert!(first.waiting.is_some());
+    // Bad input before anything is destroyed: the grace has not passed.
+    let early = erase(&repo, &options(false)).await.unwrap();
+    assert!(early.waiting.is_some() && early.destroyed.is_empty());
+    tokio::time::sleep(GRACE).await;
+
+    // Cut after 0, 1, 2, … writes until a run gets through whole: every
+    // write of a run is a cut point once.
+    for budget in 0.. {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo_dir, dir.path());
+        let local: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
+        let cut: Arc<dyn Backend> = Arc::new(PowerCut {
+            inner: local.clone(),
+            budget: AtomicI64::new(budget),
+        });
+        let finished = match erase(&open(cut).await, &options(false)).await {
+            Ok(report) => {
+                assert_eq!(report.destroyed, [prepared.first_key], "budget {budget}");
+                true
+            }
+            Err(Error::Store(_)) => false,
+            Err(other) => panic!("budget {budget}: {other}"),
+        };
+        // The repository opens with the password in use whatever was cut.
+        let reopened = open(local.clone()).await;
+        // The dead run's lease is this process's, so not stale by itself.
+        unlock(&reopened, true).await.unwrap();
+        match erase(&reopened, &options(false)).await {
+            Ok(report) => assert_eq!(report.waiting, None, "budget {budget}"),
+            Err(Error::NothingToErase { .. }) => assert!(finished, "budget {budget}"),
+            Err(other) => panic!("budget {budget}: rerun: {other}"),
+        }
+        let after = open(local.clone()).await;
+        let current = after.key().current_data_key_id();
+        assert_eq!(after.key().data_key_ids(), [current], "budget {budget}");
+        let old: Vec<_> = envelope_keys(&after, dir.path())
+            .await
+            .into_iter()
+            .filter(|(path, key)| {
+                *key != current && !(path.contains("audit") && *key == AUDIT_KEY_ID)
+            })
+            .collect();
+        assert!(old.is_empty(), "budget {budget}: under an old key: {old:?}");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("keys")).unwrap().count(),
+            1
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("keyring"))
+                .unwrap()
+                .count(),
+            1
+        );
+        let verification = audit::verify(&after).await.unwrap();
+        assert!(
+            verification.is_intact(),
+            "budget {budget}: {verification:?}"
+        );
+        // A copy of the old key file, alone, no longer opens the repository.
+        let alone = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), alone.path());
+        std::fs::remove_dir_all(alone.path().join("keys")).unwrap();
+        std::fs::create_dir_all(alone.path().join("keys")).unwrap();
+        std::fs::write(
+            alone.path().join("keys").join(old_key_file.to_hex()),
+            &old_key_bytes,
+        )
+        .unwrap();
+        let refused = Repository::open(Arc::new(LocalBackend::new(alone.path())), PASSWORD).await;
+        assert!(
+            matches!(refused, Err(Error::KeyFileSuperseded { .. })),
+            "budget {budget}: {refused:?}"
+        );
+        if finished {
+            assert!(budget > 4, "a whole run took only {budget} writes");
+            let target = dir.path().join("restored");
+            restore_into(&after, &prepared.kept, &target).await.unwrap();
+            let source = template.path().join("src/kept");
+            assert_same_files(&source, &restored(&target, &source));
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
+    let repo = Repository::init(backend.clone(), PASSWORD, small_repo_options())
+        .await
+        .unwrap()
+        .with_grace_floor(GRACE);
+    // Nothing to erase: only one data key.
+    let nothing = erase(&repo, &options(false)).await.unwrap_err();
+    assert!(matches!(nothing, Error::NothingToErase { .. }), "{nothing}");
+    assert!(nothing.to_string().contains("key rotate"), "{nothing}");
+
+    keys::rotate(&repo).await.unwrap();
+    let mut limited = options(false).new_key;
+    limited.password = b"backup only";
+    limited.access = KeyAccess::AppendOnly;
+    let other = keys::add(&repo, limited).await.unwrap();
+    let repo = open(backend.clone()).await;
+    let listing = |sub: &str| {
+        let mut names: Vec<_> = std::fs::read_dir(dir.path().join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let (keys_before, keyrings_before) = (listing("keys"), listing("keyring"));
+
+    // Another key file holds the old keys: refused unless asked to remove it.
+    let refused = erase(&repo, &options(false)).await.unwrap_err();
+    match &refused {
+        Error::OtherKeysHoldOldKeys { ids } => assert_eq!(ids, &[other]),
+        _ => panic!("{refused}"),
+    }
+    assert!(refused.to_string().contains("--remove-other-keys"));
+    // An append-only key may not erase.
+    let client = Repository::open(backend.clone(), b"backup only")
+        .await
+        .unwrap();
+    let append_only = erase(&client, &options(true)).await.unwrap_err();
+    assert!(
+        matches!(
+            append_only,
+            Error::AppendOnlyKey {
+                operation: "prune --erase"
+            }
+        ),
+        "{append_only}"
+    );
+    assert_eq!(listing("keys"), keys_before);
+    assert_eq!(listing("keyring"), keyrings_before);
+
+    // With --remove-other-keys it goes ahead (nothing waits: no data).
+    let report: EraseReport = erase(&repo, &options(true)).await.unwrap();
+    assert_eq!(report.waiting, None);
+    assert_eq!(report.destroyed.len(), 1);
+    assert!(report.key_files_removed.contains(&other));
+    assert_eq!(listing("keys").len(), 1);
+    assert!(matches!(
+        Repository::open(backend, b"backup only").await,
+        Err(Error::WrongPassword)
+    ));
+}
