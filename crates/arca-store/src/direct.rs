@@ -125,6 +125,18 @@ pub(crate) fn read(path: &Path, range: Option<Range<u64>>) -> Result<Bytes, Read
         .as_ref()
         .map_or(DIRECT_MIN_LEN, |r| r.end.saturating_sub(r.start));
     let (file, direct) = open_for_read(path, wanted >= DIRECT_MIN_LEN)?;
+    read_open(&file, direct, range)
+}
+
+/// Reads `range` of the open `file` (all of it for `None`), `direct` if it is
+/// open for direct reads: large ranges directly into an aligned buffer, the
+/// rest (and all of it where the file system refuses) through the cache,
+/// turning `O_DIRECT` off.
+pub(crate) fn read_open(
+    file: &File,
+    direct: bool,
+    range: Option<Range<u64>>,
+) -> Result<Bytes, ReadError> {
     let size = file.metadata()?.len();
     let range = range.unwrap_or(0..size);
     if range.start > range.end || range.end > size {
