@@ -144,7 +144,7 @@ pub(crate) fn read_open(
     }
     if !direct || range.end - range.start < DIRECT_MIN_LEN {
         if direct {
-            set_direct(&file, false)?;
+            set_direct(file, false)?;
         }
         let mut buf = vec![0; (range.end - range.start) as usize];
         file.read_exact_at(&mut buf, range.start)?;
@@ -167,7 +167,7 @@ pub(crate) fn read_open(
             // Refused (or an offset left unaligned by a short read): the
             // rest through the cache.
             Err(err) if is_refused(&err) => {
-                set_direct(&file, false)?;
+                set_direct(file, false)?;
                 file.read_exact_at(&mut vec[start + done..start + wanted], first + done as u64)?;
                 done = wanted;
             }
