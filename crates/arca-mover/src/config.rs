@@ -557,6 +557,8 @@ impl MoverConfig {
         options.allow_http = self.allow_http;
         options.limit_upload_kib = self.limit_upload_kib;
         options.limit_download_kib = self.limit_download_kib;
+        // VolSync's /tmp is a memory-backed emptyDir; the cache is a volume.
+        options.spool_dir = Some(self.cache_dir.join("spool"));
         if let Some(retries) = self.storage_retries {
             let default = RetryPolicy::default();
             options.retry = RetryPolicy::new(retries, default.base_delay, default.max_delay);
@@ -648,6 +650,8 @@ mod tests {
         let config = with(&[]).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/data"));
         assert_eq!(config.cache_dir, PathBuf::from("/cache"));
+        let spool_dir = config.store_options().spool_dir;
+        assert_eq!(spool_dir, Some(PathBuf::from("/cache/spool")));
         assert_eq!(config.repository, "/repository/app");
         assert_eq!(config.host, "volsync");
         assert_eq!(config.forget, None);

@@ -3,7 +3,8 @@
 //! `arca_store::open` stacks them): transient failures and torn writes are
 //! retried away; a permanent outage mid-backup fails the backup cleanly,
 //! leaves a repository that checks clean, and the next backup reuses what was
-//! indexed before the outage.
+//! indexed before the outage. On S3 (moto, when `ARCA_TEST_S3_ENDPOINT` is
+//! set) a backup spooling its packs rides out the same faults.
 
 use std::fs;
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ use arca_store::{
 use bytes::Bytes;
 use repo_fixtures::{
     InterceptPuts, PASSWORD, PutHook, assert_same_files, check_reading, new_repo, noise,
-    restore_into, restored,
+    restore_into, restored, small_repo_options,
 };
 
 mod repo_fixtures;
@@ -110,6 +111,74 @@ async fn transient_failures_and_torn_writes_are_ridden_out() {
         fault.injected_faults()
     );
     setup.assert_checks_clean(&setup.clean).await;
+}
+
+/// A fresh bucket on the S3 server of `ARCA_TEST_S3_ENDPOINT` (moto accepts
+/// an unsigned `PUT /<bucket>`): its URL, or `None` (said) without a server.
+fn s3_bucket(test: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let Some(endpoint) = std::env::var("ARCA_TEST_S3_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+    else {
+        #[allow(clippy::print_stderr, reason = "a skipped test must say so")]
+        {
+            eprintln!("skipping: ARCA_TEST_S3_ENDPOINT is not set (cargo xtask test sets it)");
+        }
+        return None;
+    };
+    let bucket = format!("arca-{test}-{}", std::process::id());
+    let authority = endpoint
+        .strip_prefix("http://")
+        .expect("a plain http test server");
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    write!(
+        stream,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    Some(format!("s3:{endpoint}/{bucket}/repo"))
+}
+
+/// A backup to a real S3 server writes its data packs into unnamed files in
+/// the spool directory and uploads them from there in parts, through
+/// transient failures and torn writes: it restores byte for byte, checks
+/// clean, and leaves the spool directory empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_backup_spools_its_packs_through_faults() {
+    let Some(url) = s3_bucket("spooled-faults") else {
+        return;
+    };
+    let setup = Setup::new(2, 12 << 20).await;
+    let spool = setup.tmp.path().join("spool");
+    let mut options = StoreOptions::default();
+    options.spool_dir = Some(spool.clone());
+    let env = |name: &str| match name {
+        "AWS_ACCESS_KEY_ID" => Some("test".to_owned()),
+        "AWS_SECRET_ACCESS_KEY" => Some("test-secret".to_owned()),
+        "AWS_DEFAULT_REGION" => Some("us-east-1".to_owned()),
+        _ => None,
+    };
+    let s3 = arca_store::open_with_env(&url, &options, &env).unwrap();
+    let fault = Arc::new(FaultBackend::new(
+        s3.backend,
+        FaultConfig::seeded(11)
+            .transient_failures(0.1)
+            .torn_writes(0.1),
+    ));
+    let decorated = arca_store::decorate(fault.clone(), &fast_retries()).backend;
+    let repo = Repository::init(decorated, PASSWORD, small_repo_options())
+        .await
+        .unwrap();
+    let outcome = setup.backup(&repo).await.unwrap();
+    assert!(outcome.unreadable.is_empty());
+    assert!(spool.is_dir(), "the packs were spooled");
+    assert_eq!(fs::read_dir(&spool).unwrap().count(), 0, "nothing left");
+    setup.restore_and_compare(&repo, "restored").await;
+    setup.assert_checks_clean(&repo).await;
 }
 
 /// Turns a permanent outage on, once, at the first write to `data/` after

@@ -11,12 +11,11 @@
 //! before each write, so two writers racing for one path can both pass it.
 
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use crate::{Backend, Error, ObjectMeta, Result, SpoolFile};
+use crate::{Backend, Error, ObjectMeta, Result, SpoolDir, SpoolFile};
 
 /// A backend that refuses deletes and overwrites; see the module docs.
 #[derive(Debug)]
@@ -104,12 +103,15 @@ impl Backend for AppendOnlyBackend {
     fn put_requests(&self, size: u64) -> u64 {
         self.inner.put_requests(size)
     }
+    fn put_file_requests(&self, size: u64) -> u64 {
+        self.inner.put_file_requests(size)
+    }
 
     fn connections(&self) -> Option<usize> {
         self.inner.connections()
     }
 
-    fn spool_dir(&self) -> Option<PathBuf> {
+    fn spool_dir(&self) -> Option<SpoolDir> {
         self.inner.spool_dir()
     }
 }

@@ -1,15 +1,19 @@
 //! Backends on object_store: S3 and S3-compatible stores, GCS, Azure Blob.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, PutPayload};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::{Backend, Error, ObjectMeta, Result};
+use crate::{Backend, Error, ObjectMeta, Result, SpoolDir, SpoolFile};
 
 /// Objects up to this size are written with one PUT; larger ones as a multipart
 /// upload of [`MULTIPART_PART_SIZE`] parts sent in parallel. Above the largest
@@ -18,8 +22,13 @@ use crate::{Backend, Error, ObjectMeta, Result};
 pub const MULTIPART_THRESHOLD: u64 = 32 * 1024 * 1024;
 /// Part size of multipart uploads: one request per 8 MiB.
 pub const MULTIPART_PART_SIZE: u64 = 8 * 1024 * 1024;
-/// Parts of one multipart upload in flight at once.
+/// Parts of one multipart upload from memory in flight at once.
 const MULTIPART_CONCURRENCY: usize = 4;
+/// Parts read from spool files in memory at once, over all uploads of one
+/// backend: what a spooled upload costs in memory is this many
+/// [`MULTIPART_PART_SIZE`] buffers, however many packs upload at a time. A
+/// spooled object larger than one part is a multipart upload.
+const SPOOLED_PARTS_IN_MEMORY: usize = 2;
 
 /// How a cloud backend makes sure a write landed whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +51,11 @@ pub struct ObjectStoreBackend {
     write_check: WriteCheck,
     /// Secret values that must never appear in an error message.
     secrets: Vec<String>,
+    /// Where writers spool the objects they build gradually, if anywhere.
+    spool_dir: Option<PathBuf>,
+    /// Permits for the parts of spooled objects read into memory
+    /// ([`SPOOLED_PARTS_IN_MEMORY`]).
+    spooled_parts: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for ObjectStoreBackend {
@@ -76,7 +90,18 @@ impl ObjectStoreBackend {
             name: name.into(),
             write_check,
             secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect(),
+            spool_dir: None,
+            spooled_parts: Arc::new(Semaphore::new(SPOOLED_PARTS_IN_MEMORY)),
         }
+    }
+
+    /// Has writers spool the objects they build gradually (data packs) to
+    /// unnamed files in `dir`, uploaded from there a part at a time, instead
+    /// of building them in memory.
+    #[must_use]
+    pub fn with_spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spool_dir = Some(dir.into());
+        self
     }
 
     fn key(&self, path: &str) -> Result<StorePath> {
@@ -127,34 +152,122 @@ impl ObjectStoreBackend {
         })
     }
 
-    async fn put_multipart(&self, path: &str, key: &StorePath, data: Bytes) -> Result<()> {
+    /// Uploads `size` bytes as a multipart upload of [`MULTIPART_PART_SIZE`]
+    /// parts, `at_once` of them in flight; `read_part` gives the bytes of a
+    /// range and a permit to hold until they are sent (or `None`).
+    async fn put_multipart<F, Fut>(
+        &self,
+        path: &str,
+        key: &StorePath,
+        size: u64,
+        at_once: usize,
+        mut read_part: F,
+    ) -> Result<()>
+    where
+        F: FnMut(Range<u64>) -> Fut,
+        Fut: Future<Output = Result<(Bytes, Option<OwnedSemaphorePermit>)>>,
+    {
         let mut upload = self
             .store
             .put_multipart(key)
             .await
             .map_err(|err| self.classify(path, err))?;
-        let part_size = MULTIPART_PART_SIZE as usize;
-        // Parts are numbered in the order put_part is called, so create the futures
-        // in order and only then let them run concurrently.
-        let parts: Vec<_> = (0..data.len())
-            .step_by(part_size)
-            .map(|start| {
-                let end = (start + part_size).min(data.len());
-                upload.put_part(PutPayload::from_bytes(data.slice(start..end)))
-            })
-            .collect();
-        let uploaded = futures::stream::iter(parts)
-            .buffer_unordered(MULTIPART_CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await;
-        let completed = match uploaded {
-            Ok(_) => upload.complete().await.map(drop),
-            Err(err) => Err(err),
-        };
-        if let Err(err) = completed {
+        let mut in_flight = FuturesUnordered::new();
+        let mut sent = async {
+            let mut start = 0;
+            while start < size {
+                while in_flight.len() >= at_once {
+                    in_flight.next().await.transpose().map_err(|err| self.classify(path, err))?;
+                }
+                let range = start..(start + MULTIPART_PART_SIZE).min(size);
+                start = range.end;
+                // The parts in flight are only sent while polled: read the
+                // next one while polling them (it may wait for a permit one
+                // of them holds).
+                let next = read_part(range);
+                tokio::pin!(next);
+                let (data, permit) = loop {
+                    tokio::select! {
+                        read = &mut next => break read?,
+                        Some(done) = in_flight.next() => done.map_err(|err| self.classify(path, err))?,
+                    }
+                };
+                // Parts are numbered in the order put_part is called.
+                let part = upload.put_part(PutPayload::from_bytes(data));
+                in_flight.push(async move {
+                    let sent = part.await;
+                    drop(permit);
+                    sent
+                });
+            }
+            while let Some(done) = in_flight.next().await {
+                done.map_err(|err| self.classify(path, err))?;
+            }
+            Ok(())
+        }
+        .await;
+        drop(in_flight);
+        if sent.is_ok() {
+            sent = upload
+                .complete()
+                .await
+                .map(drop)
+                .map_err(|err| self.classify(path, err));
+        }
+        if sent.is_err() {
             // Best effort: an unfinished upload is invisible and expires by bucket policy.
             let _ = upload.abort().await;
-            return Err(self.classify(path, err));
+        }
+        sent
+    }
+
+    /// `range` of a spool file, read on the blocking pool once one of the
+    /// [`SPOOLED_PARTS_IN_MEMORY`] permits is free.
+    async fn read_spooled(
+        &self,
+        path: &str,
+        file: &Arc<SpoolFile>,
+        range: Range<u64>,
+    ) -> Result<(Bytes, Option<OwnedSemaphorePermit>)> {
+        let permit = Arc::clone(&self.spooled_parts)
+            .acquire_owned()
+            .await
+            .expect("the spooled-parts semaphore is never closed");
+        let file = Arc::clone(file);
+        let data = tokio::task::spawn_blocking(move || file.read_range(range))
+            .await
+            .map_err(|err| {
+                Error::permanent(
+                    self.location(path),
+                    format!("reading the spool file failed: {err}"),
+                )
+            })??;
+        Ok((data, Some(permit)))
+    }
+
+    /// Requests a write of `size` bytes sends if objects above
+    /// `multipart_above` go as multipart uploads.
+    fn write_requests(&self, size: u64, multipart_above: u64) -> u64 {
+        let write = if size > multipart_above {
+            // CreateMultipartUpload + parts + CompleteMultipartUpload.
+            size.div_ceil(MULTIPART_PART_SIZE) + 2
+        } else {
+            1
+        };
+        write + u64::from(self.write_check == WriteCheck::HeadSize)
+    }
+
+    /// After a write of `size` bytes: with [`WriteCheck::HeadSize`], that the
+    /// store holds that many.
+    async fn check_written(&self, path: &str, size: u64) -> Result<()> {
+        if self.write_check == WriteCheck::HeadSize {
+            let landed = self.head(path).await?;
+            if landed.size != size {
+                return Err(Error::transient(
+                    self.location(path),
+                    format!("wrote {size} bytes but the store holds {}", landed.size),
+                ));
+            }
         }
         Ok(())
     }
@@ -267,23 +380,40 @@ impl Backend for ObjectStoreBackend {
         let key = self.key(path)?;
         let size = data.len() as u64;
         if size > MULTIPART_THRESHOLD {
-            self.put_multipart(path, &key, data).await?;
+            let part = |range: Range<u64>| {
+                let part = data.slice(range.start as usize..range.end as usize);
+                std::future::ready(Ok((part, None)))
+            };
+            self.put_multipart(path, &key, size, MULTIPART_CONCURRENCY, part)
+                .await?;
         } else {
             self.store
                 .put(&key, PutPayload::from_bytes(data))
                 .await
                 .map_err(|err| self.classify(path, err))?;
         }
-        if self.write_check == WriteCheck::HeadSize {
-            let landed = self.head(path).await?;
-            if landed.size != size {
-                return Err(Error::transient(
-                    self.location(path),
-                    format!("wrote {size} bytes but the store holds {}", landed.size),
-                ));
-            }
+        self.check_written(path, size).await
+    }
+
+    /// Streams the file: one PUT if it is one part or less, else a multipart
+    /// upload, each part read from the file when a permit is free, so that
+    /// at most [`SPOOLED_PARTS_IN_MEMORY`] parts of all spooled uploads are
+    /// in memory at once.
+    async fn put_file(&self, path: &str, file: Arc<SpoolFile>) -> Result<()> {
+        let key = self.key(path)?;
+        let size = file.len();
+        if size > MULTIPART_PART_SIZE {
+            let part = |range| self.read_spooled(path, &file, range);
+            self.put_multipart(path, &key, size, SPOOLED_PARTS_IN_MEMORY, part)
+                .await?;
+        } else {
+            let (data, _permit) = self.read_spooled(path, &file, 0..size).await?;
+            self.store
+                .put(&key, PutPayload::from_bytes(data))
+                .await
+                .map_err(|err| self.classify(path, err))?;
         }
-        Ok(())
+        self.check_written(path, size).await
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
@@ -350,18 +480,29 @@ impl Backend for ObjectStoreBackend {
     }
 
     fn put_requests(&self, size: u64) -> u64 {
-        let write = if size > MULTIPART_THRESHOLD {
-            // CreateMultipartUpload + parts + CompleteMultipartUpload.
-            size.div_ceil(MULTIPART_PART_SIZE) + 2
-        } else {
-            1
-        };
-        write + u64::from(self.write_check == WriteCheck::HeadSize)
+        self.write_requests(size, MULTIPART_THRESHOLD)
+    }
+
+    fn put_file_requests(&self, size: u64) -> u64 {
+        self.write_requests(size, MULTIPART_PART_SIZE)
+    }
+
+    fn spool_dir(&self) -> Option<SpoolDir> {
+        self.spool_dir.clone().map(SpoolDir::Temporary)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::stream::BoxStream;
+    use object_store::memory::InMemory;
+    use object_store::{
+        GetOptions, GetResult, ListResult, MultipartUpload, PutMultipartOptions, PutOptions,
+        PutResult, UploadPart,
+    };
+
     use super::*;
 
     #[test]
@@ -399,7 +540,7 @@ mod tests {
     #[test]
     fn multipart_request_count() {
         let backend = ObjectStoreBackend::new(
-            Arc::new(object_store::memory::InMemory::new()),
+            Arc::new(InMemory::new()),
             "",
             "memory",
             WriteCheck::TrustResponse,
@@ -408,12 +549,218 @@ mod tests {
         assert_eq!(backend.put_requests(MULTIPART_THRESHOLD), 1);
         // 40 MiB = 5 parts of 8 MiB + start + complete.
         assert_eq!(backend.put_requests(40 << 20), 7);
+        // Spooled objects go in parts once they are larger than one.
+        assert_eq!(backend.put_file_requests(MULTIPART_PART_SIZE), 1);
+        assert_eq!(backend.put_file_requests(MULTIPART_PART_SIZE + 1), 4);
+    }
+
+    /// Shared by a [`PartsProbe`] and its uploads.
+    #[derive(Debug, Default)]
+    struct Probe {
+        /// The part (counted from 0 within an upload) that fails, once.
+        fail_part: Option<usize>,
+        failed: std::sync::atomic::AtomicBool,
+        /// Parts handed to an upload and not yet sent.
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+        aborts: AtomicUsize,
+    }
+
+    /// An in-memory store whose multipart uploads report to a [`Probe`] and
+    /// fail one part with a 503 if it says so.
+    #[derive(Debug)]
+    struct PartsProbe {
+        inner: InMemory,
+        probe: Arc<Probe>,
+    }
+
+    impl std::fmt::Display for PartsProbe {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("parts probe")
+        }
+    }
+
+    #[derive(Debug)]
+    struct ProbedUpload {
+        inner: Box<dyn MultipartUpload>,
+        parts: usize,
+        probe: Arc<Probe>,
+    }
+
+    #[async_trait::async_trait]
+    impl MultipartUpload for ProbedUpload {
+        fn put_part(&mut self, data: PutPayload) -> UploadPart {
+            let number = self.parts;
+            self.parts += 1;
+            let probe = Arc::clone(&self.probe);
+            let now = probe.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            probe.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            let fail =
+                probe.fail_part == Some(number) && !probe.failed.swap(true, Ordering::SeqCst);
+            let part = self.inner.put_part(data);
+            Box::pin(async move {
+                // Pending once, as a request on the wire is.
+                tokio::task::yield_now().await;
+                let sent = if fail {
+                    Err(object_store::Error::Generic {
+                        store: "parts probe",
+                        source: "status code: 503 Service Unavailable".into(),
+                    })
+                } else {
+                    part.await
+                };
+                probe.in_flight.fetch_sub(1, Ordering::SeqCst);
+                sent
+            })
+        }
+        async fn complete(&mut self) -> object_store::Result<PutResult> {
+            self.inner.complete().await
+        }
+        async fn abort(&mut self) -> object_store::Result<()> {
+            self.probe.aborts.fetch_add(1, Ordering::SeqCst);
+            self.inner.abort().await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for PartsProbe {
+        async fn put_opts(
+            &self,
+            location: &StorePath,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &StorePath,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            let inner = self.inner.put_multipart_opts(location, opts).await?;
+            Ok(Box::new(ProbedUpload {
+                inner,
+                parts: 0,
+                probe: Arc::clone(&self.probe),
+            }))
+        }
+        async fn get_opts(
+            &self,
+            location: &StorePath,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        async fn delete(&self, location: &StorePath) -> object_store::Result<()> {
+            self.inner.delete(location).await
+        }
+        fn list(
+            &self,
+            prefix: Option<&StorePath>,
+        ) -> BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&StorePath>,
+        ) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy(&self, from: &StorePath, to: &StorePath) -> object_store::Result<()> {
+            self.inner.copy(from, to).await
+        }
+        async fn copy_if_not_exists(
+            &self,
+            from: &StorePath,
+            to: &StorePath,
+        ) -> object_store::Result<()> {
+            self.inner.copy_if_not_exists(from, to).await
+        }
+    }
+
+    /// A backend over a [`PartsProbe`] spooling to `dir`.
+    fn probed(probe: &Arc<Probe>, dir: &std::path::Path) -> ObjectStoreBackend {
+        let store = PartsProbe {
+            inner: InMemory::new(),
+            probe: Arc::clone(probe),
+        };
+        ObjectStoreBackend::new(Arc::new(store), "", "probe", WriteCheck::HeadSize, vec![])
+            .with_spool_dir(dir)
+    }
+
+    /// A spool file of `len` bytes of a pattern seeded by `seed`, and the bytes.
+    fn spooled(backend: &ObjectStoreBackend, len: usize, seed: u8) -> (Arc<SpoolFile>, Vec<u8>) {
+        let bytes: Vec<u8> = (0..len).map(|i| (i / 4099) as u8 ^ seed).collect();
+        let mut file = backend.spool_dir().unwrap().create().unwrap();
+        file.append(&bytes).unwrap();
+        (Arc::new(file), bytes)
+    }
+
+    /// Three packs of three parts each uploading at once: each arrives
+    /// whole, and never more than [`SPOOLED_PARTS_IN_MEMORY`] parts were
+    /// read from the files and not yet sent. The spool directory stays empty
+    /// (the files are unnamed).
+    #[tokio::test]
+    async fn spooled_objects_stream_in_parts_with_a_bounded_number_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = Arc::new(Probe::default());
+        let backend = probed(&probe, dir.path());
+        let len = 2 * MULTIPART_PART_SIZE as usize + 12_345;
+        let objects: Vec<_> = (0..3).map(|n| spooled(&backend, len, n)).collect();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let uploads = objects.iter().enumerate().map(|(n, (file, _))| {
+            let backend = &backend;
+            async move {
+                backend
+                    .put_file(&format!("data/{n}"), Arc::clone(file))
+                    .await
+            }
+        });
+        for uploaded in futures::future::join_all(uploads).await {
+            uploaded.unwrap();
+        }
+        for (n, (_, bytes)) in objects.iter().enumerate() {
+            assert_eq!(backend.get(&format!("data/{n}")).await.unwrap(), bytes[..]);
+        }
+        let max = probe.max_in_flight.load(Ordering::SeqCst);
+        assert!(
+            (1..=SPOOLED_PARTS_IN_MEMORY).contains(&max),
+            "{max} parts in memory"
+        );
+        assert_eq!(probe.aborts.load(Ordering::SeqCst), 0);
+        drop(objects);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// A part failing mid-upload: the upload is aborted, no object appears,
+    /// the error is transient, and the same file uploads whole on the retry.
+    #[tokio::test]
+    async fn a_part_failing_mid_upload_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = Arc::new(Probe {
+            fail_part: Some(1),
+            ..Probe::default()
+        });
+        let backend = probed(&probe, dir.path());
+        let (file, bytes) = spooled(&backend, 3 * MULTIPART_PART_SIZE as usize - 1, 9);
+        let err = backend
+            .put_file("data/pack", Arc::clone(&file))
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert_eq!(probe.aborts.load(Ordering::SeqCst), 1);
+        assert!(matches!(
+            backend.head("data/pack").await,
+            Err(Error::NotFound { .. })
+        ));
+        backend.put_file("data/pack", file).await.unwrap();
+        assert_eq!(backend.get("data/pack").await.unwrap(), bytes[..]);
     }
 
     #[test]
     fn secrets_are_scrubbed_and_not_in_debug() {
         let backend = ObjectStoreBackend::new(
-            Arc::new(object_store::memory::InMemory::new()),
+            Arc::new(InMemory::new()),
             "p",
             "s3:http://h/b/p",
             WriteCheck::TrustResponse,

@@ -120,7 +120,7 @@ impl Backend for CountingBackend {
 
     async fn put_file(&self, path: &str, file: Arc<SpoolFile>) -> Result<()> {
         let len = file.len();
-        add(&self.counters.put, self.inner.put_requests(len));
+        add(&self.counters.put, self.inner.put_file_requests(len));
         self.inner.put_file(path, file).await?;
         add(&self.counters.bytes_up, len);
         Ok(())
@@ -144,11 +144,14 @@ impl Backend for CountingBackend {
     fn put_requests(&self, size: u64) -> u64 {
         self.inner.put_requests(size)
     }
+    fn put_file_requests(&self, size: u64) -> u64 {
+        self.inner.put_file_requests(size)
+    }
 
     fn connections(&self) -> Option<usize> {
         self.inner.connections()
     }
-    fn spool_dir(&self) -> Option<std::path::PathBuf> {
+    fn spool_dir(&self) -> Option<crate::SpoolDir> {
         self.inner.spool_dir()
     }
 }

@@ -125,6 +125,18 @@ pub(crate) fn read(path: &Path, range: Option<Range<u64>>) -> Result<Bytes, Read
         .as_ref()
         .map_or(DIRECT_MIN_LEN, |r| r.end.saturating_sub(r.start));
     let (file, direct) = open_for_read(path, wanted >= DIRECT_MIN_LEN)?;
+    read_open(&file, direct, range)
+}
+
+/// Reads `range` of the open `file` (all of it for `None`), `direct` if it is
+/// open for direct reads: large ranges directly into an aligned buffer, the
+/// rest (and all of it where the file system refuses) through the cache,
+/// turning `O_DIRECT` off.
+pub(crate) fn read_open(
+    file: &File,
+    direct: bool,
+    range: Option<Range<u64>>,
+) -> Result<Bytes, ReadError> {
     let size = file.metadata()?.len();
     let range = range.unwrap_or(0..size);
     if range.start > range.end || range.end > size {
@@ -132,7 +144,7 @@ pub(crate) fn read(path: &Path, range: Option<Range<u64>>) -> Result<Bytes, Read
     }
     if !direct || range.end - range.start < DIRECT_MIN_LEN {
         if direct {
-            set_direct(&file, false)?;
+            set_direct(file, false)?;
         }
         let mut buf = vec![0; (range.end - range.start) as usize];
         file.read_exact_at(&mut buf, range.start)?;
@@ -155,7 +167,7 @@ pub(crate) fn read(path: &Path, range: Option<Range<u64>>) -> Result<Bytes, Read
             // Refused (or an offset left unaligned by a short read): the
             // rest through the cache.
             Err(err) if is_refused(&err) => {
-                set_direct(&file, false)?;
+                set_direct(file, false)?;
                 file.read_exact_at(&mut vec[start + done..start + wanted], first + done as u64)?;
                 done = wanted;
             }

@@ -11,12 +11,11 @@
 //! checks anything itself.
 
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::{Backend, ObjectMeta, Result, SpoolFile};
+use crate::{Backend, ObjectMeta, Result, SpoolDir, SpoolFile};
 
 /// The top-level directories that live in the key location.
 pub const KEY_DIRS: [&str; 2] = ["keys/", "keyring/"];
@@ -98,13 +97,16 @@ impl Backend for KeyLocationBackend {
     fn put_requests(&self, size: u64) -> u64 {
         self.data.put_requests(size)
     }
+    fn put_file_requests(&self, size: u64) -> u64 {
+        self.data.put_file_requests(size)
+    }
 
     fn connections(&self) -> Option<usize> {
         self.data.connections()
     }
 
     /// Only the data backend's: writers spool packs, never key files.
-    fn spool_dir(&self) -> Option<PathBuf> {
+    fn spool_dir(&self) -> Option<SpoolDir> {
         self.data.spool_dir()
     }
 }

@@ -17,7 +17,9 @@
 //! [`FaultBackend`]. [`open`] parses a restic-style URL into a
 //! [`Location`], builds the backend and stacks the standard decorators.
 //! [`SpoolFile`] and [`Backend::put_file`] let a writer build a large object
-//! on disk instead of in memory. [`DiskCache`] is a separate local metadata cache the repository layer uses
+//! on disk instead of in memory: in a local repository's own directory, or,
+//! for object stores, unnamed in a local temporary directory
+//! ([`StoreOptions::spool_dir`]) from which the upload streams it. [`DiskCache`] is a separate local metadata cache the repository layer uses
 //! where it chooses to. [`conformance`] holds the behaviour every backend must show,
 //! as test helpers.
 //!
@@ -75,7 +77,7 @@ pub use limit::{BandwidthLimitBackend, ConcurrencyLimitBackend, TokenBucket};
 pub use local::LocalBackend;
 pub use location::Location;
 pub use retry::{RetryBackend, RetryPolicy};
-pub use spool::SpoolFile;
+pub use spool::{SpoolDir, SpoolFile};
 
 /// Metadata of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +116,10 @@ pub trait Backend: std::fmt::Debug + std::fmt::Display + Send + Sync + 'static {
     fn put_requests(&self, _size: u64) -> u64 {
         1
     }
+    /// The same for a [`Backend::put_file`] of `size` bytes.
+    fn put_file_requests(&self, size: u64) -> u64 {
+        self.put_requests(size)
+    }
     /// How many requests this backend serves at once, if it is limited
     /// ([`ConcurrencyLimitBackend`], or a backend's own default such as the
     /// local one's; decorators forward it): writers size their in-flight
@@ -122,10 +128,11 @@ pub trait Backend: std::fmt::Debug + std::fmt::Display + Send + Sync + 'static {
         None
     }
     /// Where a writer should create the [`SpoolFile`]s of objects it builds
-    /// gradually, if this backend stores them without a copy (a local
-    /// repository: its own directory, so storing one is a rename).
-    /// `None`: writers keep such objects in memory. Decorators forward it.
-    fn spool_dir(&self) -> Option<PathBuf> {
+    /// gradually: a local repository's own directory (storing one is a
+    /// rename), or, for an object store, a local temporary directory it
+    /// uploads them from. `None`: writers keep such objects in memory.
+    /// Decorators forward it.
+    fn spool_dir(&self) -> Option<SpoolDir> {
         None
     }
 }
@@ -174,6 +181,10 @@ pub struct StoreOptions {
     pub allow_http: bool,
     /// How transient failures are retried.
     pub retry: RetryPolicy,
+    /// Where packs for a cloud store are spooled before their upload (unnamed
+    /// files: nothing is left there after a crash or kill); `None`: the
+    /// system's temporary directory (`TMPDIR`, else `/tmp`).
+    pub spool_dir: Option<PathBuf>,
 }
 
 /// A backend opened by [`open`], with the counters of the requests it sends.
@@ -207,49 +218,38 @@ pub fn open_with_env(
 ) -> Result<OpenedStore> {
     let location = Location::parse(url)?;
     let name = location.to_string();
-    let (base, default_connections): (Arc<dyn Backend>, usize) = match &location {
-        Location::Local { path } => (Arc::new(LocalBackend::new(path)), LOCAL_CONNECTIONS),
+    let (built, prefix, write_check) = match &location {
+        Location::Local { path } => {
+            let mut options = options.clone();
+            options.connections.get_or_insert(LOCAL_CONNECTIONS);
+            return Ok(decorate(Arc::new(LocalBackend::new(path)), &options));
+        }
         Location::S3 {
             endpoint,
             bucket,
             prefix,
-        } => {
-            let built = credentials::s3(url, endpoint, bucket, options, env)?;
-            let backend = ObjectStoreBackend::new(
-                built.store,
-                prefix,
-                name,
-                WriteCheck::TrustResponse,
-                built.secrets,
-            );
-            (Arc::new(backend), CLOUD_CONNECTIONS)
-        }
-        Location::Gcs { bucket, prefix } => {
-            let built = credentials::gcs(url, bucket, options, env)?;
-            let backend = ObjectStoreBackend::new(
-                built.store,
-                prefix,
-                name,
-                WriteCheck::HeadSize,
-                built.secrets,
-            );
-            (Arc::new(backend), CLOUD_CONNECTIONS)
-        }
-        Location::Azure { container, prefix } => {
-            let built = credentials::azure(url, container, options, env)?;
-            let backend = ObjectStoreBackend::new(
-                built.store,
-                prefix,
-                name,
-                WriteCheck::HeadSize,
-                built.secrets,
-            );
-            (Arc::new(backend), CLOUD_CONNECTIONS)
-        }
+        } => (
+            credentials::s3(url, endpoint, bucket, options, env)?,
+            prefix,
+            WriteCheck::TrustResponse,
+        ),
+        Location::Gcs { bucket, prefix } => (
+            credentials::gcs(url, bucket, options, env)?,
+            prefix,
+            WriteCheck::HeadSize,
+        ),
+        Location::Azure { container, prefix } => (
+            credentials::azure(url, container, options, env)?,
+            prefix,
+            WriteCheck::HeadSize,
+        ),
     };
+    let spool_dir = options.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let base = ObjectStoreBackend::new(built.store, prefix, name, write_check, built.secrets)
+        .with_spool_dir(spool_dir);
     let mut options = options.clone();
-    options.connections.get_or_insert(default_connections);
-    Ok(decorate(base, &options))
+    options.connections.get_or_insert(CLOUD_CONNECTIONS);
+    Ok(decorate(Arc::new(base), &options))
 }
 
 /// Stacks the standard decorators on `base`, outermost first: retry, concurrency
@@ -306,10 +306,10 @@ mod tests {
         };
         let opened = decorate(Arc::new(LocalBackend::new(dir.path())), &options);
         let spool_dir = opened.backend.spool_dir().expect("forwarded");
-        assert_eq!(spool_dir, dir.path());
-        let mut spool = SpoolFile::create(&spool_dir).unwrap();
+        assert_eq!(spool_dir, SpoolDir::InPlace(dir.path().to_owned()));
+        let mut spool = spool_dir.create().unwrap();
         spool.append(&[7; 5000]).unwrap();
-        let inode = std::fs::metadata(spool.path()).unwrap().ino();
+        let inode = std::fs::metadata(spool.name().unwrap()).unwrap().ino();
         opened
             .backend
             .put_file("data/ab/x", Arc::new(spool))

@@ -72,10 +72,13 @@ impl Backend for ConcurrencyLimitBackend {
     fn put_requests(&self, size: u64) -> u64 {
         self.inner.put_requests(size)
     }
+    fn put_file_requests(&self, size: u64) -> u64 {
+        self.inner.put_file_requests(size)
+    }
     fn connections(&self) -> Option<usize> {
         Some(self.connections)
     }
-    fn spool_dir(&self) -> Option<std::path::PathBuf> {
+    fn spool_dir(&self) -> Option<crate::SpoolDir> {
         self.inner.spool_dir()
     }
 }
@@ -207,10 +210,13 @@ impl Backend for BandwidthLimitBackend {
     fn put_requests(&self, size: u64) -> u64 {
         self.inner.put_requests(size)
     }
+    fn put_file_requests(&self, size: u64) -> u64 {
+        self.inner.put_file_requests(size)
+    }
     fn connections(&self) -> Option<usize> {
         self.inner.connections()
     }
-    fn spool_dir(&self) -> Option<std::path::PathBuf> {
+    fn spool_dir(&self) -> Option<crate::SpoolDir> {
         self.inner.spool_dir()
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::{Backend, Error, ObjectMeta, Result, SpoolFile, direct};
+use crate::{Backend, Error, ObjectMeta, Result, SpoolDir, SpoolFile, direct};
 
 /// Temporary files being written start with this; listings skip them.
 pub(crate) const TEMP_PREFIX: &str = ".tmp-";
@@ -99,11 +99,15 @@ impl Backend for LocalBackend {
         let file = self.file_path(path)?;
         let root = self.root.clone();
         let object = path.to_owned();
-        if spool.path().parent() != Some(root.as_path()) {
+        let Some(name) = spool
+            .name()
+            .filter(|name| name.parent() == Some(root.as_path()))
+        else {
             return crate::put_file_contents(self, path, spool).await;
-        }
+        };
+        let name = name.to_owned();
         blocking(path, move || {
-            move_into_place(&root, spool.path(), spool.file(), spool.len(), &file)
+            move_into_place(&root, &name, spool.file(), spool.len(), &file)
                 .map_err(|err| io_error(&file, &object, &err))?;
             spool.mark_stored();
             Ok(())
@@ -151,8 +155,8 @@ impl Backend for LocalBackend {
     }
 
     /// The repository's root: a spool file there is stored by a rename.
-    fn spool_dir(&self) -> Option<PathBuf> {
-        Some(self.root.clone())
+    fn spool_dir(&self) -> Option<SpoolDir> {
+        Some(SpoolDir::InPlace(self.root.clone()))
     }
 }
 
@@ -335,9 +339,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend = LocalBackend::new(dir.path());
         let inode = |path: &Path| fs::metadata(path).unwrap().ino();
-        let mut spool = SpoolFile::create(&backend.spool_dir().unwrap()).unwrap();
+        let mut spool = backend.spool_dir().unwrap().create().unwrap();
         spool.append(b"pack bytes").unwrap();
-        let spooled_inode = inode(spool.path());
+        let spooled_inode = inode(spool.name().unwrap());
         backend
             .put_file("data/cd/pack", Arc::new(spool))
             .await

@@ -7,9 +7,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use arca_store::{OpenedStore, StoreOptions, conformance};
+use arca_store::{OpenedStore, SpoolDir, StoreOptions, conformance};
 
 fn endpoint() -> Option<String> {
     let endpoint = std::env::var("ARCA_TEST_S3_ENDPOINT")
@@ -146,6 +147,46 @@ async fn s3_request_counts_stay_low() {
         opened.backend.head("data/ff/big").await.unwrap().size,
         40 << 20
     );
+}
+
+/// Packs spooled for S3 go to the configured directory as unnamed files
+/// (nothing there to clean up, however the process ends) and stream to the
+/// server in 8 MiB parts: a pack of 18 MiB is a multipart upload of three
+/// parts, one of 8 MiB a single PUT, and both read back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_spooled_packs_stream_from_the_spool_directory() {
+    let Some(endpoint) = endpoint() else { return };
+    let bucket = create_bucket(&endpoint, "spooled");
+    let spool = tempfile::tempdir().unwrap();
+    let mut options = StoreOptions::default();
+    options.spool_dir = Some(spool.path().join("packs"));
+    let url = format!("s3:{endpoint}/{bucket}");
+    let opened = arca_store::open_with_env(&url, &options, &test_env).unwrap();
+    let dir = opened.backend.spool_dir().expect("object stores spool");
+    assert_eq!(dir, SpoolDir::Temporary(spool.path().join("packs")));
+    let sizes = [18 << 20, arca_store::MULTIPART_PART_SIZE as usize];
+    let mut expected = Vec::new();
+    for (n, len) in sizes.into_iter().enumerate() {
+        let mut file = dir.create().unwrap();
+        let bytes = conformance::pattern(len, n as u8);
+        file.append(&bytes).unwrap();
+        let path = format!("data/0{n}/pack");
+        opened
+            .backend
+            .put_file(&path, Arc::new(file))
+            .await
+            .unwrap();
+        expected.push((path, bytes));
+    }
+    let left = std::fs::read_dir(spool.path().join("packs")).unwrap();
+    assert_eq!(left.count(), 0);
+    for (path, bytes) in expected {
+        assert_eq!(opened.backend.get(&path).await.unwrap(), bytes);
+    }
+    let counts = opened.requests.snapshot();
+    // Three parts + start + complete, then one PUT.
+    assert_eq!(counts.put, 5 + 1, "{counts:?}");
+    assert_eq!(counts.bytes_up, (18 << 20) + (8 << 20));
 }
 
 #[tokio::test]

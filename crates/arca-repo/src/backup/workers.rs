@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arca_chunk::{READ_ALIGN, StreamChunker};
-use arca_store::SpoolFile;
+use arca_store::SpoolDir;
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -57,7 +57,7 @@ pub(crate) struct Shared {
     pub(crate) pack_buffers: Arc<PackBuffers>,
     /// Where data packs are written as they fill, if the backend takes
     /// spool files; `None`: they are built in memory.
-    spool_dir: Option<PathBuf>,
+    spool_dir: Option<SpoolDir>,
     /// Blobs first seen during this backup (queued, packed or uploaded).
     claimed: Mutex<ClaimedBlobs>,
     /// Counters for the snapshot summary.
@@ -98,7 +98,10 @@ impl Shared {
         uploads: usize,
     ) -> Self {
         let (stop_sender, stop_receiver) = crossbeam_channel::bounded(0);
-        let spool_dir = repo.backend().spool_dir();
+        let spool_dir = repo
+            .backend()
+            .spool_dir()
+            .filter(|dir| can_spool_in(dir, progress.as_ref()));
         let cores = std::thread::available_parallelism().map_or(2, NonZeroUsize::get);
         // Every encoder fills a data pack of its own. Spooling, a pack has
         // two buffers (one filling, one being written), each holding less
@@ -221,17 +224,29 @@ impl Shared {
         let Some(dir) = &self.spool_dir else {
             return PackWriter::recycling(BlobType::Data, &self.pack_buffers).ok_or(Stopped);
         };
-        let spooling = SpoolFile::create(dir)
-            .map_err(Error::from)
-            .and_then(|file| {
-                PackWriter::spooling(BlobType::Data, &self.pack_buffers, file, SPILL_BYTES)
-            });
+        let spooling = dir.create().map_err(Error::from).and_then(|file| {
+            PackWriter::spooling(BlobType::Data, &self.pack_buffers, file, SPILL_BYTES)
+        });
         spooling.map_err(|e| self.fail(e))?.ok_or(Stopped)
     }
 
     /// The recorded fatal error, if any.
     pub(crate) fn take_failure(&self) -> Option<Error> {
         self.failure.lock().expect("failure lock poisoned").take()
+    }
+}
+
+/// Whether a spool file can be made in `dir`; if not (a read-only or full
+/// temporary directory), says so, and the backup builds its packs in memory.
+fn can_spool_in(dir: &SpoolDir, progress: &dyn Progress) -> bool {
+    match dir.create() {
+        Ok(_) => true,
+        Err(err) => {
+            let message = format!("cannot spool packs here, building them in memory: {err}");
+            tracing::warn!(dir = %dir.path().display(), "{message}");
+            progress.warn(dir.path(), &message);
+            false
+        }
     }
 }
 
