@@ -23,7 +23,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use arca_store::SpoolFile;
+use arca_store::SpoolDir;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
@@ -735,7 +735,7 @@ async fn repack_packs(
 struct RepackWriters {
     /// Data, tree.
     open: [Option<PackWriter>; 2],
-    spool_dir: Option<std::path::PathBuf>,
+    spool_dir: Option<SpoolDir>,
     /// Buffers of the spooling data packs: two for the open one and two for
     /// each still being finished by an upload task, so opening a pack never
     /// waits.
@@ -761,13 +761,21 @@ impl RepackWriters {
     fn for_type(&mut self, blob_type: BlobType) -> Result<&mut PackWriter> {
         let slot = &mut self.open[usize::from(blob_type == BlobType::Tree)];
         if slot.is_none() {
-            *slot = Some(match (&self.spool_dir, blob_type) {
-                (Some(dir), BlobType::Data) => {
-                    let file = SpoolFile::create(dir)?;
-                    PackWriter::spooling(blob_type, &self.buffers, file, SPILL_BYTES)?
-                        .expect("the repack's buffer pool is never closed")
-                }
-                _ => PackWriter::with_capacity(blob_type, self.pack_size + PACK_SLACK),
+            let spool_file = match (&self.spool_dir, blob_type) {
+                (Some(dir), BlobType::Data) => match dir.create() {
+                    Ok(file) => Some(file),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot spool repacked packs, building them in memory");
+                        self.spool_dir = None;
+                        None
+                    }
+                },
+                _ => None,
+            };
+            *slot = Some(match spool_file {
+                Some(file) => PackWriter::spooling(blob_type, &self.buffers, file, SPILL_BYTES)?
+                    .expect("the repack's buffer pool is never closed"),
+                None => PackWriter::with_capacity(blob_type, self.pack_size + PACK_SLACK),
             });
         }
         Ok(slot.as_mut().expect("just opened"))
