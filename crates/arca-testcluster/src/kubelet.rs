@@ -379,8 +379,9 @@ async fn run_container(
         } else {
             continue;
         };
+        let prefix = from["prefix"].as_str().unwrap_or_default();
         for (key, value) in read_data(store, &namespace, plural, name)? {
-            env.insert(key, value);
+            env.insert(format!("{prefix}{key}"), value);
         }
     }
     for var in container["env"].as_array().into_iter().flatten() {

@@ -8,7 +8,7 @@
 use jiff::SignedDuration;
 use serde::Deserialize;
 
-use super::observed::{AgentResult, ErrorClass};
+use super::observed::{AgentResult, DrillResult, ErrorClass, ReplicaResult};
 use crate::Error;
 
 /// The longest document read: Kubernetes keeps at most 4096 bytes of a termination message,
@@ -27,6 +27,10 @@ struct Document {
     error_class: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    drill: Option<DrillResult>,
+    #[serde(default)]
+    replicas: Vec<ReplicaResult>,
 }
 
 #[derive(Deserialize, PartialEq, Eq)]
@@ -115,6 +119,8 @@ impl AgentResult {
                 .duration_seconds
                 .filter(|s| s.is_finite() && *s >= 0.0)
                 .and_then(|s| SignedDuration::try_from_secs_f64(s).ok()),
+            drill: document.drill,
+            replicas: document.replicas,
             ..AgentResult::default()
         };
         for action in document.actions {
@@ -228,6 +234,46 @@ mod tests {
         assert_eq!(
             AgentResult::from_document(&nothing).unwrap().snapshot_id,
             None
+        );
+    }
+
+    #[test]
+    fn drill_and_replica_sections_are_read() {
+        let drill = r#"{"version":1,"outcome":"failed","actions":[],"failed_action":"drill",
+            "error_class":"failed","error":"drill failed: RTO missed",
+            "drill":{"passed":false,"measured_seconds":42.5,"rto_seconds":30.0,
+                "bytes_verified":2048,"files_verified":7,"snapshot":"ab12","reason":"RTO missed"}}"#;
+        let result = AgentResult::from_document(drill).unwrap();
+        assert_eq!(
+            result.drill,
+            Some(DrillResult {
+                passed: false,
+                measured_seconds: 42.5,
+                rto_seconds: Some(30.0),
+                bytes_verified: 2048,
+                files_verified: 7,
+                snapshot_id: Some("ab12".to_owned()),
+                reason: Some("RTO missed".to_owned()),
+            })
+        );
+        let replicated = BACKUP.replace(
+            r#""host":"volsync","#,
+            r#""host":"volsync","replicas":[{"name":"dr","copied":1,"lag_snapshots":0,"lag_seconds":0.0},
+                {"name":"nfs","copied":0,"error":"unreachable"}],"#,
+        );
+        let result = AgentResult::from_document(&replicated).unwrap();
+        assert_eq!(result.replicas.len(), 2);
+        assert_eq!(
+            (result.replicas[0].copied, result.replicas[0].lag_snapshots),
+            (1, Some(0))
+        );
+        assert_eq!(result.replicas[1].error.as_deref(), Some("unreachable"));
+        assert_eq!(result.replicas[1].lag_seconds, None);
+        assert!(
+            AgentResult::from_document(BACKUP)
+                .unwrap()
+                .replicas
+                .is_empty()
         );
     }
 

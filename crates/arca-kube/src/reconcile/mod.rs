@@ -15,14 +15,17 @@
 
 mod agent;
 mod destination;
+mod drill;
 mod engine;
 mod names;
 mod objects;
 mod observe;
 mod observed;
+mod replication;
 mod source;
 
 pub use destination::reconcile_destination;
+pub use drill::{DRILL_ACTION, is_drill_job};
 pub use names::{
     CLEANUP_LABEL, CREATED_BY_LABEL, CREATED_BY_VALUE, DO_NOT_DELETE_LABEL, FINALIZER, OWNER_LABEL,
     cache_pvc_name, copy_name, destination_pvc_name, image_snapshot_name, job_name,
@@ -32,6 +35,8 @@ pub use observed::{
     AgentResult, DestinationObserved, ErrorClass, JobObserved, JobPhase, OwnedObserved,
     PvcObserved, SecretObserved, SnapshotObserved, SourceObserved,
 };
+pub use observed::{DrillResult, ReplicaResult};
+pub use replication::{REPLICA_NAME_SUFFIX, replica_env_prefix};
 pub use source::{hold_for_slot, reconcile_source, starts_sync};
 
 use jiff::{SignedDuration, Timestamp};

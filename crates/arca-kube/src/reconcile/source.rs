@@ -14,6 +14,7 @@ use super::{
     Action, ControllerConfig, EventType, HookPhase, Object, ObjectKind, Requeue, SourceDecision,
     time,
 };
+use super::{drill, replication};
 use crate::Error;
 use crate::api::{
     ArcaSourceStatus, CopyMethod, DataClass, MoverKind, ReplicationSource,
@@ -105,6 +106,13 @@ pub fn reconcile_source(
         });
     }
 
+    // A drill is not a sync: its Job is followed apart and touches no sync field.
+    if let Some(job) = job.filter(|j| drill::is_drill_job(j)) {
+        let mut status = status;
+        let requeue = drill::follow(observed, job, &mut status, &mut out, now, config);
+        return finish_with_rpo(status, state, out, requeue, &timing, arca.data_class, now);
+    }
+
     // Idle: start a sync or wait.
     if state.last_sync_start_time.is_none() {
         if job.is_some() {
@@ -140,6 +148,17 @@ pub fn reconcile_source(
                     );
                     state.next_sync_time = timing.next_sync_time(state.last_sync_time);
                     let requeue = at.map_or(Requeue::AwaitChange, |t| requeue_at(t, now));
+                    let mut status = status;
+                    let requeue = drill::start_if_due(
+                        observed,
+                        restic,
+                        &owner,
+                        &mut status,
+                        &mut out,
+                        requeue,
+                        now,
+                        config,
+                    );
                     return finish_with_rpo(
                         status,
                         state,
@@ -168,6 +187,13 @@ pub fn reconcile_source(
     };
     let mut status = status;
     apply_result_side_effects(&mut status, job, &state, restic, now);
+    let targets = replication::targets(&observed.source);
+    replication::record(
+        &mut status,
+        targets,
+        job,
+        state.last_sync_time.unwrap_or(now),
+    );
     finish_with_rpo(status, state, out, requeue, &timing, arca.data_class, now)
 }
 
@@ -408,7 +434,7 @@ fn prepare(
             None => actions.push("verify"),
         }
     }
-    let job = objects::job(
+    let mut job = objects::job(
         owner,
         MoverJob {
             name: job_name(true, owner.name),
@@ -425,6 +451,7 @@ fn prepare(
         },
         config,
     );
+    replication::add_to_job(&mut job, replication::targets(&observed.source));
     out.actions.push(Action::Apply(Object::Job(Box::new(job))));
     out.event(
         EventType::Normal,
@@ -615,6 +642,7 @@ fn plan<'a>(
         });
     }
     let secret = engine::check_secret(observed.repository_secret.as_ref(), &restic.repository)?;
+    replication::check_targets(observed, &restic.repository)?;
     if restic
         .custom_ca
         .as_ref()

@@ -100,6 +100,7 @@ pub fn source_observed(source: ReplicationSource) -> SourceObserved {
         source,
         source_pvc: Some(pvc(&pvc_name)),
         repository_secret: Some(secret(&secret_name)),
+        replica_secrets: Vec::new(),
         custom_ca_found: false,
         owned: OwnedObserved::default(),
     }
