@@ -99,6 +99,26 @@ fn replication_targets_reach_the_backup_job_as_prefixed_secrets() {
         Some("secret:RESTIC_REPOSITORY")
     );
 
+    // A partial success (exit 3: a replica failed) ends the Job at once: a retry would back up
+    // again.
+    let policy = jobs[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .pod_failure_policy
+        .as_ref()
+        .unwrap();
+    assert_eq!(policy.rules[0].action, "FailJob");
+    let codes = policy.rules[0].on_exit_codes.as_ref().unwrap();
+    assert_eq!(
+        (
+            codes.container_name.as_deref(),
+            codes.operator.as_str(),
+            &codes.values[..]
+        ),
+        (Some("restic"), "In", &[3][..])
+    );
+
     // Without targets the Job has no envFrom at all.
     let decision = reconcile_source(
         &ready_to_run(seed_source()),
@@ -522,5 +542,65 @@ fn scheduled_drills_fall_due_on_their_schedule() {
         warning.note.contains("spec.arca.drill.schedule"),
         "{}",
         warning.note
+    );
+}
+
+#[test]
+fn a_failed_replica_completes_the_backup_and_is_reported() {
+    // The agent exits 3 (partial): the pod failure policy fails the Job at once, with the
+    // document's success result and the replica's error.
+    let mut source = replicated();
+    source
+        .status
+        .get_or_insert_with(Default::default)
+        .last_sync_start_time = Some(Time(ts("2026-01-02T02:00:00Z")));
+    let mut observed = source_observed(source);
+    let mut result = backup_success("s1");
+    result.replicas = vec![
+        ReplicaResult {
+            name: "dr-site-secret".to_owned(),
+            copied: 0,
+            lag_snapshots: None,
+            lag_seconds: None,
+            error: Some("s3: 503 Slow Down".to_owned()),
+        },
+        ReplicaResult {
+            name: "nfs-secret".to_owned(),
+            copied: 1,
+            lag_snapshots: Some(0),
+            lag_seconds: Some(0.0),
+            error: None,
+        },
+    ];
+    observed.owned.jobs.push(job(
+        &job_name(true, NAME),
+        JobPhase::Failed,
+        &["backup"],
+        Some(result),
+    ));
+    let done = ts("2026-01-02T02:20:00Z");
+    let decision = reconcile_source(&observed, done, &config());
+    let status = &decision.status;
+    assert_eq!(status.last_sync_time, Some(Time(done)));
+    assert_eq!(status.last_sync_start_time, None);
+    assert_eq!(
+        status.latest_mover_status.as_ref().unwrap().result,
+        Some(arca_kube::api::MoverResult::Successful)
+    );
+    let arca = status.arca.as_ref().unwrap();
+    assert_eq!(arca.last_snapshot_id.as_deref(), Some("s1"));
+    assert_eq!(arca.retry_after, None, "nothing to retry");
+    let replicas = arca.replicas.as_ref().unwrap();
+    assert_eq!(replicas[0].error.as_deref(), Some("s3: 503 Slow Down"));
+    assert_eq!(replicas[1].last_copy_time, Some(Time(done)));
+    let warning = decision
+        .events
+        .iter()
+        .find(|e| e.reason == "ReplicationFailed")
+        .unwrap();
+    assert!(warning.note.contains("dr-site-secret"), "{}", warning.note);
+    assert_eq!(
+        decision.report.map(|r| r.outcome),
+        Some(arca_kube::reconcile::SyncOutcome::Succeeded)
     );
 }

@@ -222,5 +222,22 @@ async fn jobs_run_with_their_environment_volumes_and_secrets_and_retry_until_the
             3
         );
     }
+
+    // A pod failure policy that lists the exit code fails the Job without a retry.
+    let mut final_exit = job("final", "exit 3", 5);
+    final_exit["spec"]["podFailurePolicy"] = json!({"rules": [{"action": "FailJob",
+        "onExitCodes": {"containerName": "mover", "operator": "In", "values": [3]}}]});
+    store.create(&jobs, Some("app"), final_exit).unwrap();
+    let failed = until(&store, &jobs, "final", |j| {
+        j["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Failed"))
+    })
+    .await;
+    assert_eq!(failed["status"]["failed"], 1, "no retry");
+    assert_eq!(
+        failed["status"]["conditions"][0]["reason"],
+        "PodFailurePolicy"
+    );
     kubelet.abort();
 }

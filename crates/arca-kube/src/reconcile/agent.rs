@@ -61,6 +61,7 @@ struct Backup {
     bytes_processed: Option<u64>,
     bytes_added: Option<u64>,
     repository_bytes: Option<u64>,
+    files_unreadable: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +124,7 @@ impl AgentResult {
             replicas: document.replicas,
             ..AgentResult::default()
         };
+        let mut files_unreadable = None;
         for action in document.actions {
             match action {
                 ActionReport::Backup(backup) => {
@@ -134,6 +136,7 @@ impl AgentResult {
                     result.bytes_processed = backup.bytes_processed;
                     result.bytes_added = backup.bytes_added;
                     result.repository_size = backup.repository_bytes.or(result.repository_size);
+                    files_unreadable = backup.files_unreadable;
                 }
                 ActionReport::Restore(restore) => {
                     result.snapshot_id = match restore.outcome {
@@ -145,6 +148,11 @@ impl AgentResult {
                 }
                 ActionReport::Other => {}
             }
+        }
+        // A failed replica also makes the run partial; `partial` is about the backup's own
+        // files, and the replica's failure is in `replicas`.
+        if result.replicas.iter().any(|r| r.error.is_some()) && files_unreadable == Some(0) {
+            result.partial = false;
         }
         Ok(result)
     }
@@ -256,12 +264,14 @@ mod tests {
                 reason: Some("RTO missed".to_owned()),
             })
         );
-        let replicated = BACKUP.replace(
+        let replicated = BACKUP.replace(r#""outcome":"success""#, r#""outcome":"partial""#);
+        let replicated = replicated.replace(
             r#""host":"volsync","#,
             r#""host":"volsync","replicas":[{"name":"dr","copied":1,"lag_snapshots":0,"lag_seconds":0.0},
                 {"name":"nfs","copied":0,"error":"unreachable"}],"#,
         );
         let result = AgentResult::from_document(&replicated).unwrap();
+        assert!(!result.partial, "all files were read");
         assert_eq!(result.replicas.len(), 2);
         assert_eq!(
             (result.replicas[0].copied, result.replicas[0].lag_snapshots),

@@ -10,7 +10,8 @@ use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, SecretEnvSource};
 
-use super::engine;
+use super::EventType;
+use super::engine::{self, Out};
 use super::observed::{JobObserved, JobPhase, SourceObserved};
 use super::time;
 use crate::Error;
@@ -102,9 +103,10 @@ pub(crate) fn record(
     targets: &[ReplicationTarget],
     job: Option<&JobObserved>,
     done: Timestamp,
+    out: &mut Out,
 ) {
     let Some(result) = job
-        .filter(|j| j.phase == JobPhase::Succeeded)
+        .filter(|j| j.phase != JobPhase::Active)
         .and_then(|j| j.result.as_ref())
         .filter(|r| r.success)
     else {
@@ -145,13 +147,21 @@ pub(crate) fn record(
                     lag_seconds,
                     error: None,
                 },
-                Some(error) => ReplicaStatus {
-                    name: name.clone(),
-                    last_copy_time: old.last_copy_time,
-                    lag_snapshots: reported.lag_snapshots,
-                    lag_seconds,
-                    error: Some(error.clone()),
-                },
+                Some(error) => {
+                    out.event(
+                        EventType::Warning,
+                        "ReplicationFailed",
+                        "DeleteMover",
+                        format!("copying the snapshots to {name} failed: {error}"),
+                    );
+                    ReplicaStatus {
+                        name: name.clone(),
+                        last_copy_time: old.last_copy_time,
+                        lag_snapshots: reported.lag_snapshots,
+                        lag_seconds,
+                        error: Some(error.clone()),
+                    }
+                }
             }
         })
         .collect();

@@ -193,6 +193,7 @@ pub fn reconcile_source(
         targets,
         job,
         state.last_sync_time.unwrap_or(now),
+        &mut out,
     );
     finish_with_rpo(status, state, out, requeue, &timing, arca.data_class, now)
 }
@@ -514,7 +515,10 @@ fn running(
                 Requeue::After(config.poll_interval)
             }
         }
-        JobPhase::Succeeded if job.result.as_ref().is_some_and(|r| r.success) => {
+        // A partial success (exit 3) ends the Job as failed, with a success result.
+        JobPhase::Succeeded | JobPhase::Failed
+            if job.result.as_ref().is_some_and(|r| r.success) =>
+        {
             let result = job.result.as_ref().map(summary_logs);
             engine::complete(state, out, timing, job.logs.clone().or(result), now);
             out.actions.push(Action::Delete {
@@ -709,7 +713,7 @@ fn apply_result_side_effects(
     let Some(result) = job
         .result
         .as_ref()
-        .filter(|r| r.success && job.phase == JobPhase::Succeeded)
+        .filter(|r| r.success && job.phase != JobPhase::Active)
     else {
         return;
     };
