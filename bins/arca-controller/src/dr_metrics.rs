@@ -2,6 +2,8 @@
 //! `status.arca` after every reconcile (so they survive a controller restart). Labels are the
 //! object's (`ObjectLabels`) plus `replica`, the target's Secret name: never a URL or credential.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use arca_kube::api::ReplicationSourceStatus;
@@ -36,6 +38,8 @@ pub(crate) struct DrMetrics {
     drill_rto: Family<ObjectLabels, FloatGauge>,
     drill_bytes_verified: Family<ObjectLabels, Gauge>,
     drill_next_due: Family<ObjectLabels, FloatGauge>,
+    /// The replica names each object's series were last set for.
+    replicas: Mutex<HashMap<ObjectLabels, BTreeSet<String>>>,
 }
 
 fn seconds(time: &Time) -> f64 {
@@ -107,6 +111,29 @@ impl DrMetrics {
     /// has are removed.
     pub(crate) fn record(&self, labels: &ObjectLabels, status: &ReplicationSourceStatus) {
         let arca = status.arca.clone().unwrap_or_default();
+        let current: BTreeSet<String> = arca
+            .replicas
+            .iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .collect();
+        let previous = {
+            let mut known = self.replicas.lock().unwrap_or_else(|p| p.into_inner());
+            known
+                .insert(labels.clone(), current.clone())
+                .unwrap_or_default()
+        };
+        // Targets removed from the spec leave the status, and their series go too.
+        for gone in previous.difference(&current) {
+            let key = ReplicaLabels {
+                object: labels.clone(),
+                replica: gone.clone(),
+            };
+            self.replica_last_copy.remove(&key);
+            self.replica_lag_seconds.remove(&key);
+            self.replica_lag_snapshots.remove(&key);
+            self.replica_failing.remove(&key);
+        }
         for replica in arca.replicas.iter().flatten() {
             let key = ReplicaLabels {
                 object: labels.clone(),
@@ -180,5 +207,82 @@ where
         None => {
             family.remove(labels);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arca_kube::api::{ArcaSourceStatus, DrillStatus, ReplicaStatus};
+
+    use super::*;
+
+    fn labels() -> ObjectLabels {
+        ObjectLabels {
+            obj_name: "db-backup".to_owned(),
+            obj_namespace: "prod".to_owned(),
+            role: "source",
+            method: "restic",
+            app: "db".to_owned(),
+            repository: "db-volsync-secret".to_owned(),
+            data_class: "critical",
+        }
+    }
+
+    fn encode(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn gauges_follow_the_status_and_removed_targets_lose_their_series() {
+        let mut registry = Registry::default();
+        let metrics = DrMetrics::register(&mut registry);
+        let time = |s: &str| Time(s.parse().unwrap());
+        let replica = |name: &str, error: Option<&str>| ReplicaStatus {
+            name: name.to_owned(),
+            last_copy_time: Some(time("2026-01-02T02:00:00Z")),
+            lag_snapshots: Some(2),
+            lag_seconds: Some(3600),
+            error: error.map(str::to_owned),
+        };
+        let status = ReplicationSourceStatus {
+            arca: Some(ArcaSourceStatus {
+                replicas: Some(vec![replica("dr", None), replica("nfs", Some("down"))]),
+                drill: Some(DrillStatus {
+                    passed: Some(false),
+                    measured_seconds: Some(1200.5),
+                    rto_seconds: Some(900.0),
+                    next_drill_time: Some(time("2026-02-01T03:00:00Z")),
+                    ..DrillStatus::default()
+                }),
+                ..ArcaSourceStatus::default()
+            }),
+            ..ReplicationSourceStatus::default()
+        };
+        metrics.record(&labels(), &status);
+        let text = encode(&registry);
+        for line in [
+            r#"arca_replica_lag_seconds{obj_name="db-backup",obj_namespace="prod",role="source",method="restic",app="db",repository="db-volsync-secret",data_class="critical",replica="dr"} 3600"#,
+            r#"arca_replica_failing{obj_name="db-backup",obj_namespace="prod",role="source",method="restic",app="db",repository="db-volsync-secret",data_class="critical",replica="nfs"} 1"#,
+            r#"arca_replica_last_copy_timestamp{obj_name="db-backup",obj_namespace="prod",role="source",method="restic",app="db",repository="db-volsync-secret",data_class="critical",replica="dr"} 1767319200.0"#,
+            r#"arca_drill_passed{obj_name="db-backup",obj_namespace="prod",role="source",method="restic",app="db",repository="db-volsync-secret",data_class="critical"} 0"#,
+            r#"arca_drill_measured_seconds{obj_name="db-backup",obj_namespace="prod",role="source",method="restic",app="db",repository="db-volsync-secret",data_class="critical"} 1200.5"#,
+            r#"arca_drill_next_due_timestamp{obj_name="db-backup",obj_namespace="prod",role="source",method="restic",app="db",repository="db-volsync-secret",data_class="critical"} 1769914800.0"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(
+            !text.contains("arca_drill_last_timestamp{"),
+            "no drill ended yet"
+        );
+
+        // The nfs target is removed from the spec (and so from the status).
+        let mut fewer = status.clone();
+        fewer.arca.as_mut().unwrap().replicas = Some(vec![replica("dr", None)]);
+        metrics.record(&labels(), &fewer);
+        let text = encode(&registry);
+        assert!(!text.contains(r#"replica="nfs""#), "{text}");
+        assert!(text.contains(r#"replica="dr""#), "{text}");
     }
 }
