@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
-use arca_kube::api::ReplicationSourceStatus;
+use arca_kube::api::{ReplicationSourceStatus, ReportStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -38,6 +38,15 @@ pub(crate) struct DrMetrics {
     drill_rto: Family<ObjectLabels, FloatGauge>,
     drill_bytes_verified: Family<ObjectLabels, Gauge>,
     drill_next_due: Family<ObjectLabels, FloatGauge>,
+    report_last: Family<ObjectLabels, FloatGauge>,
+    report_compliant: Family<ObjectLabels, Gauge>,
+    report_success_ratio: Family<ObjectLabels, FloatGauge>,
+    report_longest_gap: Family<ObjectLabels, FloatGauge>,
+    report_rpo_met: Family<ObjectLabels, Gauge>,
+    report_retention_conforms: Family<ObjectLabels, Gauge>,
+    report_audit_intact: Family<ObjectLabels, Gauge>,
+    report_key_age_days: Family<ObjectLabels, FloatGauge>,
+    report_rotation_overdue: Family<ObjectLabels, Gauge>,
     /// The replica names each object's series were last set for.
     replicas: Mutex<HashMap<ObjectLabels, BTreeSet<String>>>,
 }
@@ -104,6 +113,61 @@ impl DrMetrics {
             "Unix time the next scheduled recovery drill falls due",
             metrics.drill_next_due.clone(),
         );
+        let report: [(&str, &str, &Family<ObjectLabels, Gauge>); 5] = [
+            (
+                "arca_report_compliant",
+                "1 if every judged figure of the last compliance report was compliant",
+                &metrics.report_compliant,
+            ),
+            (
+                "arca_report_rpo_met",
+                "1 if every gap between backups in the report's window was within the RPO",
+                &metrics.report_rpo_met,
+            ),
+            (
+                "arca_report_retention_conforms",
+                "1 if the snapshots conform to the retention policy, as last reported",
+                &metrics.report_retention_conforms,
+            ),
+            (
+                "arca_report_audit_chain_intact",
+                "1 if the repository's audit chain verified intact in the last report, 0 if broken",
+                &metrics.report_audit_intact,
+            ),
+            (
+                "arca_report_key_rotation_overdue",
+                "1 if the data key's rotation was overdue in the last report",
+                &metrics.report_rotation_overdue,
+            ),
+        ];
+        for (name, help, family) in report {
+            registry.register(name, help, family.clone());
+        }
+        let report: [(&str, &str, &Family<ObjectLabels, FloatGauge>); 4] = [
+            (
+                "arca_report_last_timestamp",
+                "Unix time the last compliance report was made",
+                &metrics.report_last,
+            ),
+            (
+                "arca_report_success_ratio",
+                "Successful over attempted backups in the last report's window (0-1)",
+                &metrics.report_success_ratio,
+            ),
+            (
+                "arca_report_longest_gap_seconds",
+                "The longest gap between successive backups in the last report's window",
+                &metrics.report_longest_gap,
+            ),
+            (
+                "arca_report_key_age_days",
+                "Age of the repository's data key in days, as last reported",
+                &metrics.report_key_age_days,
+            ),
+        ];
+        for (name, help, family) in report {
+            registry.register(name, help, family.clone());
+        }
         metrics
     }
 
@@ -178,6 +242,32 @@ impl DrMetrics {
             &self.drill_next_due,
             labels,
             drill.next_drill_time.as_ref().map(seconds),
+        );
+        self.record_report(labels, &arca.report.unwrap_or_default());
+    }
+
+    fn record_report(&self, labels: &ObjectLabels, report: &ReportStatus) {
+        let flag = |value: Option<bool>| value.map(i64::from);
+        set_float(
+            &self.report_last,
+            labels,
+            report.last_report_time.as_ref().map(seconds),
+        );
+        set_int(&self.report_compliant, labels, flag(report.compliant));
+        set_float(&self.report_success_ratio, labels, report.success_rate);
+        set_float(&self.report_longest_gap, labels, report.longest_gap_seconds);
+        set_int(&self.report_rpo_met, labels, flag(report.rpo_met));
+        set_int(
+            &self.report_retention_conforms,
+            labels,
+            flag(report.retention_conforms),
+        );
+        set_int(&self.report_audit_intact, labels, flag(report.audit_intact));
+        set_float(&self.report_key_age_days, labels, report.key_age_days);
+        set_int(
+            &self.report_rotation_overdue,
+            labels,
+            flag(report.rotation_overdue),
         );
     }
 }
@@ -284,5 +374,48 @@ mod tests {
         let text = encode(&registry);
         assert!(!text.contains(r#"replica="nfs""#), "{text}");
         assert!(text.contains(r#"replica="dr""#), "{text}");
+    }
+
+    #[test]
+    fn report_gauges_follow_the_last_report() {
+        let mut registry = Registry::default();
+        let metrics = DrMetrics::register(&mut registry);
+        let mut status = ReplicationSourceStatus::default();
+        metrics.record(&labels(), &status);
+        assert!(
+            !encode(&registry).contains("arca_report_compliant{"),
+            "no report made yet"
+        );
+        status.arca = Some(ArcaSourceStatus {
+            report: Some(ReportStatus {
+                last_report_time: Some(Time("2026-01-02T05:10:00Z".parse().unwrap())),
+                compliant: Some(false),
+                success_rate: Some(0.75),
+                longest_gap_seconds: Some(172_800.0),
+                rpo_met: Some(false),
+                audit_intact: Some(false),
+                rotation_overdue: Some(false),
+                ..ReportStatus::default()
+            }),
+            ..ArcaSourceStatus::default()
+        });
+        metrics.record(&labels(), &status);
+        let text = encode(&registry);
+        let labels = r#"{obj_name="db-backup",obj_namespace="prod",role="source",method="restic",app="db",repository="db-volsync-secret",data_class="critical"}"#;
+        for (name, value) in [
+            ("arca_report_last_timestamp", "1767330600.0"),
+            ("arca_report_compliant", "0"),
+            ("arca_report_success_ratio", "0.75"),
+            ("arca_report_longest_gap_seconds", "172800.0"),
+            ("arca_report_rpo_met", "0"),
+            ("arca_report_audit_chain_intact", "0"),
+            ("arca_report_key_rotation_overdue", "0"),
+        ] {
+            let line = format!("{name}{labels} {value}");
+            assert!(text.contains(&line), "missing {line} in\n{text}");
+        }
+        // Not judged (no retention policy, no key age): no series.
+        assert!(!text.contains("arca_report_retention_conforms{"), "{text}");
+        assert!(!text.contains("arca_report_key_age_days{"), "{text}");
     }
 }

@@ -721,6 +721,7 @@ async fn apply(client: &Client, namespace: &str, object: &Object) -> Result<()> 
         Object::ServiceAccount(account) => apply_one(client, namespace, account.as_ref()).await,
         Object::Role(role) => apply_one(client, namespace, role.as_ref()).await,
         Object::RoleBinding(binding) => apply_one(client, namespace, binding.as_ref()).await,
+        Object::ConfigMap(map) => apply_one(client, namespace, map.as_ref()).await,
     }
 }
 

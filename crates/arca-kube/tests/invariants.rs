@@ -166,6 +166,8 @@ impl Cluster {
                     .role_bindings
                     .insert(o.metadata.name.clone().unwrap());
             }
+            // A report is owned by the source but never read back by a decision.
+            Object::ConfigMap(_) => {}
         }
     }
 

@@ -5,7 +5,8 @@ mod common;
 
 use arca_kube::api::{ArcaSourceSpec, DrillSpec, ReplicationSource, ReplicationTarget};
 use arca_kube::reconcile::{
-    AgentResult, DrillResult, JobPhase, ObjectKind, ReplicaResult, Requeue, copy_name, job_name,
+    AgentResult, DrillResult, JobPhase, Object, ObjectKind, REPORT_JSON_KEY, REPORT_MARKDOWN_KEY,
+    ReplicaResult, ReportResult, Requeue, copy_name, job_name, report_config_map_name,
 };
 use arca_kube::{Action, reconcile_source};
 use common::*;
@@ -309,7 +310,8 @@ fn a_due_drill_runs_in_scratch_space_under_the_mover_job_name() {
     let pod = spec.template.spec.as_ref().unwrap();
     assert_eq!(
         pod.containers[0].args.as_deref(),
-        Some(&["drill".to_owned()][..])
+        Some(&["drill".to_owned(), "report".to_owned()][..]),
+        "every drill also reports"
     );
     for volume in pod.volumes.iter().flatten() {
         assert!(
@@ -488,6 +490,110 @@ fn a_finished_drill_is_recorded_and_its_job_removed() {
     assert_eq!(
         drill.reason.as_deref(),
         Some("the drill Job ended without a result")
+    );
+}
+
+#[test]
+fn a_drills_report_becomes_status_and_a_configmap_the_source_owns() {
+    let now = ts("2026-01-02T05:10:00Z");
+    let mut observed = source_observed(drilled(manual_drill()));
+    let figures = ReportResult {
+        window_days: 30,
+        compliant: false,
+        backups: 29,
+        failures: 1,
+        success_rate: Some(29.0 / 30.0),
+        longest_gap_seconds: Some(172_800.0),
+        rpo_met: Some(false),
+        retention_conforms: Some(true),
+        audit_intact: Some(false),
+        holds: 2,
+        key_age_days: Some(12.5),
+        rotation_overdue: false,
+        repository_bytes: 1 << 30,
+    };
+    // A failed drill still brings its report (the agent runs `report` after a failed drill).
+    observed.owned.jobs.push(job(
+        &job_name(true, NAME),
+        JobPhase::Failed,
+        &["drill", "report"],
+        Some(AgentResult {
+            success: false,
+            drill: Some(DrillResult::default()),
+            report: Some(figures.clone()),
+            ..AgentResult::default()
+        }),
+    ));
+    let decision = reconcile_source(&observed, now, &config());
+    let report = decision
+        .status
+        .arca
+        .as_ref()
+        .unwrap()
+        .report
+        .clone()
+        .unwrap();
+    let name = report_config_map_name(NAME);
+    assert_eq!(name, "example-app-backup-arca-report");
+    assert_eq!(report.last_report_time, Some(Time(now)));
+    assert_eq!(report.config_map.as_deref(), Some(name.as_str()));
+    assert_eq!(report.compliant, Some(false));
+    assert_eq!(report.backups, Some(29));
+    assert_eq!(report.failures, Some(1));
+    assert_eq!(report.success_rate, Some(29.0 / 30.0));
+    assert_eq!(report.longest_gap_seconds, Some(172_800.0));
+    assert_eq!(report.rpo_met, Some(false));
+    assert_eq!(report.audit_intact, Some(false));
+    assert_eq!(report.holds, Some(2));
+    assert_eq!(report.repository_bytes, Some(1 << 30));
+    let maps: Vec<_> = decision
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Apply(Object::ConfigMap(map)) => Some(map),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(maps.len(), 1, "{:?}", decision.actions);
+    let map = maps[0];
+    assert_eq!(map.metadata.name.as_deref(), Some(name.as_str()));
+    let owner = &map.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(owner.kind, "ReplicationSource");
+    assert_eq!(owner.name, NAME);
+    let data = map.data.as_ref().unwrap();
+    let json: arca_kube::api::ReportStatus = serde_json::from_str(&data[REPORT_JSON_KEY]).unwrap();
+    assert_eq!(json, report);
+    let markdown = &data[REPORT_MARKDOWN_KEY];
+    assert!(
+        markdown.contains("| Audit chain | **broken** |"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("| Success rate | 96.7 % |"), "{markdown}");
+    assert!(markdown.contains("| RPO | **missed** |"), "{markdown}");
+    assert!(markdown.contains("| Retention | conforms |"), "{markdown}");
+    assert!(markdown.len() < 4096, "far below a ConfigMap's 1 MiB");
+
+    // A drill Job that ended before its report leaves the last report standing, no ConfigMap.
+    let mut source = observed.source.clone();
+    source.status = Some(decision.status.clone());
+    let mut again = source_observed(source);
+    again.owned.jobs.push(job(
+        &job_name(true, NAME),
+        JobPhase::Failed,
+        &["drill", "report"],
+        None,
+    ));
+    let later = ts("2026-02-01T04:00:00Z");
+    let decision = reconcile_source(&again, later, &config());
+    assert_eq!(
+        decision.status.arca.as_ref().unwrap().report.as_ref(),
+        Some(&report)
+    );
+    assert!(
+        !decision
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Apply(Object::ConfigMap(_))))
     );
 }
 

@@ -368,6 +368,62 @@ pub struct ArcaSourceStatus {
     /// Recovery drills.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill: Option<DrillStatus>,
+    /// The last compliance report (made with every drill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportStatus>,
+}
+
+/// The summary figures of the last compliance report of a source's repository (the agent's
+/// `report` action, run after every drill), over `windowDays`, for the source's host. The
+/// whole report is in the ConfigMap `configMap`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportStatus {
+    /// When the report was made (its Job ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_report_time: Option<Time>,
+    /// The ConfigMap holding the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<String>,
+    /// The window's length in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_days: Option<u64>,
+    /// Every judged figure (RPO, retention, drills, key rotation, audit chain) is compliant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliant: Option<bool>,
+    /// Snapshots taken in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<u64>,
+    /// Backups the audit trail records as failed in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u64>,
+    /// Successful backups over backups attempted in the window (0–1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<f64>,
+    /// The longest gap between successive snapshots in the window, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_gap_seconds: Option<f64>,
+    /// The gaps were all within the data class's RPO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo_met: Option<bool>,
+    /// The snapshots conform to the retention policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_conforms: Option<bool>,
+    /// The repository's audit chain verified intact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_intact: Option<bool>,
+    /// Holds in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holds: Option<u64>,
+    /// Age of the data key in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_age_days: Option<f64>,
+    /// The data key's rotation is overdue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_overdue: Option<bool>,
+    /// Bytes of packs, index and snapshot files in the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_bytes: Option<u64>,
 }
 
 /// `status.arca` of a ReplicationDestination.

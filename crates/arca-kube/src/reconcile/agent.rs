@@ -8,7 +8,7 @@
 use jiff::SignedDuration;
 use serde::Deserialize;
 
-use super::observed::{AgentResult, DrillResult, ErrorClass, ReplicaResult};
+use super::observed::{AgentResult, DrillResult, ErrorClass, ReplicaResult, ReportResult};
 use crate::Error;
 
 /// The longest document read: Kubernetes keeps at most 4096 bytes of a termination message,
@@ -31,6 +31,8 @@ struct Document {
     drill: Option<DrillResult>,
     #[serde(default)]
     replicas: Vec<ReplicaResult>,
+    #[serde(default)]
+    report: Option<ReportResult>,
 }
 
 #[derive(Deserialize, PartialEq, Eq)]
@@ -122,6 +124,7 @@ impl AgentResult {
                 .and_then(|s| SignedDuration::try_from_secs_f64(s).ok()),
             drill: document.drill,
             replicas: document.replicas,
+            report: document.report,
             ..AgentResult::default()
         };
         let mut files_unreadable = None;

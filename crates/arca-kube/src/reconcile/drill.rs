@@ -1,7 +1,7 @@
 //! `spec.arca.drill`: scheduled recovery drills of a source's repository (the seed's monthly DR
 //! test).
 //!
-//! A drill is a Job running the agent's `drill` action. It takes the object's one mover Job
+//! A drill is a Job running the agent's `drill` action, then its `report` (`report.rs`). It takes the object's one mover Job
 //! name, so it never runs beside a backup: it starts only while the source is idle (no sync in
 //! progress, none starting, not paused), and a backup that falls due meanwhile waits for it. Its
 //! data and cache volumes are `emptyDir`s (scratch space, a cold cache as after a cluster loss):
@@ -18,6 +18,7 @@ use super::engine::{self, Out, opt_time, requeue_at, sooner, ts};
 use super::names::job_name;
 use super::objects::{self, MoverJob, Owner};
 use super::observed::{JobObserved, JobPhase, SourceObserved};
+use super::report::{self, REPORT_ACTION};
 use super::{
     Action, ControllerConfig, EventType, Object, ObjectKind, Requeue, format_go_duration,
     parse_go_duration, time,
@@ -175,7 +176,7 @@ pub(crate) fn start_if_due(
         owner,
         MoverJob {
             name: name.clone(),
-            actions: vec![DRILL_ACTION],
+            actions: vec![DRILL_ACTION, REPORT_ACTION],
             env,
             // Both claims are replaced by scratch space below.
             data_pvc: String::new(),
@@ -235,9 +236,10 @@ fn into_scratch(job: &mut Job) {
 }
 
 /// A drill Job exists: hold it while paused, wait while it runs, and once it ended record its
-/// figures in `status.arca.drill`, delete it and look again at once (a backup may be waiting).
+/// figures in `status.arca.drill` and its report's (`report::record`), delete it and look again at once (a backup may be waiting).
 pub(crate) fn follow(
     observed: &SourceObserved,
+    owner: &Owner<'_>,
     job: &JobObserved,
     status: &mut ReplicationSourceStatus,
     out: &mut Out,
@@ -301,6 +303,13 @@ pub(crate) fn follow(
     if let Some(arca) = status.arca.as_mut() {
         arca.drill = Some(recorded);
     }
+    report::record(
+        owner,
+        job.result.as_ref().and_then(|r| r.report.as_ref()),
+        ended,
+        status,
+        out,
+    );
     match reason {
         None => out.event(
             EventType::Normal,

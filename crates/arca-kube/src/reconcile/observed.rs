@@ -95,6 +95,41 @@ pub struct AgentResult {
     pub drill: Option<DrillResult>,
     /// Per secondary repository, what replication after the backup did.
     pub replicas: Vec<ReplicaResult>,
+    /// The `report` action's summary figures, when it ran.
+    pub report: Option<ReportResult>,
+}
+
+/// The result document's `report` section (docs/AGENT.md): the compliance report's summary
+/// figures for the Job's host.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default)]
+pub struct ReportResult {
+    /// The window's length in days.
+    pub window_days: u64,
+    /// Every judged figure is compliant.
+    pub compliant: bool,
+    /// Snapshots taken in the window.
+    pub backups: u64,
+    /// Backups recorded as failed in the window.
+    pub failures: u64,
+    /// The lowest success rate (0–1).
+    pub success_rate: Option<f64>,
+    /// The longest gap between successive snapshots, seconds.
+    pub longest_gap_seconds: Option<f64>,
+    /// Every gap within the RPO.
+    pub rpo_met: Option<bool>,
+    /// Conformance to the retention policy.
+    pub retention_conforms: Option<bool>,
+    /// The audit chain verified intact.
+    pub audit_intact: Option<bool>,
+    /// Holds in force.
+    pub holds: u64,
+    /// Age of the data key in days.
+    pub key_age_days: Option<f64>,
+    /// The data key's rotation is overdue.
+    pub rotation_overdue: bool,
+    /// Bytes of packs, index and snapshot files.
+    pub repository_bytes: u64,
 }
 
 /// The result document's `drill` section (docs/AGENT.md).

@@ -109,7 +109,7 @@ pub fn reconcile_source(
     // A drill is not a sync: its Job is followed apart and touches no sync field.
     if let Some(job) = job.filter(|j| drill::is_drill_job(j)) {
         let mut status = status;
-        let requeue = drill::follow(observed, job, &mut status, &mut out, now, config);
+        let requeue = drill::follow(observed, &owner, job, &mut status, &mut out, now, config);
         return finish_with_rpo(status, state, out, requeue, &timing, arca.data_class, now);
     }
 

@@ -181,6 +181,9 @@ pub fn applied(actions: &[Action]) -> Vec<String> {
                     format!("ServiceAccount/{}", o.metadata.name.as_deref().unwrap())
                 }
                 Object::Role(o) => format!("Role/{}", o.metadata.name.as_deref().unwrap()),
+                Object::ConfigMap(o) => {
+                    format!("ConfigMap/{}", o.metadata.name.as_deref().unwrap())
+                }
                 Object::RoleBinding(o) => {
                     format!("RoleBinding/{}", o.metadata.name.as_deref().unwrap())
                 }
