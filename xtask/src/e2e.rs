@@ -1006,6 +1006,54 @@ async fn replication_and_drill(
     summary.passed(format!(
         "{primary_ns}/{name}: drill of {snapshot} passed in {measured:.1} s (RTO 600 s), status and arca_drill_* agree; the source volume is unchanged"
     ));
+    compliance_report(cluster, &metrics, primary_ns, &name, &drilled, summary).await
+}
+
+/// The drill Job's compliance report: `status.arca.report`, the ConfigMap the source owns with
+/// the same figures, and the `arca_report_*` gauges.
+async fn compliance_report(
+    cluster: &Cluster,
+    metrics: &str,
+    namespace: &str,
+    name: &str,
+    drilled: &serde_json::Value,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let report = &drilled["status"]["arca"]["report"];
+    let map_name = format!("{name}-arca-report");
+    ensure!(
+        report["configMap"] == map_name.as_str()
+            && report["backups"].as_u64().is_some_and(|b| b >= 1)
+            && report["successRate"] == 1.0
+            && report["auditIntact"] == true,
+        "{name}: status.arca.report does not hold the drill's report:\n{:#}",
+        drilled["status"]
+    );
+    let map = cluster
+        .get("v1", "ConfigMap", Some(namespace), &map_name)
+        .await?
+        .with_context(|| format!("ConfigMap {namespace}/{map_name} is missing"))?;
+    let figures: serde_json::Value = serde_json::from_str(
+        map["data"]["report.json"]
+            .as_str()
+            .with_context(|| format!("ConfigMap {map_name} has no report.json"))?,
+    )?;
+    ensure!(
+        &figures == report
+            && map["data"]["report.md"]
+                .as_str()
+                .is_some_and(|md| md.contains("| Audit chain | intact |")),
+        "{name}: ConfigMap {map_name} does not hold the status's figures:\n{map:#}"
+    );
+    let labels = [("obj_name", name), ("obj_namespace", namespace)];
+    ensure!(
+        metric_value(metrics, "arca_report_audit_chain_intact", &labels) == Some(1.0)
+            && metric_value(metrics, "arca_report_success_ratio", &labels) == Some(1.0),
+        "{name}: the arca_report_* metrics do not show the report"
+    );
+    summary.passed(format!(
+        "{namespace}/{name}: the drill's compliance report is in status, ConfigMap {map_name} and arca_report_*"
+    ));
     Ok(())
 }
 
