@@ -249,6 +249,37 @@ mod tests {
     }
 
     #[test]
+    fn the_report_section_is_read_and_unjudged_figures_stay_absent() {
+        // As the agent writes it after a failed drill: no policy, so no retention figure.
+        let document = r#"{"version":1,"outcome":"failed","actions":[{"action":"report"}],
+            "failed_action":"drill","error_class":"failed","error":"drill failed",
+            "report":{"window_days":30,"compliant":false,"backups":2,"failures":0,
+                "success_rate":1.0,"longest_gap_seconds":61.5,"rpo_met":true,
+                "audit_intact":true,"holds":0,"key_age_days":0.5,"rotation_overdue":false,
+                "repository_bytes":4096,"a_later_field":1}}"#;
+        let result = AgentResult::from_document(document).unwrap();
+        assert_eq!(
+            result.report,
+            Some(ReportResult {
+                window_days: 30,
+                compliant: false,
+                backups: 2,
+                failures: 0,
+                success_rate: Some(1.0),
+                longest_gap_seconds: Some(61.5),
+                rpo_met: Some(true),
+                retention_conforms: None,
+                audit_intact: Some(true),
+                holds: 0,
+                key_age_days: Some(0.5),
+                rotation_overdue: false,
+                repository_bytes: 4096,
+            })
+        );
+        assert_eq!(AgentResult::from_document(BACKUP).unwrap().report, None);
+    }
+
+    #[test]
     fn drill_and_replica_sections_are_read() {
         let drill = r#"{"version":1,"outcome":"failed","actions":[],"failed_action":"drill",
             "error_class":"failed","error":"drill failed: RTO missed",
