@@ -104,6 +104,7 @@ fn sources(now: Timestamp) -> Vec<SourceObserved> {
                     ..PvcObserved::default()
                 }),
                 repository_secret: secret(),
+                replica_secrets: Vec::new(),
                 custom_ca_found: false,
                 owned,
             }

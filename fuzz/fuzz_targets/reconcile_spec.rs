@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
             source,
             source_pvc: None,
             repository_secret: secret(&repository),
+            replica_secrets: Vec::new(),
             custom_ca_found: true,
             owned: OwnedObserved::default(),
         };

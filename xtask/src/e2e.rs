@@ -13,9 +13,14 @@
 //!    time between the two backups (`restoreAsOf`) and the one before the
 //!    latest (`previous: 1`), each compared byte for byte with what the
 //!    source held then;
-//! 3. complete cluster loss: a fresh cluster with nothing but the repository
+//! 3. replication and drills: a source whose backups are copied to a second
+//!    repository, restored from that replica by a ReplicationDestination in
+//!    another namespace (the DR site), and a recovery drill of the primary
+//!    triggered by hand, their status and metrics checked (in-memory cluster
+//!    only: the replica is a path of the harness's S3 server);
+//! 4. complete cluster loss: a fresh cluster with nothing but the repository
 //!    Secrets restores every application's volume (own cluster only);
-//! 4. controller fail-over: two replicas share the work through Leases; the
+//! 5. controller fail-over: two replicas share the work through Leases; the
 //!    one holding the source's shard is SIGKILLed while its mover Job runs,
 //!    and the other must take the shard over and finish the sync (pending,
 //!    and said so, while the controller binary has no `--lease-namespace`).
@@ -411,6 +416,18 @@ async fn scenario(options: &Options, binaries: &Path, work: &Path) -> anyhow::Re
         }
     }
 
+    match s3_endpoint {
+        Some(endpoint) => {
+            println!(
+                "\n==> replication to a second repository, a restore from it in another namespace, a recovery drill"
+            );
+            replication_and_drill(&cluster, &controller, endpoint, &mut summary).await?;
+        }
+        None => summary.pending(
+            "replication and drills need the harness's S3 server for the second repository (in-memory cluster only)".into(),
+        ),
+    }
+
     if cluster.is_local() {
         println!("\n==> complete cluster loss: a fresh cluster with only the repository Secrets");
         cluster_loss(&apps, binaries, work, options, s3_endpoint, &mut summary).await?;
@@ -774,6 +791,270 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
         rest = &after[end..];
     }
     labels
+}
+
+/// The application of the replication and drill step.
+const DR_APP: &str = "dr-demo";
+
+/// The seed's primary → replicated repository → DR site flow, and a drill: a source whose
+/// backups are copied to a second repository (another path of the bucket, its own password
+/// Secret), a ReplicationDestination in another namespace restoring from that replica, and a
+/// manually triggered recovery drill of the primary, with the status and metrics of both.
+async fn replication_and_drill(
+    cluster: &Cluster,
+    controller: &ControllerProcess,
+    endpoint: &str,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let (primary_ns, dr_ns) = ("dr-primary", "dr-site");
+    let (name, claim) = (format!("{DR_APP}-backup"), format!("{DR_APP}-data"));
+    let replica_secret = format!("{DR_APP}-replica-secret");
+    let replica_app = format!("{DR_APP}-replica");
+    let source = json!({"apiVersion": API_VOLSYNC, "kind": SOURCE,
+        "metadata": {"name": name, "namespace": primary_ns},
+        "spec": {"sourcePVC": claim, "trigger": {"manual": "e2e-replicated-1"},
+            "restic": {"repository": format!("{DR_APP}-volsync-secret"), "copyMethod": "Direct",
+                "retain": {"last": "5"}},
+            "arca": {"replication": [{"repository": replica_secret}]}}});
+    prepare(cluster, &source, DR_APP, Some(endpoint)).await?;
+    // The replica's Secret in the source's namespace: another path, another password.
+    let mut replica = repository_secret(primary_ns, &replica_secret, endpoint, &replica_app);
+    replica["stringData"]["RESTIC_PASSWORD"] = json!("arca-e2e-replica-password");
+    cluster.apply(&replica, None).await?;
+    let content = volume_content(DR_APP, 1);
+    cluster.write_volume(primary_ns, &claim, &content).await?;
+    cluster.apply(&source, Some(primary_ns)).await?;
+    let backed_up = cluster
+        .wait_for(
+            API_VOLSYNC,
+            SOURCE,
+            Some(primary_ns),
+            &name,
+            "the replicated backup",
+            |o| o["status"]["lastManualSync"] == "e2e-replicated-1",
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "controller log:\n{}\nagent logs:\n{}",
+                controller.log_tail(),
+                cluster.agent_logs()
+            )
+        })?;
+    let snapshot = check_source_status(&backed_up)?;
+    let replicas = &backed_up["status"]["arca"]["replicas"];
+    ensure!(
+        replicas[0]["name"] == replica_secret.as_str()
+            && replicas[0]["lastCopyTime"].is_string()
+            && replicas[0]["lagSnapshots"] == 0
+            && replicas[0]["lagSeconds"] == 0
+            && replicas[0]["error"].is_null(),
+        "{name}: status.arca.replicas does not show an up-to-date replica:\n{:#}",
+        backed_up["status"]
+    );
+    let metrics = controller.metrics()?;
+    let labels = [
+        ("obj_name", name.as_str()),
+        ("obj_namespace", primary_ns),
+        ("replica", replica_secret.as_str()),
+    ];
+    for (metric, expected) in [
+        ("arca_replica_lag_snapshots", 0.0),
+        ("arca_replica_lag_seconds", 0.0),
+        ("arca_replica_failing", 0.0),
+    ] {
+        let value = metric_value(&metrics, metric, &labels);
+        ensure!(
+            value == Some(expected),
+            "{name}: {metric} is {value:?}, not {expected}"
+        );
+    }
+    ensure!(
+        metric_value(&metrics, "arca_replica_last_copy_timestamp", &labels)
+            .is_some_and(|t| t > 0.0),
+        "{name}: no arca_replica_last_copy_timestamp"
+    );
+    summary.passed(format!(
+        "{primary_ns}/{name}: backup {snapshot} copied to {replica_secret}; status.arca.replicas and arca_replica_* say lag 0"
+    ));
+
+    // The DR site: another namespace, only the replica's Secret (unprefixed, as the seed's
+    // example-app-dr-secret), restoring into its own claim.
+    let restore_name = format!("{DR_APP}-dr");
+    let destination = json!({"apiVersion": API_VOLSYNC, "kind": DESTINATION,
+        "metadata": {"name": restore_name, "namespace": dr_ns},
+        "spec": {"trigger": {"manual": "e2e-dr-1"},
+            "restic": {"repository": replica_secret, "destinationPVC": format!("{DR_APP}-dr-data"),
+                "copyMethod": "Direct", "capacity": "1Gi", "accessModes": ["ReadWriteOnce"]}}});
+    let mut dr_secret = replica.clone();
+    dr_secret["metadata"]["namespace"] = json!(dr_ns);
+    cluster
+        .create_if_missing(
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": dr_ns}}),
+            None,
+        )
+        .await?;
+    cluster.apply(&dr_secret, None).await?;
+    prepare(cluster, &destination, &replica_app, Some(endpoint)).await?;
+    cluster.apply(&destination, Some(dr_ns)).await?;
+    let restored = cluster
+        .wait_for(
+            API_VOLSYNC,
+            DESTINATION,
+            Some(dr_ns),
+            &restore_name,
+            "the restore from the replica",
+            |o| o["status"]["lastManualSync"] == "e2e-dr-1",
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "controller log:\n{}\nagent logs:\n{}",
+                controller.log_tail(),
+                cluster.agent_logs()
+            )
+        })?;
+    ensure!(
+        restored["status"]["latestMoverStatus"]["result"] == "Successful",
+        "{restore_name}: the restore from the replica failed:\n{:#}",
+        restored["status"]
+    );
+    let restored_claim = restored["status"]["latestImage"]["name"]
+        .as_str()
+        .context("the restore from the replica set no latestImage")?
+        .to_string();
+    compare(
+        cluster,
+        dr_ns,
+        &restored_claim,
+        &content,
+        &format!("{restore_name} (from the replica)"),
+    )
+    .await?;
+    summary.passed(format!(
+        "{dr_ns}/{restore_name}: restored from the replica repository, byte for byte"
+    ));
+
+    // A drill of the primary on demand; it must pass and leave the source volume as it was.
+    cluster
+        .merge_patch(
+            API_VOLSYNC,
+            SOURCE,
+            Some(primary_ns),
+            &name,
+            &json!({"spec": {"arca": {"drill": {"manual": "e2e-drill-1", "rto": "10m"}}}}),
+        )
+        .await?;
+    let drilled = cluster
+        .wait_for(
+            API_VOLSYNC,
+            SOURCE,
+            Some(primary_ns),
+            &name,
+            "the recovery drill",
+            |o| o["status"]["arca"]["drill"]["lastManualDrill"] == "e2e-drill-1",
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "controller log:\n{}\nagent logs:\n{}",
+                controller.log_tail(),
+                cluster.agent_logs()
+            )
+        })?;
+    let drill = &drilled["status"]["arca"]["drill"];
+    let measured = drill["measuredSeconds"].as_f64().unwrap_or(-1.0);
+    ensure!(
+        drill["passed"] == true
+            && drill["snapshotID"] == snapshot.as_str()
+            && drill["rtoSeconds"] == 600.0
+            && (0.0..600.0).contains(&measured)
+            && drill["bytesVerified"]
+                .as_u64()
+                .is_some_and(|b| b >= 1 << 20)
+            && drill["nextDrillTime"].is_string(),
+        "{name}: the drill did not pass as recorded:\n{:#}",
+        drilled["status"]
+    );
+    ensure!(
+        drilled["status"]["lastSyncTime"] == backed_up["status"]["lastSyncTime"],
+        "{name}: the drill moved the sync's status"
+    );
+    compare(
+        cluster,
+        primary_ns,
+        &claim,
+        &content,
+        &format!("{name} (source volume after the drill)"),
+    )
+    .await?;
+    let metrics = controller.metrics()?;
+    let labels = [("obj_name", name.as_str()), ("obj_namespace", primary_ns)];
+    ensure!(
+        metric_value(&metrics, "arca_drill_passed", &labels) == Some(1.0)
+            && metric_value(&metrics, "arca_drill_rto_seconds", &labels) == Some(600.0)
+            && metric_value(&metrics, "arca_drill_bytes_verified", &labels)
+                .is_some_and(|b| b >= f64::from(1 << 20))
+            && metric_value(&metrics, "arca_drill_next_due_timestamp", &labels)
+                .is_some_and(|t| t > jiff::Timestamp::now().as_second() as f64),
+        "{name}: the arca_drill_* metrics do not show the passed drill"
+    );
+    ensure!(
+        metric_value(&metrics, "volsync_backup_jobs_total", &labels) == Some(1.0),
+        "{name}: the drill Job was counted as a backup"
+    );
+    summary.passed(format!(
+        "{primary_ns}/{name}: drill of {snapshot} passed in {measured:.1} s (RTO 600 s), status and arca_drill_* agree; the source volume is unchanged"
+    ));
+    compliance_report(cluster, &metrics, primary_ns, &name, &drilled, summary).await
+}
+
+/// The drill Job's compliance report: `status.arca.report`, the ConfigMap the source owns with
+/// the same figures, and the `arca_report_*` gauges.
+async fn compliance_report(
+    cluster: &Cluster,
+    metrics: &str,
+    namespace: &str,
+    name: &str,
+    drilled: &serde_json::Value,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let report = &drilled["status"]["arca"]["report"];
+    let map_name = format!("{name}-arca-report");
+    ensure!(
+        report["configMap"] == map_name.as_str()
+            && report["backups"].as_u64().is_some_and(|b| b >= 1)
+            && report["successRate"] == 1.0
+            && report["auditIntact"] == true,
+        "{name}: status.arca.report does not hold the drill's report:\n{:#}",
+        drilled["status"]
+    );
+    let map = cluster
+        .get("v1", "ConfigMap", Some(namespace), &map_name)
+        .await?
+        .with_context(|| format!("ConfigMap {namespace}/{map_name} is missing"))?;
+    let figures: serde_json::Value = serde_json::from_str(
+        map["data"]["report.json"]
+            .as_str()
+            .with_context(|| format!("ConfigMap {map_name} has no report.json"))?,
+    )?;
+    ensure!(
+        &figures == report
+            && map["data"]["report.md"]
+                .as_str()
+                .is_some_and(|md| md.contains("| Audit chain | intact |")),
+        "{name}: ConfigMap {map_name} does not hold the status's figures:\n{map:#}"
+    );
+    let labels = [("obj_name", name), ("obj_namespace", namespace)];
+    ensure!(
+        metric_value(metrics, "arca_report_audit_chain_intact", &labels) == Some(1.0)
+            && metric_value(metrics, "arca_report_success_ratio", &labels) == Some(1.0),
+        "{name}: the arca_report_* metrics do not show the report"
+    );
+    summary.passed(format!(
+        "{namespace}/{name}: the drill's compliance report is in status, ConfigMap {map_name} and arca_report_*"
+    ));
+    Ok(())
 }
 
 /// A fresh cluster (new API server, kubelet, controller) that has lost

@@ -90,6 +90,33 @@ fn a_failing_consistency_command_fails_the_drill() {
 }
 
 #[test]
+fn a_report_after_a_failed_drill_still_runs_and_counts_it() {
+    let source = Job::local();
+    fill(&source.data(), 1);
+    source.ok(&["backup"]);
+    fill(&source.data(), 2);
+    source.ok(&["backup"]);
+    let mut drill = drill_job(&source);
+    drill.set("ARCA_DATA_CLASS", "critical");
+    drill.set("ARCA_DRILL_COMMAND", "exit 4");
+    let run = drill.run(&["drill", "report"]);
+    assert_eq!(run.code, Some(1), "{}", run.log);
+    let document = run.report();
+    assert_eq!(document["failed_action"], "drill");
+    assert_eq!(run.action(0)["action"], "report", "{document}");
+    let report = &document["report"];
+    assert_eq!(report["window_days"], 30);
+    assert_eq!(report["backups"], 2, "{report}");
+    assert_eq!(report["failures"], 0);
+    assert_eq!(report["success_rate"], 1.0);
+    assert_eq!(report["audit_intact"], true);
+    // The failed drill it follows is in the audit trail, so the host is not compliant.
+    assert_eq!(report["compliant"], false, "{report}");
+    assert!(report["repository_bytes"].as_u64().unwrap() > 0);
+    assert!(report["longest_gap_seconds"].as_f64().unwrap() >= 0.0);
+}
+
+#[test]
 fn a_drill_finds_a_damaged_pack() {
     let source = Job::local();
     fill(&source.data(), 1);

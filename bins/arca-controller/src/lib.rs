@@ -5,6 +5,7 @@
 //!
 //! [`Context`]: reconcile::Context
 
+mod dr_metrics;
 pub mod metrics;
 pub mod reconcile;
 pub mod serve;

@@ -9,6 +9,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use crate::dr_metrics::DrMetrics;
+
 /// Labels of every per-object metric. `repository` is the Secret's name,
 /// never its URL or credentials.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +58,8 @@ pub struct Metrics {
     pub(crate) shards_held: Gauge,
     /// Backups waiting for a mover slot in this replica's queue (`arca_controller_queue_length`).
     pub(crate) queue_length: Gauge,
+    /// Replication targets and recovery drills.
+    pub(crate) dr: DrMetrics,
 }
 
 impl Metrics {
@@ -74,6 +78,7 @@ impl Metrics {
             sync_duration: Family::new_with_constructor(duration_histogram),
             shards_held: Gauge::default(),
             queue_length: Gauge::default(),
+            dr: DrMetrics::default(),
             registry: Registry::default(),
         };
         // OpenMetrics adds `_total` to counters itself.
@@ -137,8 +142,10 @@ impl Metrics {
             "Backups due and waiting for a mover slot in this replica's queue",
             metrics.queue_length.clone(),
         );
+        let dr = DrMetrics::register(&mut registry);
         Metrics {
             registry,
+            dr,
             ..metrics
         }
     }

@@ -115,6 +115,7 @@ pub async fn reconcile_source(
         source_pvc: pvc(client, &namespace, source.spec.source_pvc.as_deref()).await?,
         repository_secret: secret(client, &namespace, restic.map(|r| r.repository.as_str()))
             .await?,
+        replica_secrets: replica_secrets(client, &namespace, &source).await?,
         custom_ca_found: custom_ca_found(
             client,
             &namespace,
@@ -158,6 +159,7 @@ pub async fn reconcile_source(
         &observed.owned,
         Some(waiting_for_slot),
     );
+    context.metrics.dr.record(&labels, &decision.status);
     carry_out(
         &context,
         &*source,
@@ -368,6 +370,24 @@ async fn secret(
         .map(SecretObserved::from_secret))
 }
 
+/// The key names of the replication targets' Secrets that exist.
+async fn replica_secrets(
+    client: &Client,
+    namespace: &str,
+    source: &ReplicationSource,
+) -> Result<Vec<SecretObserved>> {
+    let targets = source
+        .spec
+        .arca
+        .iter()
+        .flat_map(|a| a.replication.iter().flatten());
+    let mut found = Vec::new();
+    for target in targets {
+        found.extend(secret(client, namespace, Some(&target.repository)).await?);
+    }
+    Ok(found)
+}
+
 async fn custom_ca_found(
     client: &Client,
     namespace: &str,
@@ -468,7 +488,7 @@ fn record_metrics<S>(
     let starts_job = decision
         .actions
         .iter()
-        .any(|a| matches!(a, Action::Apply(Object::Job(job)) if !owned.jobs.iter().any(|j| Some(&j.name) == job.metadata.name.as_ref())));
+        .any(|a| matches!(a, Action::Apply(Object::Job(job)) if !owned.jobs.iter().any(|j| Some(&j.name) == job.metadata.name.as_ref()) && !is_drill(job)));
     if source && starts_job {
         metrics.backup_jobs.get_or_create(labels).inc();
     }
@@ -526,6 +546,16 @@ fn record_metrics<S>(
             metrics.last_backup.get_or_create(labels).set(now);
         }
     }
+}
+
+/// Whether a Job runs the agent's `drill` action (not a backup, for the backup counters).
+fn is_drill(job: &Job) -> bool {
+    job.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.args.as_ref())
+        .is_some_and(|args| args.iter().any(|a| a == arca_kube::reconcile::DRILL_ACTION))
 }
 
 /// Carries a decision out: actions in order, then the status (replaced
@@ -691,6 +721,7 @@ async fn apply(client: &Client, namespace: &str, object: &Object) -> Result<()> 
         Object::ServiceAccount(account) => apply_one(client, namespace, account.as_ref()).await,
         Object::Role(role) => apply_one(client, namespace, role.as_ref()).await,
         Object::RoleBinding(binding) => apply_one(client, namespace, binding.as_ref()).await,
+        Object::ConfigMap(map) => apply_one(client, namespace, map.as_ref()).await,
     }
 }
 

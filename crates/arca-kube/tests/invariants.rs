@@ -2,13 +2,16 @@
 //! snapshots that become ready, time that passes, pause toggled, manual tags changed), with
 //! every decision carried out as the controller would, and the invariants checked after each:
 //! never two Jobs for one object; paused objects start no work; status times never go
-//! backwards; a failed restore never sets `latestImage`.
+//! backwards; a failed restore never sets `latestImage`; a drill mounts no claim (it never
+//! touches the source volume) and never moves the sync's status.
 
 mod common;
 
 use std::collections::BTreeSet;
 
-use arca_kube::api::{CopyMethod, ReplicationDestination, ReplicationSource, TriggerSpec};
+use arca_kube::api::{
+    ArcaSourceSpec, CopyMethod, DrillSpec, ReplicationDestination, ReplicationSource, TriggerSpec,
+};
 use arca_kube::reconcile::{
     AgentResult, ErrorClass, FINALIZER, JobObserved, JobPhase, Object, ObjectKind, OwnedObserved,
     PvcObserved, SnapshotObserved,
@@ -163,6 +166,8 @@ impl Cluster {
                     .role_bindings
                     .insert(o.metadata.name.clone().unwrap());
             }
+            // A report is owned by the source but never read back by a decision.
+            Object::ConfigMap(_) => {}
         }
     }
 
@@ -282,11 +287,22 @@ proptest! {
         trigger in trigger(),
         method in copy_method(),
         paused in any::<bool>(),
+        drills in any::<bool>(),
         steps in proptest::collection::vec(step(), 1..60),
     ) {
         let config = config();
         let mut source: ReplicationSource = seed_source();
         source.metadata.finalizers = None;
+        if drills {
+            source.spec.arca = Some(ArcaSourceSpec {
+                drill: Some(DrillSpec {
+                    schedule: Some("*/20 * * * *".to_owned()),
+                    manual: Some("drill-0".to_owned()),
+                    ..DrillSpec::default()
+                }),
+                ..ArcaSourceSpec::default()
+            });
+        }
         source.spec.trigger = trigger;
         source.spec.paused = paused;
         source.spec.restic.as_mut().unwrap().copy_method = Some(method);
@@ -314,6 +330,26 @@ proptest! {
             prop_assert!(later_or_equal(pruned(&before), pruned(status)));
             if let Some(start) = &status.last_sync_start_time {
                 prop_assert!(start.0 <= now);
+            }
+            let drill_running = cluster.owned.jobs.iter().any(arca_kube::reconcile::is_drill_job);
+            for job in applied_jobs(&decision.actions) {
+                let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+                if pod.containers[0].args.as_ref().is_some_and(|a| a.iter().any(|a| a == "drill")) {
+                    prop_assert!(
+                        pod.volumes.iter().flatten().all(|v| v.persistent_volume_claim.is_none()),
+                        "a drill mounts a claim: {:?}", pod.volumes
+                    );
+                    prop_assert!(before.last_sync_start_time.is_none() && status.last_sync_start_time.is_none(),
+                        "a drill started beside a sync");
+                }
+            }
+            if drill_running {
+                prop_assert_eq!(&before.last_sync_time, &status.last_sync_time);
+                prop_assert_eq!(&before.last_sync_start_time, &status.last_sync_start_time);
+                prop_assert_eq!(
+                    before.arca.as_ref().and_then(|a| a.last_snapshot_id.clone()),
+                    status.arca.as_ref().and_then(|a| a.last_snapshot_id.clone())
+                );
             }
 
             cluster.carry_out(&decision.actions, now);

@@ -41,11 +41,15 @@ pub enum Action {
     /// Copy new snapshots to every `ARCA_REPLICA_<N>_…` repository and apply
     /// each replica's retention (also done after every `backup`).
     Replicate,
+    /// The compliance report of the host's backups (`arca_dr::report`)
+    /// over the last 30 days, as summary figures in the result document.
+    /// It only reads, so it runs even after an earlier action failed.
+    Report,
 }
 
 impl Action {
     /// Every action, in the order the docs list them.
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::Unlock,
         Action::Backup,
         Action::Prune,
@@ -54,6 +58,7 @@ impl Action {
         Action::Verify,
         Action::Drill,
         Action::Replicate,
+        Action::Report,
     ];
 
     /// The argument naming this action.
@@ -67,6 +72,7 @@ impl Action {
             Action::Verify => "verify",
             Action::Drill => "drill",
             Action::Replicate => "replicate",
+            Action::Report => "report",
         }
     }
 }
@@ -88,7 +94,7 @@ impl FromStr for Action {
                 Error::config(
                     "action",
                     format!(
-                        "unknown action {s:?}; expected one of unlock, backup, prune, restore, check, verify, drill, replicate"
+                        "unknown action {s:?}; expected one of unlock, backup, prune, restore, check, verify, drill, replicate, report"
                     ),
                 )
             })

@@ -67,6 +67,55 @@ pub struct MoverReport {
     /// the `replicate` action); empty when none is configured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<ReplicaStatus>,
+    /// The `report` action's summary figures, if it ran (absent in older
+    /// documents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ComplianceSummary>,
+}
+
+/// The summary figures of the compliance report (`arca_dr::report`) of the
+/// run's host, over [`ComplianceSummary::window_days`]: its applications'
+/// figures combined (sums of counts, the worst of rates and gaps, every
+/// judgement met), plus the repository-wide ones. Numbers only, so the
+/// document stays small.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ComplianceSummary {
+    /// The window's length in days.
+    pub window_days: u64,
+    /// Every judged figure of the host's applications, the key rotation and
+    /// the audit trail are compliant.
+    pub compliant: bool,
+    /// Snapshots of the host taken in the window.
+    pub backups: u64,
+    /// Backups of the host the audit trail records as failed in the window.
+    pub failures: u64,
+    /// The lowest success rate (0–1) of the host's applications; `None`
+    /// without any backup attempted in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<f64>,
+    /// The longest gap between successive snapshots, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_gap_seconds: Option<f64>,
+    /// Every application's gaps within the class's RPO; `None` without a
+    /// class (`ARCA_DATA_CLASS`) or a snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo_met: Option<bool>,
+    /// Every application's snapshots conform to `FORGET_OPTIONS`; `None`
+    /// without a policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_conforms: Option<bool>,
+    /// The audit trail verified intact; `None` if it could not be verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_intact: Option<bool>,
+    /// Holds in force on the host's snapshots.
+    pub holds: u64,
+    /// Age of the data key in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_age_days: Option<f64>,
+    /// The data key's rotation is overdue.
+    pub rotation_overdue: bool,
+    /// Bytes of packs, index and snapshot files in the repository.
+    pub repository_bytes: u64,
 }
 
 /// The outcome of a recovery drill: restore into scratch space, verify, run
@@ -132,6 +181,8 @@ pub enum ActionReport {
     Drill,
     /// `replicate`; per replica in the document's `replicas` section.
     Replicate,
+    /// `report`; its figures are the document's `report` section.
+    Report,
 }
 
 /// What `unlock` did.
@@ -315,6 +366,7 @@ impl MoverReport {
             error: Some(error),
             drill: None,
             replicas: Vec::new(),
+            report: None,
         }
     }
 
@@ -423,6 +475,22 @@ mod tests {
                     error: Some(error.clone()),
                 })
                 .collect(),
+            // Every field set: the largest section a `report` action writes.
+            report: Some(ComplianceSummary {
+                window_days: 30,
+                compliant: false,
+                backups: u64::MAX,
+                failures: u64::MAX,
+                success_rate: Some(0.5),
+                longest_gap_seconds: Some(86_400.25),
+                rpo_met: Some(false),
+                retention_conforms: Some(false),
+                audit_intact: Some(false),
+                holds: u64::MAX,
+                key_age_days: Some(123.5),
+                rotation_overdue: true,
+                repository_bytes: u64::MAX,
+            }),
         }
     }
 
@@ -450,6 +518,8 @@ mod tests {
         assert_eq!(value["drill"]["rto_seconds"], 900.0);
         assert_eq!(value["replicas"][7]["name"], "replica-7");
         assert_eq!(value["replicas"][0]["lag_snapshots"], 0);
+        assert_eq!(value["report"]["audit_intact"], false);
+        assert_eq!(value["report"]["success_rate"], 0.5);
         assert_eq!(serde_json::from_str::<MoverReport>(&json).unwrap(), report);
     }
 

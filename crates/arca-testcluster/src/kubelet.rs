@@ -14,7 +14,8 @@
 //!   own mount namespace, so the program must take its paths from the
 //!   environment, as the mover contract does. The termination message file
 //!   becomes the Pod's `terminated.message`; the Job completes, or fails once
-//!   its `backoffLimit` is spent (a new Pod per retry). A Job with
+//!   its `backoffLimit` is spent (a new Pod per retry) or at once on an exit
+//!   code a `podFailurePolicy` `FailJob` rule lists. A Job with
 //!   `parallelism: 0` runs nothing; deleting a Job kills its process.
 
 use std::collections::BTreeMap;
@@ -379,8 +380,9 @@ async fn run_container(
         } else {
             continue;
         };
+        let prefix = from["prefix"].as_str().unwrap_or_default();
         for (key, value) in read_data(store, &namespace, plural, name)? {
-            env.insert(key, value);
+            env.insert(format!("{prefix}{key}"), value);
         }
     }
     for var in container["env"].as_array().into_iter().flatten() {
@@ -502,6 +504,9 @@ fn finish(store: &Store, job: &Value, pod_name: &str, outcome: Result<Terminated
         status["completionTime"] = json!(now());
         status["conditions"] =
             json!([{"type": "Complete", "status": "True", "lastTransitionTime": now()}]);
+    } else if fails_job_at_once(&current, terminated.exit_code) {
+        status["conditions"] = json!([{"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
+            "lastTransitionTime": now()}]);
     } else if failed > backoff_limit {
         status["conditions"] = json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
             "lastTransitionTime": now()}]);
@@ -516,6 +521,23 @@ fn finish(store: &Store, job: &Value, pod_name: &str, outcome: Result<Terminated
         None,
     )?;
     Ok(())
+}
+
+/// Whether the Job's `podFailurePolicy` has a `FailJob` rule whose `onExitCodes` (`In`) holds
+/// `exit_code` (the only rule form the stand-in knows).
+fn fails_job_at_once(job: &Value, exit_code: i32) -> bool {
+    job["spec"]["podFailurePolicy"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|rule| {
+            let codes = &rule["onExitCodes"];
+            rule["action"] == "FailJob"
+                && codes["operator"] == "In"
+                && codes["values"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().any(|c| c.as_i64() == Some(i64::from(exit_code))))
+        })
 }
 
 fn read_data(

@@ -175,7 +175,8 @@ async fn jobs_run_with_their_environment_volumes_and_secrets_and_retry_until_the
             "containers": [{"name": "mover", "image": "test", "command": ["sh"], "args": ["-c", script],
                 "env": [{"name": "DATA_DIR", "value": "/data"},
                         {"name": "RESTIC_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "repo", "key": "RESTIC_PASSWORD"}}}],
-                "envFrom": [{"secretRef": {"name": "repo"}}],
+                "envFrom": [{"secretRef": {"name": "repo"}},
+                            {"secretRef": {"name": "repo"}, "prefix": "ARCA_REPLICA_0_"}],
                 "volumeMounts": [{"name": "data", "mountPath": "/data"}],
                 "terminationMessagePath": "/dev/termination-log"}],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}}})
@@ -183,12 +184,13 @@ async fn jobs_run_with_their_environment_volumes_and_secrets_and_retry_until_the
     let jobs = ResourceKey::new("batch", "v1", "jobs");
     let pods = key("", "pods");
     store
-        .create(&jobs, Some("app"), job("ok", r#"printf '%s %s' "$RESTIC_REPOSITORY" "$RESTIC_PASSWORD" > "$DATA_DIR/seen" && echo done > "$ARCA_RESULT_PATH""#, 0))
+        .create(&jobs, Some("app"), job("ok", r#"printf '%s %s %s' "$RESTIC_REPOSITORY" "$RESTIC_PASSWORD" "$ARCA_REPLICA_0_RESTIC_REPOSITORY" > "$DATA_DIR/seen" && echo done > "$ARCA_RESULT_PATH""#, 0))
         .unwrap();
     until(&store, &jobs, "ok", |j| j["status"]["succeeded"] == 1).await;
     assert_eq!(
         std::fs::read_to_string(claim_dir(root.path(), "app", "data").join("seen")).unwrap(),
-        "/repository/app hunter2"
+        "/repository/app hunter2 /repository/app",
+        "a prefixed envFrom names every key with its prefix"
     );
     let pod = store.get(&pods, Some("app"), "ok-0").unwrap();
     assert_eq!(
@@ -220,5 +222,22 @@ async fn jobs_run_with_their_environment_volumes_and_secrets_and_retry_until_the
             3
         );
     }
+
+    // A pod failure policy that lists the exit code fails the Job without a retry.
+    let mut final_exit = job("final", "exit 3", 5);
+    final_exit["spec"]["podFailurePolicy"] = json!({"rules": [{"action": "FailJob",
+        "onExitCodes": {"containerName": "mover", "operator": "In", "values": [3]}}]});
+    store.create(&jobs, Some("app"), final_exit).unwrap();
+    let failed = until(&store, &jobs, "final", |j| {
+        j["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Failed"))
+    })
+    .await;
+    assert_eq!(failed["status"]["failed"], 1, "no retry");
+    assert_eq!(
+        failed["status"]["conditions"][0]["reason"],
+        "PodFailurePolicy"
+    );
     kubelet.abort();
 }

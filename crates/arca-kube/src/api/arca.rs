@@ -134,6 +134,35 @@ pub struct ReplicationTarget {
     pub schedule: Option<String>,
 }
 
+/// The seed's monthly DR test: first day of the month, 03:00.
+pub const DEFAULT_DRILL_SCHEDULE: &str = "0 3 1 * *";
+
+/// Scheduled recovery drills (the agent's `drill` action): the newest snapshot is restored into
+/// scratch space, verified against the snapshot, optionally checked by the application's command,
+/// timed against the RTO, and removed. The source volume is never touched.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillSpec {
+    /// When a drill falls due (same syntax as `trigger.schedule`, in `timeZone`; default
+    /// `0 3 1 * *`, the seed's monthly DR test).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(SCHEDULE_PATTERN))]
+    pub schedule: Option<String>,
+    /// Run a drill once whenever this differs from `status.arca.drill.lastManualDrill`, besides
+    /// the schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual: Option<String>,
+    /// The application's consistency check, run with `sh -c` in the restored copy (the agent's
+    /// `ARCA_DRILL_COMMAND`; the image must have a shell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The recovery time objective the drill is held to (Go duration, default: the data
+    /// class's RTO: critical 15m, important 1h, archival 4h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub rto: Option<String>,
+}
+
 /// `spec.arca` of a ReplicationSource.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -161,6 +190,9 @@ pub struct ArcaSourceSpec {
     /// Repositories the snapshots are also copied to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<Vec<ReplicationTarget>>,
+    /// Scheduled recovery drills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillSpec>,
 }
 
 /// `spec.arca` of a ReplicationDestination.
@@ -219,6 +251,67 @@ pub struct RpoStatus {
     pub breach_time: Option<Time>,
 }
 
+/// Where one replication target (`spec.arca.replication[]`) stands, from the last backup's
+/// result.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    /// The target's repository Secret (also its name in metrics).
+    pub name: String,
+    /// When a copy to it last succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_copy_time: Option<Time>,
+    /// Snapshots the primary has that it lacks, after the last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_snapshots: Option<u64>,
+    /// The primary's newest snapshot time minus its newest, in whole seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<u64>,
+    /// Why the last copy to it failed (absent when it succeeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The last recovery drill of a source and the next one.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillStatus {
+    /// When the last drill ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill_time: Option<Time>,
+    /// Whether it passed: verified, the command (if any) succeeded, and the RTO was met.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed: Option<bool>,
+    /// Seconds from its start until the restored copy was verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_seconds: Option<f64>,
+    /// The RTO it was held to, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_seconds: Option<f64>,
+    /// Bytes of file content restored and verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_verified: Option<u64>,
+    /// Files restored and verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_verified: Option<u64>,
+    /// The snapshot drilled.
+    #[serde(
+        rename = "snapshotID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub snapshot_id: Option<String>,
+    /// Why it failed (absent when it passed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The `spec.arca.drill.manual` value of the last completed manual drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_manual_drill: Option<String>,
+    /// When the next scheduled drill falls due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_drill_time: Option<Time>,
+}
+
 /// `status.arca` of a ReplicationSource.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -269,6 +362,68 @@ pub struct ArcaSourceStatus {
     /// The next mover run is not started before this time (backoff after a failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<Time>,
+    /// Per replication target, in `spec.arca.replication` order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Vec<ReplicaStatus>>,
+    /// Recovery drills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillStatus>,
+    /// The last compliance report (made with every drill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportStatus>,
+}
+
+/// The summary figures of the last compliance report of a source's repository (the agent's
+/// `report` action, run after every drill), over `windowDays`, for the source's host. The
+/// whole report is in the ConfigMap `configMap`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportStatus {
+    /// When the report was made (its Job ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_report_time: Option<Time>,
+    /// The ConfigMap holding the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<String>,
+    /// The window's length in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_days: Option<u64>,
+    /// Every judged figure (RPO, retention, drills, key rotation, audit chain) is compliant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliant: Option<bool>,
+    /// Snapshots taken in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<u64>,
+    /// Backups the audit trail records as failed in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u64>,
+    /// Successful backups over backups attempted in the window (0–1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<f64>,
+    /// The longest gap between successive snapshots in the window, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_gap_seconds: Option<f64>,
+    /// The gaps were all within the data class's RPO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo_met: Option<bool>,
+    /// The snapshots conform to the retention policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_conforms: Option<bool>,
+    /// The repository's audit chain verified intact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_intact: Option<bool>,
+    /// Holds in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holds: Option<u64>,
+    /// Age of the data key in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_age_days: Option<f64>,
+    /// The data key's rotation is overdue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_overdue: Option<bool>,
+    /// Bytes of packs, index and snapshot files in the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_bytes: Option<u64>,
 }
 
 /// `status.arca` of a ReplicationDestination.

@@ -16,6 +16,7 @@ pub use arca::{
     DataClass, Hook, HookFailurePolicy, Hooks, ReplicationTarget, RpoState, RpoStatus,
     SyncProgress, VerifySpec,
 };
+pub use arca::{DEFAULT_DRILL_SCHEDULE, DrillSpec, DrillStatus, ReplicaStatus, ReportStatus};
 pub use destination::{
     ReplicationDestination, ReplicationDestinationResticSpec, ReplicationDestinationSpec,
     ReplicationDestinationStatus,

@@ -8,7 +8,7 @@
 use jiff::SignedDuration;
 use serde::Deserialize;
 
-use super::observed::{AgentResult, ErrorClass};
+use super::observed::{AgentResult, DrillResult, ErrorClass, ReplicaResult, ReportResult};
 use crate::Error;
 
 /// The longest document read: Kubernetes keeps at most 4096 bytes of a termination message,
@@ -27,6 +27,12 @@ struct Document {
     error_class: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    drill: Option<DrillResult>,
+    #[serde(default)]
+    replicas: Vec<ReplicaResult>,
+    #[serde(default)]
+    report: Option<ReportResult>,
 }
 
 #[derive(Deserialize, PartialEq, Eq)]
@@ -57,6 +63,7 @@ struct Backup {
     bytes_processed: Option<u64>,
     bytes_added: Option<u64>,
     repository_bytes: Option<u64>,
+    files_unreadable: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -115,8 +122,12 @@ impl AgentResult {
                 .duration_seconds
                 .filter(|s| s.is_finite() && *s >= 0.0)
                 .and_then(|s| SignedDuration::try_from_secs_f64(s).ok()),
+            drill: document.drill,
+            replicas: document.replicas,
+            report: document.report,
             ..AgentResult::default()
         };
+        let mut files_unreadable = None;
         for action in document.actions {
             match action {
                 ActionReport::Backup(backup) => {
@@ -128,6 +139,7 @@ impl AgentResult {
                     result.bytes_processed = backup.bytes_processed;
                     result.bytes_added = backup.bytes_added;
                     result.repository_size = backup.repository_bytes.or(result.repository_size);
+                    files_unreadable = backup.files_unreadable;
                 }
                 ActionReport::Restore(restore) => {
                     result.snapshot_id = match restore.outcome {
@@ -139,6 +151,11 @@ impl AgentResult {
                 }
                 ActionReport::Other => {}
             }
+        }
+        // A failed replica also makes the run partial; `partial` is about the backup's own
+        // files, and the replica's failure is in `replicas`.
+        if result.replicas.iter().any(|r| r.error.is_some()) && files_unreadable == Some(0) {
+            result.partial = false;
         }
         Ok(result)
     }
@@ -228,6 +245,79 @@ mod tests {
         assert_eq!(
             AgentResult::from_document(&nothing).unwrap().snapshot_id,
             None
+        );
+    }
+
+    #[test]
+    fn the_report_section_is_read_and_unjudged_figures_stay_absent() {
+        // As the agent writes it after a failed drill: no policy, so no retention figure.
+        let document = r#"{"version":1,"outcome":"failed","actions":[{"action":"report"}],
+            "failed_action":"drill","error_class":"failed","error":"drill failed",
+            "report":{"window_days":30,"compliant":false,"backups":2,"failures":0,
+                "success_rate":1.0,"longest_gap_seconds":61.5,"rpo_met":true,
+                "audit_intact":true,"holds":0,"key_age_days":0.5,"rotation_overdue":false,
+                "repository_bytes":4096,"a_later_field":1}}"#;
+        let result = AgentResult::from_document(document).unwrap();
+        assert_eq!(
+            result.report,
+            Some(ReportResult {
+                window_days: 30,
+                compliant: false,
+                backups: 2,
+                failures: 0,
+                success_rate: Some(1.0),
+                longest_gap_seconds: Some(61.5),
+                rpo_met: Some(true),
+                retention_conforms: None,
+                audit_intact: Some(true),
+                holds: 0,
+                key_age_days: Some(0.5),
+                rotation_overdue: false,
+                repository_bytes: 4096,
+            })
+        );
+        assert_eq!(AgentResult::from_document(BACKUP).unwrap().report, None);
+    }
+
+    #[test]
+    fn drill_and_replica_sections_are_read() {
+        let drill = r#"{"version":1,"outcome":"failed","actions":[],"failed_action":"drill",
+            "error_class":"failed","error":"drill failed: RTO missed",
+            "drill":{"passed":false,"measured_seconds":42.5,"rto_seconds":30.0,
+                "bytes_verified":2048,"files_verified":7,"snapshot":"ab12","reason":"RTO missed"}}"#;
+        let result = AgentResult::from_document(drill).unwrap();
+        assert_eq!(
+            result.drill,
+            Some(DrillResult {
+                passed: false,
+                measured_seconds: 42.5,
+                rto_seconds: Some(30.0),
+                bytes_verified: 2048,
+                files_verified: 7,
+                snapshot_id: Some("ab12".to_owned()),
+                reason: Some("RTO missed".to_owned()),
+            })
+        );
+        let replicated = BACKUP.replace(r#""outcome":"success""#, r#""outcome":"partial""#);
+        let replicated = replicated.replace(
+            r#""host":"volsync","#,
+            r#""host":"volsync","replicas":[{"name":"dr","copied":1,"lag_snapshots":0,"lag_seconds":0.0},
+                {"name":"nfs","copied":0,"error":"unreachable"}],"#,
+        );
+        let result = AgentResult::from_document(&replicated).unwrap();
+        assert!(!result.partial, "all files were read");
+        assert_eq!(result.replicas.len(), 2);
+        assert_eq!(
+            (result.replicas[0].copied, result.replicas[0].lag_snapshots),
+            (1, Some(0))
+        );
+        assert_eq!(result.replicas[1].error.as_deref(), Some("unreachable"));
+        assert_eq!(result.replicas[1].lag_seconds, None);
+        assert!(
+            AgentResult::from_document(BACKUP)
+                .unwrap()
+                .replicas
+                .is_empty()
         );
     }
 

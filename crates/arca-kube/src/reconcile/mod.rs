@@ -15,28 +15,35 @@
 
 mod agent;
 mod destination;
+mod drill;
 mod engine;
 mod names;
 mod objects;
 mod observe;
 mod observed;
+mod replication;
+mod report;
 mod source;
 
 pub use destination::reconcile_destination;
+pub use drill::{DRILL_ACTION, is_drill_job};
 pub use names::{
     CLEANUP_LABEL, CREATED_BY_LABEL, CREATED_BY_VALUE, DO_NOT_DELETE_LABEL, FINALIZER, OWNER_LABEL,
     cache_pvc_name, copy_name, destination_pvc_name, image_snapshot_name, job_name,
-    mover_account_name,
+    mover_account_name, report_config_map_name,
 };
 pub use observed::{
     AgentResult, DestinationObserved, ErrorClass, JobObserved, JobPhase, OwnedObserved,
     PvcObserved, SecretObserved, SnapshotObserved, SourceObserved,
 };
+pub use observed::{DrillResult, ReplicaResult, ReportResult};
+pub use replication::{REPLICA_NAME_SUFFIX, replica_env_prefix};
+pub use report::{REPORT_ACTION, REPORT_JSON_KEY, REPORT_MARKDOWN_KEY};
 pub use source::{hold_for_slot, reconcile_source, starts_sync};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 
 use crate::api::{ReplicationDestinationStatus, ReplicationSourceStatus, VolumeSnapshot};
@@ -106,6 +113,8 @@ pub enum Object {
     Role(Box<Role>),
     /// The mover's RoleBinding.
     RoleBinding(Box<RoleBinding>),
+    /// A source's compliance report.
+    ConfigMap(Box<ConfigMap>),
 }
 
 /// When a hook runs.

@@ -55,6 +55,11 @@ pub fn job_name(source: bool, name: &str) -> String {
     bounded(&format!("volsync-{}-", role(source)), name, "")
 }
 
+/// The ConfigMap holding a source's compliance report: `<name>-arca-report`.
+pub fn report_config_map_name(name: &str) -> String {
+    bounded("", name, "-arca-report")
+}
+
 /// The mover's ServiceAccount, Role and RoleBinding: `volsync-src-<name>` / `volsync-dst-<name>`.
 pub fn mover_account_name(source: bool, name: &str) -> String {
     job_name(source, name)

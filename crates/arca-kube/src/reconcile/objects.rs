@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource,
     KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
@@ -241,6 +243,26 @@ pub(crate) struct MoverJob<'a> {
     pub(crate) paused: bool,
 }
 
+/// The agent's exit code for a partial success (docs/AGENT.md): the snapshot was saved, but some
+/// files or a replica failed.
+const PARTIAL_EXIT_CODE: i32 = 3;
+
+/// A partial success ends the Job at once instead of being retried: a retry would back up again,
+/// and the result document already says what failed.
+fn final_partial_exit() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![PodFailurePolicyRule {
+            action: "FailJob".to_owned(),
+            on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                container_name: Some(CONTAINER_NAME.to_owned()),
+                operator: "In".to_owned(),
+                values: vec![PARTIAL_EXIT_CODE],
+            }),
+            on_pod_conditions: None,
+        }],
+    }
+}
+
 pub(crate) fn job(owner: &Owner<'_>, spec: MoverJob<'_>, config: &ControllerConfig) -> Job {
     let mut env: Vec<EnvVar> = Vec::new();
     let plain = |name: &str, value: String| EnvVar {
@@ -468,6 +490,7 @@ pub(crate) fn job(owner: &Owner<'_>, spec: MoverJob<'_>, config: &ControllerConf
         metadata: owner.meta(&spec.name, false),
         spec: Some(JobSpec {
             backoff_limit: Some(config.job_backoff_limit),
+            pod_failure_policy: Some(final_partial_exit()),
             parallelism: Some(if spec.paused { 0 } else { 1 }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {

@@ -91,6 +91,89 @@ pub struct AgentResult {
     pub repository_size: Option<u64>,
     /// How long the agent ran.
     pub duration: Option<SignedDuration>,
+    /// The `drill` action's figures, when it ran (also when the drill failed).
+    pub drill: Option<DrillResult>,
+    /// Per secondary repository, what replication after the backup did.
+    pub replicas: Vec<ReplicaResult>,
+    /// The `report` action's summary figures, when it ran.
+    pub report: Option<ReportResult>,
+}
+
+/// The result document's `report` section (docs/AGENT.md): the compliance report's summary
+/// figures for the Job's host.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default)]
+pub struct ReportResult {
+    /// The window's length in days.
+    pub window_days: u64,
+    /// Every judged figure is compliant.
+    pub compliant: bool,
+    /// Snapshots taken in the window.
+    pub backups: u64,
+    /// Backups recorded as failed in the window.
+    pub failures: u64,
+    /// The lowest success rate (0–1).
+    pub success_rate: Option<f64>,
+    /// The longest gap between successive snapshots, seconds.
+    pub longest_gap_seconds: Option<f64>,
+    /// Every gap within the RPO.
+    pub rpo_met: Option<bool>,
+    /// Conformance to the retention policy.
+    pub retention_conforms: Option<bool>,
+    /// The audit chain verified intact.
+    pub audit_intact: Option<bool>,
+    /// Holds in force.
+    pub holds: u64,
+    /// Age of the data key in days.
+    pub key_age_days: Option<f64>,
+    /// The data key's rotation is overdue.
+    pub rotation_overdue: bool,
+    /// Bytes of packs, index and snapshot files.
+    pub repository_bytes: u64,
+}
+
+/// The result document's `drill` section (docs/AGENT.md).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+pub struct DrillResult {
+    /// Verified, the command (if any) succeeded, and the RTO (if any) was met.
+    pub passed: bool,
+    /// Seconds from the drill's start until the restored copy was verified.
+    #[serde(default)]
+    pub measured_seconds: f64,
+    /// The RTO it was compared with.
+    #[serde(default)]
+    pub rto_seconds: Option<f64>,
+    /// Bytes of file content restored and verified.
+    #[serde(default)]
+    pub bytes_verified: u64,
+    /// Files restored and verified.
+    #[serde(default)]
+    pub files_verified: u64,
+    /// The snapshot drilled (none: there was none to drill).
+    #[serde(default, rename = "snapshot")]
+    pub snapshot_id: Option<String>,
+    /// Why it failed.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// One entry of the result document's `replicas` list (docs/AGENT.md).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+pub struct ReplicaResult {
+    /// `ARCA_REPLICA_<N>_NAME`: the operator sets the target's Secret name.
+    pub name: String,
+    /// Snapshots copied by this run.
+    #[serde(default)]
+    pub copied: u64,
+    /// Primary snapshots the secondary still lacks (absent when it could not be read).
+    #[serde(default)]
+    pub lag_snapshots: Option<u64>,
+    /// The primary's newest snapshot time minus the secondary's newest.
+    #[serde(default)]
+    pub lag_seconds: Option<f64>,
+    /// Why the copy failed, if it did.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// A mover Job owned by the object.
@@ -161,6 +244,8 @@ pub struct SourceObserved {
     pub source_pvc: Option<PvcObserved>,
     /// The repository Secret (`spec.restic.repository`), if it exists.
     pub repository_secret: Option<SecretObserved>,
+    /// The Secrets of `spec.arca.replication[].repository` that exist.
+    pub replica_secrets: Vec<SecretObserved>,
     /// Whether the custom CA's Secret or ConfigMap (when one is configured) exists with its key.
     pub custom_ca_found: bool,
     /// What the operator created for it.

@@ -14,6 +14,7 @@ use super::{
     Action, ControllerConfig, EventType, HookPhase, Object, ObjectKind, Requeue, SourceDecision,
     time,
 };
+use super::{drill, replication};
 use crate::Error;
 use crate::api::{
     ArcaSourceStatus, CopyMethod, DataClass, MoverKind, ReplicationSource,
@@ -105,6 +106,13 @@ pub fn reconcile_source(
         });
     }
 
+    // A drill is not a sync: its Job is followed apart and touches no sync field.
+    if let Some(job) = job.filter(|j| drill::is_drill_job(j)) {
+        let mut status = status;
+        let requeue = drill::follow(observed, &owner, job, &mut status, &mut out, now, config);
+        return finish_with_rpo(status, state, out, requeue, &timing, arca.data_class, now);
+    }
+
     // Idle: start a sync or wait.
     if state.last_sync_start_time.is_none() {
         if job.is_some() {
@@ -140,6 +148,17 @@ pub fn reconcile_source(
                     );
                     state.next_sync_time = timing.next_sync_time(state.last_sync_time);
                     let requeue = at.map_or(Requeue::AwaitChange, |t| requeue_at(t, now));
+                    let mut status = status;
+                    let requeue = drill::start_if_due(
+                        observed,
+                        restic,
+                        &owner,
+                        &mut status,
+                        &mut out,
+                        requeue,
+                        now,
+                        config,
+                    );
                     return finish_with_rpo(
                         status,
                         state,
@@ -168,6 +187,14 @@ pub fn reconcile_source(
     };
     let mut status = status;
     apply_result_side_effects(&mut status, job, &state, restic, now);
+    let targets = replication::targets(&observed.source);
+    replication::record(
+        &mut status,
+        targets,
+        job,
+        state.last_sync_time.unwrap_or(now),
+        &mut out,
+    );
     finish_with_rpo(status, state, out, requeue, &timing, arca.data_class, now)
 }
 
@@ -408,7 +435,7 @@ fn prepare(
             None => actions.push("verify"),
         }
     }
-    let job = objects::job(
+    let mut job = objects::job(
         owner,
         MoverJob {
             name: job_name(true, owner.name),
@@ -425,6 +452,7 @@ fn prepare(
         },
         config,
     );
+    replication::add_to_job(&mut job, replication::targets(&observed.source));
     out.actions.push(Action::Apply(Object::Job(Box::new(job))));
     out.event(
         EventType::Normal,
@@ -487,7 +515,10 @@ fn running(
                 Requeue::After(config.poll_interval)
             }
         }
-        JobPhase::Succeeded if job.result.as_ref().is_some_and(|r| r.success) => {
+        // A partial success (exit 3) ends the Job as failed, with a success result.
+        JobPhase::Succeeded | JobPhase::Failed
+            if job.result.as_ref().is_some_and(|r| r.success) =>
+        {
             let result = job.result.as_ref().map(summary_logs);
             engine::complete(state, out, timing, job.logs.clone().or(result), now);
             out.actions.push(Action::Delete {
@@ -615,6 +646,7 @@ fn plan<'a>(
         });
     }
     let secret = engine::check_secret(observed.repository_secret.as_ref(), &restic.repository)?;
+    replication::check_targets(observed, &restic.repository)?;
     if restic
         .custom_ca
         .as_ref()
@@ -681,7 +713,7 @@ fn apply_result_side_effects(
     let Some(result) = job
         .result
         .as_ref()
-        .filter(|r| r.success && job.phase == JobPhase::Succeeded)
+        .filter(|r| r.success && job.phase != JobPhase::Active)
     else {
         return;
     };

@@ -100,6 +100,7 @@ pub fn source_observed(source: ReplicationSource) -> SourceObserved {
         source,
         source_pvc: Some(pvc(&pvc_name)),
         repository_secret: Some(secret(&secret_name)),
+        replica_secrets: Vec::new(),
         custom_ca_found: false,
         owned: OwnedObserved::default(),
     }
@@ -180,6 +181,9 @@ pub fn applied(actions: &[Action]) -> Vec<String> {
                     format!("ServiceAccount/{}", o.metadata.name.as_deref().unwrap())
                 }
                 Object::Role(o) => format!("Role/{}", o.metadata.name.as_deref().unwrap()),
+                Object::ConfigMap(o) => {
+                    format!("ConfigMap/{}", o.metadata.name.as_deref().unwrap())
+                }
                 Object::RoleBinding(o) => {
                     format!("RoleBinding/{}", o.metadata.name.as_deref().unwrap())
                 }

@@ -5,6 +5,7 @@
 mod backup;
 mod drill;
 mod replicate;
+mod report;
 mod restore;
 mod verify;
 
@@ -23,8 +24,8 @@ use crate::config::MoverConfig;
 use crate::open;
 use crate::progress::{ProgressSink, Ticker};
 use crate::report::{
-    ActionReport, CheckSummary, DrillSummary, MoverReport, Outcome, PruneReport, REPORT_VERSION,
-    ReplicaStatus, SAMPLE_LEN, UnlockReport,
+    ActionReport, CheckSummary, ComplianceSummary, DrillSummary, MoverReport, Outcome, PruneReport,
+    REPORT_VERSION, ReplicaStatus, SAMPLE_LEN, UnlockReport,
 };
 use crate::secret::Password;
 use crate::{Action, Error, Result};
@@ -48,10 +49,16 @@ pub async fn run(
         repository: None,
         drill: None,
         replicas: Vec::new(),
+        report: None,
     };
     let mut reports = Vec::with_capacity(actions.len());
     let mut failure = None;
     for &action in actions {
+        // `report` only reads: it still runs after a failed drill, whose
+        // record it then includes.
+        if failure.is_some() && action != Action::Report {
+            break;
+        }
         tracing::info!(%action, "starting");
         match mover.run_one(action).await {
             Ok(report) => {
@@ -65,13 +72,11 @@ pub async fn run(
                 };
                 reports.push(report);
                 if let Some(err) = damage {
-                    failure = Some((action, err));
-                    break;
+                    failure.get_or_insert((action, err));
                 }
             }
             Err(err) => {
-                failure = Some((action, err));
-                break;
+                failure.get_or_insert((action, err));
             }
         }
     }
@@ -106,6 +111,7 @@ pub async fn run(
         error,
         drill: mover.drill,
         replicas: mover.replicas,
+        report: mover.report,
     }
 }
 
@@ -121,6 +127,8 @@ struct Mover<'a> {
     drill: Option<DrillSummary>,
     /// What replication did (after `backup`, or `replicate`).
     replicas: Vec<ReplicaStatus>,
+    /// What `report` found.
+    report: Option<ComplianceSummary>,
 }
 
 impl Mover<'_> {
@@ -145,6 +153,10 @@ impl Mover<'_> {
             Action::Replicate => {
                 self.replicas = replicate::run(self).await?;
                 ActionReport::Replicate
+            }
+            Action::Report => {
+                self.report = Some(report::run(self).await?);
+                ActionReport::Report
             }
         })
     }
