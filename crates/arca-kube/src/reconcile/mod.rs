@@ -16,6 +16,7 @@
 mod agent;
 mod destination;
 mod engine;
+mod hooks;
 mod names;
 mod objects;
 mod observe;
@@ -23,6 +24,10 @@ mod observed;
 mod source;
 
 pub use destination::reconcile_destination;
+pub use hooks::{
+    DEFAULT_HOOK_TIMEOUT, HookPlan, HookVerdict, PodOutcome, PodRun, hook_failed, judge,
+    target_pods,
+};
 pub use names::{
     CLEANUP_LABEL, CREATED_BY_LABEL, CREATED_BY_VALUE, DO_NOT_DELETE_LABEL, FINALIZER, OWNER_LABEL,
     cache_pvc_name, copy_name, destination_pvc_name, image_snapshot_name, job_name,
