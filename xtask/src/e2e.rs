@@ -20,7 +20,11 @@
 //!    only: the replica is a path of the harness's S3 server);
 //! 4. complete cluster loss: a fresh cluster with nothing but the repository
 //!    Secrets restores every application's volume (own cluster only);
-//! 5. controller fail-over: two replicas share the work through Leases; the
+//! 5. hooks (own cluster only): a source whose pre-backup hook writes a
+//!    marker into the application's volume through `pods/exec` (the restore
+//!    holds it; the post-backup hook's marker, written after the snapshot,
+//!    it does not), then a failing pre-backup hook stops a sync;
+//! 6. controller fail-over: two replicas share the work through Leases; the
 //!    one holding the source's shard is SIGKILLed while its mover Job runs,
 //!    and the other must take the shard over and finish the sync (pending,
 //!    and said so, while the controller binary has no `--lease-namespace`).
@@ -437,6 +441,13 @@ async fn scenario(options: &Options, binaries: &Path, work: &Path) -> anyhow::Re
         );
     }
 
+    if let Some(endpoint) = s3_endpoint.filter(|_| cluster.is_local()) {
+        println!(
+            "\n==> hooks: pre/post-backup commands in the application's pod, and a failing one"
+        );
+        hooks(&cluster, &controller, endpoint, &mut summary).await?;
+    }
+
     println!("\n==> objects");
     for kind in [SOURCE, DESTINATION] {
         for object in cluster.list(API_VOLSYNC, kind, None).await? {
@@ -473,6 +484,158 @@ async fn scenario(options: &Options, binaries: &Path, work: &Path) -> anyhow::Re
     for line in &summary.lines {
         println!("{line}");
     }
+    Ok(())
+}
+
+/// Pre- and post-backup hooks run through `pods/exec` in the application's
+/// pod (the kubelet stand-in's): the pre hook writes a marker into the
+/// volume before the snapshot (so the restored volume holds it), the post
+/// hook one after it (so it does not); then a pre hook that exits 7 under
+/// `failurePolicy: Fail` stops the next sync before any snapshot or Job,
+/// with the exit code and the hook's stderr in the status.
+async fn hooks(
+    cluster: &Cluster,
+    controller: &ControllerProcess,
+    s3_endpoint: &str,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    const NAMESPACE: &str = "hooks";
+    const APP: &str = "hooks-app";
+    let claim = format!("{APP}-data");
+    let marker_script = r#"echo "$2" > "$1""#;
+    let source = json!({"apiVersion": API_VOLSYNC, "kind": SOURCE,
+        "metadata": {"name": format!("{APP}-backup"), "namespace": NAMESPACE},
+        "spec": {"sourcePVC": claim, "trigger": {"manual": "e2e-hooks-1"},
+            "restic": {"repository": format!("{APP}-secret"), "copyMethod": "Snapshot"},
+            "arca": {"hooks": {
+                "preBackup": {"selector": {"matchLabels": {"app": APP}}, "container": "app",
+                    "command": ["sh", "-c", marker_script, "sh", "/data/pre-hook-marker", "quiesced"],
+                    "timeout": "20s"},
+                "postBackup": {"selector": {"matchLabels": {"app": APP}},
+                    "command": ["sh", "-c", marker_script, "sh", "/data/post-hook-marker", "thawed"],
+                    "failurePolicy": "Continue"}}}}});
+    let destination = json!({"apiVersion": API_VOLSYNC, "kind": DESTINATION,
+        "metadata": {"name": format!("{APP}-restore"), "namespace": NAMESPACE},
+        "spec": {"trigger": {"manual": "e2e-hooks-restore"},
+            "restic": {"repository": format!("{APP}-secret"), "destinationPVC": format!("{APP}-restored")}}});
+    for object in [&source, &destination] {
+        prepare(cluster, object, APP, Some(s3_endpoint)).await?;
+    }
+    let files = volume_content(APP, 1);
+    cluster.write_volume(NAMESPACE, &claim, &files).await?;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{APP}-0"), "namespace": NAMESPACE, "labels": {"app": APP}},
+        "spec": {"containers": [{"name": "app", "image": "example/app",
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}});
+    cluster.apply(&pod, Some(NAMESPACE)).await?;
+    cluster
+        .wait_for(
+            "v1",
+            "Pod",
+            Some(NAMESPACE),
+            &format!("{APP}-0"),
+            "running",
+            |p| p["status"]["phase"] == "Running",
+        )
+        .await?;
+
+    cluster.apply(&source, Some(NAMESPACE)).await?;
+    let name = format!("{APP}-backup");
+    let backed_up = sync(cluster, controller, SOURCE, NAMESPACE, &name, "e2e-hooks-1").await?;
+    let snapshot = check_source_status(&backed_up)?;
+    cluster.apply(&destination, Some(NAMESPACE)).await?;
+    let restored = sync(
+        cluster,
+        controller,
+        DESTINATION,
+        NAMESPACE,
+        &format!("{APP}-restore"),
+        "e2e-hooks-restore",
+    )
+    .await?;
+    let restored_claim = check_destination_status(&restored, &snapshot)?;
+    let mut expected = files.clone();
+    expected.insert("pre-hook-marker".into(), b"quiesced\n".to_vec());
+    compare(
+        cluster,
+        NAMESPACE,
+        &restored_claim,
+        &expected,
+        "the hooked backup",
+    )
+    .await?;
+    let live = cluster.volume_digest(NAMESPACE, &claim).await?;
+    ensure!(
+        live.get("post-hook-marker")
+            == digest_files(&BTreeMap::from([(
+                "post-hook-marker".to_string(),
+                b"thawed\n".to_vec()
+            )]))
+            .get("post-hook-marker"),
+        "the post-backup hook did not run in the application's volume: {live:?}"
+    );
+    summary.passed(format!(
+        "{NAMESPACE}/{name}: the pre-backup hook's marker is in snapshot {snapshot} (restored byte for byte), the post-backup hook's only in the live volume"
+    ));
+
+    cluster
+        .merge_patch(
+            API_VOLSYNC,
+            SOURCE,
+            Some(NAMESPACE),
+            &name,
+            &json!({"spec": {"arca": {"hooks": {"preBackup": {
+                "command": ["sh", "-c", "echo cannot quiesce >&2; exit 7"], "failurePolicy": "Fail"}}},
+                "trigger": {"manual": "e2e-hooks-2"}}}),
+        )
+        .await?;
+    let stopped = cluster
+        .wait_for(
+            API_VOLSYNC,
+            SOURCE,
+            Some(NAMESPACE),
+            &name,
+            "the failed pre-backup hook",
+            |s| s["status"]["latestMoverStatus"]["result"] == "Failed",
+        )
+        .await?;
+    let status = &stopped["status"];
+    let condition = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Synchronizing"))
+        .context("no Synchronizing condition")?;
+    let message = condition["message"].as_str().unwrap_or_default();
+    ensure!(
+        condition["reason"] == "Error"
+            && message.contains("pre-backup hook failed")
+            && message.contains("exit code 7: cannot quiesce"),
+        "the failed hook's condition does not say what failed:\n{status:#}"
+    );
+    ensure!(
+        status["lastManualSync"] == "e2e-hooks-1"
+            && status["arca"]["lastSnapshotID"] == snapshot.as_str(),
+        "a sync whose pre-backup hook failed was recorded as done:\n{status:#}"
+    );
+    for (api_version, kind, object) in [
+        ("batch/v1", "Job", format!("volsync-src-{name}")),
+        (
+            "snapshot.storage.k8s.io/v1",
+            "VolumeSnapshot",
+            format!("volsync-{name}-src"),
+        ),
+    ] {
+        ensure!(
+            cluster
+                .get(api_version, kind, Some(NAMESPACE), &object)
+                .await?
+                .is_none(),
+            "{kind} {object} exists although the pre-backup hook failed"
+        );
+    }
+    summary.passed(format!(
+        "{NAMESPACE}/{name}: a pre-backup hook exiting 7 (failurePolicy Fail) stopped the sync before any snapshot or Job: {message}"
+    ));
     Ok(())
 }
 

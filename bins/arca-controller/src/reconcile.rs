@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use arca_kube::api::{CustomCaSpec, ReplicationDestination, ReplicationSource, VolumeSnapshot};
 use arca_kube::reconcile::{
-    EventType, HookPhase, JobObserved, OWNER_LABEL, Object, ObjectKind, OwnedObserved, PvcObserved,
-    Requeue, SecretObserved, SyncOutcome, mover_account_name,
+    EventType, JobObserved, OWNER_LABEL, Object, ObjectKind, OwnedObserved, PvcObserved, Requeue,
+    SecretObserved, SyncOutcome, mover_account_name,
 };
 use arca_kube::{Action, ControllerConfig, Decision, DestinationObserved, SourceObserved};
 use k8s_openapi::NamespaceResourceScope;
@@ -108,6 +108,8 @@ pub async fn reconcile_source(
         lock(&context.queue).remove(&key);
         return Ok(Requeued::await_change());
     }
+    let (source, audit_notes) =
+        crate::changes::track(&context, source, "ReplicationSource").await?;
     let client = &context.client;
     let restic = source.spec.restic.as_ref();
     let observed = SourceObserved {
@@ -160,7 +162,11 @@ pub async fn reconcile_source(
         Some(waiting_for_slot),
     );
     context.metrics.dr.record(&labels, &decision.status);
-    carry_out(
+    let audit_attached = audit_notes.as_deref().is_some_and(|notes| {
+        arca_kube::changes::attach_to_new_jobs(&mut decision, &observed.owned, notes)
+    });
+    let mut hooks = crate::hooks::SourceHooks::new(&context, &observed, now);
+    let requeued = carry_out(
         &context,
         &*source,
         &namespace,
@@ -168,8 +174,13 @@ pub async fn reconcile_source(
         |object, status| {
             object.status = Some(status);
         },
+        &mut hooks,
     )
-    .await
+    .await?;
+    if audit_attached && !hooks.stopped {
+        crate::changes::clear_pending(&context, &*source).await?;
+    }
+    Ok(requeued)
 }
 
 /// Reconciles one ReplicationDestination: observe, decide, carry out.
@@ -184,6 +195,8 @@ pub async fn reconcile_destination(
     {
         return Ok(Requeued::await_change());
     }
+    let (destination, audit_notes) =
+        crate::changes::track(&context, destination, "ReplicationDestination").await?;
     let client = &context.client;
     let restic = destination.spec.restic.as_ref();
     let observed = DestinationObserved {
@@ -204,8 +217,11 @@ pub async fn reconcile_destination(
         .await?,
         owned: owned(client, &namespace, &*destination, false).await?,
     };
-    let decision =
+    let mut decision =
         arca_kube::reconcile_destination(&observed, jiff::Timestamp::now(), &context.config);
+    let audit_attached = audit_notes.as_deref().is_some_and(|notes| {
+        arca_kube::changes::attach_to_new_jobs(&mut decision, &observed.owned, notes)
+    });
     let labels = labels(
         &*destination,
         "destination",
@@ -213,7 +229,7 @@ pub async fn reconcile_destination(
         "important",
     );
     record_metrics(&context, &labels, &decision, &observed.owned, None);
-    carry_out(
+    let requeued = carry_out(
         &context,
         &*destination,
         &namespace,
@@ -221,8 +237,13 @@ pub async fn reconcile_destination(
         |object, status| {
             object.status = Some(status);
         },
+        &mut crate::hooks::NoHooks,
     )
-    .await
+    .await?;
+    if audit_attached {
+        crate::changes::clear_pending(&context, &*destination).await?;
+    }
+    Ok(requeued)
 }
 
 /// How long to wait after a failed reconcile.
@@ -567,6 +588,7 @@ async fn carry_out<K, S>(
     namespace: &str,
     decision: Decision<S>,
     set_status: impl FnOnce(&mut K, S),
+    hooks: &mut impl crate::hooks::HookRunner<S>,
 ) -> Result<Requeued>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -583,8 +605,11 @@ where
     // A finalizer patch moves the object's resourceVersion on: the status write carries the
     // patched one, else it would always be refused as stale.
     let mut resource_version = object.resource_version();
-    for action in &decision.actions {
-        match action {
+    let mut decision = decision;
+    let mut next = 0;
+    while let Some(action) = decision.actions.get(next).cloned() {
+        next += 1;
+        match &action {
             Action::AddFinalizer | Action::RemoveFinalizer => {
                 let mut finalizers = object.finalizers().to_vec();
                 finalizers.retain(|f| f != arca_kube::reconcile::FINALIZER);
@@ -620,23 +645,11 @@ where
                 .await?;
             }
             Action::RunHook(phase) => {
-                // Running commands in application pods needs pods/exec; until
-                // the controller has it, say so rather than pretend.
-                let phase = match phase {
-                    HookPhase::PreBackup => "pre-backup",
-                    HookPhase::PostBackup => "post-backup",
-                };
-                publish(
-                    context,
-                    object,
-                    EventType::Warning,
-                    "HookNotRun",
-                    "RunHook",
-                    format!(
-                        "the {phase} hook was not run: this controller build does not run hooks yet"
-                    ),
-                )
-                .await;
+                // A hook that fails under `failurePolicy: Fail` replaces what is left.
+                if let Some(stopped) = hooks.run(*phase, &decision).await? {
+                    decision = stopped;
+                    next = 0;
+                }
             }
         }
     }
@@ -668,7 +681,7 @@ where
     })
 }
 
-async fn publish<K: Resource<DynamicType = ()>>(
+pub(crate) async fn publish<K: Resource<DynamicType = ()>>(
     context: &Context,
     object: &K,
     type_: EventType,

@@ -11,7 +11,8 @@ use std::time::Duration;
 use arca_controller::reconcile::{self, Context, ReconcileError};
 use arca_controller::shards::{self, LeaseConfig, Shards};
 use arca_kube::ControllerConfig;
-use arca_kube::api::ReplicationSource;
+use arca_kube::api::{ReplicationDestination, ReplicationSource};
+use arca_kube::changes::{AUDIT_ENV, RECORDED_SPEC_ANNOTATION, UNAUDITED_ANNOTATION, spec_changes};
 use http::{Request, Response};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -352,12 +353,28 @@ const APPLY: &str = "force=true&fieldManager=arca-controller";
 const CLEANUP: &str =
     "labelSelector=volsync.backube%2Fcleanup%3Duid-1%2C%21volsync.backube%2Fdo-not-delete";
 
+/// A source whose spec the controller has recorded already (no change to report).
 fn source(finalizers: &[&str], trigger: Value) -> Value {
-    json!({"apiVersion": "volsync.backube/v1alpha1", "kind": "ReplicationSource",
+    let object = json!({"apiVersion": "volsync.backube/v1alpha1", "kind": "ReplicationSource",
         "metadata": {"name": "app", "namespace": "apps", "uid": "uid-1", "resourceVersion": "5",
             "generation": 1, "finalizers": finalizers},
         "spec": {"sourcePVC": "data", "trigger": trigger,
-            "restic": {"repository": "restic-secret", "copyMethod": "Direct"}}})
+            "restic": {"repository": "restic-secret", "copyMethod": "Direct"}}});
+    recorded_as::<ReplicationSource>(object)
+}
+
+/// `object` (a `K`) with the change-tracking annotation recording its current spec and
+/// generation, as the controller serialises it.
+fn recorded_as<K: serde::de::DeserializeOwned + serde::Serialize + kube::Resource>(
+    mut object: Value,
+) -> Value {
+    let typed: K = serde_json::from_value(object.clone()).unwrap();
+    let spec = serde_json::to_value(&typed).unwrap()["spec"].take();
+    let record = spec_changes(&spec, typed.meta().generation, None)
+        .record
+        .unwrap();
+    object["metadata"]["annotations"] = json!({RECORDED_SPEC_ANNOTATION: record});
+    object
 }
 
 fn not_found() -> Value {
@@ -538,6 +555,90 @@ async fn a_new_source_with_a_manual_trigger_gets_the_finalizer_then_its_mover_th
 }
 
 #[tokio::test]
+async fn a_changed_spec_is_recorded_as_an_event_and_its_audit_note_rides_the_next_mover() {
+    // Recorded at generation 1 with a schedule; now generation 2 with a manual trigger.
+    let mut object = source(&[], json!({"schedule": "0 2 * * *"}));
+    object["spec"]["trigger"] = json!({"manual": "once"});
+    object["metadata"]["generation"] = json!(2);
+    object["metadata"]["resourceVersion"] = json!("4");
+    let mut patched = object.clone();
+    patched["metadata"]["resourceVersion"] = json!("5");
+    let mut script = vec![
+        expect("PATCH", format!("{SOURCES}/app?"))
+            .body(|body| {
+                let meta = &body["metadata"];
+                assert_eq!(
+                    meta["resourceVersion"], "4",
+                    "guarded by the object's version"
+                );
+                let note: Vec<String> = serde_json::from_str(
+                    meta["annotations"][UNAUDITED_ANNOTATION].as_str().unwrap(),
+                )
+                .unwrap();
+                let note: Value = serde_json::from_str(&note[0]).unwrap();
+                assert_eq!(
+                    note["changed"],
+                    json!(["trigger.manual", "trigger.schedule"])
+                );
+                assert_eq!(note["generation"], 2);
+                assert!(
+                    !meta["annotations"][RECORDED_SPEC_ANNOTATION]
+                        .as_str()
+                        .unwrap()
+                        .contains("0 2 * * *"),
+                    "hashes, never values"
+                );
+            })
+            .answer(200, patched.clone()),
+        expect("POST", "/apis/events.k8s.io/v1/namespaces/apps/events?")
+            .body(|body| {
+                assert_eq!(body["reason"], "SpecChanged");
+                assert_eq!(
+                    body["note"],
+                    "spec changed (generation 2): trigger.manual, trigger.schedule"
+                );
+            })
+            .answer(201, json!({})),
+    ];
+    let mut mover = new_source_script(200, patched);
+    let job = mover
+        .iter_mut()
+        .find(|e| e.uri.contains("/jobs/volsync-src-app"))
+        .unwrap();
+    job.check = Box::new(|body| {
+        let env = body["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap();
+        let notes = env
+            .iter()
+            .find(|e| e["name"] == AUDIT_ENV)
+            .expect("the audit notes");
+        assert!(
+            notes["value"]
+                .as_str()
+                .unwrap()
+                .contains("trigger.schedule")
+        );
+    });
+    script.extend(mover);
+    script.extend([
+        expect("POST", "/apis/events.k8s.io/v1/namespaces/apps/events?")
+            .body(|body| assert_eq!(body["reason"], "TransferStarted"))
+            .answer(201, json!({})),
+        // The Job carries the notes: they are no longer pending.
+        expect("PATCH", format!("{SOURCES}/app?"))
+            .body(|body| {
+                assert_eq!(
+                    body["metadata"]["annotations"][UNAUDITED_ANNOTATION],
+                    Value::Null
+                )
+            })
+            .answer(200, object.clone()),
+    ]);
+    reconcile_source(object, script).await.expect("reconciled");
+}
+
+#[tokio::test]
 async fn a_conflict_on_the_status_write_is_an_error_and_the_object_is_retried() {
     let object = source(&[], json!({"manual": "once"}));
     // No Event after the refused status: the reconcile stops there.
@@ -668,4 +769,146 @@ async fn a_finished_mover_is_recorded_in_the_status_and_its_job_deleted() {
             .answer(201, json!({})),
     ]);
     reconcile_source(object, script).await.expect("recorded");
+}
+
+const DESTINATIONS: &str = "/apis/volsync.backube/v1alpha1/namespaces/dr/replicationdestinations";
+
+/// A ReplicationDestination restoring into the existing claim `restored`, syncing since 17:00.
+fn syncing_destination() -> Value {
+    let object = json!({"apiVersion": "volsync.backube/v1alpha1", "kind": "ReplicationDestination",
+        "metadata": {"name": "app-dr", "namespace": "dr", "uid": "uid-2", "resourceVersion": "8",
+            "generation": 1, "finalizers": ["arca.dev/cleanup"]},
+        "spec": {"trigger": {"manual": "restore-1"},
+            "restic": {"repository": "restic-secret", "destinationPVC": "restored"}},
+        "status": {"lastSyncStartTime": "2026-12-06T17:00:00Z",
+            "conditions": [{"type": "Synchronizing", "status": "True", "reason": "SyncInProgress",
+                "message": "Synchronization in-progress", "lastTransitionTime": "2026-12-06T17:00:00Z"}]}});
+    recorded_as::<ReplicationDestination>(object)
+}
+
+#[tokio::test]
+async fn a_finished_restore_sets_latest_image_to_the_restored_claim_and_deletes_its_job() {
+    let object = syncing_destination();
+    let owned = "labelSelector=arca.dev%2Fowner-uid%3Duid-2";
+    let cleanup =
+        "labelSelector=volsync.backube%2Fcleanup%3Duid-2%2C%21volsync.backube%2Fdo-not-delete";
+    let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "restored", "namespace": "dr"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}}});
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "restic-secret", "namespace": "dr"},
+        "data": {"RESTIC_REPOSITORY": "czM6Ly94", "RESTIC_PASSWORD": "eA=="}});
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "volsync-dst-app-dr", "namespace": "dr", "labels": {"arca.dev/owner-uid": "uid-2"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "restic", "image": "arca-agent:latest",
+            "args": ["restore"]}]}}},
+        "status": {"completionTime": "2026-12-06T17:03:00Z", "conditions": [{"type": "Complete",
+            "status": "True", "lastTransitionTime": "2026-12-06T17:03:00Z"}]}});
+    // The agent's result document: the whole snapshot is on the volume.
+    let result = json!({"version": 1, "outcome": "success", "duration_seconds": 180.0,
+        "actions": [{"action": "restore", "outcome": "restored", "snapshot_id": "5f1e2d3c",
+            "files": 12, "dirs": 2, "bytes_restored": 4096, "bytes_read": 5000, "deleted": 0}]});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "volsync-dst-app-dr-x", "namespace": "dr", "labels": {"job-name": "volsync-dst-app-dr"}},
+        "spec": {"containers": [{"name": "restic", "image": "arca-agent:latest"}]},
+        "status": {"containerStatuses": [{"name": "restic", "image": "arca-agent:latest", "imageID": "",
+            "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0,
+                "finishedAt": "2026-12-06T17:03:00Z", "message": result.to_string()}}}]}});
+    let script = vec![
+        expect(
+            "GET",
+            "/api/v1/namespaces/dr/persistentvolumeclaims/restored",
+        )
+        .answer(200, claim),
+        expect("GET", "/api/v1/namespaces/dr/secrets/restic-secret").answer(200, secret),
+        expect("GET", format!("/apis/batch/v1/namespaces/dr/jobs?&{owned}"))
+            .answer(200, list("JobList", vec![job])),
+        expect(
+            "GET",
+            "/api/v1/namespaces/dr/pods?&labelSelector=job-name%3Dvolsync-dst-app-dr",
+        )
+        .answer(200, list("PodList", vec![pod])),
+        expect(
+            "GET",
+            format!("/api/v1/namespaces/dr/persistentvolumeclaims?&{owned}"),
+        )
+        .answer(200, list("PersistentVolumeClaimList", vec![])),
+        expect(
+            "GET",
+            format!("/apis/snapshot.storage.k8s.io/v1/namespaces/dr/volumesnapshots?&{owned}"),
+        )
+        .answer(200, list("VolumeSnapshotList", vec![])),
+        expect(
+            "GET",
+            "/api/v1/namespaces/dr/serviceaccounts/volsync-dst-app-dr",
+        )
+        .answer(404, not_found()),
+        expect(
+            "GET",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/dr/roles/volsync-dst-app-dr",
+        )
+        .answer(404, not_found()),
+        expect(
+            "GET",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/dr/rolebindings/volsync-dst-app-dr",
+        )
+        .answer(404, not_found()),
+        expect(
+            "DELETE",
+            "/apis/batch/v1/namespaces/dr/jobs/volsync-dst-app-dr?",
+        )
+        .body(|body| assert_eq!(body["propagationPolicy"], "Background", "with its pods"))
+        .answer(
+            200,
+            json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "metadata": {}}),
+        ),
+        expect(
+            "GET",
+            format!("/api/v1/namespaces/dr/persistentvolumeclaims?&{cleanup}"),
+        )
+        .answer(200, list("PersistentVolumeClaimList", vec![])),
+        expect(
+            "GET",
+            format!("/apis/snapshot.storage.k8s.io/v1/namespaces/dr/volumesnapshots?&{cleanup}"),
+        )
+        .answer(200, list("VolumeSnapshotList", vec![])),
+        expect("PUT", format!("{DESTINATIONS}/app-dr/status?"))
+            .body(|body| {
+                assert_eq!(body["metadata"]["resourceVersion"], "8");
+                let status = &body["status"];
+                assert_eq!(status["latestMoverStatus"]["result"], "Successful");
+                assert_eq!(
+                    status["latestImage"],
+                    json!({"kind": "PersistentVolumeClaim", "name": "restored"})
+                );
+                assert_eq!(
+                    status["lastManualSync"], "restore-1",
+                    "the manual handshake"
+                );
+                assert!(status["lastSyncTime"].is_string());
+                assert!(status["lastSyncStartTime"].is_null(), "no longer syncing");
+                assert_eq!(status["arca"]["lastSnapshotID"], "5f1e2d3c");
+                assert_eq!(status["arca"]["filesRestored"], 12);
+                assert_eq!(status["conditions"][0]["status"], "False");
+            })
+            .answer(200, object.clone()),
+        expect("POST", "/apis/events.k8s.io/v1/namespaces/dr/events?")
+            .body(|body| {
+                assert_eq!(body["type"], "Normal");
+                assert_eq!(body["reason"], "SyncCompleted");
+                assert_eq!(body["regarding"]["kind"], "ReplicationDestination");
+            })
+            .answer(201, json!({})),
+    ];
+    let destination: ReplicationDestination = serde_json::from_value(object).unwrap();
+    let requeue = scripted(script, |client| {
+        Box::pin(reconcile::reconcile_destination(
+            Arc::new(destination),
+            context(client),
+        ))
+    })
+    .await
+    .expect("recorded");
+    assert_eq!(requeue, kube::runtime::controller::Action::await_change());
 }

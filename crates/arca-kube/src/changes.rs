@@ -5,6 +5,11 @@
 //! generation and a hash per tracked field (never the values: a spec names Secrets, and the audit
 //! note must not carry more than field names). [`spec_changes`] compares the current spec with
 //! it. The first sight of an object records it without reporting a change.
+//!
+//! The audit notes of changes not yet handed to a mover wait in the annotation
+//! [`UNAUDITED_ANNOTATION`] ([`pending_with`]); [`attach_to_new_jobs`] puts them into the next
+//! mover Job's environment ([`AUDIT_ENV`]), and the agent writes each as a `spec-change` record
+//! into the repository's audit trail (the controller itself never opens a repository).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +18,12 @@ use serde_json::Value;
 
 /// The annotation holding the recorded spec summary.
 pub const RECORDED_SPEC_ANNOTATION: &str = "arca.dev/recorded-spec";
+
+/// The annotation holding the audit notes not yet handed to a mover Job (a JSON array).
+pub const UNAUDITED_ANNOTATION: &str = "arca.dev/unaudited-spec-changes";
+
+/// The mover's environment variable carrying those notes (a JSON array of strings).
+pub const AUDIT_ENV: &str = "ARCA_AUDIT_SPEC_CHANGES";
 
 /// Spec sections whose fields are tracked one by one (`restic.retain`, `trigger.schedule`…);
 /// any other top-level field is tracked whole.
@@ -89,6 +100,54 @@ pub fn spec_changes(spec: &Value, generation: Option<i64>, recorded: Option<&str
         changed,
         record: Some(serde_json::to_string(&current).expect("a map of strings serialises")),
     }
+}
+
+/// The pending notes (the value of [`UNAUDITED_ANNOTATION`]) with `note` added; an unreadable
+/// value is started afresh.
+pub fn pending_with(pending: Option<&str>, note: String) -> String {
+    let mut notes: Vec<String> = pending
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    notes.push(note);
+    serde_json::to_string(&notes).expect("a list of strings serialises")
+}
+
+/// Puts `pending` (the value of [`UNAUDITED_ANNOTATION`]) into the environment of every mover
+/// Job `decision` creates (one not among `owned`'s Jobs: an existing Job's template cannot
+/// change). Returns whether one did, so the controller clears the annotation after carrying the
+/// decision out.
+pub fn attach_to_new_jobs<S>(
+    decision: &mut crate::Decision<S>,
+    owned: &crate::reconcile::OwnedObserved,
+    pending: &str,
+) -> bool {
+    let mut attached = false;
+    for action in &mut decision.actions {
+        let crate::Action::Apply(crate::reconcile::Object::Job(job)) = action else {
+            continue;
+        };
+        let name = job.metadata.name.as_deref().unwrap_or_default();
+        if owned.jobs.iter().any(|j| j.name == name) {
+            continue;
+        }
+        let containers = job
+            .spec
+            .iter_mut()
+            .flat_map(|spec| spec.template.spec.iter_mut())
+            .flat_map(|pod| pod.containers.iter_mut());
+        for container in containers {
+            container
+                .env
+                .get_or_insert_with(Vec::new)
+                .push(k8s_openapi::api::core::v1::EnvVar {
+                    name: AUDIT_ENV.to_owned(),
+                    value: Some(pending.to_owned()),
+                    value_from: None,
+                });
+            attached = true;
+        }
+    }
+    attached
 }
 
 fn field_hashes(spec: &Value) -> BTreeMap<String, String> {
@@ -181,6 +240,63 @@ mod tests {
         let change = spec_changes(&spec(), Some(4), Some("{not json"));
         assert!(change.changed.is_empty());
         assert!(change.record.is_some());
+    }
+
+    #[test]
+    fn pending_notes_go_to_new_jobs_only() {
+        use crate::reconcile::{JobObserved, JobPhase, Object, OwnedObserved};
+        let pending = pending_with(None, "{\"changed\":[\"paused\"]}".to_owned());
+        let pending = pending_with(Some(&pending), "second".to_owned());
+        let notes: Vec<String> = serde_json::from_str(&pending).unwrap();
+        assert_eq!(notes, ["{\"changed\":[\"paused\"]}", "second"]);
+        assert_eq!(pending_with(Some("{not json"), "n".to_owned()), r#"["n"]"#);
+
+        let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(json!({
+            "metadata": {"name": "volsync-src-app"},
+            "spec": {"template": {"spec": {"containers": [{"name": "mover"}]}}}}))
+        .unwrap();
+        let mut decision = crate::Decision {
+            actions: vec![crate::Action::Apply(Object::Job(Box::new(job)))],
+            status: (),
+            events: Vec::new(),
+            requeue: crate::reconcile::Requeue::AwaitChange,
+            report: None,
+            out_of_sync: false,
+        };
+        let mut running = OwnedObserved::default();
+        running.jobs.push(JobObserved {
+            name: "volsync-src-app".to_owned(),
+            phase: JobPhase::Active,
+            parallelism: 1,
+            actions: Vec::new(),
+            finished_at: None,
+            result: None,
+            logs: None,
+            progress: None,
+        });
+        assert!(!attach_to_new_jobs(&mut decision, &running, &pending));
+        assert!(attach_to_new_jobs(
+            &mut decision,
+            &OwnedObserved::default(),
+            &pending
+        ));
+        let crate::Action::Apply(Object::Job(job)) = &decision.actions[0] else {
+            unreachable!()
+        };
+        let env = job
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .env
+            .clone()
+            .unwrap();
+        assert_eq!(env[0].name, AUDIT_ENV);
+        assert_eq!(env[0].value.as_deref(), Some(pending.as_str()));
     }
 
     proptest::proptest! {

@@ -944,18 +944,35 @@ fn hooks_surround_the_point_in_time_copy() {
         }),
         ..Default::default()
     });
+    let order = |decision: &arca_kube::SourceDecision| -> Vec<String> {
+        decision
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::RunHook(HookPhase::PreBackup) => "pre".to_owned(),
+                Action::RunHook(HookPhase::PostBackup) => "post".to_owned(),
+                Action::Apply(_) => "apply".to_owned(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    };
     let decision = reconcile_source(&source_observed(source.clone()), t0(), &config());
-    let order: Vec<String> = decision
-        .actions
-        .iter()
-        .map(|a| match a {
-            Action::RunHook(HookPhase::PreBackup) => "pre".to_owned(),
-            Action::RunHook(HookPhase::PostBackup) => "post".to_owned(),
-            Action::Apply(_) => "apply".to_owned(),
-            other => format!("{other:?}"),
-        })
-        .collect();
-    assert_eq!(order, vec!["pre", "apply", "post"]);
+    assert_eq!(order(&decision), vec!["pre", "apply"]);
+    // Snapshot: the post hook runs once the snapshot is taken (ready), with the volume from it,
+    // and never while it is pending.
+    let mut taking = source.clone();
+    syncing(&mut taking);
+    let mut observed = source_observed(taking);
+    observed
+        .owned
+        .snapshots
+        .push(snapshot(&copy_name(NAME), false));
+    let pending = reconcile_source(&observed, ts("2026-01-02T02:01:00Z"), &config());
+    assert!(!order(&pending).iter().any(|a| a == "pre" || a == "post"));
+    observed.owned.snapshots[0].ready_to_use = true;
+    let ready = reconcile_source(&observed, ts("2026-01-02T02:02:00Z"), &config());
+    assert_eq!(order(&ready)[0], "post");
+    assert!(!order(&ready).contains(&"pre".to_owned()));
 
     // Direct: pre before the Job, post after the backup.
     source.spec.restic.as_mut().unwrap().copy_method = Some(CopyMethod::Direct);
@@ -978,6 +995,60 @@ fn hooks_surround_the_point_in_time_copy() {
     assert!(
         done.actions
             .contains(&Action::RunHook(HookPhase::PostBackup))
+    );
+}
+
+#[test]
+fn a_failed_hook_under_fail_stops_the_sync_and_is_retried() {
+    let source = seed_source();
+    let started = reconcile_source(&source_observed(source.clone()), t0(), &config());
+    let observed = source_observed(source);
+    let stopped = arca_kube::reconcile::hook_failed(
+        &observed,
+        &started,
+        "the pre-backup hook failed: pod db-0: exit code 7",
+        t0(),
+        &config(),
+    );
+    // Nothing of the sync is made; what it may have made is cleaned up by label.
+    assert!(stopped.actions.iter().all(|a| matches!(
+        a,
+        Action::DeleteAllOf { label_selector, .. } if label_selector.contains("uid-src")
+    )));
+    assert!(!stopped.actions.is_empty());
+    let status = &stopped.status;
+    assert_eq!(condition_reason(status), "Error");
+    assert_eq!(
+        status.latest_mover_status.as_ref().unwrap().result,
+        Some(MoverResult::Failed)
+    );
+    let arca = status.arca.as_ref().unwrap();
+    assert_eq!(arca.consecutive_failures, Some(1));
+    let retry = config().retry_base;
+    assert_eq!(arca.retry_after, Some(Time(t0() + retry)));
+    assert_eq!(stopped.requeue, Requeue::After(retry));
+    assert_eq!(
+        status.last_sync_start_time,
+        Some(Time(t0())),
+        "still in progress"
+    );
+    assert_eq!(status.last_sync_time, None);
+    assert_eq!(stopped.report.unwrap().outcome, SyncOutcome::Failed);
+    assert!(stopped.events.iter().any(|e| e.reason == "HookFailed"));
+
+    // Until the retry time the sync waits; then it starts over (the snapshot again).
+    let mut waiting = observed.source.clone();
+    waiting.status = Some(stopped.status.clone());
+    let before = reconcile_source(
+        &source_observed(waiting.clone()),
+        t0() + SignedDuration::from_secs(30),
+        &config(),
+    );
+    assert!(applied(&before.actions).is_empty());
+    let after = reconcile_source(&source_observed(waiting), t0() + retry, &config());
+    assert_eq!(
+        applied(&after.actions),
+        vec![format!("VolumeSnapshot/{}", copy_name(NAME))]
     );
 }
 

@@ -266,6 +266,11 @@ pub struct MoverConfig {
     pub select_previous: usize,
     /// Delete files the snapshot does not have (`RESTORE_OPTIONS=--delete`).
     pub restore_delete: bool,
+    /// Changes to the ReplicationSource's/ReplicationDestination's spec the controller saw
+    /// since the last mover (`ARCA_AUDIT_SPEC_CHANGES`: a JSON array of notes, each naming the
+    /// object, its generation and the changed fields); each becomes a `spec-change` record in
+    /// the repository's audit trail.
+    pub spec_changes: Vec<String>,
     /// Extra CA certificates for https backends (`CUSTOM_CA`, a PEM file).
     pub custom_ca: Option<PathBuf>,
     /// The proxies in effect.
@@ -300,6 +305,19 @@ pub struct MoverConfig {
     /// With `require_tls13`, still talk plain http to an `http://` endpoint
     /// (`ARCA_ALLOW_HTTP`: a local test server, say).
     pub allow_http: bool,
+}
+
+/// `ARCA_AUDIT_SPEC_CHANGES`: a JSON array of strings (absent or empty: none).
+fn spec_changes_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<String>> {
+    match get("ARCA_AUDIT_SPEC_CHANGES").filter(|t| !t.trim().is_empty()) {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(&text).map_err(|_| {
+            Error::config(
+                "ARCA_AUDIT_SPEC_CHANGES",
+                "not a JSON array of strings".to_owned(),
+            )
+        }),
+    }
 }
 
 /// The `drill` action's settings.
@@ -515,6 +533,7 @@ impl MoverConfig {
             restore_as_of,
             select_previous,
             restore_delete,
+            spec_changes: spec_changes_from_env(&get)?,
             custom_ca: get("CUSTOM_CA").map(PathBuf::from),
             proxies: Proxies {
                 http: proxy("HTTP_PROXY", "http_proxy"),
@@ -719,6 +738,19 @@ mod tests {
         for secret in ["s3cr3t", "user:secret", "\"pw\""] {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }
+    }
+
+    #[test]
+    fn spec_change_notes_are_a_json_list_of_strings() {
+        assert!(with(&[]).unwrap().spec_changes.is_empty());
+        let config = with(&[(
+            "ARCA_AUDIT_SPEC_CHANGES",
+            r#"["{\"changed\":[\"paused\"]}"]"#,
+        )])
+        .unwrap();
+        assert_eq!(config.spec_changes, [r#"{"changed":["paused"]}"#]);
+        let err = with(&[("ARCA_AUDIT_SPEC_CHANGES", "paused")]).unwrap_err();
+        assert!(err.to_string().contains("ARCA_AUDIT_SPEC_CHANGES"), "{err}");
     }
 
     #[test]

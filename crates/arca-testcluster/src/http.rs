@@ -39,6 +39,7 @@ pub(crate) async fn serve(listener: TcpListener, store: Arc<Store>) {
             });
             if let Err(err) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
                 .await
             {
                 tracing::debug!("test API server connection: {err}");
@@ -55,10 +56,24 @@ struct Target {
     part: Part,
 }
 
-async fn handle(store: &Store, request: Request<Incoming>) -> Response<Body> {
+async fn handle(store: &Arc<Store>, request: Request<Incoming>) -> Response<Body> {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let query = parse_query(request.uri().query().unwrap_or_default());
+    // `pods/exec` upgrades the connection to a WebSocket (GET, or POST as
+    // older clients send it).
+    if let ["api", "v1", "namespaces", namespace, "pods", pod, "exec"] = path
+        .trim_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .as_slice()
+        && matches!(method, Method::GET | Method::POST)
+    {
+        return match crate::exec::exec(store, request, namespace, pod, &query) {
+            Ok(response) => response.map(|()| Full::new(Bytes::new()).boxed_unsync()),
+            Err(err) => error_response(&err),
+        };
+    }
     let content_type = request
         .headers()
         .get(hyper::header::CONTENT_TYPE)

@@ -17,6 +17,8 @@
 //!   its `backoffLimit` is spent (a new Pod per retry) or at once on an exit
 //!   code a `podFailurePolicy` `FailJob` rule lists. A Job with
 //!   `parallelism: 0` runs nothing; deleting a Job kills its process.
+//! - Any other Pod (an application's) is marked `Running` without running
+//!   anything; `pods/exec` (see `exec.rs`) runs commands in its context.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +47,7 @@ pub struct KubeletConfig {
 
 /// Runs the stand-in until the returned task is aborted.
 pub fn start_kubelet(store: Arc<Store>, config: KubeletConfig) -> tokio::task::JoinHandle<()> {
+    store.set_kubelet(config.clone());
     tokio::spawn(async move {
         let mut events = store.subscribe();
         // Objects created before the subscription are handled first.
@@ -90,6 +93,7 @@ async fn handle(store: &Arc<Store>, config: &KubeletConfig, object: &Value) {
         (Some("snapshot.storage.k8s.io/v1"), Some("VolumeSnapshot")) => {
             take_snapshot(store, config, object).await
         }
+        (Some("v1"), Some("Pod")) => start_pod(store, object),
         (Some("batch/v1"), Some("Job")) => {
             // The event's copy may be older than what this stand-in wrote since.
             let (namespace, name) = meta(object);
@@ -219,6 +223,30 @@ async fn take_snapshot(store: &Store, config: &KubeletConfig, snapshot: &Value) 
     Ok(())
 }
 
+/// A Pod that no Job of this stand-in runs (an application's) is taken as
+/// running at once: its containers run nothing here, but `pods/exec` runs
+/// commands in its context (its volumes and environment).
+fn start_pod(store: &Store, pod: &Value) -> Result<()> {
+    let from_job = pod["metadata"]["labels"]["job-name"].is_string();
+    if from_job
+        || !pod["status"]["phase"].is_null()
+        || !pod["metadata"]["deletionTimestamp"].is_null()
+    {
+        return Ok(());
+    }
+    let (namespace, name) = meta(pod);
+    store.patch(
+        &pods(),
+        Some(&namespace),
+        &name,
+        PatchKind::Merge,
+        json!({"status": {"phase": "Running", "startTime": now()}}),
+        Part::Status,
+        None,
+    )?;
+    Ok(())
+}
+
 /// Starts a Pod for a Job that needs one: not finished, not paused, and no
 /// Pod of it running.
 fn run_job(store: &Arc<Store>, config: &KubeletConfig, job: &Value) -> Result<()> {
@@ -282,8 +310,6 @@ async fn run_container(
     container: &Value,
 ) -> Result<Terminated> {
     let (namespace, _) = meta(job);
-    let pod_dir = config.root.join("pods").join(&namespace).join(pod_name);
-    tokio::fs::create_dir_all(&pod_dir).await?;
     let command: Vec<String> = container["command"]
         .as_array()
         .into_iter()
@@ -298,136 +324,22 @@ async fn run_container(
         .programs
         .get(program)
         .ok_or_else(|| Error::Invalid(format!("no program registered for {program:?}")))?;
-
-    // Volume name → host directory.
-    let mut volume_dirs = BTreeMap::new();
-    for volume in job["spec"]["template"]["spec"]["volumes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let volume_name = volume["name"].as_str().unwrap_or_default().to_string();
-        let dir = if let Some(claim) = volume["persistentVolumeClaim"]["claimName"].as_str() {
-            claim_dir(&config.root, &namespace, claim)
-        } else if let Some(secret) = volume["secret"]["secretName"].as_str() {
-            let dir = pod_dir.join("volumes").join(&volume_name);
-            write_items(
-                store,
-                &namespace,
-                "secrets",
-                secret,
-                &volume["secret"]["items"],
-                &dir,
-            )
-            .await?;
-            dir
-        } else if let Some(map) = volume["configMap"]["name"].as_str() {
-            let dir = pod_dir.join("volumes").join(&volume_name);
-            write_items(
-                store,
-                &namespace,
-                "configmaps",
-                map,
-                &volume["configMap"]["items"],
-                &dir,
-            )
-            .await?;
-            dir
-        } else {
-            pod_dir.join("volumes").join(&volume_name)
-        };
-        tokio::fs::create_dir_all(&dir).await?;
-        volume_dirs.insert(volume_name, dir);
-    }
-    // Mount path → host directory, longest first so nested mounts win.
-    let mut mounts: Vec<(String, PathBuf)> = container["volumeMounts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| {
-            let dir = volume_dirs.get(m["name"].as_str()?)?;
-            Some((
-                m["mountPath"].as_str()?.trim_end_matches('/').to_string(),
-                dir.clone(),
-            ))
-        })
-        .collect();
+    let pod_dir = pod_dir(config, &namespace, pod_name);
     let termination_path = container["terminationMessagePath"]
         .as_str()
         .unwrap_or("/dev/termination-log")
         .to_string();
     let termination_file = pod_dir.join("termination-log");
-    mounts.push((termination_path, termination_file.clone()));
-    mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
-    let translate = |value: &str| -> String {
-        for (path, dir) in &mounts {
-            if value == path {
-                return dir.to_string_lossy().into_owned();
-            }
-            if let Some(rest) = value.strip_prefix(&format!("{path}/")) {
-                return dir.join(rest).to_string_lossy().into_owned();
-            }
-        }
-        value.to_string()
-    };
-
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    for from in container["envFrom"].as_array().into_iter().flatten() {
-        let (plural, name) = if let Some(name) = from["secretRef"]["name"].as_str() {
-            ("secrets", name)
-        } else if let Some(name) = from["configMapRef"]["name"].as_str() {
-            ("configmaps", name)
-        } else {
-            continue;
-        };
-        let prefix = from["prefix"].as_str().unwrap_or_default();
-        for (key, value) in read_data(store, &namespace, plural, name)? {
-            env.insert(format!("{prefix}{key}"), value);
-        }
-    }
-    for var in container["env"].as_array().into_iter().flatten() {
-        let name = var["name"].as_str().unwrap_or_default().to_string();
-        if let Some(value) = var["value"].as_str() {
-            // Only the pod spec's own values name paths inside the
-            // container; Secrets and ConfigMaps hold outside configuration.
-            env.insert(name, translate(value));
-            continue;
-        }
-        let source = &var["valueFrom"];
-        let (plural, reference) = if source["secretKeyRef"].is_object() {
-            ("secrets", &source["secretKeyRef"])
-        } else if source["configMapKeyRef"].is_object() {
-            ("configmaps", &source["configMapKeyRef"])
-        } else if let Some(path) = source["fieldRef"]["fieldPath"].as_str() {
-            let value = match path {
-                "metadata.name" => pod_name.to_string(),
-                "metadata.namespace" => namespace.clone(),
-                _ => String::new(),
-            };
-            env.insert(name, value);
-            continue;
-        } else {
-            continue;
-        };
-        let data = read_data(
-            store,
-            &namespace,
-            plural,
-            reference["name"].as_str().unwrap_or_default(),
-        )?;
-        let key = reference["key"].as_str().unwrap_or_default();
-        match data.get(key) {
-            Some(value) => {
-                env.insert(name, value.clone());
-            }
-            None if reference["optional"] == Value::Bool(true) => {}
-            None => {
-                return Err(Error::Invalid(format!(
-                    "CreateContainerConfigError: key {key} not found"
-                )));
-            }
-        }
-    }
+    let context = ContainerContext::new(
+        store,
+        config,
+        &namespace,
+        pod_name,
+        &job["spec"]["template"]["spec"],
+        container,
+        vec![(termination_path, termination_file.clone())],
+    )
+    .await?;
 
     let mut child = Command::new(program);
     child
@@ -435,9 +347,12 @@ async fn run_container(
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .envs(&config.extra_env)
-        .envs(&env)
+        .envs(&context.env)
         .env("ARCA_RESULT_PATH", &termination_file)
-        .env("TMPDIR", volume_dirs.get("tempdir").unwrap_or(&pod_dir))
+        .env(
+            "TMPDIR",
+            context.volume_dirs.get("tempdir").unwrap_or(&pod_dir),
+        )
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(pod_dir.join("stdout.log"))?)
         .stderr(std::fs::File::create(pod_dir.join("stderr.log"))?)
@@ -457,6 +372,178 @@ async fn run_container(
         exit_code: status.code().unwrap_or(137),
         message,
     })
+}
+
+/// Where the stand-in keeps a pod's own files (logs, Secret volumes, scratch).
+pub(crate) fn pod_dir(config: &KubeletConfig, namespace: &str, pod_name: &str) -> PathBuf {
+    config.root.join("pods").join(namespace).join(pod_name)
+}
+
+/// A container's view of its pod, on the host: the directory behind each
+/// volume and mount, and the environment the container gets.
+pub(crate) struct ContainerContext {
+    /// Volume name → host directory.
+    pub(crate) volume_dirs: BTreeMap<String, PathBuf>,
+    /// Mount path → host directory, longest first so nested mounts win.
+    pub(crate) mounts: Vec<(String, PathBuf)>,
+    /// The container's environment (`env` and `envFrom` resolved; literal
+    /// values naming paths under a mount rewritten to the host directory).
+    pub(crate) env: BTreeMap<String, String>,
+}
+
+impl ContainerContext {
+    /// Prepares the pod's volumes (a claim's directory, Secret and ConfigMap
+    /// items written out, a scratch directory otherwise) and resolves the
+    /// container's mounts and environment; `extra_mounts` are further
+    /// path → host file pairs (a Job's termination message file).
+    pub(crate) async fn new(
+        store: &Store,
+        config: &KubeletConfig,
+        namespace: &str,
+        pod_name: &str,
+        pod_spec: &Value,
+        container: &Value,
+        extra_mounts: Vec<(String, PathBuf)>,
+    ) -> Result<ContainerContext> {
+        let pod_dir = pod_dir(config, namespace, pod_name);
+        tokio::fs::create_dir_all(&pod_dir).await?;
+        let mut volume_dirs = BTreeMap::new();
+        for volume in pod_spec["volumes"].as_array().into_iter().flatten() {
+            let volume_name = volume["name"].as_str().unwrap_or_default().to_string();
+            let dir = if let Some(claim) = volume["persistentVolumeClaim"]["claimName"].as_str() {
+                claim_dir(&config.root, namespace, claim)
+            } else if let Some(secret) = volume["secret"]["secretName"].as_str() {
+                let dir = pod_dir.join("volumes").join(&volume_name);
+                write_items(
+                    store,
+                    namespace,
+                    "secrets",
+                    secret,
+                    &volume["secret"]["items"],
+                    &dir,
+                )
+                .await?;
+                dir
+            } else if let Some(map) = volume["configMap"]["name"].as_str() {
+                let dir = pod_dir.join("volumes").join(&volume_name);
+                write_items(
+                    store,
+                    namespace,
+                    "configmaps",
+                    map,
+                    &volume["configMap"]["items"],
+                    &dir,
+                )
+                .await?;
+                dir
+            } else {
+                pod_dir.join("volumes").join(&volume_name)
+            };
+            tokio::fs::create_dir_all(&dir).await?;
+            volume_dirs.insert(volume_name, dir);
+        }
+        let mut mounts: Vec<(String, PathBuf)> = container["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                let dir = volume_dirs.get(m["name"].as_str()?)?;
+                Some((
+                    m["mountPath"].as_str()?.trim_end_matches('/').to_string(),
+                    dir.clone(),
+                ))
+            })
+            .collect();
+        mounts.extend(extra_mounts);
+        mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+        let mut context = ContainerContext {
+            volume_dirs,
+            mounts,
+            env: BTreeMap::new(),
+        };
+        context.env = context.environment(store, namespace, pod_name, container)?;
+        Ok(context)
+    }
+
+    /// `value` with a leading mount path replaced by the directory behind it.
+    pub(crate) fn translate(&self, value: &str) -> String {
+        for (path, dir) in &self.mounts {
+            if value == path {
+                return dir.to_string_lossy().into_owned();
+            }
+            if let Some(rest) = value.strip_prefix(&format!("{path}/")) {
+                return dir.join(rest).to_string_lossy().into_owned();
+            }
+        }
+        value.to_string()
+    }
+
+    fn environment(
+        &self,
+        store: &Store,
+        namespace: &str,
+        pod_name: &str,
+        container: &Value,
+    ) -> Result<BTreeMap<String, String>> {
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        for from in container["envFrom"].as_array().into_iter().flatten() {
+            let (plural, name) = if let Some(name) = from["secretRef"]["name"].as_str() {
+                ("secrets", name)
+            } else if let Some(name) = from["configMapRef"]["name"].as_str() {
+                ("configmaps", name)
+            } else {
+                continue;
+            };
+            let prefix = from["prefix"].as_str().unwrap_or_default();
+            for (key, value) in read_data(store, namespace, plural, name)? {
+                env.insert(format!("{prefix}{key}"), value);
+            }
+        }
+        for var in container["env"].as_array().into_iter().flatten() {
+            let name = var["name"].as_str().unwrap_or_default().to_string();
+            if let Some(value) = var["value"].as_str() {
+                // Only the pod spec's own values name paths inside the
+                // container; Secrets and ConfigMaps hold outside configuration.
+                env.insert(name, self.translate(value));
+                continue;
+            }
+            let source = &var["valueFrom"];
+            let (plural, reference) = if source["secretKeyRef"].is_object() {
+                ("secrets", &source["secretKeyRef"])
+            } else if source["configMapKeyRef"].is_object() {
+                ("configmaps", &source["configMapKeyRef"])
+            } else if let Some(path) = source["fieldRef"]["fieldPath"].as_str() {
+                let value = match path {
+                    "metadata.name" => pod_name.to_string(),
+                    "metadata.namespace" => namespace.to_string(),
+                    _ => String::new(),
+                };
+                env.insert(name, value);
+                continue;
+            } else {
+                continue;
+            };
+            let data = read_data(
+                store,
+                namespace,
+                plural,
+                reference["name"].as_str().unwrap_or_default(),
+            )?;
+            let key = reference["key"].as_str().unwrap_or_default();
+            match data.get(key) {
+                Some(value) => {
+                    env.insert(name, value.clone());
+                }
+                None if reference["optional"] == Value::Bool(true) => {}
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "CreateContainerConfigError: key {key} not found"
+                    )));
+                }
+            }
+        }
+        Ok(env)
+    }
 }
 
 /// Resolves when the Job is gone or being deleted.

@@ -24,13 +24,17 @@
 //!
 //! [`start_kubelet`] adds a stand-in for the kubelet and the storage
 //! drivers: claims bound to directories, snapshots as copies, and Jobs run as
-//! local processes (see its module for how paths reach them).
+//! local processes (see its module for how paths reach them); with it,
+//! `pods/exec` runs a command in a pod's context over kube-rs's WebSocket
+//! protocol (`v5.channel.k8s.io`/`v4.channel.k8s.io`: stdout, stderr and the
+//! exit status).
 //!
 //! What it is not: there is no authentication or authorisation, no admission,
 //! no version conversion (one stored version per resource), no field-level
 //! conflict detection in server-side apply (every apply is forced), and lists
 //! are never paginated. It is test tooling and is not published.
 
+mod exec;
 mod http;
 mod kubelet;
 mod patch;

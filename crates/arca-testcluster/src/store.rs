@@ -80,6 +80,9 @@ pub(crate) struct WatchStart {
 pub struct Store {
     inner: Mutex<Inner>,
     events: broadcast::Sender<Arc<WatchEvent>>,
+    /// The kubelet stand-in's settings once it runs: `pods/exec` runs
+    /// commands in its notion of a pod.
+    kubelet: std::sync::OnceLock<crate::KubeletConfig>,
 }
 
 impl Default for Store {
@@ -103,6 +106,7 @@ impl Store {
                 uids: 0,
             }),
             events,
+            kubelet: std::sync::OnceLock::new(),
         };
         let namespaces = ResourceKey::new("", "v1", "namespaces");
         for name in ["default", "kube-system", "kube-public"] {
@@ -119,6 +123,16 @@ impl Store {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records the kubelet stand-in's settings (the first one started wins).
+    pub(crate) fn set_kubelet(&self, config: crate::KubeletConfig) {
+        let _ = self.kubelet.set(config);
+    }
+
+    /// The kubelet stand-in's settings, if one runs.
+    pub(crate) fn kubelet(&self) -> Option<&crate::KubeletConfig> {
+        self.kubelet.get()
     }
 
     /// Every change from now on (the kubelet stand-in follows them).

@@ -17,6 +17,7 @@ mod agent;
 mod destination;
 mod drill;
 mod engine;
+mod hooks;
 mod names;
 mod objects;
 mod observe;
@@ -27,6 +28,10 @@ mod source;
 
 pub use destination::reconcile_destination;
 pub use drill::{DRILL_ACTION, is_drill_job};
+pub use hooks::{
+    DEFAULT_HOOK_TIMEOUT, HookPlan, HookVerdict, PodOutcome, PodRun, hook_failed, judge,
+    target_pods,
+};
 pub use names::{
     CLEANUP_LABEL, CREATED_BY_LABEL, CREATED_BY_VALUE, DO_NOT_DELETE_LABEL, FINALIZER, OWNER_LABEL,
     cache_pvc_name, copy_name, destination_pvc_name, image_snapshot_name, job_name,

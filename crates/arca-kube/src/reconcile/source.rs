@@ -306,9 +306,6 @@ fn prepare(
                 );
                 out.actions
                     .push(Action::Apply(Object::VolumeSnapshot(Box::new(snapshot))));
-                if has_post {
-                    out.actions.push(Action::RunHook(HookPhase::PostBackup));
-                }
                 out.event(
                     EventType::Normal,
                     "VolumeSnapshotCreated",
@@ -335,6 +332,11 @@ fn prepare(
                 return Requeue::After(config.poll_interval);
             }
             if owned.pvc(&copy).is_none() {
+                // The snapshot is taken (ready): release the application, once per sync (the
+                // volume from the snapshot is made in the same step).
+                if has_post {
+                    out.actions.push(Action::RunHook(HookPhase::PostBackup));
+                }
                 let shape = PvcShape {
                     capacity: restic
                         .capacity
@@ -754,7 +756,7 @@ fn apply_result_side_effects(
     arca.source_empty = result.source_empty;
 }
 
-fn state_of(status: &ReplicationSourceStatus) -> SyncState {
+pub(super) fn state_of(status: &ReplicationSourceStatus) -> SyncState {
     let arca = status.arca.as_ref();
     SyncState {
         last_sync_time: ts(&status.last_sync_time),
@@ -770,7 +772,7 @@ fn state_of(status: &ReplicationSourceStatus) -> SyncState {
     }
 }
 
-fn store(state: SyncState, status: &mut ReplicationSourceStatus) {
+pub(super) fn store(state: SyncState, status: &mut ReplicationSourceStatus) {
     status.last_sync_time = opt_time(state.last_sync_time);
     status.last_sync_start_time = opt_time(state.last_sync_start_time);
     status.last_sync_duration = state.last_sync_duration;

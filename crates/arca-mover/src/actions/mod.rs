@@ -80,6 +80,7 @@ pub async fn run(
             }
         }
     }
+    mover.record_spec_changes().await;
     // A failed secondary never fails the run: the primary has the data.
     let partial = reports.iter().any(
         |report| matches!(report, ActionReport::Backup(backup) if backup.files_unreadable > 0),
@@ -132,6 +133,33 @@ struct Mover<'a> {
 }
 
 impl Mover<'_> {
+    /// Writes one `spec-change` audit record per note of `ARCA_AUDIT_SPEC_CHANGES` into the
+    /// repository the run opened (none opened: nothing to write to). A record that cannot be
+    /// written is a warning: the run's own outcome stands.
+    async fn record_spec_changes(&mut self) {
+        let Some(repository) = self.repository.clone() else {
+            return;
+        };
+        for note in &self.config.spec_changes {
+            let entry = arca_repo::audit::Entry {
+                time: jiff::Timestamp::now(),
+                hostname: self.config.host.clone(),
+                username: username(),
+                operation: "spec-change".to_owned(),
+                arguments: vec![note.clone()],
+                snapshots: Vec::new(),
+                outcome: arca_repo::audit::Outcome::Success,
+                error: None,
+                bytes_written: 0,
+                bytes_read: 0,
+            };
+            match arca_repo::audit::append(&repository, entry).await {
+                Ok(id) => tracing::info!(record = %id, "spec change recorded in the audit trail"),
+                Err(err) => tracing::warn!("recording a spec change in the audit trail: {err}"),
+            }
+        }
+    }
+
     async fn run_one(&mut self, action: Action) -> Result<ActionReport> {
         Ok(match action {
             Action::Unlock => ActionReport::Unlock(self.unlock().await?),
