@@ -5,8 +5,8 @@
 //!
 //! [`Context`]: reconcile::Context
 
-mod dr_metrics;
 mod changes;
+mod dr_metrics;
 mod hooks;
 pub mod metrics;
 pub mod reconcile;
