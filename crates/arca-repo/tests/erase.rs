@@ -12,7 +12,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use arca_crypto::{AUDIT_KEY_ID, KeyAccess, KeyFile, MasterKey, ObjectKind};
@@ -22,12 +21,13 @@ use arca_repo::keys::{self, NewKey};
 use arca_repo::lease::unlock;
 use arca_repo::prune::PruneOptions;
 use arca_repo::{Error, Id, Repository};
-use arca_store::{Backend, KeyLocationBackend, LocalBackend, ObjectMeta};
+use arca_store::{Backend, KeyLocationBackend, LocalBackend};
 use bytes::Bytes;
 
 mod repo_fixtures;
 use repo_fixtures::{
-    PASSWORD, assert_same_files, backup_dir, noise, restore_into, restored, small_repo_options,
+    PASSWORD, PowerCut, assert_same_files, backup_dir, noise, restore_into, restored,
+    small_repo_options,
 };
 
 /// The grace floor of these repositories: a mark becomes due after it,
@@ -306,60 +306,6 @@ async fn a_copy_of_the_data_from_before_with_the_keys_from_after_decrypts_nothin
     ));
 }
 
-/// Lets `budget` writes and deletes through, then refuses all of them.
-#[derive(Debug)]
-struct PowerCut {
-    inner: Arc<dyn Backend>,
-    budget: AtomicI64,
-}
-
-impl PowerCut {
-    fn spend(&self, path: &str) -> arca_store::Result<()> {
-        if self.budget.fetch_sub(1, Ordering::SeqCst) > 0 {
-            Ok(())
-        } else {
-            Err(arca_store::Error::Permanent {
-                location: path.to_owned(),
-                message: "power cut".into(),
-            })
-        }
-    }
-}
-
-impl std::fmt::Display for PowerCut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.fmt(f)
-    }
-}
-
-#[async_trait::async_trait]
-impl Backend for PowerCut {
-    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
-        self.inner.get(path).await
-    }
-    async fn get_range(
-        &self,
-        path: &str,
-        range: std::ops::Range<u64>,
-    ) -> arca_store::Result<Bytes> {
-        self.inner.get_range(path, range).await
-    }
-    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
-        self.spend(path)?;
-        self.inner.put(path, data).await
-    }
-    async fn delete(&self, path: &str) -> arca_store::Result<()> {
-        self.spend(path)?;
-        self.inner.delete(path).await
-    }
-    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
-        self.inner.head(path).await
-    }
-}
-
 /// The data key id of every envelope in `dir` (a repository with its keys
 /// beside the data) but the packs': config, snapshots, index files, holds,
 /// marks, audit records; and of every blob the index lists.
@@ -407,10 +353,7 @@ async fn an_erasure_cut_off_at_any_write_is_finished_by_the_next_run() {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&repo_dir, dir.path());
         let local: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
-        let cut: Arc<dyn Backend> = Arc::new(PowerCut {
-            inner: local.clone(),
-            budget: AtomicI64::new(budget),
-        });
+        let cut: Arc<dyn Backend> = Arc::new(PowerCut::new(local.clone(), budget));
         let finished = match erase(&open(cut).await, &options(false)).await {
             Ok(report) => {
                 assert_eq!(report.destroyed, [prepared.first_key], "budget {budget}");

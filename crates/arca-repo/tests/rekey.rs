@@ -7,7 +7,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use arca_repo::hold::{self, Actor, active_holds};
@@ -16,12 +15,12 @@ use arca_repo::lease::unlock;
 use arca_repo::prune::{PruneOptions, prune};
 use arca_repo::rekey::reencrypt_data;
 use arca_repo::{Error, Repository};
-use arca_store::{Backend, LocalBackend, ObjectMeta};
-use bytes::Bytes;
+use arca_store::LocalBackend;
 
 mod repo_fixtures;
 use repo_fixtures::{
-    PASSWORD, assert_same_files, backup_dir, check_reading, new_repo, noise, restore_into, restored,
+    PASSWORD, PowerCut, assert_same_files, backup_dir, check_reading, new_repo, noise,
+    restore_into, restored,
 };
 
 /// The data key id every envelope names (bytes 1..5): of snapshot and index
@@ -255,60 +254,6 @@ async fn packs_and_index_files_end_up_under_the_current_key_and_everything_resto
     assert_eq!(std::fs::read(first.join("f5")).unwrap(), noise(40_000, 6));
 }
 
-/// Lets `budget` writes and deletes through, then refuses all of them.
-#[derive(Debug)]
-struct PowerCut {
-    inner: Arc<dyn Backend>,
-    budget: AtomicI64,
-}
-
-impl PowerCut {
-    fn spend(&self, path: &str) -> arca_store::Result<()> {
-        if self.budget.fetch_sub(1, Ordering::SeqCst) > 0 {
-            Ok(())
-        } else {
-            Err(arca_store::Error::Permanent {
-                location: path.to_owned(),
-                message: "power cut".into(),
-            })
-        }
-    }
-}
-
-impl std::fmt::Display for PowerCut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.fmt(f)
-    }
-}
-
-#[async_trait::async_trait]
-impl Backend for PowerCut {
-    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
-        self.inner.get(path).await
-    }
-    async fn get_range(
-        &self,
-        path: &str,
-        range: std::ops::Range<u64>,
-    ) -> arca_store::Result<Bytes> {
-        self.inner.get_range(path, range).await
-    }
-    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
-        self.spend(path)?;
-        self.inner.put(path, data).await
-    }
-    async fn delete(&self, path: &str) -> arca_store::Result<()> {
-        self.spend(path)?;
-        self.inner.delete(path).await
-    }
-    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
-        self.inner.head(path).await
-    }
-}
-
 #[tokio::test]
 async fn a_run_cut_off_at_any_write_is_finished_by_the_next_one() {
     // Cut after 0, 1, 2, … writes until a run gets through whole: every
@@ -321,10 +266,10 @@ async fn a_run_cut_off_at_any_write_is_finished_by_the_next_one() {
         );
         let (repo, snapshots) = rotated_repo(dir.path(), source.path()).await;
         let current = repo.key().current_data_key_id();
-        let cut = Arc::new(PowerCut {
-            inner: Arc::new(LocalBackend::new(dir.path())),
-            budget: AtomicI64::new(budget),
-        });
+        let cut = Arc::new(PowerCut::new(
+            Arc::new(LocalBackend::new(dir.path())),
+            budget,
+        ));
         hold_first(&repo, &snapshots[1]).await;
         let cut_repo = Repository::open(cut, PASSWORD).await.unwrap();
         let finished = match reencrypt_data(&cut_repo).await {

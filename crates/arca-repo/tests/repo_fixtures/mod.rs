@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use arca_repo::backup::{BackupOptions, backup};
 use arca_repo::check::{CheckOptions, CheckReport, ReadData, check};
@@ -16,7 +17,8 @@ use arca_repo::snapshot::Snapshot;
 use arca_repo::{Id, Repository};
 // What `common` names through its parent module (see there).
 use arca_repo::{index::Index, repository::InitOptions, tree::Node, tree::Tree};
-use arca_store::LocalBackend;
+use arca_store::{Backend, LocalBackend, ObjectMeta};
+use bytes::Bytes;
 
 mod common;
 pub(crate) mod tree_diff;
@@ -79,4 +81,65 @@ pub(crate) async fn check_reading(repo: &Repository, read_data: ReadData) -> Che
     check(repo, &CheckOptions { read_data }, Arc::new(NoProgress))
         .await
         .unwrap()
+}
+
+/// Lets `budget` writes and deletes through, then refuses all of them.
+#[derive(Debug)]
+pub(crate) struct PowerCut {
+    inner: Arc<dyn Backend>,
+    budget: AtomicI64,
+}
+
+impl PowerCut {
+    pub(crate) fn new(inner: Arc<dyn Backend>, budget: i64) -> Self {
+        PowerCut {
+            inner,
+            budget: AtomicI64::new(budget),
+        }
+    }
+
+    fn spend(&self, path: &str) -> arca_store::Result<()> {
+        if self.budget.fetch_sub(1, Ordering::SeqCst) > 0 {
+            Ok(())
+        } else {
+            Err(arca_store::Error::Permanent {
+                location: path.to_owned(),
+                message: "power cut".into(),
+            })
+        }
+    }
+}
+
+impl std::fmt::Display for PowerCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for PowerCut {
+    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
+        self.inner.get(path).await
+    }
+    async fn get_range(
+        &self,
+        path: &str,
+        range: std::ops::Range<u64>,
+    ) -> arca_store::Result<Bytes> {
+        self.inner.get_range(path, range).await
+    }
+    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
+        self.spend(path)?;
+        self.inner.put(path, data).await
+    }
+    async fn delete(&self, path: &str) -> arca_store::Result<()> {
+        self.spend(path)?;
+        self.inner.delete(path).await
+    }
+    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
+        self.inner.head(path).await
+    }
 }
