@@ -1,21 +1,17 @@
 //! Change tracking's hands: record what `arca_kube::changes` finds changed in an object's spec
 //! (the annotations, a `SpecChanged` Event) and clear the notes once a mover Job carries them.
 
-use std::fmt::Debug;
 use std::sync::Arc;
 
 use arca_kube::changes::{
     RECORDED_SPEC_ANNOTATION, UNAUDITED_ANNOTATION, pending_with, spec_changes,
 };
 use arca_kube::reconcile::EventType;
-use k8s_openapi::NamespaceResourceScope;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::reconcile::{Context, ReconcileError, publish};
+use crate::reconcile::{Context, NamespacedObject, ReconcileError, publish};
 
 /// Compares the object's spec with what was recorded; when it must, writes the new record (and
 /// the change's audit note among the pending ones) as annotations, guarded by the object's
@@ -28,11 +24,7 @@ pub(crate) async fn track<K>(
     kind: &str,
 ) -> Result<(Arc<K>, Option<String>), ReconcileError>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug,
+    K: NamespacedObject,
 {
     let annotations = object.annotations();
     let pending = annotations.get(UNAUDITED_ANNOTATION).cloned();
@@ -92,11 +84,7 @@ where
 /// the annotation, and one object's reconciles never overlap).
 pub(crate) async fn clear_pending<K>(context: &Context, object: &K) -> Result<(), ReconcileError>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug,
+    K: NamespacedObject,
 {
     let api: Api<K> = Api::namespaced(
         context.client.clone(),

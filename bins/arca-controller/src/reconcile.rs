@@ -183,6 +183,25 @@ pub async fn reconcile_source(
     Ok(requeued)
 }
 
+/// A namespaced kind the controller reads, applies and patches as JSON.
+pub(crate) trait NamespacedObject:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Serialize
+    + DeserializeOwned
+    + Debug
+{
+}
+
+impl<K> NamespacedObject for K where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+{
+}
+
 /// Reconciles one ReplicationDestination: observe, decide, carry out.
 pub async fn reconcile_destination(
     destination: Arc<ReplicationDestination>,
@@ -591,11 +610,7 @@ async fn carry_out<K, S>(
     hooks: &mut impl crate::hooks::HookRunner<S>,
 ) -> Result<Requeued>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug,
+    K: NamespacedObject,
     S: Serialize,
 {
     let client = &context.client;
@@ -711,11 +726,7 @@ pub(crate) async fn publish<K: Resource<DynamicType = ()>>(
 async fn apply(client: &Client, namespace: &str, object: &Object) -> Result<()> {
     async fn apply_one<K>(client: &Client, namespace: &str, object: &K) -> Result<()>
     where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Clone
-            + Serialize
-            + DeserializeOwned
-            + Debug,
+        K: NamespacedObject,
     {
         let api: Api<K> = Api::namespaced(client.clone(), namespace);
         let name = object.meta().name.clone().unwrap_or_default();
