@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::Path;
 
 use serde_json::Value;
-use support::{Job, files, fill, noise};
+use support::{Job, PASSWORD, files, fill, noise};
 
 mod support;
 
@@ -434,4 +434,31 @@ fn damage_is_reported_as_corrupt() {
         !check["error_sample"].as_array().unwrap().is_empty(),
         "{check}"
     );
+}
+
+#[test]
+fn spec_changes_the_controller_passes_on_land_in_the_audit_trail() {
+    let mut source = Job::local();
+    fill(&source.data(), 1);
+    let note = "ReplicationSource app/db generation 3: spec.trigger.schedule, spec.restic.retain";
+    source.set(
+        "ARCA_AUDIT_SPEC_CHANGES",
+        &serde_json::json!([note]).to_string(),
+    );
+    source.ok(&["backup"]);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let records = runtime.block_on(async {
+        let backend = std::sync::Arc::new(arca_store::LocalBackend::new(&source.repository));
+        let repo = arca_repo::Repository::open(backend, PASSWORD.as_bytes())
+            .await
+            .unwrap();
+        let filter = arca_repo::audit::Filter {
+            operation: Some("spec-change".into()),
+            ..Default::default()
+        };
+        arca_repo::audit::list(&repo, &filter).await.unwrap()
+    });
+    let arguments: Vec<_> = records.iter().map(|(_, r)| r.arguments.clone()).collect();
+    assert_eq!(arguments, [vec![note.to_owned()]]);
 }
