@@ -27,8 +27,10 @@ const MULTIPART_CONCURRENCY: usize = 4;
 /// Parts read from spool files in memory at once, over all uploads of one
 /// backend: what a spooled upload costs in memory is this many
 /// [`MULTIPART_PART_SIZE`] buffers, however many packs upload at a time. A
-/// spooled object larger than one part is a multipart upload.
-const SPOOLED_PARTS_IN_MEMORY: usize = 2;
+/// spooled object up to [`MULTIPART_THRESHOLD`] is one PUT holding as many
+/// of them as it spans (a pack stays one request), a larger one a multipart
+/// upload.
+const SPOOLED_PARTS_IN_MEMORY: usize = (MULTIPART_THRESHOLD / MULTIPART_PART_SIZE) as usize;
 
 /// How a cloud backend makes sure a write landed whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,16 +223,19 @@ impl ObjectStoreBackend {
         sent
     }
 
-    /// `range` of a spool file, read on the blocking pool once one of the
-    /// [`SPOOLED_PARTS_IN_MEMORY`] permits is free.
+    /// `range` of a spool file, read on the blocking pool once as many of the
+    /// [`SPOOLED_PARTS_IN_MEMORY`] permits as it spans parts are free.
     async fn read_spooled(
         &self,
         path: &str,
         file: &Arc<SpoolFile>,
         range: Range<u64>,
     ) -> Result<(Bytes, Option<OwnedSemaphorePermit>)> {
+        let parts = (range.end - range.start)
+            .div_ceil(MULTIPART_PART_SIZE)
+            .max(1);
         let permit = Arc::clone(&self.spooled_parts)
-            .acquire_owned()
+            .acquire_many_owned(u32::try_from(parts).expect("at most the multipart threshold"))
             .await
             .expect("the spooled-parts semaphore is never closed");
         let file = Arc::clone(file);
@@ -395,14 +400,14 @@ impl Backend for ObjectStoreBackend {
         self.check_written(path, size).await
     }
 
-    /// Streams the file: one PUT if it is one part or less, else a multipart
-    /// upload, each part read from the file when a permit is free, so that
-    /// at most [`SPOOLED_PARTS_IN_MEMORY`] parts of all spooled uploads are
-    /// in memory at once.
+    /// Streams the file: one PUT up to [`MULTIPART_THRESHOLD`] (as from
+    /// memory), else a multipart upload, each part read from the file when a
+    /// permit is free, so that at most [`SPOOLED_PARTS_IN_MEMORY`] parts' worth
+    /// of all spooled uploads are in memory at once.
     async fn put_file(&self, path: &str, file: Arc<SpoolFile>) -> Result<()> {
         let key = self.key(path)?;
         let size = file.len();
-        if size > MULTIPART_PART_SIZE {
+        if size > MULTIPART_THRESHOLD {
             let part = |range| self.read_spooled(path, &file, range);
             self.put_multipart(path, &key, size, SPOOLED_PARTS_IN_MEMORY, part)
                 .await?;
@@ -483,10 +488,6 @@ impl Backend for ObjectStoreBackend {
         self.write_requests(size, MULTIPART_THRESHOLD)
     }
 
-    fn put_file_requests(&self, size: u64) -> u64 {
-        self.write_requests(size, MULTIPART_PART_SIZE)
-    }
-
     fn spool_dir(&self) -> Option<SpoolDir> {
         self.spool_dir.clone().map(SpoolDir::Temporary)
     }
@@ -549,9 +550,9 @@ mod tests {
         assert_eq!(backend.put_requests(MULTIPART_THRESHOLD), 1);
         // 40 MiB = 5 parts of 8 MiB + start + complete.
         assert_eq!(backend.put_requests(40 << 20), 7);
-        // Spooled objects go in parts once they are larger than one.
-        assert_eq!(backend.put_file_requests(MULTIPART_PART_SIZE), 1);
-        assert_eq!(backend.put_file_requests(MULTIPART_PART_SIZE + 1), 4);
+        // Spooled objects likewise: a pack is one request.
+        assert_eq!(backend.put_file_requests(MULTIPART_THRESHOLD), 1);
+        assert_eq!(backend.put_file_requests(40 << 20), 7);
     }
 
     /// Shared by a [`PartsProbe`] and its uploads.
@@ -696,7 +697,7 @@ mod tests {
         (Arc::new(file), bytes)
     }
 
-    /// Three packs of three parts each uploading at once: each arrives
+    /// Three objects of five parts each uploading at once: each arrives
     /// whole, and never more than [`SPOOLED_PARTS_IN_MEMORY`] parts were
     /// read from the files and not yet sent. The spool directory stays empty
     /// (the files are unnamed).
@@ -705,7 +706,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let probe = Arc::new(Probe::default());
         let backend = probed(&probe, dir.path());
-        let len = 2 * MULTIPART_PART_SIZE as usize + 12_345;
+        let len = MULTIPART_THRESHOLD as usize + 12_345;
         let objects: Vec<_> = (0..3).map(|n| spooled(&backend, len, n)).collect();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let uploads = objects.iter().enumerate().map(|(n, (file, _))| {
@@ -742,7 +743,7 @@ mod tests {
             ..Probe::default()
         });
         let backend = probed(&probe, dir.path());
-        let (file, bytes) = spooled(&backend, 3 * MULTIPART_PART_SIZE as usize - 1, 9);
+        let (file, bytes) = spooled(&backend, MULTIPART_THRESHOLD as usize + 1, 9);
         let err = backend
             .put_file("data/pack", Arc::clone(&file))
             .await

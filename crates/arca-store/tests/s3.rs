@@ -151,8 +151,9 @@ async fn s3_request_counts_stay_low() {
 
 /// Packs spooled for S3 go to the configured directory as unnamed files
 /// (nothing there to clean up, however the process ends) and stream to the
-/// server in 8 MiB parts: a pack of 18 MiB is a multipart upload of three
-/// parts, one of 8 MiB a single PUT, and both read back whole.
+/// server: a pack of 18 MiB is one PUT (a pack costs one request, as from
+/// memory), an object past the multipart threshold (33 MiB) a multipart
+/// upload of five 8 MiB parts, and both read back whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_spooled_packs_stream_from_the_spool_directory() {
     let Some(endpoint) = endpoint() else { return };
@@ -164,7 +165,7 @@ async fn s3_spooled_packs_stream_from_the_spool_directory() {
     let opened = arca_store::open_with_env(&url, &options, &test_env).unwrap();
     let dir = opened.backend.spool_dir().expect("object stores spool");
     assert_eq!(dir, SpoolDir::Temporary(spool.path().join("packs")));
-    let sizes = [18 << 20, arca_store::MULTIPART_PART_SIZE as usize];
+    let sizes = [18 << 20, 33 << 20];
     let mut expected = Vec::new();
     for (n, len) in sizes.into_iter().enumerate() {
         let mut file = dir.create().unwrap();
@@ -184,9 +185,9 @@ async fn s3_spooled_packs_stream_from_the_spool_directory() {
         assert_eq!(opened.backend.get(&path).await.unwrap(), bytes);
     }
     let counts = opened.requests.snapshot();
-    // Three parts + start + complete, then one PUT.
-    assert_eq!(counts.put, 5 + 1, "{counts:?}");
-    assert_eq!(counts.bytes_up, (18 << 20) + (8 << 20));
+    // One PUT, then five parts + start + complete.
+    assert_eq!(counts.put, 1 + 7, "{counts:?}");
+    assert_eq!(counts.bytes_up, (18 << 20) + (33 << 20));
 }
 
 #[tokio::test]
