@@ -462,3 +462,55 @@ fn spec_changes_the_controller_passes_on_land_in_the_audit_trail() {
     let arguments: Vec<_> = records.iter().map(|(_, r)| r.arguments.clone()).collect();
     assert_eq!(arguments, [vec![note.to_owned()]]);
 }
+
+/// Two sources backing up into one repository (`ARCA_SOURCE`, as the operator sets it): each
+/// forgets only its own snapshots, never takes the other's as its parent, and a restore for one
+/// source gets that source's data, not the newest snapshot of the host.
+#[test]
+fn sources_sharing_a_repository_stay_apart() {
+    let mut first = Job::local();
+    first.set("ARCA_SOURCE", "shop/db");
+    first.set("FORGET_OPTIONS", "--keep-last 1");
+    let mut second = Job::with_repository(tempfile::tempdir().unwrap(), first.repository.clone());
+    second.set("ARCA_SOURCE", "shop/web");
+    second.set("FORGET_OPTIONS", "--keep-last 1");
+    fill(&first.data(), 1);
+    fill(&second.data(), 2);
+    fs::write(second.data().join("only-web"), "web").unwrap();
+
+    let first_backup = first.ok(&["backup"]);
+    let second_backup = second.ok(&["backup"]);
+    let backup = second_backup.action(0);
+    assert_eq!(
+        backup["parent_id"],
+        Value::Null,
+        "the other source's snapshot is no parent"
+    );
+    assert_eq!(backup["forget"]["removed"], 0, "{backup}");
+    let again = first.ok(&["backup"]);
+    let backup = again.action(0);
+    assert_eq!(backup["parent_id"], first_backup.action(0)["snapshot_id"]);
+    assert_eq!(backup["files_unmodified"], 4, "{backup}");
+    // Keep-last 1 per source: the first source's older snapshot goes, the second's stays.
+    assert_eq!(backup["forget"]["kept"], 1, "{backup}");
+    assert_eq!(backup["forget"]["removed"], 1, "{backup}");
+
+    // Restores: the second source's snapshot is older than the first's newest.
+    for (source, volume) in [("shop/web", &second), ("shop/db", &first)] {
+        let mut destination =
+            Job::with_repository(tempfile::tempdir().unwrap(), first.repository.clone());
+        destination.set("ARCA_SOURCE", source);
+        let restored = destination.ok(&["restore"]);
+        assert_eq!(
+            restored.action(0)["outcome"],
+            "restored",
+            "{}",
+            restored.log
+        );
+        assert_eq!(
+            files(&destination.data()),
+            files(&volume.data()),
+            "{source}"
+        );
+    }
+}

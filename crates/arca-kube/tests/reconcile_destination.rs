@@ -105,6 +105,28 @@ fn restore_options_come_from_the_spec() {
 }
 
 #[test]
+fn a_destination_naming_its_source_restores_only_that_sources_snapshots() {
+    let destination = seed_destination();
+    let decision =
+        reconcile_destination(&destination_observed(destination.clone()), t0(), &config());
+    assert_eq!(
+        env_value(applied_jobs(&decision.actions)[0], "ARCA_SOURCE"),
+        None,
+        "VolSync's behaviour: any snapshot of the host"
+    );
+    let mut naming = destination;
+    naming.spec.arca = Some(arca_kube::api::ArcaDestinationSpec {
+        source: Some("shop/db-backup".to_owned()),
+        ..Default::default()
+    });
+    let decision = reconcile_destination(&destination_observed(naming), t0(), &config());
+    assert_eq!(
+        env_value(applied_jobs(&decision.actions)[0], "ARCA_SOURCE").as_deref(),
+        Some("shop/db-backup")
+    );
+}
+
+#[test]
 fn bad_specs_are_reported_not_run() {
     type Break = fn(&mut arca_kube::DestinationObserved);
     let cases: Vec<(&str, Break)> = vec![

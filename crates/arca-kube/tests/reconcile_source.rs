@@ -1234,6 +1234,20 @@ fn a_running_sync_is_never_held_for_a_slot() {
 }
 
 #[test]
+fn a_sources_mover_job_names_the_source_so_shared_repositories_keep_sources_apart() {
+    let mut source = seed_source();
+    source.spec.restic.as_mut().unwrap().copy_method = Some(CopyMethod::Direct);
+    let namespace = source.metadata.namespace.clone().unwrap();
+    let name = source.metadata.name.clone().unwrap();
+    let decision = reconcile_source(&source_observed(source), t0(), &config());
+    let job = applied_jobs(&decision.actions)[0];
+    assert_eq!(
+        env_value(job, "ARCA_SOURCE"),
+        Some(format!("{namespace}/{name}"))
+    );
+}
+
+#[test]
 fn require_tls13_is_set_on_every_mover_job_and_the_secret_cannot_relax_it() {
     let mut source = seed_source();
     source.spec.restic.as_mut().unwrap().copy_method = Some(CopyMethod::Direct);

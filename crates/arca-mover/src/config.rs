@@ -257,6 +257,12 @@ pub struct MoverConfig {
     /// Host recorded in snapshots and selected on restore (`ARCA_HOST` /
     /// `RESTIC_HOST`, default `volsync`).
     pub host: String,
+    /// The object this run works for, `<namespace>/<name>` (`ARCA_SOURCE`, set by the operator
+    /// on a ReplicationSource's Jobs and on a ReplicationDestination's that names one): its
+    /// backups carry the tag [`MoverConfig::source_tag`], and parents, retention, restores,
+    /// drills, verification and replication look only at snapshots with that tag, so sources
+    /// sharing a repository never see, or forget, each other's snapshots.
+    pub source: Option<String>,
     /// Retention applied after each backup (`FORGET_OPTIONS`); `None` when
     /// unset or empty: no forget.
     pub forget: Option<RetentionPolicy>,
@@ -305,6 +311,25 @@ pub struct MoverConfig {
     /// With `require_tls13`, still talk plain http to an `http://` endpoint
     /// (`ARCA_ALLOW_HTTP`: a local test server, say).
     pub allow_http: bool,
+}
+
+/// `ARCA_SOURCE`: `<namespace>/<name>` (absent or empty: none). A tag cannot hold a comma
+/// (restic's `--tag a,b` means two) or whitespace.
+fn source_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>> {
+    let Some(source) = get("ARCA_SOURCE").filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let valid = source.split_once('/').is_some_and(|(namespace, name)| {
+        !namespace.is_empty() && !name.is_empty() && !name.contains('/')
+    }) && !source.contains(',')
+        && !source.chars().any(char::is_whitespace);
+    if !valid {
+        return Err(Error::config(
+            "ARCA_SOURCE",
+            format!("{source:?} is not <namespace>/<name>"),
+        ));
+    }
+    Ok(Some(source))
 }
 
 /// `ARCA_AUDIT_SPEC_CHANGES`: a JSON array of strings (absent or empty: none).
@@ -438,6 +463,13 @@ fn drill_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<DrillConfig> 
 }
 
 impl MoverConfig {
+    /// The tag of [`MoverConfig::source`]'s snapshots: `arca-source=<namespace>/<name>`.
+    pub fn source_tag(&self) -> Option<String> {
+        self.source
+            .as_ref()
+            .map(|source| format!("arca-source={source}"))
+    }
+
     /// Reads the configuration through `env` (a variable's value, `None` when
     /// unset). An empty value counts as unset, as VolSync sets some variables
     /// to `""` when the field is not given.
@@ -529,6 +561,7 @@ impl MoverConfig {
             repository,
             password,
             host: either("ARCA_HOST", "RESTIC_HOST").unwrap_or_else(|| DEFAULT_HOST.to_owned()),
+            source: source_from_env(&get)?,
             forget,
             restore_as_of,
             select_previous,
@@ -1026,6 +1059,24 @@ mod tests {
                     variable: found, ..
                 }) => assert_eq!(found, *variable),
                 other => panic!("{extra:?}: expected a config error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_source_becomes_a_tag_and_a_malformed_one_is_refused() {
+        let config = with(&[("ARCA_SOURCE", "shop/db-backup")]).unwrap();
+        assert_eq!(config.source.as_deref(), Some("shop/db-backup"));
+        assert_eq!(
+            config.source_tag().as_deref(),
+            Some("arca-source=shop/db-backup")
+        );
+        assert_eq!(with(&[("ARCA_SOURCE", "")]).unwrap().source_tag(), None);
+        assert_eq!(with(&[]).unwrap().source_tag(), None);
+        for bad in ["db-backup", "shop/", "/db", "a/b/c", "shop/a,b", "shop/a b"] {
+            match with(&[("ARCA_SOURCE", bad)]) {
+                Err(Error::Config { variable, .. }) => assert_eq!(variable, "ARCA_SOURCE"),
+                other => panic!("{bad:?}: expected a config error, got {other:?}"),
             }
         }
     }

@@ -116,8 +116,14 @@ pub struct BackupOptions {
     /// are kept as empty directories).
     pub one_file_system: bool,
     /// Snapshot to compare against; `None` = the latest snapshot with the
-    /// same host name and the same set of paths.
+    /// same host name and the same set of paths (and every tag of
+    /// `parent_tags`).
     pub parent: Option<Id>,
+    /// Tags the implicit parent must carry (restic's `backup --group-by
+    /// host,paths,tags` does the like): backups of different sources into one
+    /// repository, told apart by a tag, never compare against each other's
+    /// trees.
+    pub parent_tags: Vec<String>,
     /// Read every file, even those the parent snapshot says are unchanged.
     pub force: bool,
     /// Record access times. Off by default, as in restic: reading files
@@ -277,7 +283,14 @@ async fn backup_with(
     // Blobs only in packs pending deletion count as absent (see marks.rs).
     let (index, write_start) = repo.load_index_for_writing().await?;
     tracing::debug!(blobs = index.len(), "index loaded");
-    let parent = find_parent(repo, opts.parent, &hostname, &targets.paths).await?;
+    let parent = find_parent(
+        repo,
+        opts.parent,
+        &hostname,
+        &targets.paths,
+        &opts.parent_tags,
+    )
+    .await?;
     let previous_root = match &parent {
         Some((id, snapshot)) => match repo.load_tree(&index, &snapshot.tree).await {
             Ok(tree) => Some(tree),
@@ -378,13 +391,14 @@ fn local_hostname() -> String {
 }
 
 /// The snapshot to compare against: `explicit`, or the latest snapshot of
-/// `hostname` with exactly the same `paths` (sorted). Damaged snapshot files
-/// are skipped here; `arca check` reports them.
+/// `hostname` with exactly the same `paths` (sorted) and every one of `tags`.
+/// Damaged snapshot files are skipped here; `arca check` reports them.
 async fn find_parent(
     repo: &Repository,
     explicit: Option<Id>,
     hostname: &str,
     paths: &[String],
+    tags: &[String],
 ) -> Result<Option<(Id, Snapshot)>> {
     if let Some(id) = explicit {
         return Ok(Some((id, repo.load_snapshot(&id).await?)));
@@ -392,7 +406,11 @@ async fn find_parent(
     let (snapshots, _damaged) = repo.list_snapshots_lenient().await?;
     Ok(snapshots
         .into_iter()
-        .filter(|(_, s)| s.hostname == hostname && same_paths(&s.paths, paths))
+        .filter(|(_, s)| {
+            s.hostname == hostname
+                && same_paths(&s.paths, paths)
+                && tags.iter().all(|tag| s.tags.contains(tag))
+        })
         .max_by_key(|(_, s)| s.time))
 }
 

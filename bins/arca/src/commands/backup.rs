@@ -60,6 +60,7 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
         exclude_caches: args.exclude_caches,
         one_file_system: args.one_file_system,
         parent: None,
+        parent_tags: Vec::new(),
         force: args.force,
         with_atime: args.with_atime,
     };

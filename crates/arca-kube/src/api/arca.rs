@@ -209,7 +209,16 @@ pub struct ArcaDestinationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN))]
     pub jitter: Option<String>,
+    /// The ReplicationSource (`<namespace>/<name>`) whose snapshots to restore, for a
+    /// repository several sources share; omitted: the snapshots of host `volsync` whatever
+    /// their source (VolSync's behaviour, right for a repository of one source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(SOURCE_REF_PATTERN))]
+    pub source: Option<String>,
 }
+
+/// `<namespace>/<name>` of a Kubernetes object.
+const SOURCE_REF_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$";
 
 /// Live progress of the running mover, as far as it reported it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

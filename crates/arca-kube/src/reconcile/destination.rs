@@ -294,6 +294,15 @@ fn prepare(
     if let Some(as_of) = restore_as_of {
         env.push(("RESTORE_AS_OF", as_of));
     }
+    let source = observed
+        .destination
+        .spec
+        .arca
+        .as_ref()
+        .and_then(|arca| arca.source.as_deref());
+    if let Some(source) = source.filter(|s| !s.is_empty()) {
+        env.push((objects::SOURCE_ENV, source.to_owned()));
+    }
     env.push(("SELECT_PREVIOUS", restic.previous.unwrap_or(0).to_string()));
     env.push((
         "RESTORE_OPTIONS",

@@ -96,6 +96,8 @@ const OPTIONAL_SECRET_KEYS: &[&str] = &[
 const GCS_CREDENTIALS_KEY: &str = "GOOGLE_APPLICATION_CREDENTIALS";
 /// The agent's switch for TLS 1.3 on every storage connection.
 const REQUIRE_TLS13_ENV: &str = "ARCA_REQUIRE_TLS13";
+/// The object a mover works for (`<namespace>/<name>` of a ReplicationSource).
+pub(crate) const SOURCE_ENV: &str = "ARCA_SOURCE";
 
 /// The ReplicationSource or ReplicationDestination that owns what is built.
 pub(crate) struct Owner<'a> {
@@ -273,6 +275,12 @@ pub(crate) fn job(owner: &Owner<'_>, spec: MoverJob<'_>, config: &ControllerConf
     env.push(plain("DATA_DIR", DATA_DIR.to_owned()));
     env.push(plain("RESTIC_CACHE_DIR", CACHE_DIR.to_owned()));
     env.push(plain("PRIVILEGED_MOVER", "0".to_owned()));
+    // A source's snapshots carry its name, so sources sharing one repository never take each
+    // other's snapshots as parents, forget them or restore them (docs/AGENT.md, `ARCA_SOURCE`).
+    if owner.kind == "ReplicationSource" {
+        let namespace = owner.namespace.unwrap_or_default();
+        env.push(plain(SOURCE_ENV, format!("{namespace}/{}", owner.name)));
+    }
     for (name, value) in spec.env {
         env.push(plain(name, value));
     }

@@ -39,6 +39,9 @@ pub(super) async fn run(mover: &mut Mover<'_>) -> Result<BackupReport> {
                 .into_owned(),
             data_dir.join(RESTORE_MARKER).to_string_lossy().into_owned(),
         ],
+        // A source's own tag, on its snapshots and required of its parent.
+        tags: mover.config.source_tag().into_iter().collect(),
+        parent_tags: mover.config.source_tag().into_iter().collect(),
         ..BackupOptions::default()
     };
     // Checked before the repository is opened or created.
@@ -96,8 +99,9 @@ pub(super) async fn run(mover: &mut Mover<'_>) -> Result<BackupReport> {
     })
 }
 
-/// Forgets the host's snapshots per `policy`, grouped by host and paths as
-/// `restic forget --host volsync` does. Snapshots under a legal hold are kept.
+/// Forgets the host's snapshots (of this run's source only, with
+/// `ARCA_SOURCE`) per `policy`, grouped by host and paths as `restic forget
+/// --host volsync` does. Snapshots under a legal hold are kept.
 pub(super) async fn forget(
     mover: &Mover<'_>,
     repository: &Repository,

@@ -261,10 +261,16 @@ impl Mover<'_> {
         Ok((repository, created))
     }
 
-    /// The snapshots of this run's host.
+    /// The snapshots of this run's host (and of its source, if it has one: `ARCA_SOURCE`).
     fn host_filter(&self) -> SnapshotFilter {
         SnapshotFilter {
             hosts: vec![self.config.host.clone()],
+            tags: self
+                .config
+                .source_tag()
+                .map(|tag| vec![tag])
+                .into_iter()
+                .collect(),
             ..SnapshotFilter::default()
         }
     }
