@@ -713,6 +713,15 @@ fn repository_secret(namespace: &str, name: &str, endpoint: &str, app: &str) -> 
             "AWS_DEFAULT_REGION": "us-east-1"}})
 }
 
+/// The controller's and the agents' logs, for an error that a wait timed out.
+fn logs(controller: &ControllerProcess, cluster: &Cluster) -> String {
+    format!(
+        "controller log:\n{}\nagent logs:\n{}",
+        controller.log_tail(),
+        cluster.agent_logs()
+    )
+}
+
 /// Sets `spec.trigger.manual` to `tag` and waits for the controller to
 /// finish that sync (`status.lastManualSync == tag`).
 async fn sync(
@@ -742,13 +751,7 @@ async fn sync(
             |o| o["status"]["lastManualSync"] == tag,
         )
         .await
-        .with_context(|| {
-            format!(
-                "controller log:\n{}\nagent logs:\n{}",
-                controller.log_tail(),
-                cluster.agent_logs()
-            )
-        })
+        .with_context(|| logs(controller, cluster))
 }
 
 /// The checks every finished backup's status passes; returns its snapshot ID.
@@ -997,13 +1000,7 @@ async fn replication_and_drill(
             |o| o["status"]["lastManualSync"] == "e2e-replicated-1",
         )
         .await
-        .with_context(|| {
-            format!(
-                "controller log:\n{}\nagent logs:\n{}",
-                controller.log_tail(),
-                cluster.agent_logs()
-            )
-        })?;
+        .with_context(|| logs(controller, cluster))?;
     let snapshot = check_source_status(&backed_up)?;
     let replicas = &backed_up["status"]["arca"]["replicas"];
     ensure!(
@@ -1070,13 +1067,7 @@ async fn replication_and_drill(
             |o| o["status"]["lastManualSync"] == "e2e-dr-1",
         )
         .await
-        .with_context(|| {
-            format!(
-                "controller log:\n{}\nagent logs:\n{}",
-                controller.log_tail(),
-                cluster.agent_logs()
-            )
-        })?;
+        .with_context(|| logs(controller, cluster))?;
     ensure!(
         restored["status"]["latestMoverStatus"]["result"] == "Successful",
         "{restore_name}: the restore from the replica failed:\n{:#}",
@@ -1118,13 +1109,7 @@ async fn replication_and_drill(
             |o| o["status"]["arca"]["drill"]["lastManualDrill"] == "e2e-drill-1",
         )
         .await
-        .with_context(|| {
-            format!(
-                "controller log:\n{}\nagent logs:\n{}",
-                controller.log_tail(),
-                cluster.agent_logs()
-            )
-        })?;
+        .with_context(|| logs(controller, cluster))?;
     let drill = &drilled["status"]["arca"]["drill"];
     let measured = drill["measuredSeconds"].as_f64().unwrap_or(-1.0);
     ensure!(
@@ -1270,13 +1255,7 @@ async fn cluster_loss(
                     |d| d["status"]["lastManualSync"] == "recover",
                 )
                 .await
-                .with_context(|| {
-                    format!(
-                        "controller log:\n{}\nagent logs:\n{}",
-                        controller.log_tail(),
-                        fresh.agent_logs()
-                    )
-                })?;
+                .with_context(|| logs(&controller, &fresh))?;
             ensure!(
                 restored["status"]["latestMoverStatus"]["result"] == "Successful",
                 "{name}: the recovery restore failed:\n{:#}",

@@ -250,18 +250,6 @@ impl ObjectStoreBackend {
         Ok((data, Some(permit)))
     }
 
-    /// Requests a write of `size` bytes sends if objects above
-    /// `multipart_above` go as multipart uploads.
-    fn write_requests(&self, size: u64, multipart_above: u64) -> u64 {
-        let write = if size > multipart_above {
-            // CreateMultipartUpload + parts + CompleteMultipartUpload.
-            size.div_ceil(MULTIPART_PART_SIZE) + 2
-        } else {
-            1
-        };
-        write + u64::from(self.write_check == WriteCheck::HeadSize)
-    }
-
     /// After a write of `size` bytes: with [`WriteCheck::HeadSize`], that the
     /// store holds that many.
     async fn check_written(&self, path: &str, size: u64) -> Result<()> {
@@ -485,7 +473,13 @@ impl Backend for ObjectStoreBackend {
     }
 
     fn put_requests(&self, size: u64) -> u64 {
-        self.write_requests(size, MULTIPART_THRESHOLD)
+        let write = if size > MULTIPART_THRESHOLD {
+            // CreateMultipartUpload + parts + CompleteMultipartUpload.
+            size.div_ceil(MULTIPART_PART_SIZE) + 2
+        } else {
+            1
+        };
+        write + u64::from(self.write_check == WriteCheck::HeadSize)
     }
 
     fn spool_dir(&self) -> Option<SpoolDir> {
