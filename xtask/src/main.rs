@@ -26,7 +26,7 @@ usage: cargo xtask <task> [options]
 
 tasks:
   test                 fmt check, clippy, the whole test suite (with a local S3
-                       server), fuzz targets build, benchmark smoke run
+                       server), fuzz targets check, benchmark smoke run
   bench [--smoke] ...  arca and restic side by side; writes docs/PERFORMANCE.md
                        (cargo xtask bench --help for the options)
   demo                 build arca, back up and restore a sample directory

@@ -1,7 +1,7 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest.
 //!
 //! fmt → clippy → deploy/ checks (promtool) → `cargo test --workspace` against a throwaway local S3
-//! server → the operator end to end (`cargo xtask e2e`) → fuzz targets build → benchmark smoke run. Stops at the first
+//! server → the operator end to end (`cargo xtask e2e`) → fuzz targets check → benchmark smoke run. Stops at the first
 //! failing step and says which one it was.
 
 use std::time::{Duration, Instant};
@@ -45,7 +45,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     steps.run("tests", || run_tests(&s3.endpoint, &azure.endpoint))?;
     drop((s3, azure));
     steps.run("operator e2e", || e2e::run(&[]))?;
-    steps.run("fuzz targets build", fuzz::build_for_ci)?;
+    steps.run("fuzz targets check", fuzz::check_for_ci)?;
     steps.run("benchmark smoke run", || {
         bench::run(&["--smoke".to_string()])
     })?;
