@@ -724,7 +724,8 @@ pub(crate) async fn publish<K: Resource<DynamicType = ()>>(
     }
 }
 
-async fn apply(client: &Client, namespace: &str, object: &Object) -> Result<()> {
+/// Server-side applies `object` in `namespace` as the controller's field manager.
+pub(crate) async fn apply(client: &Client, namespace: &str, object: &Object) -> Result<()> {
     async fn apply_one<K>(client: &Client, namespace: &str, object: &K) -> Result<()>
     where
         K: NamespacedObject,
