@@ -55,9 +55,9 @@ usage: cargo xtask bench [--size 2GiB] [--runs 3] [--s3] [--smoke] [--out docs/P
                    (default both where the cache can be dropped, else warm)
   --warm           same as --cache warm
   --rto            also measure the RTO of each mix: `arca drill` (restore and verify) from the
-                   S3 server against the floor of fetching the repository's objects with plain
-                   GETs (xtask/src/bench/rto.rs); in the first cache state; `--runs 0 --rto`
-                   measures only that
+                   S3 server against the floor (the slower of downloading the repository's
+                   objects with plain GETs and writing the tree; xtask/src/bench/rto.rs); cold
+                   when the first cache state is; `--runs 0 --rto` measures only that
 ";
 
 /// Page cache state: dropped before every step, or left as it is.

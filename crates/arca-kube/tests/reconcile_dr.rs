@@ -989,6 +989,17 @@ fn scheduled_reports_run_alone_and_with_drills_in_one_job() {
     assert_eq!(jobs.len(), 1, "{:?}", decision.actions);
     assert_eq!(args(jobs[0]), ["report"]);
     assert!(decision.events.iter().all(|e| e.reason != "DrillStarted"));
+    // Judged by the source's class and retention, as the backups are.
+    assert_eq!(
+        env_value(jobs[0], "ARCA_DATA_CLASS").as_deref(),
+        Some("important")
+    );
+    assert_eq!(
+        env_value(jobs[0], "FORGET_OPTIONS"),
+        Some(arca_kube::api::ResticRetainPolicy::forget_options(
+            reporting.spec.restic.as_ref().unwrap().retain.as_ref()
+        ))
+    );
 
     // A finished report: status, ConfigMap, and the next report tomorrow at 06:00.
     let mut observed = source_observed(reporting.clone());

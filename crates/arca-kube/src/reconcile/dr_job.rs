@@ -25,7 +25,9 @@ use super::report::REPORT_ACTION;
 use super::{Action, ControllerConfig, EventType, Object, ObjectKind, Requeue};
 use super::{drill, replication, report};
 use crate::Error;
-use crate::api::{ReplicationSource, ReplicationSourceResticSpec, ReplicationSourceStatus};
+use crate::api::{
+    ReplicationSource, ReplicationSourceResticSpec, ReplicationSourceStatus, ResticRetainPolicy,
+};
 
 /// The agent's action that copies to the replication targets of its Job.
 pub const REPLICATE_ACTION: &str = "replicate";
@@ -88,14 +90,18 @@ pub(crate) fn start_if_due(
     };
     let mut requeue = later(next_copy, requeue);
     let mut actions = Vec::new();
-    let mut env = Vec::new();
+    // The class's RPO and RTO judge the drill and the report.
+    let mut env = vec![(
+        "ARCA_DATA_CLASS",
+        source.spec.data_class().as_str().to_owned(),
+    )];
     if !replicas.is_empty() {
         actions.push(REPLICATE_ACTION);
     }
     match drill {
         Ok(drill_env) => {
             actions.push(drill::DRILL_ACTION);
-            env = drill_env;
+            env.extend(drill_env);
         }
         Err(next) => requeue = later(next, requeue),
     }
@@ -110,6 +116,11 @@ pub(crate) fn start_if_due(
     if actions.is_empty() {
         return requeue;
     }
+    // The report judges retention against the policy the backups are forgotten by.
+    env.push((
+        "FORGET_OPTIONS",
+        ResticRetainPolicy::forget_options(restic.retain.as_ref()),
+    ));
     let targets_ok = if replicas.is_empty() {
         Ok(())
     } else {

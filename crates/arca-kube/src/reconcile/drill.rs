@@ -76,7 +76,7 @@ pub(super) fn due(
     if !due {
         return Err(next);
     }
-    drill_env(source, drill).map_err(|error| {
+    drill_env(drill).map_err(|error| {
         not_started(out, &error);
         None
     })
@@ -98,16 +98,11 @@ fn manual_pending<'a>(drill: &'a DrillSpec, status: &ReplicationSourceStatus) ->
     (done != Some(manual)).then_some(manual)
 }
 
-/// The environment of the agent's `drill` action: the data class (whose RTO applies unless
-/// `rto` is given), the RTO in seconds, the application's command.
-fn drill_env(
-    source: &ReplicationSource,
-    drill: &DrillSpec,
-) -> Result<Vec<(&'static str, String)>, Error> {
-    let mut env = vec![(
-        "ARCA_DATA_CLASS",
-        source.spec.data_class().as_str().to_owned(),
-    )];
+/// The environment of the agent's `drill` action besides the data class (whose RTO applies
+/// unless `rto` is given; the DR Job always sets it): the RTO in seconds, the application's
+/// command.
+fn drill_env(drill: &DrillSpec) -> Result<Vec<(&'static str, String)>, Error> {
+    let mut env = Vec::new();
     if let Some(text) = drill.rto.as_deref().filter(|r| !r.is_empty()) {
         let rto = parse_go_duration(text)
             .filter(|d| d.is_positive())
