@@ -869,6 +869,35 @@ fn a_scheduled_target_is_copied_by_the_dr_job_when_due() {
         target.is_none_or(|t| t.next_copy_time.is_none()),
         "a target without a schedule has no next copy time: {target:?}"
     );
+
+    // Its schedule removed, the target is the backups' again: its own times go.
+    let mut unscheduled = waiting.clone();
+    unscheduled.source.status = Some(decision.status.clone());
+    unscheduled
+        .source
+        .spec
+        .arca
+        .as_mut()
+        .unwrap()
+        .replication
+        .as_mut()
+        .unwrap()[1]
+        .schedule = None;
+    let decision = reconcile_source(&unscheduled, ts("2026-01-02T05:30:00Z"), &config());
+    assert!(applied_jobs(&decision.actions).is_empty());
+    let replicas = decision
+        .status
+        .arca
+        .as_ref()
+        .unwrap()
+        .replicas
+        .clone()
+        .unwrap();
+    let nfs = replicas.iter().find(|r| r.name == "nfs-secret").unwrap();
+    assert_eq!(
+        (&nfs.last_attempt_time, &nfs.next_copy_time),
+        (&None, &None)
+    );
 }
 
 #[test]

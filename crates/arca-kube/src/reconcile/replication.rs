@@ -68,6 +68,16 @@ pub(crate) fn scheduled_due(
     let mut soonest: Option<Timestamp> = None;
     for target in targets(source) {
         let Some(expression) = schedule(target) else {
+            // A schedule removed: the target is the backups' again, with no times of its own.
+            let entries = status.arca.as_mut().and_then(|a| a.replicas.as_mut());
+            if let Some(entry) = entries
+                .into_iter()
+                .flatten()
+                .find(|r| r.name == target.repository)
+            {
+                entry.last_attempt_time = None;
+                entry.next_copy_time = None;
+            }
             continue;
         };
         let entry = entry(status, &target.repository);
