@@ -26,7 +26,7 @@ pub async fn run(context: Arc<Context>, namespace: String, interval: Duration) {
 }
 
 /// One pass: list, gather, apply, count.
-pub async fn once(context: &Context, namespace: &str) -> Result<(), ReconcileError> {
+async fn once(context: &Context, namespace: &str) -> Result<(), ReconcileError> {
     let sources: Api<ReplicationSource> = Api::all(context.client.clone());
     let sources = sources.list(&ListParams::default()).await?.items;
     let report = cluster_report(&sources);
