@@ -17,6 +17,7 @@
 mod criterion;
 mod measure;
 mod report;
+mod rto;
 mod s3;
 
 use std::fs;
@@ -33,7 +34,7 @@ use report::{ManyFiles, Report, Results, Step};
 const USAGE: &str = "\
 usage: cargo xtask bench [--size 2GiB] [--runs 3] [--s3] [--smoke] [--out docs/PERFORMANCE.md] [--keep]
                          [--no-criterion] [--files 100000,1000000] [--tools arca,restic] [--seed 1]
-                         [--mix default,db,media,small,dup|all] [--cache cold,warm] [--warm]
+                         [--mix default,db,media,small,dup|all] [--cache cold,warm] [--warm] [--rto]
 
   --size SIZE      size of the generated tree of each mix (KiB/MiB/GiB suffixes; default 2GiB)
   --runs N         runs per step; the report shows medians (default 3; 0 skips the side-by-side run)
@@ -53,6 +54,10 @@ usage: cargo xtask bench [--size 2GiB] [--runs 3] [--s3] [--smoke] [--out docs/P
   --cache LIST     page cache states: cold (dropped before every step; needs root), warm
                    (default both where the cache can be dropped, else warm)
   --warm           same as --cache warm
+  --rto            also measure the RTO of each mix: `arca drill` (restore and verify) from the
+                   S3 server against the floor (the slower of downloading the repository's
+                   objects with plain GETs and writing the tree; xtask/src/bench/rto.rs); cold
+                   when the first cache state is; `--runs 0 --rto` measures only that
 ";
 
 /// Page cache state: dropped before every step, or left as it is.
@@ -76,6 +81,8 @@ struct Options {
     mixes: Vec<dataset::Mix>,
     /// [`COLD`] and/or [`WARM`], in the order they run.
     caches: Vec<&'static str>,
+    /// Measure the RTO of each mix (`rto.rs`).
+    rto: bool,
 }
 
 impl Options {
@@ -93,6 +100,7 @@ impl Options {
             seed: 1,
             mixes: dataset::Mix::ALL.to_vec(),
             caches: vec![COLD, WARM],
+            rto: false,
         };
         let mut explicit = Vec::new();
         let mut args = args.iter();
@@ -129,6 +137,7 @@ impl Options {
                 "--keep" => options.keep = true,
                 "--no-criterion" => options.criterion = false,
                 "--warm" => options.caches = vec![WARM],
+                "--rto" => options.rto = true,
                 "--mix" => {
                     options.mixes = match value()?.as_str() {
                         "all" => dataset::Mix::ALL.to_vec(),
@@ -232,6 +241,9 @@ impl Options {
         if self.caches != [COLD, WARM] && !(self.smoke && self.caches == [COLD]) {
             line.push_str(&format!(" --cache {}", self.caches.join(",")));
         }
+        if self.rto {
+            line.push_str(" --rto");
+        }
         line
     }
 }
@@ -302,7 +314,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         report.criterion = Some(criterion::run(&target_dir)?);
     }
 
-    if options.runs > 0 {
+    if options.runs > 0 || options.rto {
         for &mix in &options.mixes {
             let data_name = format!(
                 "data-v{}-{}-{}-seed{}",
@@ -315,7 +327,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 dataset::generate(dir, mix, options.size, options.seed)
             })?;
             report.datasets.push((mix, summary));
-            for &cache in &options.caches {
+            let side_by_side_caches = if options.runs > 0 {
+                options.caches.as_slice()
+            } else {
+                &[]
+            };
+            for &cache in side_by_side_caches {
                 let mut backends = vec![Backend::Local];
                 if options.s3 {
                     backends.push(Backend::S3);
@@ -337,6 +354,25 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                         results,
                     });
                 }
+            }
+            if options.rto {
+                println!(
+                    "== RTO of mix {}, {} page cache",
+                    mix.name(),
+                    options.caches[0]
+                );
+                let arca = programs
+                    .iter()
+                    .find(|(tool, _)| *tool == Tool::Arca)
+                    .context("--rto measures arca: add it to --tools")?;
+                report.rto.push(rto::measure(
+                    &arca.1,
+                    &bench_dir.join("run-rto"),
+                    &base,
+                    mix,
+                    cold,
+                    options.keep,
+                )?);
             }
             if !options.keep {
                 fs::remove_dir_all(&base)?;
@@ -934,6 +970,14 @@ mod tests {
             "cargo xtask bench --size 2GiB --runs 3 --files 100000 --no-criterion --mix db,media --cache warm"
         );
         assert_eq!(Options::parse(&args("--warm")).unwrap().caches, [WARM]);
+        let rto = Options::parse(&args("--runs 0 --rto --mix default --cache cold")).unwrap();
+        assert!(rto.rto);
+        assert!(!some.rto);
+        assert!(
+            rto.command().ends_with(" --mix default --cache cold --rto"),
+            "{}",
+            rto.command()
+        );
         assert!(Options::parse(&args("--mix db,videos")).is_err());
         assert!(Options::parse(&args("--cache lukewarm")).is_err());
     }

@@ -283,7 +283,13 @@ async fn scenario(options: &Options, binaries: &Path, work: &Path) -> anyhow::Re
         &cluster,
         &options.agent_image,
         &work.join("controller.log"),
-        &[],
+        // The cluster-wide compliance report, gathered often enough to be waited for.
+        &[
+            "--report-namespace".to_owned(),
+            DEFAULT_NAMESPACE.to_owned(),
+            "--report-interval-seconds".to_owned(),
+            "2".to_owned(),
+        ],
     )?;
     let mut summary = Summary::default();
     let s3_endpoint = s3.as_ref().map(|s| s.endpoint.as_str());
@@ -1154,7 +1160,158 @@ async fn replication_and_drill(
     summary.passed(format!(
         "{primary_ns}/{name}: drill of {snapshot} passed in {measured:.1} s (RTO 600 s), status and arca_drill_* agree; the source volume is unchanged"
     ));
-    compliance_report(cluster, &metrics, primary_ns, &name, &drilled, summary).await
+    compliance_report(cluster, &metrics, primary_ns, &name, &drilled, summary).await?;
+    scheduled_replication(cluster, controller, endpoint, primary_ns, &name, summary).await?;
+    cluster_report(cluster, controller, primary_ns, &name, summary).await
+}
+
+/// A replication target with its own schedule: not copied by backups but by the source's DR
+/// Job when it falls due (`* * * * *`: within a minute of the change), with its status.
+async fn scheduled_replication(
+    cluster: &Cluster,
+    controller: &ControllerProcess,
+    endpoint: &str,
+    namespace: &str,
+    name: &str,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let secret_name = format!("{DR_APP}-scheduled-secret");
+    let mut secret = repository_secret(
+        namespace,
+        &secret_name,
+        endpoint,
+        &format!("{DR_APP}-scheduled"),
+    );
+    secret["stringData"]["RESTIC_PASSWORD"] = json!("arca-e2e-scheduled-password");
+    cluster.apply(&secret, None).await?;
+    let replica_secret = format!("{DR_APP}-replica-secret");
+    cluster
+        .merge_patch(
+            API_VOLSYNC,
+            SOURCE,
+            Some(namespace),
+            name,
+            &json!({"spec": {"arca": {"replication": [
+                {"repository": replica_secret},
+                {"repository": secret_name, "schedule": "* * * * *"}]}}}),
+        )
+        .await?;
+    let copied = cluster
+        .wait_for(
+            API_VOLSYNC,
+            SOURCE,
+            Some(namespace),
+            name,
+            "the scheduled copy",
+            |o| {
+                o["status"]["arca"]["replicas"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|r| r["name"] == secret_name.as_str() && r["lastCopyTime"].is_string())
+            },
+        )
+        .await
+        .with_context(|| logs(controller, cluster))?;
+    let replicas = copied["status"]["arca"]["replicas"]
+        .as_array()
+        .context("status.arca.replicas is not a list")?;
+    let scheduled = replicas
+        .iter()
+        .find(|r| r["name"] == secret_name.as_str())
+        .context("the scheduled target has no status")?;
+    ensure!(
+        scheduled["lagSnapshots"] == 0
+            && scheduled["error"].is_null()
+            && scheduled["lastAttemptTime"].is_string()
+            && scheduled["nextCopyTime"].is_string(),
+        "{name}: the scheduled copy is not recorded as up to date:\n{:#}",
+        copied["status"]
+    );
+    let metrics = controller.metrics()?;
+    let labels = [
+        ("obj_name", name),
+        ("obj_namespace", namespace),
+        ("replica", secret_name.as_str()),
+    ];
+    ensure!(
+        metric_value(&metrics, "arca_replica_lag_snapshots", &labels) == Some(0.0),
+        "{name}: arca_replica_lag_snapshots of {secret_name} is not 0"
+    );
+    summary.passed(format!(
+        "{namespace}/{name}: {secret_name} (schedule * * * * *) copied by the DR Job, lag 0 in status and arca_replica_*"
+    ));
+    Ok(())
+}
+
+/// The controller's cluster-wide report: ConfigMap `arca-compliance-report` in its namespace
+/// with the drilled source's row, standing as its own report judged, and the
+/// `arca_compliance_*` gauges.
+async fn cluster_report(
+    cluster: &Cluster,
+    controller: &ControllerProcess,
+    namespace: &str,
+    name: &str,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let map_name = "arca-compliance-report";
+    let map = cluster
+        .wait_for(
+            "v1",
+            "ConfigMap",
+            Some(DEFAULT_NAMESPACE),
+            map_name,
+            "the cluster-wide compliance report",
+            |o| {
+                o["data"]["report.json"]
+                    .as_str()
+                    .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                    .is_some_and(|r| {
+                        r["sources"].as_array().into_iter().flatten().any(|s| {
+                            s["namespace"] == namespace
+                                && s["name"] == name
+                                && s["standing"] != "unreported"
+                        })
+                    })
+            },
+        )
+        .await
+        .with_context(|| logs(controller, cluster))?;
+    let report: Value = serde_json::from_str(map["data"]["report.json"].as_str().unwrap_or("{}"))?;
+    let source = cluster
+        .get(API_VOLSYNC, SOURCE, Some(namespace), name)
+        .await?
+        .context("the drilled source is gone")?;
+    let (standing, label) = match source["status"]["arca"]["report"]["compliant"].as_bool() {
+        Some(true) => ("compliant", "compliant"),
+        _ => ("nonCompliant", "noncompliant"),
+    };
+    let row = report["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["namespace"] == namespace && s["name"] == name);
+    ensure!(
+        row.is_some_and(|r| r["standing"] == standing),
+        "{map_name}: the row of {namespace}/{name} does not stand {standing}:\n{report:#}"
+    );
+    ensure!(
+        map["data"]["report.md"]
+            .as_str()
+            .is_some_and(|md| md.contains(&format!("| {namespace}/{name} |"))),
+        "{map_name}: report.md has no row for {namespace}/{name}:\n{map:#}"
+    );
+    let metrics = controller.metrics()?;
+    let gauge = metric_value(&metrics, "arca_compliance_sources", &[("standing", label)]);
+    ensure!(
+        gauge.is_some_and(|g| g >= 1.0) && gauge == report["counts"][label].as_f64(),
+        "arca_compliance_sources{{standing=\"{label}\"}} is {gauge:?}, the report counts {}",
+        report["counts"][label]
+    );
+    summary.passed(format!(
+        "{DEFAULT_NAMESPACE}/{map_name}: {namespace}/{name} stands {label}, as its own report; arca_compliance_sources agrees"
+    ));
+    Ok(())
 }
 
 /// The drill Job's compliance report: `status.arca.report`, the ConfigMap the source owns with

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use arca_kube::api::{ReplicationSourceStatus, ReportStatus};
+use arca_kube::compliance::{ClusterReport, Standing};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -21,6 +22,12 @@ pub(crate) struct ReplicaLabels {
     #[prometheus(flatten)]
     pub(crate) object: ObjectLabels,
     pub(crate) replica: String,
+}
+
+/// The label of the cluster-wide count of sources per standing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StandingLabels {
+    pub(crate) standing: &'static str,
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -47,6 +54,9 @@ pub(crate) struct DrMetrics {
     report_audit_intact: Family<ObjectLabels, Gauge>,
     report_key_age_days: Family<ObjectLabels, FloatGauge>,
     report_rotation_overdue: Family<ObjectLabels, Gauge>,
+    compliance_sources: Family<StandingLabels, Gauge>,
+    compliance_drills_failed: Gauge,
+    compliance_replicas_failing: Gauge,
     /// The replica names each object's series were last set for.
     replicas: Mutex<HashMap<ObjectLabels, BTreeSet<String>>>,
 }
@@ -55,7 +65,7 @@ fn seconds(time: &Time) -> f64 {
     time.0.as_millisecond() as f64 / 1000.0
 }
 
-fn count(value: u64) -> i64 {
+fn count_of(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
@@ -168,7 +178,38 @@ impl DrMetrics {
         for (name, help, family) in report {
             registry.register(name, help, family.clone());
         }
+        registry.register(
+            "arca_compliance_sources",
+            "Sources per standing in the cluster-wide compliance report (compliant, noncompliant, unreported)",
+            metrics.compliance_sources.clone(),
+        );
+        registry.register(
+            "arca_compliance_drills_failed",
+            "Sources whose last recovery drill failed, cluster-wide",
+            metrics.compliance_drills_failed.clone(),
+        );
+        registry.register(
+            "arca_compliance_replicas_failing",
+            "Replication targets whose last copy failed, cluster-wide",
+            metrics.compliance_replicas_failing.clone(),
+        );
         metrics
+    }
+
+    /// Sets the cluster-wide summary gauges from the cluster report.
+    pub(crate) fn record_cluster(&self, report: &ClusterReport) {
+        for standing in Standing::ALL {
+            let count = report.counts.get(standing.as_str()).copied().unwrap_or(0);
+            self.compliance_sources
+                .get_or_create(&StandingLabels {
+                    standing: standing.as_str(),
+                })
+                .set(count_of(count));
+        }
+        self.compliance_drills_failed
+            .set(count_of(report.drills_failed));
+        self.compliance_replicas_failing
+            .set(count_of(report.replicas_failing));
     }
 
     /// Sets the gauges of one source from its status; series whose value the status no longer
@@ -211,12 +252,12 @@ impl DrMetrics {
             set_int(
                 &self.replica_lag_seconds,
                 &key,
-                replica.lag_seconds.map(count),
+                replica.lag_seconds.map(count_of),
             );
             set_int(
                 &self.replica_lag_snapshots,
                 &key,
-                replica.lag_snapshots.map(count),
+                replica.lag_snapshots.map(count_of),
             );
             set_int(
                 &self.replica_failing,
@@ -236,7 +277,7 @@ impl DrMetrics {
         set_int(
             &self.drill_bytes_verified,
             labels,
-            drill.bytes_verified.map(count),
+            drill.bytes_verified.map(count_of),
         );
         set_float(
             &self.drill_next_due,
@@ -335,6 +376,7 @@ mod tests {
             lag_snapshots: Some(2),
             lag_seconds: Some(3600),
             error: error.map(str::to_owned),
+            ..ReplicaStatus::default()
         };
         let status = ReplicationSourceStatus {
             arca: Some(ArcaSourceStatus {
@@ -417,5 +459,29 @@ mod tests {
         // Not judged (no retention policy, no key age): no series.
         assert!(!text.contains("arca_report_retention_conforms{"), "{text}");
         assert!(!text.contains("arca_report_key_age_days{"), "{text}");
+    }
+
+    #[test]
+    fn cluster_gauges_count_every_standing() {
+        let mut registry = Registry::default();
+        let metrics = DrMetrics::register(&mut registry);
+        let mut report = ClusterReport {
+            drills_failed: 2,
+            replicas_failing: 3,
+            ..ClusterReport::default()
+        };
+        report.counts.insert("compliant", 4);
+        report.counts.insert("noncompliant", 1);
+        metrics.record_cluster(&report);
+        let text = encode(&registry);
+        for line in [
+            r#"arca_compliance_sources{standing="compliant"} 4"#,
+            r#"arca_compliance_sources{standing="noncompliant"} 1"#,
+            r#"arca_compliance_sources{standing="unreported"} 0"#,
+            "arca_compliance_drills_failed 2",
+            "arca_compliance_replicas_failing 3",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
     }
 }

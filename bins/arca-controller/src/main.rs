@@ -21,7 +21,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Config};
 
 use arca_controller::reconcile::{self, Context};
-use arca_controller::{serve, shards};
+use arca_controller::{cluster_report, serve, shards};
 
 /// Arca's operator for VolSync-compatible backups.
 #[derive(Debug, Parser)]
@@ -57,6 +57,13 @@ struct Args {
     /// Lease duration: a dead replica's objects are taken over within about this long.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(2..=3600))]
     lease_duration_seconds: u32,
+    /// Namespace of the cluster-wide compliance report (ConfigMap `arca-compliance-report`);
+    /// default: the lease namespace; without either, no cluster report is written.
+    #[arg(long, env = "ARCA_REPORT_NAMESPACE")]
+    report_namespace: Option<String>,
+    /// How often the cluster-wide compliance report is gathered, in seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    report_interval_seconds: u64,
     /// Every mover Job must use TLS 1.3 for storage (`ARCA_REQUIRE_TLS13=1`); plain http only
     /// where a repository Secret sets `ARCA_ALLOW_HTTP`.
     #[arg(long)]
@@ -126,6 +133,18 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(
             "no --lease-namespace/ARCA_POD_NAMESPACE: reconciling every object (one replica)"
         );
+    }
+    match args.report_namespace.or(args.lease_namespace) {
+        Some(namespace) => {
+            tokio::spawn(cluster_report::run(
+                Arc::clone(&context),
+                namespace,
+                std::time::Duration::from_secs(args.report_interval_seconds),
+            ));
+        }
+        None => tracing::info!(
+            "no --report-namespace or --lease-namespace: no cluster-wide compliance report"
+        ),
     }
     let ready = serve::Readiness::default();
     tokio::spawn(serve::metrics(args.metrics_address, Arc::clone(&context)));

@@ -528,7 +528,7 @@ fn record_metrics<S>(
     let starts_job = decision
         .actions
         .iter()
-        .any(|a| matches!(a, Action::Apply(Object::Job(job)) if !owned.jobs.iter().any(|j| Some(&j.name) == job.metadata.name.as_ref()) && !is_drill(job)));
+        .any(|a| matches!(a, Action::Apply(Object::Job(job)) if !owned.jobs.iter().any(|j| Some(&j.name) == job.metadata.name.as_ref()) && !is_dr_job(job)));
     if source && starts_job {
         metrics.backup_jobs.get_or_create(labels).inc();
     }
@@ -588,14 +588,15 @@ fn record_metrics<S>(
     }
 }
 
-/// Whether a Job runs the agent's `drill` action (not a backup, for the backup counters).
-fn is_drill(job: &Job) -> bool {
+/// Whether a Job is a DR Job (drill, scheduled replication, report: not a backup, for the
+/// backup counters).
+fn is_dr_job(job: &Job) -> bool {
     job.spec
         .as_ref()
         .and_then(|s| s.template.spec.as_ref())
         .and_then(|p| p.containers.first())
         .and_then(|c| c.args.as_ref())
-        .is_some_and(|args| args.iter().any(|a| a == arca_kube::reconcile::DRILL_ACTION))
+        .is_some_and(|args| arca_kube::reconcile::is_dr_job(args))
 }
 
 /// Carries a decision out: actions in order, then the status (replaced
@@ -723,7 +724,8 @@ pub(crate) async fn publish<K: Resource<DynamicType = ()>>(
     }
 }
 
-async fn apply(client: &Client, namespace: &str, object: &Object) -> Result<()> {
+/// Server-side applies `object` in `namespace` as the controller's field manager.
+pub(crate) async fn apply(client: &Client, namespace: &str, object: &Object) -> Result<()> {
     async fn apply_one<K>(client: &Client, namespace: &str, object: &K) -> Result<()>
     where
         K: NamespacedObject,

@@ -17,6 +17,7 @@
 //! - [`changes`]: which spec fields changed since the controller last recorded the object
 //!   (for an Event and the repository's audit trail).
 //! - [`lease`]: scale-out over shard Leases: which replica reconciles which object.
+//! - [`compliance`]: the cluster-wide compliance report over every source's last report.
 //!
 //! It is not a client: nothing here talks to an API server, reads a clock or touches a file.
 //! `bins/arca-controller` watches the cluster, fills the observed state, calls the decisions and
@@ -26,6 +27,7 @@
 
 pub mod api;
 pub mod changes;
+pub mod compliance;
 mod crd;
 mod error;
 pub mod lease;

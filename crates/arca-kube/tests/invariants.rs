@@ -331,10 +331,14 @@ proptest! {
             if let Some(start) = &status.last_sync_start_time {
                 prop_assert!(start.0 <= now);
             }
-            let drill_running = cluster.owned.jobs.iter().any(arca_kube::reconcile::is_drill_job);
+            let drill_running = cluster
+                .owned
+                .jobs
+                .iter()
+                .any(|j| arca_kube::reconcile::is_dr_job(&j.actions));
             for job in applied_jobs(&decision.actions) {
                 let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-                if pod.containers[0].args.as_ref().is_some_and(|a| a.iter().any(|a| a == "drill")) {
+                if pod.containers[0].args.as_ref().is_some_and(|a| arca_kube::reconcile::is_dr_job(a)) {
                     prop_assert!(
                         pod.volumes.iter().flatten().all(|v| v.persistent_volume_claim.is_none()),
                         "a drill mounts a claim: {:?}", pod.volumes

@@ -710,3 +710,439 @@ fn a_failed_replica_completes_the_backup_and_is_reported() {
         Some(arca_kube::reconcile::SyncOutcome::Succeeded)
     );
 }
+
+/// An idle source (synced at 02:10 today) with one target copied after every backup and one
+/// copied every six hours.
+fn scheduled_replication() -> arca_kube::SourceObserved {
+    let mut source = with_arca(ArcaSourceSpec {
+        replication: Some(vec![
+            ReplicationTarget {
+                repository: "dr-site-secret".to_owned(),
+                schedule: None,
+            },
+            ReplicationTarget {
+                repository: "nfs-secret".to_owned(),
+                schedule: Some("0 */6 * * *".to_owned()),
+            },
+        ]),
+        ..ArcaSourceSpec::default()
+    });
+    source
+        .status
+        .get_or_insert_with(Default::default)
+        .last_sync_time = Some(Time(ts("2026-01-02T02:10:00Z")));
+    let mut observed = source_observed(source);
+    observed.replica_secrets = vec![secret("dr-site-secret"), secret("nfs-secret")];
+    observed
+}
+
+fn replica_prefixes(job: &k8s_openapi::api::batch::v1::Job) -> Vec<(String, String)> {
+    job.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env_from
+        .iter()
+        .flatten()
+        .map(|f| {
+            (
+                f.prefix.clone().unwrap(),
+                f.secret_ref.as_ref().unwrap().name.clone(),
+            )
+        })
+        .collect()
+}
+
+fn args(job: &k8s_openapi::api::batch::v1::Job) -> Vec<String> {
+    job.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_scheduled_target_is_not_copied_by_the_backup_job() {
+    let mut observed = scheduled_replication();
+    let status = observed.source.status.as_mut().unwrap();
+    status.last_sync_start_time = Some(Time(ts("2026-01-03T02:00:00Z")));
+    observed
+        .owned
+        .snapshots
+        .push(snapshot(&copy_name(NAME), true));
+    let decision = reconcile_source(&observed, ts("2026-01-03T02:01:00Z"), &config());
+    let jobs = applied_jobs(&decision.actions);
+    assert_eq!(jobs.len(), 1, "{:?}", decision.actions);
+    assert_eq!(args(jobs[0]), ["backup"]);
+    assert_eq!(
+        replica_prefixes(jobs[0]),
+        [("ARCA_REPLICA_0_".to_owned(), "dr-site-secret".to_owned())],
+        "only the target without a schedule, numbered from 0"
+    );
+    assert_eq!(
+        env_value(jobs[0], "ARCA_REPLICA_1_NAME"),
+        None,
+        "the scheduled target is not in the backup Job"
+    );
+}
+
+#[test]
+fn a_scheduled_target_is_copied_by_the_dr_job_when_due() {
+    // Created 2026-01-01T00:00Z, never copied: due at 06:00 on the first (the first run of
+    // `0 */6 * * *` after the creation), so at once.
+    let observed = scheduled_replication();
+    let now = ts("2026-01-02T05:00:00Z");
+    let decision = reconcile_source(&observed, now, &config());
+    let jobs = applied_jobs(&decision.actions);
+    assert_eq!(jobs.len(), 1, "{:?}", decision.actions);
+    let job = jobs[0];
+    assert_eq!(
+        job.metadata.name.as_deref(),
+        Some(job_name(true, NAME).as_str()),
+        "the object's one Job name"
+    );
+    assert_eq!(args(job), ["replicate"]);
+    assert_eq!(
+        replica_prefixes(job),
+        [("ARCA_REPLICA_0_".to_owned(), "nfs-secret".to_owned())]
+    );
+    assert_eq!(
+        env_value(job, "ARCA_REPLICA_0_NAME").as_deref(),
+        Some("nfs-secret")
+    );
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert!(
+        pod.volumes
+            .iter()
+            .flatten()
+            .all(|v| v.persistent_volume_claim.is_none()),
+        "a DR Job mounts no claim"
+    );
+    assert_eq!(job.spec.as_ref().unwrap().backoff_limit, Some(0));
+    let replicas = decision
+        .status
+        .arca
+        .as_ref()
+        .unwrap()
+        .replicas
+        .clone()
+        .unwrap();
+    let nfs = replicas.iter().find(|r| r.name == "nfs-secret").unwrap();
+    assert_eq!(nfs.last_attempt_time, Some(Time(now)));
+    assert_eq!(decision.status.last_sync_start_time, None, "not a sync");
+    assert!(!arca_kube::reconcile::starts_sync(&observed, &decision));
+
+    // Once attempted, the next copy falls due on the schedule after the attempt.
+    let mut source = observed.source.clone();
+    source.status = Some(decision.status.clone());
+    let mut waiting = scheduled_replication();
+    waiting.source = source;
+    let decision = reconcile_source(&waiting, ts("2026-01-02T05:30:00Z"), &config());
+    assert!(applied_jobs(&decision.actions).is_empty());
+    let replicas = decision
+        .status
+        .arca
+        .as_ref()
+        .unwrap()
+        .replicas
+        .clone()
+        .unwrap();
+    let nfs = replicas.iter().find(|r| r.name == "nfs-secret").unwrap();
+    assert_eq!(nfs.next_copy_time, Some(Time(ts("2026-01-02T06:00:00Z"))));
+    assert_eq!(
+        decision.requeue,
+        Requeue::After(SignedDuration::from_mins(30)),
+        "looks again when the copy falls due"
+    );
+    let target = replicas.iter().find(|r| r.name == "dr-site-secret");
+    assert!(
+        target.is_none_or(|t| t.next_copy_time.is_none()),
+        "a target without a schedule has no next copy time: {target:?}"
+    );
+
+    // Its schedule removed, the target is the backups' again: its own times go.
+    let mut unscheduled = waiting.clone();
+    unscheduled.source.status = Some(decision.status.clone());
+    unscheduled
+        .source
+        .spec
+        .arca
+        .as_mut()
+        .unwrap()
+        .replication
+        .as_mut()
+        .unwrap()[1]
+        .schedule = None;
+    let decision = reconcile_source(&unscheduled, ts("2026-01-02T05:30:00Z"), &config());
+    assert!(applied_jobs(&decision.actions).is_empty());
+    let replicas = decision
+        .status
+        .arca
+        .as_ref()
+        .unwrap()
+        .replicas
+        .clone()
+        .unwrap();
+    let nfs = replicas.iter().find(|r| r.name == "nfs-secret").unwrap();
+    assert_eq!(
+        (&nfs.last_attempt_time, &nfs.next_copy_time),
+        (&None, &None)
+    );
+}
+
+#[test]
+fn a_finished_replication_job_is_recorded_per_target() {
+    let started = ts("2026-01-02T05:00:00Z");
+    let mut observed = scheduled_replication();
+    let status = observed.source.status.as_mut().unwrap();
+    status.arca = Some(arca_kube::api::ArcaSourceStatus {
+        replicas: Some(vec![
+            arca_kube::api::ReplicaStatus {
+                name: "dr-site-secret".to_owned(),
+                last_copy_time: Some(Time(ts("2026-01-02T02:10:00Z"))),
+                lag_snapshots: Some(0),
+                ..Default::default()
+            },
+            arca_kube::api::ReplicaStatus {
+                name: "nfs-secret".to_owned(),
+                last_attempt_time: Some(Time(started)),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    });
+    let mut result = AgentResult {
+        success: true,
+        ..AgentResult::default()
+    };
+    result.replicas = vec![ReplicaResult {
+        name: "nfs-secret".to_owned(),
+        copied: 3,
+        lag_snapshots: Some(0),
+        lag_seconds: Some(0.0),
+        error: None,
+    }];
+    observed.owned.jobs.push(job(
+        &job_name(true, NAME),
+        JobPhase::Succeeded,
+        &["replicate"],
+        Some(result),
+    ));
+    let done = ts("2026-01-02T05:04:00Z");
+    let decision = reconcile_source(&observed, done, &config());
+    assert!(decision.actions.contains(&Action::Delete {
+        kind: ObjectKind::Job,
+        name: job_name(true, NAME),
+    }));
+    assert_eq!(decision.requeue, Requeue::After(SignedDuration::ZERO));
+    let replicas = decision
+        .status
+        .arca
+        .as_ref()
+        .unwrap()
+        .replicas
+        .clone()
+        .unwrap();
+    assert_eq!(replicas[1].name, "nfs-secret");
+    assert_eq!(replicas[1].last_copy_time, Some(Time(done)));
+    assert_eq!(replicas[1].lag_snapshots, Some(0));
+    assert_eq!(replicas[1].error, None);
+    assert_eq!(replicas[1].last_attempt_time, Some(Time(started)));
+    assert_eq!(
+        replicas[0].last_copy_time,
+        Some(Time(ts("2026-01-02T02:10:00Z"))),
+        "the backup's target is untouched"
+    );
+    assert_eq!(
+        decision.status.last_sync_time,
+        observed.source.status.as_ref().unwrap().last_sync_time,
+        "not a sync"
+    );
+    assert!(decision.report.is_none());
+
+    // The Job failed before copying (no document): its target gets the failure, keeps its
+    // last copy, and the backup's target is not blamed.
+    observed.owned.jobs[0].phase = JobPhase::Failed;
+    observed.owned.jobs[0].result = None;
+    let decision = reconcile_source(&observed, done, &config());
+    let replicas = decision
+        .status
+        .arca
+        .as_ref()
+        .unwrap()
+        .replicas
+        .clone()
+        .unwrap();
+    assert_eq!(
+        replicas[1].error.as_deref(),
+        Some("the replication Job ended without a result")
+    );
+    assert_eq!(replicas[1].last_copy_time, None);
+    assert_eq!(replicas[0].error, None);
+    assert!(
+        decision
+            .events
+            .iter()
+            .any(|e| e.reason == "ReplicationFailed" && e.note.contains("nfs-secret"))
+    );
+}
+
+#[test]
+fn scheduled_reports_run_alone_and_with_drills_in_one_job() {
+    // Without spec.arca.report nothing reports on its own.
+    let plain = drilled(DrillSpec {
+        // The first drill falls due on 1 February.
+        schedule: Some("0 3 1 2 *".to_owned()),
+        ..DrillSpec::default()
+    });
+    let now = ts("2026-01-02T07:00:00Z");
+    let decision = reconcile_source(&source_observed(plain.clone()), now, &config());
+    assert!(applied_jobs(&decision.actions).is_empty());
+
+    // With it (default schedule, daily at 06:00), the first report falls due at 06:00 after
+    // the creation.
+    let mut reporting = plain;
+    reporting.spec.arca.as_mut().unwrap().report = Some(arca_kube::api::ReportSpec::default());
+    let decision = reconcile_source(&source_observed(reporting.clone()), now, &config());
+    let jobs = applied_jobs(&decision.actions);
+    assert_eq!(jobs.len(), 1, "{:?}", decision.actions);
+    assert_eq!(args(jobs[0]), ["report"]);
+    assert!(decision.events.iter().all(|e| e.reason != "DrillStarted"));
+    // Judged by the source's class and retention, as the backups are.
+    assert_eq!(
+        env_value(jobs[0], "ARCA_DATA_CLASS").as_deref(),
+        Some("important")
+    );
+    assert_eq!(
+        env_value(jobs[0], "FORGET_OPTIONS"),
+        Some(arca_kube::api::ResticRetainPolicy::forget_options(
+            reporting.spec.restic.as_ref().unwrap().retain.as_ref()
+        ))
+    );
+
+    // A finished report: status, ConfigMap, and the next report tomorrow at 06:00.
+    let mut observed = source_observed(reporting.clone());
+    observed.owned.jobs.push(job(
+        &job_name(true, NAME),
+        JobPhase::Succeeded,
+        &["report"],
+        Some(AgentResult {
+            success: true,
+            report: Some(ReportResult {
+                window_days: 30,
+                compliant: true,
+                ..ReportResult::default()
+            }),
+            ..AgentResult::default()
+        }),
+    ));
+    let done = ts("2026-01-02T07:02:00Z");
+    let decision = reconcile_source(&observed, done, &config());
+    let report = decision
+        .status
+        .arca
+        .as_ref()
+        .unwrap()
+        .report
+        .clone()
+        .unwrap();
+    assert_eq!(report.last_report_time, Some(Time(done)));
+    assert_eq!(report.compliant, Some(true));
+    assert_eq!(
+        report.next_report_time,
+        Some(Time(ts("2026-01-03T06:00:00Z")))
+    );
+    assert!(
+        decision
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Apply(Object::ConfigMap(_))))
+    );
+    assert!(
+        decision
+            .status
+            .arca
+            .as_ref()
+            .unwrap()
+            .drill
+            .as_ref()
+            .is_none_or(|d| d.last_drill_time.is_none()),
+        "a report alone is no drill"
+    );
+
+    // A drill and a report due together: one Job, the drill before the report, and a due
+    // scheduled copy before both.
+    let mut everything = reporting;
+    let arca = everything.spec.arca.as_mut().unwrap();
+    arca.drill = Some(manual_drill());
+    arca.replication = Some(vec![ReplicationTarget {
+        repository: "nfs-secret".to_owned(),
+        schedule: Some("@daily".to_owned()),
+    }]);
+    let mut observed = source_observed(everything);
+    observed.replica_secrets = vec![secret("nfs-secret")];
+    let decision = reconcile_source(&observed, now, &config());
+    let jobs = applied_jobs(&decision.actions);
+    assert_eq!(jobs.len(), 1, "{:?}", decision.actions);
+    assert_eq!(args(jobs[0]), ["replicate", "drill", "report"]);
+    assert_eq!(env_value(jobs[0], "ARCA_RTO").as_deref(), Some("600"));
+    assert_eq!(
+        env_value(jobs[0], "ARCA_REPLICA_0_NAME").as_deref(),
+        Some("nfs-secret")
+    );
+
+    // A scheduled target whose Secret is missing keeps the whole DR Job from starting, with
+    // a Warning naming it.
+    observed.replica_secrets.clear();
+    let decision = reconcile_source(&observed, now, &config());
+    assert!(applied_jobs(&decision.actions).is_empty());
+    let warning = decision
+        .events
+        .iter()
+        .find(|e| e.reason == "DrJobNotStarted")
+        .unwrap();
+    assert!(warning.note.contains("nfs-secret"), "{}", warning.note);
+}
+
+#[test]
+fn a_drill_passes_in_a_job_a_failed_replica_made_partial() {
+    // The agent exits 3 (a scheduled replica failed): the Job fails with a success result,
+    // and the drill that passed in it is a pass.
+    let mut observed = source_observed(drilled(manual_drill()));
+    observed.owned.jobs.push(job(
+        &job_name(true, NAME),
+        JobPhase::Failed,
+        &["replicate", "drill", "report"],
+        Some(AgentResult {
+            success: true,
+            partial: true,
+            drill: Some(DrillResult {
+                passed: true,
+                measured_seconds: 12.0,
+                ..DrillResult::default()
+            }),
+            ..AgentResult::default()
+        }),
+    ));
+    let decision = reconcile_source(&observed, ts("2026-01-02T05:10:00Z"), &config());
+    let drill = decision
+        .status
+        .arca
+        .as_ref()
+        .unwrap()
+        .drill
+        .clone()
+        .unwrap();
+    assert_eq!(drill.passed, Some(true), "{drill:?}");
+    assert!(decision.events.iter().any(|e| e.reason == "DrillPassed"));
+}

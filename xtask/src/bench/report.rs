@@ -169,6 +169,8 @@ pub(crate) struct Report {
     pub(crate) criterion: Option<Vec<Estimate>>,
     /// Many-small-files measurements.
     pub(crate) many_files: Vec<ManyFiles>,
+    /// Measured RTO per mix (`--rto`).
+    pub(crate) rto: Vec<super::rto::Rto>,
 }
 
 /// One side-by-side run of every step: which data, cache state and repository.
@@ -359,6 +361,9 @@ impl Report {
         }
         if !self.many_files.is_empty() {
             self.render_many_files(&mut out);
+        }
+        if !self.rto.is_empty() {
+            super::rto::render(&mut out, &self.rto);
         }
         let _ = writeln!(
             out,

@@ -53,11 +53,13 @@ impl Server {
 
     /// Sum of the object sizes in the bucket of the repository URL `repo`.
     pub(super) fn repository_bytes(&self, repo: &str) -> Result<u64> {
-        let bucket = repo
-            .rsplit('/')
-            .next()
-            .context("repository URL without a bucket")?;
-        let mut total = 0;
+        Ok(self.objects(repo)?.iter().map(|(_, size)| size).sum())
+    }
+
+    /// Every object in the bucket of the repository URL `repo`: key and size.
+    pub(super) fn objects(&self, repo: &str) -> Result<Vec<(String, u64)>> {
+        let bucket = bucket_of(repo)?;
+        let mut objects = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut path = format!("/{bucket}?list-type=2");
@@ -71,22 +73,53 @@ impl Server {
                     response.lines().next().unwrap_or_default()
                 );
             }
-            total += xml_values(&response, "Size")
-                .iter()
-                .filter_map(|size| size.parse::<u64>().ok())
-                .sum::<u64>();
+            for contents in xml_values(&response, "Contents") {
+                let key = xml_values(contents, "Key").first().map(|k| k.to_string());
+                let size = xml_values(contents, "Size")
+                    .first()
+                    .and_then(|size| size.parse::<u64>().ok());
+                match (key, size) {
+                    (Some(key), Some(size)) => objects.push((key, size)),
+                    _ => bail!("listing bucket {bucket}: an entry without key or size"),
+                }
+            }
             token = xml_values(&response, "NextContinuationToken")
                 .first()
                 .map(|token| token.to_string());
             if token.is_none() {
-                return Ok(total);
+                return Ok(objects);
             }
         }
     }
 
+    /// The URL of object `key` in the bucket of the repository URL `repo`.
+    pub(super) fn object_url(&self, repo: &str, key: &str) -> Result<String> {
+        let encoded: Vec<String> = key.split('/').map(percent_encode).collect();
+        Ok(format!(
+            "{}/{}/{}",
+            self.server.endpoint,
+            bucket_of(repo)?,
+            encoded.join("/")
+        ))
+    }
+
+    /// curl's `--user` for SigV4-signed requests with the credentials moto accepts.
+    pub(super) fn curl_user() -> String {
+        format!("{}:{}", CREDENTIALS[0].1, CREDENTIALS[1].1)
+    }
+
+    /// The server's `http://host:port`.
+    pub(super) fn endpoint(&self) -> &str {
+        &self.server.endpoint
+    }
+
+    fn host(&self) -> &str {
+        self.server.endpoint.trim_start_matches("http://")
+    }
+
     /// One HTTP/1.1 request without a body; the whole response as text.
     fn request(&self, method: &str, path: &str) -> Result<String> {
-        let host = self.server.endpoint.trim_start_matches("http://");
+        let host = self.host();
         let mut stream =
             TcpStream::connect(host).with_context(|| format!("connecting to S3 at {host}"))?;
         write!(
@@ -99,6 +132,14 @@ impl Server {
             .with_context(|| format!("reading from S3 at {host}"))?;
         Ok(response)
     }
+}
+
+/// The bucket of a repository URL `s3:http://host:port/bucket`.
+fn bucket_of(repo: &str) -> Result<&str> {
+    repo.rsplit('/')
+        .next()
+        .filter(|bucket| !bucket.is_empty())
+        .context("repository URL without a bucket")
 }
 
 /// The text inside every `<tag>...</tag>` of an XML document.
@@ -131,6 +172,15 @@ mod tests {
         let xml = "<ListBucketResult><Contents><Key>a</Key><Size>10</Size></Contents>\
                    <Contents><Size>32</Size></Contents><NextContinuationToken>x/y+z=</NextContinuationToken></ListBucketResult>";
         assert_eq!(xml_values(xml, "Size"), ["10", "32"]);
+        assert_eq!(
+            xml_values(xml, "Contents")[0],
+            "<Key>a</Key><Size>10</Size>"
+        );
+        assert_eq!(
+            bucket_of("s3:http://127.0.0.1:5555/bench-rto").unwrap(),
+            "bench-rto"
+        );
+        assert!(bucket_of("s3:http://127.0.0.1:5555/").is_err());
         assert_eq!(xml_values(xml, "NextContinuationToken"), ["x/y+z="]);
         assert!(xml_values(xml, "Missing").is_empty());
         assert_eq!(percent_encode("x/y+z="), "x%2Fy%2Bz%3D");

@@ -128,7 +128,25 @@ pub struct Hooks {
 pub struct ReplicationTarget {
     /// Secret of the target repository (same keys as `restic.repository`).
     pub repository: String,
-    /// When to copy (default: after every successful backup).
+    /// Copy on this schedule instead (same syntax as `trigger.schedule`, in `timeZone`), in
+    /// the source's DR Job, never beside a backup; absent: after every successful backup, in
+    /// the backup Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(SCHEDULE_PATTERN))]
+    pub schedule: Option<String>,
+}
+
+/// Reports every day at 06:00 (in `timeZone`), after the night's backups.
+pub const DEFAULT_REPORT_SCHEDULE: &str = "0 6 * * *";
+
+/// Scheduled compliance reports (the agent's `report` action), besides the one every drill
+/// makes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportSpec {
+    /// When a report falls due (same syntax as `trigger.schedule`, in `timeZone`; default
+    /// `0 6 * * *`, daily). A drill's report counts: the next falls due on the schedule after
+    /// the last report, whichever made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(SCHEDULE_PATTERN))]
     pub schedule: Option<String>,
@@ -193,6 +211,9 @@ pub struct ArcaSourceSpec {
     /// Scheduled recovery drills.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill: Option<DrillSpec>,
+    /// Scheduled compliance reports (without it, reports are made with drills only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportSpec>,
 }
 
 /// `spec.arca` of a ReplicationDestination.
@@ -260,8 +281,8 @@ pub struct RpoStatus {
     pub breach_time: Option<Time>,
 }
 
-/// Where one replication target (`spec.arca.replication[]`) stands, from the last backup's
-/// result.
+/// Where one replication target (`spec.arca.replication[]`) stands, from the result of the
+/// last Job that copied to it (the backup Job, or for a scheduled target the DR Job).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaStatus {
@@ -279,6 +300,13 @@ pub struct ReplicaStatus {
     /// Why the last copy to it failed (absent when it succeeded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A scheduled target: when its last copy started (the next falls due on the schedule
+    /// after it, whether it succeeded or not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_time: Option<Time>,
+    /// A scheduled target: when its next copy falls due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_copy_time: Option<Time>,
 }
 
 /// The last recovery drill of a source and the next one.
@@ -377,13 +405,13 @@ pub struct ArcaSourceStatus {
     /// Recovery drills.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill: Option<DrillStatus>,
-    /// The last compliance report (made with every drill).
+    /// The last compliance report (made with every drill, and on `spec.arca.report.schedule`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<ReportStatus>,
 }
 
 /// The summary figures of the last compliance report of a source's repository (the agent's
-/// `report` action, run after every drill), over `windowDays`, for the source's host. The
+/// `report` action, run after every drill and on `spec.arca.report.schedule`), over `windowDays`, for the source's host. The
 /// whole report is in the ConfigMap `configMap`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -433,6 +461,9 @@ pub struct ReportStatus {
     /// Bytes of packs, index and snapshot files in the repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository_bytes: Option<u64>,
+    /// With `spec.arca.report`: when the next scheduled report falls due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_report_time: Option<Time>,
 }
 
 /// `status.arca` of a ReplicationDestination.

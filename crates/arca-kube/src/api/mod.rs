@@ -16,7 +16,10 @@ pub use arca::{
     DataClass, Hook, HookFailurePolicy, Hooks, ReplicationTarget, RpoState, RpoStatus,
     SyncProgress, VerifySpec,
 };
-pub use arca::{DEFAULT_DRILL_SCHEDULE, DrillSpec, DrillStatus, ReplicaStatus, ReportStatus};
+pub use arca::{
+    DEFAULT_DRILL_SCHEDULE, DEFAULT_REPORT_SCHEDULE, DrillSpec, DrillStatus, ReplicaStatus,
+    ReportSpec, ReportStatus,
+};
 pub use destination::{
     ReplicationDestination, ReplicationDestinationResticSpec, ReplicationDestinationSpec,
     ReplicationDestinationStatus,

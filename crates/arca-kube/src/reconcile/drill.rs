@@ -1,41 +1,24 @@
 //! `spec.arca.drill`: scheduled recovery drills of a source's repository (the seed's monthly DR
-//! test).
-//!
-//! A drill is a Job running the agent's `drill` action, then its `report` (`report.rs`). It takes the object's one mover Job
-//! name, so it never runs beside a backup: it starts only while the source is idle (no sync in
-//! progress, none starting, not paused), and a backup that falls due meanwhile waits for it. Its
-//! data and cache volumes are `emptyDir`s (scratch space, a cold cache as after a cluster loss):
-//! it mounts no claim, so it never touches the source volume. It runs once (`backoffLimit: 0`);
-//! a failed drill is a result, recorded in `status.arca.drill`, not retried before its next due
-//! time. Drills do not change the sync's status fields.
+//! test), run by the source's DR Job (`dr_job.rs`: the agent's `drill` action, then its
+//! `report`). The Job's data and cache volumes are `emptyDir`s (scratch space, a cold cache as
+//! after a cluster loss): it never touches the source volume. A failed drill is a result,
+//! recorded in `status.arca.drill`, not retried before its next due time. Drills do not change
+//! the sync's status fields.
 
-use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::EmptyDirVolumeSource;
 
-use super::engine::{self, Out, opt_time, requeue_at, sooner, ts};
-use super::names::job_name;
-use super::objects::{self, MoverJob, Owner};
-use super::observed::{JobObserved, JobPhase, SourceObserved};
-use super::report::{self, REPORT_ACTION};
-use super::{
-    Action, ControllerConfig, EventType, Object, ObjectKind, Requeue, format_go_duration,
-    parse_go_duration, time,
-};
+use super::dr_job::next_on_schedule;
+use super::engine::{self, Out, opt_time, ts};
+use super::observed::JobObserved;
+use super::{EventType, format_go_duration, parse_go_duration, time};
 use crate::Error;
 use crate::api::{
     ArcaSourceStatus, DEFAULT_DRILL_SCHEDULE, DrillSpec, DrillStatus, ReplicationSource,
-    ReplicationSourceResticSpec, ReplicationSourceStatus,
+    ReplicationSourceStatus,
 };
 
-/// The agent's action a drill Job runs.
+/// The agent's action that runs a drill.
 pub const DRILL_ACTION: &str = "drill";
-
-/// Whether an owned Job is a drill (its arguments are the agent's actions).
-pub fn is_drill_job(job: &JobObserved) -> bool {
-    job.actions.iter().any(|a| a == DRILL_ACTION)
-}
 
 fn spec(source: &ReplicationSource) -> Option<&DrillSpec> {
     source.spec.arca.as_ref()?.drill.as_ref()
@@ -57,25 +40,55 @@ fn next_scheduled(
         .as_deref()
         .filter(|s| !s.is_empty())
         .unwrap_or(DEFAULT_DRILL_SCHEDULE);
-    let mut schedule =
-        arca_sched::Schedule::parse(expression).map_err(|e| Error::InvalidSchedule {
-            field: "spec.arca.drill.schedule",
-            expression: expression.to_owned(),
-            reason: e.to_string(),
-        })?;
-    // An invalid zone is reported by the sync's own timing before a drill is considered.
-    let zone = source
-        .spec
+    let last = drill_status(status).and_then(|d| ts(&d.last_drill_time));
+    next_on_schedule(source, "spec.arca.drill.schedule", expression, last)
+}
+
+/// Whether an idle source's drill is due (scheduled or manual), with the environment of the
+/// agent's `drill` action; keeps `status.arca.drill.nextDrillTime` current. `Err(next)` when
+/// none is due (or one cannot start, with a Warning): when the next falls due.
+pub(super) fn due(
+    source: &ReplicationSource,
+    status: &mut ReplicationSourceStatus,
+    out: &mut Out,
+    now: Timestamp,
+) -> Result<Vec<(&'static str, String)>, Option<Timestamp>> {
+    let Some(drill) = spec(source) else {
+        if let Some(arca) = status.arca.as_mut() {
+            arca.drill = arca.drill.take().map(|d| DrillStatus {
+                next_drill_time: None,
+                ..d
+            });
+        }
+        return Err(None);
+    };
+    let next = next_scheduled(source, drill, status).map_err(|error| {
+        not_started(out, &error);
+        None
+    })?;
+    status
         .arca
-        .as_ref()
-        .and_then(|a| a.time_zone.as_deref());
-    if let Some(zone) = zone.and_then(|z| TimeZone::get(z).ok()) {
-        schedule = schedule.with_time_zone(zone);
+        .get_or_insert_with(ArcaSourceStatus::default)
+        .drill
+        .get_or_insert_with(DrillStatus::default)
+        .next_drill_time = opt_time(next);
+    let due = manual_pending(drill, status).is_some() || next.is_some_and(|at| at <= now);
+    if !due {
+        return Err(next);
     }
-    let last = drill_status(status)
-        .and_then(|d| ts(&d.last_drill_time))
-        .or_else(|| ts(&source.metadata.creation_timestamp));
-    Ok(last.and_then(|last| schedule.next_after(last)))
+    drill_env(drill).map_err(|error| {
+        not_started(out, &error);
+        None
+    })
+}
+
+fn not_started(out: &mut Out, error: &Error) {
+    out.event(
+        EventType::Warning,
+        "DrillNotStarted",
+        "CreateMover",
+        format!("the recovery drill cannot start: {error}"),
+    );
 }
 
 /// A manual drill request that has not been carried out yet.
@@ -85,16 +98,11 @@ fn manual_pending<'a>(drill: &'a DrillSpec, status: &ReplicationSourceStatus) ->
     (done != Some(manual)).then_some(manual)
 }
 
-/// The environment of the agent's `drill` action: the data class (whose RTO applies unless
-/// `rto` is given), the RTO in seconds, the application's command.
-fn drill_env(
-    source: &ReplicationSource,
-    drill: &DrillSpec,
-) -> Result<Vec<(&'static str, String)>, Error> {
-    let mut env = vec![(
-        "ARCA_DATA_CLASS",
-        source.spec.data_class().as_str().to_owned(),
-    )];
+/// The environment of the agent's `drill` action besides the data class (whose RTO applies
+/// unless `rto` is given; the DR Job always sets it): the RTO in seconds, the application's
+/// command.
+fn drill_env(drill: &DrillSpec) -> Result<Vec<(&'static str, String)>, Error> {
+    let mut env = Vec::new();
     if let Some(text) = drill.rto.as_deref().filter(|r| !r.is_empty()) {
         let rto = parse_go_duration(text)
             .filter(|d| d.is_positive())
@@ -110,165 +118,22 @@ fn drill_env(
     Ok(env)
 }
 
-/// An idle source (no sync in progress or starting, no Job, not paused): starts a drill if one
-/// is due, and keeps `status.arca.drill.nextDrillTime` current. Returns the requeue, sooner if
-/// the next drill falls due before it.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn start_if_due(
-    observed: &SourceObserved,
-    restic: &ReplicationSourceResticSpec,
-    owner: &Owner<'_>,
-    status: &mut ReplicationSourceStatus,
-    out: &mut Out,
-    requeue: Requeue,
-    now: Timestamp,
-    config: &ControllerConfig,
-) -> Requeue {
-    let source = &observed.source;
-    let Some(drill) = spec(source) else {
-        if let Some(arca) = status.arca.as_mut() {
-            arca.drill = arca.drill.take().map(|d| DrillStatus {
-                next_drill_time: None,
-                ..d
-            });
-        }
-        return requeue;
-    };
-    let next = match next_scheduled(source, drill, status) {
-        Ok(next) => next,
-        Err(error) => {
-            not_started(out, &error);
-            return requeue;
-        }
-    };
-    let arca = status.arca.get_or_insert_with(ArcaSourceStatus::default);
-    arca.drill
-        .get_or_insert_with(DrillStatus::default)
-        .next_drill_time = opt_time(next);
-    let due = manual_pending(drill, status).is_some() || next.is_some_and(|at| at <= now);
-    if !due {
-        return next.map_or(requeue, |at| sooner(requeue, requeue_at(at, now)));
-    }
-    let env = match drill_env(source, drill) {
-        Ok(env) => env,
-        Err(error) => {
-            not_started(out, &error);
-            return requeue;
-        }
-    };
-    let secret = match engine::check_secret(observed.repository_secret.as_ref(), &restic.repository)
-    {
-        Ok(secret) => secret,
-        Err(error) => {
-            not_started(out, &error);
-            return requeue;
-        }
-    };
-    let account = engine::ensure_rbac(
-        owner,
-        true,
-        restic.mover.mover_service_account.as_deref(),
-        &observed.owned,
-        out,
-    );
-    let name = job_name(true, owner.name);
-    let mut job = objects::job(
-        owner,
-        MoverJob {
-            name: name.clone(),
-            actions: vec![DRILL_ACTION, REPORT_ACTION],
-            env,
-            // Both claims are replaced by scratch space below.
-            data_pvc: String::new(),
-            data_read_only: false,
-            cache_pvc: String::new(),
-            service_account: account,
-            mover: &restic.mover,
-            custom_ca: restic.custom_ca.as_ref(),
-            secret,
-            paused: false,
-        },
-        config,
-    );
-    into_scratch(&mut job);
-    out.actions.push(Action::Apply(Object::Job(Box::new(job))));
-    out.event(
-        EventType::Normal,
-        "DrillStarted",
-        "CreateMover",
-        format!("recovery drill Job {name} created"),
-    );
-    Requeue::After(config.poll_interval)
-}
-
-fn not_started(out: &mut Out, error: &Error) {
-    out.event(
-        EventType::Warning,
-        "DrillNotStarted",
-        "CreateMover",
-        format!("the recovery drill cannot start: {error}"),
-    );
-}
-
-/// Makes a mover Job a drill's: its data and cache volumes become `emptyDir`s (scratch space,
-/// writable), and it runs once.
-fn into_scratch(job: &mut Job) {
-    let Some(spec) = job.spec.as_mut() else {
-        return;
-    };
-    spec.backoff_limit = Some(0);
-    let Some(pod) = spec.template.spec.as_mut() else {
-        return;
-    };
-    for volume in pod.volumes.iter_mut().flatten() {
-        if volume.name == "data" || volume.name == "cache" {
-            volume.persistent_volume_claim = None;
-            volume.empty_dir = Some(EmptyDirVolumeSource::default());
-        }
-    }
-    for container in &mut pod.containers {
-        for mount in container.volume_mounts.iter_mut().flatten() {
-            if mount.name == "data" {
-                mount.read_only = Some(false);
-            }
-        }
-    }
-}
-
-/// A drill Job exists: hold it while paused, wait while it runs, and once it ended record its
-/// figures in `status.arca.drill` and its report's (`report::record`), delete it and look again at once (a backup may be waiting).
-pub(crate) fn follow(
-    observed: &SourceObserved,
-    owner: &Owner<'_>,
+/// Records a finished DR Job's drill, which ended at `ended`, in `status.arca.drill` (with
+/// the next scheduled time), and its event.
+pub(super) fn record(
+    source: &ReplicationSource,
     job: &JobObserved,
+    ended: Timestamp,
     status: &mut ReplicationSourceStatus,
     out: &mut Out,
-    now: Timestamp,
-    config: &ControllerConfig,
-) -> Requeue {
-    let source = &observed.source;
-    if job.phase == JobPhase::Active {
-        let wanted = if source.spec.paused { 0 } else { 1 };
-        if job.parallelism != wanted {
-            out.actions.push(Action::SetJobParallelism {
-                name: job.name.clone(),
-                parallelism: wanted,
-            });
-        }
-        return if source.spec.paused {
-            Requeue::AwaitChange
-        } else {
-            Requeue::After(config.poll_interval)
-        };
-    }
-    out.actions.push(Action::Delete {
-        kind: ObjectKind::Job,
-        name: job.name.clone(),
-    });
+) {
     let previous = drill_status(status).cloned().unwrap_or_default();
-    let ended = engine::not_before(ts(&previous.last_drill_time), now);
+    let ended = engine::not_before(ts(&previous.last_drill_time), ended);
     let figures = job.result.as_ref().and_then(|r| r.drill.as_ref());
-    let passed = job.phase == JobPhase::Succeeded && figures.is_some_and(|d| d.passed);
+    // A partial success (a scheduled replica failed in the same Job) ends the Job as failed
+    // with a success result: the drill still passed.
+    let passed =
+        job.result.as_ref().is_some_and(|r| r.success) && figures.is_some_and(|d| d.passed);
     let reason = (!passed).then(|| {
         figures
             .and_then(|d| d.reason.clone())
@@ -303,13 +168,6 @@ pub(crate) fn follow(
     if let Some(arca) = status.arca.as_mut() {
         arca.drill = Some(recorded);
     }
-    report::record(
-        owner,
-        job.result.as_ref().and_then(|r| r.report.as_ref()),
-        ended,
-        status,
-        out,
-    );
     match reason {
         None => out.event(
             EventType::Normal,
@@ -330,5 +188,4 @@ pub(crate) fn follow(
             format!("recovery drill failed: {reason}"),
         ),
     }
-    Requeue::After(SignedDuration::ZERO)
 }

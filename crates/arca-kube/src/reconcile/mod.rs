@@ -15,6 +15,7 @@
 
 mod agent;
 mod destination;
+mod dr_job;
 mod drill;
 mod engine;
 mod hooks;
@@ -27,7 +28,8 @@ mod report;
 mod source;
 
 pub use destination::reconcile_destination;
-pub use drill::{DRILL_ACTION, is_drill_job};
+pub use dr_job::{DR_ACTIONS, REPLICATE_ACTION, is_dr_job};
+pub use drill::DRILL_ACTION;
 pub use hooks::{
     DEFAULT_HOOK_TIMEOUT, HookPlan, HookVerdict, PodOutcome, PodRun, hook_failed, judge,
     target_pods,

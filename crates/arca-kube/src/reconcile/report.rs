@@ -1,5 +1,6 @@
-//! Compliance reports from the operator: every drill Job also runs the agent's `report` action
-//! (so no second Job ever runs for a source), and its summary figures become
+//! Compliance reports from the operator: the source's DR Job (`dr_job.rs`) runs the agent's
+//! `report` action after every drill and, with `spec.arca.report`, on its schedule (daily by
+//! default); its summary figures become
 //! `status.arca.report` and the ConfigMap `<name>-arca-report` the source owns, which holds them
 //! as JSON (`report.json`) and as a Markdown table (`report.md`). The figures are a few hundred
 //! bytes, far below a ConfigMap's 1 MiB; the full report with its per-backup history stays
@@ -11,12 +12,16 @@ use std::fmt::Write as _;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::engine::Out;
+use super::dr_job::next_on_schedule;
+use super::engine::{Out, opt_time, ts};
 use super::names::report_config_map_name;
 use super::objects::Owner;
 use super::observed::ReportResult;
-use super::{Action, Object, time};
-use crate::api::{ArcaSourceStatus, ReplicationSourceStatus, ReportStatus};
+use super::{Action, EventType, Object, time};
+use crate::api::{
+    ArcaSourceStatus, DEFAULT_REPORT_SCHEDULE, ReplicationSource, ReplicationSourceStatus,
+    ReportStatus,
+};
 
 /// The agent's action that makes the report.
 pub const REPORT_ACTION: &str = "report";
@@ -25,10 +30,72 @@ pub const REPORT_JSON_KEY: &str = "report.json";
 /// The ConfigMap key of the figures as a Markdown table.
 pub const REPORT_MARKDOWN_KEY: &str = "report.md";
 
+/// When the next scheduled report falls due after the last report (or the object's creation),
+/// with `spec.arca.report`; `None` without it. An invalid schedule is a Warning and no report.
+fn next_scheduled(
+    source: &ReplicationSource,
+    status: &ReplicationSourceStatus,
+    out: &mut Out,
+) -> Option<Timestamp> {
+    let spec = source.spec.arca.as_ref()?.report.as_ref()?;
+    let expression = spec
+        .schedule
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(DEFAULT_REPORT_SCHEDULE);
+    let last = status
+        .arca
+        .as_ref()
+        .and_then(|a| a.report.as_ref())
+        .and_then(|r| ts(&r.last_report_time));
+    next_on_schedule(source, "spec.arca.report.schedule", expression, last)
+        .inspect_err(|error| {
+            out.event(
+                EventType::Warning,
+                "ReportNotStarted",
+                "CreateMover",
+                format!("the compliance report cannot start: {error}"),
+            );
+        })
+        .ok()
+        .flatten()
+}
+
+/// Whether an idle source's scheduled report is due; keeps `status.arca.report.nextReportTime`
+/// current. `Err(next)` when it is not: when it falls due.
+pub(super) fn due(
+    source: &ReplicationSource,
+    status: &mut ReplicationSourceStatus,
+    out: &mut Out,
+    now: Timestamp,
+) -> Result<(), Option<Timestamp>> {
+    let next = next_scheduled(source, status, out);
+    set_next(status, next);
+    match next {
+        Some(at) if at <= now => Ok(()),
+        next => Err(next),
+    }
+}
+
+/// Sets `nextReportTime`, leaving no empty report status behind.
+fn set_next(status: &mut ReplicationSourceStatus, next: Option<Timestamp>) {
+    let has_report = status.arca.as_ref().is_some_and(|a| a.report.is_some());
+    if next.is_none() && !has_report {
+        return;
+    }
+    status
+        .arca
+        .get_or_insert_with(ArcaSourceStatus::default)
+        .report
+        .get_or_insert_with(ReportStatus::default)
+        .next_report_time = opt_time(next);
+}
+
 /// Records the figures of a finished report (made at `ended`) in `status.arca.report` and
 /// writes the ConfigMap. Without figures (the Job ended before its report) the last report
 /// stands.
 pub(crate) fn record(
+    source: &ReplicationSource,
     owner: &Owner<'_>,
     result: Option<&ReportResult>,
     ended: Timestamp,
@@ -47,6 +114,8 @@ pub(crate) fn record(
         .arca
         .get_or_insert_with(ArcaSourceStatus::default)
         .report = Some(report);
+    let next = next_scheduled(source, status, out);
+    set_next(status, next);
 }
 
 fn status_of(figures: &ReportResult, ended: Timestamp, config_map: String) -> ReportStatus {
@@ -66,6 +135,7 @@ fn status_of(figures: &ReportResult, ended: Timestamp, config_map: String) -> Re
         key_age_days: figures.key_age_days,
         rotation_overdue: Some(figures.rotation_overdue),
         repository_bytes: Some(figures.repository_bytes),
+        next_report_time: None,
     }
 }
 

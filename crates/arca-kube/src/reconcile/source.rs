@@ -14,7 +14,7 @@ use super::{
     Action, ControllerConfig, EventType, HookPhase, Object, ObjectKind, Requeue, SourceDecision,
     time,
 };
-use super::{drill, replication};
+use super::{dr_job, replication};
 use crate::Error;
 use crate::api::{
     ArcaSourceStatus, CopyMethod, DataClass, MoverKind, ReplicationSource,
@@ -106,10 +106,10 @@ pub fn reconcile_source(
         });
     }
 
-    // A drill is not a sync: its Job is followed apart and touches no sync field.
-    if let Some(job) = job.filter(|j| drill::is_drill_job(j)) {
+    // DR work is not a sync: its Job is followed apart and touches no sync field.
+    if let Some(job) = job.filter(|j| dr_job::is_dr_job(&j.actions)) {
         let mut status = status;
-        let requeue = drill::follow(observed, &owner, job, &mut status, &mut out, now, config);
+        let requeue = dr_job::follow(observed, &owner, job, &mut status, &mut out, now, config);
         return finish_with_rpo(status, state, out, requeue, &timing, arca.data_class, now);
     }
 
@@ -149,7 +149,7 @@ pub fn reconcile_source(
                     state.next_sync_time = timing.next_sync_time(state.last_sync_time);
                     let requeue = at.map_or(Requeue::AwaitChange, |t| requeue_at(t, now));
                     let mut status = status;
-                    let requeue = drill::start_if_due(
+                    let requeue = dr_job::start_if_due(
                         observed,
                         restic,
                         &owner,
@@ -454,7 +454,10 @@ fn prepare(
         },
         config,
     );
-    replication::add_to_job(&mut job, replication::targets(&observed.source));
+    replication::add_to_job(
+        &mut job,
+        &replication::per_backup(replication::targets(&observed.source)),
+    );
     out.actions.push(Action::Apply(Object::Job(Box::new(job))));
     out.event(
         EventType::Normal,
