@@ -56,6 +56,7 @@ mod ahead;
 mod assemble;
 mod claimed;
 mod exclude;
+mod level;
 mod metadata;
 mod parent;
 mod prefetch;
@@ -584,7 +585,11 @@ impl Pipeline {
             }
         }
         let compression = shared.repo.compression();
-        let packer = Arc::new(Packer::new(shared.repo.config().pack_size as usize, cores));
+        let packer = Arc::new(Packer::new(
+            shared.repo.config().pack_size as usize,
+            cores,
+            compression,
+        ));
         for n in 0..cores {
             let (jobs, packer, packs) =
                 (encode_receiver.clone(), Arc::clone(&packer), packs.clone());

@@ -21,6 +21,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arca_chunk::{READ_ALIGN, StreamChunker};
 use arca_store::SpoolDir;
@@ -30,6 +31,7 @@ use nix::fcntl::OFlag;
 
 use super::ahead::LargestFirst;
 use super::claimed::ClaimedBlobs;
+use super::level::AdaptiveLevel;
 use super::metadata::nanos;
 use crate::blob::{self, BlobType, Compression};
 use crate::index::Index;
@@ -601,6 +603,8 @@ pub(crate) struct Packer {
     pack_size: usize,
     /// Encoders still running; the last one to stop finishes the tree pack.
     encoders: AtomicUsize,
+    /// The zstd level of data blobs, from whether the encoders wait for the uploads.
+    level: AdaptiveLevel,
 }
 
 /// A tree pack's buffer is reserved whole, like a data pack's, rather than
@@ -612,12 +616,14 @@ fn new_tree_pack(pack_size: usize) -> PackWriter {
 }
 
 impl Packer {
-    /// Packs of `pack_size` bytes, filled by `encoders` threads.
-    pub(crate) fn new(pack_size: usize, encoders: usize) -> Self {
+    /// Packs of `pack_size` bytes, filled by `encoders` threads, with data
+    /// blobs compressed at `compression` or harder (see [`AdaptiveLevel`]).
+    pub(crate) fn new(pack_size: usize, encoders: usize, compression: Compression) -> Self {
         Packer {
             trees: Mutex::new(new_tree_pack(pack_size)),
             pack_size,
             encoders: AtomicUsize::new(encoders),
+            level: AdaptiveLevel::new(compression),
         }
     }
 
@@ -632,16 +638,21 @@ impl Packer {
 
     /// Encodes a data blob into the encoder's `open` pack, first queueing
     /// that pack for upload if it is full and taking a buffer for a new one
-    /// from the backup's pool (waiting while all are in use). Returns the
-    /// blob's stored size.
+    /// from the backup's pool (waiting while all are in use), at the level
+    /// [`AdaptiveLevel`] chooses from how long such waits took so far.
+    /// Returns the blob's stored size.
+    ///
+    /// A spooling pack's writer may also wait inside `add_encoding` for its
+    /// file's writes; that counts as encoding, so it can only keep the level
+    /// at the configured one.
     fn add_data(
         &self,
         shared: &Shared,
-        compression: Compression,
         open: &mut Option<PackWriter>,
         job: &EncodeJob,
         packs: &tokio::sync::mpsc::Sender<FinishedPack>,
     ) -> Result<usize, Stopped> {
+        let waiting = Instant::now();
         let max_len = blob::max_sealed_len(job.plaintext.len());
         if let Some(full) = open.take_if(|writer| self.is_full(writer, max_len)) {
             upload(shared, full, packs)?;
@@ -650,6 +661,7 @@ impl Packer {
             Some(writer) => writer,
             empty @ None => empty.insert(shared.new_data_pack()?),
         };
+        let encoding = Instant::now();
         let before = writer.len();
         writer
             .add_encoding(
@@ -657,9 +669,11 @@ impl Packer {
                 BlobType::Data,
                 job.id,
                 &job.plaintext,
-                compression,
+                self.level.current(),
             )
             .map_err(|e| shared.fail(e))?;
+        self.level
+            .record(encoding.elapsed(), encoding.duration_since(waiting));
         Ok(writer.len() - before)
     }
 
@@ -744,7 +758,7 @@ fn encode_blobs(
         }
         let (stored_len, counter) = match job.blob_type {
             BlobType::Data => (
-                packer.add_data(shared, compression, data, &job, packs)?,
+                packer.add_data(shared, data, &job, packs)?,
                 &shared.added.data_blobs,
             ),
             BlobType::Tree => (
