@@ -94,6 +94,7 @@ async fn legacy_record(repo: &Repository, previous: &[Id]) -> Id {
         bytes_read: 2,
         previous: previous.to_vec(),
         resealed_from: None,
+        copied_from: None,
     };
     let json = zstd::bulk::compress(&serde_json::to_vec(&record).unwrap(), 3).unwrap();
     let sealed = repo.key().seal_audit_record_under_data_key(&json).unwrap();
