@@ -93,7 +93,8 @@ pub struct EraseReport {
     pub prune: PruneReport,
     /// The re-encryption that ran after it.
     pub reencrypt: ReencryptReport,
-    /// Set when old packs are still in storage: then nothing was destroyed.
+    /// Set when old packs are still in storage, or files under an old key
+    /// were written while the run went on: then nothing was destroyed.
     pub waiting: Option<Waiting>,
     /// Data key ids destroyed (the erased epochs); empty when a run only
     /// finished deleting the old keyrings of an interrupted one.
@@ -196,8 +197,11 @@ pub async fn erase(repo: &Repository, opts: &EraseOptions<'_>) -> Result<EraseRe
                 .filter(|path| !foreign.contains(path))
                 .collect(),
         };
-        // A rotation meanwhile wrote a keyring under the old keyring key;
-        // deleting it would lose its data key. Stop before deleting anything.
+        // A rotation meanwhile wrote a keyring under the old keyring key,
+        // whose key files go next: its data key would be unreachable. Stop
+        // before deleting anything. (One written after this listing is
+        // reported by the rotation itself, and nothing is sealed under its
+        // key: docs/FORMAT.md §20.)
         let known: HashSet<&String> = keyrings.iter().map(|(path, _)| path).collect();
         for meta in repo.backend().list(&format!("{KEYRING_DIR}/")).await? {
             if !known.contains(&meta.path) && !keep_keyring.contains(&meta.path) {
