@@ -556,6 +556,29 @@ mod tests {
     }
 
     #[test]
+    fn a_record_is_known_by_where_it_was_first_written() {
+        let (here, there, id, old) = (Id([1; 32]), Id([2; 32]), Id([3; 32]), Id([4; 32]));
+        let mut own = record(1, &[]);
+        assert_eq!(
+            own.origin(here, id),
+            RecordOrigin {
+                repository: here,
+                record: id
+            }
+        );
+        // Sealed again by an erasure: still the record it was.
+        own.resealed_from = Some(old);
+        assert_eq!(own.origin(here, id).record, old);
+        // Copied from elsewhere: where it came from, wherever it is now.
+        let first = RecordOrigin {
+            repository: there,
+            record: old,
+        };
+        own.copied_from = Some(first);
+        assert_eq!(own.origin(here, id), first);
+    }
+
+    #[test]
     fn operations_filter_by_word() {
         let mut key_add = record(1, &[]);
         key_add.operation = "key add".into();
