@@ -367,10 +367,39 @@ fn every_operation_records_its_snapshot_ids() {
             expected("forget", &[&second]),
         ]
     );
+    // The destination also holds the source's records of the copied
+    // snapshot (at their own times), linked into its trail.
     assert_eq!(
         audit_trail(&destination),
-        [expected("init", &[]), expected("copy", &[&copy_id])]
+        [
+            expected("backup", &[&first]),
+            expected("restore", &[&first]),
+            expected("init", &[]),
+            expected("copy", &[&copy_id]),
+        ]
     );
+    // Copying again adds the source's record of the first copy, once, and
+    // this run's own record (no snapshot written); the trail stays intact.
+    let mut again = destination.command(&["copy", "--from-repo", &repo.url, &first]);
+    again.env("ARCA_FROM_PASSWORD", support::PASSWORD);
+    let again = Run::of(again);
+    assert_eq!(again.code, Some(0), "{again}");
+    assert!(
+        again.stdout.contains("1 audit record(s) carried"),
+        "{again}"
+    );
+    let trail = audit_trail(&destination);
+    // (The source wrote its record of the first copy before the
+    // destination wrote its own.)
+    assert_eq!(
+        trail[3..],
+        [
+            expected("copy", &[&first]),
+            expected("copy", &[&copy_id]),
+            expected("copy", &[]),
+        ]
+    );
+    ok(&destination, &["audit", "--verify"]);
 }
 
 /// The ID of the `index`-th audit record in time order.

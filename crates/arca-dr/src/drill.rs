@@ -680,6 +680,7 @@ mod tests {
             bytes_read: 0,
             previous: Vec::new(),
             resealed_from: None,
+            copied_from: None,
         };
         let back = DrillRecord::from_audit(&record).unwrap();
         assert!(!back.passed);

@@ -123,6 +123,8 @@ fn repo_class(error: &arca_repo::Error) -> ErrorClass {
         E::Store(store) => store_class(store),
         E::Io { source, .. } => io_class(source),
         E::InvalidOptions(_) => ErrorClass::Config,
+        // A run that opens the repository again seals with the kept key.
+        E::SealingKeyErased { .. } => ErrorClass::Retryable,
         _ => ErrorClass::Failed,
     }
 }
@@ -218,6 +220,10 @@ mod tests {
         assert_eq!(
             Error::config("RESTIC_REPOSITORY", "not set").class(),
             ErrorClass::Config
+        );
+        assert_eq!(
+            Error::Repo(arca_repo::Error::SealingKeyErased { key_id: 1 }).class(),
+            ErrorClass::Retryable
         );
     }
 

@@ -65,6 +65,35 @@ pub struct AuditRecord {
     /// heads kept elsewhere still identify it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resealed_from: Option<Id>,
+    /// For a record `arca copy` brought from another repository: the
+    /// repository and record it was first written as, so copying again (or
+    /// along another path) adds it once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_from: Option<RecordOrigin>,
+}
+
+/// Where a record was first written: a repository (its config's `id`) and
+/// the record's ID there, before any erasure sealed it again.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct RecordOrigin {
+    /// The repository's ID.
+    pub repository: Id,
+    /// The record's ID in that repository.
+    pub record: Id,
+}
+
+impl AuditRecord {
+    /// Where this record, stored as `id` in the repository `repository`,
+    /// was first written: its `copied_from`, or itself (under the ID it
+    /// had before an erasure sealed it again).
+    pub fn origin(&self, repository: Id, id: Id) -> RecordOrigin {
+        self.copied_from.unwrap_or(RecordOrigin {
+            repository,
+            record: self.resealed_from.unwrap_or(id),
+        })
+    }
 }
 
 /// What a caller knows of an operation; [`append`] adds the links.
@@ -116,8 +145,77 @@ pub async fn append(repo: &Repository, entry: Entry) -> Result<Id> {
         bytes_read: entry.bytes_read,
         previous,
         resealed_from: None,
+        copied_from: None,
     };
     records::save(repo, ObjectKind::AuditRecord, AUDIT_DIR, &record).await
+}
+
+/// Appends to `destination`'s trail every readable record of `source` that
+/// `concerns` accepts and that the destination does not hold yet, oldest
+/// first; returns how many it added (`arca copy` carries the records of the
+/// snapshots it copies, docs/FORMAT.md §18).
+///
+/// Each copy keeps the record's time, host, user, operation, arguments,
+/// snapshots, outcome and byte counts, names where it was first written in
+/// `copied_from`, and is linked into the destination's trail: the first to
+/// every head, each later one to the one before, so `verify` on the
+/// destination stays intact. A record is known by its origin (a record the
+/// source itself copied keeps its first origin; a record of the destination
+/// that came back is known by its own ID), and each is stored before the
+/// next is read, so a run cut off and run again adds every record once.
+/// Unreadable source records are left out with a warning (`verify` on the
+/// source reports them).
+pub async fn copy_records(
+    source: &Repository,
+    destination: &Repository,
+    concerns: impl Fn(&AuditRecord) -> bool,
+) -> Result<u64> {
+    let source_id = source.config().id;
+    let mut wanted = Vec::new();
+    for (id, record) in records::load_all(source, AUDIT_DIR, decode).await? {
+        match record {
+            Ok(record) if concerns(&record) => wanted.push((id, record)),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(record = %id, %error, "not copying an unreadable audit record")
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(0);
+    }
+    wanted.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    let loaded = records::load_all(destination, AUDIT_DIR, decode).await?;
+    let destination_id = destination.config().id;
+    let mut present: BTreeSet<RecordOrigin> = BTreeSet::new();
+    for (id, record) in &loaded {
+        present.insert(RecordOrigin {
+            repository: destination_id,
+            record: *id,
+        });
+        if let Ok(record) = record {
+            present.insert(record.origin(destination_id, *id));
+        }
+    }
+    let mut previous = heads(&loaded);
+    let mut added = 0;
+    for (id, record) in wanted {
+        let origin = record.origin(source_id, id);
+        if !present.insert(origin) {
+            continue;
+        }
+        let copy = AuditRecord {
+            previous: std::mem::take(&mut previous),
+            // An ID of the source's own history: `copied_from` names it.
+            resealed_from: None,
+            copied_from: Some(origin),
+            ..record
+        };
+        let new_id = records::save(destination, ObjectKind::AuditRecord, AUDIT_DIR, &copy).await?;
+        previous = vec![new_id];
+        added += 1;
+    }
+    Ok(added)
 }
 
 /// Records referenced by no readable record: the trail's newest ends. An
@@ -417,6 +515,7 @@ mod tests {
             bytes_read: 0,
             previous: previous.to_vec(),
             resealed_from: None,
+            copied_from: None,
         }
     }
 
@@ -454,6 +553,29 @@ mod tests {
                 before: jiff::Timestamp::from_second(30).unwrap(),
             }]
         );
+    }
+
+    #[test]
+    fn a_record_is_known_by_where_it_was_first_written() {
+        let (here, there, id, old) = (Id([1; 32]), Id([2; 32]), Id([3; 32]), Id([4; 32]));
+        let mut own = record(1, &[]);
+        assert_eq!(
+            own.origin(here, id),
+            RecordOrigin {
+                repository: here,
+                record: id
+            }
+        );
+        // Sealed again by an erasure: still the record it was.
+        own.resealed_from = Some(old);
+        assert_eq!(own.origin(here, id).record, old);
+        // Copied from elsewhere: where it came from, wherever it is now.
+        let first = RecordOrigin {
+            repository: there,
+            record: old,
+        };
+        own.copied_from = Some(first);
+        assert_eq!(own.origin(here, id), first);
     }
 
     #[test]

@@ -17,6 +17,10 @@
 //!
 //! A snapshot whose origin (its `original`, or its own ID) is already the
 //! origin of a destination snapshot is skipped.
+//!
+//! Last, the source's audit records that name a snapshot the destination
+//! now holds a copy of (copied in this run or before) are appended to the
+//! destination's trail ([`crate::audit::copy_records`]), each once.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -27,6 +31,7 @@ use tokio::task::JoinSet;
 
 use crate::blob::{BlobType, EncodedBlob, decode_blob, encode_blob};
 use crate::index::{BlobLocation, Index, IndexFile, IndexPack};
+use crate::marks::WriteStart;
 use crate::pack::PackWriter;
 use crate::repository::blocking;
 use crate::select::SnapshotFilter;
@@ -68,6 +73,8 @@ pub struct CopyReport {
     pub packs: u64,
     /// Stored bytes of the blobs added.
     pub bytes_added: u64,
+    /// Audit records of the source added to the destination's trail.
+    pub audit_records: u64,
 }
 
 /// One copied snapshot.
@@ -110,17 +117,19 @@ fn origin(id: &Id, snapshot: &Snapshot) -> Id {
 }
 
 /// Copies `snapshots` (from [`select`]) from `source` into `destination`,
-/// skipping those already copied. Nothing is written into the source. A
-/// failed or interrupted copy leaves the destination valid: the snapshots
-/// copied so far are complete, and what was uploaded and indexed for the
-/// rest is reused by the next run.
+/// skipping those already copied, then the source's audit records about
+/// every snapshot the destination holds a copy of. Nothing is written into
+/// the source. A failed or interrupted copy leaves the destination valid:
+/// the snapshots and records copied so far are complete, and what was
+/// uploaded and indexed for the rest is reused by the next run.
 pub async fn copy(
     source: &Repository,
     destination: &Repository,
     snapshots: &[(Id, Snapshot)],
 ) -> Result<CopyReport> {
     let mut report = CopyReport::default();
-    let existing: HashSet<Id> = destination
+    // Origins of the destination's snapshots: what it holds a copy of.
+    let mut held: HashSet<Id> = destination
         .list_snapshots()
         .await?
         .iter()
@@ -129,16 +138,39 @@ pub async fn copy(
     let todo: Vec<&(Id, Snapshot)> = snapshots
         .iter()
         .filter(|(id, snapshot)| {
-            let copied = existing.contains(&origin(id, snapshot));
+            let copied = held.contains(&origin(id, snapshot));
             if copied {
                 report.skipped.push(*id);
             }
             !copied
         })
         .collect();
-    if todo.is_empty() {
-        return Ok(report);
+    if !todo.is_empty() {
+        copy_snapshots(source, destination, &todo, &mut report).await?;
     }
+    held.extend(todo.iter().map(|(id, snapshot)| origin(id, snapshot)));
+    // A record names source IDs; a source snapshot that is itself a copy
+    // is held under its origin.
+    let origins: HashMap<Id, Id> = snapshots
+        .iter()
+        .map(|(id, snapshot)| (*id, origin(id, snapshot)))
+        .collect();
+    report.audit_records = crate::audit::copy_records(source, destination, |record| {
+        record.snapshots.iter().any(|id| {
+            held.contains(id) || origins.get(id).is_some_and(|origin| held.contains(origin))
+        })
+    })
+    .await?;
+    Ok(report)
+}
+
+/// Copies the snapshots in `todo` (none of which the destination has).
+async fn copy_snapshots(
+    source: &Repository,
+    destination: &Repository,
+    todo: &[&(Id, Snapshot)],
+    report: &mut CopyReport,
+) -> Result<()> {
     // Blobs only in packs a prune marked for deletion count as absent.
     let (source_index, (destination_index, started)) =
         futures::try_join!(source.load_index(), destination.load_index_for_writing())?;
@@ -152,30 +184,39 @@ pub async fn copy(
         same_ids: source.key().content_id(probe) == destination.key().content_id(probe),
         mapped: HashMap::new(),
         sink,
-        report,
+        report: std::mem::take(report),
     };
-    for (id, snapshot) in todo {
-        let tree = match copier.copy_tree(snapshot.tree).await {
-            Ok(tree) => tree,
-            Err(error) => return Err(copier.sink.salvage(error).await),
-        };
-        if let Err(error) = copier.sink.finish_packs().await {
-            return Err(copier.sink.salvage(error).await);
+    let result = copier.copy_all(todo, started).await;
+    *report = copier.report;
+    result
+}
+
+impl Copier {
+    /// Copies each snapshot's trees and blobs, then commits it.
+    async fn copy_all(&mut self, todo: &[&(Id, Snapshot)], started: WriteStart) -> Result<()> {
+        for (id, snapshot) in todo {
+            let tree = match self.copy_tree(snapshot.tree).await {
+                Ok(tree) => tree,
+                Err(error) => return Err(self.sink.salvage(error).await),
+            };
+            if let Err(error) = self.sink.finish_packs().await {
+                return Err(self.sink.salvage(error).await);
+            }
+            self.report.add(self.sink.take_counts());
+            let mut copied = snapshot.clone();
+            copied.tree = tree;
+            // The parent is a snapshot of the source: meaningless here.
+            copied.parent = None;
+            copied.original = Some(origin(id, snapshot));
+            let new_id = self.destination.commit_snapshot(&copied, started).await?;
+            tracing::info!(source = %id, destination = %new_id, "copied snapshot");
+            self.report.copied.push(CopiedSnapshot {
+                source: *id,
+                destination: new_id,
+            });
         }
-        copier.report.add(copier.sink.take_counts());
-        let mut copied = snapshot.clone();
-        copied.tree = tree;
-        // The parent is a snapshot of the source: meaningless here.
-        copied.parent = None;
-        copied.original = Some(origin(id, snapshot));
-        let new_id = destination.commit_snapshot(&copied, started).await?;
-        tracing::info!(source = %id, destination = %new_id, "copied snapshot");
-        copier.report.copied.push(CopiedSnapshot {
-            source: *id,
-            destination: new_id,
-        });
+        Ok(())
     }
-    Ok(copier.report)
 }
 
 impl CopyReport {

@@ -15,8 +15,13 @@
 //!    key (which erasure keeps), oldest first, links remapped, each naming
 //!    its old ID in `resealed_from`; then the old records are deleted;
 //! 2. a keyring holding only the current data key is written under a fresh
-//!    keyring key, and a key file for the password in use wrapping that
-//!    material;
+//!    keyring key: to clients that opened the repository before the last
+//!    rotation, a keyring they cannot open, which makes them refuse to
+//!    write anything more under their key (`fence.rs`); after half the
+//!    grace floor, what such clients wrote before they noticed is looked
+//!    for, and if there is any the run stops there (the next run
+//!    re-encrypts it); then a key file for the password in use wrapping
+//!    that material;
 //! 3. the key file in use (and other key files, only when asked) is deleted,
 //!    then every other keyring.
 //!
@@ -33,12 +38,17 @@ use bytes::Bytes;
 use zeroize::Zeroizing;
 
 use crate::audit::{AUDIT_DIR, AuditRecord};
+use crate::fence::is_foreign_keyring;
+use crate::hold::HOLDS_DIR;
 use crate::keys::NewKey;
-use crate::marks::{delete_if_present, list_marks, pending_packs};
+use crate::marks::MARKS_DIR;
+use crate::marks::{delete_if_present, list_marks};
 use crate::pack::PackEntry;
 use crate::prune::{PruneOptions, PruneReport};
 use crate::rekey::{ReencryptReport, envelope_key_id, stored_key_id};
-use crate::repository::{DATA_DIR, KEYRING_DIR, KEYS_DIR, blocking, id_from_path};
+use crate::repository::{
+    CONFIG_PATH, DATA_DIR, INDEX_DIR, KEYRING_DIR, KEYS_DIR, SNAPSHOTS_DIR, blocking, id_from_path,
+};
 use crate::{Error, Id, Repository, Result, lease, records};
 
 /// What to erase with.
@@ -64,8 +74,16 @@ pub struct Waiting {
     pub bytes: u64,
     /// When the last of their marks is due, so a prune after it deletes
     /// them and a `prune --erase` after it can finish; `None` when some are
-    /// not marked yet (the next prune marks them).
+    /// not marked yet (the next prune marks them), or when they, or the
+    /// files below, were written by a client that opened the repository
+    /// before the last rotation while this run went on (the next run
+    /// re-encrypts them).
     pub due: Option<jiff::Timestamp>,
+    /// Index files, snapshots, hold records and deletion marks (and the
+    /// config) found sealed under another key than the kept one after this
+    /// run announced itself: written meanwhile by a client that opened the
+    /// repository before the last rotation.
+    pub files: u64,
 }
 
 /// What `prune --erase` did.
@@ -75,7 +93,8 @@ pub struct EraseReport {
     pub prune: PruneReport,
     /// The re-encryption that ran after it.
     pub reencrypt: ReencryptReport,
-    /// Set when old packs are still in storage: then nothing was destroyed.
+    /// Set when old packs are still in storage, or files under an old key
+    /// were written while the run went on: then nothing was destroyed.
     pub waiting: Option<Waiting>,
     /// Data key ids destroyed (the erased epochs); empty when a run only
     /// finished deleting the old keyrings of an interrupted one.
@@ -127,11 +146,12 @@ pub async fn erase(repo: &Repository, opts: &EraseOptions<'_>) -> Result<EraseRe
         ..EraseReport::default()
     };
     report.prune = crate::prune::prune(repo, &opts.prune).await?;
-    report.reencrypt = crate::rekey::reencrypt_data(repo).await?;
+    let (reencrypt, mut current_packs) = crate::rekey::reencrypt_data_checked(repo).await?;
+    report.reencrypt = reencrypt;
 
-    let held = lease::acquire(repo, "prune").await?;
+    let mut held = lease::acquire(repo, "prune").await?;
     let result = async {
-        if let Some(waiting) = old_packs(repo, current, &opts.prune).await? {
+        if let Some(waiting) = old_packs(repo, current, &opts.prune, &mut current_packs).await? {
             report.waiting = Some(waiting);
             return Ok(());
         }
@@ -143,7 +163,26 @@ pub async fn erase(repo: &Repository, opts: &EraseOptions<'_>) -> Result<EraseRe
         let fresh = if old_keys.is_empty() && repo.key().has_keyring_key() {
             None
         } else {
-            Some(write_kept_key(repo, &opts.new_key).await?)
+            let (keyring, key_file) = seal_kept_key(repo, &opts.new_key).await?;
+            let keyring_path = format!("{KEYRING_DIR}/{}", Id::storage_id(&keyring));
+            repo.backend().put(&keyring_path, keyring.clone()).await?;
+            if let Some(late) =
+                late_writes(repo, current, &opts.prune, &mut current_packs, &mut held).await?
+            {
+                // Nothing opens with this keyring yet: take the
+                // announcement back, so writers are not refused in vain.
+                if let Err(error) = delete_if_present(repo, &keyring_path).await {
+                    tracing::warn!(%error, "could not remove the keyring of a stopped erasure; the next run deletes it");
+                }
+                report.waiting = Some(late);
+                return Ok(());
+            }
+            held.ensure_valid()?;
+            let key_file_id = Id::storage_id(&key_file);
+            repo.backend()
+                .put(&format!("{KEYS_DIR}/{key_file_id}"), key_file)
+                .await?;
+            Some((key_file_id, Id::storage_id(&keyring)))
         };
         let keep_keyring = match &fresh {
             Some((key_file, keyring)) => {
@@ -158,8 +197,11 @@ pub async fn erase(repo: &Repository, opts: &EraseOptions<'_>) -> Result<EraseRe
                 .filter(|path| !foreign.contains(path))
                 .collect(),
         };
-        // A rotation meanwhile wrote a keyring under the old keyring key;
-        // deleting it would lose its data key. Stop before deleting anything.
+        // A rotation meanwhile wrote a keyring under the old keyring key,
+        // whose key files go next: its data key would be unreachable. Stop
+        // before deleting anything. (One written after this listing is
+        // reported by the rotation itself, and nothing is sealed under its
+        // key: docs/FORMAT.md §20.)
         let known: HashSet<&String> = keyrings.iter().map(|(path, _)| path).collect();
         for meta in repo.backend().list(&format!("{KEYRING_DIR}/")).await? {
             if !known.contains(&meta.path) && !keep_keyring.contains(&meta.path) {
@@ -220,11 +262,7 @@ async fn foreign_keyrings(
     blocking(move || {
         let mut foreign = HashSet::new();
         for (path, bytes) in &keyrings {
-            let mut probe = worker.key().duplicate()?;
-            let adopted = probe
-                .adopt_keyrings(&[bytes])
-                .map_err(|e| Error::corrupt(path, e))?;
-            if adopted.foreign > 0 {
+            if is_foreign_keyring(worker.key(), path, bytes)? {
                 foreign.insert(path.clone());
             }
         }
@@ -263,15 +301,17 @@ async fn other_key_files(repo: &Repository, password: &[u8]) -> Result<(Vec<Id>,
 }
 
 /// Packs in storage that hold a blob under another key than `current`.
-/// Packs that are indexed and not pending were just checked (and, if old,
-/// rewritten and marked) by the re-encryption; the others are read here.
+/// Packs in `current_packs` are known to hold none (the re-encryption read
+/// or wrote them); the others are read here (those written since, by
+/// writers or another prune, and the old ones waiting for deletion), and
+/// those found current join `current_packs`.
 async fn old_packs(
     repo: &Repository,
     current: u32,
     prune: &PruneOptions,
+    current_packs: &mut HashSet<Id>,
 ) -> Result<Option<Waiting>> {
     let marks = list_marks(repo).await?;
-    let pending = pending_packs(marks.iter().map(|(_, mark)| mark));
     let mut indexed: HashMap<Id, Vec<PackEntry>> = HashMap::new();
     for meta in repo.list_index_files().await? {
         for pack in repo
@@ -290,8 +330,10 @@ async fn old_packs(
         let Ok(id) = id_from_path(&meta.path) else {
             continue;
         };
+        if current_packs.contains(&id) {
+            continue;
+        }
         let entries = match indexed.get(&id) {
-            Some(_) if !pending.contains(&id) => continue,
             Some(entries) => entries.clone(),
             // A header this key cannot open counts as old: a prune marks
             // and deletes the pack (it is in no index).
@@ -303,6 +345,7 @@ async fn old_packs(
                 .iter()
                 .any(|entry| stored_key_id(&bytes, entry) != Some(current));
         if !old {
+            current_packs.insert(id);
             continue;
         }
         waiting.packs += 1;
@@ -410,9 +453,9 @@ async fn reseal_audit_trail(repo: &Repository) -> Result<u64> {
     Ok(order.len() as u64)
 }
 
-/// Writes the keyring and the key file of the kept key material (only the
-/// current data key, a new keyring key); returns their IDs.
-async fn write_kept_key(repo: &Repository, new_key: &NewKey<'_>) -> Result<(Id, Id)> {
+/// The keyring and the key file of the kept key material (only the current
+/// data key, a new keyring key), sealed and not yet stored.
+async fn seal_kept_key(repo: &Repository, new_key: &NewKey<'_>) -> Result<(Bytes, Bytes)> {
     let keyrings: Vec<Bytes> = load_keyrings(repo)
         .await?
         .into_iter()
@@ -425,7 +468,7 @@ async fn write_kept_key(repo: &Repository, new_key: &NewKey<'_>) -> Result<(Id, 
         new_key.hostname.clone(),
         new_key.username.clone(),
     );
-    let (keyring, key_file) = blocking(move || {
+    blocking(move || {
         let all: Vec<&[u8]> = keyrings.iter().map(|bytes| &bytes[..]).collect();
         let generation = worker.key().duplicate()?.adopt_keyrings(&all)?.generation;
         let (kept, _) = worker.key().erased()?;
@@ -439,18 +482,50 @@ async fn write_kept_key(repo: &Repository, new_key: &NewKey<'_>) -> Result<(Id, 
             KeyAccess::Full,
         )?;
         check_kept(&kept, worker.key())?;
-        Ok((keyring, key_file.to_bytes()))
+        Ok((Bytes::from(keyring), Bytes::from(key_file.to_bytes())))
     })
-    .await?;
-    let keyring_id = Id::storage_id(&keyring);
-    repo.backend()
-        .put(&format!("{KEYRING_DIR}/{keyring_id}"), Bytes::from(keyring))
-        .await?;
-    let key_file_id = Id::storage_id(&key_file);
-    repo.backend()
-        .put(&format!("{KEYS_DIR}/{key_file_id}"), Bytes::from(key_file))
-        .await?;
-    Ok((key_file_id, keyring_id))
+    .await
+}
+
+/// After the erasure's keyring is stored (which announces it to every
+/// writer: docs/FORMAT.md §20): waits half the grace floor, so that every
+/// write a client checked before the announcement has landed, then looks
+/// for what such clients wrote under another key than `current` since the
+/// checks before it: packs ([`old_packs`]) and files every client must be
+/// able to read. Some: nothing may be destroyed yet.
+async fn late_writes(
+    repo: &Repository,
+    current: u32,
+    prune: &PruneOptions,
+    current_packs: &mut HashSet<Id>,
+    held: &mut lease::HeldLease,
+) -> Result<Option<Waiting>> {
+    tokio::time::sleep(repo.grace_floor() / 2).await;
+    held.refresh().await?;
+    let mut waiting = old_packs(repo, current, prune, current_packs)
+        .await?
+        .unwrap_or_default();
+    if envelope_key_id(&repo.read_raw(CONFIG_PATH).await?) != Some(current) {
+        waiting.files += 1;
+    }
+    for dir in [INDEX_DIR, SNAPSHOTS_DIR, HOLDS_DIR, MARKS_DIR] {
+        for meta in repo.backend().list(&format!("{dir}/")).await? {
+            if id_from_path(&meta.path).is_ok()
+                && envelope_key_id(&repo.read_raw(&meta.path).await?) != Some(current)
+            {
+                tracing::warn!(
+                    path = meta.path,
+                    "written under an old key during the erasure"
+                );
+                waiting.files += 1;
+            }
+        }
+    }
+    if waiting.files > 0 {
+        // The next run re-encrypts them; no mark makes it wait.
+        waiting.due = None;
+    }
+    Ok((waiting.packs > 0 || waiting.files > 0).then_some(waiting))
 }
 
 /// The kept key must seal what the repository seals now (the config, new

@@ -187,6 +187,25 @@ pub enum Error {
         /// The keyring that appeared.
         keyring: String,
     },
+    /// An erasure (`prune --erase`) has begun that destroys the data key this
+    /// process seals with (it opened the repository before the last key
+    /// rotation): nothing more was written under it.
+    #[error(
+        "data key {key_id:08x}, which this process opened the repository with, is being destroyed by `arca prune --erase` (a key rotation happened since it opened the repository); nothing sealed under it was committed. Run the command again"
+    )]
+    SealingKeyErased {
+        /// The data key this process sealed with.
+        key_id: u32,
+    },
+    /// `key rotate` while an erasure has begun or was interrupted.
+    #[error(
+        "an erasure (`arca prune --erase`) is running or was interrupted{}: a key rotated now would be lost with it. Let it finish or run `arca prune --erase` again, then rotate",
+        if *.wrote { "; this rotation's keyring was written and may be dropped by it, so run `arca key rotate` again afterwards" } else { "" }
+    )]
+    ErasureUnderWay {
+        /// Whether the rotation had already written its keyring.
+        wrote: bool,
+    },
     /// A hold release names a snapshot that has no active hold.
     #[error("snapshot {snapshot} has no active hold to release; `arca hold list` lists them")]
     NotHeld {

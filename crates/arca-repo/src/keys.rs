@@ -192,13 +192,26 @@ pub async fn rotate(repo: &Repository) -> Result<(u32, Id)> {
     let (key_id, sealed) = blocking(move || {
         let mut key = worker.key().duplicate()?;
         let all: Vec<&[u8]> = keyrings.iter().map(|bytes| &bytes[..]).collect();
-        let generation = key.adopt_keyrings(&all)?.generation;
-        Ok(key.rotate_into_keyring(generation + 1)?)
+        let adopted = key.adopt_keyrings(&all)?;
+        // A keyring this key cannot open is an erasure's: it destroys
+        // every key it does not know, so one minted now would be lost.
+        if adopted.foreign > 0 {
+            return Err(Error::ErasureUnderWay { wrote: false });
+        }
+        Ok(key.rotate_into_keyring(adopted.generation + 1)?)
     })
     .await?;
     let id = Id::storage_id(&sealed);
     repo.backend()
         .put(&format!("{KEYRING_DIR}/{id}"), Bytes::from(sealed))
         .await?;
+    // An erasure that began meanwhile either lists this keyring before it
+    // deletes anything (and stops), or wrote its own keyring first, and then
+    // no client can commit anything sealed under the new key: the fence of
+    // docs/FORMAT.md §20 refuses it, since the config is not sealed under
+    // it. The keyring stays either way (someone may have adopted it).
+    if repo.foreign_keyring_exists().await? {
+        return Err(Error::ErasureUnderWay { wrote: true });
+    }
     Ok((key_id, id))
 }

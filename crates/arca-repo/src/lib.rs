@@ -19,6 +19,7 @@ pub mod diff;
 pub mod dump;
 pub mod erase;
 mod error;
+mod fence;
 pub mod find;
 pub mod forget;
 pub mod hold;

@@ -88,6 +88,14 @@ pub(crate) fn envelope_key_id(sealed: &[u8]) -> Option<u32> {
 /// see the module docs. Needs a full-access key; fails with
 /// [`Error::PruneRunning`] while a prune (or another re-encryption) runs.
 pub async fn reencrypt_data(repo: &Repository) -> Result<ReencryptReport> {
+    Ok(reencrypt_data_checked(repo).await?.0)
+}
+
+/// [`reencrypt_data`], also returning the packs it found or wrote holding
+/// only blobs under the current key (an erasure need not read them again).
+pub(crate) async fn reencrypt_data_checked(
+    repo: &Repository,
+) -> Result<(ReencryptReport, HashSet<Id>)> {
     repo.require_full_access("key rotate --reencrypt")?;
     let mut lease = lease::acquire(repo, "prune").await?;
     let result = rewrite(repo, &mut lease).await;
@@ -107,7 +115,10 @@ async fn keep(lease: &mut HeldLease, refreshed: &mut std::time::Instant) -> Resu
     lease.ensure_valid()
 }
 
-async fn rewrite(repo: &Repository, lease: &mut HeldLease) -> Result<ReencryptReport> {
+async fn rewrite(
+    repo: &Repository,
+    lease: &mut HeldLease,
+) -> Result<(ReencryptReport, HashSet<Id>)> {
     let current = repo.key().current_data_key_id();
     let mut report = ReencryptReport {
         data_key: current,
@@ -135,6 +146,7 @@ async fn rewrite(repo: &Repository, lease: &mut HeldLease) -> Result<ReencryptRe
     packs.sort_by_key(|pack| pack.id);
 
     let mut batch = Batch::default();
+    let mut current_packs = HashSet::new();
     for pack in &packs {
         keep(lease, &mut refreshed).await?;
         let bytes = repo.backend().get(&Repository::pack_path(&pack.id)).await?;
@@ -144,6 +156,7 @@ async fn rewrite(repo: &Repository, lease: &mut HeldLease) -> Result<ReencryptRe
             .iter()
             .any(|blob| stored_key_id(&bytes, blob) != Some(current));
         if !old {
+            current_packs.insert(pack.id);
             continue;
         }
         let (key_repo, entries, path) = (
@@ -219,7 +232,8 @@ async fn rewrite(repo: &Repository, lease: &mut HeldLease) -> Result<ReencryptRe
         index_files = report.index_files_resealed,
         "re-encrypted under data key {current}"
     );
-    Ok(report)
+    current_packs.extend(batch.written);
+    Ok((report, current_packs))
 }
 
 /// Seals every snapshot under an older key again: the new file first, then
@@ -399,6 +413,9 @@ async fn reseal_config(repo: &Repository, current: u32) -> Result<bool> {
             .seal(ObjectKind::Config, &worker.config().encode())?)
     })
     .await?;
+    // Under the prune lease no erasure can begin meanwhile, so a check
+    // before the write is enough (docs/FORMAT.md §20).
+    repo.ensure_sealing_key_kept().await?;
     repo.backend().put(CONFIG_PATH, resealed.into()).await?;
     Ok(true)
 }
@@ -417,6 +434,8 @@ struct Batch {
     saved: Vec<IndexPack>,
     old_packs: Vec<Id>,
     old_bytes: u64,
+    /// Every new pack this run wrote (all under the current key).
+    written: Vec<Id>,
 }
 
 impl Batch {
@@ -437,6 +456,7 @@ impl Batch {
         for writer in self.writers.iter_mut().filter_map(Option::take) {
             self.saved.push(save_writer(repo.clone(), writer).await?);
         }
+        self.written.extend(self.saved.iter().map(|pack| pack.id));
         if !self.saved.is_empty() {
             repo.save_indexes(IndexFile {
                 packs: std::mem::take(&mut self.saved),

@@ -23,6 +23,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::blob::{BlobType, Compression, decode_blob};
 use crate::cache::MetadataCache;
 use crate::config::{Config, DEFAULT_PACK_SIZE};
+use crate::fence::FenceState;
 use crate::index::{Index, IndexFile, IndexPack, TARGET_BLOBS_PER_FILE};
 use crate::pack::{
     FinishedPack, PackContents, PackEntry, TRAILER_LEN, header_len_from_trailer, open_header,
@@ -103,6 +104,8 @@ struct Inner {
     config: Config,
     chunker: Chunker,
     compression: Compression,
+    /// What this handle knows about an erasure of its key (`fence.rs`).
+    fence: FenceState,
 }
 
 impl fmt::Debug for Repository {
@@ -298,6 +301,7 @@ impl Repository {
                 config,
                 chunker,
                 compression,
+                fence: FenceState::default(),
             }),
             cache: None,
             grace_floor: None,
@@ -324,6 +328,11 @@ impl Repository {
             cache: None,
             grace_floor: self.grace_floor,
         }
+    }
+
+    /// This handle's knowledge of an erasure of its key (`fence.rs`).
+    pub(crate) fn fence_state(&self) -> &FenceState {
+        &self.inner.fence
     }
 
     /// The local cache directory, if the repository uses one.
@@ -773,7 +782,7 @@ impl Repository {
         .await?;
         let id = Id::storage_id(&sealed);
         let (path, sealed) = (format!("{dir}/{id}"), Bytes::from(sealed));
-        self.inner.backend.put(&path, sealed.clone()).await?;
+        self.fenced_put(kind, &path, sealed.clone()).await?;
         if let Some(cache) = &self.cache {
             cache.disk().put(&path, &sealed).await;
         }

@@ -6,12 +6,13 @@
 //! origin, skip what was copied before and, interrupted, upload only what is
 //! still missing when run again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
+use arca_repo::audit::{self, AuditRecord, Entry, Outcome, RecordOrigin};
 use arca_repo::check::ReadData;
 use arca_repo::copy::{CopyReport, copy, select};
 use arca_repo::select::SnapshotFilter;
@@ -334,6 +335,140 @@ async fn snapshots_are_chosen_by_id_and_filter_and_unknown_ids_are_errors() {
     assert_eq!(in_last.original, Some(first));
     let back = copy_all(&middle, &source).await;
     assert!(back.copied.is_empty(), "{back:?}");
+}
+
+/// Appends a record of `operation` on `snapshots` to `repo`'s trail.
+async fn record(repo: &Repository, operation: &str, snapshots: &[Id]) -> Id {
+    let entry = Entry {
+        time: jiff::Timestamp::now(),
+        hostname: format!("{operation}-host"),
+        username: "auditor".into(),
+        operation: operation.into(),
+        arguments: vec![operation.into()],
+        snapshots: snapshots.to_vec(),
+        outcome: Outcome::Success,
+        error: None,
+        bytes_written: 7,
+        bytes_read: 11,
+    };
+    audit::append(repo, entry).await.unwrap()
+}
+
+/// Every record of `repo`'s trail, oldest first, after checking the trail is intact.
+async fn intact_trail(repo: &Repository) -> Vec<(Id, AuditRecord)> {
+    let verification = audit::verify(repo).await.unwrap();
+    assert!(verification.is_intact(), "{verification:?}");
+    assert_eq!(verification.heads.len(), 1, "{verification:?}");
+    audit::list(repo, &audit::Filter::default()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_records_of_copied_snapshots_come_along_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("data");
+    make_tree(&tree);
+    let source = new_repo(&dir.path().join("source")).await;
+    let (first, _) = backup_dir(&source, &tree).await;
+    let backed_up = record(&source, "backup", &[first]).await;
+    record(&source, "key add", &[]).await;
+    let (second, _) = backup_dir(&source, &tree).await;
+    record(&source, "backup", &[second]).await;
+    let restored = record(&source, "restore", &[first]).await;
+    let source_trail: HashMap<Id, AuditRecord> = intact_trail(&source).await.into_iter().collect();
+
+    let destination_dir = dir.path().join("destination");
+    let plain: Arc<dyn Backend> = Arc::new(LocalBackend::new(&destination_dir));
+    let destination = init_with(Arc::clone(&plain), OTHER_PASSWORD).await;
+    let own = record(&destination, "init", &[]).await;
+    let only_first = select(&source, &[first.to_hex()], &SnapshotFilter::default())
+        .await
+        .unwrap();
+
+    // A run cut off after the first record it carries, then run again.
+    let failing = Arc::new(InterceptPuts {
+        inner: Arc::clone(&plain),
+        hook: FailAfter {
+            prefix: "audit/",
+            allowed: 1,
+            seen: AtomicUsize::new(0),
+        },
+    });
+    let cut = Repository::open(failing, OTHER_PASSWORD).await.unwrap();
+    let err = copy(&source, &cut, &only_first).await.unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    assert_eq!(intact_trail(&destination).await.len(), 2);
+    let rerun = copy(&source, &destination, &only_first).await.unwrap();
+    assert_eq!(
+        (rerun.copied.len(), rerun.skipped.len()),
+        (0, 1),
+        "{rerun:?}"
+    );
+    assert_eq!(rerun.audit_records, 1, "{rerun:?}");
+
+    // The first snapshot's backup and restore, as the source wrote them
+    // (listed by their times, before the destination's own record), linked
+    // after the destination's own record; nothing about the second
+    // snapshot, nor the record that names no snapshot.
+    let trail = intact_trail(&destination).await;
+    assert_eq!(trail.len(), 3, "{trail:?}");
+    assert_eq!(trail[2].0, own);
+    for ((_, copied), original) in trail[..2].iter().zip([backed_up, restored]) {
+        let expected = &source_trail[&original];
+        assert_eq!(
+            copied.copied_from,
+            Some(RecordOrigin {
+                repository: source.config().id,
+                record: original
+            })
+        );
+        assert_eq!(
+            AuditRecord {
+                previous: expected.previous.clone(),
+                copied_from: None,
+                ..copied.clone()
+            },
+            *expected
+        );
+    }
+    assert_eq!(trail[0].1.previous, [own]);
+    assert_eq!(trail[1].1.previous, [trail[0].0]);
+
+    // Again: nothing new. A later record about the copied snapshot comes
+    // along, and so do the second snapshot's once it is copied.
+    let again = copy(&source, &destination, &only_first).await.unwrap();
+    assert_eq!(again.audit_records, 0, "{again:?}");
+    assert_eq!(intact_trail(&destination).await.len(), 3);
+    let held = record(&source, "hold add", &[first]).await;
+    let everything = copy_all(&source, &destination).await;
+    assert_eq!(everything.copied.len(), 1, "{everything:?}");
+    assert_eq!(everything.audit_records, 2, "{everything:?}");
+    let trail = intact_trail(&destination).await;
+    let origins: Vec<Id> = trail
+        .iter()
+        .filter_map(|(_, record)| record.copied_from.map(|origin| origin.record))
+        .collect();
+    assert_eq!(origins.len(), 4, "{trail:?}");
+    assert!(origins.contains(&held));
+    assert!(
+        !trail
+            .iter()
+            .any(|(_, record)| record.operation == "key add")
+    );
+
+    // A copy of the copy keeps the first origin, so the records the next
+    // repository gets from the source directly are not added twice.
+    let last = new_repo(&dir.path().join("last")).await;
+    let relayed = copy_all(&destination, &last).await;
+    assert_eq!(relayed.audit_records, 4, "{relayed:?}");
+    let direct = copy_all(&source, &last).await;
+    assert_eq!(direct.audit_records, 0, "{direct:?}");
+    let last_trail = intact_trail(&last).await;
+    assert_eq!(last_trail.len(), 4);
+    assert!(last_trail.iter().all(|(_, record)| {
+        record
+            .copied_from
+            .is_some_and(|origin| origin.repository == source.config().id)
+    }));
 }
 
 // ---- Cloud backends ----------------------------------------------------

@@ -11,18 +11,21 @@
 //! files, and a run before the grace period has passed.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arca_crypto::{AUDIT_KEY_ID, KeyAccess, KeyFile, MasterKey, ObjectKind};
 use arca_repo::audit::{self, AuditRecord, Entry, Outcome};
+use arca_repo::backup::{BackupOptions, backup};
 use arca_repo::erase::{EraseOptions, EraseReport, erase};
 use arca_repo::keys::{self, NewKey};
 use arca_repo::lease::unlock;
+use arca_repo::progress::NoProgress;
 use arca_repo::prune::PruneOptions;
 use arca_repo::{Error, Id, Repository};
-use arca_store::{Backend, KeyLocationBackend, LocalBackend};
+use arca_store::{Backend, KeyLocationBackend, LocalBackend, ObjectMeta};
 use bytes::Bytes;
+use tokio::sync::oneshot;
 
 mod repo_fixtures;
 use repo_fixtures::{
@@ -94,6 +97,7 @@ async fn legacy_record(repo: &Repository, previous: &[Id]) -> Id {
         bytes_read: 2,
         previous: previous.to_vec(),
         resealed_from: None,
+        copied_from: None,
     };
     let json = zstd::bulk::compress(&serde_json::to_vec(&record).unwrap(), 3).unwrap();
     let sealed = repo.key().seal_audit_record_under_data_key(&json).unwrap();
@@ -486,4 +490,302 @@ async fn bad_input_is_refused_before_anything_changes() {
         Repository::open(backend, b"backup only").await,
         Err(Error::WrongPassword)
     ));
+}
+
+// ---- Writers, rotations and an erasure at once ---------------------------
+
+/// Holds the first `put` (or, with `deletes`, the first `delete`) under
+/// `prefix` until the test lets it go, after telling the test it got
+/// there: an interleaving on the test's terms, without sleeps.
+#[derive(Debug)]
+struct PauseAt {
+    inner: Arc<dyn Backend>,
+    prefix: &'static str,
+    deletes: bool,
+    gate: Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
+}
+
+/// The test's end of a [`PauseAt`]: wait for the pause, then release it.
+struct Pause {
+    reached: oneshot::Receiver<()>,
+    go: oneshot::Sender<()>,
+}
+
+impl PauseAt {
+    fn new(inner: Arc<dyn Backend>, prefix: &'static str, deletes: bool) -> (Arc<Self>, Pause) {
+        let (reached_tx, reached) = oneshot::channel();
+        let (go, go_rx) = oneshot::channel();
+        let backend = Arc::new(PauseAt {
+            inner,
+            prefix,
+            deletes,
+            gate: Mutex::new(Some((reached_tx, go_rx))),
+        });
+        (backend, Pause { reached, go })
+    }
+
+    async fn pass(&self, path: &str, delete: bool) {
+        if delete != self.deletes || !path.starts_with(self.prefix) {
+            return;
+        }
+        let gate = self.gate.lock().unwrap().take();
+        if let Some((reached, go)) = gate {
+            reached.send(()).unwrap();
+            go.await.unwrap();
+        }
+    }
+}
+
+impl std::fmt::Display for PauseAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for PauseAt {
+    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
+        self.inner.get(path).await
+    }
+    async fn get_range(
+        &self,
+        path: &str,
+        range: std::ops::Range<u64>,
+    ) -> arca_store::Result<Bytes> {
+        self.inner.get_range(path, range).await
+    }
+    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
+        self.pass(path, false).await;
+        self.inner.put(path, data).await
+    }
+    async fn delete(&self, path: &str) -> arca_store::Result<()> {
+        self.pass(path, true).await;
+        self.inner.delete(path).await
+    }
+    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
+        self.inner.head(path).await
+    }
+}
+
+/// A repository in `dir` with a snapshot of `dir/src/first` under its first
+/// data key, and a handle on `stale` (the same storage) opened before the
+/// rotation that follows, so it still seals with the first key. Returns the
+/// storage, the handle opened after the rotation, the stale handle, the
+/// first snapshot and the first key's id.
+async fn rotated_with_a_stale_handle(
+    dir: &Path,
+    stale: Arc<dyn Backend>,
+    storage: Arc<dyn Backend>,
+) -> (Repository, Repository, arca_repo::snapshot::Snapshot, u32) {
+    let repo = Repository::init(storage.clone(), PASSWORD, small_repo_options())
+        .await
+        .unwrap()
+        .with_grace_floor(GRACE);
+    write_source(&dir.join("src/first"), 1);
+    let (_, first) = backup_dir(&repo, &dir.join("src/first")).await;
+    let stale = open(stale).await;
+    let first_key = stale.key().current_data_key_id();
+    keys::rotate(&repo).await.unwrap();
+    (open(storage).await, stale, first, first_key)
+}
+
+/// Runs `prune --erase` until it destroys something (the first run
+/// re-encrypts and waits for the grace period); returns the last report.
+async fn erase_until_done(repo: &Repository) -> EraseReport {
+    for _ in 0..5 {
+        let report = erase(repo, &options(false)).await.unwrap();
+        if report.waiting.is_none() {
+            return report;
+        }
+        tokio::time::sleep(GRACE).await;
+    }
+    panic!("the erasure never finished");
+}
+
+fn backup_of(dir: &Path) -> BackupOptions {
+    BackupOptions {
+        paths: vec![dir.to_owned()],
+        ..BackupOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_from_before_the_rotation_commits_nothing_once_its_key_is_destroyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("repo")));
+    let (paused, pause) = PauseAt::new(storage.clone(), "data/", false);
+    let (repo, stale, first, first_key) =
+        rotated_with_a_stale_handle(dir.path(), paused, storage.clone()).await;
+    // A long backup under the first key: it loaded the index and is
+    // uploading its first pack when the erasure starts.
+    write_source(&dir.path().join("src/late"), 50);
+    let late = backup_of(&dir.path().join("src/late"));
+    let writer = tokio::spawn(async move { backup(&stale, &late, Arc::new(NoProgress)).await });
+    pause.reached.await.unwrap();
+    let report = erase_until_done(&repo).await;
+    assert_eq!(report.destroyed, [first_key]);
+    pause.go.send(()).unwrap();
+
+    // Its next index file would be sealed under a key that no longer
+    // exists (and break every later load of the index): it refuses, and
+    // commits nothing.
+    let result = writer.await.unwrap();
+    let repo = open(storage).await;
+    repo.load_index().await.unwrap();
+    let snapshots = repo.list_snapshots().await.unwrap();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    match result {
+        Err(Error::SealingKeyErased { key_id }) => assert_eq!(key_id, first_key),
+        other => panic!("the stale writer went on: {other:?}"),
+    }
+    let target = dir.path().join("restored");
+    restore_into(&repo, &first, &target).await.unwrap();
+    let source = dir.path().join("src/first");
+    assert_same_files(&source, &restored(&target, &source));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_lands_after_the_erasure_is_taken_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("repo")));
+    let (paused, pause) = PauseAt::new(storage.clone(), "snapshots/", false);
+    let (repo, stale, first, first_key) =
+        rotated_with_a_stale_handle(dir.path(), paused, storage.clone()).await;
+    // The same files again: nothing new to store, only a snapshot under
+    // the first key, whose write is under way during the whole erasure.
+    let again = backup_of(&dir.path().join("src/first"));
+    let writer = tokio::spawn(async move { backup(&stale, &again, Arc::new(NoProgress)).await });
+    pause.reached.await.unwrap();
+    assert_eq!(erase_until_done(&repo).await.destroyed, [first_key]);
+    pause.go.send(()).unwrap();
+    // Taken back (a snapshot written this late is also taken back by the
+    // commit's own bound, §16; the fence says why).
+    let result = writer.await.unwrap();
+    let repo = open(storage).await;
+    let snapshots = repo.list_snapshots().await.unwrap();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    assert_eq!(snapshots[0].1.paths, first.paths);
+    match result {
+        Err(Error::SealingKeyErased { key_id }) => assert_eq!(key_id, first_key),
+        other => panic!("the stale writer went on: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_writer_wrote_before_the_erasure_announced_itself_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("repo")));
+    let (paused_writer, writer_pause) = PauseAt::new(storage.clone(), "data/", false);
+    let (repo, stale, _, first_key) =
+        rotated_with_a_stale_handle(dir.path(), paused_writer, storage.clone()).await;
+    write_source(&dir.path().join("src/late"), 50);
+    let late = backup_of(&dir.path().join("src/late"));
+    let writer = tokio::spawn(async move { backup(&stale, &late, Arc::new(NoProgress)).await });
+    writer_pause.reached.await.unwrap();
+    // The first run re-encrypts (before the writer has stored anything).
+    let first = erase(&repo, &options(false)).await.unwrap();
+    assert!(first.waiting.is_some());
+    tokio::time::sleep(GRACE).await;
+
+    // The second run is held just before it announces itself; meanwhile
+    // the writer stores its packs and index under the first key.
+    let (paused_eraser, eraser_pause) = PauseAt::new(storage.clone(), "keyring/", false);
+    let eraser = open(paused_eraser).await;
+    let opts = options(false);
+    let (stopped, ()) = tokio::join!(erase(&eraser, &opts), async {
+        eraser_pause.reached.await.unwrap();
+        writer_pause.go.send(()).unwrap();
+        // (It then fails to commit: it cannot read the re-encrypted index.)
+        writer.await.unwrap().unwrap_err();
+        let under_first: Vec<_> = std::fs::read_dir(dir.path().join("repo/index"))
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .filter(|sealed| sealed[1..5] == first_key.to_le_bytes())
+            .collect();
+        assert_eq!(under_first.len(), 1, "the writer's index file");
+        eraser_pause.go.send(()).unwrap();
+    });
+    let stopped = stopped.unwrap();
+    let waiting = stopped
+        .waiting
+        .expect("the late index file stops the erasure");
+    assert!(waiting.files >= 1 && waiting.packs >= 1, "{waiting:?}");
+    assert!(stopped.destroyed.is_empty() && stopped.key_file.is_none());
+    // Its keyring is taken back: nothing stays announced.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("repo/keyring"))
+            .unwrap()
+            .count(),
+        1
+    );
+
+    // Later runs re-encrypt what the writer left, and then destroy the key;
+    // every index file still opens.
+    let repo = open(storage.clone()).await;
+    assert_eq!(erase_until_done(&repo).await.destroyed, [first_key]);
+    let repo = open(storage).await;
+    repo.load_index().await.unwrap();
+    assert_eq!(repo.list_snapshots().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_during_an_erasure_is_refused_or_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("repo")));
+    let (repo, _, _, first_key) =
+        rotated_with_a_stale_handle(dir.path(), storage.clone(), storage.clone()).await;
+    assert!(
+        erase(&repo, &options(false))
+            .await
+            .unwrap()
+            .waiting
+            .is_some()
+    );
+    tokio::time::sleep(GRACE).await;
+
+    // Held at its first deletion (the old key file): past its last look
+    // at `keyring/`. A rotation now is refused before it writes.
+    let (paused, pause) = PauseAt::new(storage.clone(), "keys/", true);
+    let eraser = open(paused).await;
+    let keyrings = |dir: &Path| std::fs::read_dir(dir.join("repo/keyring")).unwrap().count();
+    let opts = options(false);
+    let (done, ()) = tokio::join!(erase(&eraser, &opts), async {
+        pause.reached.await.unwrap();
+        let before = keyrings(dir.path());
+        let refused = keys::rotate(&repo).await.unwrap_err();
+        assert!(
+            matches!(refused, Error::ErasureUnderWay { wrote: false }),
+            "{refused}"
+        );
+        assert_eq!(keyrings(dir.path()), before);
+        pause.go.send(()).unwrap();
+    });
+    let done = done.unwrap();
+    assert_eq!(done.destroyed, [first_key]);
+
+    // A rotation that looked before an erasure announced itself and wrote
+    // its keyring after the erasure's last look: reported, and nothing can
+    // be sealed under its key (see the writer tests above).
+    let repo = open(storage.clone()).await;
+    let second_key = repo.key().current_data_key_id();
+    keys::rotate(&repo).await.unwrap();
+    let repo = open(storage.clone()).await;
+    let (paused, pause) = PauseAt::new(storage.clone(), "keyring/", false);
+    let rotator = open(paused).await;
+    let rotating = tokio::spawn(async move { keys::rotate(&rotator).await });
+    pause.reached.await.unwrap();
+    let kept = repo.key().current_data_key_id();
+    let done = erase_until_done(&repo).await;
+    assert_eq!(done.destroyed, [second_key]);
+    pause.go.send(()).unwrap();
+    let late = rotating.await.unwrap().unwrap_err();
+    assert!(
+        matches!(late, Error::ErasureUnderWay { wrote: true }),
+        "{late}"
+    );
+    let after = open(storage).await;
+    assert_eq!(after.key().data_key_ids(), [kept]);
 }

@@ -101,7 +101,7 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
     }
     for (_, record) in &records {
         output.result(format_args!(
-            "{}  {}@{}  {:<7}  {}{}  {}",
+            "{}  {}@{}  {:<7}  {}{}  {}{}",
             record.time,
             record.username,
             record.hostname,
@@ -113,6 +113,10 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
                 format!(" [{}]", short_ids(&record.snapshots))
             },
             record.arguments.join(" "),
+            record.copied_from.map_or(String::new(), |origin| format!(
+                "  (copied from repository {})",
+                origin.repository.short()
+            )),
         ))?;
     }
     Ok(Exit::Success)

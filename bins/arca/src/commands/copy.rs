@@ -114,13 +114,14 @@ async fn copy_between(
         ))?;
     }
     output.info(format_args!(
-        "{} snapshot(s) copied, {} skipped; added {} data and {} tree blobs ({} bytes) in {} packs",
+        "{} snapshot(s) copied, {} skipped; added {} data and {} tree blobs ({} bytes) in {} packs; {} audit record(s) carried",
         report.copied.len(),
         report.skipped.len(),
         report.data_blobs,
         report.tree_blobs,
         report.bytes_added,
-        report.packs
+        report.packs,
+        report.audit_records
     ))?;
     Ok(Exit::Success)
 }

@@ -142,6 +142,12 @@ fn print_erase_report(output: Output, report: &EraseReport) -> anyhow::Result<()
             waiting.packs,
             output::bytes(waiting.bytes)
         ))?;
+        if waiting.files > 0 {
+            output.result(format_args!(
+                "{} files were written under an old data key while this ran (by a backup or other client that opened the repository before the last key rotation); the next prune --erase re-encrypts them",
+                waiting.files
+            ))?;
+        }
         return Ok(());
     }
     if report.audit_records_resealed > 0 {
