@@ -22,7 +22,7 @@ use crate::{Repository, index::Index, repository::InitOptions, tree::Node, tree:
 #[path = "../tests/repo_fixtures/common.rs"]
 mod common;
 
-pub(crate) use common::{InterceptPuts, PutHook, noise, small_repo_options, tree_at};
+pub(crate) use common::{InterceptWrites, WriteHook, noise, small_repo_options, tree_at};
 
 /// A [`Backend`] over a `BTreeMap`, for unit tests that need to look at or
 /// tamper with stored objects.

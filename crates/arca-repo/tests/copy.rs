@@ -21,7 +21,7 @@ use arca_repo::{Error, Id, Repository};
 use arca_store::{Backend, CountingBackend, LocalBackend, RequestCounters, StoreOptions};
 use bytes::Bytes;
 use repo_fixtures::{
-    InterceptPuts, PutHook, assert_same_files, backup_dir, check_reading, new_repo, node_named,
+    InterceptWrites, WriteHook, assert_same_files, backup_dir, check_reading, new_repo, node_named,
     noise, restore_into, restored, small_repo_options, tree_at,
 };
 
@@ -183,7 +183,7 @@ struct FailAfter {
 }
 
 #[async_trait::async_trait]
-impl PutHook for FailAfter {
+impl WriteHook for FailAfter {
     async fn put(&self, inner: &dyn Backend, path: &str, data: Bytes) -> arca_store::Result<()> {
         if path.starts_with(self.prefix) && self.seen.fetch_add(1, Ordering::SeqCst) >= self.allowed
         {
@@ -217,7 +217,7 @@ async fn an_interrupted_copy_uploads_only_what_is_missing_when_run_again() {
     init_with(Arc::clone(&plain), OTHER_PASSWORD).await;
 
     // The snapshot write fails: everything else was stored and indexed.
-    let failing = Arc::new(InterceptPuts {
+    let failing = Arc::new(InterceptWrites {
         inner: Arc::clone(&plain),
         hook: FailAfter {
             prefix: "snapshots/",
@@ -250,7 +250,7 @@ async fn an_interrupted_copy_uploads_only_what_is_missing_when_run_again() {
     let destination_dir = dir.path().join("destination-2");
     let plain: Arc<dyn Backend> = Arc::new(LocalBackend::new(&destination_dir));
     init_with(Arc::clone(&plain), OTHER_PASSWORD).await;
-    let failing = Arc::new(InterceptPuts {
+    let failing = Arc::new(InterceptWrites {
         inner: Arc::clone(&plain),
         hook: FailAfter {
             prefix: "data/",
@@ -385,7 +385,7 @@ async fn the_audit_records_of_copied_snapshots_come_along_once() {
         .unwrap();
 
     // A run cut off after the first record it carries, then run again.
-    let failing = Arc::new(InterceptPuts {
+    let failing = Arc::new(InterceptWrites {
         inner: Arc::clone(&plain),
         hook: FailAfter {
             prefix: "audit/",

@@ -23,14 +23,14 @@ use arca_repo::lease::unlock;
 use arca_repo::progress::NoProgress;
 use arca_repo::prune::PruneOptions;
 use arca_repo::{Error, Id, Repository};
-use arca_store::{Backend, KeyLocationBackend, LocalBackend, ObjectMeta};
+use arca_store::{Backend, KeyLocationBackend, LocalBackend};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
 mod repo_fixtures;
 use repo_fixtures::{
-    PASSWORD, PowerCut, assert_same_files, backup_dir, noise, restore_into, restored,
-    small_repo_options,
+    InterceptWrites, PASSWORD, PowerCut, WriteHook, assert_same_files, backup_dir, noise,
+    restore_into, restored, small_repo_options,
 };
 
 /// The grace floor of these repositories: a mark becomes due after it,
@@ -499,7 +499,6 @@ async fn bad_input_is_refused_before_anything_changes() {
 /// there: an interleaving on the test's terms, without sleeps.
 #[derive(Debug)]
 struct PauseAt {
-    inner: Arc<dyn Backend>,
     prefix: &'static str,
     deletes: bool,
     gate: Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
@@ -512,16 +511,22 @@ struct Pause {
 }
 
 impl PauseAt {
-    fn new(inner: Arc<dyn Backend>, prefix: &'static str, deletes: bool) -> (Arc<Self>, Pause) {
+    fn new(
+        inner: Arc<dyn Backend>,
+        prefix: &'static str,
+        deletes: bool,
+    ) -> (Arc<InterceptWrites<Self>>, Pause) {
         let (reached_tx, reached) = oneshot::channel();
         let (go, go_rx) = oneshot::channel();
-        let backend = Arc::new(PauseAt {
-            inner,
+        let hook = PauseAt {
             prefix,
             deletes,
             gate: Mutex::new(Some((reached_tx, go_rx))),
-        });
-        (backend, Pause { reached, go })
+        };
+        (
+            Arc::new(InterceptWrites { inner, hook }),
+            Pause { reached, go },
+        )
     }
 
     async fn pass(&self, path: &str, delete: bool) {
@@ -536,37 +541,15 @@ impl PauseAt {
     }
 }
 
-impl std::fmt::Display for PauseAt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.fmt(f)
-    }
-}
-
 #[async_trait::async_trait]
-impl Backend for PauseAt {
-    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
-        self.inner.get(path).await
-    }
-    async fn get_range(
-        &self,
-        path: &str,
-        range: std::ops::Range<u64>,
-    ) -> arca_store::Result<Bytes> {
-        self.inner.get_range(path, range).await
-    }
-    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
+impl WriteHook for PauseAt {
+    async fn put(&self, inner: &dyn Backend, path: &str, data: Bytes) -> arca_store::Result<()> {
         self.pass(path, false).await;
-        self.inner.put(path, data).await
+        inner.put(path, data).await
     }
-    async fn delete(&self, path: &str) -> arca_store::Result<()> {
+    async fn delete(&self, inner: &dyn Backend, path: &str) -> arca_store::Result<()> {
         self.pass(path, true).await;
-        self.inner.delete(path).await
-    }
-    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
-        self.inner.head(path).await
+        inner.delete(path).await
     }
 }
 

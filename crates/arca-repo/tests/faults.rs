@@ -21,7 +21,7 @@ use arca_store::{
 };
 use bytes::Bytes;
 use repo_fixtures::{
-    InterceptPuts, PASSWORD, PutHook, assert_same_files, check_reading, new_repo, noise,
+    InterceptWrites, PASSWORD, WriteHook, assert_same_files, check_reading, new_repo, noise,
     restore_into, restored, small_repo_options,
 };
 
@@ -194,7 +194,7 @@ struct Tripwire {
 }
 
 #[async_trait::async_trait]
-impl PutHook for Tripwire {
+impl WriteHook for Tripwire {
     async fn put(&self, inner: &dyn Backend, path: &str, data: Bytes) -> arca_store::Result<()> {
         if path.starts_with("data/") {
             let packs = self.packs_written.fetch_add(1, Ordering::SeqCst);
@@ -222,7 +222,7 @@ impl PutHook for Tripwire {
 async fn outage_mid_backup(setup: &Setup, index_files: u64, packs_first: u64) -> (usize, u64) {
     let fault = Arc::new(FaultBackend::new(setup.base(), FaultConfig::seeded(3)));
     let outage = fault.outage_switch();
-    let tripwire = Arc::new(InterceptPuts {
+    let tripwire = Arc::new(InterceptWrites {
         inner: fault,
         hook: Tripwire {
             outage: outage.clone(),
@@ -290,7 +290,7 @@ struct CutShort {
 }
 
 #[async_trait::async_trait]
-impl PutHook for CutShort {
+impl WriteHook for CutShort {
     async fn put(&self, inner: &dyn Backend, path: &str, data: Bytes) -> arca_store::Result<()> {
         if self.on.load(Ordering::SeqCst) && path.starts_with("data/") {
             inner.put(path, data.slice(..data.len() / 2)).await?;
@@ -306,7 +306,7 @@ impl PutHook for CutShort {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pack_cut_short_leaves_the_repository_readable() {
     let setup = Setup::new(3, 1024 * 1024).await;
-    let cut = Arc::new(InterceptPuts {
+    let cut = Arc::new(InterceptWrites {
         inner: setup.base(),
         hook: CutShort {
             on: AtomicBool::new(true),

@@ -12,7 +12,9 @@ use bytes::Bytes;
 use super::{BackupOptions, IndexFlush, PreparedBackup, backup_with};
 use crate::blob::BlobType;
 use crate::progress::NoProgress;
-use crate::testing::{InterceptPuts, MemoryBackend, PutHook, noise, small_repo_options, tree_at};
+use crate::testing::{
+    InterceptWrites, MemoryBackend, WriteHook, noise, small_repo_options, tree_at,
+};
 use crate::tree::NodeType;
 use crate::{Error, Repository};
 
@@ -34,7 +36,7 @@ struct FailAfterPuts {
 }
 
 #[async_trait::async_trait]
-impl PutHook for FailAfterPuts {
+impl WriteHook for FailAfterPuts {
     async fn put(&self, inner: &dyn Backend, path: &str, data: Bytes) -> arca_store::Result<()> {
         let allowed = self
             .puts_left
@@ -64,7 +66,7 @@ impl Drop for StallPacks {
 }
 
 #[async_trait::async_trait]
-impl PutHook for StallPacks {
+impl WriteHook for StallPacks {
     async fn put(&self, inner: &dyn Backend, path: &str, data: Bytes) -> arca_store::Result<()> {
         if path.starts_with("data/") {
             self.upload_started.notify_one();
@@ -117,7 +119,7 @@ async fn interrupted_backup_leaves_no_snapshot_and_the_next_one_reuses_indexed_p
 
     // At most 4 uploads run at once, so an index file follows within the
     // first 5 writes; the 7th write fails.
-    let failing = Arc::new(InterceptPuts {
+    let failing = Arc::new(InterceptWrites {
         inner: memory.clone(),
         hook: FailAfterPuts {
             puts_left: AtomicUsize::new(6),
@@ -180,7 +182,7 @@ async fn dropping_the_backup_future_stops_every_thread_and_writes_no_snapshot() 
     let opts = backup_of(src.path());
     let upload_started = Arc::new(tokio::sync::Notify::new());
     let (dropped, backend_dropped) = std::sync::mpsc::channel();
-    let stalling = InterceptPuts {
+    let stalling = InterceptWrites {
         inner: memory.clone(),
         hook: StallPacks {
             upload_started: upload_started.clone(),

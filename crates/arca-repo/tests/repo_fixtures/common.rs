@@ -76,29 +76,35 @@ pub(crate) fn names(tree: &Tree) -> Vec<String> {
     tree.nodes.iter().map(|n| n.name.to_string()).collect()
 }
 
-/// What an [`InterceptPuts`] backend does with a write.
+/// What an [`InterceptWrites`] backend does with a write or a delete.
 #[async_trait::async_trait]
-pub(crate) trait PutHook: std::fmt::Debug + Send + Sync + 'static {
+pub(crate) trait WriteHook: std::fmt::Debug + Send + Sync + 'static {
     /// Handles a `put` of `data` at `path`; `inner` is the real backend.
     async fn put(&self, inner: &dyn Backend, path: &str, data: Bytes) -> arca_store::Result<()>;
+
+    /// Handles a `delete` of `path`; by default passes it on.
+    async fn delete(&self, inner: &dyn Backend, path: &str) -> arca_store::Result<()> {
+        inner.delete(path).await
+    }
 }
 
-/// Forwards every request to `inner`, except writes, which `hook` handles:
-/// a store that fails, stalls or tears writes on the test's terms.
+/// Forwards every request to `inner`, except writes and deletes, which
+/// `hook` handles: a store that fails, stalls or tears writes on the test's
+/// terms.
 #[derive(Debug)]
-pub(crate) struct InterceptPuts<H> {
+pub(crate) struct InterceptWrites<H> {
     pub(crate) inner: Arc<dyn Backend>,
     pub(crate) hook: H,
 }
 
-impl<H> std::fmt::Display for InterceptPuts<H> {
+impl<H> std::fmt::Display for InterceptWrites<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.inner.fmt(f)
     }
 }
 
 #[async_trait::async_trait]
-impl<H: PutHook> Backend for InterceptPuts<H> {
+impl<H: WriteHook> Backend for InterceptWrites<H> {
     async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
         self.inner.get(path).await
     }
@@ -109,7 +115,7 @@ impl<H: PutHook> Backend for InterceptPuts<H> {
         self.hook.put(self.inner.as_ref(), path, data).await
     }
     async fn delete(&self, path: &str) -> arca_store::Result<()> {
-        self.inner.delete(path).await
+        self.hook.delete(self.inner.as_ref(), path).await
     }
     async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
         self.inner.list(prefix).await

@@ -17,7 +17,7 @@ use arca_repo::snapshot::Snapshot;
 use arca_repo::{Id, Repository};
 // What `common` names through its parent module (see there).
 use arca_repo::{index::Index, repository::InitOptions, tree::Node, tree::Tree};
-use arca_store::{Backend, LocalBackend, ObjectMeta};
+use arca_store::{Backend, LocalBackend};
 use bytes::Bytes;
 
 mod common;
@@ -26,7 +26,7 @@ pub(crate) mod tree_diff;
 // Re-exported for the test binaries, each of which uses some of them.
 #[allow(unused_imports)]
 pub(crate) use common::{
-    InterceptPuts, PutHook, names, node_named, noise, small_repo_options, tree_at,
+    InterceptWrites, WriteHook, names, node_named, noise, small_repo_options, tree_at,
 };
 #[allow(unused_imports)]
 pub(crate) use tree_diff::assert_same_files;
@@ -86,15 +86,17 @@ pub(crate) async fn check_reading(repo: &Repository, read_data: ReadData) -> Che
 /// Lets `budget` writes and deletes through, then refuses all of them.
 #[derive(Debug)]
 pub(crate) struct PowerCut {
-    inner: Arc<dyn Backend>,
     budget: AtomicI64,
 }
 
 impl PowerCut {
-    pub(crate) fn new(inner: Arc<dyn Backend>, budget: i64) -> Self {
-        PowerCut {
+    /// `inner` behind a power cut after `budget` writes and deletes.
+    pub(crate) fn new(inner: Arc<dyn Backend>, budget: i64) -> InterceptWrites<Self> {
+        InterceptWrites {
             inner,
-            budget: AtomicI64::new(budget),
+            hook: PowerCut {
+                budget: AtomicI64::new(budget),
+            },
         }
     }
 
@@ -110,36 +112,14 @@ impl PowerCut {
     }
 }
 
-impl std::fmt::Display for PowerCut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.fmt(f)
-    }
-}
-
 #[async_trait::async_trait]
-impl Backend for PowerCut {
-    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
-        self.inner.get(path).await
-    }
-    async fn get_range(
-        &self,
-        path: &str,
-        range: std::ops::Range<u64>,
-    ) -> arca_store::Result<Bytes> {
-        self.inner.get_range(path, range).await
-    }
-    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
+impl WriteHook for PowerCut {
+    async fn put(&self, inner: &dyn Backend, path: &str, data: Bytes) -> arca_store::Result<()> {
         self.spend(path)?;
-        self.inner.put(path, data).await
+        inner.put(path, data).await
     }
-    async fn delete(&self, path: &str) -> arca_store::Result<()> {
+    async fn delete(&self, inner: &dyn Backend, path: &str) -> arca_store::Result<()> {
         self.spend(path)?;
-        self.inner.delete(path).await
-    }
-    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
-        self.inner.head(path).await
+        inner.delete(path).await
     }
 }
