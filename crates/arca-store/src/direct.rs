@@ -12,10 +12,10 @@
 //! common one). Writes take the aligned part of a buffer that starts aligned
 //! (pack buffers are allocated that way; see `arca-repo`'s `PackBuffers`) and
 //! write the tail through the cache; reads cover the requested range with an
-//! aligned one in an aligned buffer (reused: see [`READ_BUFFERS`]). Where a file system refuses direct
-//! I/O (`EINVAL` when opening or on a transfer), the same call goes through
-//! the page cache instead, so the result never depends on it. Durability is
-//! unchanged: `put` still fsyncs.
+//! aligned one in an aligned buffer (reused: see [`READ_BUFFERS`]). Where a
+//! file system refuses direct I/O (`EINVAL` when opening or on a transfer),
+//! the same call goes through the page cache instead, so the result never
+//! depends on it. Durability is unchanged: `put` still fsyncs.
 
 use std::fs::File;
 use std::io;
