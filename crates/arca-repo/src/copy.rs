@@ -32,7 +32,7 @@ use tokio::task::JoinSet;
 use crate::blob::{BlobType, EncodedBlob, decode_blob, encode_blob};
 use crate::index::{BlobLocation, Index, IndexFile, IndexPack};
 use crate::marks::WriteStart;
-use crate::pack::PackWriter;
+use crate::pack::{OpenPacks, PackWriter};
 use crate::repository::blocking;
 use crate::select::SnapshotFilter;
 use crate::snapshot::Snapshot;
@@ -55,8 +55,6 @@ const INDEX_FLUSH_BYTES: u64 = 32 * 1024 * 1024;
 /// Source → destination IDs remembered at most (about 100 bytes each); the
 /// map is emptied when full, which only costs re-reading blobs.
 const MAX_MAPPED_IDS: usize = 1 << 18;
-/// Headroom over the pack size in a pack writer's buffer (a blob may end past it).
-const PACK_SLACK: usize = 1 << 20;
 
 /// What [`copy`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -285,9 +283,9 @@ struct Copier {
 pub struct PackSink {
     destination: Repository,
     known: Arc<KnownBlobs>,
-    pack_size: usize,
-    data_pack: Option<PackWriter>,
-    tree_pack: Option<PackWriter>,
+    /// Data packs spool to disk as they fill, where the destination takes
+    /// spool files, so a copy holds no whole data pack in memory.
+    open: OpenPacks,
     uploads: JoinSet<Result<IndexPack>>,
     /// Packs uploaded but not yet in an index file.
     unindexed: IndexFile,
@@ -503,9 +501,7 @@ impl PackSink {
                 destination_index,
                 added: Mutex::default(),
             }),
-            pack_size: destination.config().pack_size as usize,
-            data_pack: None,
-            tree_pack: None,
+            open: OpenPacks::new(destination, CONCURRENT_UPLOADS),
             uploads: JoinSet::new(),
             unindexed: IndexFile::default(),
             counts: SinkCounts::default(),
@@ -566,15 +562,8 @@ impl PackSink {
             BlobType::Tree => self.counts.tree_blobs += 1,
         }
         self.counts.bytes_added += blob.bytes.len() as u64;
-        let capacity = self.pack_size + PACK_SLACK;
-        let slot = match blob.blob_type {
-            BlobType::Data => &mut self.data_pack,
-            BlobType::Tree => &mut self.tree_pack,
-        };
-        let pack = slot.get_or_insert_with(|| PackWriter::with_capacity(blob.blob_type, capacity));
-        pack.add(&blob)?;
-        if pack.len() >= self.pack_size {
-            let full = slot.take().expect("just filled");
+        self.open.for_type(blob.blob_type)?.add(&blob)?;
+        if let Some(full) = self.open.take_full(blob.blob_type) {
             self.upload(full).await?;
         }
         Ok(())
@@ -638,10 +627,8 @@ impl PackSink {
     /// Uploads the partly filled packs, waits for every upload and indexes
     /// them all: afterwards a snapshot may refer to anything stored so far.
     pub async fn finish_packs(&mut self) -> Result<()> {
-        for pack in [self.data_pack.take(), self.tree_pack.take()]
-            .into_iter()
-            .flatten()
-        {
+        let open: Vec<PackWriter> = self.open.drain().collect();
+        for pack in open {
             self.upload(pack).await?;
         }
         while !self.uploads.is_empty() {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex};
 mod spool;
 
 use arca_crypto::{MasterKey, ObjectKind};
-use arca_store::{DIRECT_IO_ALIGN, SpoolFile};
+use arca_store::{DIRECT_IO_ALIGN, SpoolDir, SpoolFile};
 use bytes::Bytes;
 
 use self::spool::Spool;
@@ -39,6 +39,10 @@ pub(crate) const FLAG_COMPRESSED: u8 = 1;
 /// files: a local repository) is written out whenever this much of it is
 /// buffered: large enough for fast direct writes, small beside a pack.
 pub(crate) const SPILL_BYTES: usize = 2 << 20;
+
+/// Headroom over the pack size in the buffer of a pack built in memory: the
+/// blob that fills a pack may end past the pack size.
+pub(crate) const PACK_SLACK: usize = 1 << 20;
 
 /// Where one blob sits inside a pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -499,6 +503,76 @@ impl Drop for PackWriter {
         if let Some(slot) = self.slot.take() {
             slot.give_back(std::mem::take(&mut self.bytes));
         }
+    }
+}
+
+/// The open packs, one per blob type, of a writer that fills packs while
+/// earlier ones are sealed and uploaded (a repack, a copy). Data packs spool
+/// to disk as they fill where the backend takes spool files (as a backup's
+/// do), so such a writer holds a few MiB of them, not whole packs, in
+/// memory; tree packs (small, and cached) are built in memory.
+#[derive(Debug)]
+pub(crate) struct OpenPacks {
+    /// Data, tree.
+    open: [Option<PackWriter>; 2],
+    spool_dir: Option<SpoolDir>,
+    /// Buffers of the spooling data packs: two for the open one and two for
+    /// each still being finished by an upload task, so opening a pack never
+    /// waits.
+    buffers: Arc<PackBuffers>,
+    pack_size: usize,
+}
+
+impl OpenPacks {
+    /// Open packs for `repo`, whose writer finishes at most `uploads` packs
+    /// at once (while it fills the next).
+    pub(crate) fn new(repo: &crate::Repository, uploads: usize) -> Self {
+        let config = repo.config();
+        OpenPacks {
+            open: [None, None],
+            spool_dir: repo.backend().spool_dir(),
+            buffers: PackBuffers::new(
+                SPILL_BYTES + config.chunker.max as usize + PACK_SLACK,
+                2 * (1 + uploads),
+            ),
+            pack_size: config.pack_size as usize,
+        }
+    }
+
+    /// The open pack for blobs of `blob_type`, opened if there is none.
+    pub(crate) fn for_type(&mut self, blob_type: BlobType) -> Result<&mut PackWriter> {
+        let slot = &mut self.open[usize::from(blob_type == BlobType::Tree)];
+        if slot.is_none() {
+            let spool_file = match (&self.spool_dir, blob_type) {
+                (Some(dir), BlobType::Data) => match dir.create() {
+                    Ok(file) => Some(file),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot spool packs, building them in memory");
+                        self.spool_dir = None;
+                        None
+                    }
+                },
+                _ => None,
+            };
+            *slot = Some(match spool_file {
+                Some(file) => PackWriter::spooling(blob_type, &self.buffers, file, SPILL_BYTES)?
+                    .expect("the open packs' buffer pool is never closed"),
+                None => PackWriter::with_capacity(blob_type, self.pack_size + PACK_SLACK),
+            });
+        }
+        Ok(slot.as_mut().expect("just opened"))
+    }
+
+    /// The open pack for blobs of `blob_type` if it has reached the pack
+    /// size (it is then no longer open).
+    pub(crate) fn take_full(&mut self, blob_type: BlobType) -> Option<PackWriter> {
+        let slot = &mut self.open[usize::from(blob_type == BlobType::Tree)];
+        slot.take_if(|writer| writer.len() >= self.pack_size)
+    }
+
+    /// Every pack still open, however full.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = PackWriter> + '_ {
+        self.open.iter_mut().filter_map(Option::take)
     }
 }
 

@@ -23,7 +23,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use arca_store::SpoolDir;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
@@ -35,7 +34,7 @@ use crate::marks::{
     self, DeletionMark, delete_if_present, delete_mark, list_marks, pending_packs, save_mark,
     walk_trees,
 };
-use crate::pack::{PackBuffers, PackEntry, PackWriter, SPILL_BYTES};
+use crate::pack::{OpenPacks, PackEntry, PackWriter};
 use crate::repository::{DATA_DIR, INDEX_DIR, blocking, id_from_path};
 use crate::{Error, Id, Repository, Result};
 
@@ -45,8 +44,6 @@ const CONCURRENCY: usize = 8;
 const REPACK_READ_AHEAD: usize = 2;
 /// New packs a repack seals and uploads at once.
 const REPACK_UPLOADS: usize = 2;
-/// Headroom over the pack size in a repack writer's buffer (a blob may end past it).
-const PACK_SLACK: usize = 1 << 20;
 
 /// How much unused space prune may leave in partly used packs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -684,25 +681,22 @@ async fn repack_packs(
     let mut reads = futures::stream::iter(plans)
         .map(|(pack, wanted)| read_verified(repo, pack, wanted))
         .buffered(REPACK_READ_AHEAD);
-    let mut writers = RepackWriters::new(repo);
+    let mut writers = OpenPacks::new(repo, REPACK_UPLOADS);
     let mut uploads: JoinSet<Result<IndexPack>> = JoinSet::new();
     let mut saved: Vec<IndexPack> = Vec::new();
-    let pack_size = repo.config().pack_size as usize;
     let result = async {
         while let Some(read) = reads.try_next().await? {
             report.packs_repacked += 1;
             for blob in &read.blobs {
                 report.blobs_repacked += 1;
                 report.bytes_repacked += u64::from(blob.length);
-                let writer = writers.for_type(blob.blob_type)?;
-                writer.add_stored(
+                writers.for_type(blob.blob_type)?.add_stored(
                     blob.blob_type,
                     blob.id,
                     read.stored(blob),
                     blob.uncompressed_length,
                 )?;
-                if writer.len() >= pack_size {
-                    let full = writers.take(blob.blob_type);
+                if let Some(full) = writers.take_full(blob.blob_type) {
                     if uploads.len() >= REPACK_UPLOADS {
                         let done = uploads.join_next().await.expect("uploads are running");
                         saved.push(joined(done)?);
@@ -727,71 +721,6 @@ async fn repack_packs(
         repo.save_indexes(IndexFile { packs: saved }).await?;
     }
     Ok(())
-}
-
-/// The open packs of a repack, one per blob type. Data packs spool to disk
-/// as they fill where the backend takes spool files (as a backup's do), so a
-/// repack holds a few MiB of them, not whole packs, in memory.
-struct RepackWriters {
-    /// Data, tree.
-    open: [Option<PackWriter>; 2],
-    spool_dir: Option<SpoolDir>,
-    /// Buffers of the spooling data packs: two for the open one and two for
-    /// each still being finished by an upload task, so opening a pack never
-    /// waits.
-    buffers: std::sync::Arc<PackBuffers>,
-    pack_size: usize,
-}
-
-impl RepackWriters {
-    fn new(repo: &Repository) -> Self {
-        let config = repo.config();
-        RepackWriters {
-            open: [None, None],
-            spool_dir: repo.backend().spool_dir(),
-            buffers: PackBuffers::new(
-                SPILL_BYTES + config.chunker.max as usize + PACK_SLACK,
-                2 * (1 + REPACK_UPLOADS),
-            ),
-            pack_size: config.pack_size as usize,
-        }
-    }
-
-    /// The open pack for blobs of `blob_type`, opened if there is none.
-    fn for_type(&mut self, blob_type: BlobType) -> Result<&mut PackWriter> {
-        let slot = &mut self.open[usize::from(blob_type == BlobType::Tree)];
-        if slot.is_none() {
-            let spool_file = match (&self.spool_dir, blob_type) {
-                (Some(dir), BlobType::Data) => match dir.create() {
-                    Ok(file) => Some(file),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot spool repacked packs, building them in memory");
-                        self.spool_dir = None;
-                        None
-                    }
-                },
-                _ => None,
-            };
-            *slot = Some(match spool_file {
-                Some(file) => PackWriter::spooling(blob_type, &self.buffers, file, SPILL_BYTES)?
-                    .expect("the repack's buffer pool is never closed"),
-                None => PackWriter::with_capacity(blob_type, self.pack_size + PACK_SLACK),
-            });
-        }
-        Ok(slot.as_mut().expect("just opened"))
-    }
-
-    /// The open pack for blobs of `blob_type`, which must exist.
-    fn take(&mut self, blob_type: BlobType) -> PackWriter {
-        self.open[usize::from(blob_type == BlobType::Tree)]
-            .take()
-            .expect("the pack a blob was just added to")
-    }
-
-    /// Every pack still open.
-    fn drain(&mut self) -> impl Iterator<Item = PackWriter> + '_ {
-        self.open.iter_mut().filter_map(Option::take)
-    }
 }
 
 /// A pack fetched for a repack, and the blobs to copy out of it, each

@@ -8,17 +8,22 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use arca_repo::audit::{self, AuditRecord, Entry, Outcome, RecordOrigin};
+use arca_repo::blob::BlobType;
 use arca_repo::check::ReadData;
 use arca_repo::copy::{CopyReport, copy, select};
 use arca_repo::select::SnapshotFilter;
 use arca_repo::snapshot::Snapshot;
 use arca_repo::{Error, Id, Repository};
-use arca_store::{Backend, CountingBackend, LocalBackend, RequestCounters, StoreOptions};
+use arca_store::{
+    Backend, CountingBackend, LocalBackend, ObjectMeta, RequestCounters, SpoolDir, SpoolFile,
+    StoreOptions,
+};
 use bytes::Bytes;
 use repo_fixtures::{
     InterceptWrites, WriteHook, assert_same_files, backup_dir, check_reading, new_repo, node_named,
@@ -171,6 +176,83 @@ async fn a_later_snapshot_copies_only_what_changed() {
         "first {first:?}, second {second:?}"
     );
     assert_restores(&destination, &second_id, &tree, dir.path()).await;
+    assert!(check_reading(&destination, ReadData::All).await.is_ok());
+}
+
+/// A local repository that records which objects were stored from spool
+/// files ([`Backend::put_file`]) rather than from memory.
+#[derive(Debug)]
+struct RecordsSpooled {
+    inner: LocalBackend,
+    spooled: std::sync::Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Display for RecordsSpooled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for RecordsSpooled {
+    async fn get(&self, path: &str) -> arca_store::Result<Bytes> {
+        self.inner.get(path).await
+    }
+    async fn get_range(&self, path: &str, range: Range<u64>) -> arca_store::Result<Bytes> {
+        self.inner.get_range(path, range).await
+    }
+    async fn put(&self, path: &str, data: Bytes) -> arca_store::Result<()> {
+        self.inner.put(path, data).await
+    }
+    async fn put_file(&self, path: &str, file: Arc<SpoolFile>) -> arca_store::Result<()> {
+        self.spooled.lock().unwrap().insert(path.to_owned());
+        self.inner.put_file(path, file).await
+    }
+    async fn delete(&self, path: &str) -> arca_store::Result<()> {
+        self.inner.delete(path).await
+    }
+    async fn list(&self, prefix: &str) -> arca_store::Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn head(&self, path: &str) -> arca_store::Result<ObjectMeta> {
+        self.inner.head(path).await
+    }
+    fn spool_dir(&self) -> Option<SpoolDir> {
+        self.inner.spool_dir()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_packs_are_spooled_where_the_destination_takes_spool_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("data");
+    make_tree(&tree);
+    let source = new_repo(&dir.path().join("source")).await;
+    let (source_id, _) = backup_dir(&source, &tree).await;
+    let recording = Arc::new(RecordsSpooled {
+        inner: LocalBackend::new(dir.path().join("destination")),
+        spooled: std::sync::Mutex::default(),
+    });
+    let destination = init_with(Arc::clone(&recording) as Arc<dyn Backend>, OTHER_PASSWORD).await;
+    let report = copy_all(&source, &destination).await;
+    assert_eq!(report.copied.len(), 1, "{report:?}");
+
+    // Every data pack came from a spool file; tree packs (cached, small)
+    // are built in memory.
+    let index = destination.load_index().await.unwrap();
+    let mut data_packs = HashSet::new();
+    let mut tree_packs = HashSet::new();
+    for (blob_type, _, location) in index.iter() {
+        let packs = match blob_type {
+            BlobType::Data => &mut data_packs,
+            BlobType::Tree => &mut tree_packs,
+        };
+        packs.insert(Repository::pack_path(&location.pack));
+    }
+    let spooled = recording.spooled.lock().unwrap().clone();
+    assert!(!data_packs.is_empty() && !tree_packs.is_empty());
+    assert_eq!(spooled, data_packs);
+    assert_restores(&destination, &source_id, &tree, dir.path()).await;
     assert!(check_reading(&destination, ReadData::All).await.is_ok());
 }
 
