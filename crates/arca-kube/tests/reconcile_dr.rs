@@ -737,14 +737,7 @@ fn scheduled_replication() -> arca_kube::SourceObserved {
 }
 
 fn replica_prefixes(job: &k8s_openapi::api::batch::v1::Job) -> Vec<(String, String)> {
-    job.spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
+    mover_container(job)
         .env_from
         .iter()
         .flatten()
@@ -758,17 +751,7 @@ fn replica_prefixes(job: &k8s_openapi::api::batch::v1::Job) -> Vec<(String, Stri
 }
 
 fn args(job: &k8s_openapi::api::batch::v1::Job) -> Vec<String> {
-    job.spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .args
-        .clone()
-        .unwrap_or_default()
+    mover_container(job).args.clone().unwrap_or_default()
 }
 
 #[test]

@@ -193,17 +193,21 @@ pub fn applied(actions: &[Action]) -> Vec<String> {
         .collect()
 }
 
-/// The environment of a Job's container as (name, literal value or `secret:<key>`).
-pub fn job_env(job: &Job) -> Vec<(String, String)> {
-    let container = &job
-        .spec
+/// The mover container of a Job (its only one).
+pub fn mover_container(job: &Job) -> &k8s_openapi::api::core::v1::Container {
+    &job.spec
         .as_ref()
         .unwrap()
         .template
         .spec
         .as_ref()
         .unwrap()
-        .containers[0];
+        .containers[0]
+}
+
+/// The environment of a Job's container as (name, literal value or `secret:<key>`).
+pub fn job_env(job: &Job) -> Vec<(String, String)> {
+    let container = mover_container(job);
     container
         .env
         .iter()
