@@ -425,3 +425,80 @@ async fn thousands_of_small_files_sharing_packs_restore() {
         differences.join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_in_many_files_restores_everywhere_and_a_damaged_one_fails_each_file_holding_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    // The same content in three directories, and one block (larger than the
+    // largest chunk, so each repetition is cut alike) many times in one file.
+    let copy = noise(400_000, 31);
+    for dir in ["a", "b", "c"] {
+        fs::create_dir_all(src.join(dir)).unwrap();
+        fs::write(src.join(dir).join("copy"), &copy).unwrap();
+    }
+    fs::write(src.join("repeated"), noise(600_000, 32).repeat(8)).unwrap();
+    let repo_dir = tmp.path().join("repo");
+    let repo = new_repo(&repo_dir).await;
+    let (_, snapshot) = backup_dir(&repo, &src).await;
+
+    let target = tmp.path().join("target");
+    let mut opts = RestoreOptions::new(&target);
+    opts.verify = true;
+    let summary = restore(&repo, &snapshot, &opts, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    let out = restored(&target, &src);
+    for name in ["a/copy", "b/copy", "c/copy", "repeated"] {
+        assert!(
+            fs::read(out.join(name)).unwrap() == fs::read(src.join(name)).unwrap(),
+            "{name} differs"
+        );
+    }
+    assert_eq!(summary.files_verified, 4);
+    assert_eq!(summary.bytes_restored, 3 * 400_000 + 8 * 600_000);
+    // Every blob read once although the files hold it many times.
+    let stored: u64 = fs::read_dir(repo_dir.join("data"))
+        .unwrap()
+        .flat_map(|dir| fs::read_dir(dir.unwrap().path()).unwrap())
+        .map(|pack| pack.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(summary.bytes_read <= stored, "{summary:?}, packs {stored}");
+
+    // Damage the first blob of the copies: all three fail, naming it, and
+    // the other file is still restored.
+    let index = repo.load_index().await.unwrap();
+    let dir_a = tree_at(&repo, &index, &snapshot.tree, &src.join("a")).await;
+    let damaged = node_named(&dir_a, OsStr::new("copy")).content[0];
+    let location = index
+        .get(arca_repo::blob::BlobType::Data, &damaged)
+        .unwrap();
+    let pack = repo_dir.join(Repository::pack_path(&location.pack));
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[(location.offset + location.length / 2) as usize] ^= 0x40;
+    fs::set_permissions(&pack, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&pack, &bytes).unwrap();
+    let target = tmp.path().join("after-damage");
+    let err = restore_into(&repo, &snapshot, &target).await.unwrap_err();
+    let Error::RestoreFailed { failures } = &err else {
+        panic!("{err}")
+    };
+    let out = restored(&target, &src);
+    let failed: Vec<&Path> = failures.iter().map(|f| f.path.as_path()).collect();
+    assert_eq!(
+        failed,
+        vec![
+            out.join("a/copy").as_path(),
+            out.join("b/copy").as_path(),
+            out.join("c/copy").as_path()
+        ],
+        "{err}"
+    );
+    assert!(
+        failures
+            .iter()
+            .all(|f| f.reason.contains(&damaged.to_string())),
+        "{err}"
+    );
+    assert!(fs::read(out.join("repeated")).unwrap() == fs::read(src.join("repeated")).unwrap());
+}

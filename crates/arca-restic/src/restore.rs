@@ -5,27 +5,29 @@
 //! Phases, as in Arca's restore: plan (walk the trees through the filter,
 //! keeping the parents of included items), create (directories, files of
 //! the right length, symlinks, hardlinks by restic's device and inode,
-//! fifos, device nodes as root), content (each file's blobs, adjacent blobs
-//! of one pack fetched with one ranged read, decrypted and verified off the
-//! async runtime, written at their offsets), optional verify, and metadata
+//! fifos, device nodes as root), content (every blob the files need, once:
+//! grouped by pack, fetched with few ranged reads, decrypted and verified
+//! off the async runtime, and written at every offset of every file that
+//! holds it), optional verify, and metadata
 //! last and deepest first (owner as root, mode, xattrs, times).
 //!
 //! Every item that fails is collected and the restore ends with
 //! [`Error::RestoreFailed`] naming them; the others are restored.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::Read as _;
+use std::ops::Range;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use arca_repo::Id;
 use arca_repo::blob::BlobType;
 use arca_repo::progress::Progress;
 use arca_repo::restore::filter::{Decision, PathFilter};
-use arca_repo::restore::{RestoreFailure, RestoreOptions, RestoreSummary};
+use arca_repo::restore::{RestoreFailure, RestoreOptions, RestoreSummary, read_ranges};
 use arca_repo::tree::{Node, NodeType};
 use futures::StreamExt as _;
 
@@ -34,13 +36,6 @@ use crate::index::{BlobLocation, Index};
 use crate::repository::{blocking, pack_path, sha256};
 use crate::{Error, ResticRepository, ResticSnapshot, Result};
 
-/// Files whose content is written at once.
-const FILE_CONCURRENCY: usize = 4;
-/// Ranged reads in flight per file.
-const READS_PER_FILE: usize = 2;
-/// A ranged read grows by adjacent blobs up to about this many bytes.
-const MAX_READ: u64 = 8 << 20;
-
 /// One item to restore.
 struct Item {
     /// Relative to the target (`home/u/file`).
@@ -48,14 +43,6 @@ struct Item {
     node: Node,
     /// Restored as a hard link to this earlier item: no content, no metadata of its own.
     link_to: Option<usize>,
-}
-
-/// Blobs fetched with one ranged read: `(blob, offset in the file)`.
-struct Read {
-    pack: Id,
-    start: u64,
-    end: u64,
-    blobs: Vec<(Id, BlobLocation, u64)>,
 }
 
 /// Restores `snapshot` (or the part `opts` selects) into `opts.target`.
@@ -89,59 +76,28 @@ pub async fn restore(
         blocking(move || create_items(&items, &target, overwrite)).await
     };
 
-    let bytes_read = Arc::new(AtomicU64::new(0));
-    let packs_read = Arc::new(std::sync::Mutex::new(HashSet::new()));
-    let mut work = Vec::new();
-    let mut small = Vec::new();
+    let mut blobs = Blobs::default();
     for &i in &files {
-        if states[i].is_some() || items[i].node.content.is_empty() {
+        if states[i].is_some() {
             continue;
         }
-        match content_reads(&index, &items[i].node, &items[i].path) {
-            Ok(mut reads) if reads.len() == 1 => small.push((i, reads.remove(0))),
-            Ok(reads) => work.push(Work::File { item: i, reads }),
-            Err(e) => states[i] = Some(e.to_string()),
+        if let Err(e) = blobs.add_file(&index, i, &items[i].node, &items[i].path) {
+            states[i] = Some(e.to_string());
         }
     }
-    work.extend(batches(small));
-    let written: Vec<(usize, std::result::Result<u64, String>)> = futures::stream::iter(work)
-        .map(|work| {
-            let (items, target, progress) = (&items, &target, &progress);
-            let (bytes_read, packs_read) = (&bytes_read, &packs_read);
-            let reads = Reads {
-                repo,
-                bytes_read,
-                packs_read,
-            };
-            async move {
-                match work {
-                    Work::File {
-                        item,
-                        reads: file_reads,
-                    } => {
-                        let path = target.join(&items[item].path);
-                        let result = write_file(&reads, file_reads, path, progress).await;
-                        vec![(item, result.map_err(|e| e.to_string()))]
-                    }
-                    Work::Batch(batch) => write_batch(&reads, batch, items, target, progress).await,
-                }
-            }
-        })
-        .buffer_unordered(FILE_CONCURRENCY)
-        .flat_map(futures::stream::iter)
-        .collect()
-        .await;
-    for (i, result) in written {
-        match result {
-            Ok(bytes) => {
-                summary.bytes_restored += bytes;
-                progress.add_file(&items[i].path);
-            }
-            Err(reason) => states[i] = Some(reason),
+    let written = write_content(repo, blobs, &items, &target, &progress).await;
+    summary.bytes_restored = written.bytes_restored;
+    summary.bytes_read = written.bytes_read;
+    summary.packs_read = written.packs_read;
+    for (i, reason) in written.failures {
+        // The first reason a file failed for is the one reported.
+        states[i].get_or_insert(reason);
+    }
+    for &i in &files {
+        if states[i].is_none() {
+            progress.add_file(&items[i].path);
         }
     }
-    summary.bytes_read = bytes_read.load(Ordering::Relaxed);
-    summary.packs_read = packs_read.lock().expect("not poisoned").len() as u64;
 
     if opts.verify {
         let wanted: Vec<(usize, Vec<(Id, u64)>)> = files
@@ -386,126 +342,188 @@ fn create_items(
     (summary, states)
 }
 
-/// The ranged reads that fetch `content`: adjacent blobs of one pack share one.
-fn reads(index: &Index, content: &[Id]) -> Result<Vec<Read>> {
-    let mut reads: Vec<Read> = Vec::new();
-    let mut file_offset = 0u64;
-    for id in content {
-        let location = index.get(BlobType::Data, id).ok_or(Error::BlobNotFound {
-            blob_type: BlobType::Data,
-            id: *id,
-        })?;
-        let start = u64::from(location.offset);
-        let end = start + u64::from(location.length);
-        match reads.last_mut() {
-            Some(read)
-                if read.pack == location.pack
-                    && read.end == start
-                    && read.end - read.start < MAX_READ =>
-            {
-                read.end = end;
-                read.blobs.push((*id, location, file_offset));
-            }
-            _ => reads.push(Read {
-                pack: location.pack,
-                start,
-                end,
-                blobs: vec![(*id, location, file_offset)],
-            }),
+/// Every data blob the restored files need, each once, with every place it
+/// is written to: a blob that many files (or many places in one file) hold
+/// is fetched, decrypted and verified once and written to all of them while
+/// it is in hand, as restic's restorer does.
+#[derive(Default)]
+struct Blobs {
+    jobs: Vec<BlobJob>,
+    by_id: HashMap<Id, usize>,
+}
+
+/// A data blob and every place it goes.
+struct BlobJob {
+    id: Id,
+    location: BlobLocation,
+    /// `(item, offset in that file)`.
+    targets: Vec<(usize, u64)>,
+}
+
+impl Blobs {
+    /// Adds the blobs of file `item`, once its blobs are known to be in the
+    /// index and to add up to the size the snapshot records.
+    fn add_file(&mut self, index: &Index, item: usize, node: &Node, path: &Path) -> Result<()> {
+        let mut located = Vec::with_capacity(node.content.len());
+        let mut offset = 0u64;
+        for id in &node.content {
+            let location = index.get(BlobType::Data, id).ok_or(Error::BlobNotFound {
+                blob_type: BlobType::Data,
+                id: *id,
+            })?;
+            located.push((*id, location, offset));
+            offset += location.plaintext_len();
         }
-        file_offset += location.plaintext_len();
+        if offset != node.size {
+            return Err(Error::corrupt(
+                path.display().to_string(),
+                format!(
+                    "its blobs hold {offset} bytes but the snapshot says {}",
+                    node.size
+                ),
+            ));
+        }
+        for (id, location, offset) in located {
+            let job = *self.by_id.entry(id).or_insert_with(|| {
+                self.jobs.push(BlobJob {
+                    id,
+                    location,
+                    targets: Vec::new(),
+                });
+                self.jobs.len() - 1
+            });
+            self.jobs[job].targets.push((item, offset));
+        }
+        Ok(())
     }
-    Ok(reads)
+
+    /// The ranged reads that fetch every blob: by pack (in ID order), blobs
+    /// by offset, nearby blobs of a pack in one read ([`read_ranges`]).
+    fn into_reads(self) -> Vec<PackRead> {
+        let mut by_pack: BTreeMap<Id, Vec<BlobJob>> = BTreeMap::new();
+        for job in self.jobs {
+            by_pack.entry(job.location.pack).or_default().push(job);
+        }
+        by_pack
+            .into_iter()
+            .flat_map(|(pack, mut jobs)| {
+                jobs.sort_by_key(|job| job.location.offset);
+                let extent = |job: &BlobJob| {
+                    let start = u64::from(job.location.offset);
+                    start..start + u64::from(job.location.length)
+                };
+                read_ranges(jobs, extent, MAX_READ)
+                    .into_iter()
+                    .map(move |(range, blobs)| PackRead { pack, range, blobs })
+            })
+            .collect()
+    }
 }
 
-/// Content to fetch and write: a file's reads, or a batch of small files.
-enum Work {
-    File { item: usize, reads: Vec<Read> },
-    Batch(Batch),
-}
-
-/// Small files (one ranged read each) lying close together in one pack,
-/// fetched with one request: a backup stores a directory's small files one
-/// after another, so restoring them a request each would cost a round trip
-/// per file (restic's restorer, too, reads by pack rather than by file).
-struct Batch {
+/// One ranged read of a pack and the blobs in it.
+struct PackRead {
     pack: Id,
-    start: u64,
-    end: u64,
-    /// `(item, its read)`.
-    files: Vec<(usize, Read)>,
+    range: Range<u64>,
+    blobs: Vec<BlobJob>,
 }
 
-/// Bytes between two small files' blobs that a batch reads rather than
-/// starting another request.
-const MAX_BATCH_GAP: u64 = 256 << 10;
+/// What writing content did.
+#[derive(Default)]
+struct Written {
+    bytes_restored: u64,
+    bytes_read: u64,
+    packs_read: u64,
+    /// `(item, reason)`.
+    failures: Vec<(usize, String)>,
+}
 
-/// Groups single-read files into [`Batch`]es by pack and position.
-fn batches(mut small: Vec<(usize, Read)>) -> Vec<Work> {
-    small.sort_by_key(|(_, read)| (read.pack, read.start));
-    let mut batches: Vec<Batch> = Vec::new();
-    for (item, read) in small {
-        match batches.last_mut() {
-            Some(batch)
-                if batch.pack == read.pack
-                    && read.start <= batch.end + MAX_BATCH_GAP
-                    && read.end.max(batch.end) - batch.start <= MAX_READ =>
-            {
-                batch.end = batch.end.max(read.end);
-                batch.files.push((item, read));
+impl Written {
+    /// Records `reason` for every file the blobs of `read` go to.
+    fn fail_all(&mut self, blobs: &[BlobJob], reason: &str) {
+        for job in blobs {
+            for &(item, _) in &job.targets {
+                let reason = format!("data blob {}: {reason}", job.id);
+                self.failures.push((item, reason));
             }
-            _ => batches.push(Batch {
-                pack: read.pack,
-                start: read.start,
-                end: read.end,
-                files: vec![(item, read)],
-            }),
         }
     }
-    batches.into_iter().map(Work::Batch).collect()
 }
 
-/// The ranged reads that fetch a file's content, once its blobs are known to
-/// add up to the size the snapshot records.
-fn content_reads(index: &Index, node: &Node, path: &Path) -> Result<Vec<Read>> {
-    let reads = reads(index, &node.content)?;
-    let total: u64 = node
-        .content
-        .iter()
-        .filter_map(|id| index.get(BlobType::Data, id))
-        .map(|l| l.plaintext_len())
-        .sum();
-    if total != node.size {
-        return Err(Error::corrupt(
-            path.display().to_string(),
-            format!(
-                "its blobs hold {total} bytes but the snapshot says {}",
-                node.size
-            ),
-        ));
+/// Largest ranged read (unless one blob is larger): half of Arca's
+/// [`arca_repo::restore::MAX_RANGE`], because the reads in flight are most
+/// of a restore's memory and restic's own restore peaks lower than Arca's.
+const MAX_READ: u64 = 8 << 20;
+
+/// Ranged reads in flight: enough to keep a remote store busy, few enough to
+/// bound memory to about this many times [`MAX_READ`].
+fn concurrent_reads() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).clamp(4, 16))
+}
+
+/// Fetches every blob once and writes it into each file that holds it
+/// (files exist with their final length).
+async fn write_content(
+    repo: &ResticRepository,
+    blobs: Blobs,
+    items: &Arc<Vec<Item>>,
+    target: &Path,
+    progress: &Arc<dyn Progress>,
+) -> Written {
+    let reads = blobs.into_reads();
+    let packs: HashSet<Id> = reads.iter().map(|read| read.pack).collect();
+    let results: Vec<Written> = futures::stream::iter(reads)
+        .map(|read| async move {
+            let mut written = Written::default();
+            let stored = match repo
+                .backend()
+                .get_range(&pack_path(&read.pack), read.range.clone())
+                .await
+            {
+                Ok(stored) if stored.len() as u64 == read.range.end - read.range.start => stored,
+                Ok(stored) => {
+                    let reason = format!(
+                        "pack {} is truncated: bytes {}..{} returned {} bytes",
+                        read.pack,
+                        read.range.start,
+                        read.range.end,
+                        stored.len()
+                    );
+                    written.fail_all(&read.blobs, &reason);
+                    return written;
+                }
+                Err(e) => {
+                    written.fail_all(&read.blobs, &format!("cannot read pack {}: {e}", read.pack));
+                    return written;
+                }
+            };
+            written.bytes_read = stored.len() as u64;
+            let (key, items, target, progress) = (
+                repo.key().clone(),
+                items.clone(),
+                target.to_path_buf(),
+                progress.clone(),
+            );
+            let range_written = blocking(move || {
+                write_blobs(&key, &items, &target, &read, &stored, progress.as_ref())
+            })
+            .await;
+            written.bytes_restored = range_written.bytes_restored;
+            written.failures = range_written.failures;
+            written
+        })
+        .buffer_unordered(concurrent_reads())
+        .collect()
+        .await;
+    let mut total = Written {
+        packs_read: packs.len() as u64,
+        ..Written::default()
+    };
+    for written in results {
+        total.bytes_restored += written.bytes_restored;
+        total.bytes_read += written.bytes_read;
+        total.failures.extend(written.failures);
     }
-    Ok(reads)
-}
-
-/// Fetches ranges of packs, counting what was read.
-struct Reads<'a> {
-    repo: &'a ResticRepository,
-    bytes_read: &'a AtomicU64,
-    packs_read: &'a std::sync::Mutex<HashSet<Id>>,
-}
-
-impl Reads<'_> {
-    async fn fetch(&self, pack: Id, range: std::ops::Range<u64>) -> Result<bytes::Bytes> {
-        let stored = self
-            .repo
-            .backend()
-            .get_range(&pack_path(&pack), range)
-            .await?;
-        self.bytes_read
-            .fetch_add(stored.len() as u64, Ordering::Relaxed);
-        self.packs_read.lock().expect("not poisoned").insert(pack);
-        Ok(stored)
-    }
+    total
 }
 
 /// Opens a restored file (created empty by the create phase) for writing.
@@ -519,112 +537,70 @@ fn open_for_content(path: &Path) -> Result<File> {
         })
 }
 
-/// Opens, verifies and writes the blobs of `read` out of `stored`, which
-/// holds the pack's bytes from `base` on; returns the bytes written.
+/// Files one range writer keeps open at most (blobs come in pack order, so a
+/// few catch the common case of consecutive blobs of one file).
+const MAX_OPEN_FILES: usize = 32;
+
+/// Opens, verifies and writes each blob of `read` out of `stored` (the
+/// pack's bytes of `read.range`) into every file it goes to.
 fn write_blobs(
     key: &MasterKey,
-    file: &File,
-    path: &Path,
-    read: &Read,
+    items: &[Item],
+    target: &Path,
+    read: &PackRead,
     stored: &[u8],
-    base: u64,
-) -> Result<u64> {
-    let mut written = 0u64;
-    for (id, location, file_offset) in &read.blobs {
-        let at = (u64::from(location.offset) - base) as usize;
-        let sealed = &stored[at..at + location.length as usize];
-        let plain = crate::repository::open_blob(
+    progress: &dyn Progress,
+) -> Written {
+    let mut written = Written::default();
+    let mut open_files: HashMap<usize, File> = HashMap::new();
+    for job in &read.blobs {
+        let at = (u64::from(job.location.offset) - read.range.start) as usize;
+        let sealed = &stored[at..at + job.location.length as usize];
+        let plain = match crate::repository::open_blob(
             key,
             BlobType::Data,
-            id,
+            &job.id,
             sealed,
-            location.uncompressed_length,
-        )?;
-        // All-zero blobs stay holes in the file set_len made.
-        if plain.iter().any(|&b| b != 0) {
-            file.write_all_at(&plain, *file_offset)
-                .map_err(|source| Error::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-        }
-        written += plain.len() as u64;
-    }
-    Ok(written)
-}
-
-/// Fetches, opens and writes one file's blobs; returns the bytes written.
-async fn write_file(
-    reads: &Reads<'_>,
-    file_reads: Vec<Read>,
-    path: PathBuf,
-    progress: &Arc<dyn Progress>,
-) -> Result<u64> {
-    let file = {
-        let opening = path.clone();
-        Arc::new(blocking(move || open_for_content(&opening)).await?)
-    };
-    let results: Vec<Result<u64>> = futures::stream::iter(file_reads)
-        .map(|read| {
-            let (file, path) = (file.clone(), path.clone());
-            async move {
-                let stored = reads.fetch(read.pack, read.start..read.end).await?;
-                let key = reads.repo.key().clone();
-                let written =
-                    blocking(move || write_blobs(&key, &file, &path, &read, &stored, read.start))
-                        .await?;
-                progress.add_bytes(written);
-                Ok(written)
+            job.location.uncompressed_length,
+        ) {
+            Ok(plain) => plain,
+            Err(e) => {
+                written.fail_all(
+                    std::slice::from_ref(job),
+                    &format!("in pack {}: {e}", read.pack),
+                );
+                continue;
             }
-        })
-        .buffer_unordered(READS_PER_FILE)
-        .collect()
-        .await;
-    let mut written = 0;
-    for result in results {
-        written += result?;
-    }
-    Ok(written)
-}
-
-/// Fetches a batch of small files with one request and writes each; every
-/// file has its own result (a failed fetch fails them all, for one reason).
-async fn write_batch(
-    reads: &Reads<'_>,
-    batch: Batch,
-    items: &Arc<Vec<Item>>,
-    target: &Path,
-    progress: &Arc<dyn Progress>,
-) -> Vec<(usize, std::result::Result<u64, String>)> {
-    let stored = match reads.fetch(batch.pack, batch.start..batch.end).await {
-        Ok(stored) => stored,
-        Err(e) => {
-            let reason = e.to_string();
-            return batch
-                .files
-                .into_iter()
-                .map(|(item, _)| (item, Err(reason.clone())))
-                .collect();
+        };
+        if open_files.len() >= MAX_OPEN_FILES {
+            open_files.clear();
         }
-    };
-    let key = reads.repo.key().clone();
-    let (items, target) = (items.clone(), target.to_path_buf());
-    let results = blocking(move || {
-        batch
-            .files
-            .iter()
-            .map(|(item, read)| {
-                let path = target.join(&items[*item].path);
-                let written = open_for_content(&path)
-                    .and_then(|file| write_blobs(&key, &file, &path, read, &stored, batch.start))
-                    .map_err(|e| e.to_string());
-                (*item, written)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await;
-    progress.add_bytes(results.iter().filter_map(|(_, r)| r.as_ref().ok()).sum());
-    results
+        // All-zero blobs stay holes in the file set_len made.
+        let all_zero = plain.iter().all(|&b| b == 0);
+        for &(item, offset) in &job.targets {
+            if !all_zero {
+                let path = || target.join(&items[item].path);
+                let result = match open_files.entry(item) {
+                    Entry::Occupied(entry) => Ok(entry.into_mut()),
+                    Entry::Vacant(entry) => open_for_content(&path()).map(|f| entry.insert(f)),
+                }
+                .and_then(|file| {
+                    file.write_all_at(&plain, offset)
+                        .map_err(|source| Error::Io {
+                            path: path(),
+                            source,
+                        })
+                });
+                if let Err(e) = result {
+                    written.failures.push((item, e.to_string()));
+                    continue;
+                }
+            }
+            written.bytes_restored += plain.len() as u64;
+            progress.add_bytes(plain.len() as u64);
+        }
+    }
+    written
 }
 
 /// Re-reads a restored file and checks every blob's SHA-256 and the length.
@@ -713,85 +689,4 @@ fn apply_metadata(
         }
     }
     (skipped, states)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A single-blob read of `pack` at `start..start + len`.
-    fn read(pack: u8, start: u32, len: u32) -> Read {
-        let location = BlobLocation {
-            pack: Id([pack; 32]),
-            offset: start,
-            length: len,
-            uncompressed_length: None,
-        };
-        Read {
-            pack: location.pack,
-            start: u64::from(start),
-            end: u64::from(start + len),
-            blobs: vec![(Id([0; 32]), location, 0)],
-        }
-    }
-
-    /// Each batch as (pack byte, start, end, items in order).
-    fn shape(work: Vec<Work>) -> Vec<(u8, u64, u64, Vec<usize>)> {
-        work.into_iter()
-            .map(|work| match work {
-                Work::Batch(b) => (
-                    b.pack.0[0],
-                    b.start,
-                    b.end,
-                    b.files.iter().map(|(item, _)| *item).collect(),
-                ),
-                Work::File { .. } => panic!("batches() makes only batches"),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn small_files_close_together_in_one_pack_share_a_request() {
-        let gap = MAX_BATCH_GAP as u32;
-        let small = vec![
-            (0, read(1, 1000, 100)),
-            // Given out of order: batches follow the pack's order.
-            (2, read(1, 1200 + gap, 50)),
-            (1, read(1, 1100, 100)),
-            // Past the gap: a request of its own.
-            (3, read(1, 1300 + 3 * gap, 10)),
-            // Another pack.
-            (4, read(2, 1100, 100)),
-            // A blob two files share: the same range, one request.
-            (5, read(2, 1100, 100)),
-        ];
-        assert_eq!(
-            shape(batches(small)),
-            vec![
-                (1, 1000, u64::from(1250 + gap), vec![0, 1, 2]),
-                (
-                    1,
-                    u64::from(1300 + 3 * gap),
-                    u64::from(1310 + 3 * gap),
-                    vec![3]
-                ),
-                (2, 1100, 1200, vec![4, 5]),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_batch_stays_within_the_largest_read() {
-        let len = (MAX_READ / 3) as u32;
-        let small: Vec<_> = (0..4).map(|i| (i, read(7, i as u32 * len, len))).collect();
-        let shaped = shape(batches(small));
-        assert_eq!(shaped.len(), 2);
-        assert!(
-            shaped
-                .iter()
-                .all(|(_, start, end, _)| end - start <= MAX_READ)
-        );
-        assert_eq!(shaped[0].3, vec![0, 1, 2]);
-        assert_eq!(shaped[1].3, vec![3]);
-    }
 }

@@ -334,6 +334,128 @@ async fn check_passes_then_finds_a_corrupted_pack() {
     }
 }
 
+/// Sum of the sizes of the files below `dir`.
+fn bytes_below(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            bytes_below(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+#[tokio::test]
+async fn a_blob_in_many_files_is_read_once_and_a_damaged_one_fails_every_file_holding_it() {
+    if !restic_available() {
+        return;
+    }
+    let fixture = Fixture {
+        dir: tempfile::tempdir().unwrap(),
+        version: 2,
+        xattrs: false,
+    };
+    fixture.restic(&[
+        "init".as_ref(),
+        "--repository-version".as_ref(),
+        "2".as_ref(),
+    ]);
+    let source = fixture.source();
+    // The same content in three directories, and one block many times over
+    // in one file (restic's chunker cuts each repetition alike, so one blob
+    // lands at many offsets).
+    let copy = common::noise(2 << 20, 12);
+    for dir in ["a", "b", "c"] {
+        std::fs::create_dir_all(source.join(dir)).unwrap();
+        std::fs::write(source.join(dir).join("copy"), &copy).unwrap();
+    }
+    std::fs::write(
+        source.join("repeated"),
+        common::noise(3 << 20, 11).repeat(6),
+    )
+    .unwrap();
+    fixture.restic(&["backup".as_ref(), source.as_os_str()]);
+
+    let repo = open(&fixture).await;
+    let (_, snapshot) = repo.find_snapshot("latest").await.unwrap();
+    let target = fixture.dir.path().join("restored");
+    let mut options = RestoreOptions::new(&target);
+    options.verify = true;
+    let summary = arca_restic::restore::restore(&repo, &snapshot, &options, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    let restored = target.join(source.strip_prefix("/").unwrap());
+    for name in ["a/copy", "b/copy", "c/copy", "repeated"] {
+        assert!(
+            std::fs::read(restored.join(name)).unwrap()
+                == std::fs::read(source.join(name)).unwrap(),
+            "{name} differs"
+        );
+    }
+    assert_eq!(summary.files_verified, 4);
+    assert_eq!(summary.bytes_restored, 3 * (2 << 20) + 6 * (3 << 20));
+    // Each blob fetched once: never more than the packs hold, although the
+    // files hold four times as much.
+    let packs = bytes_below(&fixture.repo().join("data"));
+    assert!(summary.bytes_read <= packs, "{summary:?}, packs {packs}");
+
+    // Damage the first blob of the copies: every copy fails, naming it;
+    // the other file still restores.
+    let index = repo.load_index().await.unwrap();
+    let (_, node) = walk(&repo, &snapshot.tree)
+        .await
+        .into_iter()
+        .find(|(path, _)| path.ends_with("a/copy"))
+        .unwrap();
+    let damaged = node.content[0];
+    let location = index
+        .get(arca_repo::blob::BlobType::Data, &damaged)
+        .unwrap();
+    let pack = fixture
+        .repo()
+        .join(arca_restic::repository::pack_path(&location.pack));
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[(location.offset + location.length / 2) as usize] ^= 0x40;
+    std::fs::set_permissions(&pack, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::write(&pack, &bytes).unwrap();
+    let target = fixture.dir.path().join("after-damage");
+    let result = arca_restic::restore::restore(
+        &repo,
+        &snapshot,
+        &RestoreOptions::new(&target),
+        Arc::new(NoProgress),
+    )
+    .await;
+    let Err(Error::RestoreFailed { failures }) = result else {
+        panic!("expected a failed restore, got {result:?}");
+    };
+    let restored = target.join(source.strip_prefix("/").unwrap());
+    let failed: Vec<PathBuf> = failures.iter().map(|f| f.path.clone()).collect();
+    assert_eq!(
+        failed,
+        vec![
+            restored.join("a/copy"),
+            restored.join("b/copy"),
+            restored.join("c/copy")
+        ]
+    );
+    for failure in &failures {
+        assert!(
+            failure.reason.contains(&damaged.to_string())
+                && failure.reason.contains("authentication"),
+            "{failure:?}"
+        );
+    }
+    assert!(
+        std::fs::read(restored.join("repeated")).unwrap()
+            == std::fs::read(source.join("repeated")).unwrap()
+    );
+}
+
 #[tokio::test]
 async fn wrong_password_is_a_clear_error() {
     if !restic_available() {

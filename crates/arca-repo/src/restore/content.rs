@@ -24,9 +24,9 @@ use crate::{Id, Repository};
 
 /// Unneeded bytes between two needed blobs that are still read rather than
 /// starting a second request: a request costs more than this much transfer.
-const MAX_GAP: u64 = 1024 * 1024;
+pub const MAX_GAP: u64 = 1024 * 1024;
 /// Largest single ranged read (unless one blob is larger).
-const MAX_RANGE: u64 = 16 * 1024 * 1024;
+pub const MAX_RANGE: u64 = 16 * 1024 * 1024;
 
 /// Files one range writer keeps open at most (blobs arrive in pack order, so
 /// a small cache catches the common case of consecutive blobs of one file).
@@ -159,14 +159,35 @@ fn fail_all(dest: &Destination, blobs: &[usize], reason: &str, written: &mut Wri
 /// Groups blobs (indices into `all`, sorted by offset) into byte ranges of
 /// the pack to read.
 fn split_into_ranges(all: &[BlobJob], blobs: Vec<usize>) -> Vec<(Range<u64>, Vec<usize>)> {
-    let mut ranges: Vec<(Range<u64>, Vec<usize>)> = Vec::new();
+    read_ranges(
+        blobs,
+        |&blob| {
+            let location = &all[blob].location;
+            let start = u64::from(location.offset);
+            start..start + u64::from(location.length)
+        },
+        MAX_RANGE,
+    )
+}
+
+/// Groups the blobs of one pack, sorted by where they start (`extent` gives
+/// each blob's stored bytes), into the ranged reads that fetch them: a blob
+/// joins the previous read if it starts at most [`MAX_GAP`] bytes after that
+/// read ends and the read stays within `max_range` bytes (one larger blob
+/// gets a read of its own). Every blob is in exactly one read, in order.
+/// Shared with the restore of restic repositories.
+pub fn read_ranges<T>(
+    blobs: impl IntoIterator<Item = T>,
+    extent: impl Fn(&T) -> Range<u64>,
+    max_range: u64,
+) -> Vec<(Range<u64>, Vec<T>)> {
+    let mut ranges: Vec<(Range<u64>, Vec<T>)> = Vec::new();
     for blob in blobs {
-        let location = &all[blob].location;
-        let start = u64::from(location.offset);
-        let end = start + u64::from(location.length);
+        let Range { start, end } = extent(&blob);
         match ranges.last_mut() {
             Some((range, members))
-                if start <= range.end + MAX_GAP && end - range.start <= MAX_RANGE =>
+                if start <= range.end + MAX_GAP
+                    && end.max(range.end) - range.start <= max_range =>
             {
                 range.end = range.end.max(end);
                 members.push(blob);
@@ -295,5 +316,48 @@ mod tests {
                 (100 + big..110 + big, vec![2])
             ]
         );
+    }
+
+    /// Blobs one after another in a pack: `(gap before it, length)` pairs.
+    fn laid_out(shape: &[(u64, u64)]) -> Vec<Range<u64>> {
+        let mut at = 0;
+        shape
+            .iter()
+            .map(|&(gap, len)| {
+                let start = at + gap;
+                at = start + len;
+                start..at
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn read_ranges_cover_every_blob_once_in_order_within_the_limits(
+            shape in proptest::collection::vec((0..2 * MAX_GAP, 1..MAX_RANGE / 3), 0..40)
+        ) {
+            let blobs = laid_out(&shape);
+            let ranges = read_ranges(blobs.clone(), Range::clone, MAX_RANGE);
+            let members: Vec<Range<u64>> =
+                ranges.iter().flat_map(|(_, m)| m.iter().cloned()).collect();
+            proptest::prop_assert_eq!(&members, &blobs);
+            for (range, members) in &ranges {
+                proptest::prop_assert_eq!(range.start, members[0].start);
+                proptest::prop_assert_eq!(range.end, members[members.len() - 1].end);
+                proptest::prop_assert!(
+                    range.end - range.start <= MAX_RANGE || members.len() == 1
+                );
+                for pair in members.windows(2) {
+                    proptest::prop_assert!(pair[1].start <= pair[0].end + MAX_GAP);
+                }
+            }
+            // A read ends only where the next blob could not have joined it.
+            for pair in ranges.windows(2) {
+                let (previous, next) = (&pair[0].0, &pair[1].1[0]);
+                proptest::prop_assert!(
+                    next.start > previous.end + MAX_GAP || next.end - previous.start > MAX_RANGE
+                );
+            }
+        }
     }
 }
