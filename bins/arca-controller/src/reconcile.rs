@@ -157,18 +157,11 @@ pub async fn reconcile_source(
         restic.map(|r| r.repository.clone()),
         data_class_source(&source),
     );
-    record_metrics(
-        &context,
-        &labels,
-        &decision,
-        &observed.owned,
-        Some(waiting_for_slot),
-    );
-    context.metrics.dr.record(&labels, &decision.status);
     let audit_attached = audit_notes.as_deref().is_some_and(|notes| {
         arca_kube::changes::attach_to_new_jobs(&mut decision, &observed.owned, notes)
     });
     let mut hooks = crate::hooks::SourceHooks::new(&context, &observed, now);
+    let carried_out = decision.clone();
     let requeued = carry_out(
         &context,
         &*source,
@@ -180,6 +173,14 @@ pub async fn reconcile_source(
         &mut hooks,
     )
     .await?;
+    record_metrics(
+        &context,
+        &labels,
+        &carried_out,
+        &observed.owned,
+        Some(waiting_for_slot),
+    );
+    context.metrics.dr.record(&labels, &carried_out.status);
     if audit_attached && !hooks.stopped {
         crate::changes::clear_pending(&context, &*source).await?;
     }
@@ -256,7 +257,7 @@ pub async fn reconcile_destination(
         restic.map(|r| r.repository.clone()),
         "important",
     );
-    record_metrics(&context, &labels, &decision, &observed.owned, None);
+    let carried_out = decision.clone();
     let requeued = carry_out(
         &context,
         &*destination,
@@ -268,6 +269,7 @@ pub async fn reconcile_destination(
         &mut crate::hooks::NoHooks,
     )
     .await?;
+    record_metrics(&context, &labels, &carried_out, &observed.owned, None);
     if audit_attached {
         crate::changes::clear_pending(&context, &*destination).await?;
     }
@@ -556,6 +558,9 @@ async fn owned<K: Resource>(
     })
 }
 
+/// Publishes what a carried-out decision means for the metrics. Only after it was carried out:
+/// a decision whose status write was refused (taken on a stale copy) is decided again, so its
+/// figures would be stale and its finished sync counted twice.
 fn record_metrics<S>(
     context: &Context,
     labels: &ObjectLabels,
