@@ -728,8 +728,10 @@ fn logs(controller: &ControllerProcess, cluster: &Cluster) -> String {
     )
 }
 
-/// Sets `spec.trigger.manual` to `tag` and waits for the controller to
-/// finish that sync (`status.lastManualSync == tag`).
+/// Sets `spec.trigger.manual` to `tag`, waits for the controller to finish
+/// that sync (`status.lastManualSync == tag`) and checks that no second sync
+/// follows it ([`no_second_sync`]); returns the object as it was when the sync
+/// was first seen finished.
 async fn sync(
     cluster: &Cluster,
     controller: &ControllerProcess,
@@ -747,26 +749,88 @@ async fn sync(
             &json!({"spec": {"trigger": {"manual": tag}}}),
         )
         .await?;
-    cluster
+    let synced = cluster
         .wait_for(
             API_VOLSYNC,
             kind,
             Some(namespace),
             name,
             &format!("manual sync {tag}"),
-            |o| synced_manually(o, tag),
+            |o| o["status"]["lastManualSync"] == tag,
         )
         .await
-        .with_context(|| logs(controller, cluster))
+        .with_context(|| logs(controller, cluster))?;
+    no_second_sync(cluster, controller, kind, namespace, name, &synced).await?;
+    Ok(synced)
 }
 
-/// Whether the manual sync `tag` has finished and no other sync runs. The
-/// second half is there because a reconcile from the controller's cache can
-/// still see the sync before `tag` finished, and start one more sync (a
-/// known race, see docs/OPERATOR.md "Known issues"); the checks after the
-/// wait then look at a finished sync either way.
-fn synced_manually(object: &Value, tag: &str) -> bool {
-    object["status"]["lastManualSync"] == tag && object["status"]["lastSyncStartTime"].is_null()
+/// Checks that the finished manual sync recorded in `synced` is not followed by
+/// another one: a reconcile working from a controller cache that has not seen
+/// the finished sync yet must not start it over (docs/ARCHITECTURE.md, "no Job
+/// is created from a stale decision"). The controller is made to reconcile the
+/// object once more, by a spec change that means nothing (the cache volume's
+/// capacity spelled another way), and once its status shows that it has seen
+/// the change (`Synchronizing.observedGeneration`), every reconcile that could
+/// have worked from an older copy is over: no sync may run then, nor have run
+/// since `synced` (same `lastSyncTime`).
+async fn no_second_sync(
+    cluster: &Cluster,
+    controller: &ControllerProcess,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    synced: &Value,
+) -> anyhow::Result<()> {
+    let capacity = synced["spec"]["restic"]["cacheCapacity"]
+        .as_str()
+        .unwrap_or("1Gi");
+    let respelled = respell_binary_quantity(capacity).with_context(|| {
+        format!("{name}: cannot respell spec.restic.cacheCapacity {capacity:?}")
+    })?;
+    let touched = cluster
+        .merge_patch(
+            API_VOLSYNC,
+            kind,
+            Some(namespace),
+            name,
+            &json!({"spec": {"restic": {"cacheCapacity": respelled}}}),
+        )
+        .await?;
+    let generation = touched["metadata"]["generation"].clone();
+    let seen = cluster
+        .wait_for(
+            API_VOLSYNC,
+            kind,
+            Some(namespace),
+            name,
+            &format!("the controller seeing generation {generation}"),
+            |o| {
+                o["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter().any(|c| {
+                        c["type"] == "Synchronizing" && c["observedGeneration"] == generation
+                    })
+                })
+            },
+        )
+        .await
+        .with_context(|| logs(controller, cluster))?;
+    let (before, after) = (&synced["status"], &seen["status"]);
+    ensure!(
+        after["lastSyncStartTime"].is_null() && after["lastSyncTime"] == before["lastSyncTime"],
+        "{kind} {name}: another sync followed the finished manual sync {}:\nthen {before:#}\nnow {after:#}\n{}",
+        before["lastManualSync"],
+        logs(controller, cluster)
+    );
+    Ok(())
+}
+
+/// The same quantity in other units: whole `Gi` as `Mi` and back (`1Gi` ↔ `1024Mi`).
+fn respell_binary_quantity(quantity: &str) -> Option<String> {
+    if let Some(gibibytes) = quantity.strip_suffix("Gi") {
+        return Some(format!("{}Mi", gibibytes.parse::<u64>().ok()? * 1024));
+    }
+    let mebibytes = quantity.strip_suffix("Mi")?.parse::<u64>().ok()?;
+    (mebibytes % 1024 == 0).then(|| format!("{}Gi", mebibytes / 1024))
 }
 
 /// The checks every finished backup's status passes; returns its snapshot ID.
@@ -1012,10 +1076,11 @@ async fn replication_and_drill(
             Some(primary_ns),
             &name,
             "the replicated backup",
-            |o| synced_manually(o, "e2e-replicated-1"),
+            |o| o["status"]["lastManualSync"] == "e2e-replicated-1",
         )
         .await
         .with_context(|| logs(controller, cluster))?;
+    no_second_sync(cluster, controller, SOURCE, primary_ns, &name, &backed_up).await?;
     let snapshot = check_source_status(&backed_up)?;
     let replicas = &backed_up["status"]["arca"]["replicas"];
     ensure!(
@@ -1715,6 +1780,25 @@ mod tests {
         volsync_backup_duration_seconds_count{obj_name=\"a\",obj_namespace=\"n\",role=\"source\"} 2\n\
         volsync_backup_duration_seconds_bucket{obj_name=\"a\",le=\"10.0\"} 1\n\
         # EOF\n";
+
+    #[test]
+    fn binary_quantities_are_respelled_in_the_other_unit() {
+        let cases = [
+            ("1Gi", Some("1024Mi")),
+            ("1024Mi", Some("1Gi")),
+            ("3Gi", Some("3072Mi")),
+            ("512Mi", None),
+            ("1G", None),
+            ("xGi", None),
+        ];
+        for (quantity, respelled) in cases {
+            assert_eq!(
+                respell_binary_quantity(quantity).as_deref(),
+                respelled,
+                "{quantity}"
+            );
+        }
+    }
 
     #[test]
     fn a_metric_is_found_by_its_labels_and_others_are_not_mixed_in() {

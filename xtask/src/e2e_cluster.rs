@@ -213,7 +213,8 @@ impl Cluster {
             .collect()
     }
 
-    /// A JSON merge patch of the object's spec or metadata (as `kubectl patch --type merge`).
+    /// A JSON merge patch of the object's spec or metadata (as `kubectl patch --type merge`);
+    /// returns the patched object.
     pub(crate) async fn merge_patch(
         &self,
         api_version: &str,
@@ -221,12 +222,13 @@ impl Cluster {
         namespace: Option<&str>,
         name: &str,
         patch: &Value,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Value> {
         let api = self.api(api_version, kind, namespace).await?;
-        api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        let patched = api
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await
             .with_context(|| format!("patching {kind} {name}"))?;
-        Ok(())
+        Ok(serde_json::to_value(patched)?)
     }
 
     /// Waits (up to [`WAIT`]) until the object exists and `done` holds for it.

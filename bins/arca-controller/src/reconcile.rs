@@ -127,6 +127,9 @@ pub async fn reconcile_source(
         owned: owned(client, &namespace, &*source, true).await?,
     };
     let mut decision = arca_kube::reconcile_source(&observed, now, &context.config);
+    if decision.touches_other_objects() && !is_current(client, &namespace, &*source).await? {
+        return Ok(stale_decision_retry(&key));
+    }
     let mut waiting_for_slot = false;
     if arca_kube::reconcile::starts_sync(&observed, &decision) {
         let item = WorkItem {
@@ -154,18 +157,11 @@ pub async fn reconcile_source(
         restic.map(|r| r.repository.clone()),
         data_class_source(&source),
     );
-    record_metrics(
-        &context,
-        &labels,
-        &decision,
-        &observed.owned,
-        Some(waiting_for_slot),
-    );
-    context.metrics.dr.record(&labels, &decision.status);
     let audit_attached = audit_notes.as_deref().is_some_and(|notes| {
         arca_kube::changes::attach_to_new_jobs(&mut decision, &observed.owned, notes)
     });
     let mut hooks = crate::hooks::SourceHooks::new(&context, &observed, now);
+    let carried_out = decision.clone();
     let requeued = carry_out(
         &context,
         &*source,
@@ -177,6 +173,14 @@ pub async fn reconcile_source(
         &mut hooks,
     )
     .await?;
+    record_metrics(
+        &context,
+        &labels,
+        &carried_out,
+        &observed.owned,
+        Some(waiting_for_slot),
+    );
+    context.metrics.dr.record(&labels, &carried_out.status);
     if audit_attached && !hooks.stopped {
         crate::changes::clear_pending(&context, &*source).await?;
     }
@@ -238,6 +242,12 @@ pub async fn reconcile_destination(
     };
     let mut decision =
         arca_kube::reconcile_destination(&observed, jiff::Timestamp::now(), &context.config);
+    if decision.touches_other_objects() && !is_current(client, &namespace, &*destination).await? {
+        return Ok(stale_decision_retry(&format!(
+            "{namespace}/{}",
+            destination.name_any()
+        )));
+    }
     let audit_attached = audit_notes.as_deref().is_some_and(|notes| {
         arca_kube::changes::attach_to_new_jobs(&mut decision, &observed.owned, notes)
     });
@@ -247,7 +257,7 @@ pub async fn reconcile_destination(
         restic.map(|r| r.repository.clone()),
         "important",
     );
-    record_metrics(&context, &labels, &decision, &observed.owned, None);
+    let carried_out = decision.clone();
     let requeued = carry_out(
         &context,
         &*destination,
@@ -259,10 +269,46 @@ pub async fn reconcile_destination(
         &mut crate::hooks::NoHooks,
     )
     .await?;
+    record_metrics(&context, &labels, &carried_out, &observed.owned, None);
     if audit_attached {
         crate::changes::clear_pending(&context, &*destination).await?;
     }
     Ok(requeued)
+}
+
+/// How soon an object whose decision was taken on a stale copy is reconciled again. The watch
+/// delivers the newer version anyway; this is the bound if its event is slow.
+const STALE_RETRY: Duration = Duration::from_secs(1);
+
+/// How often a status write refused as stale is tried again on the current version, as long
+/// as nobody else changed the status meanwhile (see [`write_status`]).
+const STATUS_WRITE_ATTEMPTS: usize = 3;
+
+/// Whether `object` (as the reconcile got it, from the controller's watch cache) is the API
+/// server's current version: read fresh, past the cache, and compared by resourceVersion.
+///
+/// A decision that touches other objects (starts or deletes a Job, ...) is carried out only if
+/// this holds. The cache can lag behind the last status write: a reconcile right after a sync
+/// finished can still see the object syncing with its Job gone, and would start the sync over
+/// (docs/ARCHITECTURE.md, "no Job is created from a stale decision"). Checking before acting is
+/// enough because the controller is the only writer of the status and one object's reconciles
+/// never overlap: once this GET shows the version decided on, no status write can come between
+/// it and the actions, and whatever else changes meanwhile (spec, metadata) is handled by
+/// [`write_status`].
+async fn is_current<K: NamespacedObject>(
+    client: &Client,
+    namespace: &str,
+    object: &K,
+) -> Result<bool> {
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let fresh = api.get_opt(&object.name_any()).await?;
+    Ok(fresh.is_some_and(|fresh| fresh.resource_version() == object.resource_version()))
+}
+
+/// The requeue of a reconcile that carried nothing out because its object was stale.
+fn stale_decision_retry(key: &str) -> Requeued {
+    tracing::debug!("{key}: decided on a stale copy; nothing done, looking again");
+    Requeued::requeue(STALE_RETRY)
 }
 
 /// How long to wait after a failed reconcile.
@@ -512,6 +558,9 @@ async fn owned<K: Resource>(
     })
 }
 
+/// Publishes what a carried-out decision means for the metrics. Only after it was carried out:
+/// a decision whose status write was refused (taken on a stale copy) is decided again, so its
+/// figures would be stale and its finished sync counted twice.
 fn record_metrics<S>(
     context: &Context,
     labels: &ObjectLabels,
@@ -601,7 +650,9 @@ fn is_dr_job(job: &Job) -> bool {
 
 /// Carries a decision out: actions in order, then the status (replaced
 /// through the status subresource with the object's resourceVersion, so a
-/// stale decision is refused and retried), events, and the requeue.
+/// stale decision is refused and retried; see [`write_status`]), events, and
+/// the requeue. A decision that touches other objects must have been checked
+/// with [`is_current`] first.
 async fn carry_out<K, S>(
     context: &Context,
     object: &K,
@@ -674,8 +725,7 @@ where
         set_status(&mut updated, decision.status);
         if serde_json::to_value(&updated).ok() != serde_json::to_value(object).ok() {
             updated.meta_mut().resource_version = resource_version;
-            api.replace_status(&name, &PostParams::default(), &updated)
-                .await?;
+            write_status(&api, object, updated).await?;
         }
     }
     for event in &decision.events {
@@ -695,6 +745,45 @@ where
         }
         Requeue::AwaitChange => Requeued::await_change(),
     })
+}
+
+/// Replaces the status of `object` with that of `updated` (which carries the resourceVersion
+/// the decision was taken on). When the API server refuses it as stale but the current object's
+/// status is still the one the decision started from, only the spec or metadata changed
+/// meanwhile (a user's edit, an annotation): the decision is still right about the status, and
+/// its actions may already be done (a finished Job deleted), so the status is written again on
+/// the current version rather than lost. A status someone else changed is a real conflict.
+async fn write_status<K: NamespacedObject>(api: &Api<K>, object: &K, mut updated: K) -> Result<()> {
+    let name = object.name_any();
+    let decided_on = status_of(object);
+    let mut attempts = 1;
+    loop {
+        let refused = match api
+            .replace_status(&name, &PostParams::default(), &updated)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => kube::Error::Api(status),
+            Err(err) => return Err(err.into()),
+        };
+        if attempts == STATUS_WRITE_ATTEMPTS {
+            return Err(refused.into());
+        }
+        attempts += 1;
+        let current = api.get(&name).await?;
+        if status_of(&current) != decided_on {
+            return Err(refused.into());
+        }
+        updated.meta_mut().resource_version = current.resource_version();
+    }
+}
+
+/// An object's status as JSON (`Null` when it has none).
+fn status_of<K: Serialize>(object: &K) -> serde_json::Value {
+    serde_json::to_value(object)
+        .ok()
+        .and_then(|value| value.get("status").cloned())
+        .unwrap_or_default()
 }
 
 pub(crate) async fn publish<K: Resource<DynamicType = ()>>(

@@ -377,6 +377,12 @@ fn recorded_as<K: serde::de::DeserializeOwned + serde::Serialize + kube::Resourc
     object
 }
 
+/// The fresh read of the source (past the controller's cache) before a decision that touches
+/// other objects is carried out, answered `current`.
+fn fresh_read(current: Value) -> Exchange {
+    expect("GET", format!("{SOURCES}/app")).answer(200, current)
+}
+
 fn not_found() -> Value {
     failure(404, "NotFound", "not found")
 }
@@ -462,9 +468,11 @@ fn assert_owned(body: &Value, kind: &str, name: &str) {
     assert_eq!(owner["controller"], true);
 }
 
-/// A new source with a manual trigger, up to its status write (answered `status_answer`).
-fn new_source_script(status: u16, status_answer: Value) -> Vec<Exchange> {
+/// A new source with a manual trigger, up to its status write (answered `status_answer`); the
+/// fresh read before its actions finds `current`.
+fn new_source_script(current: Value, status: u16, status_answer: Value) -> Vec<Exchange> {
     let mut script = source_reads(vec![], vec![]);
+    script.push(fresh_read(current));
     script.extend(queue_reads());
     let mut patched = source(&["arca.dev/cleanup"], json!({"manual": "once"}));
     patched["metadata"]["resourceVersion"] = json!("6");
@@ -537,7 +545,7 @@ fn new_source_script(status: u16, status_answer: Value) -> Vec<Exchange> {
 async fn a_new_source_with_a_manual_trigger_gets_the_finalizer_then_its_mover_then_a_syncing_status()
  {
     let object = source(&[], json!({"manual": "once"}));
-    let mut script = new_source_script(200, object.clone());
+    let mut script = new_source_script(object.clone(), 200, object.clone());
     script.push(
         expect("POST", "/apis/events.k8s.io/v1/namespaces/apps/events?")
             .body(|body| {
@@ -600,7 +608,7 @@ async fn a_changed_spec_is_recorded_as_an_event_and_its_audit_note_rides_the_nex
             })
             .answer(201, json!({})),
     ];
-    let mut mover = new_source_script(200, patched);
+    let mut mover = new_source_script(patched.clone(), 200, patched);
     let job = mover
         .iter_mut()
         .find(|e| e.uri.contains("/jobs/volsync-src-app"))
@@ -638,18 +646,25 @@ async fn a_changed_spec_is_recorded_as_an_event_and_its_audit_note_rides_the_nex
     reconcile_source(object, script).await.expect("reconciled");
 }
 
-#[tokio::test]
-async fn a_conflict_on_the_status_write_is_an_error_and_the_object_is_retried() {
-    let object = source(&[], json!({"manual": "once"}));
-    // No Event after the refused status: the reconcile stops there.
-    let script = new_source_script(
+/// The API server's answer to a stale write.
+fn conflict() -> Value {
+    failure(
         409,
-        failure(
-            409,
-            "Conflict",
-            "the object has been modified; please apply your changes to the latest version and try again",
-        ),
-    );
+        "Conflict",
+        "the object has been modified; please apply your changes to the latest version and try again",
+    )
+}
+
+#[tokio::test]
+async fn a_status_write_refused_because_the_status_changed_is_an_error_and_the_object_is_retried() {
+    let object = source(&[], json!({"manual": "once"}));
+    let mut script = new_source_script(object.clone(), 409, conflict());
+    // Someone else wrote a status meanwhile: the decision's is not written over it. No Event:
+    // the reconcile stops there.
+    let mut current = object.clone();
+    current["metadata"]["resourceVersion"] = json!("7");
+    current["status"] = json!({"lastSyncStartTime": "2026-12-06T17:00:00Z"});
+    script.push(expect("GET", format!("{SOURCES}/app")).answer(200, current));
     let error = reconcile_source(object.clone(), script)
         .await
         .expect_err("a stale status write");
@@ -675,6 +690,7 @@ async fn a_deleted_source_cleans_up_then_drops_its_finalizer_and_writes_no_statu
     let mut object = source(&["arca.dev/cleanup"], json!({"manual": "once"}));
     object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
     let mut script = source_reads(vec![], vec![]);
+    script.push(fresh_read(object.clone()));
     script.extend([
         expect("GET", format!("/api/v1/namespaces/apps/persistentvolumeclaims?&{CLEANUP}"))
             .answer(200, list("PersistentVolumeClaimList", vec![json!({"apiVersion": "v1",
@@ -696,12 +712,28 @@ async fn a_deleted_source_cleans_up_then_drops_its_finalizer_and_writes_no_statu
     assert_eq!(requeue, kube::runtime::controller::Action::await_change());
 }
 
-#[tokio::test]
-async fn a_finished_mover_is_recorded_in_the_status_and_its_job_deleted() {
+/// A source syncing since 17:00 for the manual trigger `once`, at resourceVersion 5.
+fn syncing_source() -> Value {
     let mut object = source(&["arca.dev/cleanup"], json!({"manual": "once"}));
     object["status"] = json!({"lastSyncStartTime": "2026-12-06T17:00:00Z",
         "conditions": [{"type": "Synchronizing", "status": "True", "reason": "SyncInProgress",
             "message": "Synchronization in-progress", "lastTransitionTime": "2026-12-06T17:00:00Z"}]});
+    object
+}
+
+/// `object` as it is once its manual sync `once` finished and was recorded (resourceVersion 6).
+fn synced(mut object: Value) -> Value {
+    object["metadata"]["resourceVersion"] = json!("6");
+    object["status"] = json!({"lastSyncTime": "2026-12-06T17:05:00Z", "lastSyncDuration": "5m0s",
+        "lastManualSync": "once", "latestMoverStatus": {"result": "Successful", "logs": "snapshot 5f1e2d3c saved"},
+        "conditions": [{"type": "Synchronizing", "status": "False", "reason": "WaitingForManual",
+            "message": "waiting for a new spec.trigger.manual", "lastTransitionTime": "2026-12-06T17:05:00Z"}]});
+    object
+}
+
+/// A finished mover of the syncing source, up to the status write: its reads, the fresh read
+/// (finding the object unchanged), its Job deleted, the sync's temporaries cleaned up.
+fn finished_mover_script(object: &Value) -> Vec<Exchange> {
     let job = json!({"apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": "volsync-src-app", "namespace": "apps",
             "labels": {"arca.dev/owner-uid": "uid-1"}},
@@ -727,6 +759,7 @@ async fn a_finished_mover_is_recorded_in_the_status_and_its_job_deleted() {
             .answer(200, list("PodList", vec![pod])),
         ],
     );
+    script.push(fresh_read(object.clone()));
     script.extend([
         expect(
             "DELETE",
@@ -748,27 +781,84 @@ async fn a_finished_mover_is_recorded_in_the_status_and_its_job_deleted() {
             format!("/apis/snapshot.storage.k8s.io/v1/namespaces/apps/volumesnapshots?&{CLEANUP}"),
         )
         .answer(200, list("VolumeSnapshotList", vec![])),
-        expect("PUT", format!("{SOURCES}/app/status?"))
-            .body(|body| {
-                assert_eq!(body["metadata"]["resourceVersion"], "5");
-                let status = &body["status"];
-                assert_eq!(status["latestMoverStatus"]["result"], "Successful");
-                assert!(status["lastSyncTime"].is_string());
-                assert!(status["lastSyncStartTime"].is_null(), "no longer syncing");
-                assert_eq!(status["lastManualSync"], "once", "the manual handshake");
-                assert_eq!(status["arca"]["lastSnapshotID"], "5f1e2d3c");
-                assert_eq!(status["conditions"][0]["status"], "False");
-            })
-            .answer(200, object.clone()),
-        expect("POST", "/apis/events.k8s.io/v1/namespaces/apps/events?")
-            .body(|body| {
-                assert_eq!(body["type"], "Normal");
-                assert_eq!(body["reason"], "SyncCompleted");
-                assert_eq!(body["regarding"]["name"], "app");
-            })
-            .answer(201, json!({})),
+    ]);
+    script
+}
+
+/// The status write recording the finished sync, with `resource_version`, answered `status`.
+fn finished_status_write(resource_version: &'static str, status: u16, answer: Value) -> Exchange {
+    expect("PUT", format!("{SOURCES}/app/status?"))
+        .body(move |body| {
+            assert_eq!(body["metadata"]["resourceVersion"], resource_version);
+            let status = &body["status"];
+            assert_eq!(status["latestMoverStatus"]["result"], "Successful");
+            assert!(status["lastSyncTime"].is_string());
+            assert!(status["lastSyncStartTime"].is_null(), "no longer syncing");
+            assert_eq!(status["lastManualSync"], "once", "the manual handshake");
+            assert_eq!(status["arca"]["lastSnapshotID"], "5f1e2d3c");
+            assert_eq!(status["conditions"][0]["status"], "False");
+        })
+        .answer(status, answer)
+}
+
+fn sync_completed_event() -> Exchange {
+    expect("POST", "/apis/events.k8s.io/v1/namespaces/apps/events?")
+        .body(|body| {
+            assert_eq!(body["type"], "Normal");
+            assert_eq!(body["reason"], "SyncCompleted");
+            assert_eq!(body["regarding"]["name"], "app");
+        })
+        .answer(201, json!({}))
+}
+
+#[tokio::test]
+async fn a_finished_mover_is_recorded_in_the_status_and_its_job_deleted() {
+    let object = syncing_source();
+    let mut script = finished_mover_script(&object);
+    script.extend([
+        finished_status_write("5", 200, synced(object.clone())),
+        sync_completed_event(),
     ]);
     reconcile_source(object, script).await.expect("recorded");
+}
+
+#[tokio::test]
+async fn a_finished_sync_is_recorded_even_if_the_metadata_changed_after_its_job_was_deleted() {
+    // A user annotated the source between the fresh read and the status write: the write is
+    // refused, but the status is still the one decided on, so the result (whose Job is gone
+    // already) is written on the current version instead of being lost, which would start
+    // the sync over.
+    let object = syncing_source();
+    let mut annotated = object.clone();
+    annotated["metadata"]["resourceVersion"] = json!("9");
+    annotated["metadata"]["annotations"]["example.com/owner"] = json!("team-a");
+    let mut script = finished_mover_script(&object);
+    script.extend([
+        finished_status_write("5", 409, conflict()),
+        expect("GET", format!("{SOURCES}/app")).answer(200, annotated),
+        finished_status_write("9", 200, synced(object.clone())),
+        sync_completed_event(),
+    ]);
+    reconcile_source(object, script).await.expect("recorded");
+}
+
+#[tokio::test]
+async fn a_decision_on_a_stale_copy_starts_no_job_and_looks_again() {
+    // The race: the controller's cache still has the source syncing (before the status write
+    // that recorded the finished sync reached it), and the finished Job is gone. Decided on
+    // that copy, the sync would be prepared anew: a second mover Job for the same trigger.
+    // The fresh read finds the sync recorded at a newer resourceVersion: nothing is carried out
+    // (no Job applied, no status written, no Event) and the source is looked at again soon.
+    let stale = syncing_source();
+    let mut script = source_reads(vec![], vec![]);
+    script.push(fresh_read(synced(stale.clone())));
+    let requeue = reconcile_source(stale, script)
+        .await
+        .expect("nothing to do yet");
+    assert_eq!(
+        requeue,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(1))
+    );
 }
 
 const DESTINATIONS: &str = "/apis/volsync.backube/v1alpha1/namespaces/dr/replicationdestinations";
@@ -854,6 +944,8 @@ async fn a_finished_restore_sets_latest_image_to_the_restored_claim_and_deletes_
             "/apis/rbac.authorization.k8s.io/v1/namespaces/dr/rolebindings/volsync-dst-app-dr",
         )
         .answer(404, not_found()),
+        // Read fresh before the Job goes: the decision was taken on the current version.
+        expect("GET", format!("{DESTINATIONS}/app-dr")).answer(200, object.clone()),
         expect(
             "DELETE",
             "/apis/batch/v1/namespaces/dr/jobs/volsync-dst-app-dr?",

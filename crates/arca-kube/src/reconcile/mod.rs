@@ -237,6 +237,20 @@ pub struct Decision<S> {
     pub out_of_sync: bool,
 }
 
+impl<S> Decision<S> {
+    /// Whether carrying the decision out changes anything besides the object itself: an apply,
+    /// a delete, a parallelism patch, a hook. Such a decision may only be carried out if it was
+    /// taken on the object's current version: one taken on a stale copy (a watch cache that has
+    /// not seen the last status write yet) would, for instance, start a sync that has just
+    /// finished once more. Finalizer patches and the status write need no such check: they
+    /// carry the object's resourceVersion, so the API server refuses a stale one.
+    pub fn touches_other_objects(&self) -> bool {
+        self.actions
+            .iter()
+            .any(|a| !matches!(a, Action::AddFinalizer | Action::RemoveFinalizer))
+    }
+}
+
 /// The decision for a ReplicationSource.
 pub type SourceDecision = Decision<ReplicationSourceStatus>;
 /// The decision for a ReplicationDestination.
@@ -359,6 +373,54 @@ mod tests {
         ];
         for (text, expected) in cases {
             assert_eq!(parse_go_duration(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn only_finalizer_patches_touch_nothing_but_the_object() {
+        let job = || Object::Job(Box::default());
+        let cases = [
+            (vec![], false),
+            (vec![Action::AddFinalizer], false),
+            (vec![Action::RemoveFinalizer], false),
+            (vec![Action::AddFinalizer, Action::Apply(job())], true),
+            (vec![Action::Apply(job())], true),
+            (
+                vec![
+                    Action::Delete {
+                        kind: ObjectKind::Job,
+                        name: "volsync-src-app".into(),
+                    },
+                    Action::RemoveFinalizer,
+                ],
+                true,
+            ),
+            (
+                vec![Action::DeleteAllOf {
+                    kind: ObjectKind::VolumeSnapshot,
+                    label_selector: "a=b".into(),
+                }],
+                true,
+            ),
+            (
+                vec![Action::SetJobParallelism {
+                    name: "volsync-src-app".into(),
+                    parallelism: 0,
+                }],
+                true,
+            ),
+            (vec![Action::RunHook(HookPhase::PreBackup)], true),
+        ];
+        for (actions, touches) in cases {
+            let decision = Decision {
+                actions: actions.clone(),
+                status: (),
+                events: Vec::new(),
+                requeue: Requeue::AwaitChange,
+                report: None,
+                out_of_sync: false,
+            };
+            assert_eq!(decision.touches_other_objects(), touches, "{actions:?}");
         }
     }
 
