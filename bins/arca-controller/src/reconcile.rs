@@ -162,7 +162,7 @@ pub async fn reconcile_source(
     });
     let mut hooks = crate::hooks::SourceHooks::new(&context, &observed, now);
     let carried_out = decision.clone();
-    let requeued = carry_out(
+    let Some(requeued) = carry_out(
         &context,
         &*source,
         &namespace,
@@ -172,7 +172,10 @@ pub async fn reconcile_source(
         },
         &mut hooks,
     )
-    .await?;
+    .await?
+    else {
+        return Ok(stale_decision_retry(&key));
+    };
     record_metrics(
         &context,
         &labels,
@@ -212,6 +215,7 @@ pub async fn reconcile_destination(
     context: Arc<Context>,
 ) -> Result<Requeued> {
     let namespace = namespace_of(&*destination)?;
+    let key = format!("{namespace}/{}", destination.name_any());
     if !context
         .shards
         .owns(&namespace, &destination.name_any(), jiff::Timestamp::now())
@@ -243,10 +247,7 @@ pub async fn reconcile_destination(
     let mut decision =
         arca_kube::reconcile_destination(&observed, jiff::Timestamp::now(), &context.config);
     if decision.touches_other_objects() && !is_current(client, &namespace, &*destination).await? {
-        return Ok(stale_decision_retry(&format!(
-            "{namespace}/{}",
-            destination.name_any()
-        )));
+        return Ok(stale_decision_retry(&key));
     }
     let audit_attached = audit_notes.as_deref().is_some_and(|notes| {
         arca_kube::changes::attach_to_new_jobs(&mut decision, &observed.owned, notes)
@@ -258,7 +259,7 @@ pub async fn reconcile_destination(
         "important",
     );
     let carried_out = decision.clone();
-    let requeued = carry_out(
+    let Some(requeued) = carry_out(
         &context,
         &*destination,
         &namespace,
@@ -268,7 +269,10 @@ pub async fn reconcile_destination(
         },
         &mut crate::hooks::NoHooks,
     )
-    .await?;
+    .await?
+    else {
+        return Ok(stale_decision_retry(&key));
+    };
     record_metrics(&context, &labels, &carried_out, &observed.owned, None);
     if audit_attached {
         crate::changes::clear_pending(&context, &*destination).await?;
@@ -650,9 +654,10 @@ fn is_dr_job(job: &Job) -> bool {
 
 /// Carries a decision out: actions in order, then the status (replaced
 /// through the status subresource with the object's resourceVersion, so a
-/// stale decision is refused and retried; see [`write_status`]), events, and
-/// the requeue. A decision that touches other objects must have been checked
-/// with [`is_current`] first.
+/// stale decision is refused; see [`write_status`]), events, and the requeue.
+/// `None` when the status write found the decision stale: nothing more is done
+/// (no events), and the caller decides again. A decision that touches other
+/// objects must have been checked with [`is_current`] first.
 async fn carry_out<K, S>(
     context: &Context,
     object: &K,
@@ -660,7 +665,7 @@ async fn carry_out<K, S>(
     decision: Decision<S>,
     set_status: impl FnOnce(&mut K, S),
     hooks: &mut impl crate::hooks::HookRunner<S>,
-) -> Result<Requeued>
+) -> Result<Option<Requeued>>
 where
     K: NamespacedObject,
     S: Serialize,
@@ -725,7 +730,9 @@ where
         set_status(&mut updated, decision.status);
         if serde_json::to_value(&updated).ok() != serde_json::to_value(object).ok() {
             updated.meta_mut().resource_version = resource_version;
-            write_status(&api, object, updated).await?;
+            if write_status(&api, object, updated).await? == StatusWrite::Superseded {
+                return Ok(None);
+            }
         }
     }
     for event in &decision.events {
@@ -739,12 +746,21 @@ where
         )
         .await;
     }
-    Ok(match decision.requeue {
+    Ok(Some(match decision.requeue {
         Requeue::After(after) => {
             Requeued::requeue(after.unsigned_abs().max(Duration::from_secs(1)))
         }
         Requeue::AwaitChange => Requeued::await_change(),
-    })
+    }))
+}
+
+/// How a status write ended.
+#[derive(Debug, PartialEq, Eq)]
+enum StatusWrite {
+    Written,
+    /// Refused because the status had changed since the decision was taken: the decision was
+    /// made on a stale copy (the watch cache lagging behind the last write), and is made again.
+    Superseded,
 }
 
 /// Replaces the status of `object` with that of `updated` (which carries the resourceVersion
@@ -752,8 +768,13 @@ where
 /// status is still the one the decision started from, only the spec or metadata changed
 /// meanwhile (a user's edit, an annotation): the decision is still right about the status, and
 /// its actions may already be done (a finished Job deleted), so the status is written again on
-/// the current version rather than lost. A status someone else changed is a real conflict.
-async fn write_status<K: NamespacedObject>(api: &Api<K>, object: &K, mut updated: K) -> Result<()> {
+/// the current version rather than lost. A changed status means the decision itself was stale:
+/// it is not written over the newer one ([`StatusWrite::Superseded`]).
+async fn write_status<K: NamespacedObject>(
+    api: &Api<K>,
+    object: &K,
+    mut updated: K,
+) -> Result<StatusWrite> {
     let name = object.name_any();
     let decided_on = status_of(object);
     let mut attempts = 1;
@@ -762,7 +783,7 @@ async fn write_status<K: NamespacedObject>(api: &Api<K>, object: &K, mut updated
             .replace_status(&name, &PostParams::default(), &updated)
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(StatusWrite::Written),
             Err(kube::Error::Api(status)) if status.code == 409 => kube::Error::Api(status),
             Err(err) => return Err(err.into()),
         };
@@ -772,7 +793,7 @@ async fn write_status<K: NamespacedObject>(api: &Api<K>, object: &K, mut updated
         attempts += 1;
         let current = api.get(&name).await?;
         if status_of(&current) != decided_on {
-            return Err(refused.into());
+            return Ok(StatusWrite::Superseded);
         }
         updated.meta_mut().resource_version = current.resource_version();
     }
