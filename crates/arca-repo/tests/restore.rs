@@ -332,10 +332,8 @@ async fn restore_into_an_existing_directory_replaces_only_snapshot_items() {
     let err = restore(&repo, &snapshot, &opts, Arc::new(NoProgress))
         .await
         .unwrap_err();
-    let Error::RestoreFailed { failures } = &err else {
-        panic!("{err}")
-    };
-    let failed: Vec<&Path> = failures.iter().map(|f| f.path.as_path()).collect();
+    let failures = failures_of(&err);
+    let failed = failed_paths(failures);
     assert_eq!(
         failed,
         vec![out.join("d/f").as_path(), out.join("g").as_path()],
@@ -382,11 +380,9 @@ async fn a_missing_pack_fails_the_restore_naming_the_file_and_blob() {
     }
     let target = tmp.path().join("target");
     let err = restore_into(&repo, &snapshot, &target).await.unwrap_err();
-    let Error::RestoreFailed { failures } = &err else {
-        panic!("{err}")
-    };
+    let failures = failures_of(&err);
     let out = restored(&target, &src);
-    let failed: Vec<&Path> = failures.iter().map(|f| f.path.as_path()).collect();
+    let failed = failed_paths(failures);
     assert_eq!(
         failed,
         vec![out.join("data").as_path(), out.join("other").as_path()],
@@ -480,11 +476,9 @@ async fn a_blob_in_many_files_restores_everywhere_and_a_damaged_one_fails_each_f
     fs::write(&pack, &bytes).unwrap();
     let target = tmp.path().join("after-damage");
     let err = restore_into(&repo, &snapshot, &target).await.unwrap_err();
-    let Error::RestoreFailed { failures } = &err else {
-        panic!("{err}")
-    };
+    let failures = failures_of(&err);
     let out = restored(&target, &src);
-    let failed: Vec<&Path> = failures.iter().map(|f| f.path.as_path()).collect();
+    let failed = failed_paths(failures);
     assert_eq!(
         failed,
         vec![
@@ -501,4 +495,17 @@ async fn a_blob_in_many_files_restores_everywhere_and_a_damaged_one_fails_each_f
         "{err}"
     );
     assert!(fs::read(out.join("repeated")).unwrap() == fs::read(src.join("repeated")).unwrap());
+}
+
+/// The items a failed restore names, with their reasons; panics on any other error.
+fn failures_of(err: &Error) -> &[arca_repo::restore::RestoreFailure] {
+    let Error::RestoreFailed { failures } = err else {
+        panic!("expected a failed restore: {err}")
+    };
+    failures
+}
+
+/// The paths of `failures`, in the order the restore reported them.
+fn failed_paths(failures: &[arca_repo::restore::RestoreFailure]) -> Vec<&Path> {
+    failures.iter().map(|f| f.path.as_path()).collect()
 }
