@@ -34,7 +34,8 @@ use report::{Report, Results, Step};
 
 const USAGE: &str = "\
 usage: cargo xtask bench [--size 2GiB] [--runs 3] [--s3] [--smoke] [--out docs/PERFORMANCE.md] [--keep]
-                         [--no-criterion] [--files 100000,1000000] [--tools arca,restic] [--seed 1]
+                         [--no-criterion] [--files 100000,1000000] [--no-files-restore]
+                         [--tools arca,restic] [--seed 1]
                          [--mix default,db,media,small,dup|all] [--cache cold,warm] [--warm] [--rto]
 
   --size SIZE      size of the generated tree of each mix (KiB/MiB/GiB suffixes; default 2GiB)
@@ -48,6 +49,8 @@ usage: cargo xtask bench [--size 2GiB] [--runs 3] [--s3] [--smoke] [--out docs/P
   --files LIST     also measure trees of LIST tiny files each, one at a time: first backup,
                    unchanged re-backup and restore, and how time and memory grow with the count
                    (default 100000; 0 = none; xtask/src/bench/scale.rs)
+  --no-files-restore  leave out the restore of the --files trees (a second copy of each tree
+                   on the disk, compared file by file, then deleted)
   --tools LIST     which tools to run (default arca,restic)
   --seed N         dataset seed (default 1)
   --mix LIST       data mixes to measure (default all): default (the volume of database files,
@@ -79,6 +82,8 @@ struct Options {
     keep: bool,
     criterion: bool,
     files: Vec<u64>,
+    /// Restore the `--files` trees too.
+    files_restore: bool,
     tools: Vec<Tool>,
     seed: u64,
     mixes: Vec<dataset::Mix>,
@@ -99,6 +104,7 @@ impl Options {
             keep: false,
             criterion: true,
             files: vec![100_000],
+            files_restore: true,
             tools: vec![Tool::Arca, Tool::Restic],
             seed: 1,
             mixes: dataset::Mix::ALL.to_vec(),
@@ -139,6 +145,7 @@ impl Options {
                 "--smoke" => options.smoke = true,
                 "--keep" => options.keep = true,
                 "--no-criterion" => options.criterion = false,
+                "--no-files-restore" => options.files_restore = false,
                 "--warm" => options.caches = vec![WARM],
                 "--rto" => options.rto = true,
                 "--mix" => {
@@ -228,6 +235,9 @@ impl Options {
             ));
             if !self.criterion {
                 line.push_str(" --no-criterion");
+            }
+            if !self.files_restore && !self.files.is_empty() {
+                line.push_str(" --no-files-restore");
             }
         }
         if self.tools.len() == 1 {
@@ -386,6 +396,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         &programs,
         &bench_dir,
         &options.files,
+        options.files_restore,
         options.seed,
         cold,
         options.keep,

@@ -3,9 +3,9 @@
 //! For each count, one at a time (the tree and the repositories are deleted before
 //! the next count unless `--keep`): a tree of `count` tiny files (16–512 bytes, 1000
 //! per directory), then per tool a first backup into an empty repository, an
-//! unchanged re-backup and a restore into an empty directory (compared with the
-//! source byte for byte; skipped when the disk has no room for a second copy of
-//! the tree and [`DISK_RESERVE`] beside it). Before the first count each tool backs
+//! unchanged re-backup and, unless `--no-files-restore`, a restore into an empty
+//! directory (compared with the source byte for byte; skipped when the disk has no
+//! room for a second copy of the tree and [`DISK_RESERVE`] beside it). Before the first count each tool backs
 //! up an empty directory: the fixed cost (key derivation, runtime, thread stacks)
 //! that the per-file cost is stated beyond. The report shows every step and, where
 //! two or more counts were measured, whether time stayed linear (CPU per file at
@@ -19,7 +19,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::measure::{Sample, Tool};
+use super::measure::{Runner, Sample, Tool};
 use super::report::bytes;
 use crate::dataset;
 
@@ -37,7 +37,8 @@ pub(crate) struct Point {
     pub(crate) backup: Sample,
     /// Backup again with nothing changed.
     pub(crate) unchanged: Sample,
-    /// Restore into an empty directory; `None` when the disk had no room for it.
+    /// Restore into an empty directory; `None` when not asked for or the disk
+    /// had no room for it.
     pub(crate) restore: Option<Sample>,
     /// Repository size after the first backup.
     pub(crate) repo_bytes: u64,
@@ -50,6 +51,8 @@ pub(crate) struct Curve {
     pub(crate) floors: Vec<(Tool, Sample)>,
     /// In the order measured (counts as given, tools in order per count).
     pub(crate) points: Vec<Point>,
+    /// Whether restores were asked for (else `Point::restore` is always `None`).
+    pub(crate) restore: bool,
 }
 
 /// The measured steps of a point, in order.
@@ -71,11 +74,15 @@ pub(crate) fn measure(
     programs: &[(Tool, PathBuf)],
     bench_dir: &Path,
     counts: &[u64],
+    restore: bool,
     seed: u64,
     cold: bool,
     keep: bool,
 ) -> Result<Curve> {
-    let mut curve = Curve::default();
+    let mut curve = Curve {
+        restore,
+        ..Curve::default()
+    };
     if counts.is_empty() {
         return Ok(curve);
     }
@@ -94,9 +101,9 @@ pub(crate) fn measure(
     }
     fs::remove_dir_all(&floor_dir)?;
     for &count in counts {
-        curve
-            .points
-            .extend(measure_count(programs, bench_dir, count, seed, cold, keep)?);
+        curve.points.extend(measure_count(
+            programs, bench_dir, count, restore, seed, cold, keep,
+        )?);
     }
     Ok(curve)
 }
@@ -106,6 +113,7 @@ fn measure_count(
     programs: &[(Tool, PathBuf)],
     bench_dir: &Path,
     count: u64,
+    restore: bool,
     seed: u64,
     cold: bool,
     keep: bool,
@@ -118,7 +126,8 @@ fn measure_count(
     let tree_arg = tree.to_string_lossy();
     let run_dir = bench_dir.join(format!("run-files-{count}"));
     super::reset_dir(&run_dir)?;
-    let tree_disk = disk_usage(&tree)?;
+    // What a restore needs on the disk, if restores are asked for.
+    let tree_disk = restore.then(|| disk_usage(&tree)).transpose()?;
     let mut measured = Vec::new();
     for (tool, program) in programs {
         println!("== {count} tiny files: {}", tool.name());
@@ -129,28 +138,9 @@ fn measure_count(
         let backup = runner.step(&repo_arg, &["backup", &tree_arg], "backup")?;
         let repo_bytes = dataset::tree_bytes(&repo)?;
         let unchanged = runner.step(&repo_arg, &["backup", &tree_arg], "backup-unchanged")?;
-        let available = available_space(&run_dir)?;
-        let restore = if available >= tree_disk + DISK_RESERVE {
-            let target = run_dir.join(format!("restore-{}", tool.name()));
-            let target_arg = target.to_string_lossy();
-            let sample = runner.step(
-                &repo_arg,
-                &["restore", "latest", "--target", &target_arg],
-                "restore",
-            )?;
-            dataset::compare_trees(&tree, &super::restored_root(&target, &tree))
-                .with_context(|| format!("{} restored a different tree", tool.name()))?;
-            println!("    restore of {} is identical to the source", tool.name());
-            fs::remove_dir_all(&target)?;
-            Some(sample)
-        } else {
-            println!(
-                "    restore skipped: {} free, the tree takes {} and {} must stay free",
-                bytes(available as f64),
-                bytes(tree_disk as f64),
-                bytes(DISK_RESERVE as f64)
-            );
-            None
+        let restore = match tree_disk {
+            Some(tree_disk) => restore_if_room(&runner, &repo_arg, &tree, tree_disk, &run_dir)?,
+            None => None,
         };
         measured.push(Point {
             files: count,
@@ -166,6 +156,40 @@ fn measure_count(
         fs::remove_dir_all(&tree)?;
     }
     Ok(measured)
+}
+
+/// Restores the latest snapshot of `repo` into an empty directory under
+/// `run_dir` and compares it with `tree`, if the disk has room for a copy of
+/// `tree_disk` bytes with [`DISK_RESERVE`] to spare.
+fn restore_if_room(
+    runner: &Runner,
+    repo: &str,
+    tree: &Path,
+    tree_disk: u64,
+    run_dir: &Path,
+) -> Result<Option<Sample>> {
+    let available = available_space(run_dir)?;
+    if available < tree_disk + DISK_RESERVE {
+        println!(
+            "    restore skipped: {} free, the tree takes {} and {} must stay free",
+            bytes(available as f64),
+            bytes(tree_disk as f64),
+            bytes(DISK_RESERVE as f64)
+        );
+        return Ok(None);
+    }
+    let name = runner.tool.name();
+    let target = run_dir.join(format!("restore-{name}"));
+    let sample = runner.step(
+        repo,
+        &["restore", "latest", "--target", &target.to_string_lossy()],
+        "restore",
+    )?;
+    dataset::compare_trees(tree, &super::restored_root(&target, tree))
+        .with_context(|| format!("{name} restored a different tree"))?;
+    println!("    restore of {name} is identical to the source");
+    fs::remove_dir_all(&target)?;
+    Ok(Some(sample))
 }
 
 /// Bytes `path` takes on disk (`du -s -B1`): blocks, not file lengths.
@@ -277,7 +301,8 @@ pub(crate) fn render(out: &mut String, curve: &Curve) {
             .iter()
             .find(|(tool, _)| *tool == point.tool)
             .map_or(0, |(_, floor)| floor.rss);
-        for (index, title) in STEPS.iter().enumerate() {
+        let steps = if curve.restore { STEPS.len() } else { 2 };
+        for (index, title) in STEPS.iter().enumerate().take(steps) {
             let repository = if index == 0 {
                 bytes(point.repo_bytes as f64)
             } else {
@@ -407,6 +432,7 @@ mod tests {
                 point(1_000_000, 34.0, 100, true),
                 point(2_000_000, 70.0, 132, false),
             ],
+            restore: true,
         };
         let mut text = String::new();
         render(&mut text, &curve);
@@ -438,5 +464,19 @@ mod tests {
         );
         // One restore measured: no trend for it.
         assert!(!text.contains("| arca | restore | 1000000 →"), "{text}");
+        // Without restores asked for, no restore rows.
+        let mut text = String::new();
+        render(
+            &mut text,
+            &Curve {
+                restore: false,
+                ..curve
+            },
+        );
+        assert!(!text.contains("| restore |"), "{text}");
+        assert!(
+            text.contains("| 2000000 | arca | unchanged re-backup |"),
+            "{text}"
+        );
     }
 }
