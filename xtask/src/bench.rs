@@ -19,6 +19,7 @@ mod measure;
 mod report;
 mod rto;
 mod s3;
+mod scale;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,11 +30,12 @@ use anyhow::{Context, Result, bail};
 use crate::dataset;
 use crate::process;
 use measure::{Runner, Tool};
-use report::{ManyFiles, Report, Results, Step};
+use report::{Report, Results, Step};
 
 const USAGE: &str = "\
 usage: cargo xtask bench [--size 2GiB] [--runs 3] [--s3] [--smoke] [--out docs/PERFORMANCE.md] [--keep]
-                         [--no-criterion] [--files 100000,1000000] [--tools arca,restic] [--seed 1]
+                         [--no-criterion] [--files 100000,1000000] [--no-files-restore]
+                         [--tools arca,restic] [--seed 1]
                          [--mix default,db,media,small,dup|all] [--cache cold,warm] [--warm] [--rto]
 
   --size SIZE      size of the generated tree of each mix (KiB/MiB/GiB suffixes; default 2GiB)
@@ -44,7 +46,11 @@ usage: cargo xtask bench [--size 2GiB] [--runs 3] [--s3] [--smoke] [--out docs/P
   --out FILE       where the report goes (default docs/PERFORMANCE.md)
   --keep           keep target/bench/ (tree, repositories, logs) and reuse the generated tree next time
   --no-criterion   skip the per-primitive criterion benches
-  --files LIST     also measure a first backup of LIST tiny files each (default 100000; 0 = none)
+  --files LIST     also measure trees of LIST tiny files each, one at a time: first backup,
+                   unchanged re-backup and restore, and how time and memory grow with the count
+                   (default 100000; 0 = none; xtask/src/bench/scale.rs)
+  --no-files-restore  leave out the restore of the --files trees (a second copy of each tree
+                   on the disk, compared file by file, then deleted)
   --tools LIST     which tools to run (default arca,restic)
   --seed N         dataset seed (default 1)
   --mix LIST       data mixes to measure (default all): default (the volume of database files,
@@ -76,6 +82,8 @@ struct Options {
     keep: bool,
     criterion: bool,
     files: Vec<u64>,
+    /// Restore the `--files` trees too.
+    files_restore: bool,
     tools: Vec<Tool>,
     seed: u64,
     mixes: Vec<dataset::Mix>,
@@ -96,6 +104,7 @@ impl Options {
             keep: false,
             criterion: true,
             files: vec![100_000],
+            files_restore: true,
             tools: vec![Tool::Arca, Tool::Restic],
             seed: 1,
             mixes: dataset::Mix::ALL.to_vec(),
@@ -136,6 +145,7 @@ impl Options {
                 "--smoke" => options.smoke = true,
                 "--keep" => options.keep = true,
                 "--no-criterion" => options.criterion = false,
+                "--no-files-restore" => options.files_restore = false,
                 "--warm" => options.caches = vec![WARM],
                 "--rto" => options.rto = true,
                 "--mix" => {
@@ -225,6 +235,9 @@ impl Options {
             ));
             if !self.criterion {
                 line.push_str(" --no-criterion");
+            }
+            if !self.files_restore && !self.files.is_empty() {
+                line.push_str(" --no-files-restore");
             }
         }
         if self.tools.len() == 1 {
@@ -379,11 +392,15 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             }
         }
     }
-    for &count in &options.files {
-        report
-            .many_files
-            .extend(many_files(&options, &programs, &bench_dir, count, cold)?);
-    }
+    report.files_curve = scale::measure(
+        &programs,
+        &bench_dir,
+        &options.files,
+        options.files_restore,
+        options.seed,
+        cold,
+        options.keep,
+    )?;
 
     let out = root.join(&options.out);
     let notes = fs::read_to_string(&out)
@@ -395,45 +412,6 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     fs::write(&out, report.render(&notes)).with_context(|| format!("writing {}", out.display()))?;
     println!("bench: wrote {}", out.display());
     Ok(())
-}
-
-/// First backup of a tree of `count` tiny files, once per tool.
-fn many_files(
-    options: &Options,
-    programs: &[(Tool, PathBuf)],
-    bench_dir: &Path,
-    count: u64,
-    cold: bool,
-) -> Result<Vec<ManyFiles>> {
-    let (tree, _) = cached_tree(
-        bench_dir,
-        &format!("files-v{}-{count}", dataset::GENERATOR_VERSION),
-        |dir| dataset::generate_many_files(dir, count, options.seed),
-    )?;
-    let tree_arg = tree.to_string_lossy();
-    let run_dir = bench_dir.join(format!("run-files-{count}"));
-    reset_dir(&run_dir)?;
-    let mut measured = Vec::new();
-    for (tool, program) in programs {
-        println!("== {count} tiny files: {}", tool.name());
-        let runner = runner(*tool, program, &run_dir, cold, Vec::new());
-        let repo = run_dir.join(format!("repo-{}", tool.name()));
-        let repo_arg = repo.to_string_lossy();
-        runner.step(&repo_arg, &["init"], "init")?;
-        let sample = runner.step(&repo_arg, &["backup", &tree_arg], "backup")?;
-        let repo_bytes = dataset::tree_bytes(&repo)?;
-        measured.push(ManyFiles {
-            files: count,
-            tool: *tool,
-            sample,
-            repo_bytes,
-        });
-    }
-    if !options.keep {
-        fs::remove_dir_all(&run_dir)?;
-        fs::remove_dir_all(&tree)?;
-    }
-    Ok(measured)
 }
 
 /// Where the repositories live.

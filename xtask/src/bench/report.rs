@@ -135,19 +135,6 @@ pub(crate) fn median(mut values: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// The first backup of a many-tiny-files tree.
-#[derive(Debug)]
-pub(crate) struct ManyFiles {
-    /// Number of files in the tree.
-    pub(crate) files: u64,
-    /// The tool measured.
-    pub(crate) tool: Tool,
-    /// What its first backup cost.
-    pub(crate) sample: Sample,
-    /// Repository size afterwards.
-    pub(crate) repo_bytes: u64,
-}
-
 /// Everything the report shows.
 #[derive(Debug, Default)]
 pub(crate) struct Report {
@@ -167,8 +154,8 @@ pub(crate) struct Report {
     pub(crate) backends: Vec<Measured>,
     /// criterion estimates, unless skipped.
     pub(crate) criterion: Option<Vec<Estimate>>,
-    /// Many-small-files measurements.
-    pub(crate) many_files: Vec<ManyFiles>,
+    /// The cost curve in files (`--files`).
+    pub(crate) files_curve: super::scale::Curve,
     /// Measured RTO per mix (`--rto`).
     pub(crate) rto: Vec<super::rto::Rto>,
 }
@@ -369,8 +356,8 @@ impl Report {
         if let Some(estimates) = &self.criterion {
             self.render_criterion(&mut out, estimates);
         }
-        if !self.many_files.is_empty() {
-            self.render_many_files(&mut out);
+        if !self.files_curve.points.is_empty() {
+            super::scale::render(&mut out, &self.files_curve);
         }
         if !self.rto.is_empty() {
             super::rto::render(&mut out, &self.rto);
@@ -695,31 +682,6 @@ impl Report {
                 bytes(measured),
                 measured / slowest * 100.0,
                 measured / serial * 100.0
-            );
-        }
-        out.push('\n');
-    }
-
-    fn render_many_files(&self, out: &mut String) {
-        let _ = writeln!(out, "## Many tiny files: first backup (one run each)\n");
-        let _ = writeln!(
-            out,
-            "Trees of 16–512 byte files, 1000 per directory. Memory must not grow with the file count.\n"
-        );
-        let _ = writeln!(
-            out,
-            "| files | tool | wall | CPU | peak RSS | repository |\n|---:|---|---:|---:|---:|---:|"
-        );
-        for entry in &self.many_files {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {:.2} s | {:.2} s | {} | {} |",
-                entry.files,
-                entry.tool.name(),
-                entry.sample.wall,
-                entry.sample.cpu,
-                bytes(entry.sample.rss as f64),
-                bytes(entry.repo_bytes as f64)
             );
         }
         out.push('\n');
