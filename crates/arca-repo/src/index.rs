@@ -351,6 +351,11 @@ impl Index {
         }
     }
 
+    /// Where the blob at `position` (from [`Index::position`]) is stored.
+    pub(crate) fn location_at(&self, position: usize) -> BlobLocation {
+        self.location(&self.entries[position])
+    }
+
     /// Where the blob is stored, if the index knows it.
     ///
     /// # Panics

@@ -210,6 +210,9 @@ pub async fn restore(
             .collect(),
     });
     let written = content::write_packs(repo, jobs, dest, progress.clone()).await;
+    // The local backend's kept read buffers (up to ~46 MiB at 16 MiB ranges) would otherwise
+    // stay held through verification and metadata, on top of the plan.
+    arca_store::release_read_buffers();
     tracing::debug!(
         bytes_read = written.bytes_read,
         failures = written.failures.len(),

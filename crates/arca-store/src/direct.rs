@@ -61,6 +61,14 @@ static READ_BUFFERS: ReadBuffers = ReadBuffers {
     free: std::sync::Mutex::new(Vec::new()),
 };
 
+/// Frees the read buffers kept for reuse (up to `KEPT_READ_BUFFERS` of up to 48 MiB): for a
+/// caller whose reads are over for a while, such as a restore once the files' contents are
+/// written, so that memory does not stay held through the phases after it. Buffers still in use
+/// are kept when they come back, as always.
+pub fn release_read_buffers() {
+    READ_BUFFERS.release();
+}
+
 /// Kept read buffers (see [`READ_BUFFERS`]).
 #[derive(Debug, Default)]
 struct ReadBuffers {
@@ -99,6 +107,13 @@ impl ReadBuffers {
             bytes: buffer,
             pool: self,
         }
+    }
+
+    /// Frees every kept buffer.
+    fn release(&self) {
+        // Taken out first: the buffers are freed after the lock is let go.
+        let kept = std::mem::take(&mut *self.lock());
+        drop(kept);
     }
 
     /// Keeps `buffer` unless it is too large or enough are kept.
@@ -353,7 +368,13 @@ mod tests {
         let many: Vec<ReadBuffer> = (0..KEPT_READ_BUFFERS + 3).map(|_| pool.take(64)).collect();
         drop(many);
         assert_eq!(pool.lock().len(), KEPT_READ_BUFFERS);
-        pool.lock().clear();
+        // Released: nothing kept, and a buffer in use still comes back.
+        let in_use = pool.take(64);
+        pool.release();
+        assert!(pool.lock().is_empty());
+        drop(in_use);
+        assert_eq!(pool.lock().len(), 1);
+        pool.release();
         drop(pool.take(KEPT_READ_BUFFER_MAX + 1));
         assert!(pool.lock().is_empty(), "too large to keep");
     }

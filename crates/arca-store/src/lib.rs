@@ -69,7 +69,7 @@ pub use append_only::AppendOnlyBackend;
 pub use cache::DiskCache;
 pub use cloud::{MULTIPART_PART_SIZE, MULTIPART_THRESHOLD, ObjectStoreBackend, WriteCheck};
 pub use counting::{CountingBackend, RequestCounters, RequestCounts};
-pub use direct::{DIRECT_IO_ALIGN, set_direct};
+pub use direct::{DIRECT_IO_ALIGN, release_read_buffers, set_direct};
 pub use error::{Error, Result};
 pub use fault::{FaultBackend, FaultConfig, OutageSwitch};
 pub use key_location::{KEY_DIRS, KeyLocationBackend};

@@ -146,6 +146,9 @@ pub(crate) struct PackJob {
     pub(crate) blobs: Vec<usize>,
 }
 
+/// A blob of the index no job reads yet (see `decide`).
+const NO_JOB: u32 = u32::MAX;
+
 /// Trees loaded at once while planning.
 const TREE_LOADS: usize = 8;
 
@@ -235,7 +238,9 @@ fn decide(index: &Index, walk: Walk) -> Plan {
     };
     let mut new_index: Vec<Option<usize>> = vec![None; items.len()];
     let mut first_link: HashMap<(u64, u64), usize> = HashMap::new();
-    let mut blob_jobs: HashMap<Id, usize> = HashMap::new();
+    // Per index entry, its job in `plan.blobs`: 4 bytes per blob of the index instead of a
+    // hash map's ~80 per restored blob, which at millions of tiny files was the planning peak.
+    let mut blob_jobs = vec![NO_JOB; index.len()];
     let mut kept = 0;
     for i in 0..items.len() {
         if !selected[i] {
@@ -343,15 +348,16 @@ fn plan_file(
     content: &[Id],
     item: usize,
     plan: &mut Plan,
-    blob_jobs: &mut HashMap<Id, usize>,
+    blob_jobs: &mut [u32],
 ) -> std::result::Result<usize, String> {
     let mut extents = Vec::with_capacity(content.len());
-    let mut locations = Vec::with_capacity(content.len());
+    let mut positions = Vec::with_capacity(content.len());
     let mut offset = 0u64;
     for id in content {
-        let location = index.get(BlobType::Data, id).ok_or_else(|| {
+        let position = index.position(BlobType::Data, id).ok_or_else(|| {
             format!("data blob {id} is not in the index; the repository is missing data")
         })?;
+        let location = index.location_at(position);
         let len = plaintext_len(&location).ok_or_else(|| {
             format!("index entry of data blob {id} is shorter than the encryption overhead")
         })?;
@@ -360,20 +366,23 @@ fn plan_file(
             offset,
             len,
         });
-        locations.push(location);
+        positions.push(position);
         offset += len;
     }
     let file = plan.files.len();
-    for (extent, location) in extents.iter().zip(locations) {
-        let job = *blob_jobs.entry(extent.id).or_insert_with(|| {
+    for (extent, position) in extents.iter().zip(positions) {
+        if blob_jobs[position] == NO_JOB {
+            blob_jobs[position] =
+                u32::try_from(plan.blobs.len()).expect("fewer blobs than the index holds");
             plan.blobs.push(BlobJob {
                 id: extent.id,
-                location,
+                location: index.location_at(position),
                 targets: Vec::new(),
             });
-            plan.blobs.len() - 1
-        });
-        plan.blobs[job].targets.push((file, extent.offset));
+        }
+        plan.blobs[blob_jobs[position] as usize]
+            .targets
+            .push((file, extent.offset));
     }
     plan.files.push(FilePlan {
         item,
