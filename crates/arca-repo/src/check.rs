@@ -468,59 +468,65 @@ async fn check_snapshots_and_trees(
             });
         }
     };
-    // (tree, who refers to it)
-    let mut frontier: Vec<(Id, String)> = Vec::new();
+    // Trees still to load, with who refers to them. Depth first, and at
+    // most LOAD_CONCURRENCY trees decoded at once: a level-by-level walk
+    // held a whole level of decoded trees, 64 MB of a mix's directories of
+    // small files at 8 GiB.
+    let mut pending: Vec<(Id, String)> = Vec::new();
     for (id, snapshot) in &snapshots {
         if seen_trees.insert(snapshot.tree) {
-            frontier.push((snapshot.tree, format!("snapshot {id}")));
+            pending.push((snapshot.tree, format!("snapshot {id}")));
         }
     }
-    while !frontier.is_empty() {
-        let mut present = Vec::with_capacity(frontier.len());
-        for (tree, referenced_by) in frontier.drain(..) {
+    // Popped from the end: reversed, the walk visits them in order.
+    pending.reverse();
+    let mut loads = futures::stream::FuturesOrdered::new();
+    loop {
+        while loads.len() < LOAD_CONCURRENCY
+            && let Some((tree, referenced_by)) = pending.pop()
+        {
             if index.contains(BlobType::Tree, &tree) {
-                present.push(tree);
+                loads.push_back(async move { (tree, repo.load_tree(index, &tree).await) });
             } else {
                 missing(report, BlobType::Tree, tree, referenced_by);
             }
         }
-        let loaded: Vec<(Id, Result<crate::tree::Tree>)> = futures::stream::iter(present)
-            .map(|tree| async move { (tree, repo.load_tree(index, &tree).await) })
-            .buffered(LOAD_CONCURRENCY)
-            .collect()
-            .await;
-        for (tree_id, result) in loaded {
-            let tree = match result {
-                Ok(tree) => tree,
-                Err(e) => {
-                    report.errors.push(CheckError::TreeDamaged {
-                        tree: tree_id,
-                        reason: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            report.trees_checked += 1;
-            for node in &tree.nodes {
-                if node.node_type == NodeType::File {
-                    for blob in &node.content {
-                        if !index.contains(BlobType::Data, blob) {
-                            missing(
-                                report,
-                                BlobType::Data,
-                                *blob,
-                                format!("tree {tree_id} (file {})", node.name),
-                            );
-                        }
+        let Some((tree_id, result)) = loads.next().await else {
+            break;
+        };
+        let tree = match result {
+            Ok(tree) => tree,
+            Err(e) => {
+                report.errors.push(CheckError::TreeDamaged {
+                    tree: tree_id,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        report.trees_checked += 1;
+        let first_child = pending.len();
+        for node in &tree.nodes {
+            if node.node_type == NodeType::File {
+                for blob in &node.content {
+                    if !index.contains(BlobType::Data, blob) {
+                        missing(
+                            report,
+                            BlobType::Data,
+                            *blob,
+                            format!("tree {tree_id} (file {})", node.name),
+                        );
                     }
                 }
-                if let Some(subtree) = node.subtree
-                    && seen_trees.insert(subtree)
-                {
-                    frontier.push((subtree, format!("tree {tree_id} (directory {})", node.name)));
-                }
+            }
+            if let Some(subtree) = node.subtree
+                && seen_trees.insert(subtree)
+            {
+                pending.push((subtree, format!("tree {tree_id} (directory {})", node.name)));
             }
         }
+        // Popped from the end: reversed, the walk visits them in order.
+        pending[first_child..].reverse();
     }
     Ok(())
 }
