@@ -20,6 +20,7 @@ mod report;
 mod rto;
 mod s3;
 mod scale;
+mod trash;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ use crate::dataset;
 use crate::process;
 use measure::{Runner, Tool};
 use report::{Report, Results, Step};
+use trash::Trash;
 
 const USAGE: &str = "\
 usage: cargo xtask bench [--size 2GiB] [--runs 3] [--s3] [--smoke] [--out docs/PERFORMANCE.md] [--keep]
@@ -326,6 +328,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if options.criterion {
         report.criterion = Some(criterion::run(&target_dir)?);
     }
+    // Room for a tree and its restore beside whatever the trash holds.
+    let trash = Trash::new(
+        bench_dir.join("trash"),
+        options.size.saturating_mul(2) + scale::DISK_RESERVE,
+    )?;
 
     if options.runs > 0 || options.rto {
         for &mix in &options.mixes {
@@ -336,6 +343,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 format_size(options.size),
                 options.seed
             );
+            // Emptied while there is unmeasured work ahead (generating the tree).
+            trash.empty()?;
             let (base, summary) = cached_tree(&bench_dir, &data_name, |dir| {
                 dataset::generate(dir, mix, options.size, options.seed)
             })?;
@@ -356,6 +365,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                         &options,
                         &programs,
                         &bench_dir,
+                        &trash,
                         &base,
                         backend,
                         cache == COLD,
@@ -381,6 +391,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 report.rto.push(rto::measure(
                     &arca.1,
                     &bench_dir.join("run-rto"),
+                    &trash,
                     &base,
                     mix,
                     cold,
@@ -388,18 +399,21 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 )?);
             }
             if !options.keep {
-                fs::remove_dir_all(&base)?;
+                trash.discard(&base)?;
             }
         }
     }
     report.files_curve = scale::measure(
-        &programs,
-        &bench_dir,
+        &scale::Setup {
+            programs: &programs,
+            bench_dir: &bench_dir,
+            trash: &trash,
+            restore: options.files_restore,
+            seed: options.seed,
+            cold,
+            keep: options.keep,
+        },
         &options.files,
-        options.files_restore,
-        options.seed,
-        cold,
-        options.keep,
     )?;
 
     let out = root.join(&options.out);
@@ -435,6 +449,7 @@ fn side_by_side(
     options: &Options,
     programs: &[(Tool, PathBuf)],
     bench_dir: &Path,
+    trash: &Trash,
     base: &Path,
     backend: Backend,
     cold: bool,
@@ -443,7 +458,7 @@ fn side_by_side(
     let run_dir = bench_dir.join("run");
     for run in 0..options.runs {
         println!("== {} run {} of {}", backend.title(), run + 1, options.runs);
-        reset_dir(&run_dir)?;
+        trash.reset(&run_dir)?;
         // A fresh server per run: moto keeps every object in memory.
         let storage = Storage::start(backend, &run_dir)?;
         // With --s3, the local run also copies its repositories into a bucket.
@@ -493,6 +508,7 @@ fn side_by_side(
 
             let target = run_dir.join(format!("restore-{}", tool.name()));
             let target_arg = target.to_string_lossy();
+            trash.settle();
             let sample = runner.step(
                 repo,
                 &["restore", "latest", "--target", &target_arg],
@@ -503,13 +519,21 @@ fn side_by_side(
             dataset::compare_trees(&source, &restored)
                 .with_context(|| format!("{} restored a different tree", tool.name()))?;
             println!("    restore of {} is identical to the source", tool.name());
-            fs::remove_dir_all(&target)?;
+            trash.discard(&target)?;
 
             let sample = runner.step(repo, &["check", "--read-data"], Step::Check.slug())?;
             record(&mut results, Step::Check, tool, sample, None);
 
             if tool == Tool::Restic {
-                restic_repository_steps(&mut results, &repos, repo, &run_dir, &source, backend)?;
+                restic_repository_steps(
+                    &mut results,
+                    &repos,
+                    repo,
+                    &run_dir,
+                    trash,
+                    &source,
+                    backend,
+                )?;
             }
 
             if let Some(server) = &copy_server {
@@ -543,7 +567,7 @@ fn side_by_side(
         }
     }
     if !options.keep {
-        fs::remove_dir_all(&run_dir)?;
+        trash.discard(&run_dir)?;
     }
     Ok(results)
 }
@@ -557,6 +581,7 @@ fn restic_repository_steps(
     repos: &[(Runner, String)],
     restic_repo: &str,
     run_dir: &Path,
+    trash: &Trash,
     source: &Path,
     backend: Backend,
 ) -> Result<()> {
@@ -578,6 +603,7 @@ fn restic_repository_steps(
     }
     let target = run_dir.join("restore-arca-from-restic");
     let target_arg = target.to_string_lossy();
+    trash.settle();
     let sample = arca.step(
         restic_repo,
         &["restore", "latest", "--target", &target_arg],
@@ -587,7 +613,7 @@ fn restic_repository_steps(
     dataset::compare_trees(source, &restored_root(&target, source))
         .context("arca restored a different tree from restic's repository")?;
     println!("    arca's restore from restic's repository is identical to the source");
-    fs::remove_dir_all(&target)?;
+    trash.discard(&target)?;
     if let Backend::Local = backend {
         let migrated = run_dir.join("repo-migrated");
         let migrated_arg = migrated.to_string_lossy();
@@ -611,7 +637,7 @@ fn restic_repository_steps(
             sample,
             Some(bytes),
         );
-        fs::remove_dir_all(&migrated)?;
+        trash.discard(&migrated)?;
     }
     Ok(())
 }
@@ -751,13 +777,6 @@ fn parse_summary(text: &str) -> Option<dataset::Summary> {
         summary.categories.insert(name.to_string(), (bytes, files));
     }
     (!summary.categories.is_empty()).then_some(summary)
-}
-
-fn reset_dir(dir: &Path) -> Result<()> {
-    if dir.exists() {
-        fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
 /// `cp -a`: keeps modification times, so the copy is as unchanged as the original.

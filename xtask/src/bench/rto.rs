@@ -29,6 +29,7 @@ use anyhow::{Context, Result, bail};
 
 use super::measure::{self, Sample, Tool};
 use super::s3;
+use super::trash::Trash;
 use crate::dataset::{self, Mix};
 
 /// Concurrent GETs of the floor: arca-store's default for a cloud store (as restic's).
@@ -65,12 +66,13 @@ pub(crate) struct Rto {
 pub(super) fn measure(
     arca: &Path,
     run_dir: &Path,
+    trash: &Trash,
     base: &Path,
     mix: Mix,
     cold: bool,
     keep: bool,
 ) -> Result<Rto> {
-    super::reset_dir(run_dir)?;
+    trash.reset(run_dir)?;
     let server = s3::Server::start()?;
     let (repo, env) = server.repository("rto")?;
     let runner = super::runner(Tool::Arca, arca, run_dir, cold, env);
@@ -90,7 +92,7 @@ pub(super) fn measure(
     );
     let fetch = timed(cold, || fetch_all(&server, &repo, &objects, &raw))?;
     println!("    {fetch:.2} s wall");
-    fs::remove_dir_all(&raw)?;
+    trash.discard(&raw)?;
 
     let copied = run_dir.join("copy");
     println!("  cp -a of the tree, its source in the page cache");
@@ -99,18 +101,20 @@ pub(super) fn measure(
         .try_for_each(|(path, _)| fs::read(base.join(path)).map(drop))?;
     let copy = timed(false, || super::copy_tree(base, &copied))?;
     println!("    {copy:.2} s wall");
-    fs::remove_dir_all(&copied)?;
+    trash.discard(&copied)?;
 
     let restored = run_dir.join("restore");
+    trash.settle();
     let restore = runner.step(
         &repo,
         &["restore", "latest", "--target", &restored.to_string_lossy()],
         "rto-restore",
     )?;
-    fs::remove_dir_all(&restored)?;
+    trash.discard(&restored)?;
 
     let target = run_dir.join("drill");
     let target_arg = target.to_string_lossy();
+    trash.settle();
     let drill = runner.step(
         &repo,
         &["drill", "latest", "--target", &target_arg, "--keep"],
@@ -122,7 +126,7 @@ pub(super) fn measure(
 
     let tree_bytes = dataset::tree_bytes(base)?;
     if !keep {
-        fs::remove_dir_all(run_dir)?;
+        trash.discard(run_dir)?;
     }
     Ok(Rto {
         mix,

@@ -21,10 +21,11 @@ use anyhow::{Context, Result, bail};
 
 use super::measure::{Runner, Sample, Tool};
 use super::report::bytes;
+use super::trash::Trash;
 use crate::dataset;
 
 /// Free space the restore step leaves on the disk (others share it).
-const DISK_RESERVE: u64 = 8 << 30;
+pub(crate) const DISK_RESERVE: u64 = 8 << 30;
 
 /// What one tool cost on one tree of tiny files.
 #[derive(Debug, Clone)]
@@ -69,69 +70,71 @@ impl Point {
     }
 }
 
+/// What the curve is measured with.
+pub(crate) struct Setup<'a> {
+    pub(crate) programs: &'a [(Tool, PathBuf)],
+    pub(crate) bench_dir: &'a Path,
+    pub(crate) trash: &'a Trash,
+    /// Whether to restore each tree as well (when the disk has room).
+    pub(crate) restore: bool,
+    pub(crate) seed: u64,
+    pub(crate) cold: bool,
+    pub(crate) keep: bool,
+}
+
 /// Measures every count in `counts` for every tool (see the module comment).
-pub(crate) fn measure(
-    programs: &[(Tool, PathBuf)],
-    bench_dir: &Path,
-    counts: &[u64],
-    restore: bool,
-    seed: u64,
-    cold: bool,
-    keep: bool,
-) -> Result<Curve> {
+pub(crate) fn measure(setup: &Setup<'_>, counts: &[u64]) -> Result<Curve> {
     let mut curve = Curve {
-        restore,
+        restore: setup.restore,
         ..Curve::default()
     };
     if counts.is_empty() {
         return Ok(curve);
     }
-    let floor_dir = bench_dir.join("run-files-floor");
-    super::reset_dir(&floor_dir)?;
+    let floor_dir = setup.bench_dir.join("run-files-floor");
+    setup.trash.reset(&floor_dir)?;
     let empty = floor_dir.join("empty");
     fs::create_dir_all(&empty)?;
-    for (tool, program) in programs {
+    for (tool, program) in setup.programs {
         println!("== empty directory: {}", tool.name());
-        let runner = super::runner(*tool, program, &floor_dir, cold, Vec::new());
+        let runner = super::runner(*tool, program, &floor_dir, setup.cold, Vec::new());
         let repo = floor_dir.join(format!("repo-{}", tool.name()));
         let repo_arg = repo.to_string_lossy();
         runner.step(&repo_arg, &["init"], "init")?;
         let sample = runner.step(&repo_arg, &["backup", &empty.to_string_lossy()], "backup")?;
         curve.floors.push((*tool, sample));
     }
-    fs::remove_dir_all(&floor_dir)?;
+    setup.trash.discard(&floor_dir)?;
     for &count in counts {
-        curve.points.extend(measure_count(
-            programs, bench_dir, count, restore, seed, cold, keep,
-        )?);
+        curve.points.extend(measure_count(setup, count)?);
     }
     Ok(curve)
 }
 
 /// One tree of `count` tiny files: every step, once per tool.
-fn measure_count(
-    programs: &[(Tool, PathBuf)],
-    bench_dir: &Path,
-    count: u64,
-    restore: bool,
-    seed: u64,
-    cold: bool,
-    keep: bool,
-) -> Result<Vec<Point>> {
+fn measure_count(setup: &Setup<'_>, count: u64) -> Result<Vec<Point>> {
+    let Setup {
+        programs,
+        bench_dir,
+        trash,
+        ..
+    } = *setup;
+    // Emptied while there is unmeasured work ahead (generating the tree).
+    trash.empty()?;
     let (tree, _) = super::cached_tree(
         bench_dir,
         &format!("files-v{}-{count}", dataset::GENERATOR_VERSION),
-        |dir| dataset::generate_many_files(dir, count, seed),
+        |dir| dataset::generate_many_files(dir, count, setup.seed),
     )?;
     let tree_arg = tree.to_string_lossy();
     let run_dir = bench_dir.join(format!("run-files-{count}"));
-    super::reset_dir(&run_dir)?;
+    trash.reset(&run_dir)?;
     // What a restore needs on the disk, if restores are asked for.
-    let tree_disk = restore.then(|| disk_usage(&tree)).transpose()?;
+    let tree_disk = setup.restore.then(|| disk_usage(&tree)).transpose()?;
     let mut measured = Vec::new();
     for (tool, program) in programs {
         println!("== {count} tiny files: {}", tool.name());
-        let runner = super::runner(*tool, program, &run_dir, cold, Vec::new());
+        let runner = super::runner(*tool, program, &run_dir, setup.cold, Vec::new());
         let repo = run_dir.join(format!("repo-{}", tool.name()));
         let repo_arg = repo.to_string_lossy();
         runner.step(&repo_arg, &["init"], "init")?;
@@ -139,7 +142,9 @@ fn measure_count(
         let repo_bytes = dataset::tree_bytes(&repo)?;
         let unchanged = runner.step(&repo_arg, &["backup", &tree_arg], "backup-unchanged")?;
         let restore = match tree_disk {
-            Some(tree_disk) => restore_if_room(&runner, &repo_arg, &tree, tree_disk, &run_dir)?,
+            Some(tree_disk) => {
+                restore_if_room(&runner, &repo_arg, &tree, tree_disk, &run_dir, trash)?
+            }
             None => None,
         };
         measured.push(Point {
@@ -151,9 +156,9 @@ fn measure_count(
             repo_bytes,
         });
     }
-    if !keep {
-        fs::remove_dir_all(&run_dir)?;
-        fs::remove_dir_all(&tree)?;
+    if !setup.keep {
+        trash.discard(&run_dir)?;
+        trash.discard(&tree)?;
     }
     Ok(measured)
 }
@@ -167,8 +172,13 @@ fn restore_if_room(
     tree: &Path,
     tree_disk: u64,
     run_dir: &Path,
+    trash: &Trash,
 ) -> Result<Option<Sample>> {
-    let available = available_space(run_dir)?;
+    let mut available = available_space(run_dir)?;
+    if available < tree_disk + DISK_RESERVE {
+        trash.empty()?;
+        available = available_space(run_dir)?;
+    }
     if available < tree_disk + DISK_RESERVE {
         println!(
             "    restore skipped: {} free, the tree takes {} and {} must stay free",
@@ -180,6 +190,7 @@ fn restore_if_room(
     }
     let name = runner.tool.name();
     let target = run_dir.join(format!("restore-{name}"));
+    trash.settle();
     let sample = runner.step(
         repo,
         &["restore", "latest", "--target", &target.to_string_lossy()],
@@ -188,7 +199,7 @@ fn restore_if_room(
     dataset::compare_trees(tree, &super::restored_root(&target, tree))
         .with_context(|| format!("{name} restored a different tree"))?;
     println!("    restore of {name} is identical to the source");
-    fs::remove_dir_all(&target)?;
+    trash.discard(&target)?;
     Ok(Some(sample))
 }
 
@@ -199,7 +210,7 @@ fn disk_usage(path: &Path) -> Result<u64> {
 }
 
 /// Bytes available to this user on the filesystem of `path` (`df -B1`).
-fn available_space(path: &Path) -> Result<u64> {
+pub(crate) fn available_space(path: &Path) -> Result<u64> {
     let text = command_output(
         Command::new("df")
             .arg("-B1")
