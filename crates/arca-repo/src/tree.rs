@@ -75,18 +75,17 @@ impl fmt::Display for FileName {
     }
 }
 
+/// The form of a name that is not UTF-8.
 #[derive(serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-enum FileNameRepr<'a> {
-    Utf8(std::borrow::Cow<'a, str>),
-    Raw { raw: String },
+struct RawName {
+    raw: String,
 }
 
 impl serde::Serialize for FileName {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match std::str::from_utf8(&self.0) {
             Ok(text) => s.serialize_str(text),
-            Err(_) => FileNameRepr::Raw {
+            Err(_) => RawName {
                 raw: hex::encode(&self.0),
             }
             .serialize(s),
@@ -96,12 +95,39 @@ impl serde::Serialize for FileName {
 
 impl<'de> serde::Deserialize<'de> for FileName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        match FileNameRepr::deserialize(d)? {
-            FileNameRepr::Utf8(text) => Ok(FileName(text.into_owned().into_bytes())),
-            FileNameRepr::Raw { raw } => hex::decode(raw)
-                .map(FileName)
-                .map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(FileNameVisitor)
+    }
+}
+
+/// A name as text, or as a [`RawName`]. An untagged enum did the same but
+/// buffered every name first, a name per file of a parent snapshot's trees
+/// (issue 23).
+struct FileNameVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FileNameVisitor {
+    type Value = FileName;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(r#"a file name: a string, or {"raw": "<hex of its bytes>"}"#)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<FileName, E> {
+        Ok(FileName::from(text))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, text: String) -> std::result::Result<FileName, E> {
+        Ok(FileName(text.into_bytes()))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        map: A,
+    ) -> std::result::Result<FileName, A::Error> {
+        let RawName { raw } =
+            serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        hex::decode(raw)
+            .map(FileName)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -406,6 +432,13 @@ mod tests {
         assert_eq!(raw.as_os_str().as_bytes(), b"a\xffb");
         assert!(serde_json::from_str::<FileName>(r#"{"raw":"zz"}"#).is_err());
         assert!(serde_json::from_str::<FileName>("17").is_err());
+        assert!(serde_json::from_str::<FileName>("{}").is_err());
+        assert!(serde_json::from_str::<FileName>(r#"{"raw":"61","raw":"62"}"#).is_err());
+        // Escaped text, which cannot be borrowed from the input, decodes too.
+        assert_eq!(
+            serde_json::from_str::<FileName>(r#""s\u00fc\u00df.txt""#).unwrap(),
+            FileName::from("süß.txt")
+        );
     }
 
     #[test]

@@ -950,6 +950,83 @@ async fn unchanged_backup_of_many_directories_finds_every_parent_tree() {
     assert_eq!(summary.data_blobs, 0);
 }
 
+/// An unchanged re-backup opens no file and stores no tree below its
+/// target: files keep their parent's content unread, directories their
+/// parent's trees (issue 23). More entries than the metadata prefetch keeps
+/// at once, so its threads wait for the walker to take their listings.
+#[tokio::test]
+async fn unchanged_rebackup_opens_no_file_and_stores_no_tree() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+
+    let (repo_dir, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src = work.path().join("src");
+    let mut dirs = vec![src.clone()];
+    for d in 0..24 {
+        let dir = src.join(format!("d{d:02}"));
+        dirs.push(dir.clone());
+        if d % 4 == 0 {
+            dirs.push(dir.join("deeper"));
+        }
+    }
+    let mut files = 0;
+    for dir in &dirs {
+        fs::create_dir_all(dir).unwrap();
+        for f in 0..500 {
+            fs::write(dir.join(format!("f{f:03}")), format!("{f} in {dir:?}")).unwrap();
+            files += 1;
+        }
+    }
+    let repo = new_repo(repo_dir.path()).await;
+    let first = run(&repo, &options(&[&src])).await.snapshot;
+    assert_eq!(first.summary.unwrap().files_new, files);
+
+    let opens = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    for dir in &dirs {
+        opens.add_watch(dir, AddWatchFlags::IN_OPEN).unwrap();
+    }
+    let second = run(&repo, &options(&[&src])).await.snapshot;
+    let mut opened_files = Vec::new();
+    while let Ok(events) = opens.read_events() {
+        opened_files.extend(
+            events
+                .into_iter()
+                .filter(|event| !event.mask.contains(AddWatchFlags::IN_ISDIR))
+                .filter_map(|event| event.name),
+        );
+    }
+    assert!(
+        opened_files.is_empty(),
+        "no file is read, yet {} were opened, first {:?}",
+        opened_files.len(),
+        &opened_files[..opened_files.len().min(3)]
+    );
+
+    let summary = second.summary.unwrap();
+    assert_eq!(
+        (
+            summary.files_new,
+            summary.files_changed,
+            summary.files_unmodified
+        ),
+        (0, 0, files),
+        "{summary:?}"
+    );
+    assert_eq!(
+        summary.dirs_unmodified.min(dirs.len() as u64),
+        dirs.len() as u64
+    );
+    assert_eq!(summary.data_blobs, 0);
+    // Only the listings above the target may be new: another process may
+    // have changed /tmp since.
+    let above = src.ancestors().count() as u64 - 1;
+    assert!(summary.tree_blobs <= above, "{summary:?}");
+    let index = repo.load_index().await.unwrap();
+    assert_eq!(
+        subtree_id(&repo, &index, &second.tree, &src).await,
+        subtree_id(&repo, &index, &first.tree, &src).await,
+    );
+}
+
 /// Counts the bytes the backup reports as processed: a file's bytes once,
 /// whether read or taken from the parent snapshot.
 #[derive(Default)]

@@ -254,11 +254,12 @@ impl Walker {
             listing.retain(|(n, _)| n == CACHEDIR_TAG);
         }
         // Both kinds of listing leave excluded entries out.
+        let mut previous_nodes = PreviousNodes::of(previous_tree);
         for (name, metadata) in listing {
             if self.shared.stopping() {
                 return Err(Stopped);
             }
-            let previous = previous_node(previous_tree, &name);
+            let previous = previous_nodes.find(&name);
             self.walk_entry(&dir.join(&name), &name, Ok(metadata), previous, device)?;
         }
         Ok(())
@@ -473,6 +474,38 @@ pub(crate) fn previous_node<'t>(tree: Option<&'t Tree>, name: &OsStr) -> Option<
         .binary_search_by(|n| n.name.as_bytes().cmp(name))
         .ok()
         .map(|i| &nodes[i])
+}
+
+/// The parent snapshot's nodes of a directory, looked up by names that come
+/// in increasing byte order (a listing's): one pass over the nodes instead
+/// of a binary search per name.
+struct PreviousNodes<'t> {
+    /// The nodes after the last name looked up.
+    rest: &'t [Node],
+}
+
+impl<'t> PreviousNodes<'t> {
+    fn of(tree: Option<&'t Tree>) -> Self {
+        PreviousNodes {
+            rest: tree.map_or(&[], |tree| &tree.nodes),
+        }
+    }
+
+    /// The node named `name`; `name` must come after the last one asked for.
+    fn find(&mut self, name: &OsStr) -> Option<&'t Node> {
+        let name = name.as_bytes();
+        let before = self
+            .rest
+            .iter()
+            .take_while(|node| node.name.as_bytes() < name)
+            .count();
+        self.rest = &self.rest[before..];
+        let (node, rest) = self.rest.split_first()?;
+        (node.name.as_bytes() == name).then(|| {
+            self.rest = rest;
+            node
+        })
+    }
 }
 
 /// Whether a file with this stamp may keep the parent snapshot's content
