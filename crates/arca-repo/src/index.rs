@@ -356,6 +356,11 @@ impl Index {
         self.location(&self.entries[position])
     }
 
+    /// ID of the blob at `position` (from [`Index::position`]).
+    pub(crate) fn id_at(&self, position: usize) -> Id {
+        Id(self.entries[position].id)
+    }
+
     /// Where the blob is stored, if the index knows it.
     ///
     /// # Panics

@@ -31,7 +31,7 @@ pub(crate) mod plan;
 mod verify;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use self::fsops::ItemState;
@@ -149,14 +149,13 @@ pub async fn restore(
 ) -> Result<RestoreSummary> {
     let filter = filter::PathFilter::new(&opts.includes, &opts.excludes)?;
     let index = repo.load_index().await?;
-    let plan = plan::build(repo, &index, &snapshot.tree, &filter).await?;
-    drop(index);
+    let plan = plan::build(repo, index, &snapshot.tree, &filter).await?;
     let total_bytes = plan.files.iter().map(|f| f.size).sum();
     progress.set_total(plan.files.len() as u64, total_bytes);
     tracing::debug!(
         items = plan.items.len(),
         files = plan.files.len(),
-        blobs = plan.blobs.len(),
+        blobs = plan.blob_count(),
         bytes = total_bytes,
         unrestorable = plan.failures.len(),
         "restore planned"
@@ -171,7 +170,10 @@ pub async fn restore(
     let mut failures: Vec<RestoreFailure> = plan
         .failures
         .iter()
-        .map(|(rel, reason)| failure(&target, rel, reason.clone()))
+        .map(|(rel, reason)| RestoreFailure {
+            path: target.join(rel),
+            reason: reason.clone(),
+        })
         .collect();
     let plan = Arc::new(plan);
 
@@ -195,8 +197,9 @@ pub async fn restore(
     };
     let mut states = created.states;
 
-    let file_ok =
-        |states: &[ItemState], file: usize| states[plan.files[file].item] == ItemState::Created;
+    let file_ok = |states: &[ItemState], file: usize| {
+        states[plan.files[file].item as usize] == ItemState::Created
+    };
     let jobs = plan.pack_jobs(|file| file_ok(&states, file));
     tracing::debug!(
         packs = jobs.len(),
@@ -222,7 +225,7 @@ pub async fn restore(
     summary.bytes_read = written.bytes_read;
     summary.packs_read = written.packs_read;
     for (file, reason) in written.failures {
-        states[plan.files[file].item].fail(reason);
+        states[plan.files[file].item as usize].fail(reason);
     }
 
     if opts.verify {
@@ -235,7 +238,7 @@ pub async fn restore(
         };
         summary.files_verified = verified.checked;
         for (file, reason) in verified.failures {
-            states[plan.files[file].item].fail(reason);
+            states[plan.files[file].item as usize].fail(reason);
         }
     }
 
@@ -256,7 +259,8 @@ pub async fn restore(
 
     for (item, state) in states.into_iter().enumerate() {
         if let ItemState::Failed(reason) = state {
-            failures.push(failure(&target, &plan.items[item].path, reason));
+            let path = plan.items.path_under(&target, item);
+            failures.push(RestoreFailure { path, reason });
         }
     }
     failures.sort_by(|a, b| a.path.cmp(&b.path));
@@ -264,13 +268,6 @@ pub async fn restore(
         Ok(summary)
     } else {
         Err(Error::RestoreFailed { failures })
-    }
-}
-
-fn failure(target: &Path, rel: &Path, reason: String) -> RestoreFailure {
-    RestoreFailure {
-        path: target.join(rel),
-        reason,
     }
 }
 

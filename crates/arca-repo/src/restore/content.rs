@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::plan::{BlobJob, PackJob, Plan};
+use super::plan::{PackJob, Plan, Target};
 use crate::blob::{BlobType, decode_blob};
 use crate::progress::Progress;
 use crate::{Id, Repository};
@@ -44,7 +44,15 @@ pub(crate) struct Destination {
 
 impl Destination {
     fn path(&self, file: usize) -> PathBuf {
-        self.target.join(self.plan.file_path(file))
+        self.plan.file_path_under(&self.target, file)
+    }
+
+    /// The places blob `blob` goes to in files that are written.
+    fn wanted_targets(&self, blob: usize) -> impl Iterator<Item = &Target> {
+        self.plan
+            .blob_targets(blob)
+            .iter()
+            .filter(|target| self.wanted[target.file as usize])
     }
 }
 
@@ -98,7 +106,7 @@ async fn restore_pack(
         packs_read: 1,
         ..Written::default()
     };
-    for (range, blobs) in split_into_ranges(&dest.plan.blobs, job.blobs) {
+    for (range, blobs) in split_into_ranges(&dest.plan, job.blobs) {
         let expected = range.end - range.start;
         let bytes = match repo.backend().get_range(&path, range.clone()).await {
             Ok(bytes) if bytes.len() as u64 == expected => bytes,
@@ -147,22 +155,22 @@ async fn restore_pack(
 /// Records `reason` for every wanted file that the blobs numbered `blobs` go to.
 fn fail_all(dest: &Destination, blobs: &[usize], reason: &str, written: &mut Written) {
     for &blob in blobs {
-        let job = &dest.plan.blobs[blob];
-        for &(file, _) in job.targets.iter().filter(|&&(file, _)| dest.wanted[file]) {
+        let id = dest.plan.blob_id(blob);
+        for target in dest.wanted_targets(blob) {
             written
                 .failures
-                .push((file, format!("data blob {}: {reason}", job.id)));
+                .push((target.file as usize, format!("data blob {id}: {reason}")));
         }
     }
 }
 
-/// Groups blobs (indices into `all`, sorted by offset) into byte ranges of
-/// the pack to read.
-fn split_into_ranges(all: &[BlobJob], blobs: Vec<usize>) -> Vec<(Range<u64>, Vec<usize>)> {
+/// Groups blobs of `plan` (sorted by offset) into byte ranges of the pack to
+/// read.
+fn split_into_ranges(plan: &Plan, blobs: Vec<usize>) -> Vec<(Range<u64>, Vec<usize>)> {
     read_ranges(
         blobs,
         |&blob| {
-            let location = &all[blob].location;
+            let location = plan.blob_location(blob);
             let start = u64::from(location.offset);
             start..start + u64::from(location.length)
         },
@@ -211,16 +219,15 @@ fn write_blobs(
     let mut written = Written::default();
     let mut open_files: HashMap<usize, File> = HashMap::new();
     for &blob in blobs {
-        let job = &dest.plan.blobs[blob];
-        let start = (u64::from(job.location.offset) - range_start) as usize;
-        let stored = &bytes[start..start + job.location.length as usize];
-        let uncompressed_length = job.location.uncompressed_length;
+        let (id, location) = (dest.plan.blob_id(blob), dest.plan.blob_location(blob));
+        let start = (u64::from(location.offset) - range_start) as usize;
+        let stored = &bytes[start..start + location.length as usize];
         let plaintext = match decode_blob(
             repo.key(),
             BlobType::Data,
             stored,
-            uncompressed_length,
-            &job.id,
+            location.uncompressed_length,
+            &id,
         ) {
             Ok(plaintext) => plaintext,
             Err(e) => {
@@ -235,7 +242,8 @@ fn write_blobs(
         // Files were created at their final length, so zeros are already there:
         // skipping the write leaves a hole on filesystems that support them.
         let all_zero = plaintext.iter().all(|&b| b == 0);
-        for &(file, offset) in job.targets.iter().filter(|&&(file, _)| dest.wanted[file]) {
+        for target in dest.wanted_targets(blob) {
+            let (file, offset) = (target.file as usize, target.offset);
             if !all_zero {
                 let result = match open_files.entry(file) {
                     Entry::Occupied(entry) => Ok(entry.into_mut()),
@@ -262,38 +270,28 @@ fn write_blobs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::BlobLocation;
 
-    fn job(offset: u32, length: u32) -> BlobJob {
-        BlobJob {
-            id: Id::default(),
-            location: BlobLocation {
-                pack: Id::default(),
-                blob_type: BlobType::Data,
-                offset,
-                length,
-                uncompressed_length: None,
-            },
-            targets: vec![(0, 0)],
-        }
+    /// The stored bytes of a blob in its pack.
+    fn stored(offset: u32, length: u32) -> Range<u64> {
+        u64::from(offset)..u64::from(offset) + u64::from(length)
     }
 
-    fn ranges_of(blobs: Vec<BlobJob>) -> Vec<(Range<u64>, Vec<usize>)> {
-        let indices = (0..blobs.len()).collect();
-        split_into_ranges(&blobs, indices)
+    /// The reads of blobs numbered by their place in `blobs`.
+    fn ranges_of(blobs: Vec<Range<u64>>) -> Vec<(Range<u64>, Vec<usize>)> {
+        read_ranges(0..blobs.len(), |&blob| blobs[blob].clone(), MAX_RANGE)
     }
 
     #[test]
     fn adjacent_and_nearby_blobs_share_one_read() {
         let gap = MAX_GAP as u32;
-        let got = ranges_of(vec![job(0, 100), job(100, 50), job(150 + gap, 10)]);
+        let got = ranges_of(vec![stored(0, 100), stored(100, 50), stored(150 + gap, 10)]);
         assert_eq!(got, vec![(0..160 + u64::from(gap), vec![0, 1, 2])]);
     }
 
     #[test]
     fn distant_blobs_get_separate_reads() {
         let far = MAX_GAP as u32 + 151;
-        let got = ranges_of(vec![job(0, 100), job(100, 50), job(far, 10)]);
+        let got = ranges_of(vec![stored(0, 100), stored(100, 50), stored(far, 10)]);
         assert_eq!(
             got,
             vec![
@@ -306,7 +304,11 @@ mod tests {
     #[test]
     fn ranges_are_capped_but_one_big_blob_still_fits() {
         let big = MAX_RANGE as u32;
-        let got = ranges_of(vec![job(0, 100), job(100, big), job(100 + big, 10)]);
+        let got = ranges_of(vec![
+            stored(0, 100),
+            stored(100, big),
+            stored(100 + big, 10),
+        ]);
         let big = u64::from(big);
         assert_eq!(
             got,

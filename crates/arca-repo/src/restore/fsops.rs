@@ -123,12 +123,8 @@ impl Created {
             Ok(Made::HardLink) => self.hardlinks += 1,
             Ok(Made::Special) => self.special += 1,
             Ok(Made::Skipped(why)) => {
-                skip(
-                    &mut self.skipped,
-                    progress,
-                    target.join(&plan.items[i].path),
-                    why,
-                );
+                let path = plan.items.path_under(target, i);
+                skip(&mut self.skipped, progress, path, why);
                 self.states[i] = ItemState::Skipped;
             }
             Err(reason) => self.states[i] = ItemState::Failed(reason),
@@ -147,33 +143,35 @@ fn create_one(
     root: bool,
 ) -> Result<Made, String> {
     let item = &plan.items[i];
-    if let Some(parent) = item.parent
+    if let Some(parent) = item.parent()
         && states[parent] != ItemState::Created
     {
         return Err(format!(
             "not restored: its directory {} failed",
-            plan.items[parent].path.display()
+            plan.items.path_under(Path::new(""), parent).display()
         ));
     }
-    let path = target.join(&item.path);
+    let path = plan.items.path_under(target, i);
     match item.action {
         Action::Dir => create_dir(&path, overwrite).map(|()| Made::Dir),
         Action::File(file) => {
-            create_file(&path, plan.files[file].size, overwrite).map(|()| Made::File)
+            create_file(&path, plan.files[file as usize].size, overwrite).map(|()| Made::File)
         }
-        Action::HardLink(first) => match &states[first] {
+        Action::HardLink(first) => match &states[first as usize] {
             ItemState::Created => make_room(&path, overwrite)
                 .and_then(|()| {
-                    fs::hard_link(target.join(&plan.items[first].path), &path)
+                    fs::hard_link(plan.items.path_under(target, first as usize), &path)
                         .map_err(|e| e.to_string())
                 })
                 .map(|()| Made::HardLink),
             _ => Err(format!(
                 "hardlink to {} which failed",
-                plan.items[first].path.display()
+                plan.items
+                    .path_under(Path::new(""), first as usize)
+                    .display()
             )),
         },
-        Action::Symlink => match &item.meta.link_target {
+        Action::Symlink => match item.meta.link_target() {
             None => Err("symlink without a target in the snapshot".to_owned()),
             Some(link) => make_room(&path, overwrite)
                 .and_then(|()| {
@@ -318,7 +316,7 @@ fn make_device(path: &Path, meta: &Meta) -> nix::Result<()> {
         path,
         kind,
         Mode::from_bits_truncate(WORKING_MODE),
-        meta.rdev as nix::libc::dev_t,
+        meta.rdev() as nix::libc::dev_t,
     )
 }
 
@@ -347,7 +345,7 @@ pub(crate) fn apply_metadata(
     };
     let apply = |i: usize| {
         let item = &plan.items[i];
-        let path = target.join(&item.path);
+        let path = plan.items.path_under(target, i);
         let mut skipped = Vec::new();
         let result = apply_one(&path, &item.meta, owner, &mut skipped, progress);
         if matches!(item.action, Action::File(_)) {
@@ -401,7 +399,7 @@ fn apply_one(
             .map_err(|e| format!("setting owner {}:{}: {e}", meta.uid, meta.gid))?;
     }
     // Xattrs before the mode: `user.*` xattrs need write permission.
-    for xattr in &meta.xattrs {
+    for xattr in meta.xattrs() {
         match xattr::set(path, xattr.name.as_os_str(), &xattr.value) {
             Ok(()) => {}
             Err(e) if is_unsupported(&e) => {

@@ -113,12 +113,8 @@ pub(crate) fn verify_files(
             scope.spawn(|| {
                 let mut buf = Vec::new();
                 while let Some(&file) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let content: Vec<(Id, u64)> = plan.files[file]
-                        .extents
-                        .iter()
-                        .map(|e| (e.id, e.len))
-                        .collect();
-                    let path = target.join(plan.file_path(file));
+                    let content = plan.file_content(file);
+                    let path = plan.file_path_under(target, file);
                     let outcome = verify_file_into(key, &path, &content, &mut buf);
                     let mut result = result
                         .lock()
