@@ -141,10 +141,13 @@ pub(super) fn measure(
     })
 }
 
-/// Wall seconds of `work`, after dropping the page cache when `cold`.
+/// Wall seconds of `work`, after dropping the page cache when `cold` (else
+/// after writing back dirty pages, as before every measured step).
 fn timed(cold: bool, work: impl FnOnce() -> Result<()>) -> Result<f64> {
     if cold {
         measure::drop_page_cache()?;
+    } else {
+        measure::flush_dirty_pages()?;
     }
     let start = Instant::now();
     work()?;

@@ -14,10 +14,9 @@
 use std::cell::Cell;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use super::scale::available_space;
 
@@ -79,10 +78,7 @@ impl Trash {
         if self.dir.exists() && fs::read_dir(&self.dir)?.next().is_some() {
             fs::remove_dir_all(&self.dir)
                 .with_context(|| format!("removing {}", self.dir.display()))?;
-            let status = Command::new("sync").status().context("running sync")?;
-            if !status.success() {
-                bail!("sync failed ({status})");
-            }
+            super::measure::flush_dirty_pages()?;
             self.emptied_at.set(Some(Instant::now()));
         }
         fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))
