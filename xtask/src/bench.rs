@@ -295,8 +295,7 @@ fn format_size(size: u64) -> String {
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let options = Options::parse(args)?;
     let root = process::project_root();
-    let target_dir =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target_dir = process::target_dir();
     let bench_dir = target_dir.join("bench");
     fs::create_dir_all(&bench_dir)?;
     let mut options = options;
@@ -798,18 +797,17 @@ fn prepare_tools(tools: &[Tool], target_dir: &Path, smoke: bool) -> Result<Vec<(
     for &tool in tools {
         let program = match tool {
             Tool::Arca => {
-                let profile = if smoke { "debug" } else { "release" };
-                let mut build = process::cargo();
-                build.args(["build", "-p", "arca"]);
-                if !smoke {
-                    build.arg("--release");
-                }
-                process::run(&mut build)?;
+                let built = if smoke {
+                    process::build_debug_binaries()?
+                } else {
+                    process::run(process::cargo().args(["build", "--release", "-p", "arca"]))?;
+                    target_dir.join("release")
+                };
                 // Run a copy: other builds in this target directory must not swap
                 // the binary in the middle of a benchmark.
                 let copy = target_dir.join("bench/arca");
-                fs::copy(target_dir.join(profile).join("arca"), &copy)
-                    .with_context(|| format!("copying the {profile} arca binary"))?;
+                fs::copy(built.join("arca"), &copy)
+                    .with_context(|| format!("copying {}", built.join("arca").display()))?;
                 copy
             }
             Tool::Restic => PathBuf::from("restic"),

@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 use crate::e2e_cluster::{
     Cluster, ControllerProcess, Digest, digest_files, identity, yaml_documents_in,
 };
-use crate::process::{cargo, project_root, run as run_command};
+use crate::process::{self, project_root, target_dir};
 use crate::services;
 
 const USAGE: &str = "\
@@ -113,8 +113,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let options = parse(args)?;
-    run_command(cargo().args(["build", "-p", "arca-controller", "-p", "arca-agent"]))?;
-    let binaries = target_dir().join("debug");
+    let binaries = process::build_debug_binaries()?;
     let work = target_dir().join("e2e");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
@@ -134,11 +133,6 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&work);
     }
     result
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| project_root().join("target"), PathBuf::from)
 }
 
 /// One application of the manifests: the sources and destinations that

@@ -33,6 +33,32 @@ pub(crate) fn cargo() -> Command {
     cmd
 }
 
+/// Builds the debug `arca`, `arca-agent` and `arca-controller` executables
+/// exactly as `cargo test --workspace` builds them, and returns the directory
+/// they are in.
+///
+/// Cargo resolves features for the packages a command selects, dev-dependencies
+/// included for tests, and `cargo build -p arca` selects only `arca`: after the
+/// test step of `cargo xtask test` that rebuilt about sixty crates (tokio,
+/// object_store, kube, every arca crate) for each binary, minutes of a 2-core
+/// CI run. `--workspace` with an integration test of each binary's package
+/// keeps the test step's resolution (checked with `--unit-graph`), so there it
+/// compiles nothing; run alone, it builds only those tests besides.
+pub(crate) fn build_debug_binaries() -> anyhow::Result<PathBuf> {
+    // One integration test of bins/arca, bins/arca-agent, bins/arca-controller.
+    let tests = ["cli", "agent", "e2e"].map(|test| format!("--test={test}"));
+    run(cargo()
+        .args(["test", "--workspace", "--no-run", "--quiet"])
+        .args(tests))?;
+    Ok(target_dir().join("debug"))
+}
+
+/// Where cargo puts what it builds for this workspace.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| project_root().join("target"), PathBuf::from)
+}
+
 /// Whether `cargo run` sets this variable for the program it runs.
 fn set_by_cargo_run(name: &str) -> bool {
     name.starts_with("CARGO_PKG_")
