@@ -503,7 +503,16 @@ fn interrupt_exits_130_and_leaves_no_snapshot() {
     repo.ok(&["init"]);
     let ready = repo.path("password-command-started");
     let mut backup = repo.command(&["backup", data.to_str().unwrap()]);
-    let password_command = format!("touch '{}'; sleep 30; echo {PASSWORD}", ready.display());
+    // The command becomes a `sleep` that outlives arca (a terminal's Ctrl-C
+    // would reach it, this SIGINT does not): it records its PID for the test
+    // to end it, and lets go of the stderr it inherited, which the test reads
+    // to its end.
+    let pid_file = repo.path("password-command-pid");
+    let password_command = format!(
+        "echo $$ > '{}'; touch '{}'; exec sleep 600 2>/dev/null",
+        pid_file.display(),
+        ready.display()
+    );
     backup
         .env_remove("ARCA_PASSWORD")
         .arg("--password-command")
@@ -534,6 +543,15 @@ fn interrupt_exits_130_and_leaves_no_snapshot() {
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
+    let sleeper: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sleeper),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert_eq!(repo.json(&["snapshots"]), serde_json::json!([]));
