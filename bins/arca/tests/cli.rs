@@ -557,6 +557,60 @@ fn interrupt_exits_130_and_leaves_no_snapshot() {
     assert_eq!(repo.json(&["snapshots"]), serde_json::json!([]));
 }
 
+/// The Argon2id cost recorded in the key file `id` (`cat key`).
+fn kdf_cost(repo: &Repo, id: &str) -> (u64, u64, u64) {
+    let key = repo.json(&["cat", "key", id]);
+    let field = |name: &str| key[name].as_u64().unwrap_or_else(|| panic!("{key}"));
+    (field("m_cost_kib"), field("t_cost"), field("p_cost"))
+}
+
+#[test]
+fn key_files_take_the_kdf_cost_asked_for() {
+    // Without the support's cheap setting: the default is RFC 9106's second.
+    let repo = Repo::local();
+    let mut init = repo.command(&["init"]);
+    init.env_remove("ARCA_KDF_MEMORY")
+        .env_remove("ARCA_KDF_ITERATIONS");
+    let run = Run::of(init);
+    assert_eq!(run.code, Some(0), "{run}");
+    let first = repo.json(&["key", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(kdf_cost(&repo, &first), (64 * 1024, 3, 4));
+
+    let file = repo.path("second-password");
+    fs::write(&file, "second password\n").unwrap();
+    let added = repo.json(&[
+        "key",
+        "add",
+        "--new-password-file",
+        file.to_str().unwrap(),
+        "--kdf-memory",
+        "2",
+        "--kdf-iterations",
+        "5",
+    ]);
+    assert_eq!(
+        kdf_cost(&repo, added["id"].as_str().unwrap()),
+        (2 * 1024, 5, 4)
+    );
+
+    // Out of range: refused before anything is written.
+    let fresh = Repo::local();
+    for bad in [["--kdf-memory", "0"], ["--kdf-iterations", "65"]] {
+        let refused = fresh.run(&["init", bad[0], bad[1]]);
+        assert_eq!(refused.code, Some(1), "{refused}");
+        assert!(
+            refused
+                .stderr
+                .contains("invalid --kdf-memory or --kdf-iterations"),
+            "{refused}"
+        );
+    }
+    assert!(!fresh.local_dir.as_ref().unwrap().exists());
+}
+
 #[test]
 fn password_file_and_command_work_and_conflict() {
     let repo = Repo::local();

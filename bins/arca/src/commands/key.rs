@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use arca_crypto::{KdfParams, KeyAccess};
 use arca_repo::keys::{self, NewKey};
 
+use super::init::KdfArgs;
 use crate::Exit;
 use crate::context::{Context, hostname, username};
 use crate::password::new_password;
@@ -60,6 +61,8 @@ struct PasswordArgs {
     /// User name to record in the new key file [default: this user]
     #[arg(long, value_name = "USER")]
     user: Option<String>,
+    #[command(flatten)]
+    kdf: KdfArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -111,10 +114,11 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
             } else {
                 KeyAccess::Full
             };
+            let kdf = add.password.kdf.params()?;
             let new_password = new_password(add.password.new_password_file.as_deref())?;
             let id = keys::add(
                 repo,
-                new_key(&add.password, new_password.as_bytes(), access),
+                new_key(&add.password, new_password.as_bytes(), access, kdf),
             )
             .await?;
             report(context, "key_added", id, "saved new key")?;
@@ -125,10 +129,11 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
             report(context, "key_removed", id, "removed key")?;
         }
         Action::Passwd(password) => {
+            let kdf = password.kdf.params()?;
             let new_password = new_password(password.new_password_file.as_deref())?;
             let id = keys::change_password(
                 repo,
-                new_key(&password, new_password.as_bytes(), repo.access()),
+                new_key(&password, new_password.as_bytes(), repo.access(), kdf),
             )
             .await?;
             report(context, "password_changed", id, "saved new key")?;
@@ -188,13 +193,18 @@ async fn reencrypt(
     ))
 }
 
-fn new_key<'a>(args: &PasswordArgs, password: &'a [u8], access: KeyAccess) -> NewKey<'a> {
+fn new_key<'a>(
+    args: &PasswordArgs,
+    password: &'a [u8],
+    access: KeyAccess,
+    kdf: KdfParams,
+) -> NewKey<'a> {
     NewKey {
         password,
         hostname: args.host.clone().unwrap_or_else(hostname),
         username: args.user.clone().unwrap_or_else(username),
         access,
-        kdf: KdfParams::default(),
+        kdf,
     }
 }
 
