@@ -16,9 +16,9 @@ fn key() -> &'static MasterKey {
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_header(key(), data);
-    if let Some((len, header)) = data.split_first_chunk::<8>() {
-        if let Ok(entries) = decode_header(header, u64::from_le_bytes(*len)) {
-            assert_eq!(encode_header(&entries), header);
-        }
+    if let Some((len, header)) = data.split_first_chunk::<8>()
+        && let Ok(entries) = decode_header(header, u64::from_le_bytes(*len))
+    {
+        assert_eq!(encode_header(&entries), header);
     }
 });

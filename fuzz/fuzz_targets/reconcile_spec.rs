@@ -4,10 +4,10 @@
 //! reconcile decisions on whatever deserializes never panic and never make two Jobs.
 use std::collections::BTreeSet;
 
+use arca_kube::api::{ReplicationDestination, ReplicationSource};
 use arca_kube::reconcile::{
     Action, DestinationObserved, Object, OwnedObserved, SecretObserved, SourceObserved,
 };
-use arca_kube::api::{ReplicationDestination, ReplicationSource};
 use arca_kube::{ControllerConfig, reconcile_destination, reconcile_source};
 use libfuzzer_sys::fuzz_target;
 
@@ -19,7 +19,10 @@ fn secret(name: &str) -> Option<SecretObserved> {
 }
 
 fn jobs(actions: &[Action]) -> usize {
-    actions.iter().filter(|a| matches!(a, Action::Apply(Object::Job(_)))).count()
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Apply(Object::Job(_))))
+        .count()
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -29,7 +32,12 @@ fuzz_target!(|data: &[u8]| {
     let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
     let config = ControllerConfig::default();
     if let Ok(source) = serde_json::from_value::<ReplicationSource>(value.clone()) {
-        let repository = source.spec.restic.as_ref().map(|r| r.repository.clone()).unwrap_or_default();
+        let repository = source
+            .spec
+            .restic
+            .as_ref()
+            .map(|r| r.repository.clone())
+            .unwrap_or_default();
         let observed = SourceObserved {
             source,
             source_pvc: None,
@@ -42,8 +50,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(jobs(&decision.actions) <= 1);
     }
     if let Ok(destination) = serde_json::from_value::<ReplicationDestination>(value) {
-        let repository =
-            destination.spec.restic.as_ref().map(|r| r.repository.clone()).unwrap_or_default();
+        let repository = destination
+            .spec
+            .restic
+            .as_ref()
+            .map(|r| r.repository.clone())
+            .unwrap_or_default();
         let observed = DestinationObserved {
             destination,
             destination_pvc: None,

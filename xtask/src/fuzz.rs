@@ -2,14 +2,18 @@
 //! cargo-fuzz targets in `fuzz/` with nightly, installing cargo-fuzz if it is
 //! missing.
 //!
-//! `fuzz/` is its own workspace (libFuzzer needs nightly and sanitizer flags
-//! the main workspace must not inherit).
+//! `fuzz/` is a workspace member, so `cargo clippy --workspace --all-targets`
+//! (the clippy step of `cargo xtask test`) type-checks and lints the targets on
+//! stable. Building them for fuzzing needs nightly and sanitizer flags, which
+//! cargo-fuzz passes to its own build only (into `target/<host triple>/`); a
+//! full sanitizer build takes about six minutes of a 2-core machine for no
+//! finding, so CI leaves it to this command.
 
 use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::process::{cargo, project_root, run as run_command, succeeds};
+use crate::process::{project_root, run as run_command, succeeds};
 
 const DEFAULT_SECONDS: u64 = 30;
 
@@ -40,29 +44,6 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         options.seconds
     );
     Ok(())
-}
-
-/// The fuzz step of `cargo xtask test`: `cargo fuzz check` (the targets
-/// type-checked with cargo-fuzz's cfg and flags) when the toolchain for it is
-/// here (or `ARCA_CI=1` asks to install it); otherwise a stable `cargo check`
-/// of the targets so they at least keep compiling. A full `cargo fuzz build`
-/// compiles every dependency again with sanitizer instrumentation, about six
-/// minutes of a 2-core CI run for no finding: building and running them is
-/// `cargo xtask fuzz`'s.
-pub(crate) fn check_for_ci() -> anyhow::Result<()> {
-    let ci = std::env::var_os("ARCA_CI").is_some_and(|v| v == "1");
-    if ci || (has_nightly() && has_cargo_fuzz()) {
-        ensure_cargo_fuzz()?;
-        return run_command(nightly_fuzz().arg("check"));
-    }
-    println!(
-        "cargo-fuzz or nightly missing: type-checking the targets only (`cargo xtask fuzz --build-only` installs it)"
-    );
-    run_command(
-        cargo()
-            .args(["check", "--bins", "--manifest-path"])
-            .arg(project_root().join("fuzz/Cargo.toml")),
-    )
 }
 
 #[derive(Debug, PartialEq)]

@@ -25,8 +25,9 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
-  test                 fmt check, clippy, the whole test suite (with a local S3
-                       server), fuzz targets check, benchmark smoke run
+  test                 fmt check, clippy (fuzz targets included), the whole test
+                       suite (with a local S3 server), operator e2e, benchmark
+                       smoke run
   bench [--smoke] ...  arca and restic side by side; writes docs/PERFORMANCE.md
                        (cargo xtask bench --help for the options)
   demo                 build arca, back up and restore a sample directory

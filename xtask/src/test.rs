@@ -1,15 +1,16 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest.
 //!
-//! fmt → clippy → deploy/ checks (promtool) → `cargo test --workspace` against a throwaway local S3
-//! server → the operator end to end (`cargo xtask e2e`) → fuzz targets check → benchmark smoke run. Stops at the first
-//! failing step and says which one it was.
+//! fmt → clippy (the fuzz targets included: `fuzz/` is a workspace member) → deploy/ checks
+//! (promtool) → `cargo test --workspace` against a throwaway local S3 server → the operator end to
+//! end (`cargo xtask e2e`) → benchmark smoke run. Stops at the first failing step and says which
+//! one it was.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
 use crate::process::{cargo, ensure_debian_packages, project_root, run as run_command};
-use crate::{bench, deploy, e2e, fuzz, services};
+use crate::{bench, deploy, e2e, services};
 
 /// Credentials the local S3 server accepts. Set explicitly so tests can never
 /// pick up real cloud credentials from the environment.
@@ -45,7 +46,6 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     steps.run("tests", || run_tests(&s3.endpoint, &azure.endpoint))?;
     drop((s3, azure));
     steps.run("operator e2e", || e2e::run(&[]))?;
-    steps.run("fuzz targets check", fuzz::check_for_ci)?;
     steps.run("benchmark smoke run", || {
         bench::run(&["--smoke".to_string()])
     })?;
