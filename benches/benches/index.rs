@@ -4,8 +4,8 @@
 //! second for hits and misses. Each entry is `Index::bytes_per_blob` bytes
 //! (48), so 1M blobs take ~48 MB.
 
-use arca_crypto::Id;
-use arca_repo::blob::BlobType;
+use arca_crypto::{BlobKeyId, Id};
+use arca_repo::blob::{BlobEnvelope, BlobType};
 use arca_repo::index::{Index, IndexFile, IndexPack};
 use arca_repo::pack::PackEntry;
 use criterion::{Criterion, Throughput, criterion_main};
@@ -23,6 +23,10 @@ fn index_files() -> Vec<IndexFile> {
     let packs: Vec<IndexPack> = (0..BLOBS / BLOBS_PER_PACK)
         .map(|p| IndexPack {
             id: id(u64::MAX - p),
+            envelope: BlobEnvelope::Pack(BlobKeyId {
+                key_id: 0,
+                salt: [7; 16],
+            }),
             blobs: (0..BLOBS_PER_PACK)
                 .map(|i| PackEntry {
                     blob_type: BlobType::Data,

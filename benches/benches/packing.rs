@@ -24,6 +24,7 @@ fn text_like(len: usize, state: u64) -> Vec<u8> {
 
 fn packing(c: &mut Criterion) {
     let key = MasterKey::generate().expect("OS random number generator");
+    let blob_key = std::sync::Arc::new(key.fresh_blob_key().expect("OS random number generator"));
     let mut group = c.benchmark_group("packing");
     group.throughput(Throughput::Bytes((BLOB * BLOBS) as u64));
     group.sample_size(10);
@@ -34,12 +35,17 @@ fn packing(c: &mut Criterion) {
         let blobs: Vec<Vec<u8>> = (1..=BLOBS as u64).map(|seed| make(BLOB, seed)).collect();
         group.bench_function(BenchmarkId::new("encode_and_pack_16MiB", name), |b| {
             b.iter(|| {
-                let mut writer = PackWriter::new(BlobType::Data);
+                let mut writer = PackWriter::new(BlobType::Data, blob_key.clone());
                 for plaintext in &blobs {
                     let id = key.content_id(plaintext);
-                    let blob =
-                        encode_blob(&key, BlobType::Data, id, plaintext, Compression::default())
-                            .expect("encode");
+                    let blob = encode_blob(
+                        &blob_key,
+                        BlobType::Data,
+                        id,
+                        plaintext,
+                        Compression::default(),
+                    )
+                    .expect("encode");
                     writer.add(&blob).unwrap();
                 }
                 writer.finish(&key).expect("finish")

@@ -1,8 +1,9 @@
 #![no_main]
-//! Fuzz target: pack headers. `decode_header` on arbitrary plaintext (the first
-//! 8 bytes give the blob-area length) never panics, and whatever it accepts
-//! re-encodes to the same bytes; `parse_header` on arbitrary pack bytes never
-//! panics.
+//! Fuzz target: pack headers of both formats. `decode_header` on arbitrary
+//! plaintext (the first 8 bytes give the blob-area length) never panics, and
+//! whatever it accepts re-encodes, with the key id and salt it read (format
+//! 2) or without (format 1), to the same bytes; `parse_header` on arbitrary
+//! pack bytes never panics.
 use std::sync::OnceLock;
 
 use arca_crypto::MasterKey;
@@ -17,8 +18,8 @@ fn key() -> &'static MasterKey {
 fuzz_target!(|data: &[u8]| {
     let _ = parse_header(key(), data);
     if let Some((len, header)) = data.split_first_chunk::<8>()
-        && let Ok(entries) = decode_header(header, u64::from_le_bytes(*len))
+        && let Ok(decoded) = decode_header(header, u64::from_le_bytes(*len))
     {
-        assert_eq!(encode_header(&entries), header);
+        assert_eq!(encode_header(decoded.envelope, &decoded.entries), header);
     }
 });

@@ -102,6 +102,17 @@
 //! Opening checks, in order: length ≥ 49, version = 1, key id in the keyring
 //! (each a [`Error::Malformed`]), then the tag ([`Error::Authentication`]).
 //!
+//! # Blob envelope (pack format 2)
+//!
+//! Blobs of packs written since pack format 2 are not envelopes of their
+//! own: a [`BlobKey`] = `HKDF-SHA256(ikm = data key[key_id], salt = salt [16],
+//! info = "arca v2 pack blob key")` seals many of them, and the pack stores
+//! its [`BlobKeyId`] (`key_id`, `salt`) once. A blob is `nonce [12] |
+//! ciphertext | tag [16]` ([`BLOB_SEAL_OVERHEAD`] = 28 bytes) with
+//! associated data `version (= 2) | key_id | kind`. Nonces are random, so a
+//! blob key seals at most [`BLOB_KEY_SEAL_LIMIT`] (2^30) blobs: two of n
+//! random 96-bit nonces collide with probability about n² / 2^97.
+//!
 //! # Key file
 //!
 //! Plaintext JSON:
@@ -134,11 +145,16 @@
 //! (or below 8 per lane), `t_cost` outside 1..=64 and `p_cost` outside 1..=64.
 //! A failed tag means a wrong password (or a corrupt file): [`Error::WrongPassword`].
 
+mod blob_key;
 mod error;
 mod id;
 mod keyfile;
 mod master;
 
+pub use blob_key::{
+    BLOB_ENVELOPE_VERSION, BLOB_KEY_SEAL_LIMIT, BLOB_SALT_LEN, BLOB_SEAL_OVERHEAD, BlobKey,
+    BlobKeyId,
+};
 pub use error::Error;
 pub use id::{Id, StorageIdHasher};
 pub use keyfile::{KdfParams, KeyAccess, KeyFile};

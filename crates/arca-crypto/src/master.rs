@@ -8,7 +8,7 @@ use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::{Error, Id, Result};
+use crate::{BlobKey, BlobKeyId, Error, Id, Result};
 
 /// Envelope format version written by this build (the first byte of every envelope).
 const ENVELOPE_VERSION: u8 = 1;
@@ -139,7 +139,18 @@ pub struct MasterKey {
     data_keys: Vec<DataKey>,
     /// Id of the data key new envelopes are sealed with; always present in `data_keys`.
     current: u32,
+    /// Blob keys derived lately, so readers derive one per pack salt, not per blob.
+    #[zeroize(skip)]
+    blob_keys: BlobKeyCache,
 }
+
+/// The blob keys a [`MasterKey`] derived most recently, newest last.
+#[derive(Default)]
+struct BlobKeyCache(std::sync::Mutex<Vec<std::sync::Arc<BlobKey>>>);
+
+/// Blob keys kept: writers share one salt per session, so a few cover
+/// every pack a reader has open at once.
+const BLOB_KEY_CACHE_LEN: usize = 16;
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -157,6 +168,7 @@ impl MasterKey {
             keyring_key: Some(KeyringKey::generate(&rng)?),
             data_keys: Vec::with_capacity(1),
             current: 0,
+            blob_keys: BlobKeyCache::default(),
         };
         fill_random(&rng, &mut key.id_key)?;
         fill_random(&rng, &mut key.chunker_key)?;
@@ -325,6 +337,7 @@ impl MasterKey {
             keyring_key: Some(KeyringKey::generate(&SystemRandom::new())?),
             data_keys: vec![current],
             current: self.current,
+            blob_keys: BlobKeyCache::default(),
         };
         Ok((kept, destroyed))
     }
@@ -535,6 +548,51 @@ impl MasterKey {
         }
     }
 
+    /// A blob key under the current data key with a fresh random salt, for
+    /// a writer to seal the blobs of its packs with (at most
+    /// [`crate::BLOB_KEY_SEAL_LIMIT`] of them, see [`BlobKey::is_worn`]).
+    pub fn fresh_blob_key(&self) -> Result<BlobKey> {
+        let mut salt = [0u8; crate::BLOB_SALT_LEN];
+        fill_random(&SystemRandom::new(), &mut salt)?;
+        let data_key = self
+            .data_key(self.current)
+            .expect("current data key is in the keyring");
+        Ok(BlobKey::derive(
+            BlobKeyId {
+                key_id: self.current,
+                salt,
+            },
+            &data_key.key,
+        ))
+    }
+
+    /// The blob key of a pack (its key id and salt), derived once and kept
+    /// among the last few. [`Error::Malformed`] if this master key does not
+    /// hold the data key `id.key_id`.
+    pub fn blob_key(&self, id: BlobKeyId) -> Result<std::sync::Arc<BlobKey>> {
+        let mut cache = self.blob_keys.0.lock().expect("blob key cache poisoned");
+        if let Some(at) = cache.iter().rposition(|key| key.id() == id) {
+            let key = cache.remove(at);
+            cache.push(std::sync::Arc::clone(&key));
+            return Ok(key);
+        }
+        let data_key = self.data_key(id.key_id).ok_or_else(|| Error::Malformed {
+            what: "blob envelope",
+            reason: format!(
+                "the pack is sealed with data key {}, which this master key does not hold; \
+                 open the repository with a key file written after that key was added \
+                 (or the key was destroyed by an erasure)",
+                id.key_id
+            ),
+        })?;
+        let key = std::sync::Arc::new(BlobKey::derive(id, &data_key.key));
+        if cache.len() >= BLOB_KEY_CACHE_LEN {
+            cache.remove(0);
+        }
+        cache.push(std::sync::Arc::clone(&key));
+        Ok(key)
+    }
+
     /// Sealed envelope of `plaintext` as a new buffer.
     pub fn seal(&self, kind: ObjectKind, plaintext: &[u8]) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
@@ -678,6 +736,7 @@ impl MasterKey {
             keyring_key,
             data_keys: Vec::with_capacity(count),
             current: read_u32(material, counts_at),
+            blob_keys: BlobKeyCache::default(),
         };
         key.id_key.copy_from_slice(&material[1..33]);
         key.chunker_key.copy_from_slice(&material[33..65]);
@@ -840,7 +899,7 @@ impl hkdf::KeyType for Len32 {
 }
 
 /// An AES-256-GCM key: HKDF-SHA256(salt, ikm, info).
-fn hkdf_key(salt: &[u8], ikm: &[u8], info: &[u8]) -> LessSafeKey {
+pub(crate) fn hkdf_key(salt: &[u8], ikm: &[u8], info: &[u8]) -> LessSafeKey {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
     let info = [info];
     let okm = prk

@@ -314,6 +314,7 @@ async fn backup_with(
         .clamp(1, CONCURRENT_UPLOADS);
     let shared = Arc::new(Shared::new(repo.clone(), index, progress, uploads));
     let (pack_sender, pack_receiver) = mpsc::channel(PACKS_QUEUED);
+    let blob_key = repo.blob_key()?;
     let pipeline = Pipeline::start(
         &shared,
         &opts,
@@ -322,6 +323,7 @@ async fn backup_with(
         prefetch,
         previous_root,
         pack_sender,
+        blob_key,
     );
     let uploaded = upload_packs(repo, pack_receiver, uploads, flush).await;
     if uploaded.is_err() {
@@ -480,7 +482,9 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts every stage; packs come out of `packs`.
+    /// Starts every stage; packs come out of `packs`, the first tree pack
+    /// sealed under `blob_key`.
+    #[allow(clippy::too_many_arguments)]
     fn start(
         shared: &Arc<Shared>,
         opts: &BackupOptions,
@@ -489,6 +493,7 @@ impl Pipeline {
         prefetch: Prefetch,
         previous_root: Option<Tree>,
         packs: mpsc::Sender<FinishedPack>,
+        blob_key: Arc<arca_crypto::BlobKey>,
     ) -> Self {
         let cores = shared.cores;
         let (small_sender, small_receiver) = crossbeam_channel::bounded(FILES_IN_FLIGHT);
@@ -589,6 +594,7 @@ impl Pipeline {
             shared.repo.config().pack_size as usize,
             cores,
             compression,
+            blob_key,
         ));
         for n in 0..cores {
             let (jobs, packer, packs) =

@@ -3,7 +3,10 @@
 //!
 //! A stored blob is `seal(kind, zstd(plaintext))` when compression pays off and
 //! `seal(kind, plaintext)` when it does not; the pack header and the index
-//! record which (see `docs/FORMAT.md`, "Blobs"). Its ID is the keyed content ID
+//! record which (see `docs/FORMAT.md`, "Blobs"). `seal` is the blob envelope
+//! under the pack's [`BlobKey`] in packs of format 2, which is all this
+//! build writes, and a whole object envelope in packs of format 1, which it
+//! still reads ([`BlobEnvelope`]). Its ID is the keyed content ID
 //! of the plaintext, computed by the caller before encoding so deduplication
 //! happens before any compression or encryption work.
 //!
@@ -14,8 +17,9 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 
-use arca_crypto::{MasterKey, ObjectKind, SEAL_OVERHEAD};
+use arca_crypto::{BLOB_SEAL_OVERHEAD, BlobKey, BlobKeyId, MasterKey, ObjectKind};
 
 use crate::{Error, Id, Result};
 
@@ -111,8 +115,28 @@ impl Default for Compression {
     }
 }
 
+/// How the blobs of a pack are sealed (docs/FORMAT.md §4, §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlobEnvelope {
+    /// Pack format 1: every blob is an object envelope of its own, naming
+    /// its data key and salt.
+    PerBlob,
+    /// Pack format 2: every blob is sealed under the pack's blob key.
+    Pack(BlobKeyId),
+}
+
+impl BlobEnvelope {
+    /// Bytes sealing adds to each blob's stored form.
+    pub fn overhead(self) -> usize {
+        match self {
+            BlobEnvelope::PerBlob => arca_crypto::SEAL_OVERHEAD,
+            BlobEnvelope::Pack(_) => BLOB_SEAL_OVERHEAD,
+        }
+    }
+}
+
 /// A blob ready to be appended to a pack.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct EncodedBlob {
     /// Keyed content ID of the plaintext.
     pub id: Id,
@@ -122,6 +146,8 @@ pub struct EncodedBlob {
     pub bytes: Vec<u8>,
     /// `Some(plaintext length)` iff the stored bytes are zstd-compressed.
     pub uncompressed_length: Option<u32>,
+    /// The blob key `bytes` are sealed under.
+    pub key: Arc<BlobKey>,
 }
 
 /// How many leading bytes the compressibility probe looks at. Blobs no
@@ -218,14 +244,14 @@ pub fn worth_compressing(plaintext: &[u8]) -> bool {
 /// The most bytes a blob of `plaintext_len` bytes takes sealed (compressed
 /// or not).
 pub fn max_sealed_len(plaintext_len: usize) -> usize {
-    zstd::zstd_safe::compress_bound(plaintext_len).max(plaintext_len) + SEAL_OVERHEAD
+    zstd::zstd_safe::compress_bound(plaintext_len).max(plaintext_len) + BLOB_SEAL_OVERHEAD
 }
 
 /// Encodes one blob: compresses it if that pays off (see
 /// [`append_stored_form`]), then seals it with the envelope kind of
-/// `blob_type`. `id` must be `key.content_id(plaintext)`.
+/// `blob_type` under `key`. `id` must be the plaintext's content ID.
 pub fn encode_blob(
-    key: &MasterKey,
+    key: &Arc<BlobKey>,
     blob_type: BlobType,
     id: Id,
     plaintext: &[u8],
@@ -240,6 +266,7 @@ pub fn encode_blob(
         blob_type,
         bytes,
         uncompressed_length,
+        key: Arc::clone(key),
     })
 }
 
@@ -276,20 +303,52 @@ pub fn append_stored_form(
     Ok(None)
 }
 
-/// Decodes a stored blob: opens the envelope, decompresses if
-/// `uncompressed_length` says it is compressed, and checks that the content ID
-/// of the result is `expected`. Any failure is [`Error::Corrupt`] naming the blob.
+/// Opens a stored blob of a pack sealed as `envelope`: its stored form
+/// before sealing (compressed or not), unverified beyond the envelope.
+pub fn open_stored(
+    key: &MasterKey,
+    envelope: BlobEnvelope,
+    blob_type: BlobType,
+    stored: &[u8],
+) -> std::result::Result<Vec<u8>, arca_crypto::Error> {
+    match envelope {
+        BlobEnvelope::PerBlob => key.open(blob_type.object_kind(), stored),
+        BlobEnvelope::Pack(id) => key.blob_key(id)?.open(blob_type.object_kind(), stored),
+    }
+}
+
+/// Seals a blob of a pack sealed as `envelope` again under `to`,
+/// appending it to `out`: opened and sealed, not decompressed. Any failure
+/// to open is [`Error::Corrupt`] naming the blob.
+pub fn reseal_blob(
+    key: &MasterKey,
+    envelope: BlobEnvelope,
+    blob_type: BlobType,
+    id: &Id,
+    stored: &[u8],
+    to: &BlobKey,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let opened = open_stored(key, envelope, blob_type, stored)
+        .map_err(|e| Error::corrupt(format!("{blob_type} blob {id}"), e))?;
+    Ok(to.seal_into(blob_type.object_kind(), &opened, out)?)
+}
+
+/// Decodes a stored blob of a pack sealed as `envelope`: opens it,
+/// decompresses if `uncompressed_length` says it is compressed, and checks
+/// that the content ID of the result is `expected`. Any failure is
+/// [`Error::Corrupt`] naming the blob.
 pub fn decode_blob(
     key: &MasterKey,
+    envelope: BlobEnvelope,
     blob_type: BlobType,
     stored: &[u8],
     uncompressed_length: Option<u32>,
     expected: &Id,
 ) -> Result<Vec<u8>> {
     let what = || format!("{blob_type} blob {expected}");
-    let opened = key
-        .open(blob_type.object_kind(), stored)
-        .map_err(|e| Error::corrupt(what(), e))?;
+    let opened =
+        open_stored(key, envelope, blob_type, stored).map_err(|e| Error::corrupt(what(), e))?;
     let plaintext = match uncompressed_length {
         None => opened,
         Some(len) => zstd_decompress_exact(&opened, len as usize)
@@ -310,7 +369,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::testing::{any_blob_type, test_key};
+    use crate::testing::{any_blob_type, test_blob_key, test_key};
 
     fn text(len: usize) -> Vec<u8> {
         let line = b"the quick brown fox jumps over the lazy dog 0123456789\n";
@@ -322,20 +381,25 @@ mod tests {
     }
 
     fn encode(blob_type: BlobType, plaintext: &[u8], compression: Compression) -> EncodedBlob {
-        let key = test_key();
         encode_blob(
-            key,
+            &test_blob_key(),
             blob_type,
-            key.content_id(plaintext),
+            test_key().content_id(plaintext),
             plaintext,
             compression,
         )
         .unwrap()
     }
 
+    /// The envelope of the packs `encode` writes blobs for.
+    fn envelope() -> BlobEnvelope {
+        BlobEnvelope::Pack(test_blob_key().id())
+    }
+
     fn decode(blob: &EncodedBlob) -> Result<Vec<u8>> {
         decode_blob(
             test_key(),
+            envelope(),
             blob.blob_type,
             &blob.bytes,
             blob.uncompressed_length,
@@ -361,10 +425,7 @@ mod tests {
         let plaintext = random(1 << 20);
         let blob = encode(BlobType::Data, &plaintext, Compression::default());
         assert_eq!(blob.uncompressed_length, None);
-        assert_eq!(
-            blob.bytes.len(),
-            plaintext.len() + arca_crypto::SEAL_OVERHEAD
-        );
+        assert_eq!(blob.bytes.len(), plaintext.len() + BLOB_SEAL_OVERHEAD);
         assert_eq!(decode(&blob).unwrap(), plaintext);
     }
 
@@ -421,6 +482,7 @@ mod tests {
         };
         let what = corrupt_what(decode_blob(
             key,
+            envelope(),
             BlobType::Data,
             &blob.bytes,
             blob.uncompressed_length,
@@ -429,6 +491,7 @@ mod tests {
         assert!(what.contains(&other.to_hex()), "{what}");
         corrupt_what(decode_blob(
             key,
+            envelope(),
             BlobType::Tree,
             &blob.bytes,
             blob.uncompressed_length,
@@ -436,6 +499,7 @@ mod tests {
         ));
         corrupt_what(decode_blob(
             key,
+            envelope(),
             BlobType::Data,
             &blob.bytes,
             Some(9_999),
@@ -443,6 +507,7 @@ mod tests {
         ));
         corrupt_what(decode_blob(
             key,
+            envelope(),
             BlobType::Data,
             &blob.bytes,
             None,
@@ -452,11 +517,56 @@ mod tests {
         flipped[60] ^= 1;
         corrupt_what(decode_blob(
             key,
+            envelope(),
             BlobType::Data,
             &flipped,
             blob.uncompressed_length,
             &blob.id,
         ));
+    }
+
+    /// A format-1 blob (an object envelope of its own, as builds before
+    /// pack format 2 sealed it) decodes as `PerBlob` and not as a format-2
+    /// blob, and the reverse; resealing moves either under another blob
+    /// key without decompressing.
+    #[test]
+    fn format_1_and_format_2_blobs_decode_only_as_what_they_are() {
+        let key = test_key();
+        let plaintext = text(10_000);
+        let id = key.content_id(&plaintext);
+        let mut v1 = Vec::new();
+        let compressed = key
+            .seal_with(ObjectKind::DataBlob, &mut v1, |out| {
+                append_stored_form(&plaintext, Compression::default(), out)
+            })
+            .unwrap();
+        assert!(compressed.is_some());
+        let v2 = encode(BlobType::Data, &plaintext, Compression::default());
+        let decode_as = |envelope, stored: &[u8], len| {
+            decode_blob(key, envelope, BlobType::Data, stored, len, &id)
+        };
+        assert_eq!(
+            decode_as(BlobEnvelope::PerBlob, &v1, compressed).unwrap(),
+            plaintext
+        );
+        assert!(decode_as(envelope(), &v1, compressed).is_err());
+        assert!(decode_as(BlobEnvelope::PerBlob, &v2.bytes, v2.uncompressed_length).is_err());
+        let other = Arc::new(key.fresh_blob_key().unwrap());
+        for (from, stored, len) in [
+            (BlobEnvelope::PerBlob, &v1, compressed),
+            (envelope(), &v2.bytes, v2.uncompressed_length),
+        ] {
+            let mut moved = Vec::new();
+            reseal_blob(key, from, BlobType::Data, &id, stored, &other, &mut moved).unwrap();
+            assert_eq!(
+                decode_as(BlobEnvelope::Pack(other.id()), &moved, len).unwrap(),
+                plaintext
+            );
+            assert!(
+                reseal_blob(key, from, BlobType::Tree, &id, stored, &other, &mut moved).is_err(),
+                "a data blob does not move as a tree"
+            );
+        }
     }
 
     #[test]
@@ -497,14 +607,15 @@ mod tests {
             level in prop_oneof![Just(0), Just(1), Just(3)],
         ) {
             let blob = encode(blob_type, &plaintext, Compression::new(level).unwrap());
-            prop_assert_eq!(blob.uncompressed_length.is_some(), blob.bytes.len() < plaintext.len() + arca_crypto::SEAL_OVERHEAD);
+            prop_assert_eq!(blob.uncompressed_length.is_some(), blob.bytes.len() < plaintext.len() + BLOB_SEAL_OVERHEAD);
             prop_assert_eq!(decode(&blob).unwrap(), plaintext);
         }
 
         #[test]
         fn decode_never_panics(stored in proptest::collection::vec(any::<u8>(), 0..300), len in proptest::option::of(0u32..1000)) {
             let key = test_key();
-            prop_assert!(decode_blob(key, BlobType::Data, &stored, len, &Id::default()).is_err());
+            prop_assert!(decode_blob(key, envelope(), BlobType::Data, &stored, len, &Id::default()).is_err());
+            prop_assert!(decode_blob(key, BlobEnvelope::PerBlob, BlobType::Data, &stored, len, &Id::default()).is_err());
         }
     }
 }

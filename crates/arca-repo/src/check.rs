@@ -28,9 +28,9 @@ use std::sync::Arc;
 use arca_crypto::SEAL_OVERHEAD;
 use futures::StreamExt;
 
-use crate::blob::{BlobType, decode_blob};
+use crate::blob::{BlobEnvelope, BlobType, decode_blob};
 use crate::index::Index;
-use crate::pack::{HEADER_ENTRY_LEN, PackEntry, TRAILER_LEN, parse_header};
+use crate::pack::{HEADER_ENTRY_LEN, HEADER_PREFIX_LEN, PackEntry, TRAILER_LEN, parse_header};
 use crate::progress::Progress;
 use crate::repository::{DATA_DIR, SNAPSHOTS_DIR};
 use crate::tree::NodeType;
@@ -329,12 +329,12 @@ pub async fn check(
         }
     };
     let (index, pack_entries) = load_indexes(repo, &deleted, &mut report).await?;
-    check_pack_sizes(&pack_entries, &stored_packs, &mut report);
+    check_pack_sizes(&pack_entries, &index, &stored_packs, &mut report);
     check_snapshots_and_trees(repo, &index, &mut report).await?;
 
     let selected = select_packs(opts.read_data, &pack_entries, &stored_packs);
     if !selected.is_empty() {
-        read_packs(repo, selected, &pack_entries, progress, &mut report).await;
+        read_packs(repo, selected, &pack_entries, &index, progress, &mut report).await;
     }
     Ok(report)
 }
@@ -359,6 +359,7 @@ async fn load_indexes(
         .buffered(LOAD_CONCURRENCY);
     let mut index = Index::default();
     let mut pack_entries: BTreeMap<Id, Vec<PackEntry>> = BTreeMap::new();
+    let mut envelopes: HashMap<Id, BlobEnvelope> = HashMap::new();
     while let Some((path, result)) = loads.next().await {
         match result {
             Ok(mut file) => {
@@ -366,6 +367,19 @@ async fn load_indexes(
                 file.packs.retain(|pack| !deleted.contains(&pack.id));
                 index.add_file(&file);
                 for pack in file.packs {
+                    let first = *envelopes.entry(pack.id).or_insert(pack.envelope);
+                    if first != pack.envelope {
+                        report.errors.push(CheckError::IndexFile {
+                            path: path.clone(),
+                            reason: format!(
+                                "it lists pack {} with another key id or salt than an \
+                                 index file read before it ({} against {})",
+                                pack.id,
+                                describe_envelope(pack.envelope),
+                                describe_envelope(first)
+                            ),
+                        });
+                    }
                     pack_entries.entry(pack.id).or_default().extend(pack.blobs);
                 }
             }
@@ -400,22 +414,39 @@ async fn list_packs(repo: &Repository, report: &mut CheckReport) -> Result<HashM
     Ok(packs)
 }
 
-/// The size a pack with exactly `entries` must have: the blobs, the sealed
-/// header and the trailer (see `pack.rs`).
-fn expected_pack_size(entries: &[PackEntry]) -> u64 {
+/// The size a pack sealed as `envelope` with exactly `entries` must have:
+/// the blobs, the sealed header and the trailer (see `pack.rs`).
+fn expected_pack_size(envelope: BlobEnvelope, entries: &[PackEntry]) -> u64 {
     let blobs: u64 = entries.iter().map(|e| u64::from(e.length)).sum();
-    let header = 1 + entries.len() as u64 * HEADER_ENTRY_LEN as u64;
+    let prefix = match envelope {
+        BlobEnvelope::Pack(_) => HEADER_PREFIX_LEN,
+        BlobEnvelope::PerBlob => 1,
+    };
+    let header = prefix as u64 + entries.len() as u64 * HEADER_ENTRY_LEN as u64;
     blobs + SEAL_OVERHEAD as u64 + header + TRAILER_LEN as u64
+}
+
+/// `key id K, salt S` of a format-2 pack, `format 1` else (for messages;
+/// the salt is not secret).
+fn describe_envelope(envelope: BlobEnvelope) -> String {
+    match envelope {
+        BlobEnvelope::Pack(key) => format!("key id {}, salt {}", key.key_id, hex::encode(key.salt)),
+        BlobEnvelope::PerBlob => "format 1".to_owned(),
+    }
 }
 
 fn check_pack_sizes(
     pack_entries: &BTreeMap<Id, Vec<PackEntry>>,
+    index: &Index,
     stored: &HashMap<Id, u64>,
     report: &mut CheckReport,
 ) {
     for (pack, entries) in pack_entries {
         report.packs_checked += 1;
-        let expected = expected_pack_size(entries);
+        let envelope = index
+            .pack_envelope(pack)
+            .expect("every pack with entries was added to the index");
+        let expected = expected_pack_size(envelope, entries);
         match stored.get(pack) {
             None => report.errors.push(CheckError::PackMissing { pack: *pack }),
             Some(&actual) if actual != expected => {
@@ -582,6 +613,7 @@ async fn read_packs(
     repo: &Repository,
     selected: Vec<(Id, u64)>,
     pack_entries: &BTreeMap<Id, Vec<PackEntry>>,
+    index: &Index,
     progress: Arc<dyn Progress>,
     report: &mut CheckReport,
 ) {
@@ -592,7 +624,10 @@ async fn read_packs(
     let outcomes: Vec<PackOutcome> = futures::stream::iter(selected)
         .map(|(pack, _)| {
             let entries = pack_entries.get(&pack).cloned().unwrap_or_default();
-            read_pack(repo.clone(), pack, entries, progress.clone())
+            let envelope = index
+                .pack_envelope(&pack)
+                .expect("packs are selected from the index's");
+            read_pack(repo.clone(), pack, envelope, entries, progress.clone())
         })
         .buffered(read_workers())
         .collect()
@@ -608,6 +643,7 @@ async fn read_packs(
 async fn read_pack(
     repo: Repository,
     pack: Id,
+    envelope: BlobEnvelope,
     entries: Vec<PackEntry>,
     progress: Arc<dyn Progress>,
 ) -> PackOutcome {
@@ -625,8 +661,9 @@ async fn read_pack(
     };
     let bytes_read = bytes.len() as u64;
     progress.add_bytes(bytes_read);
-    let task =
-        tokio::task::spawn_blocking(move || authenticate_pack(&repo, pack, &bytes, &entries));
+    let task = tokio::task::spawn_blocking(move || {
+        authenticate_pack(&repo, pack, &bytes, envelope, &entries)
+    });
     let (blobs_checked, errors) = match task.await {
         Ok(result) => result,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -646,12 +683,14 @@ async fn read_pack(
     }
 }
 
-/// Checks a whole pack against its name and its index entries, and decodes
-/// every blob the index says it holds. Blocking; CPU-bound.
+/// Checks a whole pack against its name and its index entries (the
+/// header's key id and salt included), and decodes every blob the index
+/// says it holds. Blocking; CPU-bound.
 fn authenticate_pack(
     repo: &Repository,
     pack: Id,
     bytes: &[u8],
+    envelope: BlobEnvelope,
     indexed: &[PackEntry],
 ) -> (u64, Vec<CheckError>) {
     let mut errors = Vec::new();
@@ -668,11 +707,23 @@ fn authenticate_pack(
             reason: format!("header: {e}"),
         }),
         Ok(mut header) => {
-            header.sort_by_key(|e| (e.offset, e.blob_type, e.id));
-            if header != indexed {
+            if header.envelope != envelope {
                 errors.push(CheckError::PackDamaged {
                     pack,
-                    reason: describe_header_mismatch(&header, indexed),
+                    reason: format!(
+                        "its header says {} but the index {}",
+                        describe_envelope(header.envelope),
+                        describe_envelope(envelope)
+                    ),
+                });
+            }
+            header
+                .entries
+                .sort_by_key(|e| (e.offset, e.blob_type, e.id));
+            if header.entries != indexed {
+                errors.push(CheckError::PackDamaged {
+                    pack,
+                    reason: describe_header_mismatch(&header.entries, indexed),
                 });
             }
         }
@@ -696,6 +747,7 @@ fn authenticate_pack(
         };
         if let Err(e) = decode_blob(
             repo.key(),
+            envelope,
             entry.blob_type,
             stored,
             entry.uncompressed_length,

@@ -463,19 +463,19 @@ impl Copier {
                     let stored = &bytes[start..start + location.length as usize];
                     let plaintext = decode_blob(
                         source.key(),
+                        location.envelope,
                         BlobType::Data,
                         stored,
                         location.uncompressed_length,
                         &source_id,
                     )
                     .map_err(|e| e.in_file(&path))?;
-                    let key = destination.key();
-                    let id = key.content_id(&plaintext);
+                    let id = destination.key().content_id(&plaintext);
                     let blob = if shared.has(BlobType::Data, &id) {
                         None
                     } else {
                         Some(encode_blob(
-                            key,
+                            &destination.blob_key()?,
                             BlobType::Data,
                             id,
                             &plaintext,
@@ -530,7 +530,7 @@ impl PackSink {
                 return Ok((id, None));
             }
             let blob = encode_blob(
-                key,
+                &destination.blob_key()?,
                 BlobType::Tree,
                 id,
                 &plaintext,

@@ -38,6 +38,7 @@ use bytes::Bytes;
 use zeroize::Zeroizing;
 
 use crate::audit::{AUDIT_DIR, AuditRecord};
+use crate::blob::BlobEnvelope;
 use crate::fence::is_foreign_keyring;
 use crate::hold::HOLDS_DIR;
 use crate::keys::NewKey;
@@ -45,7 +46,7 @@ use crate::marks::MARKS_DIR;
 use crate::marks::{delete_if_present, list_marks};
 use crate::pack::PackEntry;
 use crate::prune::{PruneOptions, PruneReport};
-use crate::rekey::{ReencryptReport, envelope_key_id, stored_key_id};
+use crate::rekey::{ReencryptReport, envelope_key_id, pack_under_key};
 use crate::repository::{
     CONFIG_PATH, DATA_DIR, INDEX_DIR, KEYRING_DIR, KEYS_DIR, SNAPSHOTS_DIR, blocking, id_from_path,
 };
@@ -312,14 +313,16 @@ async fn old_packs(
     current_packs: &mut HashSet<Id>,
 ) -> Result<Option<Waiting>> {
     let marks = list_marks(repo).await?;
-    let mut indexed: HashMap<Id, Vec<PackEntry>> = HashMap::new();
+    let mut indexed: HashMap<Id, (BlobEnvelope, Vec<PackEntry>)> = HashMap::new();
     for meta in repo.list_index_files().await? {
         for pack in repo
             .load_index_file(&id_from_path(&meta.path)?)
             .await?
             .packs
         {
-            indexed.entry(pack.id).or_insert(pack.blobs);
+            indexed
+                .entry(pack.id)
+                .or_insert((pack.envelope, pack.blobs));
         }
     }
     let mut waiting = Waiting::default();
@@ -333,17 +336,17 @@ async fn old_packs(
         if current_packs.contains(&id) {
             continue;
         }
-        let entries = match indexed.get(&id) {
-            Some(entries) => entries.clone(),
+        let (envelope, entries) = match indexed.get(&id) {
+            Some(indexed) => indexed.clone(),
             // A header this key cannot open counts as old: a prune marks
             // and deletes the pack (it is in no index).
-            None => repo.load_pack_header(&id).await.unwrap_or_default(),
+            None => match repo.load_pack_header(&id).await {
+                Ok(header) => (header.envelope, header.entries),
+                Err(_) => (BlobEnvelope::PerBlob, Vec::new()),
+            },
         };
         let bytes = repo.backend().get(&meta.path).await?;
-        let old = entries.is_empty()
-            || entries
-                .iter()
-                .any(|entry| stored_key_id(&bytes, entry) != Some(current));
+        let old = entries.is_empty() || !pack_under_key(envelope, &bytes, &entries, current);
         if !old {
             current_packs.insert(id);
             continue;

@@ -21,8 +21,8 @@ use crate::{Error, Id, Repository, Result};
 pub trait TreeReader: Sync {
     /// The repository's loaded index.
     type Index: Sync;
-    /// Bytes sealing adds to a blob's stored (and compressed) form.
-    const SEAL_OVERHEAD: u64;
+    /// Bytes sealing added to a located blob's stored (and compressed) form.
+    fn seal_overhead(location: &BlobLocation) -> u64;
     /// One tree, decoded and validated.
     fn load_tree(&self, index: &Self::Index, id: &Id) -> impl Future<Output = Result<Tree>> + Send;
     /// One data blob's plaintext, verified.
@@ -35,14 +35,17 @@ pub trait TreeReader: Sync {
     fn plaintext_len(location: &BlobLocation) -> Option<u64> {
         match location.uncompressed_length {
             Some(len) => Some(u64::from(len)),
-            None => u64::from(location.length).checked_sub(Self::SEAL_OVERHEAD),
+            None => u64::from(location.length).checked_sub(Self::seal_overhead(location)),
         }
     }
 }
 
 impl TreeReader for Repository {
     type Index = Index;
-    const SEAL_OVERHEAD: u64 = arca_crypto::SEAL_OVERHEAD as u64;
+
+    fn seal_overhead(location: &BlobLocation) -> u64 {
+        location.envelope.overhead() as u64
+    }
 
     fn load_tree(&self, index: &Index, id: &Id) -> impl Future<Output = Result<Tree>> + Send {
         Repository::load_tree(self, index, id)

@@ -9,14 +9,25 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::blob::BlobType;
+use arca_crypto::{AUDIT_KEY_ID, BLOB_SALT_LEN, BlobKeyId};
+
+use crate::blob::{BlobEnvelope, BlobType};
 use crate::pack::{FLAG_COMPRESSED, PackEntry, decode_blob_record};
 use crate::{Error, Id, Result};
 
-/// Version byte at the start of every index file plaintext.
-pub const INDEX_VERSION: u8 = 1;
-/// Bytes of one encoded pack record (before its blob records).
-pub const PACK_RECORD_LEN: usize = 32 + 4;
+/// Version byte at the start of the index file plaintext written now: each
+/// pack with its blob key's id and salt (docs/FORMAT.md §11).
+pub const INDEX_VERSION: u8 = 2;
+/// Version byte of index files from before pack format 2, still read.
+pub const INDEX_VERSION_PER_BLOB: u8 = 1;
+/// Bytes of one encoded pack record (before its blob records):
+/// `pack_id ‖ key_id ‖ salt ‖ blob_count`.
+pub const PACK_RECORD_LEN: usize = 32 + 4 + BLOB_SALT_LEN + 4;
+/// A version-1 pack record: `pack_id ‖ blob_count`.
+const PACK_RECORD_LEN_PER_BLOB: usize = 32 + 4;
+/// The key id a version-2 pack record gives a format-1 pack (whose blobs
+/// name their keys themselves), with an all-zero salt: no data key has it.
+const PER_BLOB_KEY_ID: u32 = AUDIT_KEY_ID;
 /// Bytes of one encoded blob record.
 pub const BLOB_RECORD_LEN: usize = 4 + 1 + 1 + 32 + 4 + 4;
 
@@ -36,6 +47,8 @@ pub struct IndexFile {
 pub struct IndexPack {
     /// Storage ID of the pack (its file name under `data/`).
     pub id: Id,
+    /// How the pack's blobs are sealed (as its header says).
+    pub envelope: BlobEnvelope,
     /// The blobs in the pack.
     pub blobs: Vec<PackEntry>,
 }
@@ -80,6 +93,12 @@ impl IndexFile {
         out.extend_from_slice(&count_u32(self.packs.len()).to_le_bytes());
         for pack in &self.packs {
             out.extend_from_slice(&pack.id.0);
+            let (key_id, salt) = match pack.envelope {
+                BlobEnvelope::Pack(key) => (key.key_id, key.salt),
+                BlobEnvelope::PerBlob => (PER_BLOB_KEY_ID, [0; BLOB_SALT_LEN]),
+            };
+            out.extend_from_slice(&key_id.to_le_bytes());
+            out.extend_from_slice(&salt);
             out.extend_from_slice(&count_u32(pack.blobs.len()).to_le_bytes());
             for blob in &pack.blobs {
                 out.extend_from_slice(&blob.offset.to_le_bytes());
@@ -103,13 +122,20 @@ impl IndexFile {
         let bad = |reason: String| Error::corrupt("index file", reason);
         let mut reader = Reader { bytes, pos: 0 };
         let version = reader.take(1).ok_or_else(|| bad("empty".into()))?[0];
-        if version != INDEX_VERSION {
-            return Err(bad(format!("unsupported index version {version}")));
-        }
+        let record_len = match version {
+            INDEX_VERSION => PACK_RECORD_LEN,
+            INDEX_VERSION_PER_BLOB => PACK_RECORD_LEN_PER_BLOB,
+            _ => {
+                return Err(bad(format!(
+                    "unsupported index version {version}; this build reads versions \
+                     {INDEX_VERSION_PER_BLOB} and {INDEX_VERSION} (upgrade arca?)"
+                )));
+            }
+        };
         let pack_count = reader
             .u32()
             .ok_or_else(|| bad("truncated pack count".into()))? as usize;
-        let mut packs = Vec::with_capacity(pack_count.min(reader.remaining() / PACK_RECORD_LEN));
+        let mut packs = Vec::with_capacity(pack_count.min(reader.remaining() / record_len));
         for pack_number in 0..pack_count {
             let truncated = || bad(format!("truncated at pack {pack_number} of {pack_count}"));
             let id = Id(reader
@@ -117,6 +143,25 @@ impl IndexFile {
                 .ok_or_else(truncated)?
                 .try_into()
                 .expect("32 bytes"));
+            let envelope = if version == INDEX_VERSION_PER_BLOB {
+                BlobEnvelope::PerBlob
+            } else {
+                let key_id = reader.u32().ok_or_else(truncated)?;
+                let salt: [u8; BLOB_SALT_LEN] = reader
+                    .take(BLOB_SALT_LEN)
+                    .ok_or_else(truncated)?
+                    .try_into()
+                    .expect("BLOB_SALT_LEN bytes");
+                match key_id {
+                    PER_BLOB_KEY_ID if salt == [0; BLOB_SALT_LEN] => BlobEnvelope::PerBlob,
+                    PER_BLOB_KEY_ID => {
+                        return Err(bad(format!(
+                            "pack {id}: key id {key_id:#x} names no data key"
+                        )));
+                    }
+                    key_id => BlobEnvelope::Pack(BlobKeyId { key_id, salt }),
+                }
+            };
             let blob_count = reader.u32().ok_or_else(truncated)? as usize;
             if reader.remaining() / BLOB_RECORD_LEN < blob_count {
                 return Err(bad(format!(
@@ -141,7 +186,11 @@ impl IndexFile {
                     uncompressed_length,
                 });
             }
-            packs.push(IndexPack { id, blobs });
+            packs.push(IndexPack {
+                id,
+                envelope,
+                blobs,
+            });
         }
         if reader.remaining() != 0 {
             return Err(bad(format!("{} trailing bytes", reader.remaining())));
@@ -182,6 +231,8 @@ impl<'a> Reader<'a> {
 pub struct BlobLocation {
     /// Storage ID of the pack holding the blob.
     pub pack: Id,
+    /// How the pack's blobs are sealed.
+    pub envelope: BlobEnvelope,
     /// What the blob holds.
     pub blob_type: BlobType,
     /// Byte offset of the stored blob in the pack.
@@ -234,6 +285,8 @@ impl Entry {
 pub struct Index {
     entries: Vec<Entry>,
     packs: Vec<Id>,
+    /// By pack number: how the pack's blobs are sealed.
+    envelopes: Vec<BlobEnvelope>,
     pack_numbers: HashMap<Id, u32>,
     /// Empty until [`Index::finish`], and again after [`Index::add_file`].
     prefixes: PrefixTable,
@@ -306,6 +359,7 @@ impl Index {
                         .filter(|n| n & TREE_BIT == 0)
                         .expect("fewer than 2^31 packs");
                     self.packs.push(pack.id);
+                    self.envelopes.push(pack.envelope);
                     self.pack_numbers.insert(pack.id, number);
                     number
                 }
@@ -342,8 +396,10 @@ impl Index {
     }
 
     fn location(&self, entry: &Entry) -> BlobLocation {
+        let pack = (entry.pack_and_type & !TREE_BIT) as usize;
         BlobLocation {
-            pack: self.packs[(entry.pack_and_type & !TREE_BIT) as usize],
+            pack: self.packs[pack],
+            envelope: self.envelopes[pack],
             blob_type: entry.blob_type(),
             offset: entry.offset,
             length: entry.length,
@@ -431,6 +487,14 @@ impl Index {
         self.packs.iter().copied()
     }
 
+    /// How the blobs of `pack` are sealed, as the first index file listing
+    /// it says; `None` for a pack no index file listed.
+    pub fn pack_envelope(&self, pack: &Id) -> Option<BlobEnvelope> {
+        self.pack_numbers
+            .get(pack)
+            .map(|&number| self.envelopes[number as usize])
+    }
+
     /// Memory per blob entry, in bytes (the pack table is extra, per pack).
     pub fn bytes_per_blob(&self) -> usize {
         std::mem::size_of::<Entry>()
@@ -442,7 +506,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::testing::{any_blob_type, any_id, any_uncompressed_length};
+    use crate::testing::{any_blob_type, any_envelope, any_id, any_uncompressed_length};
 
     fn any_pack_entry() -> impl Strategy<Value = PackEntry> {
         (
@@ -465,8 +529,16 @@ mod tests {
 
     fn any_index_file() -> impl Strategy<Value = IndexFile> {
         proptest::collection::vec(
-            (any_id(), proptest::collection::vec(any_pack_entry(), 0..20))
-                .prop_map(|(id, blobs)| IndexPack { id, blobs }),
+            (
+                any_id(),
+                any_envelope(),
+                proptest::collection::vec(any_pack_entry(), 0..20),
+            )
+                .prop_map(|(id, envelope, blobs)| IndexPack {
+                    id,
+                    envelope,
+                    blobs,
+                }),
             0..10,
         )
         .prop_map(|packs| IndexFile { packs })
@@ -488,10 +560,36 @@ mod tests {
                 .iter()
                 .map(|(id, blobs)| IndexPack {
                     id: Id([*id; 32]),
+                    envelope: envelope(*id),
                     blobs: blobs.clone(),
                 })
                 .collect(),
         }
+    }
+
+    /// A format-2 envelope of its own for the pack named `id`.
+    fn envelope(id: u8) -> BlobEnvelope {
+        BlobEnvelope::Pack(BlobKeyId {
+            key_id: u32::from(id),
+            salt: [id; BLOB_SALT_LEN],
+        })
+    }
+
+    /// `file` as builds before pack format 2 encoded it (version 1: no key
+    /// id or salt; every pack format 1).
+    fn encode_version_1(file: &IndexFile) -> Vec<u8> {
+        let mut out = vec![INDEX_VERSION_PER_BLOB];
+        out.extend_from_slice(&count_u32(file.packs.len()).to_le_bytes());
+        let current = file.encode();
+        let mut at = 5;
+        for pack in &file.packs {
+            out.extend_from_slice(&pack.id.0);
+            at += 32 + 4 + BLOB_SALT_LEN;
+            let records = 4 + pack.blobs.len() * BLOB_RECORD_LEN;
+            out.extend_from_slice(&current[at..at + records]);
+            at += records;
+        }
+        out
     }
 
     #[test]
@@ -524,6 +622,7 @@ mod tests {
             location,
             BlobLocation {
                 pack: Id([0xa0; 32]),
+                envelope: envelope(0xa0),
                 blob_type: BlobType::Tree,
                 offset: 100,
                 length: 100,
@@ -604,6 +703,7 @@ mod tests {
         index.add_file(&IndexFile {
             packs: vec![IndexPack {
                 id: Id([0xaa; 32]),
+                envelope: BlobEnvelope::PerBlob,
                 blobs: blobs.clone(),
             }],
         });
@@ -659,7 +759,8 @@ mod tests {
         version[0] = 9;
         assert!(IndexFile::decode(&version).is_err(), "version");
         let mut huge_count = good.clone();
-        huge_count[1 + 32 + 4..1 + 32 + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        huge_count[5 + PACK_RECORD_LEN - 4..5 + PACK_RECORD_LEN]
+            .copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(
             IndexFile::decode(&huge_count).is_err(),
             "blob count past the end"
@@ -672,6 +773,43 @@ mod tests {
             "offset + length overflows"
         );
         assert!(IndexFile::decode(&[]).is_err());
+        let mut no_data_key = good.clone();
+        no_data_key[5 + 32..5 + 36].copy_from_slice(&PER_BLOB_KEY_ID.to_le_bytes());
+        assert!(
+            IndexFile::decode(&no_data_key).is_err(),
+            "key id 0xffffffff with a salt"
+        );
+        no_data_key[5 + 36..5 + 36 + BLOB_SALT_LEN].fill(0);
+        assert_eq!(
+            IndexFile::decode(&no_data_key).unwrap().packs[0].envelope,
+            BlobEnvelope::PerBlob,
+            "key id 0xffffffff with a zero salt: a format-1 pack"
+        );
+    }
+
+    #[test]
+    fn version_1_files_list_format_1_packs_and_are_written_again_as_version_2() {
+        let v2 = file(&[(0xa0, vec![entry(BlobType::Data, 1, 0)]), (0xb0, vec![])]);
+        let v1 = encode_version_1(&v2);
+        assert_eq!(v1.len(), 5 + 2 * 36 + BLOB_RECORD_LEN);
+        let decoded = IndexFile::decode(&v1).unwrap();
+        assert!(
+            decoded
+                .packs
+                .iter()
+                .all(|pack| pack.envelope == BlobEnvelope::PerBlob)
+        );
+        assert_eq!(decoded.packs[0].blobs, v2.packs[0].blobs);
+        let again = decoded.encode();
+        assert_eq!(again[0], INDEX_VERSION);
+        assert_eq!(IndexFile::decode(&again).unwrap(), decoded);
+        let mut index = Index::default();
+        index.add_file(&decoded);
+        index.finish();
+        assert_eq!(
+            index.get(BlobType::Data, &Id([1; 32])).unwrap().envelope,
+            BlobEnvelope::PerBlob
+        );
     }
 
     proptest! {
@@ -694,6 +832,7 @@ mod tests {
                 for blob in &pack.blobs {
                     first.entry((blob.blob_type, blob.id)).or_insert(BlobLocation {
                         pack: pack.id,
+                        envelope: pack.envelope,
                         blob_type: blob.blob_type,
                         offset: blob.offset,
                         length: blob.length,
@@ -704,6 +843,16 @@ mod tests {
             prop_assert_eq!(index.len(), first.len());
             for ((blob_type, id), location) in &first {
                 prop_assert_eq!(index.get(*blob_type, id), Some(*location));
+            }
+        }
+
+        #[test]
+        fn version_1_files_decode_as_format_1_packs(file in any_index_file()) {
+            let decoded = IndexFile::decode(&encode_version_1(&file)).unwrap();
+            prop_assert_eq!(decoded.packs.len(), file.packs.len());
+            for (decoded, pack) in decoded.packs.iter().zip(&file.packs) {
+                prop_assert_eq!(decoded.envelope, BlobEnvelope::PerBlob);
+                prop_assert_eq!((decoded.id, &decoded.blobs), (pack.id, &pack.blobs));
             }
         }
 
@@ -723,7 +872,12 @@ mod tests {
             let mut damaged = encoded.clone();
             damaged[position.index(encoded.len())] = value;
             if let Ok(decoded) = IndexFile::decode(&damaged) {
-                prop_assert_eq!(decoded.encode(), damaged, "only canonical encodings decode");
+                let canonical = if damaged[0] == INDEX_VERSION_PER_BLOB {
+                    encode_version_1(&decoded)
+                } else {
+                    decoded.encode()
+                };
+                prop_assert_eq!(canonical, damaged, "only canonical encodings decode");
             }
             let truncated = &encoded[..cut.index(encoded.len())];
             prop_assert!(IndexFile::decode(truncated).is_err(), "a truncated file never decodes");

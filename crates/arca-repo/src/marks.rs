@@ -351,18 +351,13 @@ pub(crate) async fn copy_blobs(
     for &(blob_type, id) in blobs {
         let plaintext = repo.read_blob(index, blob_type, &id).await?;
         let slot = usize::from(blob_type == BlobType::Tree);
-        let mut writer = writers[slot]
-            .take()
-            .unwrap_or_else(|| PackWriter::new(blob_type));
+        let mut writer = match writers[slot].take() {
+            Some(writer) => writer,
+            None => PackWriter::new(blob_type, repo.blob_key()?),
+        };
         let key_repo = repo.clone();
         writer = blocking(move || {
-            writer.add_encoding(
-                key_repo.key(),
-                blob_type,
-                id,
-                &plaintext,
-                key_repo.compression(),
-            )?;
+            writer.add_encoding(blob_type, id, &plaintext, key_repo.compression())?;
             Ok(writer)
         })
         .await?;

@@ -5,9 +5,14 @@
 //!
 //! ```text
 //! blob 0 ‖ blob 1 ‖ … ‖ blob n-1 ‖ seal(PackHeader, header) ‖ u32 LE length of the sealed header
-//! header = version u8 (= 1) ‖ n × entry
+//! header = version u8 (= 2) ‖ key_id u32 LE ‖ salt [16] ‖ n × entry       (format 2, written)
+//!        | version u8 (= 1) ‖ n × entry                                   (format 1, read)
 //! entry  = type u8 ‖ flags u8 (bit 0: compressed) ‖ content id [32] ‖ length u32 LE ‖ uncompressed length u32 LE (0 if not compressed)
 //! ```
+//!
+//! In format 2 every blob is sealed under the blob key of `key_id` and
+//! `salt` ([`arca_crypto::BlobKey`]); in format 1 each blob is an object
+//! envelope of its own.
 //!
 //! Offsets are implicit: blob *i* starts where blob *i − 1* ends, and the blobs
 //! must exactly fill the bytes before the sealed header. A pack's file name is
@@ -18,16 +23,21 @@ use std::sync::{Arc, Condvar, Mutex};
 
 mod spool;
 
-use arca_crypto::{MasterKey, ObjectKind};
+use arca_crypto::{AUDIT_KEY_ID, BLOB_SALT_LEN, BlobKey, BlobKeyId, MasterKey, ObjectKind};
 use arca_store::{DIRECT_IO_ALIGN, SpoolDir, SpoolFile};
 use bytes::Bytes;
 
 use self::spool::Spool;
-use crate::blob::{BlobType, Compression, EncodedBlob};
+use crate::blob::{BlobEnvelope, BlobType, Compression, EncodedBlob};
 use crate::{Error, Id, Result};
 
-/// Version byte at the start of every pack header plaintext.
-pub const HEADER_VERSION: u8 = 1;
+/// Version byte at the start of the header plaintext of packs written now
+/// (format 2: blobs under the pack's blob key).
+pub const HEADER_VERSION: u8 = 2;
+/// Version byte of format-1 headers (every blob its own envelope), still read.
+pub const HEADER_VERSION_PER_BLOB: u8 = 1;
+/// Bytes of a format-2 header before its entries: version, key id, salt.
+pub const HEADER_PREFIX_LEN: usize = 1 + 4 + BLOB_SALT_LEN;
 /// Bytes of one encoded header entry.
 pub const HEADER_ENTRY_LEN: usize = 1 + 1 + 32 + 4 + 4;
 /// Bytes of the trailer that holds the sealed header's length.
@@ -64,6 +74,8 @@ pub struct PackEntry {
 #[derive(Debug)]
 pub struct PackWriter {
     blob_type: BlobType,
+    /// What every blob of the pack is sealed under.
+    key: Arc<BlobKey>,
     /// The pack (the part not yet spooled) is `bytes[start..]`; the padding
     /// before it puts the pack at an address aligned for direct I/O in
     /// recycled buffers.
@@ -214,6 +226,8 @@ impl Drop for Recycled {
 pub struct FinishedPack {
     /// Storage ID of the pack's bytes; the pack's file name.
     pub id: Id,
+    /// How its blobs are sealed.
+    pub envelope: BlobEnvelope,
     /// The whole pack file.
     pub contents: PackContents,
     /// The blobs it holds, in order.
@@ -250,10 +264,11 @@ impl Drop for FinishedPack {
 }
 
 impl PackWriter {
-    /// An empty pack for blobs of `blob_type`.
-    pub fn new(blob_type: BlobType) -> Self {
+    /// An empty pack for blobs of `blob_type`, sealed under `key`.
+    pub fn new(blob_type: BlobType, key: Arc<BlobKey>) -> Self {
         PackWriter {
             blob_type,
+            key,
             bytes: Vec::new(),
             start: 0,
             entries: Vec::new(),
@@ -263,8 +278,8 @@ impl PackWriter {
     }
 
     /// An empty pack whose buffer has room for `capacity` bytes.
-    pub fn with_capacity(blob_type: BlobType, capacity: usize) -> Self {
-        let mut writer = PackWriter::new(blob_type);
+    pub fn with_capacity(blob_type: BlobType, key: Arc<BlobKey>, capacity: usize) -> Self {
+        let mut writer = PackWriter::new(blob_type, key);
         writer.bytes.reserve_exact(capacity);
         writer
     }
@@ -272,12 +287,17 @@ impl PackWriter {
     /// An empty pack whose buffer comes from `buffers` (waiting for one if
     /// all are in use) and goes back there when the finished pack's bytes are
     /// dropped; `None` if the pool is closed.
-    pub fn recycling(blob_type: BlobType, buffers: &Arc<PackBuffers>) -> Option<Self> {
+    pub fn recycling(
+        blob_type: BlobType,
+        key: Arc<BlobKey>,
+        buffers: &Arc<PackBuffers>,
+    ) -> Option<Self> {
         let (slot, mut bytes) = buffers.take()?;
         let start = bytes.as_ptr().align_offset(DIRECT_IO_ALIGN);
         bytes.resize(start, 0);
         Some(PackWriter {
             blob_type,
+            key,
             bytes,
             start,
             entries: Vec::new(),
@@ -295,11 +315,12 @@ impl PackWriter {
     /// `Ok(None)` if the pool is closed.
     pub fn spooling(
         blob_type: BlobType,
+        key: Arc<BlobKey>,
         buffers: &Arc<PackBuffers>,
         file: SpoolFile,
         spill_at: usize,
     ) -> Result<Option<Self>> {
-        let Some(mut writer) = PackWriter::recycling(blob_type, buffers) else {
+        let Some(mut writer) = PackWriter::recycling(blob_type, key, buffers) else {
             return Ok(None);
         };
         let Some((spare_slot, spare)) = buffers.take() else {
@@ -312,6 +333,11 @@ impl PackWriter {
     /// The type of blob this pack takes.
     pub fn blob_type(&self) -> BlobType {
         self.blob_type
+    }
+
+    /// The blob key every blob of this pack is sealed under.
+    pub fn key(&self) -> &Arc<BlobKey> {
+        &self.key
     }
 
     /// Appends a blob.
@@ -330,21 +356,35 @@ impl PackWriter {
             blob.id,
             &blob.bytes,
             blob.uncompressed_length,
+            &blob.key,
         )
     }
 
-    /// Appends a blob's stored form from a slice (a repack copies blobs out
-    /// of the pack it read, without a buffer per blob). Panics and fails as
-    /// [`PackWriter::add`].
+    /// Appends a blob's stored form, sealed under `sealed_by`, from a slice
+    /// (a repack copies blobs out of the pack it read, without a buffer per
+    /// blob): as it is if `sealed_by` is the pack's key, else opened and
+    /// sealed again under the pack's key (a writer drew a new key meanwhile;
+    /// a blob is never stored under a key its pack does not name). Panics
+    /// as [`PackWriter::add`]; fails as it, and with [`Error::Corrupt`] if
+    /// the blob does not open.
     pub fn add_stored(
         &mut self,
         blob_type: BlobType,
         id: Id,
         stored: &[u8],
         uncompressed_length: Option<u32>,
+        sealed_by: &BlobKey,
     ) -> Result<()> {
         let offset = self.start_blob(blob_type, id);
-        self.bytes.extend_from_slice(stored);
+        if sealed_by.id() == self.key.id() {
+            self.bytes.extend_from_slice(stored);
+        } else {
+            let opened = sealed_by
+                .open(blob_type.object_kind(), stored)
+                .map_err(|e| Error::corrupt(format!("{blob_type} blob {id}"), e))?;
+            self.key
+                .seal_into(blob_type.object_kind(), &opened, &mut self.bytes)?;
+        }
         self.end_blob(blob_type, id, offset, uncompressed_length);
         self.spill(false)
     }
@@ -358,7 +398,6 @@ impl PackWriter {
     /// [`PackWriter::add`], and as `append_stored_form` for a blob over 4 GiB.
     pub fn add_encoding(
         &mut self,
-        key: &MasterKey,
         blob_type: BlobType,
         id: Id,
         plaintext: &[u8],
@@ -366,9 +405,10 @@ impl PackWriter {
     ) -> Result<()> {
         let offset = self.start_blob(blob_type, id);
         let uncompressed_length =
-            key.seal_with(blob_type.object_kind(), &mut self.bytes, |out| {
-                crate::blob::append_stored_form(plaintext, compression, out)
-            })?;
+            self.key
+                .seal_with(blob_type.object_kind(), &mut self.bytes, |out| {
+                    crate::blob::append_stored_form(plaintext, compression, out)
+                })?;
         self.end_blob(blob_type, id, offset, uncompressed_length);
         self.spill(false)
     }
@@ -427,7 +467,7 @@ impl PackWriter {
     /// (which grows by an entry per blob) and the trailer, still fit in the
     /// pack's buffer without growing it.
     pub fn fits(&self, len: usize) -> bool {
-        let header = 1 + (self.entries.len() + 1) * HEADER_ENTRY_LEN;
+        let header = HEADER_PREFIX_LEN + (self.entries.len() + 1) * HEADER_ENTRY_LEN;
         let tail = header + arca_crypto::SEAL_OVERHEAD + TRAILER_LEN;
         self.bytes.len() + len + tail <= self.bytes.capacity()
     }
@@ -453,7 +493,8 @@ impl PackWriter {
     /// writer writes everything out and hands its buffer back.
     pub fn finish(mut self, key: &MasterKey) -> Result<FinishedPack> {
         self.spill(true)?;
-        let header = encode_header(&self.entries);
+        let envelope = BlobEnvelope::Pack(self.key.id());
+        let header = encode_header(envelope, &self.entries);
         let before = self.bytes.len();
         key.seal_into(ObjectKind::PackHeader, &header, &mut self.bytes)?;
         let sealed_len = u32::try_from(self.bytes.len() - before).expect("pack headers fit in u32");
@@ -467,6 +508,7 @@ impl PackWriter {
             let (file, id) = written?;
             return Ok(FinishedPack {
                 id,
+                envelope,
                 contents: PackContents::Spooled(Arc::new(file)),
                 entries,
                 slot: None,
@@ -485,6 +527,7 @@ impl PackWriter {
         };
         Ok(FinishedPack {
             id,
+            envelope,
             contents: PackContents::Memory(bytes),
             entries,
             slot,
@@ -515,6 +558,8 @@ impl Drop for PackWriter {
 pub(crate) struct OpenPacks {
     /// Data, tree.
     open: [Option<PackWriter>; 2],
+    /// Where new packs get their blob key.
+    repo: crate::Repository,
     spool_dir: Option<SpoolDir>,
     /// Buffers of the spooling data packs: two for the open one and two for
     /// each still being finished by an upload task, so opening a pack never
@@ -530,6 +575,7 @@ impl OpenPacks {
         let config = repo.config();
         OpenPacks {
             open: [None, None],
+            repo: repo.clone(),
             spool_dir: repo.backend().spool_dir(),
             buffers: PackBuffers::new(
                 SPILL_BYTES + config.chunker.max as usize + PACK_SLACK,
@@ -554,10 +600,13 @@ impl OpenPacks {
                 },
                 _ => None,
             };
+            let key = self.repo.blob_key()?;
             *slot = Some(match spool_file {
-                Some(file) => PackWriter::spooling(blob_type, &self.buffers, file, SPILL_BYTES)?
-                    .expect("the open packs' buffer pool is never closed"),
-                None => PackWriter::with_capacity(blob_type, self.pack_size + PACK_SLACK),
+                Some(file) => {
+                    PackWriter::spooling(blob_type, key, &self.buffers, file, SPILL_BYTES)?
+                        .expect("the open packs' buffer pool is never closed")
+                }
+                None => PackWriter::with_capacity(blob_type, key, self.pack_size + PACK_SLACK),
             });
         }
         Ok(slot.as_mut().expect("just opened"))
@@ -576,11 +625,29 @@ impl OpenPacks {
     }
 }
 
+/// A decoded pack header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackHeader {
+    /// How the pack's blobs are sealed: format 2 names its blob key.
+    pub envelope: BlobEnvelope,
+    /// The blobs, in order.
+    pub entries: Vec<PackEntry>,
+}
+
 /// Encodes the plaintext header for `entries` (which must be contiguous from
-/// offset 0, as [`PackWriter`] makes them).
-pub fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + entries.len() * HEADER_ENTRY_LEN);
-    out.push(HEADER_VERSION);
+/// offset 0, as [`PackWriter`] makes them) of a pack sealed as `envelope`:
+/// format 2 for a pack blob key, format 1 (only written by tests, as
+/// builds before format 2 did) for blobs sealed one by one.
+pub fn encode_header(envelope: BlobEnvelope, entries: &[PackEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_PREFIX_LEN + entries.len() * HEADER_ENTRY_LEN);
+    match envelope {
+        BlobEnvelope::Pack(key) => {
+            out.push(HEADER_VERSION);
+            out.extend_from_slice(&key.key_id.to_le_bytes());
+            out.extend_from_slice(&key.salt);
+        }
+        BlobEnvelope::PerBlob => out.push(HEADER_VERSION_PER_BLOB),
+    }
     for entry in entries {
         out.push(entry.blob_type.to_byte());
         out.push(if entry.uncompressed_length.is_some() {
@@ -597,14 +664,37 @@ pub fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
 
 /// Decodes a plaintext header; `blobs_len` is the number of bytes before the
 /// sealed header, which the blobs must fill exactly.
-pub fn decode_header(header: &[u8], blobs_len: u64) -> Result<Vec<PackEntry>> {
+pub fn decode_header(header: &[u8], blobs_len: u64) -> Result<PackHeader> {
     let bad = |reason: String| Error::corrupt("pack header", reason);
-    let (&version, body) = header
+    let (&version, rest) = header
         .split_first()
         .ok_or_else(|| bad("empty header".into()))?;
-    if version != HEADER_VERSION {
-        return Err(bad(format!("unsupported header version {version}")));
-    }
+    let (envelope, body) = match version {
+        HEADER_VERSION => {
+            let (key_id, rest) = rest
+                .split_first_chunk::<4>()
+                .ok_or_else(|| bad("truncated key id".into()))?;
+            let (salt, body) = rest
+                .split_first_chunk::<BLOB_SALT_LEN>()
+                .ok_or_else(|| bad("truncated salt".into()))?;
+            let key_id = u32::from_le_bytes(*key_id);
+            if key_id == AUDIT_KEY_ID {
+                return Err(bad(format!("key id {key_id:#x} names no data key")));
+            }
+            let key = BlobKeyId {
+                key_id,
+                salt: *salt,
+            };
+            (BlobEnvelope::Pack(key), body)
+        }
+        HEADER_VERSION_PER_BLOB => (BlobEnvelope::PerBlob, rest),
+        _ => {
+            return Err(bad(format!(
+                "unsupported header version {version}; this build reads versions \
+                 {HEADER_VERSION_PER_BLOB} and {HEADER_VERSION} (upgrade arca?)"
+            )));
+        }
+    };
     if body.len() % HEADER_ENTRY_LEN != 0 {
         return Err(bad(format!(
             "{} bytes of entries is not a multiple of {HEADER_ENTRY_LEN}",
@@ -637,7 +727,7 @@ pub fn decode_header(header: &[u8], blobs_len: u64) -> Result<Vec<PackEntry>> {
             "blobs cover {offset} bytes but the pack has {blobs_len} bytes before its header"
         )));
     }
-    Ok(entries)
+    Ok(PackHeader { envelope, entries })
 }
 
 /// Decodes `type u8 ‖ flags u8 ‖ id [32] ‖ length u32 ‖ uncompressed u32`, the
@@ -669,7 +759,7 @@ pub fn header_len_from_trailer(trailer: &[u8; TRAILER_LEN]) -> u32 {
 }
 
 /// Opens and decodes a sealed header, given the total pack length.
-pub fn open_header(key: &MasterKey, sealed_header: &[u8], pack_len: u64) -> Result<Vec<PackEntry>> {
+pub fn open_header(key: &MasterKey, sealed_header: &[u8], pack_len: u64) -> Result<PackHeader> {
     let overhead = sealed_header.len() as u64 + TRAILER_LEN as u64;
     let blobs_len = pack_len.checked_sub(overhead).ok_or_else(|| {
         Error::corrupt(
@@ -684,7 +774,7 @@ pub fn open_header(key: &MasterKey, sealed_header: &[u8], pack_len: u64) -> Resu
 }
 
 /// Reads the entries of a whole pack file (untrusted bytes).
-pub fn parse_header(key: &MasterKey, pack_bytes: &[u8]) -> Result<Vec<PackEntry>> {
+pub fn parse_header(key: &MasterKey, pack_bytes: &[u8]) -> Result<PackHeader> {
     let bad = |reason: String| Error::corrupt("pack header", reason);
     let trailer_start = pack_bytes.len().checked_sub(TRAILER_LEN).ok_or_else(|| {
         bad(format!(
@@ -715,7 +805,9 @@ mod tests {
 
     use super::*;
     use crate::blob::{encode_blob, max_sealed_len};
-    use crate::testing::{any_blob_type, any_id, any_uncompressed_length, test_key};
+    use crate::testing::{
+        any_blob_type, any_envelope, any_id, any_uncompressed_length, test_blob_key, test_key,
+    };
 
     /// Entries laid out contiguously from offset 0, as a pack writer makes them.
     fn any_entries() -> impl Strategy<Value = Vec<PackEntry>> {
@@ -757,11 +849,20 @@ mod tests {
 
     fn pack_of(blob_type: BlobType, plaintexts: &[&[u8]]) -> FinishedPack {
         let key = test_key();
-        let mut writer = PackWriter::new(blob_type);
+        let mut writer = PackWriter::new(blob_type, test_blob_key());
         for plaintext in plaintexts {
             let id = key.content_id(plaintext);
             writer
-                .add(&encode_blob(key, blob_type, id, plaintext, Compression::default()).unwrap())
+                .add(
+                    &encode_blob(
+                        &test_blob_key(),
+                        blob_type,
+                        id,
+                        plaintext,
+                        Compression::default(),
+                    )
+                    .unwrap(),
+                )
                 .unwrap();
         }
         writer.finish(key).unwrap()
@@ -774,7 +875,7 @@ mod tests {
         assert_eq!(pack.id, Id::storage_id(&bytes(&pack)));
         assert_eq!(pack.entries.len(), 3);
         assert_eq!(pack.entries[1].uncompressed_length, Some(5000));
-        let parsed = parse_header(test_key(), &bytes(&pack)).unwrap();
+        let parsed = parse_header(test_key(), &bytes(&pack)).unwrap().entries;
         assert_eq!(parsed, pack.entries);
         assert_blobs_decode_to(&pack, &plaintexts);
     }
@@ -783,7 +884,7 @@ mod tests {
     fn uncompressed_data_blob(plaintext: &[u8]) -> EncodedBlob {
         let key = test_key();
         encode_blob(
-            key,
+            &test_blob_key(),
             BlobType::Data,
             key.content_id(plaintext),
             plaintext,
@@ -800,6 +901,7 @@ mod tests {
             let stored = &bytes[entry.offset as usize..(entry.offset + entry.length) as usize];
             let decoded = crate::blob::decode_blob(
                 test_key(),
+                pack.envelope,
                 entry.blob_type,
                 stored,
                 entry.uncompressed_length,
@@ -822,20 +924,23 @@ mod tests {
             .iter()
             .map(|p| max_sealed_len(p.len()))
             .sum::<usize>();
-        let mut writer = PackWriter::with_capacity(BlobType::Data, room + 1024);
+        let mut writer = PackWriter::with_capacity(BlobType::Data, test_blob_key(), room + 1024);
         let buffer = writer.bytes.as_ptr();
         for plaintext in plaintexts {
             let id = key.content_id(plaintext);
             assert!(writer.fits(max_sealed_len(plaintext.len())));
             writer
-                .add_encoding(key, BlobType::Data, id, plaintext, Compression::default())
+                .add_encoding(BlobType::Data, id, plaintext, Compression::default())
                 .unwrap();
         }
         assert_eq!(writer.bytes.as_ptr(), buffer, "the buffer did not move");
         let sealed = writer.finish(key).unwrap();
         let added = pack_of(BlobType::Data, &plaintexts);
         assert_eq!(sealed.entries, added.entries);
-        assert_eq!(parse_header(key, &bytes(&sealed)).unwrap(), sealed.entries);
+        assert_eq!(
+            parse_header(key, &bytes(&sealed)).unwrap().entries,
+            sealed.entries
+        );
         assert_blobs_decode_to(&sealed, &plaintexts);
     }
 
@@ -843,7 +948,7 @@ mod tests {
     #[test]
     fn a_reserved_pack_fills_without_growing() {
         let key = test_key();
-        let mut writer = PackWriter::with_capacity(BlobType::Data, 64 * 1024);
+        let mut writer = PackWriter::with_capacity(BlobType::Data, test_blob_key(), 64 * 1024);
         let reserved = writer.bytes.capacity();
         assert!(reserved >= 64 * 1024);
         let buffer = writer.bytes.as_ptr();
@@ -857,7 +962,10 @@ mod tests {
         assert_eq!(writer.bytes.capacity(), reserved);
         assert_eq!(writer.bytes.as_ptr(), buffer, "never moved");
         let pack = writer.finish(key).unwrap();
-        assert_eq!(parse_header(key, &bytes(&pack)).unwrap().len(), added);
+        assert_eq!(
+            parse_header(key, &bytes(&pack)).unwrap().entries.len(),
+            added
+        );
     }
 
     /// A finished pack's slot is free once the pack is dropped; its buffer
@@ -867,11 +975,14 @@ mod tests {
     fn pack_buffers_come_back_after_the_last_copy_is_dropped() {
         let key = test_key();
         let buffers = PackBuffers::new(64 * 1024, 2);
-        let mut writer = PackWriter::recycling(BlobType::Data, &buffers).unwrap();
+        let mut writer = PackWriter::recycling(BlobType::Data, test_blob_key(), &buffers).unwrap();
         let blob = uncompressed_data_blob(b"abc");
         writer.add(&blob).unwrap();
         let pack = writer.finish(key).unwrap();
-        assert_eq!(parse_header(key, &bytes(&pack)).unwrap(), pack.entries);
+        assert_eq!(
+            parse_header(key, &bytes(&pack)).unwrap().entries,
+            pack.entries
+        );
         assert_eq!(
             bytes(&pack).as_ptr().align_offset(DIRECT_IO_ALIGN),
             0,
@@ -887,7 +998,7 @@ mod tests {
         );
         drop(copy);
         assert_eq!(buffers.lock().free.len(), 1);
-        let reused = PackWriter::recycling(BlobType::Data, &buffers).unwrap();
+        let reused = PackWriter::recycling(BlobType::Data, test_blob_key(), &buffers).unwrap();
         assert!(reused.is_empty());
         assert_eq!(
             reused.bytes.capacity(),
@@ -904,7 +1015,7 @@ mod tests {
     fn a_pack_filled_while_it_fits_keeps_its_buffer() {
         let key = test_key();
         let buffers = PackBuffers::new(256 * 1024, 2);
-        let mut writer = PackWriter::recycling(BlobType::Data, &buffers).unwrap();
+        let mut writer = PackWriter::recycling(BlobType::Data, test_blob_key(), &buffers).unwrap();
         let capacity = writer.bytes.capacity();
         let mut n = 0u32;
         loop {
@@ -918,9 +1029,12 @@ mod tests {
         assert!(n > 1000, "{n} blobs");
         let pack = writer.finish(key).unwrap();
         assert!(bytes(&pack).len() <= capacity);
-        assert_eq!(parse_header(key, &bytes(&pack)).unwrap().len(), n as usize);
+        assert_eq!(
+            parse_header(key, &bytes(&pack)).unwrap().entries.len(),
+            n as usize
+        );
         drop(pack);
-        let reused = PackWriter::recycling(BlobType::Data, &buffers).unwrap();
+        let reused = PackWriter::recycling(BlobType::Data, test_blob_key(), &buffers).unwrap();
         assert_eq!(
             reused.bytes.capacity(),
             capacity,
@@ -935,9 +1049,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let buffers = PackBuffers::new(64 * 1024, 2);
         let file = SpoolFile::create(dir.path()).unwrap();
-        let mut writer = PackWriter::spooling(BlobType::Data, &buffers, file, 4096)
-            .unwrap()
-            .unwrap();
+        let mut writer =
+            PackWriter::spooling(BlobType::Data, test_blob_key(), &buffers, file, 4096)
+                .unwrap()
+                .unwrap();
         writer.add(&uncompressed_data_blob(&[7; 10_000])).unwrap();
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
@@ -957,12 +1072,12 @@ mod tests {
     fn closing_the_pool_releases_a_waiting_writer() {
         let buffers = PackBuffers::new(1024, 2);
         let held = [
-            PackWriter::recycling(BlobType::Data, &buffers).unwrap(),
-            PackWriter::recycling(BlobType::Data, &buffers).unwrap(),
+            PackWriter::recycling(BlobType::Data, test_blob_key(), &buffers).unwrap(),
+            PackWriter::recycling(BlobType::Data, test_blob_key(), &buffers).unwrap(),
         ];
         let waiting = std::thread::spawn({
             let buffers = Arc::clone(&buffers);
-            move || PackWriter::recycling(BlobType::Data, &buffers).is_none()
+            move || PackWriter::recycling(BlobType::Data, test_blob_key(), &buffers).is_none()
         });
         buffers.close();
         assert!(waiting.join().unwrap(), "a closed pool hands out no buffer");
@@ -972,14 +1087,19 @@ mod tests {
 
     #[test]
     fn empty_pack_round_trips() {
-        let pack = PackWriter::new(BlobType::Tree).finish(test_key()).unwrap();
+        let pack = PackWriter::new(BlobType::Tree, test_blob_key())
+            .finish(test_key())
+            .unwrap();
         assert!(pack.entries.is_empty());
-        assert_eq!(parse_header(test_key(), &bytes(&pack)).unwrap(), vec![]);
+        assert_eq!(
+            parse_header(test_key(), &bytes(&pack)).unwrap().entries,
+            vec![]
+        );
     }
 
     #[test]
     fn writer_counts() {
-        let mut writer = PackWriter::new(BlobType::Data);
+        let mut writer = PackWriter::new(BlobType::Data, test_blob_key());
         assert!(writer.is_empty());
         let blob = uncompressed_data_blob(b"abc");
         writer.add(&blob).unwrap();
@@ -993,14 +1113,16 @@ mod tests {
     fn mixing_blob_types_is_a_bug() {
         let key = test_key();
         let blob = encode_blob(
-            key,
+            &test_blob_key(),
             BlobType::Tree,
             key.content_id(b"{}"),
             b"{}",
             Compression::OFF,
         )
         .unwrap();
-        PackWriter::new(BlobType::Data).add(&blob).unwrap();
+        PackWriter::new(BlobType::Data, test_blob_key())
+            .add(&blob)
+            .unwrap();
     }
 
     #[test]
@@ -1034,30 +1156,48 @@ mod tests {
             length: 10,
             uncompressed_length: None,
         };
-        let good = encode_header(&[entry]);
-        assert_eq!(decode_header(&good, 10).unwrap(), vec![entry]);
+        let key = BlobKeyId {
+            key_id: 7,
+            salt: [9; BLOB_SALT_LEN],
+        };
+        let good = encode_header(BlobEnvelope::Pack(key), &[entry]);
+        assert_eq!(good.len(), HEADER_PREFIX_LEN + HEADER_ENTRY_LEN);
+        assert_eq!(
+            decode_header(&good, 10).unwrap(),
+            PackHeader {
+                envelope: BlobEnvelope::Pack(key),
+                entries: vec![entry]
+            }
+        );
         assert!(
             decode_header(&good, 11).is_err(),
             "blobs must fill the area exactly"
         );
         assert!(decode_header(&good, 9).is_err(), "blob past the area");
         let mut bad_version = good.clone();
-        bad_version[0] = 2;
+        bad_version[0] = 3;
         assert!(decode_header(&bad_version, 10).is_err());
+        let mut no_data_key = good.clone();
+        no_data_key[1..5].copy_from_slice(&AUDIT_KEY_ID.to_le_bytes());
+        assert!(
+            decode_header(&no_data_key, 10).is_err(),
+            "key id 0xffffffff"
+        );
+        let p = HEADER_PREFIX_LEN;
         let mut bad_type = good.clone();
-        bad_type[1] = 7;
+        bad_type[p] = 7;
         assert!(decode_header(&bad_type, 10).is_err());
         let mut bad_flags = good.clone();
-        bad_flags[2] = 0x02;
+        bad_flags[p + 1] = 0x02;
         assert!(decode_header(&bad_flags, 10).is_err());
         let mut compressed_zero = good.clone();
-        compressed_zero[2] = FLAG_COMPRESSED;
+        compressed_zero[p + 1] = FLAG_COMPRESSED;
         assert!(
             decode_header(&compressed_zero, 10).is_err(),
             "compressed with length 0"
         );
         let mut plain_with_length = good.clone();
-        plain_with_length[HEADER_ENTRY_LEN] = 5;
+        plain_with_length[p + HEADER_ENTRY_LEN - 4] = 5;
         assert!(
             decode_header(&plain_with_length, 10).is_err(),
             "uncompressed blob with a length"
@@ -1066,14 +1206,59 @@ mod tests {
             decode_header(&good[..good.len() - 1], 10).is_err(),
             "partial record"
         );
+        for cut in 1..p {
+            assert!(decode_header(&good[..cut], 0).is_err(), "{cut}-byte prefix");
+        }
+        // Format 1, as builds before format 2 wrote it: version 1, no key.
+        let v1 = encode_header(BlobEnvelope::PerBlob, &[entry]);
+        assert_eq!(v1[0], HEADER_VERSION_PER_BLOB);
+        assert_eq!(v1.len(), 1 + HEADER_ENTRY_LEN);
+        assert_eq!(
+            decode_header(&v1, 10).unwrap(),
+            PackHeader {
+                envelope: BlobEnvelope::PerBlob,
+                entries: vec![entry]
+            }
+        );
+    }
+
+    /// A blob sealed under another key than its pack's is sealed again as
+    /// it is added, never stored under a key its pack does not name.
+    #[test]
+    fn blobs_under_another_key_are_sealed_again() {
+        let other = Arc::new(test_key().fresh_blob_key().unwrap());
+        let plaintext = b"sealed under another salt";
+        let blob = encode_blob(
+            &other,
+            BlobType::Data,
+            test_key().content_id(plaintext),
+            plaintext,
+            Compression::OFF,
+        )
+        .unwrap();
+        let mut writer = PackWriter::new(BlobType::Data, test_blob_key());
+        writer.add(&blob).unwrap();
+        let pack = writer.finish(test_key()).unwrap();
+        assert_eq!(pack.envelope, BlobEnvelope::Pack(test_blob_key().id()));
+        let stored = bytes(&pack);
+        assert_ne!(&stored[..blob.bytes.len()], &blob.bytes[..]);
+        assert_blobs_decode_to(&pack, &[plaintext]);
+        let mut damaged = blob.clone();
+        damaged.bytes[20] ^= 1;
+        let mut writer = PackWriter::new(BlobType::Data, test_blob_key());
+        assert!(matches!(writer.add(&damaged), Err(Error::Corrupt { .. })));
     }
 
     proptest! {
         #[test]
-        fn header_round_trips(entries in any_entries()) {
-            let encoded = encode_header(&entries);
-            prop_assert_eq!(encoded.len(), 1 + entries.len() * HEADER_ENTRY_LEN);
-            prop_assert_eq!(decode_header(&encoded, blobs_len(&entries)).unwrap(), entries);
+        fn header_round_trips(envelope in any_envelope(), entries in any_entries()) {
+            let encoded = encode_header(envelope, &entries);
+            let prefix = if envelope == BlobEnvelope::PerBlob { 1 } else { HEADER_PREFIX_LEN };
+            prop_assert_eq!(encoded.len(), prefix + entries.len() * HEADER_ENTRY_LEN);
+            prop_assert_eq!(
+                decode_header(&encoded, blobs_len(&entries)).unwrap(),
+                PackHeader { envelope, entries }
+            );
         }
 
         #[test]
@@ -1083,7 +1268,7 @@ mod tests {
         ) {
             let refs: Vec<&[u8]> = plaintexts.iter().map(Vec::as_slice).collect();
             let pack = pack_of(blob_type, &refs);
-            prop_assert_eq!(parse_header(test_key(), &bytes(&pack)).unwrap(), pack.entries.clone());
+            prop_assert_eq!(parse_header(test_key(), &bytes(&pack)).unwrap().entries, pack.entries.clone());
         }
 
         /// A pack written to disk as it fills holds the same blobs and
@@ -1107,9 +1292,9 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let buffers = PackBuffers::new(64 * 1024, 2);
             let file = SpoolFile::create(dir.path()).unwrap();
-            let mut spooling = PackWriter::spooling(BlobType::Data, &buffers, file, spill_at).unwrap().unwrap();
+            let mut spooling = PackWriter::spooling(BlobType::Data, test_blob_key(), &buffers, file, spill_at).unwrap().unwrap();
             let capacity = spooling.bytes.capacity();
-            let mut in_memory = PackWriter::new(BlobType::Data);
+            let mut in_memory = PackWriter::new(BlobType::Data, test_blob_key());
             for blob in &blobs {
                 spooling.add(blob).unwrap();
                 in_memory.add(blob).unwrap();
@@ -1123,7 +1308,7 @@ mod tests {
             let (spooled_bytes, expected_bytes) = (bytes(&spooled), bytes(&expected));
             prop_assert_eq!(spooled.id, Id::storage_id(&spooled_bytes));
             prop_assert_eq!(&spooled.entries, &expected.entries);
-            prop_assert_eq!(parse_header(key, &spooled_bytes).unwrap(), expected.entries.clone());
+            prop_assert_eq!(parse_header(key, &spooled_bytes).unwrap().entries, expected.entries.clone());
             // The same blobs; the sealed headers differ only by their nonces.
             let blobs_len = blobs_len(&spooled.entries) as usize;
             prop_assert_eq!(&spooled_bytes[..blobs_len], &expected_bytes[..blobs_len]);
@@ -1133,15 +1318,16 @@ mod tests {
 
         #[test]
         fn damaged_headers_decode_canonically_or_not_at_all(
+            envelope in any_envelope(),
             entries in any_entries(),
             position in any::<proptest::sample::Index>(),
             value in any::<u8>(),
         ) {
-            let mut header = encode_header(&entries);
+            let mut header = encode_header(envelope, &entries);
             let i = position.index(header.len());
             header[i] = value;
             if let Ok(decoded) = decode_header(&header, blobs_len(&entries)) {
-                prop_assert_eq!(encode_header(&decoded), header);
+                prop_assert_eq!(encode_header(decoded.envelope, &decoded.entries), header);
             }
         }
 

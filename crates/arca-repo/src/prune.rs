@@ -21,13 +21,16 @@
 //! the sweep.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
+
+use arca_crypto::BlobKey;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
 
-use crate::blob::{BlobType, decode_blob};
+use crate::blob::{BlobEnvelope, BlobType, decode_blob, reseal_blob};
 use crate::index::{Index, IndexFile, IndexPack};
 use crate::lease::{self, HeldLease, LEASE_REFRESH};
 use crate::marks::{
@@ -646,7 +649,9 @@ fn choose_repacks(
 }
 
 /// Copies the used blobs of `packs` into new packs (each pack read whole,
-/// blobs authenticated, then copied as stored), and indexes the new packs.
+/// blobs authenticated, then copied as stored if the pack is sealed under
+/// this run's blob key, else sealed again under it), and indexes the new
+/// packs.
 ///
 /// A pipeline: [`REPACK_READ_AHEAD`] packs are fetched and verified (on the
 /// blocking pool) while earlier ones are packed, and up to
@@ -678,8 +683,12 @@ async fn repack_packs(
             (*pack, wanted)
         })
         .collect();
+    let mut envelopes = HashMap::new();
+    for pack in state.files.iter().flat_map(|(_, file)| &file.packs) {
+        envelopes.entry(pack.id).or_insert(pack.envelope);
+    }
     let mut reads = futures::stream::iter(plans)
-        .map(|(pack, wanted)| read_verified(repo, pack, wanted))
+        .map(|(pack, wanted)| read_verified(repo, pack, envelopes[&pack], wanted))
         .buffered(REPACK_READ_AHEAD);
     let mut writers = OpenPacks::new(repo, REPACK_UPLOADS);
     let mut uploads: JoinSet<Result<IndexPack>> = JoinSet::new();
@@ -695,6 +704,7 @@ async fn repack_packs(
                     blob.id,
                     read.stored(blob),
                     blob.uncompressed_length,
+                    &read.key,
                 )?;
                 if let Some(full) = writers.take_full(blob.blob_type) {
                     if uploads.len() >= REPACK_UPLOADS {
@@ -724,10 +734,12 @@ async fn repack_packs(
 }
 
 /// A pack fetched for a repack, and the blobs to copy out of it, each
-/// verified (decrypted, decompressed, hashed) and kept as stored.
+/// verified (decrypted, decompressed, hashed) and sealed under `key`: kept
+/// as stored, or sealed again into `bytes` of their own.
 struct VerifiedPack {
     bytes: Bytes,
     blobs: Vec<PackEntry>,
+    key: Arc<BlobKey>,
 }
 
 impl VerifiedPack {
@@ -744,32 +756,61 @@ fn stored_range(blob: &PackEntry) -> std::ops::Range<usize> {
     start..start + blob.length as usize
 }
 
-/// Fetches one pack and verifies the blobs in `wanted`.
+/// Fetches one pack, sealed as `envelope`, and verifies the blobs in
+/// `wanted`; seals them again under the repository's blob key unless they
+/// are under it (a blob is never copied as stored into a pack of another
+/// key or salt, and a format-1 blob never into a format-2 pack).
 async fn read_verified(
     repo: &Repository,
     pack: Id,
+    envelope: BlobEnvelope,
     wanted: Vec<PackEntry>,
 ) -> Result<VerifiedPack> {
     let path = Repository::pack_path(&pack);
     let bytes = repo.backend().get(&path).await?;
     let key_repo = repo.clone();
     blocking(move || {
-        for blob in &wanted {
-            let stored = bytes.get(stored_range(blob)).ok_or_else(|| {
+        let key = key_repo.blob_key()?;
+        let mut resealed = (envelope != BlobEnvelope::Pack(key.id())).then(Vec::new);
+        let mut blobs = Vec::with_capacity(wanted.len());
+        for blob in wanted {
+            let stored = bytes.get(stored_range(&blob)).ok_or_else(|| {
                 Error::corrupt(&path, format!("blob {} lies past the pack's end", blob.id))
             })?;
             decode_blob(
                 key_repo.key(),
+                envelope,
                 blob.blob_type,
                 stored,
                 blob.uncompressed_length,
                 &blob.id,
             )
             .map_err(|e| e.in_file(&path))?;
+            let Some(out) = &mut resealed else {
+                blobs.push(blob);
+                continue;
+            };
+            let offset = out.len();
+            reseal_blob(
+                key_repo.key(),
+                envelope,
+                blob.blob_type,
+                &blob.id,
+                stored,
+                &key,
+                out,
+            )
+            .map_err(|e| e.in_file(&path))?;
+            blobs.push(PackEntry {
+                offset: u32::try_from(offset).expect("a pack's blobs resealed fit in u32"),
+                length: u32::try_from(out.len() - offset).expect("blobs are below 4 GiB"),
+                ..blob
+            });
         }
         Ok(VerifiedPack {
-            bytes,
-            blobs: wanted,
+            bytes: resealed.map_or(bytes, Bytes::from),
+            blobs,
+            key,
         })
     })
     .await

@@ -28,10 +28,11 @@
 //! key files and keyrings; [`crate::erase`] destroys them.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use arca_crypto::ObjectKind;
 
-use crate::blob::{EncodedBlob, decode_blob, encode_blob};
+use crate::blob::{BlobEnvelope, EncodedBlob, decode_blob, encode_blob};
 use crate::hold;
 use crate::index::{IndexFile, IndexPack};
 use crate::lease::{self, HeldLease, LEASE_REFRESH};
@@ -149,20 +150,24 @@ async fn rewrite(
     let mut current_packs = HashSet::new();
     for pack in &packs {
         keep(lease, &mut refreshed).await?;
-        let bytes = repo.backend().get(&Repository::pack_path(&pack.id)).await?;
         report.packs_checked += 1;
-        let old = pack
-            .blobs
-            .iter()
-            .any(|blob| stored_key_id(&bytes, blob) != Some(current));
-        if !old {
+        // A format-2 pack names its key in the index: no need to read it.
+        if let BlobEnvelope::Pack(key) = pack.envelope
+            && key.key_id == current
+        {
             current_packs.insert(pack.id);
             continue;
         }
-        let (key_repo, entries, path) = (
+        let bytes = repo.backend().get(&Repository::pack_path(&pack.id)).await?;
+        if pack_under_key(pack.envelope, &bytes, &pack.blobs, current) {
+            current_packs.insert(pack.id);
+            continue;
+        }
+        let (key_repo, entries, path, envelope) = (
             repo.clone(),
             pack.blobs.clone(),
             Repository::pack_path(&pack.id),
+            pack.envelope,
         );
         let resealed: Vec<EncodedBlob> = blocking(move || {
             entries
@@ -172,9 +177,9 @@ async fn rewrite(
                     let stored = bytes.get(range).ok_or_else(|| {
                         Error::corrupt(&path, format!("blob {} lies past the pack's end", blob.id))
                     })?;
-                    let key = key_repo.key();
                     let plaintext = decode_blob(
-                        key,
+                        key_repo.key(),
+                        envelope,
                         blob.blob_type,
                         stored,
                         blob.uncompressed_length,
@@ -182,7 +187,7 @@ async fn rewrite(
                     )
                     .map_err(|e| e.in_file(&path))?;
                     encode_blob(
-                        key,
+                        &key_repo.blob_key()?,
                         blob.blob_type,
                         blob.id,
                         &plaintext,
@@ -426,6 +431,23 @@ pub(crate) fn stored_key_id(pack: &[u8], blob: &PackEntry) -> Option<u32> {
     envelope_key_id(pack.get(start..start.checked_add(blob.length as usize)?)?)
 }
 
+/// Whether every blob of a pack sealed as `envelope` (`bytes`, its
+/// `blobs`) is under the data key `current`: a format-2 pack names its key
+/// (`bytes` are not looked at), a format-1 pack's blobs each name theirs.
+pub(crate) fn pack_under_key(
+    envelope: BlobEnvelope,
+    bytes: &[u8],
+    blobs: &[PackEntry],
+    current: u32,
+) -> bool {
+    match envelope {
+        BlobEnvelope::Pack(key) => key.key_id == current,
+        BlobEnvelope::PerBlob => blobs
+            .iter()
+            .all(|blob| stored_key_id(bytes, blob) == Some(current)),
+    }
+}
+
 /// Re-sealed blobs on their way into new packs, and the old packs they
 /// replace.
 #[derive(Default)]
@@ -441,7 +463,8 @@ struct Batch {
 impl Batch {
     async fn add(&mut self, repo: &Repository, blob: EncodedBlob) -> Result<()> {
         let slot = usize::from(blob.blob_type == crate::blob::BlobType::Tree);
-        let writer = self.writers[slot].get_or_insert_with(|| PackWriter::new(blob.blob_type));
+        let writer = self.writers[slot]
+            .get_or_insert_with(|| PackWriter::new(blob.blob_type, Arc::clone(&blob.key)));
         writer.add(&blob)?;
         if writer.len() >= repo.config().pack_size as usize {
             let full = self.writers[slot].take().expect("just used");

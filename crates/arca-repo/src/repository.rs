@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arca_chunk::{Chunker, ChunkerParams};
-use arca_crypto::{Adopted, KdfParams, KeyAccess, KeyFile, MasterKey, ObjectKind};
+use arca_crypto::{Adopted, BlobKey, KdfParams, KeyAccess, KeyFile, MasterKey, ObjectKind};
 use arca_store::{Backend, DiskCache, ObjectMeta};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -26,7 +26,7 @@ use crate::config::{Config, DEFAULT_PACK_SIZE};
 use crate::fence::FenceState;
 use crate::index::{Index, IndexFile, IndexPack, TARGET_BLOBS_PER_FILE};
 use crate::pack::{
-    FinishedPack, PackContents, PackEntry, TRAILER_LEN, header_len_from_trailer, open_header,
+    FinishedPack, PackContents, PackHeader, TRAILER_LEN, header_len_from_trailer, open_header,
 };
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
@@ -106,6 +106,9 @@ struct Inner {
     compression: Compression,
     /// What this handle knows about an erasure of its key (`fence.rs`).
     fence: FenceState,
+    /// The blob key new packs are sealed under (docs/FORMAT.md §4): one
+    /// salt for every pack this handle writes, until it is worn.
+    blob_key: std::sync::Mutex<Option<Arc<BlobKey>>>,
 }
 
 impl fmt::Debug for Repository {
@@ -302,6 +305,7 @@ impl Repository {
                 chunker,
                 compression,
                 fence: FenceState::default(),
+                blob_key: std::sync::Mutex::new(None),
             }),
             cache: None,
             grace_floor: None,
@@ -348,6 +352,26 @@ impl Repository {
     /// The master key.
     pub fn key(&self) -> &MasterKey {
         &self.inner.key
+    }
+
+    /// The blob key to seal the blobs of new packs under: the same for every
+    /// pack this handle writes (writers seal blobs before they know which
+    /// pack takes them), drawn afresh once it has sealed
+    /// [`arca_crypto::BLOB_KEY_SEAL_LIMIT`] blobs.
+    pub fn blob_key(&self) -> Result<Arc<BlobKey>> {
+        let mut slot = self.inner.blob_key.lock().expect("blob key lock poisoned");
+        match &*slot {
+            Some(key)
+                if !key.is_worn() && key.id().key_id == self.inner.key.current_data_key_id() =>
+            {
+                Ok(Arc::clone(key))
+            }
+            _ => {
+                let key = Arc::new(self.inner.key.fresh_blob_key()?);
+                *slot = Some(Arc::clone(&key));
+                Ok(key)
+            }
+        }
     }
 
     /// ID of the key file (`keys/<id>`) the repository was opened with.
@@ -424,12 +448,13 @@ impl Repository {
         }
         Ok(IndexPack {
             id: pack.id,
+            envelope: pack.envelope,
             blobs: std::mem::take(&mut pack.entries),
         })
     }
 
-    /// Reads the entries of a stored pack from its header (ranged reads only).
-    pub async fn load_pack_header(&self, id: &Id) -> Result<Vec<PackEntry>> {
+    /// Reads a stored pack's header (ranged reads only).
+    pub async fn load_pack_header(&self, id: &Id) -> Result<PackHeader> {
         let path = Repository::pack_path(id);
         let backend = &self.inner.backend;
         let pack_len = backend.head(&path).await?.size;
@@ -684,6 +709,7 @@ impl Repository {
             blocking(move || {
                 let plaintext = decode_blob(
                     repo.key(),
+                    location.envelope,
                     blob_type,
                     &stored,
                     location.uncompressed_length,
@@ -929,13 +955,12 @@ mod tests {
         blob_type: BlobType,
         plaintexts: &[&[u8]],
     ) -> (IndexPack, Id) {
-        let mut writer = PackWriter::new(blob_type);
+        let key = repo.blob_key().unwrap();
+        let mut writer = PackWriter::new(blob_type, Arc::clone(&key));
         for plaintext in plaintexts {
             let id = repo.key().content_id(plaintext);
             writer
-                .add(
-                    &encode_blob(repo.key(), blob_type, id, plaintext, repo.compression()).unwrap(),
-                )
+                .add(&encode_blob(&key, blob_type, id, plaintext, repo.compression()).unwrap())
                 .unwrap();
         }
         let pack = repo
@@ -1088,7 +1113,11 @@ mod tests {
                 .unwrap(),
             tree
         );
-        assert_eq!(repo.load_pack_header(&pack.id).await.unwrap(), pack.blobs);
+        let header = repo.load_pack_header(&pack.id).await.unwrap();
+        assert_eq!(
+            (header.envelope, header.entries),
+            (pack.envelope, pack.blobs)
+        );
 
         let missing = repo.key().content_id(b"missing");
         assert!(matches!(
@@ -1113,7 +1142,11 @@ mod tests {
         let refs: Vec<&[u8]> = plaintexts.iter().map(Vec::as_slice).collect();
         let (pack, _) = store_blobs(&repo, BlobType::Data, &refs).await;
         assert!((2000 * crate::pack::HEADER_ENTRY_LEN) as u64 > HEADER_READ_AHEAD);
-        assert_eq!(repo.load_pack_header(&pack.id).await.unwrap(), pack.blobs);
+        let header = repo.load_pack_header(&pack.id).await.unwrap();
+        assert_eq!(
+            (header.envelope, header.entries),
+            (pack.envelope, pack.blobs)
+        );
     }
 
     #[tokio::test]
@@ -1123,7 +1156,7 @@ mod tests {
         let pack_path = Repository::pack_path(&pack.id);
         let index = repo.load_index().await.unwrap();
 
-        backend.tamper(&pack_path, |bytes| bytes[40] ^= 1);
+        backend.tamper(&pack_path, |bytes| bytes[20] ^= 1);
         let what = corrupt_what(
             repo.read_blob(&index, BlobType::Data, &repo.key().content_id(b"alpha"))
                 .await,
@@ -1307,7 +1340,7 @@ mod tests {
     #[tokio::test]
     async fn large_indexes_are_split() {
         let (backend, repo) = new_repo().await;
-        let blob = |i: u32| PackEntry {
+        let blob = |i: u32| crate::pack::PackEntry {
             blob_type: BlobType::Data,
             id: Id::storage_id(&i.to_le_bytes()),
             offset: i * 10,
@@ -1317,6 +1350,7 @@ mod tests {
         let packs = (0..4u32)
             .map(|p| IndexPack {
                 id: Id([p as u8; 32]),
+                envelope: crate::blob::BlobEnvelope::PerBlob,
                 blobs: (0..(TARGET_BLOBS_PER_FILE as u32 / 2))
                     .map(|i| blob(p * 1_000_000 + i))
                     .collect(),

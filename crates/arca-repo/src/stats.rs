@@ -170,7 +170,7 @@ pub async fn stats<R: TreeReader>(
             stats.total_blob_count += 1;
             match location.uncompressed_length {
                 Some(plain) => {
-                    let sealed = u64::from(plain) + R::SEAL_OVERHEAD;
+                    let sealed = u64::from(plain) + R::seal_overhead(&location);
                     stats.total_uncompressed_size += sealed;
                     compressed_stored += stored;
                     compressed_plain += sealed;

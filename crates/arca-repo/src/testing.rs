@@ -137,6 +137,15 @@ pub(crate) fn any_blob_type() -> impl Strategy<Value = BlobType> {
 }
 
 /// A plausible uncompressed length: `None`, or a non-zero length.
+pub(crate) fn any_envelope() -> impl Strategy<Value = crate::blob::BlobEnvelope> {
+    prop_oneof![
+        Just(crate::blob::BlobEnvelope::PerBlob),
+        (0u32..arca_crypto::AUDIT_KEY_ID, any::<[u8; 16]>()).prop_map(|(key_id, salt)| {
+            crate::blob::BlobEnvelope::Pack(arca_crypto::BlobKeyId { key_id, salt })
+        }),
+    ]
+}
+
 pub(crate) fn any_uncompressed_length() -> impl Strategy<Value = Option<u32>> {
     proptest::option::of(1..=u32::MAX)
 }
@@ -145,4 +154,10 @@ pub(crate) fn any_uncompressed_length() -> impl Strategy<Value = Option<u32>> {
 pub(crate) fn test_key() -> &'static arca_crypto::MasterKey {
     static KEY: std::sync::OnceLock<arca_crypto::MasterKey> = std::sync::OnceLock::new();
     KEY.get_or_init(|| arca_crypto::MasterKey::generate().expect("OS RNG works"))
+}
+
+/// A blob key of [`test_key`], as a writer session draws one.
+pub(crate) fn test_blob_key() -> Arc<arca_crypto::BlobKey> {
+    static KEY: std::sync::OnceLock<Arc<arca_crypto::BlobKey>> = std::sync::OnceLock::new();
+    Arc::clone(KEY.get_or_init(|| Arc::new(test_key().fresh_blob_key().expect("OS RNG works"))))
 }

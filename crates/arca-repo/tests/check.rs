@@ -8,9 +8,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use arca_repo::blob::BlobType;
+use arca_crypto::BlobKeyId;
+use arca_repo::blob::{BlobEnvelope, BlobType};
 use arca_repo::check::{CheckError, CheckOptions, CheckReport, CheckWarning, ReadData, check};
-use arca_repo::index::BlobLocation;
+use arca_repo::index::{BlobLocation, IndexFile, IndexPack};
 use arca_repo::progress::{NoProgress, Progress};
 use arca_repo::{Error, Id, Repository};
 use repo_fixtures::{
@@ -176,6 +177,69 @@ async fn a_damaged_header_is_reported_even_when_blobs_are_intact() {
     assert!(
         damaged.iter().any(|e| e.to_string().contains("header")),
         "{damaged:?}"
+    );
+}
+
+/// A format-2 pack's header names its blob key; an index naming another
+/// (a wrong salt here) opens none of its blobs and is reported against
+/// the header, and index files that disagree on it are named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_naming_another_salt_than_the_pack_header_is_reported() {
+    let fx = Fixture::new().await;
+    let (_, location) = fx.a_data_blob().await;
+    let BlobEnvelope::Pack(key) = location.envelope else {
+        panic!("new packs are format 2");
+    };
+    let wrong = BlobEnvelope::Pack(BlobKeyId {
+        salt: [0x5a; 16],
+        ..key
+    });
+    let mut listing = None;
+    for meta in fx.repo.list_index_files().await.unwrap() {
+        let id: Id = meta.path.rsplit('/').next().unwrap().parse().unwrap();
+        let mut file = fx.repo.load_index_file(&id).await.unwrap();
+        for pack in &mut file.packs {
+            if pack.id == location.pack {
+                pack.envelope = wrong;
+                listing = Some(IndexFile {
+                    packs: vec![IndexPack {
+                        envelope: location.envelope,
+                        ..pack.clone()
+                    }],
+                });
+            }
+        }
+        fx.repo.save_index(&file).await.unwrap();
+        fx.repo.backend().delete(&meta.path).await.unwrap();
+    }
+
+    let report = fx.check(ReadData::All).await;
+    assert!(
+        report.errors.iter().any(|e| matches!(
+            e,
+            CheckError::PackDamaged { pack, reason }
+                if *pack == location.pack && reason.contains("salt")
+        )),
+        "{:#?}",
+        report.errors
+    );
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| matches!(e, CheckError::BlobDamaged { pack, .. } if *pack == location.pack)),
+        "blobs do not open under the wrong salt"
+    );
+
+    fx.repo.save_index(&listing.unwrap()).await.unwrap();
+    let report = fx.check(ReadData::None).await;
+    assert!(
+        report.errors.iter().any(|e| matches!(
+            e,
+            CheckError::IndexFile { reason, .. } if reason.contains(&location.pack.to_hex())
+        )),
+        "{:#?}",
+        report.errors
     );
 }
 

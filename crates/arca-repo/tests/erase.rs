@@ -17,6 +17,7 @@ use std::time::Duration;
 use arca_crypto::{AUDIT_KEY_ID, KeyAccess, KeyFile, MasterKey, ObjectKind};
 use arca_repo::audit::{self, AuditRecord, Entry, Outcome};
 use arca_repo::backup::{BackupOptions, backup};
+use arca_repo::blob::{BlobEnvelope, BlobType, open_stored};
 use arca_repo::erase::{EraseOptions, EraseReport, erase};
 use arca_repo::keys::{self, NewKey};
 use arca_repo::lease::unlock;
@@ -176,21 +177,44 @@ async fn prepare(backend: Arc<dyn Backend>, sources: &Path) -> (Repository, Prep
 
 /// Every blob envelope in the packs `repo`'s index lists: its pack path,
 /// offset and length (positions that stay valid in a copy of `data/`).
-async fn blob_positions(repo: &Repository) -> Vec<(String, usize, usize)> {
+async fn blob_positions(repo: &Repository) -> Vec<BlobPosition> {
     let mut positions = Vec::new();
     for meta in repo.list_index_files().await.unwrap() {
         let id = meta.path.rsplit('/').next().unwrap().parse().unwrap();
         for pack in repo.load_index_file(&id).await.unwrap().packs {
             for blob in pack.blobs {
-                positions.push((
-                    Repository::pack_path(&pack.id),
-                    blob.offset as usize,
-                    blob.length as usize,
-                ));
+                positions.push(BlobPosition {
+                    path: Repository::pack_path(&pack.id),
+                    offset: blob.offset as usize,
+                    length: blob.length as usize,
+                    envelope: pack.envelope,
+                });
             }
         }
     }
     positions
+}
+
+/// Where a blob is stored and how its pack seals it.
+#[derive(Debug, Clone)]
+struct BlobPosition {
+    path: String,
+    offset: usize,
+    length: usize,
+    envelope: BlobEnvelope,
+}
+
+impl BlobPosition {
+    /// The id of the data key the blob is sealed under, in the copy `data`.
+    fn key_id(&self, data: &Path) -> u32 {
+        match self.envelope {
+            BlobEnvelope::Pack(key) => key.key_id,
+            BlobEnvelope::PerBlob => {
+                let pack = std::fs::read(data.join(&self.path)).unwrap();
+                u32::from_le_bytes(pack[self.offset + 1..self.offset + 5].try_into().unwrap())
+            }
+        }
+    }
 }
 
 /// All the key material under `keys` (a key location): every key file
@@ -216,15 +240,16 @@ fn key_material(keys: &Path) -> Vec<MasterKey> {
 
 /// How many of the blob envelopes at `positions` in the copy `data` some
 /// key of `keys` opens.
-fn openable(data: &Path, positions: &[(String, usize, usize)], keys: &[MasterKey]) -> usize {
+fn openable(data: &Path, positions: &[BlobPosition], keys: &[MasterKey]) -> usize {
     positions
         .iter()
-        .filter(|(path, offset, length)| {
-            let pack = std::fs::read(data.join(path)).unwrap();
-            let sealed = &pack[*offset..offset + length];
+        .filter(|position| {
+            let pack = std::fs::read(data.join(&position.path)).unwrap();
+            let sealed = &pack[position.offset..position.offset + position.length];
             keys.iter().any(|key| {
-                key.open(ObjectKind::DataBlob, sealed).is_ok()
-                    || key.open(ObjectKind::TreeBlob, sealed).is_ok()
+                [BlobType::Data, BlobType::Tree]
+                    .into_iter()
+                    .any(|blob_type| open_stored(key, position.envelope, blob_type, sealed).is_ok())
             })
         })
         .count()
@@ -274,10 +299,7 @@ async fn a_copy_of_the_data_from_before_with_the_keys_from_after_decrypts_nothin
     assert_eq!(openable(&data_before, &positions, &before), positions.len());
     let under_first: Vec<_> = positions
         .iter()
-        .filter(|(path, offset, _)| {
-            let pack = std::fs::read(data_before.join(path)).unwrap();
-            pack[offset + 1..offset + 5] == prepared.first_key.to_le_bytes()
-        })
+        .filter(|position| position.key_id(&data_before) == prepared.first_key)
         .cloned()
         .collect();
     assert!(!under_first.is_empty());
@@ -328,9 +350,10 @@ async fn envelope_keys(repo: &Repository, dir: &Path) -> Vec<(String, u32)> {
             ));
         }
     }
-    for (path, offset, _) in blob_positions(repo).await {
-        if let Ok(pack) = std::fs::read(dir.join(&path)) {
-            keys.push((format!("{path}@{offset}"), key_of(&pack[offset..])));
+    for position in blob_positions(repo).await {
+        if dir.join(&position.path).exists() {
+            let name = format!("{}@{}", position.path, position.offset);
+            keys.push((name, position.key_id(dir)));
         }
     }
     keys

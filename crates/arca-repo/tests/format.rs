@@ -90,13 +90,14 @@ fn node(name: &str, node_type: NodeType) -> Node {
 
 /// Writes blobs of one type into one pack plus an index file for it.
 async fn store(repo: &Repository, blob_type: BlobType, plaintexts: &[Vec<u8>]) -> Vec<Id> {
-    let mut writer = PackWriter::new(blob_type);
+    let key = repo.blob_key().unwrap();
+    let mut writer = PackWriter::new(blob_type, key.clone());
     let mut ids = Vec::new();
     for plaintext in plaintexts {
         let id = repo.key().content_id(plaintext);
         ids.push(id);
         writer
-            .add(&encode_blob(repo.key(), blob_type, id, plaintext, repo.compression()).unwrap())
+            .add(&encode_blob(&key, blob_type, id, plaintext, repo.compression()).unwrap())
             .unwrap();
     }
     let pack = repo

@@ -464,17 +464,11 @@ async fn check_reports_a_snapshot_whose_marked_pack_is_gone() {
 async fn packs_no_index_lists_are_marked_not_deleted() {
     let f = TwoSnapshots::new().await;
     // A backup interrupted after uploading a pack, before its index.
-    let mut writer = PackWriter::new(BlobType::Data);
+    let mut writer = PackWriter::new(BlobType::Data, f.repo.blob_key().unwrap());
     let plaintext = noise(10_000, 99);
     let id = f.repo.key().content_id(&plaintext);
     writer
-        .add_encoding(
-            f.repo.key(),
-            BlobType::Data,
-            id,
-            &plaintext,
-            f.repo.compression(),
-        )
+        .add_encoding(BlobType::Data, id, &plaintext, f.repo.compression())
         .unwrap();
     let stray = f
         .repo
@@ -535,11 +529,11 @@ async fn store_pack(
     blobs: &[Vec<u8>],
     index: bool,
 ) -> arca_repo::index::IndexPack {
-    let mut writer = PackWriter::new(blob_type);
+    let mut writer = PackWriter::new(blob_type, repo.blob_key().unwrap());
     for plaintext in blobs {
         let id = repo.key().content_id(plaintext);
         writer
-            .add_encoding(repo.key(), blob_type, id, plaintext, repo.compression())
+            .add_encoding(blob_type, id, plaintext, repo.compression())
             .unwrap();
     }
     let pack = repo

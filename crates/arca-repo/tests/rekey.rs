@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arca_repo::blob::BlobEnvelope;
 use arca_repo::hold::{self, Actor, active_holds};
 use arca_repo::keys;
 use arca_repo::lease::unlock;
@@ -24,7 +25,8 @@ use repo_fixtures::{
 };
 
 /// The data key id every envelope names (bytes 1..5): of snapshot and index
-/// files, and of each blob in the packs the index lists.
+/// files, and of each blob in the packs the index lists (a format-2 pack's
+/// blobs: the key id its index entry names).
 async fn key_ids(repo: &Repository) -> Vec<(String, u32)> {
     let mut ids = Vec::new();
     let envelope = |bytes: &[u8]| u32::from_le_bytes(bytes[1..5].try_into().unwrap());
@@ -52,7 +54,11 @@ async fn key_ids(repo: &Repository) -> Vec<(String, u32)> {
             };
             for blob in &pack.blobs {
                 let start = blob.offset as usize;
-                ids.push((format!("{path}#{}", blob.id), envelope(&bytes[start..])));
+                let key_id = match pack.envelope {
+                    BlobEnvelope::Pack(key) => key.key_id,
+                    BlobEnvelope::PerBlob => envelope(&bytes[start..]),
+                };
+                ids.push((format!("{path}#{}", blob.id), key_id));
             }
         }
     }

@@ -296,7 +296,7 @@ impl Migrator {
                     None
                 } else {
                     Some(encode_blob(
-                        key,
+                        &destination.blob_key()?,
                         BlobType::Data,
                         id,
                         chunk,

@@ -368,7 +368,10 @@ const RESTIC_SEAL_OVERHEAD: u64 = 32;
 /// same code as Arca's (see [`arca_repo::find::TreeReader`]).
 impl arca_repo::find::TreeReader for ResticRepository {
     type Index = Index;
-    const SEAL_OVERHEAD: u64 = RESTIC_SEAL_OVERHEAD;
+
+    fn seal_overhead(_: &arca_repo::index::BlobLocation) -> u64 {
+        RESTIC_SEAL_OVERHEAD
+    }
 
     async fn load_tree(&self, index: &Index, id: &Id) -> arca_repo::Result<arca_repo::tree::Tree> {
         self.arca_tree(index, id).await.map_err(Error::into_repo)
@@ -389,6 +392,9 @@ impl arca_repo::find::TreeReader for ResticRepository {
         let location = index.get(blob_type, id)?;
         Some(arca_repo::index::BlobLocation {
             pack: location.pack,
+            // Each restic blob is sealed on its own (IV, ciphertext, MAC),
+            // as format-1 blobs are; what it adds is `seal_overhead`'s.
+            envelope: arca_repo::blob::BlobEnvelope::PerBlob,
             blob_type,
             offset: location.offset,
             length: location.length,

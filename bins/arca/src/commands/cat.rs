@@ -74,10 +74,10 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
         Kind::Pack => {
             let spec = spec()?;
             let id = resolve(repository.backend().as_ref(), &pack_shard(spec), spec).await?;
-            let entries = repository.load_pack_header(&id).await?;
+            let header = repository.load_pack_header(&id).await?;
             output.json_pretty(&PackJson {
                 id,
-                blobs: blobs_json(&entries),
+                blobs: blobs_json(&header.entries),
             })?;
         }
         Kind::Key => {

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arca_chunk::{READ_ALIGN, StreamChunker};
+use arca_crypto::BlobKey;
 use arca_store::SpoolDir;
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
@@ -223,11 +224,12 @@ impl Shared {
     /// A new, empty data pack: spooling to a new file if the backend takes
     /// spool files, in memory otherwise. Waits while every pack buffer is in use.
     fn new_data_pack(&self) -> Result<PackWriter, Stopped> {
+        let key = self.repo.blob_key().map_err(|e| self.fail(e))?;
         let Some(dir) = &self.spool_dir else {
-            return PackWriter::recycling(BlobType::Data, &self.pack_buffers).ok_or(Stopped);
+            return PackWriter::recycling(BlobType::Data, key, &self.pack_buffers).ok_or(Stopped);
         };
         let spooling = dir.create().map_err(Error::from).and_then(|file| {
-            PackWriter::spooling(BlobType::Data, &self.pack_buffers, file, SPILL_BYTES)
+            PackWriter::spooling(BlobType::Data, key, &self.pack_buffers, file, SPILL_BYTES)
         });
         spooling.map_err(|e| self.fail(e))?.ok_or(Stopped)
     }
@@ -611,16 +613,22 @@ pub(crate) struct Packer {
 /// doubled as it fills: a doubling holds the old and the new copy at once
 /// (24 MiB on the way to a 16 MiB pack; heaptrack on a million tiny files put
 /// 25 MB of the peak there). Pages are only faulted in as they are written.
-fn new_tree_pack(pack_size: usize) -> PackWriter {
-    PackWriter::with_capacity(BlobType::Tree, pack_size + PACK_SLACK)
+fn new_tree_pack(pack_size: usize, key: Arc<BlobKey>) -> PackWriter {
+    PackWriter::with_capacity(BlobType::Tree, key, pack_size + PACK_SLACK)
 }
 
 impl Packer {
     /// Packs of `pack_size` bytes, filled by `encoders` threads, with data
-    /// blobs compressed at `compression` or harder (see [`AdaptiveLevel`]).
-    pub(crate) fn new(pack_size: usize, encoders: usize, compression: Compression) -> Self {
+    /// blobs compressed at `compression` or harder (see [`AdaptiveLevel`]);
+    /// the first tree pack is sealed under `key`.
+    pub(crate) fn new(
+        pack_size: usize,
+        encoders: usize,
+        compression: Compression,
+        key: Arc<BlobKey>,
+    ) -> Self {
         Packer {
-            trees: Mutex::new(new_tree_pack(pack_size)),
+            trees: Mutex::new(new_tree_pack(pack_size, key)),
             pack_size,
             encoders: AtomicUsize::new(encoders),
             level: AdaptiveLevel::new(compression),
@@ -664,13 +672,7 @@ impl Packer {
         let encoding = Instant::now();
         let before = writer.len();
         writer
-            .add_encoding(
-                shared.repo.key(),
-                BlobType::Data,
-                job.id,
-                &job.plaintext,
-                self.level.current(),
-            )
+            .add_encoding(BlobType::Data, job.id, &job.plaintext, self.level.current())
             .map_err(|e| shared.fail(e))?;
         self.level
             .record(encoding.elapsed(), encoding.duration_since(waiting));
@@ -686,19 +688,14 @@ impl Packer {
         job: &EncodeJob,
         packs: &tokio::sync::mpsc::Sender<FinishedPack>,
     ) -> Result<usize, Stopped> {
-        let blob = blob::encode_blob(
-            shared.repo.key(),
-            BlobType::Tree,
-            job.id,
-            &job.plaintext,
-            compression,
-        )
-        .map_err(|e| shared.fail(e))?;
+        let key = shared.repo.blob_key().map_err(|e| shared.fail(e))?;
+        let blob = blob::encode_blob(&key, BlobType::Tree, job.id, &job.plaintext, compression)
+            .map_err(|e| shared.fail(e))?;
         let full = {
             let mut trees = self.trees.lock().expect("tree pack lock poisoned");
             let full = self
                 .is_full(&trees, blob.bytes.len())
-                .then(|| std::mem::replace(&mut *trees, new_tree_pack(self.pack_size)));
+                .then(|| std::mem::replace(&mut *trees, new_tree_pack(self.pack_size, key)));
             trees.add(&blob).map_err(|e| shared.fail(e))?;
             full
         };
@@ -714,9 +711,10 @@ impl Packer {
             return None;
         }
         let mut trees = self.trees.lock().expect("tree pack lock poisoned");
+        let key = Arc::clone(trees.key());
         Some(std::mem::replace(
             &mut *trees,
-            PackWriter::new(BlobType::Tree),
+            PackWriter::new(BlobType::Tree, key),
         ))
     }
 }

@@ -224,6 +224,7 @@ fn write_blobs(
         let stored = &bytes[start..start + location.length as usize];
         let plaintext = match decode_blob(
             repo.key(),
+            location.envelope,
             BlobType::Data,
             stored,
             location.uncompressed_length,

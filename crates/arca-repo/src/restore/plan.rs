@@ -13,7 +13,6 @@ use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use arca_crypto::SEAL_OVERHEAD;
 use futures::StreamExt;
 
 use super::filter::{Decision, PathFilter};
@@ -227,7 +226,7 @@ struct PendingDir {
 pub(crate) fn plaintext_len(location: &BlobLocation) -> Option<u64> {
     match location.uncompressed_length {
         Some(len) => Some(u64::from(len)),
-        None => u64::from(location.length).checked_sub(SEAL_OVERHEAD as u64),
+        None => u64::from(location.length).checked_sub(location.envelope.overhead() as u64),
     }
 }
 
@@ -701,11 +700,12 @@ mod tests {
         index.add_file(&IndexFile {
             packs: vec![IndexPack {
                 id: pack,
+                envelope: crate::blob::BlobEnvelope::PerBlob,
                 blobs: vec![PackEntry {
                     blob_type: BlobType::Data,
                     id: known,
                     offset: 0,
-                    length: 100 + SEAL_OVERHEAD as u32,
+                    length: 100 + arca_crypto::SEAL_OVERHEAD as u32,
                     uncompressed_length: None,
                 }],
             }],
