@@ -1337,6 +1337,22 @@ mod tests {
         );
     }
 
+    /// A handle seals every pack it writes under one blob key (one salt),
+    /// named in the pack's index entry; another handle draws its own.
+    #[tokio::test]
+    async fn a_handle_writes_its_packs_under_one_blob_key() {
+        let (backend, repo) = new_repo().await;
+        let key = repo.blob_key().unwrap();
+        assert!(Arc::ptr_eq(&key, &repo.clone().blob_key().unwrap()));
+        assert_eq!(key.id().key_id, repo.key().current_data_key_id());
+        let (first, _) = store_blobs(&repo, BlobType::Data, &[b"one"]).await;
+        let (second, _) = store_blobs(&repo, BlobType::Tree, &[b"two"]).await;
+        let envelope = crate::blob::BlobEnvelope::Pack(key.id());
+        assert_eq!((first.envelope, second.envelope), (envelope, envelope));
+        let other = Repository::open(backend, PASSWORD).await.unwrap();
+        assert_ne!(other.blob_key().unwrap().id(), key.id());
+    }
+
     #[tokio::test]
     async fn large_indexes_are_split() {
         let (backend, repo) = new_repo().await;
