@@ -32,11 +32,22 @@ fuzz_target!(|data: &[u8]| {
     assert!(key.open(kind, data).is_err(), "arbitrary bytes opened");
     let sealed = key.seal(kind, data).expect("seal");
     assert_eq!(key.open(kind, &sealed).expect("own envelope opens"), data);
-    let blob_key = BLOB_KEY.get_or_init(|| key.fresh_blob_key().expect("OS random number generator"));
-    assert!(blob_key.open(kind, data).is_err(), "arbitrary bytes opened as a blob");
+    let blob_key =
+        BLOB_KEY.get_or_init(|| key.fresh_blob_key().expect("OS random number generator"));
+    assert!(
+        blob_key.open(kind, data).is_err(),
+        "arbitrary bytes opened as a blob"
+    );
     let mut blob = Vec::new();
-    blob_key.seal_into(kind, data, &mut blob).expect("seal a blob");
+    blob_key
+        .seal_into(kind, data, &mut blob)
+        .expect("seal a blob");
     assert_eq!(blob_key.open(kind, &blob).expect("own blob opens"), data);
-    let reader = key.blob_key(blob_key.id()).expect("the key holds the data key");
-    assert_eq!(reader.open(kind, &blob).expect("a reader's key opens it"), data);
+    let reader = key
+        .blob_key(blob_key.id())
+        .expect("the key holds the data key");
+    assert_eq!(
+        reader.open(kind, &blob).expect("a reader's key opens it"),
+        data
+    );
 });

@@ -12,8 +12,15 @@ fuzz_target!(|data: &[u8]| {
         let encoded = file.encode();
         assert_eq!(encoded[0], INDEX_VERSION);
         if data[0] == INDEX_VERSION_PER_BLOB {
-            assert!(file.packs.iter().all(|p| p.envelope == BlobEnvelope::PerBlob));
-            assert_eq!(IndexFile::decode(&encoded).expect("re-encoded file decodes"), file);
+            assert!(
+                file.packs
+                    .iter()
+                    .all(|p| p.envelope == BlobEnvelope::PerBlob)
+            );
+            assert_eq!(
+                IndexFile::decode(&encoded).expect("re-encoded file decodes"),
+                file
+            );
         } else {
             assert_eq!(encoded, data);
         }
