@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ring::aead::{Aad, LessSafeKey, NONCE_LEN, Nonce};
 use ring::rand::SystemRandom;
 
-use crate::master::{fill_random, hkdf_key};
+use crate::master::{fill_random, hkdf_key, seal_appended};
 use crate::{Error, ObjectKind, Result};
 
 /// Version byte bound into every blob's associated data (the first byte
@@ -98,35 +98,14 @@ impl BlobKey {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&SystemRandom::new(), &mut nonce)?;
         self.sealed.fetch_add(1, Ordering::Relaxed);
-        let start = out.len();
-        out.extend_from_slice(&nonce);
-        let written = match write_plaintext(out) {
-            Ok(written) => written,
-            Err(e) => {
-                out.truncate(start);
-                return Err(e);
-            }
-        };
-        assert!(
-            out.len() >= start + NONCE_LEN,
-            "write_plaintext only appends"
-        );
-        let sealed = self.aead.seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(self.associated_data(kind)),
-            &mut out[start + NONCE_LEN..],
-        );
-        match sealed {
-            Ok(tag) => {
-                out.extend_from_slice(tag.as_ref());
-                Ok(written)
-            }
-            Err(_) => {
-                let len = out.len() - start - NONCE_LEN;
-                out.truncate(start);
-                Err(Error::PlaintextTooLarge { len }.into())
-            }
-        }
+        seal_appended(
+            &self.aead,
+            nonce,
+            &self.associated_data(kind),
+            &nonce,
+            out,
+            write_plaintext,
+        )
     }
 
     /// Appends the sealed form of `plaintext` to `out`.

@@ -515,37 +515,17 @@ impl MasterKey {
         let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("NONCE_LEN bytes");
         let header = envelope_header(key_id);
 
-        let start = out.len();
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&salt_and_nonce);
-        let written = match write_plaintext(out) {
-            Ok(written) => written,
-            Err(e) => {
-                out.truncate(start);
-                return Err(e);
-            }
-        };
-        assert!(
-            out.len() >= start + PREFIX_LEN,
-            "write_plaintext only appends"
-        );
-        let sealed = object_key(&key_bytes, salt).seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(associated_data(header, kind)),
-            &mut out[start + PREFIX_LEN..],
-        );
-        match sealed {
-            Ok(tag) => {
-                out.extend_from_slice(tag.as_ref());
-                Ok(written)
-            }
-            // ring's only failure here is a plaintext over AES-GCM's per-message limit.
-            Err(_) => {
-                let len = out.len() - start - PREFIX_LEN;
-                out.truncate(start);
-                Err(Error::PlaintextTooLarge { len }.into())
-            }
-        }
+        let mut prefix = [0u8; PREFIX_LEN];
+        prefix[..header.len()].copy_from_slice(&header);
+        prefix[header.len()..].copy_from_slice(&salt_and_nonce);
+        seal_appended(
+            &object_key(&key_bytes, salt),
+            nonce,
+            &associated_data(header, kind),
+            &prefix,
+            out,
+            write_plaintext,
+        )
     }
 
     /// A blob key under the current data key with a fresh random salt, for
@@ -895,6 +875,49 @@ struct Len32;
 impl hkdf::KeyType for Len32 {
     fn len(&self) -> usize {
         32
+    }
+}
+
+/// Appends `prefix`, then what `write_plaintext` appends (and it must only
+/// append), seals that plaintext in place under `key`, `nonce` and `aad`,
+/// and appends the tag: the envelope and the blob envelope alike, with no
+/// buffer of their own. Returns what `write_plaintext` returned; on error,
+/// its or the sealing's, `out` is left as it was.
+pub(crate) fn seal_appended<T, E: From<Error>>(
+    key: &LessSafeKey,
+    nonce: [u8; NONCE_LEN],
+    aad: &[u8],
+    prefix: &[u8],
+    out: &mut Vec<u8>,
+    write_plaintext: impl FnOnce(&mut Vec<u8>) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    let start = out.len();
+    out.extend_from_slice(prefix);
+    let written = match write_plaintext(out) {
+        Ok(written) => written,
+        Err(e) => {
+            out.truncate(start);
+            return Err(e);
+        }
+    };
+    let plaintext_at = start + prefix.len();
+    assert!(out.len() >= plaintext_at, "write_plaintext only appends");
+    let sealed = key.seal_in_place_separate_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        &mut out[plaintext_at..],
+    );
+    match sealed {
+        Ok(tag) => {
+            out.extend_from_slice(tag.as_ref());
+            Ok(written)
+        }
+        // ring's only failure here is a plaintext over AES-GCM's per-message limit.
+        Err(_) => {
+            let len = out.len() - plaintext_at;
+            out.truncate(start);
+            Err(Error::PlaintextTooLarge { len }.into())
+        }
     }
 }
 
