@@ -39,7 +39,7 @@ use crate::progress::Progress;
 use crate::snapshot::Snapshot;
 use crate::{Error, Repository, Result};
 
-pub use content::{MAX_GAP, MAX_RANGE, read_ranges};
+pub use content::{MAX_GAP, MAX_RANGE, concurrent_reads, read_ranges};
 pub use verify::verify_file;
 
 /// What to restore and how.

@@ -27,7 +27,9 @@ use arca_repo::Id;
 use arca_repo::blob::BlobType;
 use arca_repo::progress::Progress;
 use arca_repo::restore::filter::{Decision, PathFilter};
-use arca_repo::restore::{RestoreFailure, RestoreOptions, RestoreSummary, read_ranges};
+use arca_repo::restore::{
+    MAX_RANGE, RestoreFailure, RestoreOptions, RestoreSummary, concurrent_reads, read_ranges,
+};
 use arca_repo::tree::{Node, NodeType};
 use futures::StreamExt as _;
 
@@ -412,7 +414,7 @@ impl Blobs {
                     let start = u64::from(job.location.offset);
                     start..start + u64::from(job.location.length)
                 };
-                read_ranges(jobs, extent, MAX_READ)
+                read_ranges(jobs, extent, MAX_RANGE)
                     .into_iter()
                     .map(move |(range, blobs)| PackRead { pack, range, blobs })
             })
@@ -447,17 +449,6 @@ impl Written {
             }
         }
     }
-}
-
-/// Largest ranged read (unless one blob is larger): half of Arca's
-/// [`arca_repo::restore::MAX_RANGE`], because the reads in flight are most
-/// of a restore's memory and restic's own restore peaks lower than Arca's.
-const MAX_READ: u64 = 8 << 20;
-
-/// Ranged reads in flight: enough to keep a remote store busy, few enough to
-/// bound memory to about this many times [`MAX_READ`].
-fn concurrent_reads() -> usize {
-    std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).clamp(4, 16))
 }
 
 /// Fetches every blob once and writes it into each file that holds it

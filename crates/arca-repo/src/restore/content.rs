@@ -3,7 +3,7 @@
 //! Each pack is read with one ranged read per run of needed blobs (runs closer
 //! than [`MAX_GAP`] are merged, so a pack that is mostly needed is read in one
 //! go), at most [`MAX_RANGE`] bytes at a time. A bounded number of packs is in
-//! flight, which bounds memory to about `workers × MAX_RANGE`. Decoding and
+//! flight, which bounds memory to about [`concurrent_reads`] × [`MAX_RANGE`]. Decoding and
 //! writing happen on the blocking pool.
 
 use std::collections::HashMap;
@@ -25,8 +25,10 @@ use crate::{Id, Repository};
 /// Unneeded bytes between two needed blobs that are still read rather than
 /// starting a second request: a request costs more than this much transfer.
 pub const MAX_GAP: u64 = 1024 * 1024;
-/// Largest single ranged read (unless one blob is larger).
-pub const MAX_RANGE: u64 = 16 * 1024 * 1024;
+/// Largest single ranged read (unless one blob is larger). The reads in
+/// flight are most of a restore's memory: at 16 MiB, four of them put a
+/// restore's peak above restic's; at 8 MiB a whole pack is still two reads.
+pub const MAX_RANGE: u64 = 8 * 1024 * 1024;
 
 /// Files one range writer keeps open at most (blobs arrive in pack order, so
 /// a small cache catches the common case of consecutive blobs of one file).
@@ -66,9 +68,10 @@ pub(crate) struct Written {
     pub(crate) failures: Vec<(usize, String)>,
 }
 
-/// Packs processed concurrently: enough to keep a remote store busy, few
-/// enough to bound memory.
-fn workers() -> usize {
+/// Ranged reads in flight (one per pack being restored): enough to keep a
+/// remote store busy, few enough to bound memory to about this many times
+/// [`MAX_RANGE`].
+pub fn concurrent_reads() -> usize {
     std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).clamp(4, 16))
 }
 
@@ -82,7 +85,7 @@ pub(crate) async fn write_packs(
 ) -> Written {
     let results: Vec<Written> = futures::stream::iter(jobs)
         .map(|job| restore_pack(repo.clone(), job, dest.clone(), progress.clone()))
-        .buffer_unordered(workers())
+        .buffer_unordered(concurrent_reads())
         .collect()
         .await;
     let mut total = Written::default();
