@@ -317,21 +317,30 @@ pub fn open_stored(
     }
 }
 
-/// Seals a blob of a pack sealed as `envelope` again under `to`,
-/// appending it to `out`: opened and sealed, not decompressed. Any failure
-/// to open is [`Error::Corrupt`] naming the blob.
-pub fn reseal_blob(
+/// Opens a stored blob of a pack sealed as `envelope` and checks it as
+/// [`decode_blob`] does (decompressed only to hash it): its stored form,
+/// verified, ready to be sealed again under another blob key without
+/// compressing it again. Any failure is [`Error::Corrupt`] naming the blob.
+pub fn open_checked(
     key: &MasterKey,
     envelope: BlobEnvelope,
     blob_type: BlobType,
-    id: &Id,
     stored: &[u8],
-    to: &BlobKey,
-    out: &mut Vec<u8>,
-) -> Result<()> {
-    let opened = open_stored(key, envelope, blob_type, stored)
-        .map_err(|e| Error::corrupt(format!("{blob_type} blob {id}"), e))?;
-    Ok(to.seal_into(blob_type.object_kind(), &opened, out)?)
+    uncompressed_length: Option<u32>,
+    expected: &Id,
+) -> Result<Vec<u8>> {
+    let what = || format!("{blob_type} blob {expected}");
+    let opened =
+        open_stored(key, envelope, blob_type, stored).map_err(|e| Error::corrupt(what(), e))?;
+    match uncompressed_length {
+        None => check_content_id(key, &opened, expected, what)?,
+        Some(len) => {
+            let plaintext = zstd_decompress_exact(&opened, len as usize)
+                .map_err(|reason| Error::corrupt(what(), reason))?;
+            check_content_id(key, &plaintext, expected, what)?;
+        }
+    }
+    Ok(opened)
 }
 
 /// Decodes a stored blob of a pack sealed as `envelope`: opens it,
@@ -354,14 +363,25 @@ pub fn decode_blob(
         Some(len) => zstd_decompress_exact(&opened, len as usize)
             .map_err(|reason| Error::corrupt(what(), reason))?,
     };
-    let actual = key.content_id(&plaintext);
+    check_content_id(key, &plaintext, expected, what)?;
+    Ok(plaintext)
+}
+
+/// [`Error::Corrupt`] (named by `what`) unless `plaintext` hashes to `expected`.
+fn check_content_id(
+    key: &MasterKey,
+    plaintext: &[u8],
+    expected: &Id,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    let actual = key.content_id(plaintext);
     if actual != *expected {
         return Err(Error::corrupt(
             what(),
             format!("content hashes to {actual}"),
         ));
     }
-    Ok(plaintext)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -528,7 +548,7 @@ mod tests {
     /// A format-1 blob (an object envelope of its own, as builds before
     /// pack format 2 sealed it) decodes as `PerBlob` and not as a format-2
     /// blob, and the reverse; resealing moves either under another blob
-    /// key without decompressing.
+    /// key without compressing again.
     #[test]
     fn format_1_and_format_2_blobs_decode_only_as_what_they_are() {
         let key = test_key();
@@ -556,15 +576,23 @@ mod tests {
             (BlobEnvelope::PerBlob, &v1, compressed),
             (envelope(), &v2.bytes, v2.uncompressed_length),
         ] {
+            let opened = open_checked(key, from, BlobType::Data, stored, len, &id).unwrap();
             let mut moved = Vec::new();
-            reseal_blob(key, from, BlobType::Data, &id, stored, &other, &mut moved).unwrap();
+            other
+                .seal_into(ObjectKind::DataBlob, &opened, &mut moved)
+                .unwrap();
             assert_eq!(
                 decode_as(BlobEnvelope::Pack(other.id()), &moved, len).unwrap(),
                 plaintext
             );
             assert!(
-                reseal_blob(key, from, BlobType::Tree, &id, stored, &other, &mut moved).is_err(),
-                "a data blob does not move as a tree"
+                open_checked(key, from, BlobType::Tree, stored, len, &id).is_err(),
+                "a data blob does not open as a tree"
+            );
+            let wrong_id = key.content_id(b"another blob");
+            assert!(
+                open_checked(key, from, BlobType::Data, stored, len, &wrong_id).is_err(),
+                "a blob that does not hash to its id is refused"
             );
         }
     }

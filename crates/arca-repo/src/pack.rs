@@ -375,16 +375,32 @@ impl PackWriter {
         uncompressed_length: Option<u32>,
         sealed_by: &BlobKey,
     ) -> Result<()> {
-        let offset = self.start_blob(blob_type, id);
-        if sealed_by.id() == self.key.id() {
-            self.bytes.extend_from_slice(stored);
-        } else {
+        if sealed_by.id() != self.key.id() {
             let opened = sealed_by
                 .open(blob_type.object_kind(), stored)
                 .map_err(|e| Error::corrupt(format!("{blob_type} blob {id}"), e))?;
-            self.key
-                .seal_into(blob_type.object_kind(), &opened, &mut self.bytes)?;
+            return self.add_opened(blob_type, id, &opened, uncompressed_length);
         }
+        let offset = self.start_blob(blob_type, id);
+        self.bytes.extend_from_slice(stored);
+        self.end_blob(blob_type, id, offset, uncompressed_length);
+        self.spill(false)
+    }
+
+    /// Seals a blob's opened stored form (compressed, as
+    /// `uncompressed_length` says, or not) under the pack's key and appends
+    /// it: how a blob moves out of a pack sealed otherwise (see
+    /// [`crate::blob::open_stored`]). Panics and fails as [`PackWriter::add`].
+    pub fn add_opened(
+        &mut self,
+        blob_type: BlobType,
+        id: Id,
+        opened: &[u8],
+        uncompressed_length: Option<u32>,
+    ) -> Result<()> {
+        let offset = self.start_blob(blob_type, id);
+        self.key
+            .seal_into(blob_type.object_kind(), opened, &mut self.bytes)?;
         self.end_blob(blob_type, id, offset, uncompressed_length);
         self.spill(false)
     }

@@ -24,13 +24,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_crypto::BlobKey;
+use arca_crypto::MasterKey;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
 
-use crate::blob::{BlobEnvelope, BlobType, decode_blob, reseal_blob};
+use crate::blob::{BlobEnvelope, BlobType, open_checked, open_stored};
 use crate::index::{Index, IndexFile, IndexPack};
 use crate::lease::{self, HeldLease, LEASE_REFRESH};
 use crate::marks::{
@@ -690,29 +690,32 @@ async fn repack_packs(
     let mut reads = futures::stream::iter(plans)
         .map(|(pack, wanted)| read_verified(repo, pack, envelopes[&pack], wanted))
         .buffered(REPACK_READ_AHEAD);
-    let mut writers = OpenPacks::new(repo, REPACK_UPLOADS);
     let mut uploads: JoinSet<Result<IndexPack>> = JoinSet::new();
     let mut saved: Vec<IndexPack> = Vec::new();
     let result = async {
+        let mut writers = OpenPacks::new(repo, REPACK_UPLOADS);
         while let Some(read) = reads.try_next().await? {
             report.packs_repacked += 1;
             for blob in &read.blobs {
                 report.blobs_repacked += 1;
                 report.bytes_repacked += u64::from(blob.length);
-                writers.for_type(blob.blob_type)?.add_stored(
-                    blob.blob_type,
-                    blob.id,
-                    read.stored(blob),
-                    blob.uncompressed_length,
-                    &read.key,
-                )?;
-                if let Some(full) = writers.take_full(blob.blob_type) {
-                    if uploads.len() >= REPACK_UPLOADS {
-                        let done = uploads.join_next().await.expect("uploads are running");
-                        saved.push(joined(done)?);
-                    }
-                    uploads.spawn(save_writer(repo.clone(), full));
+            }
+            // Sealing and spooling are CPU and disk work: the writers go to
+            // the blocking pool with the pack and come back with the packs
+            // it filled.
+            let key_repo = repo.clone();
+            let (back, full) = blocking(move || {
+                let full = read.copy_into(key_repo.key(), &mut writers)?;
+                Ok((writers, full))
+            })
+            .await?;
+            writers = back;
+            for full in full {
+                if uploads.len() >= REPACK_UPLOADS {
+                    let done = uploads.join_next().await.expect("uploads are running");
+                    saved.push(joined(done)?);
                 }
+                uploads.spawn(save_writer(repo.clone(), full));
             }
         }
         for writer in writers.drain() {
@@ -733,19 +736,51 @@ async fn repack_packs(
     Ok(())
 }
 
-/// A pack fetched for a repack, and the blobs to copy out of it, each
-/// verified (decrypted, decompressed, hashed) and sealed under `key`: kept
-/// as stored, or sealed again into `bytes` of their own.
+/// A pack fetched for a repack, sealed as `envelope`, and the blobs to copy
+/// out of it, each verified (decrypted, decompressed, hashed).
 struct VerifiedPack {
+    path: String,
     bytes: Bytes,
+    envelope: BlobEnvelope,
     blobs: Vec<PackEntry>,
-    key: Arc<BlobKey>,
 }
 
 impl VerifiedPack {
     /// A blob's stored bytes (in range: checked when it was verified).
     fn stored(&self, blob: &PackEntry) -> &[u8] {
         &self.bytes[stored_range(blob)]
+    }
+
+    /// Adds the blobs to `writers`: as stored where the open pack is sealed
+    /// under this pack's blob key, else opened and sealed again straight into
+    /// the new pack (a blob is never copied as stored into a pack of another
+    /// key or salt, nor a format-1 blob into a format-2 pack). Returns the
+    /// packs that filled.
+    fn copy_into(&self, key: &MasterKey, writers: &mut OpenPacks) -> Result<Vec<PackWriter>> {
+        let mut full = Vec::new();
+        for blob in &self.blobs {
+            let writer = writers.for_type(blob.blob_type)?;
+            let stored = self.stored(blob);
+            if self.envelope == BlobEnvelope::Pack(writer.key().id()) {
+                let same_key = Arc::clone(writer.key());
+                writer.add_stored(
+                    blob.blob_type,
+                    blob.id,
+                    stored,
+                    blob.uncompressed_length,
+                    &same_key,
+                )?;
+            } else {
+                let opened =
+                    open_stored(key, self.envelope, blob.blob_type, stored).map_err(|e| {
+                        Error::corrupt(format!("{} blob {}", blob.blob_type, blob.id), e)
+                            .in_file(&self.path)
+                    })?;
+                writer.add_opened(blob.blob_type, blob.id, &opened, blob.uncompressed_length)?;
+            }
+            full.extend(writers.take_full(blob.blob_type));
+        }
+        Ok(full)
     }
 }
 
@@ -757,9 +792,8 @@ fn stored_range(blob: &PackEntry) -> std::ops::Range<usize> {
 }
 
 /// Fetches one pack, sealed as `envelope`, and verifies the blobs in
-/// `wanted`; seals them again under the repository's blob key unless they
-/// are under it (a blob is never copied as stored into a pack of another
-/// key or salt, and a format-1 blob never into a format-2 pack).
+/// `wanted` (on the blocking pool), without a copy of them: they are sealed
+/// again, where they must be, as they go into the new packs.
 async fn read_verified(
     repo: &Repository,
     pack: Id,
@@ -770,18 +804,11 @@ async fn read_verified(
     let bytes = repo.backend().get(&path).await?;
     let key_repo = repo.clone();
     blocking(move || {
-        let key = key_repo.blob_key()?;
-        // Sealed again, a blob takes no more than it did (28 bytes of
-        // envelope, against 28 or 49): sized once, the buffer never doubles.
-        let kept: usize = wanted.iter().map(|blob| blob.length as usize).sum();
-        let mut resealed =
-            (envelope != BlobEnvelope::Pack(key.id())).then(|| Vec::with_capacity(kept));
-        let mut blobs = Vec::with_capacity(wanted.len());
-        for blob in wanted {
-            let stored = bytes.get(stored_range(&blob)).ok_or_else(|| {
+        for blob in &wanted {
+            let stored = bytes.get(stored_range(blob)).ok_or_else(|| {
                 Error::corrupt(&path, format!("blob {} lies past the pack's end", blob.id))
             })?;
-            decode_blob(
+            open_checked(
                 key_repo.key(),
                 envelope,
                 blob.blob_type,
@@ -790,31 +817,12 @@ async fn read_verified(
                 &blob.id,
             )
             .map_err(|e| e.in_file(&path))?;
-            let Some(out) = &mut resealed else {
-                blobs.push(blob);
-                continue;
-            };
-            let offset = out.len();
-            reseal_blob(
-                key_repo.key(),
-                envelope,
-                blob.blob_type,
-                &blob.id,
-                stored,
-                &key,
-                out,
-            )
-            .map_err(|e| e.in_file(&path))?;
-            blobs.push(PackEntry {
-                offset: u32::try_from(offset).expect("a pack's blobs resealed fit in u32"),
-                length: u32::try_from(out.len() - offset).expect("blobs are below 4 GiB"),
-                ..blob
-            });
         }
         Ok(VerifiedPack {
-            bytes: resealed.map_or(bytes, Bytes::from),
-            blobs,
-            key,
+            path,
+            bytes,
+            envelope,
+            blobs: wanted,
         })
     })
     .await

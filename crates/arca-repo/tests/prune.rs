@@ -17,6 +17,7 @@ use arca_repo::marks::{list_marks, pending_packs};
 use arca_repo::pack::PackWriter;
 use arca_repo::prune::{MaxUnused, PruneOptions, PruneReport, prune};
 use arca_repo::snapshot::Snapshot;
+use arca_repo::tree::FileName;
 use arca_repo::{Error, Id, Repository};
 use repo_fixtures::{
     assert_same_files, backup_dir, check_reading, new_repo, noise, restore_into, restored,
@@ -337,6 +338,104 @@ async fn partly_used_packs_are_repacked() {
     );
     assert_check_passes(&repo).await;
     assert_restores(&repo, &second, &src, &tmp.path().join("out")).await;
+}
+
+/// A kept blob that no longer opens, in a pack prune would repack: prune
+/// stops with an error naming the pack and the blob, before it marks or
+/// deletes anything, and every other file still restores.
+#[tokio::test]
+async fn a_corrupt_blob_in_a_pack_to_repack_stops_prune_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_in(&tmp.path().join("repo")).await;
+    let files: Vec<(String, usize, u64)> = (0..40)
+        .map(|i| (format!("f{i:02}"), 40_000, 300 + i))
+        .collect();
+    let refs: Vec<(&str, usize, u64)> =
+        files.iter().map(|(n, l, s)| (n.as_str(), *l, *s)).collect();
+    let src = tmp.path().join("src");
+    fill(&src, &refs);
+    let (first, first_snapshot) = backup_dir(&repo, &src).await;
+    let kept: Vec<(&str, usize, u64)> = refs.iter().copied().step_by(2).collect();
+    fill(&src, &kept);
+    let (_, second) = backup_dir(&repo, &src).await;
+    forget(&repo, &first).await;
+
+    // A data blob of a kept file whose pack also holds a dropped file's.
+    let (index, _) = repo.load_index_for_writing().await.unwrap();
+    // (file name, content) of every file in a snapshot.
+    let content = |snapshot: &Snapshot| {
+        let index = &index;
+        let repo = &repo;
+        let root = snapshot.tree;
+        async move {
+            let mut files = Vec::new();
+            let mut trees = vec![root];
+            while let Some(tree_id) = trees.pop() {
+                for node in repo.load_tree(index, &tree_id).await.unwrap().nodes {
+                    trees.extend(node.subtree);
+                    if !node.content.is_empty() {
+                        files.push((node.name.clone(), node.content.clone()));
+                    }
+                }
+            }
+            files
+        }
+    };
+    let kept_blobs = content(&second).await;
+    let kept_names: BTreeSet<_> = kept_blobs.iter().map(|(name, _)| name.clone()).collect();
+    let dropped_packs: BTreeSet<Id> = content(&first_snapshot)
+        .await
+        .iter()
+        .filter(|(name, _)| !kept_names.contains(name))
+        .flat_map(|(_, blobs)| {
+            blobs
+                .iter()
+                .map(|id| index.get(BlobType::Data, id).unwrap().pack)
+        })
+        .collect();
+    let (victim, location) = kept_blobs
+        .iter()
+        .flat_map(|(name, blobs)| blobs.iter().map(move |id| (name.clone(), *id)))
+        .map(|(name, id)| (name, index.get(BlobType::Data, &id).unwrap()))
+        .find(|(_, location)| dropped_packs.contains(&location.pack))
+        .expect("some pack holds both kept and dropped files");
+    let pack_file = tmp
+        .path()
+        .join("repo")
+        .join(Repository::pack_path(&location.pack));
+    let mut bytes = fs::read(&pack_file).unwrap();
+    bytes[(location.offset + location.length / 2) as usize] ^= 0x40;
+    fs::write(&pack_file, bytes).unwrap();
+    let packs_before = stored_packs(&repo).await;
+
+    let error = prune(
+        &repo,
+        &PruneOptions {
+            max_unused: MaxUnused::Percent(0.0),
+            ..opts()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(error, Error::Corrupt { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains(&location.pack.to_hex()), "{message}");
+    assert!(list_marks(&repo).await.unwrap().is_empty());
+    assert_eq!(stored_packs(&repo).await, packs_before);
+    // Every kept file but the damaged one restores byte for byte.
+    let out = tmp.path().join("out");
+    let _ = restore_into(&repo, &second, &out).await;
+    let restored_dir = restored(&out, &src);
+    for (name, _, _) in &kept {
+        if FileName::from(*name) == victim {
+            continue;
+        }
+        assert_eq!(
+            fs::read(restored_dir.join(name)).unwrap(),
+            fs::read(src.join(name)).unwrap(),
+            "{name}"
+        );
+    }
 }
 
 #[tokio::test]
