@@ -295,6 +295,19 @@ fn cat_prints_every_file_kind(repo: &Repo) {
     for pack in &packs {
         let header = repo.json(&["cat", "pack", pack]);
         assert_eq!(header["id"].as_str(), Some(pack.as_str()));
+        // A new pack is format 2; its header and its index entry name one
+        // blob key.
+        let indexed = index["packs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == header["id"])
+            .unwrap();
+        assert_eq!(header["format"], 2);
+        assert_eq!(header["salt"].as_str().map(str::len), Some(32));
+        for field in ["format", "key_id", "salt"] {
+            assert_eq!(header[field], indexed[field], "{field}");
+        }
         tree_found |= header["blobs"]
             .as_array()
             .unwrap()

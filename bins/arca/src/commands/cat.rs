@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, bail};
 use arca_repo::Id;
-use arca_repo::blob::BlobType;
+use arca_repo::blob::{BlobEnvelope, BlobType};
 use arca_repo::pack::PackEntry;
 use arca_repo::repository::{INDEX_DIR, KEYS_DIR};
 use serde::Serialize;
@@ -64,10 +64,7 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
             let packs: Vec<_> = file
                 .packs
                 .iter()
-                .map(|pack| PackJson {
-                    id: pack.id,
-                    blobs: blobs_json(&pack.blobs),
-                })
+                .map(|pack| PackJson::new(pack.id, pack.envelope, &pack.blobs))
                 .collect();
             output.json_pretty(&serde_json::json!({ "packs": packs }))?;
         }
@@ -75,10 +72,7 @@ pub(crate) async fn run(args: Args, context: &Context) -> anyhow::Result<Exit> {
             let spec = spec()?;
             let id = resolve(repository.backend().as_ref(), &pack_shard(spec), spec).await?;
             let header = repository.load_pack_header(&id).await?;
-            output.json_pretty(&PackJson {
-                id,
-                blobs: blobs_json(&header.entries),
-            })?;
+            output.json_pretty(&PackJson::new(id, header.envelope, &header.entries))?;
         }
         Kind::Key => {
             let id = resolve(repository.backend().as_ref(), KEYS_DIR, spec()?).await?;
@@ -160,10 +154,35 @@ async fn resolve(backend: &dyn arca_store::Backend, dir: &str, spec: &str) -> an
     }
 }
 
+/// A pack as the index or its header describes it (schema in docs/CLI.md).
 #[derive(Serialize)]
 struct PackJson {
     id: Id,
+    /// Pack format: 1 (each blob sealed on its own) or 2 (one blob key).
+    format: u8,
+    /// Format 2: the data key the blob key derives from, and its salt (hex;
+    /// public, as in the pack header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    salt: Option<String>,
     blobs: Vec<BlobJson>,
+}
+
+impl PackJson {
+    fn new(id: Id, envelope: BlobEnvelope, entries: &[PackEntry]) -> Self {
+        let (format, key_id, salt) = match envelope {
+            BlobEnvelope::PerBlob => (1, None, None),
+            BlobEnvelope::Pack(key) => (2, Some(key.key_id), Some(hex::encode(key.salt))),
+        };
+        PackJson {
+            id,
+            format,
+            key_id,
+            salt,
+            blobs: entries.iter().map(BlobJson::from).collect(),
+        }
+    }
 }
 
 /// One blob in a pack (schema in docs/CLI.md).
@@ -177,15 +196,14 @@ struct BlobJson {
     uncompressed_length: Option<u32>,
 }
 
-fn blobs_json(entries: &[PackEntry]) -> Vec<BlobJson> {
-    entries
-        .iter()
-        .map(|entry| BlobJson {
+impl From<&PackEntry> for BlobJson {
+    fn from(entry: &PackEntry) -> Self {
+        BlobJson {
             blob_type: entry.blob_type,
             id: entry.id,
             offset: entry.offset,
             length: entry.length,
             uncompressed_length: entry.uncompressed_length,
-        })
-        .collect()
+        }
+    }
 }
