@@ -39,8 +39,13 @@ use crate::snapshot::Snapshot;
 use crate::tree::Tree;
 use crate::{Id, Repository, Result};
 
-/// Ranged reads (each decoded, hashed and sealed on the blocking pool) at once.
-const RUN_CONCURRENCY: usize = 4;
+/// Ranged reads (each decoded, hashed and sealed on the blocking pool) at
+/// once: one per core, at least two so a read overlaps the work on the
+/// last, at most four. Each holds up to [`RUN_BYTES`] read and about as
+/// much sealed again, so more than the cores can work on only adds memory.
+fn run_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+}
 /// Blobs of a pack at most this far apart are read with one request
 /// (reading the bytes between costs less than another request).
 const RUN_GAP: u64 = 256 * 1024;
@@ -341,7 +346,7 @@ impl Copier {
             .into_iter()
             .map(|run| self.map_run(run))
             .collect();
-        let mut results = futures::stream::iter(jobs).buffered(RUN_CONCURRENCY);
+        let mut results = futures::stream::iter(jobs).buffered(run_concurrency());
         while let Some(mapped) = results.try_next().await? {
             for (source_id, destination_id, blob) in mapped {
                 if let Some(blob) = blob {
