@@ -14,6 +14,10 @@
 //! header must decode and agree with the index, and every blob must decrypt,
 //! decompress and hash to its ID.
 //!
+//! Everything is read from the backend, never from the repository's local
+//! cache: trees through a scratch cache of the check's own, so each tree
+//! pack is fetched whole once instead of one request per tree.
+//!
 //! `check` keeps going after the first problem and collects every one as a
 //! [`CheckError`], in a stable order (index files, packs, snapshots, trees,
 //! then pack contents by pack ID). Only failures that make checking itself
@@ -301,14 +305,51 @@ impl CheckReport {
 /// Concurrent file loads for the structural part.
 const LOAD_CONCURRENCY: usize = 8;
 
+/// An empty directory for [`check`]'s own cache, beside the repository's
+/// cache if it has one, else in the system's temporary directory; removed
+/// when dropped. `None` (checking then reads each tree on its own) if none
+/// can be made, e.g. on a read-only file system.
+fn scratch_cache(repo: &Repository) -> Option<tempfile::TempDir> {
+    let base = repo
+        .cache_dir()
+        .and_then(std::path::Path::parent)
+        .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    let made = std::fs::create_dir_all(&base).and_then(|()| {
+        tempfile::Builder::new()
+            .prefix("arca-check-")
+            .tempdir_in(&base)
+    });
+    match made {
+        Ok(dir) => Some(dir),
+        Err(error) => {
+            tracing::warn!(
+                dir = %base.display(),
+                %error,
+                "no scratch cache for check; reading trees one by one"
+            );
+            None
+        }
+    }
+}
+
 /// Checks `repo`; see the module docs for what is checked.
 pub async fn check(
     repo: &Repository,
     opts: &CheckOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<CheckReport> {
-    // Verify what is stored, not local copies of it.
-    let repo = &repo.without_cache();
+    // Verify what is stored, not local copies of it: through a cache of
+    // its own that starts empty and goes when the check ends, so a tree pack
+    // is fetched whole once (and checked against its name) rather than read
+    // tree by tree, one request per directory on an object store. restic's
+    // check does the same with its temporary cache.
+    let scratch = scratch_cache(repo);
+    let repo = &match &scratch {
+        Some(dir) => repo
+            .without_cache()
+            .with_cache(arca_store::DiskCache::new(dir.path())),
+        None => repo.without_cache(),
+    };
     let mut report = CheckReport::default();
 
     let stored_packs = list_packs(repo, &mut report).await?;

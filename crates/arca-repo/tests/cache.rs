@@ -256,3 +256,30 @@ async fn check_reads_the_repository_not_the_cache() {
     assert!(!report.is_ok(), "{report:?}");
     assert_eq!(report.index_files_checked, 0, "{report:?}");
 }
+
+/// `check` reads trees from a scratch cache of its own: each tree pack is
+/// fetched whole once (31 directories of trees, no ranged read each), and
+/// the scratch directory is gone afterwards, beside an untouched cache.
+#[tokio::test]
+async fn check_fetches_each_tree_pack_once_into_a_scratch_cache_it_removes() {
+    let fixture = Fixture::new().await;
+    let repo = fixture.open_cached().await;
+    fixture.restore_latest(&repo, "warm").await;
+    let cached_before = cached_files(&fixture.cache_dir());
+    let before = fixture.requests.snapshot();
+    let report = check_reading(&repo, ReadData::None).await;
+    let used = since(before, fixture.requests.snapshot());
+    assert!(report.is_ok(), "{report:?}");
+    assert!(report.trees_checked > 60, "{report:?}");
+    assert_eq!(used.get_range, 0, "{used:?}");
+    // Config, key, index file, snapshot, tree pack (and a few more files),
+    // never one request per tree.
+    assert!(used.get < 10, "{used:?}");
+    assert_eq!(cached_files(&fixture.cache_dir()), cached_before);
+    let scratch_left: Vec<_> = fs::read_dir(fixture.tmp.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().starts_with("arca-check-"))
+        .collect();
+    assert!(scratch_left.is_empty(), "{scratch_left:?}");
+}
