@@ -329,17 +329,14 @@ pub fn open_checked(
     uncompressed_length: Option<u32>,
     expected: &Id,
 ) -> Result<Vec<u8>> {
-    let what = || format!("{blob_type} blob {expected}");
-    let opened =
-        open_stored(key, envelope, blob_type, stored).map_err(|e| Error::corrupt(what(), e))?;
-    match uncompressed_length {
-        None => check_content_id(key, &opened, expected, what)?,
-        Some(len) => {
-            let plaintext = zstd_decompress_exact(&opened, len as usize)
-                .map_err(|reason| Error::corrupt(what(), reason))?;
-            check_content_id(key, &plaintext, expected, what)?;
-        }
-    }
+    let (opened, _) = open_verified(
+        key,
+        envelope,
+        blob_type,
+        stored,
+        uncompressed_length,
+        expected,
+    )?;
     Ok(opened)
 }
 
@@ -355,33 +352,42 @@ pub fn decode_blob(
     uncompressed_length: Option<u32>,
     expected: &Id,
 ) -> Result<Vec<u8>> {
+    let (opened, decompressed) = open_verified(
+        key,
+        envelope,
+        blob_type,
+        stored,
+        uncompressed_length,
+        expected,
+    )?;
+    Ok(decompressed.unwrap_or(opened))
+}
+
+/// Both of the above: the opened stored form and, if it is compressed, the
+/// plaintext, once the plaintext hashes to `expected`.
+fn open_verified(
+    key: &MasterKey,
+    envelope: BlobEnvelope,
+    blob_type: BlobType,
+    stored: &[u8],
+    uncompressed_length: Option<u32>,
+    expected: &Id,
+) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
     let what = || format!("{blob_type} blob {expected}");
     let opened =
         open_stored(key, envelope, blob_type, stored).map_err(|e| Error::corrupt(what(), e))?;
-    let plaintext = match uncompressed_length {
-        None => opened,
-        Some(len) => zstd_decompress_exact(&opened, len as usize)
-            .map_err(|reason| Error::corrupt(what(), reason))?,
-    };
-    check_content_id(key, &plaintext, expected, what)?;
-    Ok(plaintext)
-}
-
-/// [`Error::Corrupt`] (named by `what`) unless `plaintext` hashes to `expected`.
-fn check_content_id(
-    key: &MasterKey,
-    plaintext: &[u8],
-    expected: &Id,
-    what: impl FnOnce() -> String,
-) -> Result<()> {
-    let actual = key.content_id(plaintext);
+    let decompressed = uncompressed_length
+        .map(|len| zstd_decompress_exact(&opened, len as usize))
+        .transpose()
+        .map_err(|reason| Error::corrupt(what(), reason))?;
+    let actual = key.content_id(decompressed.as_deref().unwrap_or(&opened));
     if actual != *expected {
         return Err(Error::corrupt(
             what(),
             format!("content hashes to {actual}"),
         ));
     }
-    Ok(())
+    Ok((opened, decompressed))
 }
 
 #[cfg(test)]

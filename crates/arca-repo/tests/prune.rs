@@ -39,7 +39,7 @@ async fn repo_in(dir: &Path) -> Repository {
 }
 
 /// Writes `files` (name, length, seed) into a fresh directory `dir`.
-fn fill(dir: &Path, files: &[(&str, usize, u64)]) {
+fn fill<Name: AsRef<Path>>(dir: &Path, files: &[(Name, usize, u64)]) {
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir).unwrap();
     for (name, len, seed) in files {
@@ -129,6 +129,46 @@ impl TwoSnapshots {
             .difference(&of_b)
             .copied()
             .collect()
+    }
+}
+
+/// Forty small files backed up, then every other one of them, and the
+/// first snapshot forgotten: many small files shared packs, so each pack
+/// is left about half used.
+struct HalfForgotten {
+    tmp: tempfile::TempDir,
+    repo: Repository,
+    src: std::path::PathBuf,
+    /// The forgotten snapshot (all forty files).
+    first: Snapshot,
+    /// The kept one (every other file).
+    second: Snapshot,
+    /// The files of `second`: name, length, seed.
+    kept: Vec<(String, usize, u64)>,
+}
+
+impl HalfForgotten {
+    async fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo_in(&tmp.path().join("repo")).await;
+        let files: Vec<(String, usize, u64)> = (0..40)
+            .map(|i| (format!("f{i:02}"), 40_000, 100 + i))
+            .collect();
+        let src = tmp.path().join("src");
+        fill(&src, &files);
+        let (first_id, first) = backup_dir(&repo, &src).await;
+        let kept: Vec<(String, usize, u64)> = files.iter().step_by(2).cloned().collect();
+        fill(&src, &kept);
+        let (_, second) = backup_dir(&repo, &src).await;
+        forget(&repo, &first_id).await;
+        HalfForgotten {
+            tmp,
+            repo,
+            src,
+            first,
+            second,
+            kept,
+        }
     }
 }
 
@@ -281,22 +321,13 @@ async fn a_commit_after_its_data_was_swept_fails_and_writes_no_snapshot() {
 
 #[tokio::test]
 async fn partly_used_packs_are_repacked() {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = repo_in(&tmp.path().join("repo")).await;
-    // Many small files share packs; dropping every other one leaves each
-    // pack about half used.
-    let files: Vec<(String, usize, u64)> = (0..40)
-        .map(|i| (format!("f{i:02}"), 40_000, 100 + i))
-        .collect();
-    let refs: Vec<(&str, usize, u64)> =
-        files.iter().map(|(n, l, s)| (n.as_str(), *l, *s)).collect();
-    let src = tmp.path().join("src");
-    fill(&src, &refs);
-    let (first, _) = backup_dir(&repo, &src).await;
-    let kept: Vec<(&str, usize, u64)> = refs.iter().copied().step_by(2).collect();
-    fill(&src, &kept);
-    let (_, second) = backup_dir(&repo, &src).await;
-    forget(&repo, &first).await;
+    let HalfForgotten {
+        tmp,
+        repo,
+        src,
+        second,
+        ..
+    } = HalfForgotten::new().await;
 
     let options = PruneOptions {
         max_unused: MaxUnused::Percent(0.0),
@@ -345,20 +376,14 @@ async fn partly_used_packs_are_repacked() {
 /// deletes anything, and every other file still restores.
 #[tokio::test]
 async fn a_corrupt_blob_in_a_pack_to_repack_stops_prune_and_loses_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = repo_in(&tmp.path().join("repo")).await;
-    let files: Vec<(String, usize, u64)> = (0..40)
-        .map(|i| (format!("f{i:02}"), 40_000, 300 + i))
-        .collect();
-    let refs: Vec<(&str, usize, u64)> =
-        files.iter().map(|(n, l, s)| (n.as_str(), *l, *s)).collect();
-    let src = tmp.path().join("src");
-    fill(&src, &refs);
-    let (first, first_snapshot) = backup_dir(&repo, &src).await;
-    let kept: Vec<(&str, usize, u64)> = refs.iter().copied().step_by(2).collect();
-    fill(&src, &kept);
-    let (_, second) = backup_dir(&repo, &src).await;
-    forget(&repo, &first).await;
+    let HalfForgotten {
+        tmp,
+        repo,
+        src,
+        first: first_snapshot,
+        second,
+        kept,
+    } = HalfForgotten::new().await;
 
     // A data blob of a kept file whose pack also holds a dropped file's.
     let (index, _) = repo.load_index_for_writing().await.unwrap();
@@ -427,7 +452,7 @@ async fn a_corrupt_blob_in_a_pack_to_repack_stops_prune_and_loses_nothing() {
     let _ = restore_into(&repo, &second, &out).await;
     let restored_dir = restored(&out, &src);
     for (name, _, _) in &kept {
-        if FileName::from(*name) == victim {
+        if FileName::from(name.as_str()) == victim {
             continue;
         }
         assert_eq!(
