@@ -483,6 +483,9 @@ struct PackUse {
     used_bytes: u64,
     unused_bytes: u64,
     used_blobs: u64,
+    /// Sealed blob by blob (pack format 1): repacking moves its blobs to
+    /// format 2 as well.
+    format_1: bool,
 }
 
 /// Phase 1: marks unused packs and repacks partly used ones.
@@ -541,6 +544,12 @@ async fn mark(
             } else {
                 tally.unused_bytes += u64::from(blob.length);
             }
+        }
+    }
+
+    for pack in state.files.iter().flat_map(|(_, file)| &file.packs) {
+        if let Some(tally) = uses.get_mut(&pack.id) {
+            tally.format_1 = pack.envelope == BlobEnvelope::PerBlob;
         }
     }
 
@@ -632,8 +641,9 @@ fn choose_repacks(
     let mut chosen = Vec::new();
     for (pack, tally) in &partly {
         let wanted = (tally.unused_bytes > 0 && unused_left > allowed)
-            // A lone small pack gains nothing from being rewritten.
-            || (opts.repack_small && small(tally) && small_count > 1);
+            // A lone small pack gains nothing from being rewritten, unless
+            // that moves its blobs out of pack format 1.
+            || (opts.repack_small && small(tally) && (small_count > 1 || tally.format_1));
         if !wanted || !eligible(tally) || tally.used_bytes > budget {
             continue;
         }
@@ -877,7 +887,34 @@ mod tests {
             used_bytes: used,
             unused_bytes: unused,
             used_blobs: u64::from(used > 0),
+            format_1: false,
         }
+    }
+
+    /// With `repack_small`, the last small pack is left alone (rewriting
+    /// it alone gains nothing) unless it is still format 1.
+    #[test]
+    fn a_lone_small_pack_is_repacked_only_out_of_format_1() {
+        let opts = PruneOptions {
+            max_unused: MaxUnused::Percent(0.0),
+            repack_small: true,
+            ..PruneOptions::default()
+        };
+        let small = [(Id([1; 32]), tally(100, 0)), (Id([2; 32]), tally(100, 0))];
+        let mut report = PruneReport::default();
+        let chosen = choose_repacks(&opts, 1 << 20, 200, small.to_vec(), &mut report);
+        assert_eq!(chosen, vec![Id([1; 32])]);
+        let lone = vec![(Id([1; 32]), tally(100, 0))];
+        assert!(choose_repacks(&opts, 1 << 20, 100, lone, &mut report).is_empty());
+        let format_1 = vec![(
+            Id([1; 32]),
+            PackUse {
+                format_1: true,
+                ..tally(100, 0)
+            },
+        )];
+        let chosen = choose_repacks(&opts, 1 << 20, 100, format_1, &mut report);
+        assert_eq!(chosen, vec![Id([1; 32])]);
     }
 
     #[test]
