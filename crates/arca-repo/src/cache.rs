@@ -26,6 +26,9 @@ const CONCURRENT_PACK_FETCHES: usize = 4;
 #[derive(Debug, Clone)]
 pub(crate) struct MetadataCache {
     disk: DiskCache,
+    /// Whether index and snapshot files go through it too, or only tree
+    /// packs (`check`'s scratch cache, which reads each file once).
+    named_files: bool,
     shared: Arc<Shared>,
 }
 
@@ -41,13 +44,29 @@ struct Shared {
 
 impl MetadataCache {
     pub(crate) fn new(disk: DiskCache) -> Self {
+        MetadataCache::with_named_files(disk, true)
+    }
+
+    /// A cache of tree packs only: index and snapshot files are read from
+    /// the backend and not kept.
+    pub(crate) fn tree_packs(disk: DiskCache) -> Self {
+        MetadataCache::with_named_files(disk, false)
+    }
+
+    fn with_named_files(disk: DiskCache, named_files: bool) -> Self {
         MetadataCache {
             disk,
+            named_files,
             shared: Arc::new(Shared {
                 packs: Mutex::new(HashMap::new()),
                 fetches: Semaphore::new(CONCURRENT_PACK_FETCHES),
             }),
         }
+    }
+
+    /// Whether index and snapshot files are cached too.
+    pub(crate) fn keeps_named_files(&self) -> bool {
+        self.named_files
     }
 
     /// The cache directory.

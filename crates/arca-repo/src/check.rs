@@ -345,9 +345,7 @@ pub async fn check(
     // check does the same with its temporary cache.
     let scratch = scratch_cache(repo);
     let repo = &match &scratch {
-        Some(dir) => repo
-            .without_cache()
-            .with_cache(arca_store::DiskCache::new(dir.path())),
+        Some(dir) => repo.with_tree_pack_cache(arca_store::DiskCache::new(dir.path())),
         None => repo.without_cache(),
     };
     let mut report = CheckReport::default();

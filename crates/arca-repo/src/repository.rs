@@ -323,6 +323,19 @@ impl Repository {
         self
     }
 
+    /// This repository reading tree blobs through `scratch`, a cache of
+    /// whole tree packs only, and everything else from the backend (`check`:
+    /// one fetch per tree pack, and nothing read from earlier local copies
+    /// when `scratch` starts empty).
+    #[must_use]
+    pub(crate) fn with_tree_pack_cache(&self, scratch: DiskCache) -> Repository {
+        Repository {
+            inner: Arc::clone(&self.inner),
+            cache: Some(MetadataCache::tree_packs(scratch)),
+            grace_floor: self.grace_floor,
+        }
+    }
+
     /// This repository reading everything from the backend (as `check`
     /// does, so that it verifies the stored files rather than local copies).
     #[must_use]
@@ -580,7 +593,11 @@ impl Repository {
             let (repo, path) = (self.clone(), path.clone());
             blocking(move || decode(&repo, &path, &stored))
         };
-        if let Some(cache) = &self.cache
+        let cache = self
+            .cache
+            .as_ref()
+            .filter(|cache| cache.keeps_named_files());
+        if let Some(cache) = cache
             && let Some(cached) = cache.disk().get(&path).await
         {
             match decode_on_pool(cached).await {
@@ -593,7 +610,7 @@ impl Repository {
         }
         let stored = self.inner.backend.get(&path).await?;
         let decoded = decode_on_pool(stored.clone()).await?;
-        if let Some(cache) = &self.cache {
+        if let Some(cache) = cache {
             cache.disk().put(&path, &stored).await;
         }
         Ok(decoded)
