@@ -1,9 +1,10 @@
 //! `cargo xtask`: the project's single front door for tests, the demo,
 //! benchmarks and fuzzing (see README.md).
 //!
-//! Only std and anyhow: the tasks shell out to `cargo` and the built `arca`
-//! binary, so there is nothing here worth a dependency. Arguments are parsed
-//! by hand for the same reason.
+//! Kept light, because CI builds it before anything else: the tasks shell
+//! out to `cargo`, the built binaries and the tools they install, with
+//! arguments parsed by hand. What needs a Kubernetes client, the end-to-end
+//! driver, is a binary of its own (crates/arca-e2e) built by the test step.
 
 // xtask is a terminal program: printing progress is its whole interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -13,7 +14,6 @@ mod dataset;
 mod demo;
 mod deploy;
 mod e2e;
-mod e2e_cluster;
 mod fuzz;
 mod process;
 mod services;

@@ -33,7 +33,7 @@ pub(crate) fn cargo() -> Command {
     cmd
 }
 
-/// Builds the debug `arca`, `arca-agent` and `arca-controller` executables
+/// Builds the debug `arca`, `arca-agent`, `arca-controller` and `arca-e2e` executables
 /// exactly as `cargo test --workspace` builds them, and returns the directory
 /// they are in.
 ///
@@ -45,8 +45,8 @@ pub(crate) fn cargo() -> Command {
 /// keeps the test step's resolution (checked with `--unit-graph`), so there it
 /// compiles nothing; run alone, it builds only those tests besides.
 pub(crate) fn build_debug_binaries() -> anyhow::Result<PathBuf> {
-    // One integration test of bins/arca, bins/arca-agent, bins/arca-controller.
-    let tests = ["cli", "agent", "e2e"].map(|test| format!("--test={test}"));
+    // One integration test of bins/arca, bins/arca-agent, bins/arca-controller, crates/arca-e2e.
+    let tests = ["cli", "agent", "e2e", "e2e_driver"].map(|test| format!("--test={test}"));
     run(cargo()
         .args(["test", "--workspace", "--no-run", "--quiet"])
         .args(tests))?;

@@ -511,8 +511,8 @@ impl ControllerProcess {
         log: &Path,
         extra_args: &[String],
     ) -> anyhow::Result<ControllerProcess> {
-        let metrics_port = crate::services::free_port()?;
-        let health_port = crate::services::free_port()?;
+        let metrics_port = free_port()?;
+        let health_port = free_port()?;
         let child = Command::new(binary)
             .arg("--kubeconfig")
             .arg(cluster.kubeconfig())
@@ -610,6 +610,13 @@ fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| anyhow!("no HTTP status in {head:?}"))?;
     Ok((status, body.to_string()))
+}
+
+/// A port nobody listens on right now (the OS picks it).
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
 }
 
 #[cfg(test)]
