@@ -329,15 +329,15 @@ pub fn open_checked(
     uncompressed_length: Option<u32>,
     expected: &Id,
 ) -> Result<Vec<u8>> {
-    let (opened, _) = open_verified(
+    open_blob(
         key,
         envelope,
         blob_type,
         stored,
         uncompressed_length,
         expected,
-    )?;
-    Ok(opened)
+    )
+    .map(VerifiedBlob::into_stored_form)
 }
 
 /// Decodes a stored blob of a pack sealed as `envelope`: opens it,
@@ -352,27 +352,28 @@ pub fn decode_blob(
     uncompressed_length: Option<u32>,
     expected: &Id,
 ) -> Result<Vec<u8>> {
-    let (opened, decompressed) = open_verified(
+    open_blob(
         key,
         envelope,
         blob_type,
         stored,
         uncompressed_length,
         expected,
-    )?;
-    Ok(decompressed.unwrap_or(opened))
+    )
+    .map(VerifiedBlob::into_plaintext)
 }
 
-/// Both of the above: the opened stored form and, if it is compressed, the
-/// plaintext, once the plaintext hashes to `expected`.
-fn open_verified(
+/// Both of the above at once: the blob opened, decompressed if it is
+/// compressed, and checked against `expected`, for a caller that wants its
+/// plaintext and may seal its stored form again ([`VerifiedBlob::encode`]).
+pub fn open_blob(
     key: &MasterKey,
     envelope: BlobEnvelope,
     blob_type: BlobType,
     stored: &[u8],
     uncompressed_length: Option<u32>,
     expected: &Id,
-) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+) -> Result<VerifiedBlob> {
     let what = || format!("{blob_type} blob {expected}");
     let opened =
         open_stored(key, envelope, blob_type, stored).map_err(|e| Error::corrupt(what(), e))?;
@@ -380,14 +381,74 @@ fn open_verified(
         .map(|len| zstd_decompress_exact(&opened, len as usize))
         .transpose()
         .map_err(|reason| Error::corrupt(what(), reason))?;
-    let actual = key.content_id(decompressed.as_deref().unwrap_or(&opened));
+    let blob = VerifiedBlob {
+        opened,
+        decompressed,
+    };
+    let actual = key.content_id(blob.plaintext());
     if actual != *expected {
         return Err(Error::corrupt(
             what(),
             format!("content hashes to {actual}"),
         ));
     }
-    Ok((opened, decompressed))
+    Ok(blob)
+}
+
+/// A stored blob that opened and hashed to its ID ([`open_blob`]).
+#[derive(Debug)]
+pub struct VerifiedBlob {
+    /// The stored form: zstd-compressed iff `decompressed` is `Some`.
+    opened: Vec<u8>,
+    decompressed: Option<Vec<u8>>,
+}
+
+impl VerifiedBlob {
+    /// The blob's content.
+    pub fn plaintext(&self) -> &[u8] {
+        self.decompressed.as_deref().unwrap_or(&self.opened)
+    }
+
+    /// The blob's content, without a copy.
+    pub fn into_plaintext(self) -> Vec<u8> {
+        self.decompressed.unwrap_or(self.opened)
+    }
+
+    /// The stored form, compressed or not, as it was before sealing.
+    pub fn into_stored_form(self) -> Vec<u8> {
+        self.opened
+    }
+
+    /// The blob encoded for another key (another repository's, or a
+    /// rotated master key's) as [`encode_blob`] would, except that a
+    /// compressed stored form is sealed again as it is while `compression`
+    /// is on: zstd runs once per blob, when it is first stored, and the
+    /// level it ran at is kept. `id` is the content ID under the new key.
+    pub fn encode(
+        &self,
+        key: &Arc<BlobKey>,
+        blob_type: BlobType,
+        id: Id,
+        compression: Compression,
+    ) -> Result<EncodedBlob> {
+        let Some(plaintext) = self
+            .decompressed
+            .as_deref()
+            .filter(|_| !compression.is_off())
+        else {
+            return encode_blob(key, blob_type, id, self.plaintext(), compression);
+        };
+        let mut bytes = Vec::with_capacity(self.opened.len() + BLOB_SEAL_OVERHEAD);
+        key.seal_into(blob_type.object_kind(), &self.opened, &mut bytes)?;
+        Ok(EncodedBlob {
+            id,
+            blob_type,
+            bytes,
+            // Verified against the length the index gave, itself a u32.
+            uncompressed_length: Some(plaintext.len() as u32),
+            key: Arc::clone(key),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -600,6 +661,87 @@ mod tests {
                 open_checked(key, from, BlobType::Data, stored, len, &wrong_id).is_err(),
                 "a blob that does not hash to its id is refused"
             );
+        }
+    }
+
+    /// Another master key, as the destination of a copy has.
+    fn other_key() -> (arca_crypto::MasterKey, Arc<BlobKey>) {
+        let key = arca_crypto::MasterKey::generate().unwrap();
+        let blob_key = Arc::new(key.fresh_blob_key().unwrap());
+        (key, blob_key)
+    }
+
+    fn verified(blob: &EncodedBlob) -> VerifiedBlob {
+        open_blob(
+            test_key(),
+            envelope(),
+            blob.blob_type,
+            &blob.bytes,
+            blob.uncompressed_length,
+            &blob.id,
+        )
+        .unwrap()
+    }
+
+    /// A copy or a re-encryption seals a compressed blob's stored form as it
+    /// is: the same compressed bytes under the new key, not zstd again (here
+    /// at level 19, which a second pass at the new key's level 3 would not
+    /// reproduce).
+    #[test]
+    fn a_verified_compressed_blob_is_sealed_again_as_it_is_stored() {
+        let plaintext = text(200_000);
+        let blob = encode(BlobType::Data, &plaintext, Compression::new(19).unwrap());
+        let opened = verified(&blob);
+        assert_eq!(opened.plaintext(), plaintext);
+        let (key, blob_key) = other_key();
+        let id = key.content_id(&plaintext);
+        let again = opened
+            .encode(&blob_key, BlobType::Data, id, Compression::default())
+            .unwrap();
+        assert_eq!(again.uncompressed_length, Some(200_000));
+        assert_eq!(again.id, id);
+        let envelope = BlobEnvelope::Pack(blob_key.id());
+        let stored = open_stored(&key, envelope, BlobType::Data, &again.bytes).unwrap();
+        assert_eq!(stored, verified(&blob).into_stored_form());
+        let decoded = decode_blob(
+            &key,
+            envelope,
+            BlobType::Data,
+            &again.bytes,
+            again.uncompressed_length,
+            &id,
+        );
+        assert_eq!(decoded.unwrap(), plaintext);
+    }
+
+    /// Compression off at the new key stores plaintext; a blob stored plain
+    /// is encoded from its plaintext, so the new key's compression decides.
+    #[test]
+    fn a_verified_blob_follows_the_new_compression_where_it_must() {
+        let (key, blob_key) = other_key();
+        let envelope = BlobEnvelope::Pack(blob_key.id());
+        let plaintext = text(100_000);
+        let id = key.content_id(&plaintext);
+        let compressed = encode(BlobType::Tree, &plaintext, Compression::default());
+        let plain = encode(BlobType::Tree, &plaintext, Compression::OFF);
+        for (from, compression, compresses) in [
+            (&compressed, Compression::OFF, false),
+            (&plain, Compression::default(), true),
+            (&plain, Compression::OFF, false),
+        ] {
+            let again = verified(from)
+                .encode(&blob_key, BlobType::Tree, id, compression)
+                .unwrap();
+            assert_eq!(again.uncompressed_length.is_some(), compresses);
+            let decoded = decode_blob(
+                &key,
+                envelope,
+                BlobType::Tree,
+                &again.bytes,
+                again.uncompressed_length,
+                &id,
+            );
+            assert_eq!(decoded.unwrap(), plaintext);
         }
     }
 

@@ -5,7 +5,8 @@
 //! snapshot is copied by walking its trees bottom-up: every data blob is read
 //! from the source (ranged reads, decoded on the blocking pool), its
 //! destination ID computed, and only if the destination lacks it, sealed
-//! with the destination's key and packed; each tree is then re-encoded with
+//! with the destination's key (a compressed blob as it is stored, not
+//! compressed again) and packed; each tree is then re-encoded with
 //! the destination's IDs and stored the same way. Packs are uploaded as they
 //! fill, the index is written every few packs (so an interrupted copy, run
 //! again, uploads only what is still missing), and the snapshot last, with
@@ -29,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
 
-use crate::blob::{BlobType, EncodedBlob, decode_blob, encode_blob};
+use crate::blob::{BlobType, EncodedBlob, encode_blob, open_blob};
 use crate::index::{BlobLocation, Index, IndexFile, IndexPack};
 use crate::marks::WriteStart;
 use crate::pack::{OpenPacks, PackWriter};
@@ -466,7 +467,7 @@ impl Copier {
                     let location = location.expect("runs of a pack locate every blob");
                     let start = (u64::from(location.offset) - run.range.start) as usize;
                     let stored = &bytes[start..start + location.length as usize];
-                    let plaintext = decode_blob(
+                    let opened = open_blob(
                         source.key(),
                         location.envelope,
                         BlobType::Data,
@@ -475,15 +476,14 @@ impl Copier {
                         &source_id,
                     )
                     .map_err(|e| e.in_file(&path))?;
-                    let id = destination.key().content_id(&plaintext);
+                    let id = destination.key().content_id(opened.plaintext());
                     let blob = if shared.has(BlobType::Data, &id) {
                         None
                     } else {
-                        Some(encode_blob(
+                        Some(opened.encode(
                             &destination.blob_key()?,
                             BlobType::Data,
                             id,
-                            &plaintext,
                             destination.compression(),
                         )?)
                     };

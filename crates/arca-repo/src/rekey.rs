@@ -2,7 +2,8 @@
 //! first half of `arca key rotate --reencrypt` (docs/FORMAT.md §20).
 //!
 //! Every pack holding a blob sealed under an older data key is rewritten:
-//! its indexed blobs are opened, sealed again under the current key into
+//! its indexed blobs are opened, sealed again under the current key (a
+//! compressed blob as it is, not compressed again) into
 //! new packs, the new packs indexed, and only then the old packs named in a
 //! [`DeletionMark`], which prune's sweep deletes after the grace period
 //! (docs/FORMAT.md §16). So the rewrite is safe beside running backups and
@@ -32,7 +33,7 @@ use std::sync::Arc;
 
 use arca_crypto::ObjectKind;
 
-use crate::blob::{BlobEnvelope, EncodedBlob, decode_blob, encode_blob};
+use crate::blob::{BlobEnvelope, EncodedBlob, open_blob};
 use crate::hold;
 use crate::index::{IndexFile, IndexPack};
 use crate::lease::{self, HeldLease, LEASE_REFRESH};
@@ -177,7 +178,7 @@ async fn rewrite(
                     let stored = bytes.get(range).ok_or_else(|| {
                         Error::corrupt(&path, format!("blob {} lies past the pack's end", blob.id))
                     })?;
-                    let plaintext = decode_blob(
+                    open_blob(
                         key_repo.key(),
                         envelope,
                         blob.blob_type,
@@ -185,12 +186,11 @@ async fn rewrite(
                         blob.uncompressed_length,
                         &blob.id,
                     )
-                    .map_err(|e| e.in_file(&path))?;
-                    encode_blob(
+                    .map_err(|e| e.in_file(&path))?
+                    .encode(
                         &key_repo.blob_key()?,
                         blob.blob_type,
                         blob.id,
-                        &plaintext,
                         key_repo.compression(),
                     )
                 })
