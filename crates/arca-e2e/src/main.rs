@@ -1887,15 +1887,28 @@ mod tests {
         assert_ne!(volume_content("b", 1)["db/pages"], first["db/pages"]);
     }
 
+    /// What the options hold; the errors for the rest are checked through
+    /// the binary (tests/e2e_driver.rs).
     #[test]
-    fn options_parse_and_reject_what_they_do_not_know() {
+    fn options_parse_into_what_the_run_uses() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let options = parse(&args(&["--manifests", "m", "--keep", "--scale", "10"])).unwrap();
+        let options = parse(&args(&[
+            "--work",
+            "w",
+            "--manifests",
+            "m",
+            "--keep",
+            "--scale",
+            "10",
+        ]))
+        .unwrap();
+        assert_eq!(options.work, PathBuf::from("w"));
         assert_eq!(options.manifests, PathBuf::from("m"));
         assert!(options.keep);
         assert_eq!(options.scale, Some(10));
-        assert!(parse(&args(&["--bogus"])).is_err());
-        assert!(parse(&args(&["--scale"])).is_err());
-        assert!(parse(&args(&["--scale", "5", "--kubeconfig", "k"])).is_err());
+        let options = parse(&args(&["--s3", "http://127.0.0.1:9/b/", "--work", "w"])).unwrap();
+        assert_eq!(options.s3_bucket.as_deref(), Some("http://127.0.0.1:9/b"));
+        assert_eq!(options.scale, None);
+        assert!(parse(&args(&["--work", "w", "--scale"])).is_err());
     }
 }
