@@ -552,6 +552,27 @@ impl ControllerProcess {
         }
     }
 
+    /// The text `/metrics` serves once `check` accepts it. The controller
+    /// records a source's metrics just after it writes the status a scenario
+    /// waits for, so a scrape right after that status may come first; after
+    /// [`WAIT`], `check`'s error on the last text is the result.
+    pub(crate) fn metrics_once(
+        &self,
+        check: impl Fn(&str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<String> {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let text = self.metrics()?;
+            match check(&text) {
+                Ok(()) => return Ok(text),
+                Err(error) if std::time::Instant::now() >= deadline => {
+                    return Err(error.context(format!("for {WAIT:?}")));
+                }
+                Err(_) => std::thread::sleep(POLL),
+            }
+        }
+    }
+
     /// The text `/metrics` serves now.
     pub(crate) fn metrics(&self) -> anyhow::Result<String> {
         match http_get(self.metrics_port, "/metrics")? {

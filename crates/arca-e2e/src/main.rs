@@ -386,7 +386,7 @@ async fn scenario(options: &Options, binaries: &Path, work: &Path) -> anyhow::Re
                 first_id != second_id,
                 "{name}: the second backup reported the first's snapshot {first_id}"
             );
-            check_backup_metrics(&controller.metrics()?, &second, 2)?;
+            controller.metrics_once(|metrics| check_backup_metrics(metrics, &second, 2))?;
             summary.passed(format!(
                 "{namespace}/{name}: backups {first_id} and {second_id}; status and metrics (jobs 2, completed success 2, duration count 2, last backup time) agree"
             ));
@@ -1133,28 +1133,30 @@ async fn replication_and_drill(
         "{name}: status.arca.replicas does not show an up-to-date replica:\n{:#}",
         backed_up["status"]
     );
-    let metrics = controller.metrics()?;
     let labels = [
         ("obj_name", name.as_str()),
         ("obj_namespace", primary_ns),
         ("replica", replica_secret.as_str()),
     ];
-    for (metric, expected) in [
-        ("arca_replica_lag_snapshots", 0.0),
-        ("arca_replica_lag_seconds", 0.0),
-        ("arca_replica_failing", 0.0),
-    ] {
-        let value = metric_value(&metrics, metric, &labels);
+    controller.metrics_once(|metrics| {
+        for (metric, expected) in [
+            ("arca_replica_lag_snapshots", 0.0),
+            ("arca_replica_lag_seconds", 0.0),
+            ("arca_replica_failing", 0.0),
+        ] {
+            let value = metric_value(metrics, metric, &labels);
+            ensure!(
+                value == Some(expected),
+                "{name}: {metric} is {value:?}, not {expected}"
+            );
+        }
         ensure!(
-            value == Some(expected),
-            "{name}: {metric} is {value:?}, not {expected}"
+            metric_value(metrics, "arca_replica_last_copy_timestamp", &labels)
+                .is_some_and(|t| t > 0.0),
+            "{name}: no arca_replica_last_copy_timestamp"
         );
-    }
-    ensure!(
-        metric_value(&metrics, "arca_replica_last_copy_timestamp", &labels)
-            .is_some_and(|t| t > 0.0),
-        "{name}: no arca_replica_last_copy_timestamp"
-    );
+        Ok(())
+    })?;
     summary.passed(format!(
         "{primary_ns}/{name}: backup {snapshot} copied to {replica_secret}; status.arca.replicas and arca_replica_* say lag 0"
     ));
@@ -1257,21 +1259,23 @@ async fn replication_and_drill(
         &format!("{name} (source volume after the drill)"),
     )
     .await?;
-    let metrics = controller.metrics()?;
     let labels = [("obj_name", name.as_str()), ("obj_namespace", primary_ns)];
-    ensure!(
-        metric_value(&metrics, "arca_drill_passed", &labels) == Some(1.0)
-            && metric_value(&metrics, "arca_drill_rto_seconds", &labels) == Some(600.0)
-            && metric_value(&metrics, "arca_drill_bytes_verified", &labels)
-                .is_some_and(|b| b >= f64::from(1 << 20))
-            && metric_value(&metrics, "arca_drill_next_due_timestamp", &labels)
-                .is_some_and(|t| t > jiff::Timestamp::now().as_second() as f64),
-        "{name}: the arca_drill_* metrics do not show the passed drill"
-    );
-    ensure!(
-        metric_value(&metrics, "volsync_backup_jobs_total", &labels) == Some(1.0),
-        "{name}: the drill Job was counted as a backup"
-    );
+    let metrics = controller.metrics_once(|metrics| {
+        ensure!(
+            metric_value(metrics, "arca_drill_passed", &labels) == Some(1.0)
+                && metric_value(metrics, "arca_drill_rto_seconds", &labels) == Some(600.0)
+                && metric_value(metrics, "arca_drill_bytes_verified", &labels)
+                    .is_some_and(|b| b >= f64::from(1 << 20))
+                && metric_value(metrics, "arca_drill_next_due_timestamp", &labels)
+                    .is_some_and(|t| t > jiff::Timestamp::now().as_second() as f64),
+            "{name}: the arca_drill_* metrics do not show the passed drill"
+        );
+        ensure!(
+            metric_value(metrics, "volsync_backup_jobs_total", &labels) == Some(1.0),
+            "{name}: the drill Job was counted as a backup"
+        );
+        Ok(())
+    })?;
     summary.passed(format!(
         "{primary_ns}/{name}: drill of {snapshot} passed in {measured:.1} s (RTO 600 s), status and arca_drill_* agree; the source volume is unchanged"
     ));
@@ -1343,16 +1347,18 @@ async fn scheduled_replication(
         "{name}: the scheduled copy is not recorded as up to date:\n{:#}",
         copied["status"]
     );
-    let metrics = controller.metrics()?;
     let labels = [
         ("obj_name", name),
         ("obj_namespace", namespace),
         ("replica", secret_name.as_str()),
     ];
-    ensure!(
-        metric_value(&metrics, "arca_replica_lag_snapshots", &labels) == Some(0.0),
-        "{name}: arca_replica_lag_snapshots of {secret_name} is not 0"
-    );
+    controller.metrics_once(|metrics| {
+        ensure!(
+            metric_value(metrics, "arca_replica_lag_snapshots", &labels) == Some(0.0),
+            "{name}: arca_replica_lag_snapshots of {secret_name} is not 0"
+        );
+        Ok(())
+    })?;
     summary.passed(format!(
         "{namespace}/{name}: {secret_name} (schedule * * * * *) copied by the DR Job, lag 0 in status and arca_replica_*"
     ));
@@ -1416,13 +1422,15 @@ async fn cluster_report(
             .is_some_and(|md| md.contains(&format!("| {namespace}/{name} |"))),
         "{map_name}: report.md has no row for {namespace}/{name}:\n{map:#}"
     );
-    let metrics = controller.metrics()?;
-    let gauge = metric_value(&metrics, "arca_compliance_sources", &[("standing", label)]);
-    ensure!(
-        gauge.is_some_and(|g| g >= 1.0) && gauge == report["counts"][label].as_f64(),
-        "arca_compliance_sources{{standing=\"{label}\"}} is {gauge:?}, the report counts {}",
-        report["counts"][label]
-    );
+    controller.metrics_once(|metrics| {
+        let gauge = metric_value(metrics, "arca_compliance_sources", &[("standing", label)]);
+        ensure!(
+            gauge.is_some_and(|g| g >= 1.0) && gauge == report["counts"][label].as_f64(),
+            "arca_compliance_sources{{standing=\"{label}\"}} is {gauge:?}, the report counts {}",
+            report["counts"][label]
+        );
+        Ok(())
+    })?;
     summary.passed(format!(
         "{DEFAULT_NAMESPACE}/{map_name}: {namespace}/{name} stands {label}, as its own report; arca_compliance_sources agrees"
     ));
