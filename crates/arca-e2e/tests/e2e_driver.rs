@@ -10,14 +10,18 @@ fn driver(args: &[&str]) -> Output {
         .expect("the driver starts")
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+/// Runs the driver with `args` and checks that it fails saying `message`.
+fn fails_saying(args: &[&str], message: &str) {
+    let output = driver(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{args:?} succeeded");
+    assert!(stderr.contains(message), "{args:?}: {stderr}");
 }
 
 #[test]
 fn help_prints_the_options_and_succeeds() {
     let output = driver(&["--help"]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{output:?}");
     let usage = String::from_utf8_lossy(&output.stdout);
     for option in ["--work", "--s3", "--kubeconfig", "--scale", "--keep"] {
         assert!(usage.contains(option), "{option} missing from:\n{usage}");
@@ -25,45 +29,12 @@ fn help_prints_the_options_and_succeeds() {
 }
 
 #[test]
-fn the_in_memory_cluster_needs_an_s3_bucket() {
-    let output = driver(&["--work", "unused"]);
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("needs --s3 URL"),
-        "{}",
-        stderr(&output)
+fn options_the_run_cannot_do_without_or_cannot_combine_are_refused() {
+    fails_saying(&["--work", "unused"], "needs --s3 URL");
+    fails_saying(&["--s3", "http://127.0.0.1:9/b"], "--work DIR is required");
+    fails_saying(
+        &["--work", "unused", "--scale", "3", "--kubeconfig", "k"],
+        "--scale runs on the in-memory cluster only",
     );
-}
-
-#[test]
-fn a_work_directory_is_required() {
-    let output = driver(&["--s3", "http://127.0.0.1:9/bucket"]);
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("--work DIR is required"),
-        "{}",
-        stderr(&output)
-    );
-}
-
-#[test]
-fn scale_runs_on_the_in_memory_cluster_only() {
-    let output = driver(&["--work", "unused", "--scale", "3", "--kubeconfig", "k"]);
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("--scale runs on the in-memory cluster only"),
-        "{}",
-        stderr(&output)
-    );
-}
-
-#[test]
-fn unknown_options_are_named() {
-    let output = driver(&["--work", "unused", "--frobnicate"]);
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("\"--frobnicate\""),
-        "{}",
-        stderr(&output)
-    );
+    fails_saying(&["--work", "unused", "--frobnicate"], "\"--frobnicate\"");
 }

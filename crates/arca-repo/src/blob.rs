@@ -484,7 +484,11 @@ mod tests {
     }
 
     fn decode(blob: &EncodedBlob) -> Result<Vec<u8>> {
-        decode_blob(
+        open(blob).map(VerifiedBlob::into_plaintext)
+    }
+
+    fn open(blob: &EncodedBlob) -> Result<VerifiedBlob> {
+        open_blob(
             test_key(),
             envelope(),
             blob.blob_type,
@@ -672,15 +676,7 @@ mod tests {
     }
 
     fn verified(blob: &EncodedBlob) -> VerifiedBlob {
-        open_blob(
-            test_key(),
-            envelope(),
-            blob.blob_type,
-            &blob.bytes,
-            blob.uncompressed_length,
-            &blob.id,
-        )
-        .unwrap()
+        open(blob).unwrap()
     }
 
     /// A copy or a re-encryption seals a compressed blob's stored form as it
