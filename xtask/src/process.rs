@@ -45,8 +45,8 @@ pub(crate) fn cargo() -> Command {
 /// keeps the test step's resolution (checked with `--unit-graph`), so there it
 /// compiles nothing; run alone, it builds only those tests besides.
 pub(crate) fn build_debug_binaries() -> anyhow::Result<PathBuf> {
-    // One integration test of bins/arca, bins/arca-agent, bins/arca-controller, crates/arca-e2e.
-    let tests = ["cli", "agent", "e2e", "e2e_driver"].map(|test| format!("--test={test}"));
+    // The integration tests of bins/arca, bins/arca-agent, bins/arca-controller, crates/arca-e2e.
+    let tests = ["cli", "agent", "controller", "e2e_driver"].map(|test| format!("--test={test}"));
     run(cargo()
         .args(["test", "--workspace", "--no-run", "--quiet"])
         .args(tests))?;

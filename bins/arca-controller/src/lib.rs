@@ -2,7 +2,7 @@
 //! (`reconcile`), scale-out over shard Leases (`shards`), the metrics and the HTTP endpoints
 //! (`serve`), pre/post-backup hooks over `pods/exec` (`hooks`), the recording of spec changes (`changes`),
 //! and the cluster-wide compliance report (`cluster_report`). The `arca-controller` binary parses its arguments and wires these together;
-//! `tests/http.rs` drives them against a scripted API server (kube's tower-test pattern).
+//! `tests/controller/http.rs` drives them against a scripted API server (kube's tower-test pattern).
 //!
 //! [`Context`]: reconcile::Context
 

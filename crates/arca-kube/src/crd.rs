@@ -24,6 +24,6 @@ pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, Error> {
         source,
     })?;
     Ok(format!(
-        "# Generated from crates/arca-kube/src/api by `ARCA_BLESS=1 cargo test -p arca-kube --test crds`; do not edit.\n{body}"
+        "# Generated from crates/arca-kube/src/api by `ARCA_BLESS=1 cargo test -p arca-kube --test kube crds`; do not edit.\n{body}"
     ))
 }

@@ -2,7 +2,7 @@
 //! repository options, deterministic content, walking a snapshot's trees and
 //! a backend that lets a test take over writes.
 //!
-//! This file is compiled twice: as `tests/repo_fixtures::common` and, by
+//! This file is compiled twice: as `repo_fixtures::common` of `tests/repo` and, by
 //! path, as `src/testing.rs`'s `common` (the `testing` module exists only in
 //! unit-test builds, so integration tests cannot reach it). The crate's own
 //! types are therefore named through `super`, which imports them from

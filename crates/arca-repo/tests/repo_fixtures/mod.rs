@@ -2,9 +2,6 @@
 //! deterministic test content, walking snapshots, restoring, checking and
 //! comparing trees.
 
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -23,12 +20,10 @@ use bytes::Bytes;
 mod common;
 pub(crate) mod tree_diff;
 
-// Re-exported for the test binaries, each of which uses some of them.
-#[allow(unused_imports)]
+// Re-exported for the tests.
 pub(crate) use common::{
     InterceptWrites, WriteHook, names, node_named, noise, small_repo_options, tree_at,
 };
-#[allow(unused_imports)]
 pub(crate) use tree_diff::assert_same_files;
 
 /// The password of every repository `new_repo` creates.

@@ -1,0 +1,7 @@
+//! The envelope and key files through the public API, in one test
+//! executable: Cargo links each `tests/*.rs` file on its own, so one binary
+//! per crate pays for one link, and its tests run in parallel. Add new test
+//! files here as modules.
+
+mod envelope;
+mod keyfile;

@@ -1,0 +1,8 @@
+//! The scheduler's integration tests, all in one test executable: Cargo
+//! links each `tests/*.rs` file on its own, so one binary per crate pays for
+//! one link, and its tests run in parallel. Add new test files here as
+//! modules.
+
+mod queue;
+mod schedule;
+mod spread;
