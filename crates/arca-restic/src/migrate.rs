@@ -27,21 +27,24 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arca_chunk::Chunker;
+use arca_chunk::StreamChunker;
 use arca_repo::blob::{BlobType, EncodedBlob, encode_blob};
 use arca_repo::copy::{CopiedSnapshot, CopyReport, KnownBlobs, PackSink, SinkCounts};
 use arca_repo::select::SnapshotFilter;
 use arca_repo::snapshot::Snapshot;
 use arca_repo::tree::{NodeType, Tree};
 use arca_repo::{Id, Repository};
-use tokio::sync::mpsc;
+use futures::StreamExt as _;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::index::Index;
-use crate::repository::{blocking, sha256};
+use crate::repository::sha256;
 use crate::{Error, ResticRepository, Result};
 
 /// Restic data blobs read ahead of the chunker, per file.
 const READ_AHEAD: usize = 4;
+/// Chunks cut ahead of the encoders, per file.
+const CHUNKS_QUEUED: usize = 4;
 /// Remembered restic → Arca mappings at most (trees and files each); the
 /// maps are emptied when full, which only costs reading again.
 const MAX_REMEMBERED: usize = 1 << 18;
@@ -112,7 +115,8 @@ pub async fn migrate(
         restic: restic.clone(),
         index: Arc::new(index),
         destination: destination.clone(),
-        chunker: destination.chunker().clone(),
+        stream_chunker: Some(StreamChunker::new(destination.chunker().clone())),
+        encoders: Encoders::start(destination),
         known: sink.known(),
         sink,
         trees: HashMap::new(),
@@ -154,7 +158,10 @@ struct Migrator {
     restic: ResticRepository,
     index: Arc<Index>,
     destination: Repository,
-    chunker: Chunker,
+    /// The chunker and its buffer, kept from file to file (lent to the
+    /// blocking thread that cuts a file while it does).
+    stream_chunker: Option<StreamChunker>,
+    encoders: Encoders,
     known: Arc<KnownBlobs>,
     sink: PackSink,
     /// restic tree ID → Arca tree ID, for trees migrated in this run.
@@ -193,6 +200,13 @@ impl Migrator {
 
     /// Re-chunks one file (its restic data blobs, in order); returns its
     /// Arca content list.
+    ///
+    /// Three stages run at once, each bounded: a task reads (and decrypts,
+    /// on the blocking pool) the restic blobs ahead; one blocking thread cuts
+    /// them with the destination's chunker and names each chunk; the chunks
+    /// the destination lacks are sealed by up to one encoder per core and
+    /// packed in order. Memory is the chunker's buffer and a few blobs and
+    /// chunks in flight, whatever the file's size.
     async fn file(&mut self, content: &[Id]) -> Result<Vec<Id>> {
         if content.is_empty() {
             return Ok(Vec::new());
@@ -201,16 +215,13 @@ impl Migrator {
         if let Some(known) = self.files.get(&list_id) {
             return Ok(known.clone());
         }
-        // Blobs are read (and decrypted, on the blocking pool) ahead by a
-        // task of their own while the chunker works on earlier ones.
-        let (sender, mut receiver) = mpsc::channel::<Result<Vec<u8>>>(READ_AHEAD);
+        let (blob_sender, blobs) = mpsc::channel::<Result<Vec<u8>>>(1);
         let (restic, index, ids) = (
             self.restic.clone(),
             Arc::clone(&self.index),
             content.to_vec(),
         );
         let reader = tokio::spawn(async move {
-            use futures::StreamExt as _;
             let mut blobs = futures::stream::iter(ids)
                 .map(|id| {
                     let (restic, index) = (restic.clone(), Arc::clone(&index));
@@ -219,45 +230,68 @@ impl Migrator {
                 .buffered(READ_AHEAD);
             while let Some(blob) = blobs.next().await {
                 let failed = blob.is_err();
-                if sender.send(blob).await.is_err() || failed {
+                if blob_sender.send(blob).await.is_err() || failed {
                     return;
                 }
             }
         });
-        let max_chunk = self.chunker.params().max as usize;
-        let mut pending: Vec<u8> = Vec::new();
+        let (chunk_sender, mut chunks) = mpsc::channel::<(Id, Option<Vec<u8>>)>(CHUNKS_QUEUED);
+        let mut stream_chunker = self
+            .stream_chunker
+            .take()
+            .expect("the chunker comes back after every file");
+        let (destination, known) = (self.destination.clone(), Arc::clone(&self.known));
+        let chunking = tokio::task::spawn_blocking(move || {
+            let result = cut_file(
+                &mut stream_chunker,
+                BlobReader::new(blobs),
+                &destination,
+                &known,
+                &chunk_sender,
+            );
+            (stream_chunker, result)
+        });
+        let encoders = &self.encoders;
+        let mut sealed = futures::stream::poll_fn(|cx| chunks.poll_recv(cx))
+            .map(|(id, chunk)| async move {
+                match chunk {
+                    Some(chunk) => encoders.seal(id, chunk).await.map(|blob| (id, Some(blob))),
+                    None => Ok((id, None)),
+                }
+            })
+            .buffered(encoders.count);
         let mut ids = Vec::new();
-        let result = async {
-            loop {
-                let next = receiver.recv().await;
-                let end = next.is_none();
-                if let Some(blob) = next {
-                    let blob = blob?;
-                    if pending.is_empty() {
-                        pending = blob;
-                    } else {
-                        pending.extend_from_slice(&blob);
-                    }
+        let packed = async {
+            while let Some(next) = sealed.next().await {
+                let (id, blob) = next?;
+                if let Some(blob) = blob {
+                    self.sink.store(blob).await?;
                 }
-                // Past `max_chunk` bytes at least one chunk is final.
-                if end || pending.len() > max_chunk {
-                    let (rest, chunks) = self.cut(std::mem::take(&mut pending), end).await?;
-                    pending = rest;
-                    for (id, blob) in chunks {
-                        if let Some(blob) = blob {
-                            self.sink.store(blob).await?;
-                        }
-                        ids.push(id);
-                    }
-                }
-                if end {
-                    return Ok::<_, Error>(());
-                }
+                ids.push(id);
             }
+            Ok::<_, Error>(())
         }
         .await;
-        reader.abort();
-        result?;
+        // Dropping the receiving end stops the chunker at its next chunk,
+        // and the chunker's end stops the reader, should either still run.
+        drop(sealed);
+        if packed.is_err() {
+            reader.abort();
+        }
+        let (stream_chunker, cut) = match chunking.await {
+            Ok(finished) => finished,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        self.stream_chunker = Some(stream_chunker);
+        // The chunker took the channel's end for the file's end; a reader
+        // that panicked also ends it, and must not pass for a short file.
+        if let Err(e) = reader.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        packed?;
+        cut?;
         if self.files.len() >= MAX_REMEMBERED
             || self.remembered_content_ids + ids.len() > MAX_REMEMBERED_CONTENT_IDS
         {
@@ -268,106 +302,212 @@ impl Migrator {
         self.files.insert(list_id, ids.clone());
         Ok(ids)
     }
+}
 
-    /// Cuts `data` into chunks on the blocking pool: all of them if `end`
-    /// (the file's last bytes), else all but the last, which may still
-    /// grow and is returned to be cut again with what follows. Each chunk
-    /// comes with its ID and, if the destination lacks it, its sealed form.
-    async fn cut(
-        &self,
-        data: Vec<u8>,
-        end: bool,
-    ) -> Result<(Vec<u8>, Vec<(Id, Option<EncodedBlob>)>)> {
-        let (chunker, known, destination) = (
-            self.chunker.clone(),
-            Arc::clone(&self.known),
-            self.destination.clone(),
-        );
-        blocking(move || {
-            let (lengths, kept) = final_cuts(&chunker, &data, end);
-            let key = destination.key();
-            let mut chunks = Vec::with_capacity(lengths.len());
-            let mut start = 0;
-            for length in lengths {
-                let chunk = &data[start..start + length];
-                start += length;
-                let id = key.content_id(chunk);
-                let blob = if known.has(BlobType::Data, &id) {
-                    None
-                } else {
-                    Some(encode_blob(
-                        &destination.blob_key()?,
-                        BlobType::Data,
-                        id,
-                        chunk,
-                        destination.compression(),
-                    )?)
-                };
-                chunks.push((id, blob));
-            }
-            let rest = data[data.len() - kept..].to_vec();
-            Ok((rest, chunks))
-        })
-        .await
+/// Threads that seal chunks for the destination, one per core. Each keeps
+/// its zstd context (and its tables in the core's cache) from chunk to
+/// chunk: sealing on whichever blocking-pool thread was free spread the
+/// work over many contexts and cost a third more CPU in zstd.
+struct Encoders {
+    jobs: crossbeam_channel::Sender<SealJob>,
+    count: usize,
+}
+
+struct SealJob {
+    id: Id,
+    chunk: Vec<u8>,
+    sealed: oneshot::Sender<Result<EncodedBlob>>,
+}
+
+impl Encoders {
+    /// Starts the threads; they end once the `Encoders` is dropped.
+    fn start(destination: &Repository) -> Self {
+        let count = std::thread::available_parallelism().map_or(2, usize::from);
+        let (jobs, queue) = crossbeam_channel::unbounded::<SealJob>();
+        for _ in 0..count {
+            let (queue, destination) = (queue.clone(), destination.clone());
+            std::thread::spawn(move || {
+                for job in queue {
+                    let sealed = destination.blob_key().and_then(|key| {
+                        encode_blob(
+                            &key,
+                            BlobType::Data,
+                            job.id,
+                            &job.chunk,
+                            destination.compression(),
+                        )
+                    });
+                    // The receiver is gone only if the migration stopped.
+                    let _ = job.sealed.send(sealed.map_err(Error::from));
+                }
+            });
+        }
+        Encoders { jobs, count }
+    }
+
+    /// `chunk` sealed as data blob `id`.
+    async fn seal(&self, id: Id, chunk: Vec<u8>) -> Result<EncodedBlob> {
+        let (sealed, reply) = oneshot::channel();
+        self.jobs
+            .send(SealJob { id, chunk, sealed })
+            .expect("the sealing threads run as long as their queue");
+        reply.await.expect("a sealing thread panicked")
     }
 }
 
-/// The lengths of the chunks of `data` that are final, and how many bytes
-/// at its end are not cut yet: with `end` (nothing follows) every chunk is
-/// final; otherwise the last one may still grow with what follows. Chunk
-/// cuts depend only on the bytes since the chunk's start, so cutting a
-/// stream this way piece by piece gives the cuts of cutting it whole.
-fn final_cuts(chunker: &Chunker, data: &[u8], end: bool) -> (Vec<usize>, usize) {
-    let mut lengths = chunker.cut_points(data);
-    let kept = if end { 0 } else { lengths.pop().unwrap_or(0) };
-    (lengths, kept)
+/// Cuts the stream of a file's restic blobs into the destination's chunks
+/// and sends each with its ID and, if the destination lacks it, its bytes.
+/// Stops early, without error, once nobody receives.
+fn cut_file(
+    stream_chunker: &mut StreamChunker,
+    mut source: BlobReader,
+    destination: &Repository,
+    known: &KnownBlobs,
+    chunks: &mpsc::Sender<(Id, Option<Vec<u8>>)>,
+) -> Result<()> {
+    let key = destination.key();
+    let mut stream = stream_chunker.stream(&mut source);
+    while let Some(chunk) = stream.next_chunk() {
+        let Ok(chunk) = chunk else {
+            return Err(source
+                .failure
+                .take()
+                .expect("only a failed blob read fails the stream"));
+        };
+        let id = key.content_id(chunk);
+        let bytes = (!known.has(BlobType::Data, &id)).then(|| chunk.to_vec());
+        if chunks.blocking_send((id, bytes)).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// A file's restic blobs, as they arrive from the reader task, as one
+/// `Read` stream (for the blocking chunker). A failed read ends the stream
+/// with an I/O error, after the bytes before it, and keeps the real error in
+/// `failure`.
+struct BlobReader {
+    blobs: mpsc::Receiver<Result<Vec<u8>>>,
+    current: Vec<u8>,
+    position: usize,
+    failure: Option<Error>,
+}
+
+impl BlobReader {
+    fn new(blobs: mpsc::Receiver<Result<Vec<u8>>>) -> Self {
+        BlobReader {
+            blobs,
+            current: Vec::new(),
+            position: 0,
+            failure: None,
+        }
+    }
+}
+
+impl std::io::Read for BlobReader {
+    /// Fills `out` as far as the blobs go (the chunker reads in aligned
+    /// lengths and takes a short read for a hint of the end).
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let mut filled = 0;
+        while filled < out.len() && self.failure.is_none() {
+            if self.position == self.current.len() {
+                match self.blobs.blocking_recv() {
+                    Some(Ok(blob)) => (self.current, self.position) = (blob, 0),
+                    Some(Err(error)) => self.failure = Some(error),
+                    None => break,
+                }
+                continue;
+            }
+            let n = (out.len() - filled).min(self.current.len() - self.position);
+            out[filled..filled + n]
+                .copy_from_slice(&self.current[self.position..self.position + n]);
+            (filled, self.position) = (filled + n, self.position + n);
+        }
+        if filled == 0 && self.failure.is_some() {
+            return Err(std::io::Error::other("reading a restic blob failed"));
+        }
+        Ok(filled)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read as _;
+
+    use arca_chunk::{Chunker, ChunkerParams};
     use proptest::prelude::*;
 
     use super::*;
 
+    fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 56) as u8
+            })
+            .collect()
+    }
+
+    /// A reader of `pieces` as a reader task would have sent them.
+    fn reader_of(pieces: Vec<Result<Vec<u8>>>) -> BlobReader {
+        let (sender, receiver) = mpsc::channel(pieces.len().max(1));
+        for piece in pieces {
+            sender.try_send(piece).expect("room for every piece");
+        }
+        BlobReader::new(receiver)
+    }
+
     proptest! {
-        /// Cutting a stream piece by piece, keeping back the last chunk of
-        /// each piece, gives the chunks of cutting it whole: a migrated
-        /// file has the chunks `arca backup` would give it.
+        /// A file's restic blobs, however they are cut, are chunked as
+        /// `arca backup` chunks the file whole: a migrated file has the
+        /// chunks a later backup of it has.
         #[test]
-        fn piecewise_cuts_equal_whole_cuts(
+        fn blob_stream_chunks_like_the_whole_file(
             seed in any::<u64>(),
             len in 0usize..300_000,
-            pieces in proptest::collection::vec(1usize..40_000, 1..20),
+            piece_lengths in proptest::collection::vec(1usize..40_000, 1..20),
         ) {
-            let params = arca_chunk::ChunkerParams::with_average(4096).unwrap();
+            let params = ChunkerParams::with_average(4096).unwrap();
             let chunker = Chunker::new(params, &[7; 32]).unwrap();
-            let mut state = seed;
-            let data: Vec<u8> = (0..len)
-                .map(|_| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    (state >> 56) as u8
-                })
-                .collect();
-            let whole = chunker.cut_points(&data);
-            let mut pieced = Vec::new();
-            let mut pending: Vec<u8> = Vec::new();
+            let data = pseudo_random(seed, len);
+            let mut pieces = Vec::new();
             let mut offset = 0;
-            let mut piece = pieces.iter().cycle();
-            loop {
-                let step = (*piece.next().unwrap()).min(data.len() - offset);
-                pending.extend_from_slice(&data[offset..offset + step]);
-                offset += step;
-                let end = offset == data.len();
-                if end || pending.len() > params.max as usize {
-                    let (lengths, kept) = final_cuts(&chunker, &pending, end);
-                    pieced.extend(lengths);
-                    pending = pending[pending.len() - kept..].to_vec();
-                }
-                if end {
+            for step in piece_lengths.iter().cycle() {
+                if offset == data.len() {
                     break;
                 }
+                let end = (offset + step).min(data.len());
+                pieces.push(Ok(data[offset..end].to_vec()));
+                offset = end;
             }
-            prop_assert_eq!(pieced, whole);
+            let mut stream_chunker = StreamChunker::with_read_ahead(chunker.clone(), 8192);
+            let mut reader = reader_of(pieces);
+            let mut stream = stream_chunker.stream(&mut reader);
+            let mut lengths = Vec::new();
+            while let Some(chunk) = stream.next_chunk() {
+                lengths.push(chunk.unwrap().len());
+            }
+            prop_assert_eq!(lengths, chunker.cut_points(&data));
         }
+    }
+
+    /// A failed blob read ends the stream with an error and keeps the real
+    /// one, after the bytes that came before it.
+    #[test]
+    fn a_failed_read_ends_the_stream_with_its_error() {
+        let failure = Error::BlobNotFound {
+            blob_type: BlobType::Data,
+            id: Id([3; 32]),
+        };
+        let mut reader = reader_of(vec![Ok(vec![1, 2, 3]), Err(failure)]);
+        let mut out = [0; 8];
+        assert_eq!(reader.read(&mut out).unwrap(), 3);
+        assert_eq!(out[..3], [1, 2, 3]);
+        assert!(reader.read(&mut out).is_err());
+        assert!(matches!(reader.failure, Some(Error::BlobNotFound { .. })));
     }
 }

@@ -528,3 +528,100 @@ async fn blobs_are_verified_and_cat_shows_restics_structures() {
     assert_eq!(theirs["id"].as_str().unwrap(), repo.config().id);
     assert_eq!(theirs["version"], 2);
 }
+
+/// A migration that meets a damaged restic blob in the middle of a file
+/// fails, naming the blob, and commits no snapshot; once the pack is whole
+/// again the same migration finishes, and the migrated files restore byte
+/// for byte.
+#[tokio::test]
+async fn a_damaged_blob_fails_the_migration_and_a_rerun_after_repair_finishes() {
+    use arca_repo::Repository;
+    use arca_repo::repository::InitOptions;
+    use arca_repo::select::SnapshotFilter;
+
+    if !restic_available() {
+        return;
+    }
+    let fixture = Fixture {
+        dir: tempfile::tempdir().unwrap(),
+        version: 2,
+        xattrs: false,
+    };
+    fixture.restic(&["init".as_ref()]);
+    let source = fixture.source();
+    std::fs::create_dir_all(source.join("dir")).unwrap();
+    // Several restic blobs (about 1 MiB each) and many more Arca chunks.
+    std::fs::write(source.join("dir/large"), common::noise(12 << 20, 21)).unwrap();
+    std::fs::write(source.join("small"), b"small file\n").unwrap();
+    fixture.restic(&["backup".as_ref(), source.as_os_str()]);
+
+    let repo = open(&fixture).await;
+    let (_, snapshot) = repo.find_snapshot("latest").await.unwrap();
+    let (_, large) = walk(&repo, &snapshot.tree)
+        .await
+        .into_iter()
+        .find(|(path, _)| path.ends_with("dir/large"))
+        .unwrap();
+    assert!(large.content.len() >= 3, "{} blobs", large.content.len());
+    let damaged = large.content[large.content.len() / 2];
+    let index = repo.load_index().await.unwrap();
+    let location = index
+        .get(arca_repo::blob::BlobType::Data, &damaged)
+        .unwrap();
+    let pack = fixture
+        .repo()
+        .join(arca_restic::repository::pack_path(&location.pack));
+    let whole = std::fs::read(&pack).unwrap();
+    let mut bytes = whole.clone();
+    bytes[(location.offset + location.length / 2) as usize] ^= 0x40;
+    std::fs::set_permissions(&pack, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::write(&pack, &bytes).unwrap();
+
+    let destination_dir = tempfile::tempdir().unwrap();
+    let destination = Repository::init(
+        Arc::new(LocalBackend::new(destination_dir.path())),
+        b"arca password",
+        InitOptions::default(),
+    )
+    .await
+    .unwrap();
+    let snapshots = arca_restic::migrate::select(&repo, &[], &SnapshotFilter::default())
+        .await
+        .unwrap();
+    let result = arca_restic::migrate::migrate(&repo, &destination, &snapshots).await;
+    match &result {
+        Err(error @ Error::Unauthenticated { .. }) => {
+            assert!(error.to_string().contains(&damaged.to_string()), "{error}");
+        }
+        other => panic!("expected a failed authentication, got {other:?}"),
+    }
+    assert!(destination.list_snapshots().await.unwrap().is_empty());
+
+    std::fs::write(&pack, &whole).unwrap();
+    let report = arca_restic::migrate::migrate(&repo, &destination, &snapshots)
+        .await
+        .unwrap();
+    assert_eq!(report.copied.len(), 1);
+    let migrated = destination.list_snapshots().await.unwrap();
+    let [(_, migrated)] = migrated.as_slice() else {
+        panic!("one snapshot expected, got {migrated:?}");
+    };
+    let target = fixture.dir.path().join("restored");
+    let summary = arca_repo::restore::restore(
+        &destination,
+        migrated,
+        &RestoreOptions::new(&target),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.files, 2);
+    let restored = target.join(source.strip_prefix("/").unwrap());
+    for name in ["dir/large", "small"] {
+        assert!(
+            std::fs::read(restored.join(name)).unwrap()
+                == std::fs::read(source.join(name)).unwrap(),
+            "{name} differs"
+        );
+    }
+}
