@@ -32,19 +32,25 @@ use arca_repo::blob::{BlobType, EncodedBlob, encode_blob};
 use arca_repo::copy::{CopiedSnapshot, CopyReport, KnownBlobs, PackSink, SinkCounts};
 use arca_repo::select::SnapshotFilter;
 use arca_repo::snapshot::Snapshot;
-use arca_repo::tree::{NodeType, Tree};
+use arca_repo::tree::{Node, NodeType, Tree};
 use arca_repo::{Id, Repository};
 use futures::StreamExt as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::index::Index;
-use crate::repository::sha256;
+use crate::repository::{blocking, sha256};
 use crate::{Error, ResticRepository, Result};
 
 /// Restic data blobs read ahead of the chunker, per file.
 const READ_AHEAD: usize = 4;
 /// Chunks cut ahead of the encoders, per file.
 const CHUNKS_QUEUED: usize = 4;
+/// A file whose restic blobs hold this many bytes at most is migrated
+/// whole, several at a time ([`Migrator::small_files`]); larger ones stream.
+const SMALL_FILE: u64 = 256 << 10;
+/// Small files migrated at once: enough to keep both the reads and the
+/// cores busy, few enough that their bytes stay a few MiB.
+const SMALL_FILES_AT_ONCE: usize = 8;
 /// Remembered restic → Arca mappings at most (trees and files each); the
 /// maps are emptied when full, which only costs reading again.
 const MAX_REMEMBERED: usize = 1 << 18;
@@ -180,13 +186,15 @@ impl Migrator {
             return Ok(*known);
         }
         let mut nodes = self.restic.arca_tree(&self.index, &id).await?.nodes;
-        for node in &mut nodes {
+        let migrated = self.small_files(&mut nodes).await?;
+        for (node, migrated) in nodes.iter_mut().zip(migrated) {
             match node.node_type {
                 NodeType::Dir => {
                     let subtree = node.subtree.expect("to_arca: directories have subtrees");
                     node.subtree = Some(Box::pin(self.tree(subtree)).await?);
                 }
-                NodeType::File => node.content = self.file(&node.content).await?,
+                NodeType::File if !migrated => node.content = self.file(&node.content).await?,
+                NodeType::File => {}
                 _ => node.content.clear(),
             }
         }
@@ -196,6 +204,67 @@ impl Migrator {
         }
         self.trees.insert(id, new_id);
         Ok(new_id)
+    }
+
+    /// Migrates the small files among `nodes` (see [`SMALL_FILE`]), up to
+    /// [`SMALL_FILES_AT_ONCE`] at a time, each opened, cut and named in one
+    /// blocking call and sealed by the sealing threads: a directory of small
+    /// files does not pay the streaming path's thread hand-offs file after
+    /// file. Returns which nodes it migrated (their content is Arca's now).
+    async fn small_files(&mut self, nodes: &mut [Node]) -> Result<Vec<bool>> {
+        let mut migrated = vec![false; nodes.len()];
+        let mut todo = Vec::new();
+        for (position, node) in nodes.iter_mut().enumerate() {
+            if node.node_type != NodeType::File || !is_small(&self.index, &node.content) {
+                continue;
+            }
+            let list_id = content_list_id(&node.content);
+            if let Some(known) = self.files.get(&list_id) {
+                node.content = known.clone();
+                migrated[position] = true;
+            } else {
+                todo.push((position, list_id, node.content.clone()));
+            }
+        }
+        let (restic, index, destination, known, encoders) = (
+            &self.restic,
+            &self.index,
+            &self.destination,
+            &self.known,
+            &self.encoders,
+        );
+        let mut files = futures::stream::iter(todo)
+            .map(|(position, list_id, content)| async move {
+                let mut chunks = Vec::new();
+                for (id, chunk) in small_file(restic, index, destination, known, &content).await? {
+                    let blob = match chunk {
+                        Some(chunk) => Some(encoders.seal(id, chunk).await?),
+                        None => None,
+                    };
+                    chunks.push((id, blob));
+                }
+                Ok::<_, Error>((position, list_id, chunks))
+            })
+            .buffered(SMALL_FILES_AT_ONCE);
+        while let Some(file) = files.next().await {
+            let (position, list_id, chunks) = file?;
+            let mut ids = Vec::with_capacity(chunks.len());
+            for (id, blob) in chunks {
+                if let Some(blob) = blob {
+                    self.sink.store(blob).await?;
+                }
+                ids.push(id);
+            }
+            remember(
+                &mut self.files,
+                &mut self.remembered_content_ids,
+                list_id,
+                &ids,
+            );
+            nodes[position].content = ids;
+            migrated[position] = true;
+        }
+        Ok(migrated)
     }
 
     /// Re-chunks one file (its restic data blobs, in order); returns its
@@ -211,7 +280,7 @@ impl Migrator {
         if content.is_empty() {
             return Ok(Vec::new());
         }
-        let list_id = sha256(&content.iter().flat_map(|id| id.0).collect::<Vec<u8>>());
+        let list_id = content_list_id(content);
         if let Some(known) = self.files.get(&list_id) {
             return Ok(known.clone());
         }
@@ -292,16 +361,86 @@ impl Migrator {
         }
         packed?;
         cut?;
-        if self.files.len() >= MAX_REMEMBERED
-            || self.remembered_content_ids + ids.len() > MAX_REMEMBERED_CONTENT_IDS
-        {
-            self.files.clear();
-            self.remembered_content_ids = 0;
-        }
-        self.remembered_content_ids += ids.len();
-        self.files.insert(list_id, ids.clone());
+        remember(
+            &mut self.files,
+            &mut self.remembered_content_ids,
+            list_id,
+            &ids,
+        );
         Ok(ids)
     }
+}
+
+/// The key of a file's restic content list in [`Migrator`]'s file map.
+fn content_list_id(content: &[Id]) -> Id {
+    sha256(&content.iter().flat_map(|id| id.0).collect::<Vec<u8>>())
+}
+
+/// Remembers a file's Arca content list, emptying the map first if it is
+/// full (see [`MAX_REMEMBERED`]).
+fn remember(files: &mut HashMap<Id, Vec<Id>>, held_ids: &mut usize, list_id: Id, ids: &[Id]) {
+    if files.len() >= MAX_REMEMBERED || *held_ids + ids.len() > MAX_REMEMBERED_CONTENT_IDS {
+        files.clear();
+        *held_ids = 0;
+    }
+    *held_ids += ids.len();
+    files.insert(list_id, ids.to_vec());
+}
+
+/// Whether a file's restic blobs (as the index, which is authenticated,
+/// gives their lengths) add up to [`SMALL_FILE`] bytes at most. A blob in
+/// no index is left to the streaming path, which reports it.
+fn is_small(index: &Index, content: &[Id]) -> bool {
+    let mut bytes = 0;
+    !content.is_empty()
+        && content.iter().all(|id| {
+            index.get(BlobType::Data, id).is_some_and(|location| {
+                bytes += location.plaintext_len();
+                bytes <= SMALL_FILE
+            })
+        })
+}
+
+/// One small file's chunks: its restic blobs fetched, then opened, cut and
+/// named in one blocking call; with the bytes of those the destination
+/// lacks, to be sealed.
+async fn small_file(
+    restic: &ResticRepository,
+    index: &Index,
+    destination: &Repository,
+    known: &Arc<KnownBlobs>,
+    content: &[Id],
+) -> Result<Vec<(Id, Option<Vec<u8>>)>> {
+    let mut stored = Vec::with_capacity(content.len());
+    for id in content {
+        let location = index.get(BlobType::Data, id).ok_or(Error::BlobNotFound {
+            blob_type: BlobType::Data,
+            id: *id,
+        })?;
+        let bytes = restic.fetch_located_blob(&location).await?;
+        stored.push((*id, location.uncompressed_length, bytes));
+    }
+    let (restic, destination, known) = (restic.clone(), destination.clone(), Arc::clone(known));
+    blocking(move || {
+        let mut data = Vec::new();
+        for (id, uncompressed_length, bytes) in stored {
+            data.extend(restic.open_blob(BlobType::Data, &id, &bytes, uncompressed_length)?);
+        }
+        let key = destination.key();
+        let mut start = 0;
+        let mut chunks = Vec::new();
+        for length in destination.chunker().cut_points(&data) {
+            let chunk = &data[start..start + length];
+            start += length;
+            let id = key.content_id(chunk);
+            chunks.push((
+                id,
+                (!known.has(BlobType::Data, &id)).then(|| chunk.to_vec()),
+            ));
+        }
+        Ok(chunks)
+    })
+    .await
 }
 
 /// Threads that seal chunks for the destination, one per core. Each keeps

@@ -277,16 +277,22 @@ impl ResticRepository {
         id: &Id,
         location: &BlobLocation,
     ) -> Result<Vec<u8>> {
+        let stored = self.fetch_located_blob(location).await?;
+        let (key, id, uncompressed) = (self.key.clone(), *id, location.uncompressed_length);
+        blocking(move || open_blob(&key, blob_type, &id, &stored, uncompressed)).await
+    }
+
+    /// The stored (sealed) bytes of the blob at `location`, for
+    /// [`ResticRepository::open_blob`].
+    pub async fn fetch_located_blob(&self, location: &BlobLocation) -> Result<bytes::Bytes> {
         let start = u64::from(location.offset);
-        let stored = self
+        Ok(self
             .backend
             .get_range(
                 &pack_path(&location.pack),
                 start..start + u64::from(location.length),
             )
-            .await?;
-        let (key, id, uncompressed) = (self.key.clone(), *id, location.uncompressed_length);
-        blocking(move || open_blob(&key, blob_type, &id, &stored, uncompressed)).await
+            .await?)
     }
 
     /// One tree.

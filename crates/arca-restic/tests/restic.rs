@@ -529,19 +529,26 @@ async fn blobs_are_verified_and_cat_shows_restics_structures() {
     assert_eq!(theirs["version"], 2);
 }
 
-/// A migration that meets a damaged restic blob in the middle of a file
-/// fails, naming the blob, and commits no snapshot; once the pack is whole
-/// again the same migration finishes, and the migrated files restore byte
-/// for byte.
+/// A migration that meets a damaged restic blob in the middle of a large
+/// file (the streaming path) or in a small one (migrated whole) fails,
+/// naming the blob, and commits no snapshot; once the pack is whole again
+/// the same migration finishes, and the migrated files restore byte for
+/// byte.
 #[tokio::test]
 async fn a_damaged_blob_fails_the_migration_and_a_rerun_after_repair_finishes() {
+    if !restic_available() {
+        return;
+    }
+    for damaged_file in ["dir/large", "small"] {
+        migrate_with_a_damaged_blob_in(damaged_file).await;
+    }
+}
+
+async fn migrate_with_a_damaged_blob_in(damaged_file: &str) {
     use arca_repo::Repository;
     use arca_repo::repository::InitOptions;
     use arca_repo::select::SnapshotFilter;
 
-    if !restic_available() {
-        return;
-    }
     let fixture = Fixture {
         dir: tempfile::tempdir().unwrap(),
         version: 2,
@@ -557,13 +564,18 @@ async fn a_damaged_blob_fails_the_migration_and_a_rerun_after_repair_finishes() 
 
     let repo = open(&fixture).await;
     let (_, snapshot) = repo.find_snapshot("latest").await.unwrap();
-    let (_, large) = walk(&repo, &snapshot.tree)
-        .await
-        .into_iter()
-        .find(|(path, _)| path.ends_with("dir/large"))
-        .unwrap();
-    assert!(large.content.len() >= 3, "{} blobs", large.content.len());
-    let damaged = large.content[large.content.len() / 2];
+    let nodes = walk(&repo, &snapshot.tree).await;
+    let content = |name: &str| {
+        let (_, node) = nodes.iter().find(|(path, _)| path.ends_with(name)).unwrap();
+        node.content.clone()
+    };
+    assert!(
+        content("dir/large").len() >= 3,
+        "{:?}",
+        content("dir/large")
+    );
+    let damaged_content = content(damaged_file);
+    let damaged = damaged_content[damaged_content.len() / 2];
     let index = repo.load_index().await.unwrap();
     let location = index
         .get(arca_repo::blob::BlobType::Data, &damaged)
