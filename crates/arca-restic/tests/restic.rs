@@ -349,6 +349,25 @@ fn bytes_below(dir: &std::path::Path) -> u64 {
     total
 }
 
+/// Flips a bit in the middle of data blob `id` in its pack; returns the
+/// pack's path and its bytes as they were, to repair it with.
+fn damage_blob(
+    fixture: &Fixture,
+    index: &arca_restic::index::Index,
+    id: &arca_repo::Id,
+) -> (PathBuf, Vec<u8>) {
+    let location = index.get(arca_repo::blob::BlobType::Data, id).unwrap();
+    let pack = fixture
+        .repo()
+        .join(arca_restic::repository::pack_path(&location.pack));
+    let whole = std::fs::read(&pack).unwrap();
+    let mut bytes = whole.clone();
+    bytes[(location.offset + location.length / 2) as usize] ^= 0x40;
+    std::fs::set_permissions(&pack, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::write(&pack, &bytes).unwrap();
+    (pack, whole)
+}
+
 #[tokio::test]
 async fn a_blob_in_many_files_is_read_once_and_a_damaged_one_fails_every_file_holding_it() {
     if !restic_available() {
@@ -412,16 +431,7 @@ async fn a_blob_in_many_files_is_read_once_and_a_damaged_one_fails_every_file_ho
         .find(|(path, _)| path.ends_with("a/copy"))
         .unwrap();
     let damaged = node.content[0];
-    let location = index
-        .get(arca_repo::blob::BlobType::Data, &damaged)
-        .unwrap();
-    let pack = fixture
-        .repo()
-        .join(arca_restic::repository::pack_path(&location.pack));
-    let mut bytes = std::fs::read(&pack).unwrap();
-    bytes[(location.offset + location.length / 2) as usize] ^= 0x40;
-    std::fs::set_permissions(&pack, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    std::fs::write(&pack, &bytes).unwrap();
+    damage_blob(&fixture, &index, &damaged);
     let target = fixture.dir.path().join("after-damage");
     let result = arca_restic::restore::restore(
         &repo,
@@ -577,17 +587,7 @@ async fn migrate_with_a_damaged_blob_in(damaged_file: &str) {
     let damaged_content = content(damaged_file);
     let damaged = damaged_content[damaged_content.len() / 2];
     let index = repo.load_index().await.unwrap();
-    let location = index
-        .get(arca_repo::blob::BlobType::Data, &damaged)
-        .unwrap();
-    let pack = fixture
-        .repo()
-        .join(arca_restic::repository::pack_path(&location.pack));
-    let whole = std::fs::read(&pack).unwrap();
-    let mut bytes = whole.clone();
-    bytes[(location.offset + location.length / 2) as usize] ^= 0x40;
-    std::fs::set_permissions(&pack, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    std::fs::write(&pack, &bytes).unwrap();
+    let (pack, whole) = damage_blob(&fixture, &index, &damaged);
 
     let destination_dir = tempfile::tempdir().unwrap();
     let destination = Repository::init(
