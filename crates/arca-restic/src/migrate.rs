@@ -37,7 +37,7 @@ use arca_repo::{Id, Repository};
 use futures::StreamExt as _;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::index::Index;
+use crate::index::{BlobLocation, Index};
 use crate::repository::{blocking, sha256};
 use crate::{Error, ResticRepository, Result};
 
@@ -215,28 +215,26 @@ impl Migrator {
         let mut migrated = vec![false; nodes.len()];
         let mut todo = Vec::new();
         for (position, node) in nodes.iter_mut().enumerate() {
-            if node.node_type != NodeType::File || !is_small(&self.index, &node.content) {
+            if node.node_type != NodeType::File {
                 continue;
             }
+            let Some(blobs) = small_file_blobs(&self.index, &node.content) else {
+                continue;
+            };
             let list_id = content_list_id(&node.content);
             if let Some(known) = self.files.get(&list_id) {
                 node.content = known.clone();
                 migrated[position] = true;
             } else {
-                todo.push((position, list_id, node.content.clone()));
+                todo.push((position, list_id, blobs));
             }
         }
-        let (restic, index, destination, known, encoders) = (
-            &self.restic,
-            &self.index,
-            &self.destination,
-            &self.known,
-            &self.encoders,
-        );
+        let (restic, destination, known, encoders) =
+            (&self.restic, &self.destination, &self.known, &self.encoders);
         let mut files = futures::stream::iter(todo)
-            .map(|(position, list_id, content)| async move {
+            .map(|(position, list_id, blobs)| async move {
                 let mut chunks = Vec::new();
-                for (id, chunk) in small_file(restic, index, destination, known, &content).await? {
+                for (id, chunk) in small_file(restic, destination, known, blobs).await? {
                     let blob = match chunk {
                         Some(chunk) => Some(encoders.seal(id, chunk).await?),
                         None => None,
@@ -387,18 +385,21 @@ fn remember(files: &mut HashMap<Id, Vec<Id>>, held_ids: &mut usize, list_id: Id,
     files.insert(list_id, ids.to_vec());
 }
 
-/// Whether a file's restic blobs (as the index, which is authenticated,
-/// gives their lengths) add up to [`SMALL_FILE`] bytes at most. A blob in
-/// no index is left to the streaming path, which reports it.
-fn is_small(index: &Index, content: &[Id]) -> bool {
+/// A small file's restic blobs with their locations, if they add up to
+/// [`SMALL_FILE`] bytes at most (as the index, which is authenticated,
+/// gives their lengths). A blob in no index leaves the file to the
+/// streaming path, which reports it.
+fn small_file_blobs(index: &Index, content: &[Id]) -> Option<Vec<(Id, BlobLocation)>> {
     let mut bytes = 0;
-    !content.is_empty()
-        && content.iter().all(|id| {
-            index.get(BlobType::Data, id).is_some_and(|location| {
-                bytes += location.plaintext_len();
-                bytes <= SMALL_FILE
-            })
+    let blobs = content
+        .iter()
+        .map(|id| {
+            let location = index.get(BlobType::Data, id)?;
+            bytes += location.plaintext_len();
+            (bytes <= SMALL_FILE).then_some((*id, location))
         })
+        .collect::<Option<Vec<_>>>()?;
+    (!blobs.is_empty()).then_some(blobs)
 }
 
 /// One small file's chunks: its restic blobs fetched, then opened, cut and
@@ -406,19 +407,14 @@ fn is_small(index: &Index, content: &[Id]) -> bool {
 /// lacks, to be sealed.
 async fn small_file(
     restic: &ResticRepository,
-    index: &Index,
     destination: &Repository,
     known: &Arc<KnownBlobs>,
-    content: &[Id],
+    blobs: Vec<(Id, BlobLocation)>,
 ) -> Result<Vec<(Id, Option<Vec<u8>>)>> {
-    let mut stored = Vec::with_capacity(content.len());
-    for id in content {
-        let location = index.get(BlobType::Data, id).ok_or(Error::BlobNotFound {
-            blob_type: BlobType::Data,
-            id: *id,
-        })?;
+    let mut stored = Vec::with_capacity(blobs.len());
+    for (id, location) in blobs {
         let bytes = restic.fetch_located_blob(&location).await?;
-        stored.push((*id, location.uncompressed_length, bytes));
+        stored.push((id, location.uncompressed_length, bytes));
     }
     let (restic, destination, known) = (restic.clone(), destination.clone(), Arc::clone(known));
     blocking(move || {
@@ -426,17 +422,15 @@ async fn small_file(
         for (id, uncompressed_length, bytes) in stored {
             data.extend(restic.open_blob(BlobType::Data, &id, &bytes, uncompressed_length)?);
         }
-        let key = destination.key();
         let mut start = 0;
         let mut chunks = Vec::new();
         for length in destination.chunker().cut_points(&data) {
-            let chunk = &data[start..start + length];
-            start += length;
-            let id = key.content_id(chunk);
-            chunks.push((
-                id,
-                (!known.has(BlobType::Data, &id)).then(|| chunk.to_vec()),
+            chunks.push(name_chunk(
+                &destination,
+                &known,
+                &data[start..start + length],
             ));
+            start += length;
         }
         Ok(chunks)
     })
@@ -494,6 +488,15 @@ impl Encoders {
     }
 }
 
+/// A chunk's ID and, if the destination lacks it, its bytes, to be sealed.
+fn name_chunk(destination: &Repository, known: &KnownBlobs, chunk: &[u8]) -> (Id, Option<Vec<u8>>) {
+    let id = destination.key().content_id(chunk);
+    (
+        id,
+        (!known.has(BlobType::Data, &id)).then(|| chunk.to_vec()),
+    )
+}
+
 /// Cuts the stream of a file's restic blobs into the destination's chunks
 /// and sends each with its ID and, if the destination lacks it, its bytes.
 /// Stops early, without error, once nobody receives.
@@ -504,7 +507,6 @@ fn cut_file(
     known: &KnownBlobs,
     chunks: &mpsc::Sender<(Id, Option<Vec<u8>>)>,
 ) -> Result<()> {
-    let key = destination.key();
     let mut stream = stream_chunker.stream(&mut source);
     while let Some(chunk) = stream.next_chunk() {
         let Ok(chunk) = chunk else {
@@ -513,9 +515,10 @@ fn cut_file(
                 .take()
                 .expect("only a failed blob read fails the stream"));
         };
-        let id = key.content_id(chunk);
-        let bytes = (!known.has(BlobType::Data, &id)).then(|| chunk.to_vec());
-        if chunks.blocking_send((id, bytes)).is_err() {
+        if chunks
+            .blocking_send(name_chunk(destination, known, chunk))
+            .is_err()
+        {
             return Ok(());
         }
     }
